@@ -1,0 +1,64 @@
+-- Projector checkpoints. A projector has read every event up to and including
+-- (last_transaction_id, last_position) in catch-up order. The row is locked
+-- FOR UPDATE for the duration of a batch: that lock is the lease which makes one
+-- instance at a time run a projector, released automatically if that instance dies.
+CREATE TABLE projector_checkpoints (
+    name                text        PRIMARY KEY,
+    last_transaction_id xid8        NOT NULL DEFAULT '0',
+    last_position       bigint      NOT NULL DEFAULT 0,
+    events_processed    bigint      NOT NULL DEFAULT 0,
+    updated_at          timestamptz NOT NULL DEFAULT now()
+);
+REVOKE ALL ON projector_checkpoints FROM PUBLIC;
+GRANT SELECT ON projector_checkpoints TO chronicle_app;
+GRANT SELECT, INSERT, UPDATE ON projector_checkpoints TO chronicle_worker;
+
+-- audit_logs: every event, who did what to what (seed 004, keyed for the event store).
+CREATE TABLE audit_logs (
+    id             bigint      PRIMARY KEY, -- the event's global_position
+    tenant_id      uuid        NOT NULL,
+    actor          text        NOT NULL,  -- user id, or 'system:<component>'
+    actor_user_id  uuid,                  -- set when the actor is a user
+    actor_type     text        NOT NULL CHECK (actor_type IN ('user', 'system', 'worker')),
+    action         text        NOT NULL,  -- e.g. 'file.renamed'
+    target_type    text        NOT NULL,  -- aggregate type
+    target_id      text        NOT NULL,  -- aggregate id
+    sequence       bigint      NOT NULL,
+    details        jsonb       NOT NULL,
+    request_id     text,
+    correlation_id text,
+    created_at     timestamptz NOT NULL
+);
+CREATE INDEX audit_logs_tenant_time ON audit_logs (tenant_id, created_at DESC, id DESC);
+CREATE INDEX audit_logs_tenant_target ON audit_logs (tenant_id, target_type, target_id, sequence);
+CREATE INDEX audit_logs_tenant_actor ON audit_logs (tenant_id, actor, created_at DESC);
+
+-- stream_heads: the head of every stream's hash chain (what signed checkpoints sign).
+CREATE TABLE stream_heads (
+    tenant_id      uuid        NOT NULL,
+    aggregate_type text        NOT NULL,
+    aggregate_id   text        NOT NULL,
+    last_sequence  bigint      NOT NULL,
+    last_hash      text        NOT NULL,
+    updated_at     timestamptz NOT NULL,
+    PRIMARY KEY (tenant_id, aggregate_type, aggregate_id)
+);
+
+-- Row-level security on every read table: the API sees only the tenant set with
+-- SET LOCAL app.tenant_id; the worker role (projectors) writes for all tenants.
+-- FORCE makes it apply to the table owner too.
+DO $$
+DECLARE t text;
+BEGIN
+  FOREACH t IN ARRAY ARRAY['audit_logs', 'stream_heads'] LOOP
+    EXECUTE format('ALTER TABLE %I ENABLE ROW LEVEL SECURITY', t);
+    EXECUTE format('ALTER TABLE %I FORCE ROW LEVEL SECURITY', t);
+    EXECUTE format($p$CREATE POLICY tenant_isolation ON %I TO chronicle_app
+        USING (tenant_id = nullif(current_setting('app.tenant_id', true), '')::uuid)$p$, t);
+    EXECUTE format('CREATE POLICY projector_writes ON %I TO chronicle_worker USING (true) WITH CHECK (true)', t);
+    EXECUTE format('REVOKE ALL ON %I FROM PUBLIC', t);
+    EXECUTE format('GRANT SELECT ON %I TO chronicle_app', t);
+    EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE ON %I TO chronicle_worker', t);
+  END LOOP;
+END
+$$;

@@ -1,0 +1,57 @@
+//! Request-scoped cross-cutting concerns: a request id on every request, response and
+//! log line; per-route metrics; one log line per request (health probes stay quiet).
+
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+use tracing::Instrument;
+
+use crate::metrics::{HttpLabels, RouteLabels};
+use crate::state::AppState;
+
+pub const REQUEST_ID: &str = "x-request-id";
+
+pub async fn observe(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = request.method().to_string();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".to_string());
+    let request_id = request
+        .headers()
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    let span = tracing::info_span!("request", %method, %route, request_id = %request_id);
+    let response = next.run(request).instrument(span.clone()).await;
+    let elapsed = started.elapsed();
+    let status = response.status().as_u16();
+    state
+        .metrics
+        .http_requests
+        .get_or_create(&HttpLabels {
+            method: method.clone(),
+            route: route.clone(),
+            status,
+        })
+        .inc();
+    state
+        .metrics
+        .http_latency
+        .get_or_create(&RouteLabels {
+            method,
+            route: route.clone(),
+        })
+        .observe(elapsed.as_secs_f64());
+    if !route.starts_with("/health") && route != "/metrics" {
+        span.in_scope(|| {
+            tracing::info!(status, elapsed_ms = elapsed.as_secs_f64() * 1e3, "request")
+        });
+    }
+    response
+}

@@ -1,0 +1,46 @@
+//! `/metrics` (Prometheus text) and `/openapi.json`.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use utoipa::OpenApi;
+
+use crate::error::AppError;
+use crate::metrics::ProjectorLabels;
+use crate::projections::status::status;
+use crate::state::AppState;
+
+/// Prometheus metrics. Projection lag is read from the database at scrape time, so it
+/// is right whichever instance runs the projectors.
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
+pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, AppError> {
+    for p in status(&state.db).await? {
+        let labels = ProjectorLabels { projector: p.name };
+        state
+            .metrics
+            .projection_lag_events
+            .get_or_create(&labels)
+            .set(p.lag_events);
+        state
+            .metrics
+            .projection_lag_seconds
+            .get_or_create(&labels)
+            .set(p.lag_seconds);
+    }
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        state.metrics.render(),
+    ))
+}
+
+/// This document: OpenAPI 3.1, generated from the handlers.
+#[utoipa::path(get, path = "/openapi.json", tag = "operations",
+    responses((status = 200, description = "OpenAPI 3.1 document")))]
+pub async fn openapi() -> impl IntoResponse {
+    Json(super::ApiDoc::openapi())
+}

@@ -1,0 +1,158 @@
+//! Building, running and stopping Chronicle. `main` and the tests start the same app;
+//! tests bind port 0 and read the address back.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::db::{self, DbRole};
+use crate::metrics::Metrics;
+use crate::projections;
+use crate::state::AppState;
+
+/// Which parts of Chronicle this process runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// HTTP API + worker + projectors (the zero-setup default).
+    Serve,
+    /// HTTP API only.
+    Web,
+    /// Worker + projectors only.
+    Worker,
+}
+
+impl Mode {
+    fn runs_http(self) -> bool {
+        matches!(self, Mode::Serve | Mode::Web)
+    }
+    fn runs_worker(self) -> bool {
+        matches!(self, Mode::Serve | Mode::Worker)
+    }
+}
+
+/// A running Chronicle.
+pub struct App {
+    /// Where the HTTP API listens (None in worker mode).
+    pub addr: Option<SocketAddr>,
+    pub state: AppState,
+    shutdown: CancellationToken,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl App {
+    /// Migrates the database (creating it if missing), opens pools, binds the listener
+    /// and starts the parts `mode` asks for.
+    pub async fn start(config: Config, mode: Mode) -> anyhow::Result<App> {
+        let url = config.database_url.expose().to_string();
+        db::migrate(&url).await?;
+        tokio::fs::create_dir_all(&config.data_dir)
+            .await
+            .with_context(|| format!("DATA_DIR {} cannot be created", config.data_dir.display()))?;
+
+        let app_pool = db::pool(&url, DbRole::App, config.db_max_connections).await?;
+        let redis =
+            redis::Client::open(config.redis_url.expose()).context("REDIS_URL is invalid")?;
+        let config = Arc::new(config);
+        let state = AppState {
+            config: config.clone(),
+            db: app_pool,
+            redis,
+            metrics: Arc::new(Metrics::new()),
+        };
+        let shutdown = CancellationToken::new();
+        let mut tasks = Vec::new();
+
+        if mode.runs_worker() {
+            let worker_pool = db::pool(&url, DbRole::Worker, 4).await?;
+            let all = projections::all();
+            projections::runtime::register(&worker_pool, &all).await?;
+            let listen_url = config
+                .database_direct_url
+                .as_ref()
+                .unwrap_or(&config.database_url)
+                .expose()
+                .to_string();
+            tasks.extend(projections::runtime::spawn_all(
+                worker_pool,
+                listen_url,
+                all,
+                shutdown.clone(),
+            ));
+        }
+
+        let mut addr = None;
+        if mode.runs_http() {
+            let listener = tokio::net::TcpListener::bind(config.bind_addr)
+                .await
+                .with_context(|| format!("BIND_ADDR {} cannot be bound", config.bind_addr))?;
+            addr = Some(listener.local_addr()?);
+            let router = crate::api::router(state.clone());
+            let stop = shutdown.clone();
+            tasks.push(tokio::spawn(async move {
+                let served = axum::serve(
+                    listener,
+                    router.into_make_service_with_connect_info::<SocketAddr>(),
+                )
+                .with_graceful_shutdown(stop.cancelled_owned())
+                .await;
+                if let Err(err) = served {
+                    tracing::error!(error = %err, "HTTP server failed");
+                }
+            }));
+        }
+        tracing::info!(?mode, addr = ?addr, "chronicle started");
+        Ok(App {
+            addr,
+            state,
+            shutdown,
+            tasks,
+        })
+    }
+
+    /// The token that stops everything; cancel it to shut down.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Waits until shutdown is requested and every part has finished its in-flight work.
+    pub async fn wait(self) {
+        for task in self.tasks {
+            let _ = task.await;
+        }
+        self.state.db.close().await;
+    }
+
+    /// Requests shutdown and waits for it.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        self.wait().await;
+    }
+}
+
+/// Cancels `token` on Ctrl-C or SIGTERM.
+pub fn cancel_on_signal(token: CancellationToken) {
+    tokio::spawn(async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        let terminate = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let terminate = std::future::pending::<()>();
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = terminate => {}
+        }
+        tracing::info!("shutdown requested; finishing in-flight work");
+        token.cancel();
+    });
+}

@@ -1,0 +1,122 @@
+//! What the API and the worker call to change state: load → decide → append, with
+//! metadata on every event and bounded, jittered retries when a concurrent writer won.
+
+use std::time::Duration;
+
+use cqrs_es::event_sink::EventSink;
+use cqrs_es::{Aggregate, AggregateContext, AggregateError, EventEnvelope, EventStore};
+
+use crate::error::AppError;
+use crate::store::{ChronicleStore, EventMetadata};
+
+/// How many times a command is tried when its append conflicts (then `409 conflict`).
+pub const MAX_ATTEMPTS: u32 = 6;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError<E: std::error::Error> {
+    /// The aggregate refused the command (a domain rule).
+    #[error(transparent)]
+    Domain(E),
+    /// Concurrent writers kept winning for `MAX_ATTEMPTS` tries.
+    #[error("conflict after {MAX_ATTEMPTS} attempts")]
+    Conflict,
+    #[error("event store: {0}")]
+    Store(String),
+}
+
+/// The committed result of a command.
+pub struct Committed<A: Aggregate> {
+    pub events: Vec<EventEnvelope<A>>,
+    /// State after the command.
+    pub aggregate: A,
+    /// Sequence of the stream's last event.
+    pub sequence: u64,
+}
+
+/// Executes `command` against stream `aggregate_id`. The command is cloned for retries:
+/// each attempt decides again on freshly loaded state.
+pub async fn execute<A>(
+    store: &ChronicleStore<A>,
+    aggregate_id: &str,
+    command: A::Command,
+    metadata: &EventMetadata,
+    services: &A::Services,
+) -> Result<Committed<A>, CommandError<A::Error>>
+where
+    A: Aggregate + Clone,
+    A::Command: Clone,
+{
+    let map = metadata.to_map();
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let mut context = store
+            .load_aggregate(aggregate_id)
+            .await
+            .map_err(store_error)?;
+        let sink = EventSink::default();
+        context
+            .aggregate()
+            .handle(command.clone(), services, &sink)
+            .await
+            .map_err(CommandError::Domain)?;
+        let events = sink.collect().await;
+        let sequence = context.current_sequence + events.len() as u64;
+        // The context's aggregate already has `events` applied; keep a copy to return.
+        let aggregate = context.aggregate.clone();
+        match store.commit(events, context, map.clone()).await {
+            Ok(events) => {
+                return Ok(Committed {
+                    events,
+                    aggregate,
+                    sequence,
+                });
+            }
+            Err(AggregateError::AggregateConflict) if attempt < MAX_ATTEMPTS => {
+                tokio::time::sleep(backoff(attempt)).await;
+            }
+            Err(AggregateError::AggregateConflict) => return Err(CommandError::Conflict),
+            Err(other) => return Err(store_error(other)),
+        }
+    }
+}
+
+/// Exponential backoff with full jitter: 0..(4ms · 2^attempt), capped at 200 ms.
+fn backoff(attempt: u32) -> Duration {
+    let ceiling_ms = (4u64 << attempt.min(6)).min(200);
+    Duration::from_micros(rand::random_range(0..ceiling_ms * 1000))
+}
+
+fn store_error<E: std::error::Error>(err: AggregateError<E>) -> CommandError<E> {
+    match err {
+        AggregateError::UserError(e) => CommandError::Domain(e),
+        AggregateError::AggregateConflict => CommandError::Conflict,
+        other => CommandError::Store(other.to_string()),
+    }
+}
+
+impl<E> From<CommandError<E>> for AppError
+where
+    E: std::error::Error + Into<AppError>,
+{
+    fn from(err: CommandError<E>) -> Self {
+        match err {
+            CommandError::Domain(e) => e.into(),
+            CommandError::Conflict => AppError::Conflict,
+            CommandError::Store(detail) => AppError::Internal(anyhow::anyhow!(detail)),
+        }
+    }
+}
+
+impl From<crate::aggregates::FileError> for AppError {
+    fn from(err: crate::aggregates::FileError) -> Self {
+        use crate::aggregates::FileError;
+        match err {
+            FileError::NotFound => AppError::NotFound(err.to_string()),
+            FileError::AlreadyExists | FileError::Deleted | FileError::NotDeleted => {
+                AppError::Validation(err.to_string())
+            }
+            FileError::Invalid { .. } => AppError::Validation(err.to_string()),
+        }
+    }
+}

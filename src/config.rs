@@ -1,0 +1,283 @@
+//! Configuration from the environment. Parsed once at start-up; an invalid value stops
+//! the process with one line naming the variable. Secrets never appear in `Debug`.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// A secret string whose `Debug`/`Display` never reveal it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Environment {
+    Local,
+    Staging,
+    Production,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub environment: Environment,
+    pub database_url: Secret,
+    /// Direct (non-pooled) connection for LISTEN/NOTIFY; defaults to `database_url`.
+    pub database_direct_url: Option<Secret>,
+    pub redis_url: Secret,
+    pub bind_addr: SocketAddr,
+    pub data_dir: PathBuf,
+    pub jwt_secret: Secret,
+    /// True when `jwt_secret` was generated at start-up (tokens die with the process).
+    pub jwt_secret_generated: bool,
+    pub snapshot_every: u64,
+    pub frontend_url: Option<String>,
+    pub log_format: LogFormat,
+    /// `IS_WORKER=true` turns `serve` into `worker` (seed 001's deployment flag).
+    pub is_worker: bool,
+    pub db_max_connections: u32,
+}
+
+/// The one-line reason configuration was refused; names the variable.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("invalid configuration: {var}: {reason}")]
+pub struct ConfigError {
+    pub var: &'static str,
+    pub reason: String,
+}
+
+fn invalid(var: &'static str, reason: impl Into<String>) -> ConfigError {
+    ConfigError {
+        var,
+        reason: reason.into(),
+    }
+}
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|k| std::env::var(k).ok())
+    }
+
+    /// Reads configuration through `lookup`, so tests need not touch the process env.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |k: &str| lookup(k).filter(|v| !v.trim().is_empty());
+
+        let environment = match get("APP_ENV").as_deref() {
+            None | Some("local") | Some("development") => Environment::Local,
+            Some("staging") => Environment::Staging,
+            Some("production") => Environment::Production,
+            Some(other) => {
+                return Err(invalid(
+                    "APP_ENV",
+                    format!("expected local, staging or production, got {other:?}"),
+                ));
+            }
+        };
+
+        let database_url = get("DATABASE_URL")
+            .unwrap_or_else(|| "postgres://root@127.0.0.1:5432/chronicle".into());
+        if !(database_url.starts_with("postgres://") || database_url.starts_with("postgresql://")) {
+            return Err(invalid("DATABASE_URL", "must start with postgres://"));
+        }
+        let database_direct_url = get("DATABASE_DIRECT_URL").map(Secret::new);
+
+        let redis_url = get("REDIS_URL").unwrap_or_else(|| "redis://127.0.0.1:6379".into());
+        if !(redis_url.starts_with("redis://") || redis_url.starts_with("rediss://")) {
+            return Err(invalid(
+                "REDIS_URL",
+                "must start with redis:// or rediss://",
+            ));
+        }
+
+        let bind_addr = get("BIND_ADDR")
+            .unwrap_or_else(|| "127.0.0.1:8080".into())
+            .parse()
+            .map_err(|_| invalid("BIND_ADDR", "expected host:port, e.g. 127.0.0.1:8080"))?;
+
+        let data_dir = PathBuf::from(get("DATA_DIR").unwrap_or_else(|| "./data".into()));
+
+        let (jwt_secret, jwt_secret_generated) = match get("JWT_SECRET") {
+            Some(s) => {
+                validate_jwt_secret(&s)?;
+                (Secret::new(s), false)
+            }
+            None if environment == Environment::Production => {
+                return Err(invalid(
+                    "JWT_SECRET",
+                    "required in production (at least 64 hex characters)",
+                ));
+            }
+            None => (Secret::new(random_hex_secret()), true),
+        };
+
+        let snapshot_every = parse_u64(&get, "SNAPSHOT_EVERY", 100)?;
+        if snapshot_every == 0 {
+            return Err(invalid("SNAPSHOT_EVERY", "must be at least 1"));
+        }
+
+        let frontend_url = get("FRONTEND_URL");
+        if let Some(url) = &frontend_url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            return Err(invalid("FRONTEND_URL", "must be an http(s) origin"));
+        }
+
+        let log_format = match get("LOG_FORMAT").as_deref() {
+            None if environment == Environment::Local => LogFormat::Pretty,
+            None => LogFormat::Json,
+            Some("pretty") => LogFormat::Pretty,
+            Some("json") => LogFormat::Json,
+            Some(other) => {
+                return Err(invalid(
+                    "LOG_FORMAT",
+                    format!("expected pretty or json, got {other:?}"),
+                ));
+            }
+        };
+
+        let is_worker = match get("IS_WORKER").as_deref() {
+            None | Some("false") | Some("0") => false,
+            Some("true") | Some("1") => true,
+            Some(other) => {
+                return Err(invalid(
+                    "IS_WORKER",
+                    format!("expected true or false, got {other:?}"),
+                ));
+            }
+        };
+
+        let db_max_connections = parse_u64(&get, "DB_MAX_CONNECTIONS", 20)?;
+        if db_max_connections == 0 || db_max_connections > 1000 {
+            return Err(invalid("DB_MAX_CONNECTIONS", "must be between 1 and 1000"));
+        }
+
+        Ok(Self {
+            environment,
+            database_url: Secret::new(database_url),
+            database_direct_url,
+            redis_url: Secret::new(redis_url),
+            bind_addr,
+            data_dir,
+            jwt_secret,
+            jwt_secret_generated,
+            snapshot_every,
+            frontend_url,
+            log_format,
+            is_worker,
+            db_max_connections: db_max_connections as u32,
+        })
+    }
+}
+
+fn parse_u64(
+    get: &impl Fn(&str) -> Option<String>,
+    var: &'static str,
+    default: u64,
+) -> Result<u64, ConfigError> {
+    match get(var) {
+        None => Ok(default),
+        Some(v) => v
+            .trim()
+            .parse()
+            .map_err(|_| invalid(var, format!("expected a whole number, got {v:?}"))),
+    }
+}
+
+/// Seed 001: JWT secrets are at least 64 hex characters (256 bits).
+fn validate_jwt_secret(s: &str) -> Result<(), ConfigError> {
+    if s.len() < 64 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(invalid("JWT_SECRET", "must be at least 64 hex characters"));
+    }
+    Ok(())
+}
+
+fn random_hex_secret() -> String {
+    let bytes: [u8; 32] = rand::random();
+    hex::encode(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_are_usable_locally_with_a_random_secret() {
+        let c = config(&[]).unwrap();
+        assert_eq!(c.bind_addr.to_string(), "127.0.0.1:8080");
+        assert!(c.jwt_secret_generated);
+        assert_eq!(c.jwt_secret.expose().len(), 64);
+        let again = config(&[]).unwrap();
+        assert_ne!(c.jwt_secret, again.jwt_secret, "never a fixed default");
+    }
+
+    #[test]
+    fn short_or_non_hex_secret_is_refused_naming_the_variable() {
+        let e = config(&[("JWT_SECRET", "abc")]).unwrap_err();
+        assert_eq!(e.var, "JWT_SECRET");
+        let e = config(&[("JWT_SECRET", &"z".repeat(64))]).unwrap_err();
+        assert_eq!(e.var, "JWT_SECRET");
+        assert!(config(&[("JWT_SECRET", &"ab".repeat(32))]).is_ok());
+    }
+
+    #[test]
+    fn production_requires_a_secret() {
+        let e = config(&[("APP_ENV", "production")]).unwrap_err();
+        assert_eq!(e.var, "JWT_SECRET");
+    }
+
+    #[test]
+    fn secrets_are_redacted_in_debug() {
+        let secret = "ab".repeat(32);
+        let c = config(&[("JWT_SECRET", &secret)]).unwrap();
+        let shown = format!("{c:?}");
+        assert!(!shown.contains(&secret));
+        assert!(shown.contains("redacted"));
+    }
+
+    #[test]
+    fn bad_values_name_their_variable() {
+        for (var, value) in [
+            ("BIND_ADDR", "nonsense"),
+            ("SNAPSHOT_EVERY", "0"),
+            ("SNAPSHOT_EVERY", "ten"),
+            ("REDIS_URL", "http://x"),
+            ("DATABASE_URL", "mysql://x"),
+            ("LOG_FORMAT", "xml"),
+            ("IS_WORKER", "maybe"),
+            ("FRONTEND_URL", "example.com"),
+        ] {
+            let e = config(&[(var, value)]).unwrap_err();
+            assert_eq!(e.var, var, "{var}={value}");
+            assert!(e.to_string().starts_with("invalid configuration: "));
+        }
+    }
+}

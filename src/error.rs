@@ -1,0 +1,181 @@
+//! The one error type. Every failure leaves the API as
+//! `{"error":{"code":"snake_case_code","message":"..."}}` with a status that matches the
+//! code. Internal failures are logged in full (inside the request span) and answered with
+//! a generic message: no SQL, paths or stack traces ever reach a client.
+//! The table of codes is docs/errors.md, pinned by `tests::code_table_matches_docs`.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// Malformed request: unparsable JSON, bad query string, bad header.
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    Forbidden(String),
+    /// Also used for other tenants' resources, so existence is never confirmed.
+    #[error("{0}")]
+    NotFound(String),
+    #[error("method not allowed on this route")]
+    MethodNotAllowed,
+    /// A concurrent change won (optimistic concurrency exhausted its retries).
+    #[error("the resource was changed concurrently; retry the request")]
+    Conflict,
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    /// Well-formed but semantically invalid input, or a domain rule refused it.
+    #[error("{0}")]
+    Validation(String),
+    #[error("too many requests")]
+    RateLimited,
+    /// A dependency is down (readiness, circuit open).
+    #[error("{0}")]
+    Unavailable(String),
+    /// Anything unexpected. The detail is logged, never returned.
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl AppError {
+    /// Stable machine-readable code; part of the API contract.
+    pub fn code(&self) -> &'static str {
+        match self {
+            AppError::BadRequest(_) => "bad_request",
+            AppError::Unauthorized(_) => "unauthorized",
+            AppError::Forbidden(_) => "forbidden",
+            AppError::NotFound(_) => "not_found",
+            AppError::MethodNotAllowed => "method_not_allowed",
+            AppError::Conflict => "conflict",
+            AppError::PayloadTooLarge(_) => "payload_too_large",
+            AppError::UnsupportedMediaType(_) => "unsupported_media_type",
+            AppError::Validation(_) => "validation_failed",
+            AppError::RateLimited => "rate_limited",
+            AppError::Unavailable(_) => "service_unavailable",
+            AppError::Internal(_) => "internal_error",
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            AppError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            AppError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            AppError::Forbidden(_) => StatusCode::FORBIDDEN,
+            AppError::NotFound(_) => StatusCode::NOT_FOUND,
+            AppError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            AppError::Conflict => StatusCode::CONFLICT,
+            AppError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            AppError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            AppError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            AppError::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            AppError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The message a client may see.
+    pub fn public_message(&self) -> String {
+        match self {
+            AppError::Internal(_) => "an internal error occurred".to_string(),
+            other => other.to_string(),
+        }
+    }
+
+    pub fn body(&self) -> ErrorBody {
+        ErrorBody {
+            error: ErrorDetail {
+                code: self.code().to_string(),
+                message: self.public_message(),
+            },
+        }
+    }
+
+    /// Every code with an example, for docs and tests.
+    pub fn catalogue() -> Vec<AppError> {
+        vec![
+            AppError::BadRequest("example".into()),
+            AppError::Unauthorized("example".into()),
+            AppError::Forbidden("example".into()),
+            AppError::NotFound("example".into()),
+            AppError::MethodNotAllowed,
+            AppError::Conflict,
+            AppError::PayloadTooLarge("example".into()),
+            AppError::UnsupportedMediaType("example".into()),
+            AppError::Validation("example".into()),
+            AppError::RateLimited,
+            AppError::Unavailable("example".into()),
+            AppError::Internal(anyhow::anyhow!("example")),
+        ]
+    }
+}
+
+#[derive(Debug, Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    pub code: String,
+    pub message: String,
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        if let AppError::Internal(err) = &self {
+            // `{:#}` prints the whole context chain; the span adds request id and route.
+            tracing::error!(error = format!("{err:#}"), "internal error");
+        }
+        (self.status(), Json(self.body())).into_response()
+    }
+}
+
+impl From<sqlx::Error> for AppError {
+    fn from(err: sqlx::Error) -> Self {
+        AppError::Internal(anyhow::Error::new(err).context("database"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shape_is_pinned() {
+        let body =
+            serde_json::to_value(AppError::NotFound("file not found".into()).body()).unwrap();
+        assert_eq!(
+            body,
+            serde_json::json!({"error": {"code": "not_found", "message": "file not found"}})
+        );
+    }
+
+    #[test]
+    fn internal_errors_reveal_nothing() {
+        let err = AppError::Internal(anyhow::anyhow!("relation \"events\" does not exist"));
+        let text = serde_json::to_string(&err.body()).unwrap();
+        assert!(!text.contains("relation"), "{text}");
+        assert_eq!(err.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    }
+
+    #[test]
+    fn code_table_matches_docs() {
+        let docs = include_str!("../docs/errors.md");
+        for err in AppError::catalogue() {
+            let row = format!("| `{}` | {} |", err.code(), err.status().as_u16());
+            assert!(docs.contains(&row), "docs/errors.md lacks row {row}");
+        }
+        let rows = docs.lines().filter(|l| l.starts_with("| `")).count();
+        assert_eq!(
+            rows,
+            AppError::catalogue().len(),
+            "docs list codes the type lacks"
+        );
+    }
+}

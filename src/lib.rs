@@ -1,0 +1,20 @@
+//! Chronicle: an event-sourced file backend.
+//!
+//! Data flow: `api` → `commands` → `aggregates` → `store` (events) → `projections`
+//! (read tables). See docs/architecture.md.
+
+pub mod aggregates;
+pub mod api;
+pub mod app;
+pub mod bench;
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod ids;
+pub mod metrics;
+pub mod projections;
+pub mod state;
+pub mod store;
+pub mod telemetry;

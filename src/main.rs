@@ -1,0 +1,5 @@
+//! Thin entry point: parse the command line and hand over to the library.
+
+fn main() -> std::process::ExitCode {
+    chronicle::cli::main()
+}

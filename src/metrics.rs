@@ -1,0 +1,98 @@
+//! Prometheus metrics, owned by the app state (no global registry).
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+use std::sync::atomic::AtomicU64;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HttpLabels {
+    pub method: String,
+    pub route: String,
+    pub status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabels {
+    pub method: String,
+    pub route: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProjectorLabels {
+    pub projector: String,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    pub http_requests: Family<HttpLabels, Counter>,
+    pub http_latency: Family<RouteLabels, Histogram>,
+    pub events_appended: Counter,
+    pub projection_lag_events: Family<ProjectorLabels, Gauge>,
+    pub projection_lag_seconds: Family<ProjectorLabels, Gauge<f64, AtomicU64>>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("chronicle");
+        let http_requests = Family::<HttpLabels, Counter>::default();
+        let http_latency = Family::<RouteLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new([
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ])
+        });
+        let events_appended = Counter::default();
+        let projection_lag_events = Family::<ProjectorLabels, Gauge>::default();
+        let projection_lag_seconds = Family::<ProjectorLabels, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            "http_requests",
+            "HTTP requests by route and status",
+            http_requests.clone(),
+        );
+        registry.register(
+            "http_request_duration_seconds",
+            "HTTP request latency by route",
+            http_latency.clone(),
+        );
+        registry.register(
+            "events_appended",
+            "Events appended by this process",
+            events_appended.clone(),
+        );
+        registry.register(
+            "projection_lag_events",
+            "Committed events a projector has not applied",
+            projection_lag_events.clone(),
+        );
+        registry.register(
+            "projection_lag_seconds",
+            "Age of the oldest event a projector has not applied",
+            projection_lag_seconds.clone(),
+        );
+        Self {
+            registry,
+            http_requests,
+            http_latency,
+            events_appended,
+            projection_lag_events,
+            projection_lag_seconds,
+        }
+    }
+
+    /// Prometheus text exposition format.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String cannot fail");
+        out
+    }
+}

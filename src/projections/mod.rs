@@ -1,0 +1,49 @@
+//! Projectors turn the event log into read tables. The runtime (checkpoints, leases,
+//! catch-up order, rebuilds) is here; each read model is one module.
+//! docs/projections.md explains the ordering argument.
+
+pub mod audit_log;
+pub mod rebuild;
+mod record;
+pub mod runtime;
+pub mod status;
+pub mod stream_heads;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use sqlx::PgConnection;
+
+pub use record::EventRecord;
+
+/// A read model built from events.
+#[async_trait]
+pub trait Projector: Send + Sync {
+    /// Stable name: the checkpoint row's key and the CLI's argument.
+    fn name(&self) -> &'static str;
+
+    /// The read tables this projector owns; a rebuild replaces exactly these.
+    fn tables(&self) -> &'static [&'static str];
+
+    /// Applies a batch of events, in catch-up order, inside the batch's transaction.
+    /// Must use unqualified table names (rebuilds redirect them to fresh tables) and be
+    /// deterministic: a rebuild must reproduce the live rows exactly.
+    async fn apply(
+        &self,
+        conn: &mut PgConnection,
+        events: &[EventRecord],
+    ) -> Result<(), sqlx::Error>;
+}
+
+/// Every projector Chronicle runs.
+pub fn all() -> Vec<Arc<dyn Projector>> {
+    vec![
+        Arc::new(audit_log::AuditLogProjector),
+        Arc::new(stream_heads::StreamHeadsProjector),
+    ]
+}
+
+/// Finds a projector by name.
+pub fn by_name(name: &str) -> Option<Arc<dyn Projector>> {
+    all().into_iter().find(|p| p.name() == name)
+}

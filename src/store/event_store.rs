@@ -1,0 +1,363 @@
+//! Chronicle's event store: cqrs-es's `EventStore` over the postgres-es `events` table,
+//! scoped to one tenant, with a hash chain and correct snapshots.
+//!
+//! Why not `PersistedEventStore::new_snapshot_store`: in cqrs-es 0.5.0 it applies the
+//! just-committed events to the aggregate a second time before saving the snapshot
+//! (`EventSink::write` has already applied them), so its snapshots are corrupt.
+//! Here the context's aggregate — which already holds the new events — is saved as is.
+//!
+//! Round trips: loading is one query (snapshot + tail), committing is one INSERT
+//! (atomic on its own), plus one upsert every `snapshot_every` events.
+
+use std::collections::{BTreeMap, HashMap};
+use std::marker::PhantomData;
+
+use cqrs_es::{
+    Aggregate, AggregateContext, AggregateError, DomainEvent, EventEnvelope, EventStore,
+};
+use prometheus_client::metrics::counter::Counter;
+use sqlx::{PgPool, Row};
+
+use super::hash::{GENESIS_HASH, HashInput, canonical_json, event_hash};
+use super::metadata::keys;
+use crate::ids::TenantId;
+
+type StoreResult<T, A> = Result<T, AggregateError<<A as Aggregate>::Error>>;
+
+/// An event store bound to one tenant: it can neither read nor write another tenant's
+/// streams, because the tenant is part of every query it runs.
+pub struct ChronicleStore<A> {
+    pool: PgPool,
+    tenant: TenantId,
+    snapshot_every: u64,
+    events_appended: Option<Counter>,
+    _aggregate: PhantomData<fn() -> A>,
+}
+
+impl<A> Clone for ChronicleStore<A> {
+    fn clone(&self) -> Self {
+        Self {
+            pool: self.pool.clone(),
+            tenant: self.tenant,
+            snapshot_every: self.snapshot_every,
+            events_appended: self.events_appended.clone(),
+            _aggregate: PhantomData,
+        }
+    }
+}
+
+/// What a command decides on: the aggregate plus where its stream ends.
+pub struct StoreContext<A> {
+    pub aggregate_id: String,
+    pub aggregate: A,
+    pub current_sequence: u64,
+    /// Hash of the event at `current_sequence` (GENESIS for an empty stream).
+    pub last_hash: String,
+    /// Sequence covered by the stored snapshot (0 when there is none).
+    pub snapshot_sequence: u64,
+}
+
+impl<A: Aggregate> AggregateContext<A> for StoreContext<A> {
+    fn aggregate(&mut self) -> &mut A {
+        &mut self.aggregate
+    }
+}
+
+/// One row of the load query: the snapshot (kind 0) or an event (kind 1).
+struct LoadedRow {
+    kind: i32,
+    sequence: i64,
+    event_type: String,
+    event_version: String,
+    payload: String,
+    hash: String,
+}
+
+impl<A: Aggregate> ChronicleStore<A> {
+    pub fn new(pool: PgPool, tenant: TenantId, snapshot_every: u64) -> Self {
+        Self {
+            pool,
+            tenant,
+            snapshot_every: snapshot_every.max(1),
+            events_appended: None,
+            _aggregate: PhantomData,
+        }
+    }
+
+    /// Count appended events into this counter (`/metrics`).
+    pub fn with_counter(mut self, counter: Counter) -> Self {
+        self.events_appended = Some(counter);
+        self
+    }
+
+    pub fn tenant(&self) -> TenantId {
+        self.tenant
+    }
+
+    async fn fetch(
+        &self,
+        aggregate_id: &str,
+        use_snapshot: bool,
+    ) -> StoreResult<Vec<LoadedRow>, A> {
+        let rows = sqlx::query(
+            r#"
+WITH snap AS (
+    SELECT last_sequence, last_hash, payload FROM snapshots
+     WHERE aggregate_type = $1 AND aggregate_id = $2 AND tenant_id = $3 AND $4)
+SELECT 0 AS kind, last_sequence AS sequence, '' AS event_type, '' AS event_version,
+       payload::text AS payload, last_hash AS hash
+  FROM snap
+UNION ALL
+SELECT 1, sequence, event_type, event_version, payload::text, metadata->>'hash'
+  FROM events
+ WHERE aggregate_type = $1 AND aggregate_id = $2 AND tenant_id = $3
+   AND sequence > coalesce((SELECT last_sequence FROM snap), 0)"#,
+        )
+        .bind(A::TYPE)
+        .bind(aggregate_id)
+        .bind(self.tenant.0)
+        .bind(use_snapshot)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)?;
+        let mut loaded: Vec<LoadedRow> = rows
+            .into_iter()
+            .map(|r| LoadedRow {
+                kind: r.get("kind"),
+                sequence: r.get("sequence"),
+                event_type: r.get("event_type"),
+                event_version: r.get("event_version"),
+                payload: r.get("payload"),
+                hash: r.get::<Option<String>, _>("hash").unwrap_or_default(),
+            })
+            .collect();
+        loaded.sort_by_key(|r| (r.kind, r.sequence));
+        Ok(loaded)
+    }
+
+    fn decode_event(row: &LoadedRow) -> StoreResult<A::Event, A> {
+        serde_json::from_str(&row.payload).map_err(|e| {
+            AggregateError::DeserializationError(
+                format!(
+                    "{} {} v{} at sequence {}: {e}",
+                    A::TYPE,
+                    row.event_type,
+                    row.event_version,
+                    row.sequence
+                )
+                .into(),
+            )
+        })
+    }
+
+    /// Folds loaded rows into a context. `None` means the snapshot did not deserialize.
+    fn fold(aggregate_id: &str, rows: &[LoadedRow]) -> StoreResult<Option<StoreContext<A>>, A> {
+        let mut ctx = StoreContext {
+            aggregate_id: aggregate_id.to_string(),
+            aggregate: A::default(),
+            current_sequence: 0,
+            last_hash: GENESIS_HASH.to_string(),
+            snapshot_sequence: 0,
+        };
+        for row in rows {
+            if row.kind == 0 {
+                match serde_json::from_str::<A>(&row.payload) {
+                    Ok(state) => ctx.aggregate = state,
+                    Err(err) => {
+                        tracing::warn!(
+                            aggregate_type = A::TYPE,
+                            aggregate_id,
+                            error = %err,
+                            "snapshot no longer deserializes; replaying the full stream"
+                        );
+                        return Ok(None);
+                    }
+                }
+                ctx.snapshot_sequence = row.sequence as u64;
+            } else {
+                ctx.aggregate.apply(Self::decode_event(row)?);
+            }
+            ctx.current_sequence = row.sequence as u64;
+            ctx.last_hash = row.hash.clone();
+        }
+        Ok(Some(ctx))
+    }
+
+    /// Loads the stream without using its snapshot (the reference for tests and auditors).
+    pub async fn load_full_replay(&self, aggregate_id: &str) -> StoreResult<StoreContext<A>, A> {
+        let rows = self.fetch(aggregate_id, false).await?;
+        Self::fold(aggregate_id, &rows)?.ok_or_else(|| {
+            AggregateError::UnexpectedError("replay without snapshot cannot fail on one".into())
+        })
+    }
+
+    /// Saves `ctx.aggregate` as the snapshot at `ctx.current_sequence`. Never moves a
+    /// snapshot backwards, so racing writers cannot regress it; an equal sequence is
+    /// rewritten, which is how an unreadable snapshot gets replaced.
+    async fn save_snapshot(&self, ctx: &StoreContext<A>) -> Result<(), sqlx::Error> {
+        let payload =
+            serde_json::to_string(&ctx.aggregate).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+        sqlx::query(
+            r#"
+INSERT INTO snapshots (aggregate_type, aggregate_id, tenant_id, last_sequence, last_hash, payload)
+VALUES ($1, $2, $3, $4, $5, $6::json)
+ON CONFLICT (aggregate_type, aggregate_id) DO UPDATE
+   SET last_sequence = excluded.last_sequence, last_hash = excluded.last_hash,
+       payload = excluded.payload, taken_at = now()
+ WHERE snapshots.tenant_id = excluded.tenant_id
+   AND snapshots.last_sequence <= excluded.last_sequence"#,
+        )
+        .bind(A::TYPE)
+        .bind(&ctx.aggregate_id)
+        .bind(self.tenant.0)
+        .bind(ctx.current_sequence as i64)
+        .bind(&ctx.last_hash)
+        .bind(payload)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn save_snapshot_logged(&self, ctx: &StoreContext<A>) {
+        if let Err(err) = self.save_snapshot(ctx).await {
+            // A snapshot is a cache: the events are committed, so failing here only
+            // costs a longer replay next time.
+            tracing::warn!(aggregate_type = A::TYPE, aggregate_id = %ctx.aggregate_id, error = %err, "snapshot not saved");
+        }
+    }
+}
+
+impl<A: Aggregate> EventStore<A> for ChronicleStore<A> {
+    type AC = StoreContext<A>;
+
+    async fn load_events(&self, aggregate_id: &str) -> StoreResult<Vec<EventEnvelope<A>>, A> {
+        let rows = self.fetch(aggregate_id, false).await?;
+        rows.iter()
+            .map(|row| {
+                Ok(EventEnvelope {
+                    aggregate_id: aggregate_id.to_string(),
+                    sequence: row.sequence as usize,
+                    payload: Self::decode_event(row)?,
+                    metadata: HashMap::from([(keys::HASH.to_string(), row.hash.clone())]),
+                })
+            })
+            .collect()
+    }
+
+    async fn load_aggregate(&self, aggregate_id: &str) -> StoreResult<StoreContext<A>, A> {
+        let rows = self.fetch(aggregate_id, true).await?;
+        if let Some(ctx) = Self::fold(aggregate_id, &rows)? {
+            return Ok(ctx);
+        }
+        // The snapshot is unreadable (the aggregate's shape changed): rebuild from the
+        // log and replace the snapshot so the next load is fast again.
+        let mut ctx = self.load_full_replay(aggregate_id).await?;
+        ctx.snapshot_sequence = ctx.current_sequence;
+        self.save_snapshot_logged(&ctx).await;
+        Ok(ctx)
+    }
+
+    /// Appends `events` after `context.current_sequence`. As with every cqrs-es store,
+    /// `context.aggregate` already has these events applied (by `EventSink::write`).
+    async fn commit(
+        &self,
+        events: Vec<A::Event>,
+        mut context: StoreContext<A>,
+        metadata: HashMap<String, String>,
+    ) -> StoreResult<Vec<EventEnvelope<A>>, A> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        let tenant = self.tenant.to_string();
+        if metadata.get(keys::TENANT_ID).is_some_and(|t| *t != tenant) {
+            return Err(AggregateError::UnexpectedError(
+                "metadata names another tenant than the store".into(),
+            ));
+        }
+
+        let n = events.len();
+        let mut sequences = Vec::with_capacity(n);
+        let mut types = Vec::with_capacity(n);
+        let mut versions = Vec::with_capacity(n);
+        let mut payloads = Vec::with_capacity(n);
+        let mut metas = Vec::with_capacity(n);
+        let mut envelopes = Vec::with_capacity(n);
+        let mut prev_hash = context.last_hash.clone();
+        for (i, event) in events.into_iter().enumerate() {
+            let sequence = context.current_sequence + 1 + i as u64;
+            let value = serde_json::to_value(&event)
+                .map_err(|e| AggregateError::UnexpectedError(Box::new(e)))?;
+            let payload = canonical_json(&value);
+            let event_type = event.event_type();
+            let event_version = event.event_version();
+            let hash = event_hash(&HashInput {
+                tenant_id: &tenant,
+                aggregate_type: A::TYPE,
+                aggregate_id: &context.aggregate_id,
+                sequence,
+                event_type: &event_type,
+                event_version: &event_version,
+                payload: &payload,
+                prev_hash: &prev_hash,
+            });
+            let mut meta: BTreeMap<String, String> = metadata.clone().into_iter().collect();
+            meta.insert(keys::TENANT_ID.into(), tenant.clone());
+            meta.insert(
+                keys::PREV_HASH.into(),
+                std::mem::replace(&mut prev_hash, hash.clone()),
+            );
+            meta.insert(keys::HASH.into(), hash);
+            metas.push(serde_json::to_string(&meta).expect("string map serializes"));
+            envelopes.push(EventEnvelope {
+                aggregate_id: context.aggregate_id.clone(),
+                sequence: sequence as usize,
+                payload: event,
+                metadata: meta.into_iter().collect(),
+            });
+            sequences.push(sequence as i64);
+            types.push(event_type);
+            versions.push(event_version);
+            payloads.push(payload);
+        }
+
+        let result = sqlx::query(
+            r#"
+INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version,
+                    payload, metadata, tenant_id)
+SELECT $1, $2, u.sequence, u.event_type, u.event_version, u.payload::json, u.metadata::json, $3
+  FROM unnest($4::bigint[], $5::text[], $6::text[], $7::text[], $8::text[])
+    AS u(sequence, event_type, event_version, payload, metadata)"#,
+        )
+        .bind(A::TYPE)
+        .bind(&context.aggregate_id)
+        .bind(self.tenant.0)
+        .bind(&sequences)
+        .bind(&types)
+        .bind(&versions)
+        .bind(&payloads)
+        .bind(&metas)
+        .execute(&self.pool)
+        .await;
+        match result {
+            Ok(_) => {}
+            Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("23505") => {
+                return Err(AggregateError::AggregateConflict);
+            }
+            Err(e) => return Err(db_error(e)),
+        }
+        if let Some(counter) = &self.events_appended {
+            counter.inc_by(n as u64);
+        }
+
+        context.current_sequence += n as u64;
+        context.last_hash = prev_hash;
+        if context.current_sequence - context.snapshot_sequence >= self.snapshot_every {
+            self.save_snapshot_logged(&context).await;
+        }
+        Ok(envelopes)
+    }
+}
+
+fn db_error<E: std::error::Error>(err: sqlx::Error) -> AggregateError<E> {
+    AggregateError::DatabaseConnectionError(Box::new(err))
+}
