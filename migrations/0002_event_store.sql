@@ -13,7 +13,9 @@ CREATE TABLE events (
     transaction_id  xid8        NOT NULL DEFAULT pg_current_xact_id(),
     recorded_at     timestamptz NOT NULL DEFAULT now(),
     tenant_id       uuid        NOT NULL,
-    PRIMARY KEY (aggregate_type, aggregate_id, sequence)
+    -- Streams are namespaced by tenant: one tenant's ids can neither collide with nor
+    -- reveal another's.
+    PRIMARY KEY (tenant_id, aggregate_type, aggregate_id, sequence)
 );
 
 -- Everything in global (catch-up) order.
@@ -56,7 +58,7 @@ CREATE TABLE snapshots (
     last_hash      text        NOT NULL,
     payload        json        NOT NULL,
     taken_at       timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (aggregate_type, aggregate_id)
+    PRIMARY KEY (tenant_id, aggregate_type, aggregate_id)
 );
 
 -- Privileges: history can be read and appended to, never changed.

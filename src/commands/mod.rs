@@ -25,6 +25,7 @@ pub enum CommandError<E: std::error::Error> {
 }
 
 /// The committed result of a command.
+#[derive(Debug)]
 pub struct Committed<A: Aggregate> {
     pub events: Vec<EventEnvelope<A>>,
     /// State after the command.

@@ -101,7 +101,7 @@ SELECT u.id, u.tenant_id, u.actor, u.actor_user_id, u.actor_type, u.action, u.ta
               $13::timestamptz[])
     AS u(id, tenant_id, actor, actor_user_id, actor_type, action, target_type, target_id,
          sequence, details, request_id, correlation_id, created_at)
-ON CONFLICT (id) DO NOTHING"#,
+"#,
         )
         .bind(&ids)
         .bind(&tenants)

@@ -9,7 +9,9 @@ use sqlx::PgPool;
 
 use super::Projector;
 use super::record::{CatchUpPosition, next_batch};
-use super::runtime::{BATCH_SIZE, lock_checkpoint, register, save_checkpoint};
+use super::runtime::{
+    BATCH_SIZE, last_committed_position, lock_checkpoint, register, save_checkpoint,
+};
 use std::sync::Arc;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,12 +38,22 @@ pub async fn rebuild(
         .execute(&mut *tx)
         .await?;
     }
+    // Replay everything committed before the rebuild started. Events of transactions
+    // that are still running become eligible only when those end, so wait for them;
+    // anything committed later is left to the live projector after the swap.
+    let target = last_committed_position(&mut *tx).await?;
     let mut cursor = CatchUpPosition::default();
     let mut events: u64 = 0;
     let mut last = None;
     loop {
         let batch = next_batch(&mut tx, cursor, BATCH_SIZE).await?;
-        let Some(tail) = batch.last() else { break };
+        let Some(tail) = batch.last() else {
+            if cursor_reached(&mut tx, cursor, target).await? {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            continue;
+        };
         projector.apply(&mut tx, &batch).await?;
         cursor = tail.position;
         events += batch.len() as u64;
@@ -74,4 +86,20 @@ pub async fn rebuild(
         projector: name,
         events,
     })
+}
+
+/// True when no committed event at or below `target` lies beyond `cursor`.
+async fn cursor_reached(
+    conn: &mut sqlx::PgConnection,
+    cursor: CatchUpPosition,
+    target: i64,
+) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT NOT EXISTS (SELECT 1 FROM events WHERE global_position <= $3 AND (transaction_id, global_position) > ($1::text::xid8, $2))",
+    )
+    .bind(cursor.transaction_id.to_string())
+    .bind(cursor.global_position)
+    .bind(target)
+    .fetch_one(conn)
+    .await
 }

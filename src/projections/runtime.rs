@@ -106,13 +106,47 @@ pub async fn run_batch(pool: &PgPool, projector: &dyn Projector) -> anyhow::Resu
     Ok(BatchOutcome::Applied(events.len()))
 }
 
-/// Applies batches until nothing is eligible (or another instance holds the lease).
+/// Applies every event committed before the call, waiting where needed: an event
+/// becomes eligible only once every older transaction in the cluster has ended.
+/// Returns how many events this call applied (another instance may apply some).
 pub async fn catch_up(pool: &PgPool, projector: &dyn Projector) -> anyhow::Result<usize> {
+    let target = last_committed_position(pool).await?;
     let mut total = 0;
-    while let BatchOutcome::Applied(n) = run_batch(pool, projector).await? {
-        total += n;
+    loop {
+        match run_batch(pool, projector).await? {
+            BatchOutcome::Applied(n) => total += n,
+            BatchOutcome::Idle | BatchOutcome::Busy => {
+                if !has_pending(pool, projector.name(), target).await? {
+                    return Ok(total);
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
     }
-    Ok(total)
+}
+
+/// The highest global position committed so far (0 for an empty log).
+pub(super) async fn last_committed_position(
+    conn: impl sqlx::PgExecutor<'_>,
+) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("SELECT coalesce(max(global_position), 0) FROM events")
+        .fetch_one(conn)
+        .await
+}
+
+/// Whether committed events at or below `target` are still beyond the checkpoint.
+async fn has_pending(pool: &PgPool, name: &str, target: i64) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar(
+        r#"
+SELECT EXISTS (
+  SELECT 1 FROM events e, projector_checkpoints c
+   WHERE c.name = $1 AND e.global_position <= $2
+     AND (e.transaction_id, e.global_position) > (c.last_transaction_id, c.last_position))"#,
+    )
+    .bind(name)
+    .bind(target)
+    .fetch_one(pool)
+    .await
 }
 
 /// Runs `projector` until `shutdown`: a batch whenever events are appended (notified)

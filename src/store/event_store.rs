@@ -201,11 +201,10 @@ SELECT 1, sequence, event_type, event_version, payload::text, metadata->>'hash'
             r#"
 INSERT INTO snapshots (aggregate_type, aggregate_id, tenant_id, last_sequence, last_hash, payload)
 VALUES ($1, $2, $3, $4, $5, $6::json)
-ON CONFLICT (aggregate_type, aggregate_id) DO UPDATE
+ON CONFLICT (tenant_id, aggregate_type, aggregate_id) DO UPDATE
    SET last_sequence = excluded.last_sequence, last_hash = excluded.last_hash,
        payload = excluded.payload, taken_at = now()
- WHERE snapshots.tenant_id = excluded.tenant_id
-   AND snapshots.last_sequence <= excluded.last_sequence"#,
+ WHERE snapshots.last_sequence <= excluded.last_sequence"#,
         )
         .bind(A::TYPE)
         .bind(&ctx.aggregate_id)

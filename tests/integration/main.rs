@@ -1,0 +1,8 @@
+//! Integration tests against real Postgres and Redis. One binary (one link step);
+//! each test gets its own database, so they run in parallel.
+
+mod common;
+mod ops_api;
+mod projections;
+mod store;
+mod verify;

@@ -1,0 +1,387 @@
+//! The projector runtime: no event skipped or applied twice under concurrent writers and
+//! rollbacks; leases hand over when an instance dies; rebuilds reproduce live tables.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chronicle::aggregates::{File, FileCommand};
+use chronicle::app::Mode;
+use chronicle::commands;
+use chronicle::ids::{TenantId, UserId};
+use chronicle::projections::{self, rebuild::rebuild, runtime};
+use chronicle::store::{Actor, ChronicleStore, EventMetadata};
+use sqlx::postgres::PgPoolOptions;
+use sqlx::{PgPool, Row};
+use tokio_util::sync::CancellationToken;
+
+use crate::common::{TestApp, TestDb};
+
+const WRITERS: usize = 16;
+const EVENTS: usize = 20_000;
+
+/// One writer: transactions of 1–4 events with random pauses inside them; about one in
+/// six is rolled back. Returns how many events it committed.
+async fn writer(pool: PgPool, writer: usize, quota: usize, tenants: Arc<Vec<uuid::Uuid>>) -> usize {
+    let mut committed = 0;
+    let mut txn = 0;
+    while committed < quota {
+        txn += 1;
+        let k = rand::random_range(1..=4usize).min(quota - committed);
+        let rollback = rand::random_range(0..6u32) == 0;
+        let tenant = tenants[rand::random_range(0..tenants.len())];
+        let mut tx = pool.begin().await.unwrap();
+        for seq in 1..=k {
+            sqlx::query(
+                "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata, tenant_id)
+                 VALUES ('load', $1, $2, 'Loaded', '1', '{\"Loaded\":{}}', $3::json, $4)",
+            )
+            .bind(format!("w{writer}-t{txn}"))
+            .bind(seq as i64)
+            .bind(format!(r#"{{"actor":"system:test","tenant_id":"{tenant}","hash":"h{writer}-{txn}-{seq}"}}"#))
+            .bind(tenant)
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+            tokio::time::sleep(Duration::from_micros(rand::random_range(0..1500))).await;
+        }
+        if rollback {
+            tx.rollback().await.unwrap();
+        } else {
+            tx.commit().await.unwrap();
+            committed += k;
+        }
+    }
+    committed
+}
+
+async fn processed(pool: &PgPool, name: &str) -> i64 {
+    sqlx::query_scalar("SELECT events_processed FROM projector_checkpoints WHERE name = $1")
+        .bind(name)
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_writers_with_rollbacks_project_every_committed_event_exactly_once() {
+    let db = TestDb::new().await;
+    let all = projections::all();
+    runtime::register(&db.worker, &all).await.unwrap();
+
+    // Two projector instances compete for the same projectors the whole time.
+    let shutdown = CancellationToken::new();
+    let mut instances = Vec::new();
+    for _ in 0..2 {
+        instances.extend(runtime::spawn_all(
+            db.worker.clone(),
+            db.url.clone(),
+            all.clone(),
+            shutdown.clone(),
+        ));
+    }
+
+    let writers_pool = PgPoolOptions::new()
+        .max_connections(WRITERS as u32)
+        .connect(&db.url)
+        .await
+        .unwrap();
+    let tenants = Arc::new(vec![
+        uuid::Uuid::now_v7(),
+        uuid::Uuid::now_v7(),
+        uuid::Uuid::now_v7(),
+    ]);
+    let tasks: Vec<_> = (0..WRITERS)
+        .map(|w| {
+            tokio::spawn(writer(
+                writers_pool.clone(),
+                w,
+                EVENTS / WRITERS,
+                tenants.clone(),
+            ))
+        })
+        .collect();
+    let mut committed = 0;
+    for t in tasks {
+        committed += t.await.unwrap();
+    }
+    assert_eq!(committed, EVENTS);
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    while processed(&db.worker, "audit_logs").await < EVENTS as i64 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "projector did not catch up"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Give a buggy runtime the chance to apply something twice before we look.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    shutdown.cancel();
+    for i in instances {
+        i.await.unwrap();
+    }
+
+    let in_log: HashSet<i64> = sqlx::query_scalar("SELECT global_position FROM events")
+        .fetch_all(&db.owner)
+        .await
+        .unwrap()
+        .into_iter()
+        .collect();
+    let projected: Vec<i64> = sqlx::query_scalar("SELECT id FROM audit_logs")
+        .fetch_all(&db.worker)
+        .await
+        .unwrap();
+    assert_eq!(
+        in_log.len(),
+        EVENTS,
+        "exactly the committed events are in the log"
+    );
+    assert_eq!(projected.len(), EVENTS, "one row per committed event");
+    assert_eq!(
+        projected.into_iter().collect::<HashSet<_>>(),
+        in_log,
+        "none skipped"
+    );
+    assert_eq!(
+        processed(&db.worker, "audit_logs").await,
+        EVENTS as i64,
+        "none applied twice"
+    );
+    let heads: i64 = sqlx::query_scalar("SELECT count(*) FROM stream_heads")
+        .fetch_one(&db.worker)
+        .await
+        .unwrap();
+    let streams: i64 = sqlx::query_scalar("SELECT count(DISTINCT aggregate_id) FROM events")
+        .fetch_one(&db.owner)
+        .await
+        .unwrap();
+    assert_eq!(heads, streams);
+}
+
+#[tokio::test]
+async fn a_dead_instance_releases_its_lease() {
+    let db = TestDb::new().await;
+    let all = projections::all();
+    runtime::register(&db.worker, &all).await.unwrap();
+    let audit = projections::by_name("audit_logs").unwrap();
+    let store = ChronicleStore::<File>::new(db.app.clone(), TenantId::new(), 100);
+    let m = EventMetadata::system(store.tenant(), Actor::System("test"));
+    let create = FileCommand::Create {
+        owner_id: UserId::new(),
+        display_name: "a".into(),
+    };
+    commands::execute(&store, "f1", create, &m, &())
+        .await
+        .unwrap();
+
+    // Another instance is mid-batch: it holds the checkpoint row.
+    let mut other = db.worker.acquire().await.unwrap();
+    sqlx::query("BEGIN").execute(&mut *other).await.unwrap();
+    let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(&mut *other)
+        .await
+        .unwrap();
+    sqlx::query("SELECT 1 FROM projector_checkpoints WHERE name = 'audit_logs' FOR UPDATE")
+        .execute(&mut *other)
+        .await
+        .unwrap();
+    assert_eq!(
+        runtime::run_batch(&db.worker, audit.as_ref())
+            .await
+            .unwrap(),
+        runtime::BatchOutcome::Busy
+    );
+
+    // That instance dies; its lease dies with its connection.
+    sqlx::query("SELECT pg_terminate_backend($1)")
+        .bind(pid)
+        .execute(&db.owner)
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match runtime::run_batch(&db.worker, audit.as_ref())
+            .await
+            .unwrap()
+        {
+            runtime::BatchOutcome::Applied(1) => break,
+            other => assert!(tokio::time::Instant::now() < deadline, "still {other:?}"),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    drop(other);
+}
+
+async fn table_contents(pool: &PgPool, table: &str) -> Vec<String> {
+    sqlx::query(&format!(
+        "SELECT row_to_json(t)::text AS r FROM {table} t ORDER BY row_to_json(t)::text"
+    ))
+    .fetch_all(pool)
+    .await
+    .unwrap()
+    .into_iter()
+    .map(|r| r.get("r"))
+    .collect()
+}
+
+#[tokio::test]
+async fn a_rebuild_reproduces_the_live_tables() {
+    let db = TestDb::new().await;
+    let all = projections::all();
+    runtime::register(&db.worker, &all).await.unwrap();
+    for _ in 0..3 {
+        let tenant = TenantId::new();
+        let store = ChronicleStore::<File>::new(db.app.clone(), tenant, 5);
+        let m = EventMetadata::new(tenant, Actor::User(UserId::new()), "req");
+        for f in 0..10 {
+            let id = format!("file-{f}");
+            let create = FileCommand::Create {
+                owner_id: UserId::new(),
+                display_name: "a".into(),
+            };
+            commands::execute(&store, &id, create, &m, &())
+                .await
+                .unwrap();
+            for t in 0..f {
+                commands::execute(
+                    &store,
+                    &id,
+                    FileCommand::Tag {
+                        tag: format!("t{t}"),
+                    },
+                    &m,
+                    &(),
+                )
+                .await
+                .unwrap();
+            }
+        }
+    }
+    for p in &all {
+        runtime::catch_up(&db.worker, p.as_ref()).await.unwrap();
+    }
+    let live_audit = table_contents(&db.worker, "audit_logs").await;
+    let live_heads = table_contents(&db.worker, "stream_heads").await;
+    assert_eq!(live_audit.len(), 3 * (10 + 45));
+    let checkpoints_before = table_contents(&db.worker, "projector_checkpoints").await;
+
+    // Damage the live tables, as a buggy deploy might; the rebuild must repair them.
+    sqlx::query("DELETE FROM audit_logs WHERE id % 2 = 0")
+        .execute(&db.worker)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE stream_heads SET last_sequence = 0")
+        .execute(&db.worker)
+        .await
+        .unwrap();
+
+    for p in all.iter().cloned() {
+        let report = rebuild(&db.worker, p).await.unwrap();
+        assert_eq!(report.events, 165);
+    }
+    assert_eq!(table_contents(&db.worker, "audit_logs").await, live_audit);
+    assert_eq!(table_contents(&db.worker, "stream_heads").await, live_heads);
+    let checkpoints_after: Vec<String> = table_contents(&db.worker, "projector_checkpoints").await;
+    // Same positions and counts (only updated_at differs).
+    let strip = |rows: Vec<String>| -> Vec<serde_json::Value> {
+        rows.into_iter()
+            .map(|r| {
+                let mut v: serde_json::Value = serde_json::from_str(&r).unwrap();
+                v.as_object_mut().unwrap().remove("updated_at");
+                v
+            })
+            .collect()
+    };
+    assert_eq!(strip(checkpoints_after), strip(checkpoints_before));
+    // RLS and grants survived: the app role still sees only its tenant.
+    let mut tx = db.app.begin().await.unwrap();
+    sqlx::query("SELECT set_config('app.tenant_id', $1, true)")
+        .bind(uuid::Uuid::nil().to_string())
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    let visible: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_logs")
+        .fetch_one(&mut *tx)
+        .await
+        .unwrap();
+    assert_eq!(visible, 0);
+}
+
+#[tokio::test]
+async fn read_tables_are_tenant_isolated_for_the_app_role() {
+    let db = TestDb::new().await;
+    let all = projections::all();
+    runtime::register(&db.worker, &all).await.unwrap();
+    let (a, b) = (TenantId::new(), TenantId::new());
+    for tenant in [a, b] {
+        let store = ChronicleStore::<File>::new(db.app.clone(), tenant, 100);
+        let m = EventMetadata::system(tenant, Actor::System("test"));
+        let create = FileCommand::Create {
+            owner_id: UserId::new(),
+            display_name: "a".into(),
+        };
+        commands::execute(&store, &uuid::Uuid::now_v7().to_string(), create, &m, &())
+            .await
+            .unwrap();
+    }
+    for p in &all {
+        let n = runtime::catch_up(&db.worker, p.as_ref()).await.unwrap();
+        assert_eq!(n, 2, "{} applied both events", p.name());
+    }
+    for table in ["audit_logs", "stream_heads"] {
+        let mut tx = db.app.begin().await.unwrap();
+        sqlx::query("SELECT set_config('app.tenant_id', $1, true)")
+            .bind(a.to_string())
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        let tenants: Vec<uuid::Uuid> =
+            sqlx::query_scalar(&format!("SELECT tenant_id FROM {table}"))
+                .fetch_all(&mut *tx)
+                .await
+                .unwrap();
+        assert!(!tenants.is_empty(), "{table}: own rows visible");
+        assert!(
+            tenants.iter().all(|t| *t == a.0),
+            "{table}: another tenant's row leaked"
+        );
+        tx.rollback().await.unwrap();
+        // Without a tenant set, nothing at all.
+        let none: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {table}"))
+            .fetch_one(&db.app)
+            .await
+            .unwrap();
+        assert_eq!(none, 0, "{table} visible without a tenant");
+    }
+}
+
+#[tokio::test]
+async fn the_running_app_projects_new_events() {
+    let t = TestApp::spawn(Mode::Serve, &[]).await;
+    let tenant = TenantId::new();
+    let store = ChronicleStore::<File>::new(t.db.app.clone(), tenant, 100);
+    let m = EventMetadata::system(tenant, Actor::System("test"));
+    let create = FileCommand::Create {
+        owner_id: UserId::new(),
+        display_name: "a".into(),
+    };
+    commands::execute(&store, "live", create, &m, &())
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM audit_logs WHERE target_id = 'live' AND action = 'file.created'",
+        )
+        .fetch_one(&t.db.worker)
+        .await
+        .unwrap();
+        if n == 1 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "not projected");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    t.app.stop().await;
+}
