@@ -13,6 +13,7 @@ use crate::db::{self, DbRole};
 use crate::metrics::Metrics;
 use crate::projections;
 use crate::state::AppState;
+use crate::store::EventLog;
 
 /// Which parts of Chronicle this process runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,11 +58,13 @@ impl App {
         let redis =
             redis::Client::open(config.redis_url.expose()).context("REDIS_URL is invalid")?;
         let config = Arc::new(config);
+        let metrics = Arc::new(Metrics::new());
         let state = AppState {
             config: config.clone(),
+            events: EventLog::new(app_pool.clone()).with_counter(metrics.events_appended.clone()),
             db: app_pool,
             redis,
-            metrics: Arc::new(Metrics::new()),
+            metrics,
         };
         let shutdown = CancellationToken::new();
         let mut tasks = Vec::new();

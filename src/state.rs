@@ -6,12 +6,15 @@ use sqlx::PgPool;
 
 use crate::config::Config;
 use crate::metrics::Metrics;
+use crate::store::EventLog;
 
 #[derive(Clone)]
 pub struct AppState {
     pub config: Arc<Config>,
     /// Runs as `chronicle_app`: read tables under RLS, event appends.
     pub db: PgPool,
+    /// The event store's shared write side (group commit), on `db`.
+    pub events: EventLog,
     pub redis: redis::Client,
     pub metrics: Arc<Metrics>,
 }

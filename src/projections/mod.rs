@@ -14,7 +14,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use sqlx::PgConnection;
 
-pub use record::EventRecord;
+pub use record::{EventRecord, NEXT_BATCH_SQL};
 
 /// A read model built from events.
 #[async_trait]

@@ -34,7 +34,7 @@ impl EventRecord {
     }
 
     fn from_row(row: &PgRow) -> Result<Self, sqlx::Error> {
-        let transaction_id: String = row.try_get("transaction_id")?;
+        let transaction_id: String = row.try_get("xid")?;
         let metadata: String = row.try_get("metadata")?;
         Ok(Self {
             position: CatchUpPosition {
@@ -57,6 +57,17 @@ impl EventRecord {
     }
 }
 
+/// The catch-up query. Public so a test can check its plan orders by the xid8 column.
+pub const NEXT_BATCH_SQL: &str = r#"
+SELECT transaction_id::text AS xid, global_position, tenant_id, aggregate_type,
+       aggregate_id, sequence, event_type, event_version, payload::text AS payload,
+       metadata::text AS metadata, recorded_at
+  FROM events
+ WHERE (transaction_id, global_position) > ($1::text::xid8, $2)
+   AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+ ORDER BY events.transaction_id, events.global_position -- the xid8 column, never a text alias
+ LIMIT $3"#;
+
 /// Reads the next `limit` events after `after` in catch-up order — only those written by
 /// transactions older than every transaction still running, so no event can later
 /// appear before a position already handed out (the no-skip rule, docs/projections.md).
@@ -65,21 +76,11 @@ pub async fn next_batch(
     after: CatchUpPosition,
     limit: i64,
 ) -> Result<Vec<EventRecord>, sqlx::Error> {
-    let rows = sqlx::query(
-        r#"
-SELECT transaction_id::text AS transaction_id, global_position, tenant_id, aggregate_type,
-       aggregate_id, sequence, event_type, event_version, payload::text AS payload,
-       metadata::text AS metadata, recorded_at
-  FROM events
- WHERE (transaction_id, global_position) > ($1::text::xid8, $2)
-   AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())
- ORDER BY transaction_id, global_position
- LIMIT $3"#,
-    )
-    .bind(after.transaction_id.to_string())
-    .bind(after.global_position)
-    .bind(limit)
-    .fetch_all(conn)
-    .await?;
+    let rows = sqlx::query(NEXT_BATCH_SQL)
+        .bind(after.transaction_id.to_string())
+        .bind(after.global_position)
+        .bind(limit)
+        .fetch_all(conn)
+        .await?;
     rows.iter().map(EventRecord::from_row).collect()
 }

@@ -7,7 +7,8 @@
 //! Here the context's aggregate — which already holds the new events — is saved as is.
 //!
 //! Round trips: loading is one query (snapshot + tail), committing is one INSERT
-//! (atomic on its own), plus one upsert every `snapshot_every` events.
+//! (atomic on its own, shared with concurrent commands by the `EventLog`'s group
+//! commit), plus one upsert every `snapshot_every` events.
 
 use std::collections::{BTreeMap, HashMap};
 use std::marker::PhantomData;
@@ -15,9 +16,9 @@ use std::marker::PhantomData;
 use cqrs_es::{
     Aggregate, AggregateContext, AggregateError, DomainEvent, EventEnvelope, EventStore,
 };
-use prometheus_client::metrics::counter::Counter;
 use sqlx::{PgPool, Row};
 
+use super::event_log::{AppendError, EventLog, StreamAppend};
 use super::hash::{GENESIS_HASH, HashInput, canonical_json, event_hash};
 use super::metadata::keys;
 use crate::ids::TenantId;
@@ -27,20 +28,20 @@ type StoreResult<T, A> = Result<T, AggregateError<<A as Aggregate>::Error>>;
 /// An event store bound to one tenant: it can neither read nor write another tenant's
 /// streams, because the tenant is part of every query it runs.
 pub struct ChronicleStore<A> {
+    log: EventLog,
     pool: PgPool,
     tenant: TenantId,
     snapshot_every: u64,
-    events_appended: Option<Counter>,
     _aggregate: PhantomData<fn() -> A>,
 }
 
 impl<A> Clone for ChronicleStore<A> {
     fn clone(&self) -> Self {
         Self {
+            log: self.log.clone(),
             pool: self.pool.clone(),
             tenant: self.tenant,
             snapshot_every: self.snapshot_every,
-            events_appended: self.events_appended.clone(),
             _aggregate: PhantomData,
         }
     }
@@ -74,20 +75,14 @@ struct LoadedRow {
 }
 
 impl<A: Aggregate> ChronicleStore<A> {
-    pub fn new(pool: PgPool, tenant: TenantId, snapshot_every: u64) -> Self {
+    pub fn new(log: EventLog, tenant: TenantId, snapshot_every: u64) -> Self {
         Self {
-            pool,
+            pool: log.pool().clone(),
+            log,
             tenant,
             snapshot_every: snapshot_every.max(1),
-            events_appended: None,
             _aggregate: PhantomData,
         }
-    }
-
-    /// Count appended events into this counter (`/metrics`).
-    pub fn with_counter(mut self, counter: Counter) -> Self {
-        self.events_appended = Some(counter);
-        self
     }
 
     pub fn tenant(&self) -> TenantId {
@@ -275,11 +270,12 @@ impl<A: Aggregate> EventStore<A> for ChronicleStore<A> {
         }
 
         let n = events.len();
-        let mut sequences = Vec::with_capacity(n);
-        let mut types = Vec::with_capacity(n);
-        let mut versions = Vec::with_capacity(n);
-        let mut payloads = Vec::with_capacity(n);
-        let mut metas = Vec::with_capacity(n);
+        let mut append = StreamAppend {
+            tenant_id: self.tenant.0,
+            aggregate_type: A::TYPE.to_string(),
+            aggregate_id: context.aggregate_id.clone(),
+            ..StreamAppend::default()
+        };
         let mut envelopes = Vec::with_capacity(n);
         let mut prev_hash = context.last_hash.clone();
         for (i, event) in events.into_iter().enumerate() {
@@ -306,46 +302,25 @@ impl<A: Aggregate> EventStore<A> for ChronicleStore<A> {
                 std::mem::replace(&mut prev_hash, hash.clone()),
             );
             meta.insert(keys::HASH.into(), hash);
-            metas.push(serde_json::to_string(&meta).expect("string map serializes"));
+            append
+                .metadata
+                .push(serde_json::to_string(&meta).expect("string map serializes"));
             envelopes.push(EventEnvelope {
                 aggregate_id: context.aggregate_id.clone(),
                 sequence: sequence as usize,
                 payload: event,
                 metadata: meta.into_iter().collect(),
             });
-            sequences.push(sequence as i64);
-            types.push(event_type);
-            versions.push(event_version);
-            payloads.push(payload);
+            append.sequences.push(sequence as i64);
+            append.event_types.push(event_type);
+            append.event_versions.push(event_version);
+            append.payloads.push(payload);
         }
 
-        let result = sqlx::query(
-            r#"
-INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version,
-                    payload, metadata, tenant_id)
-SELECT $1, $2, u.sequence, u.event_type, u.event_version, u.payload::json, u.metadata::json, $3
-  FROM unnest($4::bigint[], $5::text[], $6::text[], $7::text[], $8::text[])
-    AS u(sequence, event_type, event_version, payload, metadata)"#,
-        )
-        .bind(A::TYPE)
-        .bind(&context.aggregate_id)
-        .bind(self.tenant.0)
-        .bind(&sequences)
-        .bind(&types)
-        .bind(&versions)
-        .bind(&payloads)
-        .bind(&metas)
-        .execute(&self.pool)
-        .await;
-        match result {
-            Ok(_) => {}
-            Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("23505") => {
-                return Err(AggregateError::AggregateConflict);
-            }
-            Err(e) => return Err(db_error(e)),
-        }
-        if let Some(counter) = &self.events_appended {
-            counter.inc_by(n as u64);
+        match self.log.append(append).await {
+            Ok(()) => {}
+            Err(AppendError::Conflict) => return Err(AggregateError::AggregateConflict),
+            Err(other) => return Err(AggregateError::DatabaseConnectionError(Box::new(other))),
         }
 
         context.current_sequence += n as u64;

@@ -1,10 +1,12 @@
 //! The event store: postgres-es's table and cqrs-es's traits, plus what they lack —
 //! tenant scoping, a hash chain, correct snapshots and chain verification.
 
+mod event_log;
 mod event_store;
 pub mod hash;
 pub mod metadata;
 pub mod verify;
 
+pub use event_log::{AppendError, EventLog, StreamAppend};
 pub use event_store::{ChronicleStore, StoreContext};
 pub use metadata::{Actor, EventMetadata};

@@ -29,8 +29,17 @@ pub struct TestDb {
     pub worker: PgPool,
 }
 
+/// Logs go to the test's captured output, shown when a test fails.
+pub fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new("info,sqlx=warn"))
+        .with_test_writer()
+        .try_init();
+}
+
 impl TestDb {
     pub async fn new() -> Self {
+        init_tracing();
         let name = format!("chronicle_test_{}", uuid::Uuid::now_v7().simple());
         let base = base_url();
         let url = match base.rsplit_once('/') {

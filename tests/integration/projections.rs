@@ -10,7 +10,7 @@ use chronicle::app::Mode;
 use chronicle::commands;
 use chronicle::ids::{TenantId, UserId};
 use chronicle::projections::{self, rebuild::rebuild, runtime};
-use chronicle::store::{Actor, ChronicleStore, EventMetadata};
+use chronicle::store::{Actor, ChronicleStore, EventLog, EventMetadata};
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{PgPool, Row};
 use tokio_util::sync::CancellationToken;
@@ -165,7 +165,7 @@ async fn a_dead_instance_releases_its_lease() {
     let all = projections::all();
     runtime::register(&db.worker, &all).await.unwrap();
     let audit = projections::by_name("audit_logs").unwrap();
-    let store = ChronicleStore::<File>::new(db.app.clone(), TenantId::new(), 100);
+    let store = ChronicleStore::<File>::new(EventLog::new(db.app.clone()), TenantId::new(), 100);
     let m = EventMetadata::system(store.tenant(), Actor::System("test"));
     let create = FileCommand::Create {
         owner_id: UserId::new(),
@@ -232,7 +232,7 @@ async fn a_rebuild_reproduces_the_live_tables() {
     runtime::register(&db.worker, &all).await.unwrap();
     for _ in 0..3 {
         let tenant = TenantId::new();
-        let store = ChronicleStore::<File>::new(db.app.clone(), tenant, 5);
+        let store = ChronicleStore::<File>::new(EventLog::new(db.app.clone()), tenant, 5);
         let m = EventMetadata::new(tenant, Actor::User(UserId::new()), "req");
         for f in 0..10 {
             let id = format!("file-{f}");
@@ -315,7 +315,7 @@ async fn read_tables_are_tenant_isolated_for_the_app_role() {
     runtime::register(&db.worker, &all).await.unwrap();
     let (a, b) = (TenantId::new(), TenantId::new());
     for tenant in [a, b] {
-        let store = ChronicleStore::<File>::new(db.app.clone(), tenant, 100);
+        let store = ChronicleStore::<File>::new(EventLog::new(db.app.clone()), tenant, 100);
         let m = EventMetadata::system(tenant, Actor::System("test"));
         let create = FileCommand::Create {
             owner_id: UserId::new(),
@@ -360,7 +360,7 @@ async fn read_tables_are_tenant_isolated_for_the_app_role() {
 async fn the_running_app_projects_new_events() {
     let t = TestApp::spawn(Mode::Serve, &[]).await;
     let tenant = TenantId::new();
-    let store = ChronicleStore::<File>::new(t.db.app.clone(), tenant, 100);
+    let store = ChronicleStore::<File>::new(EventLog::new(t.db.app.clone()), tenant, 100);
     let m = EventMetadata::system(tenant, Actor::System("test"));
     let create = FileCommand::Create {
         owner_id: UserId::new(),
@@ -384,4 +384,39 @@ async fn the_running_app_projects_new_events() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     t.app.stop().await;
+}
+
+/// Regression: the catch-up query once sorted by its `transaction_id::text` output
+/// alias, which orders "100000" before "99999" — skipping or doubling events whenever
+/// xids gained a digit. The plan must sort (or scan) by the xid8 column itself.
+#[tokio::test]
+async fn catch_up_orders_by_the_xid8_column_not_its_text() {
+    let db = TestDb::new().await;
+    let mut conn = db.owner.acquire().await.unwrap();
+    // Force the sort into the plan so its key is visible.
+    sqlx::query("SET enable_indexscan = off")
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+    sqlx::query("SET enable_bitmapscan = off")
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+    let sql = projections::NEXT_BATCH_SQL
+        .replace("$1", "'0'")
+        .replace("$2", "0")
+        .replace("$3", "1000");
+    let plan: Vec<String> = sqlx::query_scalar(&format!("EXPLAIN (VERBOSE) {sql}"))
+        .fetch_all(&mut *conn)
+        .await
+        .unwrap();
+    let sort_key = plan
+        .iter()
+        .find(|l| l.contains("Sort Key"))
+        .unwrap_or_else(|| panic!("no sort: {plan:#?}"));
+    assert!(!sort_key.contains("::text"), "sorts by text: {sort_key}");
+    assert!(
+        sort_key.contains("events.transaction_id, events.global_position"),
+        "{sort_key}"
+    );
 }

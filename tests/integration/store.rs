@@ -7,7 +7,7 @@ use chronicle::aggregates::file::NewVersion;
 use chronicle::aggregates::{File, FileCommand};
 use chronicle::commands::{self, CommandError};
 use chronicle::ids::{TenantId, UserId};
-use chronicle::store::{Actor, ChronicleStore, EventMetadata};
+use chronicle::store::{Actor, ChronicleStore, EventLog, EventMetadata};
 use cqrs_es::{Aggregate, EventStore};
 use proptest::prelude::*;
 use sqlx::Row;
@@ -67,7 +67,7 @@ proptest! {
         rt.block_on(async {
             let db = TestDb::new().await;
             let tenant = TenantId::new();
-            let store = ChronicleStore::<File>::new(db.app.clone(), tenant, snapshot_every);
+            let store = ChronicleStore::<File>::new(EventLog::new(db.app.clone()), tenant, snapshot_every);
             let id = uuid::Uuid::now_v7().to_string();
             let mut appended = 0u64;
             for c in &commands {
@@ -118,7 +118,7 @@ async fn create_with_events(store: &ChronicleStore<File>, n_tags: usize) -> Stri
 #[tokio::test]
 async fn unreadable_snapshot_falls_back_to_replay_and_is_replaced() {
     let db = TestDb::new().await;
-    let store = ChronicleStore::<File>::new(db.app.clone(), TenantId::new(), 3);
+    let store = ChronicleStore::<File>::new(EventLog::new(db.app.clone()), TenantId::new(), 3);
     let id = create_with_events(&store, 6).await;
     // The aggregate's shape "changed": the stored snapshot no longer deserializes.
     let changed = sqlx::query(
@@ -153,7 +153,7 @@ async fn unreadable_snapshot_falls_back_to_replay_and_is_replaced() {
 async fn every_event_carries_metadata_and_chains_to_its_predecessor() {
     let db = TestDb::new().await;
     let tenant = TenantId::new();
-    let store = ChronicleStore::<File>::new(db.app.clone(), tenant, 100);
+    let store = ChronicleStore::<File>::new(EventLog::new(db.app.clone()), tenant, 100);
     let user = UserId::new();
     let id = uuid::Uuid::now_v7().to_string();
     let m = EventMetadata::new(tenant, Actor::User(user), "req-1");
@@ -207,7 +207,7 @@ async fn every_event_carries_metadata_and_chains_to_its_predecessor() {
 #[tokio::test]
 async fn concurrent_commands_on_one_stream_all_land_through_retries() {
     let db = TestDb::new().await;
-    let store = ChronicleStore::<File>::new(db.app.clone(), TenantId::new(), 4);
+    let store = ChronicleStore::<File>::new(EventLog::new(db.app.clone()), TenantId::new(), 4);
     let id = create_with_events(&store, 0).await;
     let tasks: Vec<_> = (0..5)
         .map(|i| {
@@ -243,7 +243,7 @@ async fn concurrent_commands_on_one_stream_all_land_through_retries() {
 #[tokio::test]
 async fn a_stale_append_is_a_conflict_not_an_overwrite() {
     let db = TestDb::new().await;
-    let store = ChronicleStore::<File>::new(db.app.clone(), TenantId::new(), 100);
+    let store = ChronicleStore::<File>::new(EventLog::new(db.app.clone()), TenantId::new(), 100);
     let id = create_with_events(&store, 1).await;
     let stale = store.load_aggregate(&id).await.unwrap();
     commands::execute(
@@ -284,8 +284,8 @@ async fn conflicts_that_outlast_the_retries_surface_as_409() {
 #[tokio::test]
 async fn a_tenant_cannot_see_or_extend_another_tenants_stream() {
     let db = TestDb::new().await;
-    let a = ChronicleStore::<File>::new(db.app.clone(), TenantId::new(), 100);
-    let b = ChronicleStore::<File>::new(db.app.clone(), TenantId::new(), 100);
+    let a = ChronicleStore::<File>::new(EventLog::new(db.app.clone()), TenantId::new(), 100);
+    let b = ChronicleStore::<File>::new(EventLog::new(db.app.clone()), TenantId::new(), 100);
     let id = create_with_events(&a, 2).await;
     let seen_by_b = b.load_aggregate(&id).await.unwrap();
     assert_eq!(seen_by_b.current_sequence, 0);
@@ -311,7 +311,7 @@ async fn a_tenant_cannot_see_or_extend_another_tenants_stream() {
 #[tokio::test]
 async fn history_is_append_only_for_every_role() {
     let db = TestDb::new().await;
-    let store = ChronicleStore::<File>::new(db.app.clone(), TenantId::new(), 100);
+    let store = ChronicleStore::<File>::new(EventLog::new(db.app.clone()), TenantId::new(), 100);
     let id = create_with_events(&store, 1).await;
     for (role, pool) in [
         ("app", &db.app),

@@ -6,12 +6,12 @@ use chronicle::aggregates::{File, FileCommand};
 use chronicle::commands;
 use chronicle::ids::{TenantId, UserId};
 use chronicle::store::verify::{BreakKind, verify_chains};
-use chronicle::store::{Actor, ChronicleStore, EventMetadata};
+use chronicle::store::{Actor, ChronicleStore, EventLog, EventMetadata};
 
 use crate::common::TestDb;
 
 async fn stream_of(db: &TestDb, tenant: TenantId, tags: usize) -> String {
-    let store = ChronicleStore::<File>::new(db.app.clone(), tenant, 100);
+    let store = ChronicleStore::<File>::new(EventLog::new(db.app.clone()), tenant, 100);
     let m = EventMetadata::system(tenant, Actor::System("test"));
     let id = uuid::Uuid::now_v7().to_string();
     let create = FileCommand::Create {

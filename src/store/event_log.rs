@@ -1,0 +1,200 @@
+//! Appending to the log with group commit. Concurrent commands hand their rows to a few
+//! writer tasks; each writer takes every append already waiting (up to a limit) and
+//! writes them in one INSERT, so one commit — one fsync — covers many commands.
+//! A lone command is written at once: nothing waits for a timer.
+//!
+//! Each command's events stay all-or-nothing: a multi-row INSERT is atomic. If the
+//! batch fails on a duplicate key (some command lost an optimistic-concurrency race),
+//! its commands are retried one by one, so only the loser sees the conflict.
+
+use std::sync::Arc;
+
+use prometheus_client::metrics::counter::Counter;
+use sqlx::PgPool;
+use tokio::sync::{Mutex, mpsc, oneshot};
+
+/// Writer tasks per log: enough to keep commits pipelined, few enough to batch well.
+const WRITERS: usize = 4;
+/// Upper bound of rows in one INSERT.
+const MAX_ROWS: usize = 2000;
+
+/// The rows one command appends to one stream.
+#[derive(Debug, Default)]
+pub struct StreamAppend {
+    pub tenant_id: uuid::Uuid,
+    pub aggregate_type: String,
+    pub aggregate_id: String,
+    pub sequences: Vec<i64>,
+    pub event_types: Vec<String>,
+    pub event_versions: Vec<String>,
+    pub payloads: Vec<String>,
+    pub metadata: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppendError {
+    /// Another writer appended to the stream first (duplicate sequence).
+    #[error("stream was appended to concurrently")]
+    Conflict,
+    #[error("append failed: {0}")]
+    Database(String),
+    #[error("the event log is shut down")]
+    Closed,
+}
+
+struct Job {
+    append: StreamAppend,
+    reply: oneshot::Sender<Result<(), AppendError>>,
+}
+
+/// The shared write side of the event store. Cheap to clone.
+#[derive(Clone)]
+pub struct EventLog {
+    pool: PgPool,
+    jobs: mpsc::Sender<Job>,
+    events_appended: Option<Counter>,
+}
+
+impl EventLog {
+    /// Starts the writer tasks on the current Tokio runtime. They stop when the last
+    /// clone of this log is dropped.
+    pub fn new(pool: PgPool) -> Self {
+        let (tx, rx) = mpsc::channel::<Job>(4096);
+        let rx = Arc::new(Mutex::new(rx));
+        for _ in 0..WRITERS {
+            tokio::spawn(writer(pool.clone(), rx.clone()));
+        }
+        Self {
+            pool,
+            jobs: tx,
+            events_appended: None,
+        }
+    }
+
+    /// Count appended events into this counter (`/metrics`).
+    pub fn with_counter(mut self, counter: Counter) -> Self {
+        self.events_appended = Some(counter);
+        self
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Appends one command's events; returns once they are committed.
+    pub async fn append(&self, append: StreamAppend) -> Result<(), AppendError> {
+        let n = append.sequences.len() as u64;
+        let (reply, answer) = oneshot::channel();
+        self.jobs
+            .send(Job { append, reply })
+            .await
+            .map_err(|_| AppendError::Closed)?;
+        answer.await.map_err(|_| AppendError::Closed)??;
+        if let Some(counter) = &self.events_appended {
+            counter.inc_by(n);
+        }
+        Ok(())
+    }
+}
+
+async fn writer(pool: PgPool, jobs: Arc<Mutex<mpsc::Receiver<Job>>>) {
+    loop {
+        let batch = {
+            let mut rx = jobs.lock().await;
+            let Some(first) = rx.recv().await else { return };
+            let mut rows = first.append.sequences.len();
+            let mut batch = vec![first];
+            while rows < MAX_ROWS {
+                match rx.try_recv() {
+                    Ok(job) => {
+                        rows += job.append.sequences.len();
+                        batch.push(job);
+                    }
+                    Err(_) => break,
+                }
+            }
+            batch
+        };
+        let appends: Vec<&StreamAppend> = batch.iter().map(|j| &j.append).collect();
+        match insert(&pool, &appends).await {
+            Ok(()) => {
+                for job in batch {
+                    let _ = job.reply.send(Ok(()));
+                }
+            }
+            Err(err) if is_conflict(&err) && batch.len() > 1 => {
+                for job in batch {
+                    let result = insert(&pool, &[&job.append]).await.map_err(classify);
+                    let _ = job.reply.send(result);
+                }
+            }
+            Err(err) => {
+                let err = classify(err);
+                for job in batch {
+                    let _ = job.reply.send(Err(match &err {
+                        AppendError::Conflict => AppendError::Conflict,
+                        other => AppendError::Database(other.to_string()),
+                    }));
+                }
+            }
+        }
+    }
+}
+
+fn is_conflict(err: &sqlx::Error) -> bool {
+    matches!(err, sqlx::Error::Database(e) if e.code().as_deref() == Some("23505"))
+}
+
+fn classify(err: sqlx::Error) -> AppendError {
+    if is_conflict(&err) {
+        AppendError::Conflict
+    } else {
+        AppendError::Database(err.to_string())
+    }
+}
+
+async fn insert(pool: &PgPool, appends: &[&StreamAppend]) -> Result<(), sqlx::Error> {
+    let rows: usize = appends.iter().map(|a| a.sequences.len()).sum();
+    let mut tenants = Vec::with_capacity(rows);
+    let mut types = Vec::with_capacity(rows);
+    let mut ids = Vec::with_capacity(rows);
+    let mut sequences = Vec::with_capacity(rows);
+    let mut event_types = Vec::with_capacity(rows);
+    let mut versions = Vec::with_capacity(rows);
+    let mut payloads = Vec::with_capacity(rows);
+    let mut metadata = Vec::with_capacity(rows);
+    for a in appends {
+        for i in 0..a.sequences.len() {
+            tenants.push(a.tenant_id);
+            types.push(a.aggregate_type.as_str());
+            ids.push(a.aggregate_id.as_str());
+            sequences.push(a.sequences[i]);
+            event_types.push(a.event_types[i].as_str());
+            versions.push(a.event_versions[i].as_str());
+            payloads.push(a.payloads[i].as_str());
+            metadata.push(a.metadata[i].as_str());
+        }
+    }
+    sqlx::query(
+        r#"
+INSERT INTO events (tenant_id, aggregate_type, aggregate_id, sequence, event_type,
+                    event_version, payload, metadata)
+SELECT u.tenant_id, u.aggregate_type, u.aggregate_id, u.sequence, u.event_type,
+       u.event_version, u.payload::json, u.metadata::json
+  FROM unnest($1::uuid[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::text[],
+              $7::text[], $8::text[])
+    AS u(tenant_id, aggregate_type, aggregate_id, sequence, event_type, event_version,
+         payload, metadata)"#,
+    )
+    .bind(&tenants)
+    .bind(&types)
+    .bind(&ids)
+    .bind(&sequences)
+    .bind(&event_types)
+    .bind(&versions)
+    .bind(&payloads)
+    .bind(&metadata)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
