@@ -18,8 +18,8 @@ CREATE TABLE events (
     PRIMARY KEY (tenant_id, aggregate_type, aggregate_id, sequence)
 );
 
--- Everything in global (catch-up) order.
-CREATE UNIQUE INDEX events_global_position ON events (global_position);
+-- Everything in catch-up order (docs/projections.md). global_position needs no index of
+-- its own: GENERATED ALWAYS makes it unique, and every index costs each append.
 CREATE INDEX events_catch_up ON events (transaction_id, global_position);
 -- One tenant's history, in order.
 CREATE INDEX events_tenant_history ON events (tenant_id, global_position);
@@ -36,16 +36,10 @@ CREATE TRIGGER events_no_update_delete BEFORE UPDATE OR DELETE ON events
 CREATE TRIGGER events_no_truncate BEFORE TRUNCATE ON events
   FOR EACH STATEMENT EXECUTE FUNCTION events_append_only();
 
--- Wake projectors. One notification per statement keeps bulk appends cheap;
--- Postgres folds identical notifications within a transaction.
-CREATE FUNCTION events_notify() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-  PERFORM pg_notify('chronicle_events', '');
-  RETURN NULL;
-END
-$$;
-CREATE TRIGGER events_notify AFTER INSERT ON events
-  FOR EACH STATEMENT EXECUTE FUNCTION events_notify();
+-- Projectors are woken by a NOTIFY that the application sends after its appends commit
+-- (store/event_log.rs), not by a trigger here: a NOTIFY inside the appending
+-- transaction takes a cluster-wide lock held through commit, which serializes every
+-- appending commit and halved insert throughput when measured (docs/projections.md).
 
 -- Snapshots: one row per stream, replaced as the stream grows. A cache of state,
 -- never a source of truth: a snapshot that no longer deserializes is rebuilt by

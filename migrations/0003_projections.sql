@@ -29,9 +29,9 @@ CREATE TABLE audit_logs (
     correlation_id text,
     created_at     timestamptz NOT NULL
 );
+-- "A tenant's log, newest first" with cursor paging. Further indexes come with the
+-- queries that need them: each one costs projection throughput (docs/benchmarks.md).
 CREATE INDEX audit_logs_tenant_time ON audit_logs (tenant_id, created_at DESC, id DESC);
-CREATE INDEX audit_logs_tenant_target ON audit_logs (tenant_id, target_type, target_id, sequence);
-CREATE INDEX audit_logs_tenant_actor ON audit_logs (tenant_id, actor, created_at DESC);
 
 -- stream_heads: the head of every stream's hash chain (what signed checkpoints sign).
 CREATE TABLE stream_heads (

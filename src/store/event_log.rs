@@ -3,6 +3,10 @@
 //! writes them in one INSERT, so one commit — one fsync — covers many commands.
 //! A lone command is written at once: nothing waits for a timer.
 //!
+//! After a batch commits, a notifier task sends `NOTIFY chronicle_events` (coalesced:
+//! at most one in flight) to wake projectors. It is sent outside the appending
+//! transaction on purpose: Postgres serializes the commits of notifying transactions.
+//!
 //! Each command's events stay all-or-nothing: a multi-row INSERT is atomic. If the
 //! batch fails on a duplicate key (some command lost an optimistic-concurrency race),
 //! its commands are retried one by one, so only the loser sees the conflict.
@@ -14,7 +18,9 @@ use sqlx::PgPool;
 use tokio::sync::{Mutex, mpsc, oneshot};
 
 /// Writer tasks per log: enough to keep commits pipelined, few enough to batch well.
-const WRITERS: usize = 4;
+const WRITERS: usize = 2;
+/// Minimum spacing of wake-up notifications.
+const NOTIFY_INTERVAL: std::time::Duration = std::time::Duration::from_millis(10);
 /// Upper bound of rows in one INSERT.
 const MAX_ROWS: usize = 2000;
 
@@ -61,9 +67,12 @@ impl EventLog {
     pub fn new(pool: PgPool) -> Self {
         let (tx, rx) = mpsc::channel::<Job>(4096);
         let rx = Arc::new(Mutex::new(rx));
+        // Capacity 1 + try_send: appends during an in-flight NOTIFY fold into the next one.
+        let (wake_tx, wake_rx) = mpsc::channel::<()>(1);
         for _ in 0..WRITERS {
-            tokio::spawn(writer(pool.clone(), rx.clone()));
+            tokio::spawn(writer(pool.clone(), rx.clone(), wake_tx.clone()));
         }
+        tokio::spawn(notifier(pool.clone(), wake_rx));
         Self {
             pool,
             jobs: tx,
@@ -97,7 +106,22 @@ impl EventLog {
     }
 }
 
-async fn writer(pool: PgPool, jobs: Arc<Mutex<mpsc::Receiver<Job>>>) {
+/// Sends one NOTIFY per wake-up request, at most one per `NOTIFY_INTERVAL` (each is a
+/// small commit of its own); ends when every writer has ended.
+async fn notifier(pool: PgPool, mut wake: mpsc::Receiver<()>) {
+    while wake.recv().await.is_some() {
+        if let Err(err) = sqlx::query("SELECT pg_notify('chronicle_events', '')")
+            .execute(&pool)
+            .await
+        {
+            // Projectors poll as well; a lost wake-up only delays them.
+            tracing::debug!(error = %err, "NOTIFY failed");
+        }
+        tokio::time::sleep(NOTIFY_INTERVAL).await;
+    }
+}
+
+async fn writer(pool: PgPool, jobs: Arc<Mutex<mpsc::Receiver<Job>>>, wake: mpsc::Sender<()>) {
     loop {
         let batch = {
             let mut rx = jobs.lock().await;
@@ -118,6 +142,7 @@ async fn writer(pool: PgPool, jobs: Arc<Mutex<mpsc::Receiver<Job>>>) {
         let appends: Vec<&StreamAppend> = batch.iter().map(|j| &j.append).collect();
         match insert(&pool, &appends).await {
             Ok(()) => {
+                let _ = wake.try_send(());
                 for job in batch {
                     let _ = job.reply.send(Ok(()));
                 }
@@ -125,6 +150,9 @@ async fn writer(pool: PgPool, jobs: Arc<Mutex<mpsc::Receiver<Job>>>) {
             Err(err) if is_conflict(&err) && batch.len() > 1 => {
                 for job in batch {
                     let result = insert(&pool, &[&job.append]).await.map_err(classify);
+                    if result.is_ok() {
+                        let _ = wake.try_send(());
+                    }
                     let _ = job.reply.send(result);
                 }
             }

@@ -420,3 +420,112 @@ async fn catch_up_orders_by_the_xid8_column_not_its_text() {
         "{sort_key}"
     );
 }
+
+#[tokio::test]
+async fn audit_rows_say_who_did_what_to_what() {
+    let db = TestDb::new().await;
+    let all = projections::all();
+    runtime::register(&db.worker, &all).await.unwrap();
+    let tenant = TenantId::new();
+    let user = UserId::new();
+    let store = ChronicleStore::<File>::new(EventLog::new(db.app.clone()), tenant, 100);
+    let create = FileCommand::Create {
+        owner_id: user,
+        display_name: "a".into(),
+    };
+    commands::execute(
+        &store,
+        "f",
+        create,
+        &EventMetadata::new(tenant, Actor::User(user), "req-7"),
+        &(),
+    )
+    .await
+    .unwrap();
+    let rename = FileCommand::Rename {
+        display_name: "b".into(),
+    };
+    commands::execute(
+        &store,
+        "f",
+        rename,
+        &EventMetadata::system(tenant, Actor::Worker),
+        &(),
+    )
+    .await
+    .unwrap();
+    let tag = FileCommand::Tag { tag: "x".into() };
+    commands::execute(
+        &store,
+        "f",
+        tag,
+        &EventMetadata::system(tenant, Actor::System("cli")),
+        &(),
+    )
+    .await
+    .unwrap();
+    runtime::catch_up(
+        &db.worker,
+        projections::by_name("audit_logs").unwrap().as_ref(),
+    )
+    .await
+    .unwrap();
+
+    let rows = sqlx::query(
+        "SELECT actor, actor_user_id, actor_type, action, target_type, target_id, sequence, details::text AS details, request_id
+           FROM audit_logs ORDER BY sequence",
+    )
+    .fetch_all(&db.worker)
+    .await
+    .unwrap();
+    let summary: Vec<(String, Option<uuid::Uuid>, String, String, i64)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r.get("actor"),
+                r.get("actor_user_id"),
+                r.get("actor_type"),
+                r.get("action"),
+                r.get("sequence"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            (
+                user.to_string(),
+                Some(user.0),
+                "user".into(),
+                "file.created".into(),
+                1
+            ),
+            (
+                "system:worker".into(),
+                None,
+                "worker".into(),
+                "file.renamed".into(),
+                2
+            ),
+            (
+                "system:cli".into(),
+                None,
+                "system".into(),
+                "file.tagged".into(),
+                3
+            ),
+        ]
+    );
+    assert_eq!(rows[0].get::<String, _>("target_type"), "file");
+    assert_eq!(rows[0].get::<String, _>("target_id"), "f");
+    assert_eq!(
+        rows[0].get::<Option<String>, _>("request_id").as_deref(),
+        Some("req-7")
+    );
+    let details: serde_json::Value =
+        serde_json::from_str(&rows[1].get::<String, _>("details")).unwrap();
+    assert_eq!(
+        details,
+        serde_json::json!({"Renamed": {"display_name": "b"}})
+    );
+}
