@@ -65,6 +65,7 @@ impl App {
             db: app_pool,
             redis,
             metrics,
+            tokens: crate::auth::TokenKeys::new(config.jwt_secret.expose()),
         };
         let shutdown = CancellationToken::new();
         let mut tasks = Vec::new();

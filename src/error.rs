@@ -14,8 +14,9 @@ pub enum AppError {
     /// Malformed request: unparsable JSON, bad query string, bad header.
     #[error("{0}")]
     BadRequest(String),
-    #[error("{0}")]
-    Unauthorized(String),
+    /// Missing or invalid credentials; the kind says which (distinct codes).
+    #[error("{}", .0.message())]
+    Unauthorized(AuthFailure),
     #[error("{0}")]
     Forbidden(String),
     /// Also used for other tenants' resources, so existence is never confirmed.
@@ -23,6 +24,9 @@ pub enum AppError {
     NotFound(String),
     #[error("method not allowed on this route")]
     MethodNotAllowed,
+    /// A unique thing (email, handle) is taken.
+    #[error("{0}")]
+    AlreadyExists(String),
     /// A concurrent change won (optimistic concurrency exhausted its retries).
     #[error("the resource was changed concurrently; retry the request")]
     Conflict,
@@ -48,10 +52,11 @@ impl AppError {
     pub fn code(&self) -> &'static str {
         match self {
             AppError::BadRequest(_) => "bad_request",
-            AppError::Unauthorized(_) => "unauthorized",
+            AppError::Unauthorized(kind) => kind.code(),
             AppError::Forbidden(_) => "forbidden",
             AppError::NotFound(_) => "not_found",
             AppError::MethodNotAllowed => "method_not_allowed",
+            AppError::AlreadyExists(_) => "already_exists",
             AppError::Conflict => "conflict",
             AppError::PayloadTooLarge(_) => "payload_too_large",
             AppError::UnsupportedMediaType(_) => "unsupported_media_type",
@@ -69,6 +74,7 @@ impl AppError {
             AppError::Forbidden(_) => StatusCode::FORBIDDEN,
             AppError::NotFound(_) => StatusCode::NOT_FOUND,
             AppError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            AppError::AlreadyExists(_) => StatusCode::CONFLICT,
             AppError::Conflict => StatusCode::CONFLICT,
             AppError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             AppError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -100,10 +106,21 @@ impl AppError {
     pub fn catalogue() -> Vec<AppError> {
         vec![
             AppError::BadRequest("example".into()),
-            AppError::Unauthorized("example".into()),
+            AppError::Unauthorized(AuthFailure::MissingToken),
+            AppError::Unauthorized(AuthFailure::MalformedToken),
+            AppError::Unauthorized(AuthFailure::WrongAlgorithm),
+            AppError::Unauthorized(AuthFailure::BadSignature),
+            AppError::Unauthorized(AuthFailure::Expired),
+            AppError::Unauthorized(AuthFailure::WrongPurpose),
+            AppError::Unauthorized(AuthFailure::InvalidCredentials),
+            AppError::Unauthorized(AuthFailure::InvalidRefreshToken),
+            AppError::Unauthorized(AuthFailure::RefreshTokenReused),
+            AppError::Unauthorized(AuthFailure::SessionRevoked),
+            AppError::Unauthorized(AuthFailure::UserBanned),
             AppError::Forbidden("example".into()),
             AppError::NotFound("example".into()),
             AppError::MethodNotAllowed,
+            AppError::AlreadyExists("example".into()),
             AppError::Conflict,
             AppError::PayloadTooLarge("example".into()),
             AppError::UnsupportedMediaType("example".into()),
@@ -112,6 +129,63 @@ impl AppError {
             AppError::Unavailable("example".into()),
             AppError::Internal(anyhow::anyhow!("example")),
         ]
+    }
+}
+
+/// Why a request was not authenticated. Each has its own code so clients (and tests)
+/// can tell an expired token from a forged one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthFailure {
+    MissingToken,
+    MalformedToken,
+    /// Any algorithm but HS256, including `none`.
+    WrongAlgorithm,
+    /// Signed with another key, or altered.
+    BadSignature,
+    Expired,
+    /// A token minted for another purpose (e.g. a refresh token used as access token).
+    WrongPurpose,
+    InvalidCredentials,
+    InvalidRefreshToken,
+    /// An already-rotated refresh token was presented: the session is revoked.
+    RefreshTokenReused,
+    SessionRevoked,
+    UserBanned,
+}
+
+impl AuthFailure {
+    pub fn code(self) -> &'static str {
+        match self {
+            AuthFailure::MissingToken => "token_missing",
+            AuthFailure::MalformedToken => "token_malformed",
+            AuthFailure::WrongAlgorithm => "token_algorithm_invalid",
+            AuthFailure::BadSignature => "token_signature_invalid",
+            AuthFailure::Expired => "token_expired",
+            AuthFailure::WrongPurpose => "token_purpose_invalid",
+            AuthFailure::InvalidCredentials => "invalid_credentials",
+            AuthFailure::InvalidRefreshToken => "refresh_token_invalid",
+            AuthFailure::RefreshTokenReused => "refresh_token_reused",
+            AuthFailure::SessionRevoked => "session_revoked",
+            AuthFailure::UserBanned => "user_banned",
+        }
+    }
+
+    pub fn message(self) -> &'static str {
+        match self {
+            AuthFailure::MissingToken => "an access token is required",
+            AuthFailure::MalformedToken => "the access token is malformed",
+            AuthFailure::WrongAlgorithm => "the access token uses a forbidden algorithm",
+            AuthFailure::BadSignature => "the access token signature is invalid",
+            AuthFailure::Expired => "the access token has expired",
+            AuthFailure::WrongPurpose => "this token cannot be used here",
+            AuthFailure::InvalidCredentials => "email or password is wrong",
+            AuthFailure::InvalidRefreshToken => "the refresh token is invalid",
+            AuthFailure::RefreshTokenReused => {
+                "the refresh token was already used; the session has been revoked"
+            }
+            AuthFailure::SessionRevoked => "the session has been revoked",
+            AuthFailure::UserBanned => "the account is banned",
+        }
     }
 }
 

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use sqlx::PgPool;
 
+use crate::auth::TokenKeys;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::store::EventLog;
@@ -17,4 +18,6 @@ pub struct AppState {
     pub events: EventLog,
     pub redis: redis::Client,
     pub metrics: Arc<Metrics>,
+    /// JWT signing/verification keys from `JWT_SECRET`.
+    pub tokens: TokenKeys,
 }

@@ -27,7 +27,13 @@ pub async fn observe(State(state): State<AppState>, request: Request, next: Next
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_string();
-    let span = tracing::info_span!("request", %method, %route, request_id = %request_id);
+    let span = tracing::info_span!(
+        "request",
+        %method,
+        %route,
+        request_id = %request_id,
+        tenant_id = tracing::field::Empty
+    );
     let response = next.run(request).instrument(span.clone()).await;
     let elapsed = started.elapsed();
     let status = response.status().as_u16();

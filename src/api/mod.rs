@@ -1,14 +1,18 @@
 //! The HTTP API: one router per resource, assembled here with the edge layers.
 
+mod auth;
 mod health;
+mod json;
 mod middleware;
 mod ops;
+mod sessions;
+mod users;
 
 use std::time::Duration;
 
 use axum::Router;
 use axum::http::HeaderName;
-use axum::routing::get;
+use axum::routing::{delete, get, post, put};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::timeout::TimeoutLayer;
 use utoipa::OpenApi;
@@ -19,10 +23,35 @@ use crate::state::AppState;
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Chronicle", description = "Event-sourced file backend"),
-    paths(health::health, health::ready, ops::metrics, ops::openapi),
-    components(schemas(ErrorBody, ErrorDetail, health::Health))
+    paths(
+        health::health, health::ready, ops::metrics, ops::openapi,
+        auth::register, auth::login, auth::refresh, auth::logout, auth::invite,
+        users::me, users::set_role, users::ban, users::unban,
+        sessions::list, sessions::revoke,
+    ),
+    components(schemas(ErrorBody, ErrorDetail, health::Health)),
+    modifiers(&BearerAuth)
 )]
 pub struct ApiDoc;
+
+/// Declares the `bearer` security scheme the authenticated paths refer to.
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+    }
+}
 
 pub fn router(state: AppState) -> Router {
     let request_id = HeaderName::from_static(middleware::REQUEST_ID);
@@ -31,6 +60,17 @@ pub fn router(state: AppState) -> Router {
         .route("/health/ready", get(health::ready))
         .route("/metrics", get(ops::metrics))
         .route("/openapi.json", get(ops::openapi))
+        .route("/v1/auth/register", post(auth::register))
+        .route("/v1/auth/login", post(auth::login))
+        .route("/v1/auth/refresh", post(auth::refresh))
+        .route("/v1/auth/logout", post(auth::logout))
+        .route("/v1/tenants/current/invitations", post(auth::invite))
+        .route("/v1/me", get(users::me))
+        .route("/v1/users/{id}/role", put(users::set_role))
+        .route("/v1/users/{id}/ban", post(users::ban))
+        .route("/v1/users/{id}/unban", post(users::unban))
+        .route("/v1/sessions", get(sessions::list))
+        .route("/v1/sessions/{id}", delete(sessions::revoke))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(

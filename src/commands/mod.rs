@@ -121,3 +121,42 @@ impl From<crate::aggregates::FileError> for AppError {
         }
     }
 }
+
+impl From<crate::aggregates::UserError> for AppError {
+    fn from(err: crate::aggregates::UserError) -> Self {
+        use crate::aggregates::UserError;
+        match err {
+            UserError::NotFound => AppError::NotFound(err.to_string()),
+            UserError::AlreadyExists => AppError::AlreadyExists(err.to_string()),
+            UserError::Invalid { .. } => AppError::Validation(err.to_string()),
+        }
+    }
+}
+
+impl From<crate::aggregates::TenantError> for AppError {
+    fn from(err: crate::aggregates::TenantError) -> Self {
+        use crate::aggregates::TenantError;
+        match err {
+            TenantError::AlreadyExists => AppError::AlreadyExists(err.to_string()),
+            TenantError::InvalidName(_) | TenantError::InvalidInvitation => {
+                AppError::Validation(err.to_string())
+            }
+            TenantError::NotFound => AppError::NotFound(err.to_string()),
+        }
+    }
+}
+
+impl From<crate::aggregates::SessionError> for AppError {
+    fn from(err: crate::aggregates::SessionError) -> Self {
+        use crate::aggregates::SessionError;
+        use crate::error::AuthFailure;
+        match err {
+            SessionError::NotFound => AppError::NotFound(err.to_string()),
+            SessionError::AlreadyExists => AppError::AlreadyExists(err.to_string()),
+            SessionError::Revoked => AppError::Unauthorized(AuthFailure::SessionRevoked),
+            SessionError::InvalidRefreshToken => {
+                AppError::Unauthorized(AuthFailure::InvalidRefreshToken)
+            }
+        }
+    }
+}

@@ -2,6 +2,7 @@
 //! catch-up order, rebuilds) is here; each read model is one module.
 //! docs/projections.md explains the ordering argument.
 
+pub mod accounts;
 pub mod audit_log;
 pub mod rebuild;
 mod record;
@@ -38,6 +39,7 @@ pub trait Projector: Send + Sync {
 /// Every projector Chronicle runs.
 pub fn all() -> Vec<Arc<dyn Projector>> {
     vec![
+        Arc::new(accounts::AccountsProjector),
         Arc::new(audit_log::AuditLogProjector),
         Arc::new(stream_heads::StreamHeadsProjector),
     ]

@@ -173,7 +173,7 @@ fn is_conflict(err: &sqlx::Error) -> bool {
     matches!(err, sqlx::Error::Database(e) if e.code().as_deref() == Some("23505"))
 }
 
-fn classify(err: sqlx::Error) -> AppendError {
+pub(super) fn classify(err: sqlx::Error) -> AppendError {
     if is_conflict(&err) {
         AppendError::Conflict
     } else {
@@ -181,7 +181,11 @@ fn classify(err: sqlx::Error) -> AppendError {
     }
 }
 
-async fn insert(pool: &PgPool, appends: &[&StreamAppend]) -> Result<(), sqlx::Error> {
+/// One INSERT for all rows of `appends`, on a pool or inside a caller's transaction.
+pub(super) async fn insert<'e>(
+    executor: impl sqlx::PgExecutor<'e>,
+    appends: &[&StreamAppend],
+) -> Result<(), sqlx::Error> {
     let rows: usize = appends.iter().map(|a| a.sequences.len()).sum();
     let mut tenants = Vec::with_capacity(rows);
     let mut types = Vec::with_capacity(rows);
@@ -222,7 +226,7 @@ SELECT u.tenant_id, u.aggregate_type, u.aggregate_id, u.sequence, u.event_type,
     .bind(&versions)
     .bind(&payloads)
     .bind(&metadata)
-    .execute(pool)
+    .execute(executor)
     .await?;
     Ok(())
 }

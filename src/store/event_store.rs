@@ -262,13 +262,49 @@ impl<A: Aggregate> EventStore<A> for ChronicleStore<A> {
         if events.is_empty() {
             return Ok(Vec::new());
         }
+        let (append, envelopes) = self.prepare(events, &mut context, &metadata)?;
+        self.log.append(append).await.map_err(append_error)?;
+        if context.current_sequence - context.snapshot_sequence >= self.snapshot_every {
+            self.save_snapshot_logged(&context).await;
+        }
+        Ok(envelopes)
+    }
+}
+
+impl<A: Aggregate> ChronicleStore<A> {
+    /// Like `commit`, but inside the caller's transaction, so other writes (a credential,
+    /// an idempotency record) commit or roll back together with the events. No snapshot
+    /// is taken here (the transaction may still roll back).
+    pub async fn commit_in(
+        &self,
+        conn: &mut sqlx::PgConnection,
+        events: Vec<A::Event>,
+        mut context: StoreContext<A>,
+        metadata: HashMap<String, String>,
+    ) -> StoreResult<Vec<EventEnvelope<A>>, A> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (append, envelopes) = self.prepare(events, &mut context, &metadata)?;
+        super::event_log::insert(&mut *conn, &[&append])
+            .await
+            .map_err(|e| append_error(super::event_log::classify(e)))?;
+        Ok(envelopes)
+    }
+
+    /// Canonical payloads, metadata and the hash chain for `events`; advances `context`.
+    fn prepare(
+        &self,
+        events: Vec<A::Event>,
+        context: &mut StoreContext<A>,
+        metadata: &HashMap<String, String>,
+    ) -> StoreResult<(StreamAppend, Vec<EventEnvelope<A>>), A> {
         let tenant = self.tenant.to_string();
         if metadata.get(keys::TENANT_ID).is_some_and(|t| *t != tenant) {
             return Err(AggregateError::UnexpectedError(
                 "metadata names another tenant than the store".into(),
             ));
         }
-
         let n = events.len();
         let mut append = StreamAppend {
             tenant_id: self.tenant.0,
@@ -316,19 +352,16 @@ impl<A: Aggregate> EventStore<A> for ChronicleStore<A> {
             append.event_versions.push(event_version);
             append.payloads.push(payload);
         }
-
-        match self.log.append(append).await {
-            Ok(()) => {}
-            Err(AppendError::Conflict) => return Err(AggregateError::AggregateConflict),
-            Err(other) => return Err(AggregateError::DatabaseConnectionError(Box::new(other))),
-        }
-
         context.current_sequence += n as u64;
         context.last_hash = prev_hash;
-        if context.current_sequence - context.snapshot_sequence >= self.snapshot_every {
-            self.save_snapshot_logged(&context).await;
-        }
-        Ok(envelopes)
+        Ok((append, envelopes))
+    }
+}
+
+fn append_error<E: std::error::Error>(err: AppendError) -> AggregateError<E> {
+    match err {
+        AppendError::Conflict => AggregateError::AggregateConflict,
+        other => AggregateError::DatabaseConnectionError(Box::new(other)),
     }
 }
 

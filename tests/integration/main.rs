@@ -1,6 +1,7 @@
 //! Integration tests against real Postgres and Redis. One binary (one link step);
 //! each test gets its own database, so they run in parallel.
 
+mod accounts;
 mod common;
 mod ops_api;
 mod projections;

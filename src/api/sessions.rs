@@ -1,0 +1,88 @@
+//! `/v1/sessions`: the caller's logins, and revoking one (a lost device).
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use chrono::{DateTime, Utc};
+use cqrs_es::EventStore;
+use serde::Serialize;
+use uuid::Uuid;
+
+use super::auth::store;
+use crate::aggregates::session::RevokeReason;
+use crate::aggregates::{Role, Session, SessionCommand};
+use crate::auth::TenantContext;
+use crate::commands;
+use crate::error::{AppError, ErrorBody};
+use crate::state::AppState;
+use crate::store::{Actor, EventMetadata};
+
+#[derive(Serialize, sqlx::FromRow, utoipa::ToSchema)]
+pub struct SessionView {
+    pub id: Uuid,
+    pub user_agent: String,
+    pub ip_address: String,
+    pub created_at: DateTime<Utc>,
+    pub last_seen_at: DateTime<Utc>,
+    pub revoked_at: Option<DateTime<Utc>>,
+    pub revoke_reason: Option<String>,
+    /// The session this request is made with.
+    #[sqlx(default)]
+    pub current: bool,
+}
+
+/// My sessions, newest first (from the `sessions` read table; a login made a moment ago
+/// may take a few hundred milliseconds to appear).
+#[utoipa::path(get, path = "/v1/sessions", tag = "sessions", security(("bearer" = [])),
+    responses((status = 200, body = [SessionView]), (status = 401, body = ErrorBody)))]
+pub async fn list(
+    State(state): State<AppState>,
+    ctx: TenantContext,
+) -> Result<Json<Vec<SessionView>>, AppError> {
+    let mut tx = ctx.begin(&state.db).await?;
+    let mut rows: Vec<SessionView> = sqlx::query_as(
+        "SELECT id, user_agent, ip_address, created_at, last_seen_at, revoked_at, revoke_reason
+           FROM sessions WHERE user_id = $1 ORDER BY created_at DESC, id DESC LIMIT 100",
+    )
+    .bind(ctx.user_id.0)
+    .fetch_all(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    for row in &mut rows {
+        row.current = row.id == ctx.session_id;
+    }
+    Ok(Json(rows))
+}
+
+/// Revoke one of my sessions (admins: any session of their tenant).
+#[utoipa::path(delete, path = "/v1/sessions/{id}", tag = "sessions", security(("bearer" = [])),
+    responses((status = 204), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn revoke(
+    State(state): State<AppState>,
+    ctx: TenantContext,
+    headers: HeaderMap,
+    Path(id): Path<Uuid>,
+) -> Result<StatusCode, AppError> {
+    let sessions = store::<Session>(&state, ctx.tenant_id);
+    let current = sessions
+        .load_aggregate(&id.to_string())
+        .await
+        .map_err(|e| AppError::Internal(anyhow::anyhow!("event store: {e}")))?;
+    let mine = current.aggregate.user_id == Some(ctx.user_id);
+    if !current.aggregate.exists || !(mine || ctx.role == Role::Admin) {
+        return Err(AppError::NotFound("session not found".into()));
+    }
+    let meta = EventMetadata::new(
+        ctx.tenant_id,
+        Actor::User(ctx.user_id),
+        headers
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default(),
+    );
+    let revoke = SessionCommand::Revoke {
+        reason: RevokeReason::Revoked,
+    };
+    commands::execute(&sessions, &id.to_string(), revoke, &meta, &()).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,140 @@
+//! `/v1/me` and the admin's user management (roles, bans). State is read from the
+//! user's stream, so an answer never lags a change just made.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use cqrs_es::EventStore;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::auth::store;
+use super::json::ApiJson;
+use crate::aggregates::{Role, User, UserCommand};
+use crate::auth::TenantContext;
+use crate::commands;
+use crate::error::{AppError, ErrorBody};
+use crate::ids::UserId;
+use crate::state::AppState;
+use crate::store::{Actor, EventMetadata};
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct UserView {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub handle: String,
+    pub name: String,
+    pub email: String,
+    pub role: Role,
+    pub is_banned: bool,
+}
+
+fn view(ctx: &TenantContext, id: UserId, user: User) -> Result<UserView, AppError> {
+    if !user.exists {
+        return Err(AppError::NotFound("user not found".into()));
+    }
+    Ok(UserView {
+        id: id.0,
+        tenant_id: ctx.tenant_id.0,
+        handle: user.handle,
+        name: user.name,
+        email: user.email,
+        role: user.role.unwrap_or(Role::User),
+        is_banned: user.banned,
+    })
+}
+
+/// The caller's own account.
+#[utoipa::path(get, path = "/v1/me", tag = "users", security(("bearer" = [])),
+    responses((status = 200, body = UserView), (status = 401, body = ErrorBody)))]
+pub async fn me(
+    State(state): State<AppState>,
+    ctx: TenantContext,
+) -> Result<Json<UserView>, AppError> {
+    let loaded = store::<User>(&state, ctx.tenant_id)
+        .load_aggregate(&ctx.user_id.to_string())
+        .await
+        .map_err(|e| AppError::Internal(anyhow::anyhow!("event store: {e}")))?;
+    Ok(Json(view(&ctx, ctx.user_id, loaded.aggregate)?))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct RoleChange {
+    pub role: Role,
+}
+
+async fn change(
+    state: &AppState,
+    ctx: &TenantContext,
+    headers: &HeaderMap,
+    id: Uuid,
+    command: UserCommand,
+) -> Result<Json<UserView>, AppError> {
+    ctx.require(&[Role::Admin])?;
+    let meta = EventMetadata::new(
+        ctx.tenant_id,
+        Actor::User(ctx.user_id),
+        headers
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default(),
+    );
+    // The store is bound to the caller's tenant: another tenant's user id is simply
+    // not found here.
+    let done = commands::execute(
+        &store::<User>(state, ctx.tenant_id),
+        &id.to_string(),
+        command,
+        &meta,
+        &(),
+    )
+    .await?;
+    Ok(Json(view(ctx, UserId(id), done.aggregate)?))
+}
+
+/// Admin: set a user's role.
+#[utoipa::path(put, path = "/v1/users/{id}/role", tag = "users", security(("bearer" = [])), request_body = RoleChange,
+    responses((status = 200, body = UserView), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn set_role(
+    State(state): State<AppState>,
+    ctx: TenantContext,
+    headers: HeaderMap,
+    Path(id): Path<Uuid>,
+    ApiJson(body): ApiJson<RoleChange>,
+) -> Result<Json<UserView>, AppError> {
+    change(
+        &state,
+        &ctx,
+        &headers,
+        id,
+        UserCommand::ChangeRole { role: body.role },
+    )
+    .await
+}
+
+/// Admin: ban a user. Their sessions are refused from the next request on.
+#[utoipa::path(post, path = "/v1/users/{id}/ban", tag = "users", security(("bearer" = [])),
+    responses((status = 200, body = UserView), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn ban(
+    State(state): State<AppState>,
+    ctx: TenantContext,
+    headers: HeaderMap,
+    Path(id): Path<Uuid>,
+) -> Result<Json<UserView>, AppError> {
+    if id == ctx.user_id.0 {
+        return Err(AppError::Validation("you cannot ban yourself".into()));
+    }
+    change(&state, &ctx, &headers, id, UserCommand::Ban).await
+}
+
+/// Admin: lift a ban.
+#[utoipa::path(post, path = "/v1/users/{id}/unban", tag = "users", security(("bearer" = [])),
+    responses((status = 200, body = UserView), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn unban(
+    State(state): State<AppState>,
+    ctx: TenantContext,
+    headers: HeaderMap,
+    Path(id): Path<Uuid>,
+) -> Result<Json<UserView>, AppError> {
+    change(&state, &ctx, &headers, id, UserCommand::Unban).await
+}
