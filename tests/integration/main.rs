@@ -2,6 +2,7 @@
 //! each test gets its own database, so they run in parallel.
 
 mod common;
+mod edge;
 mod ops_api;
 mod projections;
 mod store;
