@@ -12,6 +12,7 @@ use crate::config::Config;
 use crate::db::{self, DbRole};
 use crate::metrics::Metrics;
 use crate::projections;
+use crate::ratelimit::{self, RateLimiter};
 use crate::state::AppState;
 use crate::store::EventLog;
 
@@ -57,6 +58,10 @@ impl App {
         let app_pool = db::pool(&url, DbRole::App, config.db_max_connections).await?;
         let redis =
             redis::Client::open(config.redis_url.expose()).context("REDIS_URL is invalid")?;
+        let redis_conn = ratelimit::connection_manager(config.redis_url.expose())
+            .context("REDIS_URL is invalid")?;
+        warm_up_redis(redis_conn.clone());
+        let limiter = RateLimiter::new(redis_conn.clone(), &config.redis_key_prefix);
         let config = Arc::new(config);
         let metrics = Arc::new(Metrics::new());
         let state = AppState {
@@ -64,6 +69,8 @@ impl App {
             events: EventLog::new(app_pool.clone()).with_counter(metrics.events_appended.clone()),
             db: app_pool,
             redis,
+            redis_conn,
+            limiter,
             metrics,
             tokens: crate::auth::TokenKeys::new(config.jwt_secret.expose()),
         };
@@ -135,6 +142,17 @@ impl App {
         self.shutdown.cancel();
         self.wait().await;
     }
+}
+
+/// Connects the lazy Redis connection in the background, so the first requests do not pay
+/// for the handshake (TLS included) and an unreachable Redis is reported at start-up
+/// without delaying it.
+fn warm_up_redis(mut conn: redis::aio::ConnectionManager) {
+    tokio::spawn(async move {
+        if let Err(err) = redis::cmd("PING").query_async::<String>(&mut conn).await {
+            tracing::warn!(error = %err, "Redis unreachable at start-up; readiness reports it, rate limits use their fallback");
+        }
+    });
 }
 
 /// Cancels `token` on Ctrl-C or SIGTERM.

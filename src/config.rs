@@ -4,6 +4,7 @@
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// A secret string whose `Debug`/`Display` never reveal it.
 #[derive(Clone, PartialEq, Eq)]
@@ -55,6 +56,18 @@ pub struct Config {
     /// `IS_WORKER=true` turns `serve` into `worker` (seed 001's deployment flag).
     pub is_worker: bool,
     pub db_max_connections: u32,
+    /// Prefix of every Redis key Chronicle writes, so deployments (and tests) can share a
+    /// Redis without sharing state.
+    pub redis_key_prefix: String,
+    /// Requests per client IP and `rate_limit_window` (named for the default window).
+    pub rate_limit_per_minute: u64,
+    /// The stricter per-IP budget of the auth routes, per `rate_limit_window`.
+    pub auth_rate_limit_per_minute: u64,
+    pub rate_limit_window: Duration,
+    /// Use the last `X-Forwarded-For` entry as the client IP (only behind a proxy that sets it).
+    pub trust_proxy_headers: bool,
+    /// Default body limit of JSON routes.
+    pub max_json_body_bytes: usize,
 }
 
 /// The one-line reason configuration was refused; names the variable.
@@ -135,12 +148,7 @@ impl Config {
             return Err(invalid("SNAPSHOT_EVERY", "must be at least 1"));
         }
 
-        let frontend_url = get("FRONTEND_URL");
-        if let Some(url) = &frontend_url
-            && !(url.starts_with("http://") || url.starts_with("https://"))
-        {
-            return Err(invalid("FRONTEND_URL", "must be an http(s) origin"));
-        }
+        let frontend_url = get("FRONTEND_URL").map(|u| parse_origin(&u)).transpose()?;
 
         let log_format = match get("LOG_FORMAT").as_deref() {
             None if environment == Environment::Local => LogFormat::Pretty,
@@ -155,20 +163,54 @@ impl Config {
             }
         };
 
-        let is_worker = match get("IS_WORKER").as_deref() {
-            None | Some("false") | Some("0") => false,
-            Some("true") | Some("1") => true,
-            Some(other) => {
-                return Err(invalid(
-                    "IS_WORKER",
-                    format!("expected true or false, got {other:?}"),
-                ));
-            }
-        };
+        let is_worker = parse_bool(&get, "IS_WORKER", false)?;
 
         let db_max_connections = parse_u64(&get, "DB_MAX_CONNECTIONS", 20)?;
         if db_max_connections == 0 || db_max_connections > 1000 {
             return Err(invalid("DB_MAX_CONNECTIONS", "must be between 1 and 1000"));
+        }
+
+        let redis_key_prefix = get("REDIS_KEY_PREFIX").unwrap_or_else(|| "chronicle:".into());
+        if redis_key_prefix.len() > 64
+            || !redis_key_prefix
+                .bytes()
+                .all(|b| b.is_ascii_graphic() && b != b'*' && b != b'?')
+        {
+            return Err(invalid(
+                "REDIS_KEY_PREFIX",
+                "at most 64 printable characters, no spaces or glob characters",
+            ));
+        }
+
+        let rate_limit_per_minute = parse_u64(&get, "RATE_LIMIT_PER_MINUTE", 100)?;
+        if !(1..=1_000_000).contains(&rate_limit_per_minute) {
+            return Err(invalid(
+                "RATE_LIMIT_PER_MINUTE",
+                "must be between 1 and 1000000",
+            ));
+        }
+        let auth_rate_limit_per_minute = parse_u64(&get, "AUTH_RATE_LIMIT_PER_MINUTE", 10)?;
+        if !(1..=1_000_000).contains(&auth_rate_limit_per_minute) {
+            return Err(invalid(
+                "AUTH_RATE_LIMIT_PER_MINUTE",
+                "must be between 1 and 1000000",
+            ));
+        }
+        let rate_limit_window_secs = parse_u64(&get, "RATE_LIMIT_WINDOW_SECS", 60)?;
+        if !(1..=86_400).contains(&rate_limit_window_secs) {
+            return Err(invalid(
+                "RATE_LIMIT_WINDOW_SECS",
+                "must be between 1 and 86400",
+            ));
+        }
+        let trust_proxy_headers = parse_bool(&get, "TRUST_PROXY_HEADERS", false)?;
+
+        let max_json_body_bytes = parse_u64(&get, "MAX_JSON_BODY_BYTES", 1024 * 1024)?;
+        if !(1024..=64 * 1024 * 1024).contains(&max_json_body_bytes) {
+            return Err(invalid(
+                "MAX_JSON_BODY_BYTES",
+                "must be between 1024 and 67108864 (64 MiB)",
+            ));
         }
 
         Ok(Self {
@@ -185,6 +227,12 @@ impl Config {
             log_format,
             is_worker,
             db_max_connections: db_max_connections as u32,
+            redis_key_prefix,
+            rate_limit_per_minute,
+            auth_rate_limit_per_minute,
+            rate_limit_window: Duration::from_secs(rate_limit_window_secs),
+            trust_proxy_headers,
+            max_json_body_bytes: max_json_body_bytes as usize,
         })
     }
 }
@@ -200,6 +248,45 @@ fn parse_u64(
             .trim()
             .parse()
             .map_err(|_| invalid(var, format!("expected a whole number, got {v:?}"))),
+    }
+}
+
+fn parse_bool(
+    get: &impl Fn(&str) -> Option<String>,
+    var: &'static str,
+    default: bool,
+) -> Result<bool, ConfigError> {
+    match get(var).as_deref() {
+        None => Ok(default),
+        Some("false") | Some("0") => Ok(false),
+        Some("true") | Some("1") => Ok(true),
+        Some(other) => Err(invalid(
+            var,
+            format!("expected true or false, got {other:?}"),
+        )),
+    }
+}
+
+/// A browser origin (`scheme://host[:port]`) as browsers send it in `Origin`: a trailing
+/// slash is dropped, a path is refused (it would never match).
+fn parse_origin(url: &str) -> Result<String, ConfigError> {
+    let origin = url.trim().trim_end_matches('/');
+    let host = origin
+        .strip_prefix("https://")
+        .or_else(|| origin.strip_prefix("http://"));
+    match host {
+        Some(host)
+            if !host.is_empty()
+                && host
+                    .bytes()
+                    .all(|b| b.is_ascii_graphic() && !b"/?#@".contains(&b)) =>
+        {
+            Ok(origin.to_string())
+        }
+        _ => Err(invalid(
+            "FRONTEND_URL",
+            "must be an http(s) origin such as https://app.example.com (no path)",
+        )),
     }
 }
 
@@ -265,6 +352,7 @@ mod tests {
 
     #[test]
     fn bad_values_name_their_variable() {
+        let long_prefix = "x".repeat(65);
         for (var, value) in [
             ("BIND_ADDR", "nonsense"),
             ("SNAPSHOT_EVERY", "0"),
@@ -274,10 +362,46 @@ mod tests {
             ("LOG_FORMAT", "xml"),
             ("IS_WORKER", "maybe"),
             ("FRONTEND_URL", "example.com"),
+            ("FRONTEND_URL", "https://app.example.com/app"),
+            ("FRONTEND_URL", "https://"),
+            ("REDIS_KEY_PREFIX", "has space:"),
+            ("REDIS_KEY_PREFIX", long_prefix.as_str()),
+            ("RATE_LIMIT_PER_MINUTE", "0"),
+            ("RATE_LIMIT_PER_MINUTE", "lots"),
+            ("AUTH_RATE_LIMIT_PER_MINUTE", "0"),
+            ("AUTH_RATE_LIMIT_PER_MINUTE", "-1"),
+            ("RATE_LIMIT_WINDOW_SECS", "0"),
+            ("RATE_LIMIT_WINDOW_SECS", "86401"),
+            ("TRUST_PROXY_HEADERS", "yes"),
+            ("MAX_JSON_BODY_BYTES", "1mb"),
+            ("MAX_JSON_BODY_BYTES", "10"),
         ] {
             let e = config(&[(var, value)]).unwrap_err();
             assert_eq!(e.var, var, "{var}={value}");
             assert!(e.to_string().starts_with("invalid configuration: "));
         }
+    }
+
+    #[test]
+    fn edge_defaults() {
+        let c = config(&[]).unwrap();
+        assert_eq!(c.redis_key_prefix, "chronicle:");
+        assert_eq!(c.rate_limit_per_minute, 100);
+        assert_eq!(c.auth_rate_limit_per_minute, 10);
+        assert_eq!(c.rate_limit_window, Duration::from_secs(60));
+        assert!(!c.trust_proxy_headers);
+        assert_eq!(c.max_json_body_bytes, 1024 * 1024);
+        assert_eq!(c.frontend_url, None);
+    }
+
+    #[test]
+    fn frontend_url_is_normalised_to_an_origin() {
+        let c = config(&[("FRONTEND_URL", "https://app.example.com:8443/")]).unwrap();
+        assert_eq!(
+            c.frontend_url.as_deref(),
+            Some("https://app.example.com:8443")
+        );
+        let c = config(&[("TRUST_PROXY_HEADERS", "true")]).unwrap();
+        assert!(c.trust_proxy_headers);
     }
 }

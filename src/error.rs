@@ -5,7 +5,7 @@
 //! The table of codes is docs/errors.md, pinned by `tests::code_table_matches_docs`.
 
 use axum::Json;
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
@@ -37,8 +37,9 @@ pub enum AppError {
     /// Well-formed but semantically invalid input, or a domain rule refused it.
     #[error("{0}")]
     Validation(String),
-    #[error("too many requests")]
-    RateLimited,
+    /// Carries the wait, so every 429 (middleware or handler) has its `Retry-After`.
+    #[error("too many requests; retry after {retry_after_secs} s")]
+    RateLimited { retry_after_secs: u64 },
     /// A dependency is down (readiness, circuit open).
     #[error("{0}")]
     Unavailable(String),
@@ -61,7 +62,7 @@ impl AppError {
             AppError::PayloadTooLarge(_) => "payload_too_large",
             AppError::UnsupportedMediaType(_) => "unsupported_media_type",
             AppError::Validation(_) => "validation_failed",
-            AppError::RateLimited => "rate_limited",
+            AppError::RateLimited { .. } => "rate_limited",
             AppError::Unavailable(_) => "service_unavailable",
             AppError::Internal(_) => "internal_error",
         }
@@ -79,7 +80,7 @@ impl AppError {
             AppError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             AppError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             AppError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            AppError::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            AppError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             AppError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -125,7 +126,9 @@ impl AppError {
             AppError::PayloadTooLarge("example".into()),
             AppError::UnsupportedMediaType("example".into()),
             AppError::Validation("example".into()),
-            AppError::RateLimited,
+            AppError::RateLimited {
+                retry_after_secs: 1,
+            },
             AppError::Unavailable("example".into()),
             AppError::Internal(anyhow::anyhow!("example")),
         ]
@@ -206,7 +209,13 @@ impl IntoResponse for AppError {
             // `{:#}` prints the whole context chain; the span adds request id and route.
             tracing::error!(error = format!("{err:#}"), "internal error");
         }
-        (self.status(), Json(self.body())).into_response()
+        let mut response = (self.status(), Json(self.body())).into_response();
+        if let AppError::RateLimited { retry_after_secs } = self {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+        }
+        response
     }
 }
 
@@ -236,6 +245,16 @@ mod tests {
         let text = serde_json::to_string(&err.body()).unwrap();
         assert!(!text.contains("relation"), "{text}");
         assert_eq!(err.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    }
+
+    #[test]
+    fn rate_limited_answers_carry_retry_after() {
+        let response = AppError::RateLimited {
+            retry_after_secs: 42,
+        }
+        .into_response();
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "42");
     }
 
     #[test]

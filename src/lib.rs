@@ -16,6 +16,7 @@ pub mod error;
 pub mod ids;
 pub mod metrics;
 pub mod projections;
+pub mod ratelimit;
 pub mod state;
 pub mod store;
 pub mod telemetry;

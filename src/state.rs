@@ -7,6 +7,7 @@ use sqlx::PgPool;
 use crate::auth::TokenKeys;
 use crate::config::Config;
 use crate::metrics::Metrics;
+use crate::ratelimit::RateLimiter;
 use crate::store::EventLog;
 
 #[derive(Clone)]
@@ -17,6 +18,11 @@ pub struct AppState {
     /// The event store's shared write side (group commit), on `db`.
     pub events: EventLog,
     pub redis: redis::Client,
+    /// Shared, self-reconnecting connection for request-path Redis work (rate limits…).
+    /// Opened lazily, so the API starts and serves while Redis is down.
+    pub redis_conn: redis::aio::ConnectionManager,
+    /// Instance-shared rate limits (src/ratelimit.rs), on `redis_conn`.
+    pub limiter: RateLimiter,
     pub metrics: Arc<Metrics>,
     /// JWT signing/verification keys from `JWT_SECRET`.
     pub tokens: TokenKeys,

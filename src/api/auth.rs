@@ -11,7 +11,7 @@ use cqrs_es::EventStore;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::json::ApiJson;
+use super::json::JsonBody;
 use crate::aggregates::session::RevokeReason;
 use crate::aggregates::{
     Role, Session, SessionCommand, SessionError, SessionEvent, Tenant, TenantCommand, User,
@@ -99,7 +99,7 @@ async fn hash_blocking(password: String) -> Result<String, AppError> {
 pub async fn register(
     State(state): State<AppState>,
     headers: HeaderMap,
-    ApiJson(req): ApiJson<RegisterRequest>,
+    JsonBody(req): JsonBody<RegisterRequest>,
 ) -> Result<(StatusCode, Json<RegisterResponse>), AppError> {
     check_password(&req.password)?;
     let user = UserId::new();
@@ -233,7 +233,7 @@ pub async fn invite(
     State(state): State<AppState>,
     ctx: TenantContext,
     headers: HeaderMap,
-    ApiJson(req): ApiJson<InvitationRequest>,
+    JsonBody(req): JsonBody<InvitationRequest>,
 ) -> Result<(StatusCode, Json<InvitationResponse>), AppError> {
     ctx.require(&[Role::Admin])?;
     let token = OpaqueToken::generate(ctx.tenant_id.0, Uuid::now_v7());
@@ -310,9 +310,12 @@ pub async fn login(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-    ApiJson(req): ApiJson<LoginRequest>,
+    JsonBody(req): JsonBody<LoginRequest>,
 ) -> Result<Response, AppError> {
     let email = req.email.trim().to_lowercase();
+    // Per-account budget, on top of the per-IP one: guessing one account's password from
+    // many addresses is limited too.
+    super::ratelimit::check_auth_attempt(&state, &super::ratelimit::account_key(&email)).await?;
     let row: Option<(Uuid, Uuid, String)> = sqlx::query_as(
         "SELECT user_id, tenant_id, password_hash FROM credentials WHERE email = $1",
     )

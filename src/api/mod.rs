@@ -1,10 +1,12 @@
 //! The HTTP API: one router per resource, assembled here with the edge layers.
 
 mod auth;
+pub mod edge;
 mod health;
-mod json;
+pub mod json;
 mod middleware;
 mod ops;
+pub mod ratelimit;
 mod sessions;
 mod users;
 
@@ -19,6 +21,8 @@ use utoipa::OpenApi;
 
 use crate::error::{AppError, ErrorBody, ErrorDetail};
 use crate::state::AppState;
+use json::JsonBodyLimitLayer;
+use ratelimit::RateLimitLayer;
 
 #[derive(OpenApi)]
 #[openapi(
@@ -53,16 +57,30 @@ impl utoipa::Modify for BearerAuth {
     }
 }
 
+/// The whole API. Layers run outside-in: request id → security headers → CORS → metrics
+/// and logging → timeout → rate limit → JSON body limit → handler. So 429s, 413s and 404s
+/// are logged, counted, and carry CORS and security headers like any other answer, and a
+/// CORS preflight is answered before it can consume rate-limit budget.
+///
+/// Later routers: a `/v1/auth` router adds `ratelimit::RateLimitLayer::auth(&state)`; a
+/// streaming upload route reads its body as a stream (untouched by the JSON limit), and a
+/// router needing a different JSON limit layers its own `JsonBodyLimitLayer`.
 pub fn router(state: AppState) -> Router {
+    let config = state.config.clone();
     let request_id = HeaderName::from_static(middleware::REQUEST_ID);
-    Router::new()
+    let mut router = Router::new()
         .route("/health", get(health::health))
         .route("/health/ready", get(health::ready))
         .route("/metrics", get(ops::metrics))
         .route("/openapi.json", get(ops::openapi))
-        .route("/v1/auth/register", post(auth::register))
-        .route("/v1/auth/login", post(auth::login))
-        .route("/v1/auth/refresh", post(auth::refresh))
+        .merge(
+            // Password guessing and token grinding get a stricter per-IP budget.
+            Router::new()
+                .route("/v1/auth/register", post(auth::register))
+                .route("/v1/auth/login", post(auth::login))
+                .route("/v1/auth/refresh", post(auth::refresh))
+                .route_layer(RateLimitLayer::auth(&state)),
+        )
         .route("/v1/auth/logout", post(auth::logout))
         .route("/v1/tenants/current/invitations", post(auth::invite))
         .route("/v1/me", get(users::me))
@@ -73,13 +91,23 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/sessions/{id}", delete(sessions::revoke))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            middleware::observe,
-        ))
+        .layer(JsonBodyLimitLayer::new(config.max_json_body_bytes))
+        .layer(RateLimitLayer::global(&state))
         .layer(TimeoutLayer::with_status_code(
             axum::http::StatusCode::REQUEST_TIMEOUT,
             Duration::from_secs(60),
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            middleware::observe,
+        ));
+    if let Some(cors) = edge::Cors::from_config(&config) {
+        router = router.layer(axum::middleware::from_fn_with_state(cors, edge::cors));
+    }
+    router
+        .layer(axum::middleware::from_fn_with_state(
+            edge::SecurityHeaders::from_config(&config),
+            edge::security_headers,
         ))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::auth::store;
-use super::json::ApiJson;
+use super::json::JsonBody;
 use crate::aggregates::{Role, User, UserCommand};
 use crate::auth::TenantContext;
 use crate::commands;
@@ -100,7 +100,7 @@ pub async fn set_role(
     ctx: TenantContext,
     headers: HeaderMap,
     Path(id): Path<Uuid>,
-    ApiJson(body): ApiJson<RoleChange>,
+    JsonBody(body): JsonBody<RoleChange>,
 ) -> Result<Json<UserView>, AppError> {
     change(
         &state,

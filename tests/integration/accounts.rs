@@ -12,8 +12,16 @@ use crate::common::TestApp;
 const SECRET: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 const PASSWORD: &str = "correct horse battery staple";
 
+/// A generous auth budget: these tests log in many times from one address.
 async fn app() -> TestApp {
-    TestApp::spawn(Mode::Serve, &[("JWT_SECRET", SECRET)]).await
+    TestApp::spawn(
+        Mode::Serve,
+        &[
+            ("JWT_SECRET", SECRET),
+            ("AUTH_RATE_LIMIT_PER_MINUTE", "1000"),
+        ],
+    )
+    .await
 }
 
 struct Account {
@@ -594,5 +602,33 @@ async fn tenants_cannot_reach_each_other() {
             .await
             .unwrap();
     assert_eq!(rows_of_b, 1, "B's rows exist; A just cannot see them");
+    t.app.stop().await;
+}
+
+#[tokio::test]
+async fn password_guessing_is_rate_limited_per_account_and_per_ip() {
+    let t = TestApp::spawn(
+        Mode::Serve,
+        &[("JWT_SECRET", SECRET), ("AUTH_RATE_LIMIT_PER_MINUTE", "4")],
+    )
+    .await;
+    let r = register(&t, json!({"tenant_name": "x", "handle": "ada", "name": "Ada", "email": "ada@example.com", "password": PASSWORD})).await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let guess = || {
+        t.http
+            .post(t.url("/v1/auth/login"))
+            .json(&json!({"email": "ADA@example.com ", "password": "guess guess guess"}))
+            .send()
+    };
+    let mut statuses = Vec::new();
+    for _ in 0..4 {
+        statuses.push(guess().await.unwrap().status());
+    }
+    // register + 3 guesses fit the per-IP budget of 4; the next request does not.
+    assert_eq!(&statuses[..3], &[StatusCode::UNAUTHORIZED; 3]);
+    let limited = guess().await.unwrap();
+    assert_eq!(limited.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(limited.headers().contains_key("retry-after"));
+    assert_eq!(code(limited).await.1, "rate_limited");
     t.app.stop().await;
 }

@@ -109,6 +109,11 @@ impl Drop for TempDir {
     }
 }
 
+/// A Redis key prefix no other test uses.
+pub fn unique_redis_prefix() -> String {
+    format!("chronicle-test:{}:", uuid::Uuid::now_v7().simple())
+}
+
 pub fn test_config(db_url: &str, data_dir: &std::path::Path, overrides: &[(&str, &str)]) -> Config {
     let mut vars: HashMap<String, String> = HashMap::from([
         ("DATABASE_URL".into(), db_url.to_string()),
@@ -116,6 +121,9 @@ pub fn test_config(db_url: &str, data_dir: &std::path::Path, overrides: &[(&str,
         ("BIND_ADDR".into(), "127.0.0.1:0".into()),
         ("DATA_DIR".into(), data_dir.display().to_string()),
         ("SNAPSHOT_EVERY".into(), "10".into()),
+        // Every test app has its own rate-limit budgets: the suite runs in parallel from
+        // one IP against one Redis. Tests sharing a budget override this with one prefix.
+        ("REDIS_KEY_PREFIX".into(), unique_redis_prefix()),
     ]);
     for (k, v) in overrides {
         vars.insert(k.to_string(), v.to_string());

@@ -3,6 +3,7 @@
 
 mod accounts;
 mod common;
+mod edge;
 mod ops_api;
 mod projections;
 mod store;

@@ -1,0 +1,209 @@
+//! Rate limiting shared by every API instance: the counters live in Redis, so N instances
+//! behind a load balancer enforce one budget, not N budgets.
+//!
+//! **Fixed window, one atomic script.** `INCR` the key and give it a TTL of one window when
+//! it has none. Why not a sliding window: a fixed window costs one key and one round trip
+//! per check, its reset time is simply the key's TTL (exactly what `RateLimit-Reset` and
+//! `Retry-After` need), and the window is timed by Redis itself, so clock skew between
+//! instances cannot matter. Its known weakness, a burst of up to 2× the limit straddling a
+//! window boundary, is acceptable for abuse protection (10 logins/min becomes at worst 20).
+//! The window starts at a client's first request rather than on the wall clock, so clients
+//! do not all reset at once.
+//!
+//! **A dead Redis fails fast.** Every check has a short deadline; after a failure a breaker
+//! skips Redis for a second, so a blackholed Redis costs one slow request per second,
+//! not one per request. What the caller does without an answer (serve or refuse) is a
+//! policy decision made by the HTTP layer (`api::ratelimit`).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+
+/// How long a check may wait for Redis before the request goes on without an answer.
+pub const CHECK_TIMEOUT: Duration = Duration::from_millis(250);
+/// How long Redis is skipped after a failed check.
+const BREAKER_OPEN_FOR: Duration = Duration::from_secs(1);
+
+/// Increments the window's counter; starts the window (TTL) on the first hit. Also repairs
+/// a key that somehow lost its TTL, so a counter can never live forever.
+const SCRIPT: &str = r"
+local count = redis.call('INCR', KEYS[1])
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl < 0 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[1])
+  ttl = tonumber(ARGV[1])
+end
+return {count, ttl}
+";
+
+/// The outcome of one check; the numbers feed the `RateLimit-*` headers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Decision {
+    pub allowed: bool,
+    pub limit: u64,
+    /// Requests left in the current window (0 once refused).
+    pub remaining: u64,
+    /// Until the window resets (and a refused client may retry).
+    pub reset_after: Duration,
+}
+
+impl Decision {
+    /// `reset_after` rounded up to whole seconds, at least 1: headers carry seconds and
+    /// "retry in 0 s" would invite a client to hammer the API.
+    pub fn reset_secs(&self) -> u64 {
+        self.reset_after.as_millis().div_ceil(1000).max(1) as u64
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LimiterError {
+    #[error("redis did not answer within {0:?}")]
+    Timeout(Duration),
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    /// A recent failure opened the breaker; Redis was not asked.
+    #[error("redis recently failed; not retried yet")]
+    BreakerOpen,
+}
+
+/// Opens a Redis connection manager without connecting: the process starts (and readiness
+/// reports Redis as down) even when Redis is unreachable; it connects on first use and
+/// reconnects by itself. Works for `redis://` and `rediss://` alike.
+pub fn connection_manager(url: &str) -> redis::RedisResult<ConnectionManager> {
+    let client = redis::Client::open(url)?;
+    let config = ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(Duration::from_secs(2)))
+        .set_response_timeout(Some(Duration::from_secs(1)))
+        .set_number_of_retries(2)
+        .set_max_delay(Duration::from_millis(500));
+    ConnectionManager::new_lazy_with_config(client, config)
+}
+
+/// A reusable, instance-shared limiter. Cheap to clone.
+#[derive(Clone)]
+pub struct RateLimiter {
+    conn: ConnectionManager,
+    prefix: Arc<str>,
+    script: Arc<redis::Script>,
+    breaker: Arc<Breaker>,
+}
+
+impl RateLimiter {
+    /// `prefix` (`REDIS_KEY_PREFIX`) namespaces every key, so deployments and tests sharing
+    /// one Redis do not share budgets.
+    pub fn new(conn: ConnectionManager, prefix: &str) -> Self {
+        Self {
+            conn,
+            prefix: Arc::from(prefix),
+            script: Arc::new(redis::Script::new(SCRIPT)),
+            breaker: Arc::new(Breaker::new()),
+        }
+    }
+
+    /// Counts one request against `key` (e.g. `ip:203.0.113.7` or
+    /// `login:account:ada@example.com`) and says whether it fits in `limit` per `window`.
+    pub async fn check(
+        &self,
+        key: &str,
+        limit: u64,
+        window: Duration,
+    ) -> Result<Decision, LimiterError> {
+        if self.breaker.is_open() {
+            return Err(LimiterError::BreakerOpen);
+        }
+        let redis_key = format!("{}ratelimit:{key}", self.prefix);
+        let window_ms = window.as_millis().max(1) as u64;
+        let mut conn = self.conn.clone();
+        let mut invocation = self.script.key(redis_key);
+        invocation.arg(window_ms);
+        let answer = tokio::time::timeout(
+            CHECK_TIMEOUT,
+            invocation.invoke_async::<(u64, i64)>(&mut conn),
+        )
+        .await;
+        let (count, ttl_ms) = match answer {
+            Ok(Ok(answer)) => answer,
+            Ok(Err(err)) => return Err(self.breaker.trip(err.into())),
+            Err(_) => return Err(self.breaker.trip(LimiterError::Timeout(CHECK_TIMEOUT))),
+        };
+        self.breaker.close();
+        Ok(Decision {
+            allowed: count <= limit,
+            limit,
+            remaining: limit.saturating_sub(count),
+            reset_after: Duration::from_millis(ttl_ms.max(0) as u64),
+        })
+    }
+}
+
+/// Skips Redis for `BREAKER_OPEN_FOR` after a failure. Logs once per outage (when it first
+/// trips and when Redis answers again), not once per request.
+struct Breaker {
+    epoch: Instant,
+    /// Milliseconds since `epoch` until which Redis is skipped; 0 = closed.
+    open_until_ms: AtomicU64,
+}
+
+impl Breaker {
+    fn new() -> Self {
+        Self {
+            epoch: Instant::now(),
+            open_until_ms: AtomicU64::new(0),
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    fn is_open(&self) -> bool {
+        self.now_ms() < self.open_until_ms.load(Ordering::Relaxed)
+    }
+
+    fn trip(&self, err: LimiterError) -> LimiterError {
+        let until = self.now_ms() + BREAKER_OPEN_FOR.as_millis() as u64;
+        let before = self.open_until_ms.swap(until, Ordering::Relaxed);
+        if before == 0 {
+            tracing::warn!(error = %err, "rate limiter cannot reach Redis; applying the fallback policy (docs/architecture.md, Edge)");
+        }
+        err
+    }
+
+    fn close(&self) {
+        if self.open_until_ms.swap(0, Ordering::Relaxed) != 0 {
+            tracing::info!("rate limiter reaches Redis again");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reset_is_whole_seconds_rounded_up_and_never_zero() {
+        let d = |ms| Decision {
+            allowed: true,
+            limit: 1,
+            remaining: 0,
+            reset_after: Duration::from_millis(ms),
+        };
+        assert_eq!(d(0).reset_secs(), 1);
+        assert_eq!(d(1).reset_secs(), 1);
+        assert_eq!(d(1000).reset_secs(), 1);
+        assert_eq!(d(1001).reset_secs(), 2);
+        assert_eq!(d(59_999).reset_secs(), 60);
+    }
+
+    #[test]
+    fn breaker_opens_on_failure_and_closes_on_success() {
+        let b = Breaker::new();
+        assert!(!b.is_open());
+        b.trip(LimiterError::Timeout(CHECK_TIMEOUT));
+        assert!(b.is_open());
+        b.close();
+        assert!(!b.is_open());
+    }
+}
