@@ -24,6 +24,12 @@ pub enum AppError {
     NotFound(String),
     #[error("method not allowed on this route")]
     MethodNotAllowed,
+    /// The Idempotency-Key was used before with a different request.
+    #[error("this Idempotency-Key was already used for a different request")]
+    IdempotencyKeyReused,
+    /// A request with the same Idempotency-Key is running (or its outcome is unknown).
+    #[error("{0}")]
+    IdempotencyInProgress(String),
     /// A unique thing (email, handle) is taken.
     #[error("{0}")]
     AlreadyExists(String),
@@ -58,6 +64,8 @@ impl AppError {
             AppError::NotFound(_) => "not_found",
             AppError::MethodNotAllowed => "method_not_allowed",
             AppError::AlreadyExists(_) => "already_exists",
+            AppError::IdempotencyKeyReused => "idempotency_key_reused",
+            AppError::IdempotencyInProgress(_) => "idempotency_key_in_progress",
             AppError::Conflict => "conflict",
             AppError::PayloadTooLarge(_) => "payload_too_large",
             AppError::UnsupportedMediaType(_) => "unsupported_media_type",
@@ -76,6 +84,8 @@ impl AppError {
             AppError::NotFound(_) => StatusCode::NOT_FOUND,
             AppError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             AppError::AlreadyExists(_) => StatusCode::CONFLICT,
+            AppError::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
+            AppError::IdempotencyInProgress(_) => StatusCode::CONFLICT,
             AppError::Conflict => StatusCode::CONFLICT,
             AppError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             AppError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -122,6 +132,8 @@ impl AppError {
             AppError::NotFound("example".into()),
             AppError::MethodNotAllowed,
             AppError::AlreadyExists("example".into()),
+            AppError::IdempotencyKeyReused,
+            AppError::IdempotencyInProgress("example".into()),
             AppError::Conflict,
             AppError::PayloadTooLarge("example".into()),
             AppError::UnsupportedMediaType("example".into()),

@@ -3,6 +3,7 @@
 mod auth;
 pub mod edge;
 mod health;
+pub mod idempotency;
 pub mod json;
 mod middleware;
 mod ops;
@@ -92,6 +93,10 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(JsonBodyLimitLayer::new(config.max_json_body_bytes))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            idempotency::idempotency,
+        ))
         .layer(RateLimitLayer::global(&state))
         .layer(TimeoutLayer::with_status_code(
             axum::http::StatusCode::REQUEST_TIMEOUT,

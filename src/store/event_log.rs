@@ -35,6 +35,9 @@ pub struct StreamAppend {
     pub event_versions: Vec<String>,
     pub payloads: Vec<String>,
     pub metadata: Vec<String>,
+    /// The idempotency key of the request that caused this append, marked committed in
+    /// the same transaction.
+    pub idempotency: Option<super::idempotency::IdempotencyMarker>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -140,7 +143,7 @@ async fn writer(pool: PgPool, jobs: Arc<Mutex<mpsc::Receiver<Job>>>, wake: mpsc:
             batch
         };
         let appends: Vec<&StreamAppend> = batch.iter().map(|j| &j.append).collect();
-        match insert(&pool, &appends).await {
+        match write(&pool, &appends).await {
             Ok(()) => {
                 let _ = wake.try_send(());
                 for job in batch {
@@ -149,7 +152,7 @@ async fn writer(pool: PgPool, jobs: Arc<Mutex<mpsc::Receiver<Job>>>, wake: mpsc:
             }
             Err(err) if is_conflict(&err) && batch.len() > 1 => {
                 for job in batch {
-                    let result = insert(&pool, &[&job.append]).await.map_err(classify);
+                    let result = write(&pool, &[&job.append]).await.map_err(classify);
                     if result.is_ok() {
                         let _ = wake.try_send(());
                     }
@@ -179,6 +182,22 @@ pub(super) fn classify(err: sqlx::Error) -> AppendError {
     } else {
         AppendError::Database(err.to_string())
     }
+}
+
+/// Writes a batch: one INSERT, plus — only when some append carries an idempotency key —
+/// the key update, in the same transaction.
+async fn write(pool: &PgPool, appends: &[&StreamAppend]) -> Result<(), sqlx::Error> {
+    let markers: Vec<_> = appends
+        .iter()
+        .filter_map(|a| a.idempotency.as_ref())
+        .collect();
+    if markers.is_empty() {
+        return insert(pool, appends).await;
+    }
+    let mut tx = pool.begin().await?;
+    insert(&mut *tx, appends).await?;
+    super::idempotency::mark_committed(&mut tx, &markers).await?;
+    tx.commit().await
 }
 
 /// One INSERT for all rows of `appends`, on a pool or inside a caller's transaction.

@@ -289,6 +289,11 @@ impl<A: Aggregate> ChronicleStore<A> {
         super::event_log::insert(&mut *conn, &[&append])
             .await
             .map_err(|e| append_error(super::event_log::classify(e)))?;
+        if let Some(marker) = &append.idempotency {
+            super::idempotency::mark_committed(conn, &[marker])
+                .await
+                .map_err(|e| append_error(super::event_log::classify(e)))?;
+        }
         Ok(envelopes)
     }
 
@@ -310,6 +315,7 @@ impl<A: Aggregate> ChronicleStore<A> {
             tenant_id: self.tenant.0,
             aggregate_type: A::TYPE.to_string(),
             aggregate_id: context.aggregate_id.clone(),
+            idempotency: super::idempotency::current(),
             ..StreamAppend::default()
         };
         let mut envelopes = Vec::with_capacity(n);

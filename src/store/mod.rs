@@ -4,6 +4,7 @@
 mod event_log;
 mod event_store;
 pub mod hash;
+pub mod idempotency;
 pub mod metadata;
 pub mod verify;
 

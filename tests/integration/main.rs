@@ -4,6 +4,7 @@
 mod accounts;
 mod common;
 mod edge;
+mod idempotency;
 mod ops_api;
 mod projections;
 mod store;

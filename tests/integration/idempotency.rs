@@ -1,0 +1,224 @@
+//! Idempotency keys: replays are byte-identical and cause no second effect; a reused
+//! key with another body is refused; concurrent duplicates produce one effect; the key
+//! is marked in the same transaction as the events.
+
+use chronicle::aggregates::{File, FileCommand};
+use chronicle::app::Mode;
+use chronicle::commands;
+use chronicle::ids::{TenantId, UserId};
+use chronicle::store::idempotency::{CURRENT, IdempotencyMarker};
+use chronicle::store::{Actor, ChronicleStore, EventLog, EventMetadata};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::common::{TestApp, TestDb};
+
+const PASSWORD: &str = "correct horse battery staple";
+
+async fn admin(t: &TestApp) -> String {
+    let r = t.http.post(t.url("/v1/auth/register"))
+        .json(&json!({"tenant_name": "acme", "handle": "ada", "name": "Ada", "email": "ada@example.com", "password": PASSWORD}))
+        .send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let r = t
+        .http
+        .post(t.url("/v1/auth/login"))
+        .json(&json!({"email": "ada@example.com", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    let body: Value = r.json().await.unwrap();
+    body["access_token"].as_str().unwrap().to_string()
+}
+
+async fn invitations(t: &TestApp) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM events WHERE event_type = 'InvitationCreated'")
+        .fetch_one(&t.db.owner)
+        .await
+        .unwrap()
+}
+
+fn invite(t: &TestApp, token: &str, key: &str, role: &str) -> reqwest::RequestBuilder {
+    t.http
+        .post(t.url("/v1/tenants/current/invitations"))
+        .bearer_auth(token)
+        .header("idempotency-key", key)
+        .json(&json!({"role": role}))
+}
+
+#[tokio::test]
+async fn a_replay_returns_the_same_bytes_and_changes_nothing() {
+    let t = TestApp::spawn(Mode::Web, &[("AUTH_RATE_LIMIT_PER_MINUTE", "1000")]).await;
+    let token = admin(&t).await;
+    let first = invite(&t, &token, "key-1", "user").send().await.unwrap();
+    assert_eq!(first.status(), StatusCode::CREATED);
+    assert!(first.headers().get("idempotency-replayed").is_none());
+    let first_body = first.bytes().await.unwrap();
+
+    let again = invite(&t, &token, "key-1", "user").send().await.unwrap();
+    assert_eq!(again.status(), StatusCode::CREATED);
+    assert_eq!(again.headers()["idempotency-replayed"], "true");
+    assert_eq!(again.bytes().await.unwrap(), first_body, "byte-identical");
+    assert_eq!(invitations(&t).await, 1, "no second effect");
+
+    // Same key, different request.
+    let reused = invite(&t, &token, "key-1", "admin").send().await.unwrap();
+    assert_eq!(reused.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let body: Value = reused.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "idempotency_key_reused");
+    // A new key is a new request.
+    assert_eq!(
+        invite(&t, &token, "key-2", "user")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::CREATED
+    );
+    assert_eq!(invitations(&t).await, 2);
+    // Keys are checked.
+    let bad = invite(&t, &token, "has space", "user")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
+    t.app.stop().await;
+}
+
+#[tokio::test]
+async fn concurrent_requests_with_one_key_have_one_effect() {
+    let t = TestApp::spawn(Mode::Web, &[("AUTH_RATE_LIMIT_PER_MINUTE", "1000")]).await;
+    let token = admin(&t).await;
+    let requests: Vec<_> = (0..12)
+        .map(|_| invite(&t, &token, "same-key", "user").send())
+        .collect();
+    let responses = futures::future::join_all(requests).await;
+    let mut bodies = Vec::new();
+    for r in responses {
+        let r = r.unwrap();
+        match r.status() {
+            StatusCode::CREATED => bodies.push(r.bytes().await.unwrap()),
+            StatusCode::CONFLICT => {
+                let body: Value = r.json().await.unwrap();
+                assert_eq!(body["error"]["code"], "idempotency_key_in_progress");
+            }
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert!(!bodies.is_empty());
+    assert!(
+        bodies.windows(2).all(|w| w[0] == w[1]),
+        "every success is the same response"
+    );
+    assert_eq!(invitations(&t).await, 1, "exactly one effect");
+    t.app.stop().await;
+}
+
+#[tokio::test]
+async fn registration_with_a_key_creates_one_tenant() {
+    let t = TestApp::spawn(Mode::Web, &[("AUTH_RATE_LIMIT_PER_MINUTE", "1000")]).await;
+    let body = json!({"tenant_name": "acme", "handle": "ada", "name": "Ada", "email": "ada@example.com", "password": PASSWORD});
+    let a = t
+        .http
+        .post(t.url("/v1/auth/register"))
+        .header("idempotency-key", "reg-1")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let b = t
+        .http
+        .post(t.url("/v1/auth/register"))
+        .header("idempotency-key", "reg-1")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        (a.status(), b.status()),
+        (StatusCode::CREATED, StatusCode::CREATED)
+    );
+    assert_eq!(a.bytes().await.unwrap(), b.bytes().await.unwrap());
+    let tenants: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM events WHERE event_type = 'TenantCreated'")
+            .fetch_one(&t.db.owner)
+            .await
+            .unwrap();
+    assert_eq!(tenants, 1);
+    t.app.stop().await;
+}
+
+#[tokio::test]
+async fn the_key_is_marked_in_the_same_transaction_as_the_events() {
+    let db = TestDb::new().await;
+    let tenant = TenantId::new();
+    let store = ChronicleStore::<File>::new(EventLog::new(db.app.clone()), tenant, 100);
+    let m = EventMetadata::system(tenant, Actor::System("test"));
+    for (key, conflicting) in [("k-ok", false), ("k-fail", true)] {
+        sqlx::query("INSERT INTO idempotency_keys (scope, key, fingerprint, state) VALUES ('s', $1, 'f', 'in_progress')")
+            .bind(key)
+            .execute(&db.owner)
+            .await
+            .unwrap();
+        let marker = IdempotencyMarker {
+            scope: "s".into(),
+            key: key.into(),
+        };
+        let command = if conflicting {
+            // Fails in the domain: nothing is appended, so the key must stay in progress.
+            FileCommand::Rename {
+                display_name: "x".into(),
+            }
+        } else {
+            FileCommand::Create {
+                owner_id: UserId::new(),
+                display_name: "a".into(),
+            }
+        };
+        let id = uuid::Uuid::now_v7().to_string();
+        let _ = CURRENT
+            .scope(marker, commands::execute(&store, &id, command, &m, &()))
+            .await;
+        let state: String = sqlx::query_scalar("SELECT state FROM idempotency_keys WHERE key = $1")
+            .bind(key)
+            .fetch_one(&db.owner)
+            .await
+            .unwrap();
+        let events: i64 = sqlx::query_scalar("SELECT count(*) FROM events WHERE aggregate_id = $1")
+            .bind(&id)
+            .fetch_one(&db.owner)
+            .await
+            .unwrap();
+        assert_eq!(
+            (state.as_str(), events),
+            if conflicting {
+                ("in_progress", 0)
+            } else {
+                ("committed", 1)
+            }
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_request_applied_before_a_crash_is_not_run_again() {
+    let t = TestApp::spawn(Mode::Web, &[("AUTH_RATE_LIMIT_PER_MINUTE", "1000")]).await;
+    let token = admin(&t).await;
+    assert_eq!(
+        invite(&t, &token, "crashy", "user")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::CREATED
+    );
+    // Simulate a crash after the events committed but before the response was stored.
+    sqlx::query("UPDATE idempotency_keys SET state = 'committed', status = NULL, body = NULL WHERE key = 'crashy'")
+        .execute(&t.db.owner)
+        .await
+        .unwrap();
+    let retry = invite(&t, &token, "crashy", "user").send().await.unwrap();
+    assert_eq!(retry.status(), StatusCode::CONFLICT);
+    assert_eq!(invitations(&t).await, 1, "the command did not run twice");
+    t.app.stop().await;
+}
