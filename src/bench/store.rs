@@ -75,7 +75,7 @@ fn per_second(n: usize, elapsed: Duration) -> f64 {
     n as f64 / elapsed.as_secs_f64()
 }
 
-async fn fresh_database(server_url: &str, name: &str) -> anyhow::Result<String> {
+pub(super) async fn fresh_database(server_url: &str, name: &str) -> anyhow::Result<String> {
     let url = match server_url.rsplit_once('/') {
         Some((prefix, _)) => format!("{prefix}/{name}"),
         None => anyhow::bail!("DATABASE_URL must name a database"),
@@ -85,7 +85,7 @@ async fn fresh_database(server_url: &str, name: &str) -> anyhow::Result<String> 
     Ok(url)
 }
 
-async fn drop_database(server_url: &str, name: &str) -> anyhow::Result<()> {
+pub(super) async fn drop_database(server_url: &str, name: &str) -> anyhow::Result<()> {
     let admin = match server_url.rsplit_once('/') {
         Some((prefix, _)) => format!("{prefix}/postgres"),
         None => anyhow::bail!("DATABASE_URL must name a database"),
