@@ -3,6 +3,7 @@
 
 mod accounts;
 mod common;
+mod devices;
 mod edge;
 mod ops_api;
 mod projections;
