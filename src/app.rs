@@ -79,6 +79,10 @@ impl App {
 
         if mode.runs_worker() {
             let worker_pool = db::pool(&url, DbRole::Worker, 4).await?;
+            if let Some(path) = &config.geoip_db {
+                // The `devices` projector takes a `GeoLookup`; no file reader ships yet.
+                tracing::warn!(path = %path.display(), "GEOIP_DB is set but this build has no GeoIP reader; locations.geo_json stays NULL");
+            }
             let all = projections::all();
             projections::runtime::register(&worker_pool, &all).await?;
             let listen_url = config

@@ -68,6 +68,8 @@ pub struct Config {
     pub trust_proxy_headers: bool,
     /// Default body limit of JSON routes.
     pub max_json_body_bytes: usize,
+    /// A local GeoIP database file for `locations.geo_json` (checked to exist at start-up).
+    pub geoip_db: Option<PathBuf>,
 }
 
 /// The one-line reason configuration was refused; names the variable.
@@ -213,6 +215,16 @@ impl Config {
             ));
         }
 
+        let geoip_db = get("GEOIP_DB").map(PathBuf::from);
+        if let Some(path) = &geoip_db
+            && !path.is_file()
+        {
+            return Err(invalid(
+                "GEOIP_DB",
+                format!("no such file: {}", path.display()),
+            ));
+        }
+
         Ok(Self {
             environment,
             database_url: Secret::new(database_url),
@@ -233,6 +245,7 @@ impl Config {
             rate_limit_window: Duration::from_secs(rate_limit_window_secs),
             trust_proxy_headers,
             max_json_body_bytes: max_json_body_bytes as usize,
+            geoip_db,
         })
     }
 }
@@ -375,11 +388,23 @@ mod tests {
             ("TRUST_PROXY_HEADERS", "yes"),
             ("MAX_JSON_BODY_BYTES", "1mb"),
             ("MAX_JSON_BODY_BYTES", "10"),
+            ("GEOIP_DB", "/nonexistent/GeoLite2-City.mmdb"),
+            ("GEOIP_DB", "/"),
         ] {
             let e = config(&[(var, value)]).unwrap_err();
             assert_eq!(e.var, var, "{var}={value}");
             assert!(e.to_string().starts_with("invalid configuration: "));
         }
+    }
+
+    #[test]
+    fn geoip_db_is_optional_and_must_be_an_existing_file() {
+        assert_eq!(config(&[]).unwrap().geoip_db, None);
+        let file = std::env::temp_dir().join(format!("geoip-{}.mmdb", uuid::Uuid::now_v7()));
+        std::fs::write(&file, b"").unwrap();
+        let c = config(&[("GEOIP_DB", file.to_str().unwrap())]);
+        std::fs::remove_file(&file).unwrap();
+        assert_eq!(c.unwrap().geoip_db, Some(file));
     }
 
     #[test]

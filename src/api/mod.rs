@@ -1,6 +1,7 @@
 //! The HTTP API: one router per resource, assembled here with the edge layers.
 
 mod auth;
+mod devices;
 pub mod edge;
 mod health;
 pub mod idempotency;
@@ -32,7 +33,7 @@ use ratelimit::RateLimitLayer;
         health::health, health::ready, ops::metrics, ops::openapi,
         auth::register, auth::login, auth::refresh, auth::logout, auth::invite,
         users::me, users::set_role, users::ban, users::unban,
-        sessions::list, sessions::revoke,
+        sessions::list, sessions::revoke, devices::list,
     ),
     components(schemas(ErrorBody, ErrorDetail, health::Health)),
     modifiers(&BearerAuth)
@@ -90,6 +91,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/users/{id}/unban", post(users::unban))
         .route("/v1/sessions", get(sessions::list))
         .route("/v1/sessions/{id}", delete(sessions::revoke))
+        .route("/v1/devices", get(devices::list))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(JsonBodyLimitLayer::new(config.max_json_body_bytes))

@@ -4,11 +4,13 @@
 
 pub mod accounts;
 pub mod audit_log;
+pub mod devices;
 pub mod rebuild;
 mod record;
 pub mod runtime;
 pub mod status;
 pub mod stream_heads;
+pub mod user_agent;
 
 use std::sync::Arc;
 
@@ -41,6 +43,7 @@ pub fn all() -> Vec<Arc<dyn Projector>> {
     vec![
         Arc::new(accounts::AccountsProjector),
         Arc::new(audit_log::AuditLogProjector),
+        Arc::new(devices::DevicesProjector::default()),
         Arc::new(stream_heads::StreamHeadsProjector),
     ]
 }

@@ -3,6 +3,7 @@
 
 mod accounts;
 mod common;
+mod devices;
 mod edge;
 mod idempotency;
 mod ops_api;
