@@ -47,18 +47,18 @@ CREATE TABLE stream_heads (
 -- Row-level security on every read table: the API sees only the tenant set with
 -- SET LOCAL app.tenant_id; the worker role (projectors) writes for all tenants.
 -- FORCE makes it apply to the table owner too.
-DO $$
-DECLARE t text;
+-- Every read table gets the same protection; new read tables call this function.
+CREATE FUNCTION chronicle_protect_read_table(t regclass) RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
-  FOREACH t IN ARRAY ARRAY['audit_logs', 'stream_heads'] LOOP
-    EXECUTE format('ALTER TABLE %I ENABLE ROW LEVEL SECURITY', t);
-    EXECUTE format('ALTER TABLE %I FORCE ROW LEVEL SECURITY', t);
-    EXECUTE format($p$CREATE POLICY tenant_isolation ON %I TO chronicle_app
-        USING (tenant_id = nullif(current_setting('app.tenant_id', true), '')::uuid)$p$, t);
-    EXECUTE format('CREATE POLICY projector_writes ON %I TO chronicle_worker USING (true) WITH CHECK (true)', t);
-    EXECUTE format('REVOKE ALL ON %I FROM PUBLIC', t);
-    EXECUTE format('GRANT SELECT ON %I TO chronicle_app', t);
-    EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE ON %I TO chronicle_worker', t);
-  END LOOP;
+  EXECUTE format('ALTER TABLE %s ENABLE ROW LEVEL SECURITY', t);
+  EXECUTE format('ALTER TABLE %s FORCE ROW LEVEL SECURITY', t);
+  EXECUTE format($p$CREATE POLICY tenant_isolation ON %s TO chronicle_app
+      USING (tenant_id = nullif(current_setting('app.tenant_id', true), '')::uuid)$p$, t);
+  EXECUTE format('CREATE POLICY projector_writes ON %s TO chronicle_worker USING (true) WITH CHECK (true)', t);
+  EXECUTE format('REVOKE ALL ON %s FROM PUBLIC', t);
+  EXECUTE format('GRANT SELECT ON %s TO chronicle_app', t);
+  EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE ON %s TO chronicle_worker', t);
 END
 $$;
+
+SELECT chronicle_protect_read_table(t) FROM unnest(ARRAY['audit_logs', 'stream_heads']::regclass[]) AS t;

@@ -50,18 +50,4 @@ CREATE TABLE sessions (
 -- "My sessions, newest first".
 CREATE INDEX sessions_user ON sessions (tenant_id, user_id, created_at DESC);
 
-DO $$
-DECLARE t text;
-BEGIN
-  FOREACH t IN ARRAY ARRAY['tenants', 'users', 'sessions'] LOOP
-    EXECUTE format('ALTER TABLE %I ENABLE ROW LEVEL SECURITY', t);
-    EXECUTE format('ALTER TABLE %I FORCE ROW LEVEL SECURITY', t);
-    EXECUTE format($p$CREATE POLICY tenant_isolation ON %I TO chronicle_app
-        USING (tenant_id = nullif(current_setting('app.tenant_id', true), '')::uuid)$p$, t);
-    EXECUTE format('CREATE POLICY projector_writes ON %I TO chronicle_worker USING (true) WITH CHECK (true)', t);
-    EXECUTE format('REVOKE ALL ON %I FROM PUBLIC', t);
-    EXECUTE format('GRANT SELECT ON %I TO chronicle_app', t);
-    EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE ON %I TO chronicle_worker', t);
-  END LOOP;
-END
-$$;
+SELECT chronicle_protect_read_table(t) FROM unnest(ARRAY['tenants', 'users', 'sessions']::regclass[]) AS t;

@@ -53,18 +53,4 @@ CREATE TABLE session_devices (
     PRIMARY KEY (tenant_id, session_id)
 );
 
-DO $$
-DECLARE t text;
-BEGIN
-  FOREACH t IN ARRAY ARRAY['devices', 'user_devices', 'locations', 'user_locations', 'session_devices'] LOOP
-    EXECUTE format('ALTER TABLE %I ENABLE ROW LEVEL SECURITY', t);
-    EXECUTE format('ALTER TABLE %I FORCE ROW LEVEL SECURITY', t);
-    EXECUTE format($p$CREATE POLICY tenant_isolation ON %I TO chronicle_app
-        USING (tenant_id = nullif(current_setting('app.tenant_id', true), '')::uuid)$p$, t);
-    EXECUTE format('CREATE POLICY projector_writes ON %I TO chronicle_worker USING (true) WITH CHECK (true)', t);
-    EXECUTE format('REVOKE ALL ON %I FROM PUBLIC', t);
-    EXECUTE format('GRANT SELECT ON %I TO chronicle_app', t);
-    EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE ON %I TO chronicle_worker', t);
-  END LOOP;
-END
-$$;
+SELECT chronicle_protect_read_table(t) FROM unnest(ARRAY['devices', 'user_devices', 'locations', 'user_locations', 'session_devices']::regclass[]) AS t;

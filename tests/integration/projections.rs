@@ -529,3 +529,43 @@ async fn audit_rows_say_who_did_what_to_what() {
         serde_json::json!({"Renamed": {"display_name": "b"}})
     );
 }
+
+/// Invariant 3: every read table carries tenant_id and has RLS enabled *and* forced.
+/// Tables that are not read tables are listed here on purpose, so a new table cannot
+/// slip through unprotected.
+#[tokio::test]
+async fn every_read_table_has_tenant_id_and_forced_row_level_security() {
+    const NOT_READ_TABLES: &[&str] = &[
+        "events",
+        "snapshots",
+        "projector_checkpoints",
+        "credentials",
+        "idempotency_keys",
+        "_sqlx_migrations",
+    ];
+    let db = TestDb::new().await;
+    let tables: Vec<(String, bool, bool, bool)> = sqlx::query_as(
+        "SELECT c.relname::text, c.relrowsecurity, c.relforcerowsecurity,
+                EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attname = 'tenant_id' AND NOT a.attisdropped)
+           FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+          WHERE n.nspname = 'public' AND c.relkind = 'r'",
+    )
+    .fetch_all(&db.owner)
+    .await
+    .unwrap();
+    let read_tables: Vec<_> = tables
+        .iter()
+        .filter(|t| !NOT_READ_TABLES.contains(&t.0.as_str()))
+        .collect();
+    assert!(read_tables.len() >= 10, "{read_tables:?}");
+    for (name, rls, forced, has_tenant) in read_tables {
+        assert!(*has_tenant, "{name} has no tenant_id");
+        assert!(*rls && *forced, "{name}: RLS enabled={rls} forced={forced}");
+        let policies: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_policies WHERE tablename = $1 AND policyname = 'tenant_isolation'")
+            .bind(name)
+            .fetch_one(&db.owner)
+            .await
+            .unwrap();
+        assert_eq!(policies, 1, "{name} lacks the tenant_isolation policy");
+    }
+}
