@@ -46,16 +46,19 @@ impl TenantContext {
     }
 }
 
-/// Whether the session is revoked and the user banned, read from the events themselves
-/// (one indexed query; streams are short). The read tables may lag; the log does not.
+/// Whether the session is alive and the user not banned, and the user's *current* role —
+/// read from the events themselves (one indexed query; streams are short). The read
+/// tables may lag; the log does not. The role comes from the log, not the token, so a
+/// demotion takes effect on the next request rather than when the token expires.
 pub async fn session_standing(
     pool: &PgPool,
     tenant: Uuid,
     session: Uuid,
     user: Uuid,
-) -> Result<Result<(), AuthFailure>, sqlx::Error> {
-    let (session_events, revoked, banned): (i64, bool, bool) = sqlx::query_as(
-        r#"
+) -> Result<Result<Role, AuthFailure>, sqlx::Error> {
+    let (session_events, revoked, banned, role): (i64, bool, bool, Option<String>) =
+        sqlx::query_as(
+            r#"
 SELECT
   (SELECT count(*) FROM events
     WHERE tenant_id = $1 AND aggregate_type = 'session' AND aggregate_id = $2),
@@ -65,19 +68,25 @@ SELECT
   coalesce((SELECT event_type = 'UserBanned' FROM events
     WHERE tenant_id = $1 AND aggregate_type = 'user' AND aggregate_id = $3
       AND event_type IN ('UserBanned', 'UserUnbanned')
-    ORDER BY sequence DESC LIMIT 1), false)"#,
-    )
-    .bind(tenant)
-    .bind(session.to_string())
-    .bind(user.to_string())
-    .fetch_one(pool)
-    .await?;
+    ORDER BY sequence DESC LIMIT 1), false),
+  (SELECT coalesce(payload->'RoleChanged'->>'role', payload->'UserRegistered'->>'role') FROM events
+    WHERE tenant_id = $1 AND aggregate_type = 'user' AND aggregate_id = $3
+      AND event_type IN ('UserRegistered', 'RoleChanged')
+    ORDER BY sequence DESC LIMIT 1)"#,
+        )
+        .bind(tenant)
+        .bind(session.to_string())
+        .bind(user.to_string())
+        .fetch_one(pool)
+        .await?;
+    let role = role.and_then(|r| serde_json::from_value::<Role>(serde_json::Value::String(r)).ok());
     Ok(if banned {
         Err(AuthFailure::UserBanned)
     } else if revoked || session_events == 0 {
         Err(AuthFailure::SessionRevoked)
     } else {
-        Ok(())
+        // A user stream without a role cannot happen; treat it as a dead session.
+        role.ok_or(AuthFailure::SessionRevoked)
     })
 }
 
@@ -98,13 +107,13 @@ impl FromRequestParts<AppState> for TenantContext {
             .tokens
             .verify_access(token.trim())
             .map_err(AppError::Unauthorized)?;
-        session_standing(&state.db, claims.tenant, claims.sid, claims.sub)
+        let role = session_standing(&state.db, claims.tenant, claims.sid, claims.sub)
             .await?
             .map_err(AppError::Unauthorized)?;
         let ctx = TenantContext {
             tenant_id: TenantId(claims.tenant),
             user_id: UserId(claims.sub),
-            role: claims.role,
+            role,
             session_id: claims.sid,
         };
         tracing::Span::current().record("tenant_id", tracing::field::display(ctx.tenant_id));

@@ -632,3 +632,49 @@ async fn password_guessing_is_rate_limited_per_account_and_per_ip() {
     assert_eq!(code(limited).await.1, "rate_limited");
     t.app.stop().await;
 }
+
+#[tokio::test]
+async fn a_demotion_takes_effect_on_the_next_request() {
+    let t = app().await;
+    let ada = account(&t, "ada").await;
+    let r = t
+        .http
+        .post(t.url("/v1/tenants/current/invitations"))
+        .bearer_auth(&ada.access)
+        .json(&json!({"role": "admin"}))
+        .send()
+        .await
+        .unwrap();
+    let invitation: Value = r.json().await.unwrap();
+    let body = json!({"invitation_token": invitation["invitation_token"], "handle": "bob", "name": "Bob", "email": "bob@example.com", "password": PASSWORD});
+    let ids: Value = register(&t, body).await.json().await.unwrap();
+    let bob = signed_in(&t, "bob@example.com", &ids).await;
+    let invite = |token: &str| {
+        t.http
+            .post(t.url("/v1/tenants/current/invitations"))
+            .bearer_auth(token.to_string())
+            .json(&json!({}))
+            .send()
+    };
+    assert_eq!(
+        invite(&bob.access).await.unwrap().status(),
+        StatusCode::CREATED,
+        "Bob is an admin"
+    );
+
+    let r = t
+        .http
+        .put(t.url(&format!("/v1/users/{}/role", bob.user_id)))
+        .bearer_auth(&ada.access)
+        .json(&json!({"role": "user"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    // Bob's access token still says "admin"; the log says otherwise, and the log wins.
+    assert_eq!(
+        code(invite(&bob.access).await.unwrap()).await,
+        (StatusCode::FORBIDDEN, "forbidden".into())
+    );
+    t.app.stop().await;
+}
