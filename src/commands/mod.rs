@@ -113,10 +113,15 @@ impl From<crate::aggregates::FileError> for AppError {
     fn from(err: crate::aggregates::FileError) -> Self {
         use crate::aggregates::FileError;
         match err {
-            FileError::NotFound => AppError::NotFound(err.to_string()),
-            FileError::AlreadyExists | FileError::Deleted | FileError::NotDeleted => {
-                AppError::Validation(err.to_string())
+            // A purged file is gone, as far as any client can tell.
+            FileError::NotFound | FileError::Purged | FileError::VersionNotFound => {
+                AppError::NotFound(err.to_string())
             }
+            FileError::AlreadyExists
+            | FileError::Deleted
+            | FileError::NotDeleted
+            | FileError::WrongStatus { .. }
+            | FileError::Conflicting { .. } => AppError::Validation(err.to_string()),
             FileError::Invalid { .. } => AppError::Validation(err.to_string()),
         }
     }

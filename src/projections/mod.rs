@@ -5,6 +5,7 @@
 pub mod accounts;
 pub mod audit_log;
 pub mod devices;
+pub mod files;
 pub mod rebuild;
 mod record;
 pub mod runtime;
@@ -44,6 +45,7 @@ pub fn all() -> Vec<Arc<dyn Projector>> {
         Arc::new(accounts::AccountsProjector),
         Arc::new(audit_log::AuditLogProjector),
         Arc::new(devices::DevicesProjector::default()),
+        Arc::new(files::FilesProjector),
         Arc::new(stream_heads::StreamHeadsProjector),
     ]
 }

@@ -5,6 +5,7 @@ mod accounts;
 mod common;
 mod devices;
 mod edge;
+mod files;
 mod idempotency;
 mod ops_api;
 mod projections;

@@ -1,0 +1,410 @@
+//! `files`, `file_versions`, `tags`, `file_tags`: the read side of the File aggregate.
+//!
+//! One statement (or a few) per event, every value taken from the event or its
+//! `recorded_at`, so a rebuild reproduces the rows exactly. `tags.file_count` counts
+//! files that carry the tag and are not deleted; a tag whose count reaches 0 disappears.
+//! Streams whose id is not a UUID (tests and benchmarks write such streams; the API
+//! never does) are not files a client can address: they are skipped with a warning
+//! rather than blocking the projector forever.
+
+use async_trait::async_trait;
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use super::{EventRecord, Projector};
+use crate::aggregates::FileEvent;
+use crate::aggregates::file::{FileStatus, Original};
+
+pub struct FilesProjector;
+
+#[async_trait]
+impl Projector for FilesProjector {
+    fn name(&self) -> &'static str {
+        "files"
+    }
+
+    fn tables(&self) -> &'static [&'static str] {
+        &["files", "file_versions", "tags", "file_tags"]
+    }
+
+    async fn apply(
+        &self,
+        conn: &mut PgConnection,
+        events: &[EventRecord],
+    ) -> Result<(), sqlx::Error> {
+        for e in events.iter().filter(|e| e.aggregate_type == "file") {
+            let Ok(file_id) = Uuid::parse_str(&e.aggregate_id) else {
+                tracing::warn!(stream = %e.aggregate_id, "file stream id is not a UUID; not projected");
+                continue;
+            };
+            let event: FileEvent = serde_json::from_str(&e.payload)
+                .map_err(|err| sqlx::Error::Decode(Box::new(err)))?;
+            apply_file(conn, e, file_id, event).await?;
+            touch(conn, e, file_id).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Every event of a file moves its `updated_at`.
+async fn touch(conn: &mut PgConnection, e: &EventRecord, file_id: Uuid) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE files SET updated_at = $3 WHERE tenant_id = $1 AND id = $2")
+        .bind(e.tenant_id)
+        .bind(file_id)
+        .bind(e.recorded_at)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Updates one version row: `$1` tenant, `$2` file, `$3` version, `$4` recorded_at,
+/// further parameters bound by the caller.
+fn version_update(
+    sql: &'static str,
+    e: &EventRecord,
+    file_id: Uuid,
+    version_number: u32,
+) -> sqlx::query::Query<'static, sqlx::Postgres, sqlx::postgres::PgArguments> {
+    sqlx::query(sql)
+        .bind(e.tenant_id)
+        .bind(file_id)
+        .bind(version_number as i32)
+        .bind(e.recorded_at)
+}
+
+async fn apply_file(
+    conn: &mut PgConnection,
+    e: &EventRecord,
+    file_id: Uuid,
+    event: FileEvent,
+) -> Result<(), sqlx::Error> {
+    let (tenant, at) = (e.tenant_id, e.recorded_at);
+    match event {
+        FileEvent::FileCreated {
+            owner_id,
+            display_name,
+        } => {
+            sqlx::query(
+                "INSERT INTO files (tenant_id, id, owner_id, display_name, created_at, updated_at)
+                 VALUES ($1, $2, $3, $4, $5, $5)",
+            )
+            .bind(tenant)
+            .bind(file_id)
+            .bind(owner_id.0)
+            .bind(display_name)
+            .bind(at)
+            .execute(conn)
+            .await?;
+        }
+        FileEvent::Uploaded {
+            version_number,
+            version,
+        } => {
+            version_update(
+                "INSERT INTO file_versions (tenant_id, file_id, version_number, status, filename, mime_type,
+                                            size_bytes, sha256, temp_location, created_at, updated_at)
+                 VALUES ($1, $2, $3, $5::file_status, $6, $7, $8, $9, $10, $4, $4)",
+                e,
+                file_id,
+                version_number,
+            )
+            .bind(FileStatus::Uploaded.as_str())
+            .bind(version.filename)
+            .bind(version.declared_mime)
+            .bind(version.size_bytes as i64)
+            .bind(version.sha256)
+            .bind(version.temp_location)
+            .execute(conn)
+            .await?;
+        }
+        FileEvent::VersionRestored {
+            version_number,
+            from_version,
+            filename,
+            blob,
+        } => {
+            version_update(
+                "INSERT INTO file_versions (tenant_id, file_id, version_number, status, filename, mime_type,
+                                            size_bytes, sha256, storage_key, restored_from_version,
+                                            created_at, updated_at)
+                 VALUES ($1, $2, $3, $5::file_status, $6, $7, $8, $9, $10, $11, $4, $4)",
+                e,
+                file_id,
+                version_number,
+            )
+            .bind(FileStatus::Completed.as_str())
+            .bind(filename)
+            .bind(blob.detected_mime)
+            .bind(blob.size_bytes as i64)
+            .bind(blob.sha256)
+            .bind(blob.storage_key)
+            .bind(from_version as i32)
+            .execute(&mut *conn)
+            .await?;
+            set_current(conn, e, file_id, version_number, blob.size_bytes).await?;
+        }
+        FileEvent::ProcessingStarted {
+            version_number,
+            attempt,
+        } => {
+            version_update(
+                "UPDATE file_versions SET status = $5::file_status, attempts = $6, updated_at = $4
+                  WHERE tenant_id = $1 AND file_id = $2 AND version_number = $3",
+                e,
+                file_id,
+                version_number,
+            )
+            .bind(FileStatus::Processing.as_str())
+            .bind(attempt as i32)
+            .execute(conn)
+            .await?;
+        }
+        FileEvent::Hashed { version_number, .. } | FileEvent::Optimized { version_number, .. } => {
+            // Variants get their own table with thumbnails; until then only the time moves.
+            version_update(
+                "UPDATE file_versions SET updated_at = $4
+                  WHERE tenant_id = $1 AND file_id = $2 AND version_number = $3",
+                e,
+                file_id,
+                version_number,
+            )
+            .execute(conn)
+            .await?;
+        }
+        FileEvent::DuplicateDetected {
+            version_number,
+            original,
+        } => {
+            let (of_file, of_version, status) = match original {
+                Original::ThisFile { version_number: v } => {
+                    (file_id, v, Some(FileStatus::Duplicate.as_str()))
+                }
+                Original::OtherFile {
+                    file_id: f,
+                    version_number: v,
+                } => (f.0, v, None),
+            };
+            version_update(
+                "UPDATE file_versions
+                    SET duplicate_of_file = $5, duplicate_of_version = $6,
+                        status = coalesce($7::file_status, status),
+                        temp_location = CASE WHEN $7 IS NULL THEN temp_location END,
+                        updated_at = $4
+                  WHERE tenant_id = $1 AND file_id = $2 AND version_number = $3",
+                e,
+                file_id,
+                version_number,
+            )
+            .bind(of_file)
+            .bind(of_version as i32)
+            .bind(status)
+            .execute(conn)
+            .await?;
+        }
+        FileEvent::VirusFailed {
+            version_number,
+            signature,
+        } => {
+            version_update(
+                "UPDATE file_versions
+                    SET status = $5::file_status, last_error = $6, temp_location = NULL, updated_at = $4
+                  WHERE tenant_id = $1 AND file_id = $2 AND version_number = $3",
+                e,
+                file_id,
+                version_number,
+            )
+            .bind(FileStatus::VirusFailed.as_str())
+            .bind(format!("virus found: {signature}"))
+            .execute(conn)
+            .await?;
+        }
+        FileEvent::ProcessingFailed {
+            version_number,
+            reason,
+            last_attempt,
+            ..
+        } => {
+            let status = if last_attempt {
+                FileStatus::Failed
+            } else {
+                FileStatus::Queued
+            };
+            version_update(
+                "UPDATE file_versions SET status = $5::file_status, last_error = $6, updated_at = $4
+                  WHERE tenant_id = $1 AND file_id = $2 AND version_number = $3",
+                e,
+                file_id,
+                version_number,
+            )
+            .bind(status.as_str())
+            .bind(reason)
+            .execute(conn)
+            .await?;
+        }
+        FileEvent::VersionCompleted {
+            version_number,
+            result,
+        } => {
+            let size = result.size_bytes;
+            version_update(
+                "UPDATE file_versions
+                    SET status = $5::file_status, storage_key = $6, size_bytes = $7, sha256 = $8,
+                        mime_type = $9, temp_location = NULL, updated_at = $4
+                  WHERE tenant_id = $1 AND file_id = $2 AND version_number = $3",
+                e,
+                file_id,
+                version_number,
+            )
+            .bind(FileStatus::Completed.as_str())
+            .bind(result.storage_key)
+            .bind(size as i64)
+            .bind(result.sha256)
+            .bind(result.detected_mime)
+            .execute(&mut *conn)
+            .await?;
+            set_current(conn, e, file_id, version_number, size).await?;
+        }
+        FileEvent::Renamed { display_name } => {
+            sqlx::query("UPDATE files SET display_name = $3 WHERE tenant_id = $1 AND id = $2")
+                .bind(tenant)
+                .bind(file_id)
+                .bind(display_name)
+                .execute(conn)
+                .await?;
+        }
+        FileEvent::Tagged { tag } => {
+            sqlx::query("INSERT INTO file_tags (tenant_id, file_id, tag) VALUES ($1, $2, $3)")
+                .bind(tenant)
+                .bind(file_id)
+                .bind(&tag)
+                .execute(&mut *conn)
+                .await?;
+            // Tags change only on live files (the aggregate refuses them on deleted ones).
+            sqlx::query(
+                "INSERT INTO tags (tenant_id, name, file_count) VALUES ($1, $2, 1)
+                 ON CONFLICT (tenant_id, name) DO UPDATE SET file_count = tags.file_count + 1",
+            )
+            .bind(tenant)
+            .bind(&tag)
+            .execute(conn)
+            .await?;
+        }
+        FileEvent::Untagged { tag } => {
+            sqlx::query("DELETE FROM file_tags WHERE tenant_id = $1 AND file_id = $2 AND tag = $3")
+                .bind(tenant)
+                .bind(file_id)
+                .bind(&tag)
+                .execute(&mut *conn)
+                .await?;
+            sqlx::query(
+                "UPDATE tags SET file_count = file_count - 1 WHERE tenant_id = $1 AND name = $2",
+            )
+            .bind(tenant)
+            .bind(&tag)
+            .execute(&mut *conn)
+            .await?;
+            drop_unused_tags(conn, tenant).await?;
+        }
+        FileEvent::Deleted => {
+            count_file_tags(conn, tenant, file_id, false).await?;
+            sqlx::query(
+                "UPDATE files SET is_deleted = true, deleted_at = $3 WHERE tenant_id = $1 AND id = $2",
+            )
+            .bind(tenant)
+            .bind(file_id)
+            .bind(at)
+            .execute(conn)
+            .await?;
+        }
+        FileEvent::Restored => {
+            count_file_tags(conn, tenant, file_id, true).await?;
+            sqlx::query(
+                "UPDATE files SET is_deleted = false, deleted_at = NULL WHERE tenant_id = $1 AND id = $2",
+            )
+            .bind(tenant)
+            .bind(file_id)
+            .execute(conn)
+            .await?;
+        }
+        FileEvent::Purged => {
+            let deleted: Option<bool> =
+                sqlx::query_scalar("SELECT is_deleted FROM files WHERE tenant_id = $1 AND id = $2")
+                    .bind(tenant)
+                    .bind(file_id)
+                    .fetch_optional(&mut *conn)
+                    .await?;
+            if deleted == Some(false) {
+                count_file_tags(conn, tenant, file_id, false).await?;
+            }
+            sqlx::query("DELETE FROM file_tags WHERE tenant_id = $1 AND file_id = $2")
+                .bind(tenant)
+                .bind(file_id)
+                .execute(&mut *conn)
+                .await?;
+            sqlx::query(
+                "UPDATE files SET purged = true, is_deleted = true, deleted_at = coalesce(deleted_at, $3)
+                  WHERE tenant_id = $1 AND id = $2",
+            )
+            .bind(tenant)
+            .bind(file_id)
+            .bind(at)
+            .execute(conn)
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+/// The file's current version is its newest completed one; completions may arrive
+/// out of version order when versions are processed in parallel.
+async fn set_current(
+    conn: &mut PgConnection,
+    e: &EventRecord,
+    file_id: Uuid,
+    version_number: u32,
+    size_bytes: u64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE files SET current_version = $3, size_bytes = $4
+          WHERE tenant_id = $1 AND id = $2 AND (current_version IS NULL OR current_version < $3)",
+    )
+    .bind(e.tenant_id)
+    .bind(file_id)
+    .bind(version_number as i32)
+    .bind(size_bytes as i64)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Counts the file's tags in again (restore) or out (delete, purge of a live file).
+async fn count_file_tags(
+    conn: &mut PgConnection,
+    tenant: Uuid,
+    file_id: Uuid,
+    count_in: bool,
+) -> Result<(), sqlx::Error> {
+    let sql = if count_in {
+        "INSERT INTO tags (tenant_id, name, file_count)
+         SELECT tenant_id, tag, 1 FROM file_tags WHERE tenant_id = $1 AND file_id = $2
+         ON CONFLICT (tenant_id, name) DO UPDATE SET file_count = tags.file_count + 1"
+    } else {
+        "UPDATE tags SET file_count = file_count - 1
+          WHERE tenant_id = $1
+            AND name IN (SELECT tag FROM file_tags WHERE tenant_id = $1 AND file_id = $2)"
+    };
+    sqlx::query(sql)
+        .bind(tenant)
+        .bind(file_id)
+        .execute(&mut *conn)
+        .await?;
+    drop_unused_tags(conn, tenant).await
+}
+
+async fn drop_unused_tags(conn: &mut PgConnection, tenant: Uuid) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM tags WHERE tenant_id = $1 AND file_count = 0")
+        .bind(tenant)
+        .execute(conn)
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,525 @@
+//! The files read model: File commands through `commands::execute`, then the four read
+//! tables as the files projector leaves them — version statuses, tags and their counts,
+//! soft delete, tenant isolation, and rebuilds that reproduce every row.
+
+use std::sync::Arc;
+
+use chronicle::aggregates::file::{FinalBlob, NewVersion, Original};
+use chronicle::aggregates::{File, FileCommand};
+use chronicle::commands;
+use chronicle::ids::{FileId, TenantId, UserId};
+use chronicle::projections::{self, Projector, rebuild::rebuild, runtime};
+use chronicle::store::{Actor, ChronicleStore, EventLog, EventMetadata};
+use sqlx::{PgPool, Row};
+
+use crate::common::TestDb;
+
+struct Files {
+    db: Arc<TestDb>,
+    store: ChronicleStore<File>,
+    meta: EventMetadata,
+    projector: std::sync::Arc<dyn Projector>,
+}
+
+impl Files {
+    async fn new() -> Self {
+        Self::in_tenant(Arc::new(TestDb::new().await), TenantId::new()).await
+    }
+
+    /// Files of `tenant` in a database that other tenants' `Files` may share.
+    async fn in_tenant(db: Arc<TestDb>, tenant: TenantId) -> Self {
+        let projector = projections::by_name("files").expect("files is registered");
+        runtime::register(&db.worker, std::slice::from_ref(&projector))
+            .await
+            .unwrap();
+        let store = ChronicleStore::<File>::new(EventLog::new(db.app.clone()), tenant, 5);
+        let meta = EventMetadata::new(tenant, Actor::User(UserId::new()), "req");
+        Files {
+            db,
+            store,
+            meta,
+            projector,
+        }
+    }
+
+    async fn run(&self, file: FileId, command: FileCommand) {
+        commands::execute(&self.store, &file.to_string(), command, &self.meta, &())
+            .await
+            .unwrap();
+    }
+
+    async fn create(&self, name: &str) -> FileId {
+        let id = FileId::new();
+        self.run(
+            id,
+            FileCommand::Create {
+                owner_id: UserId::new(),
+                display_name: name.into(),
+            },
+        )
+        .await;
+        id
+    }
+
+    async fn catch_up(&self) {
+        runtime::catch_up(&self.db.worker, self.projector.as_ref())
+            .await
+            .unwrap();
+    }
+
+    async fn version(&self, file: FileId, n: i32) -> sqlx::postgres::PgRow {
+        sqlx::query(
+            "SELECT status::text AS status, sha256, size_bytes, storage_key, temp_location, mime_type,
+                    duplicate_of_file, duplicate_of_version, last_error, attempts
+               FROM file_versions WHERE file_id = $1 AND version_number = $2",
+        )
+        .bind(file.0)
+        .bind(n)
+        .fetch_one(&self.db.worker)
+        .await
+        .unwrap()
+    }
+
+    async fn status(&self, file: FileId, n: i32) -> String {
+        self.version(file, n).await.get("status")
+    }
+
+    async fn tags(&self) -> Vec<(String, i32)> {
+        sqlx::query_as("SELECT name, file_count FROM tags ORDER BY name")
+            .fetch_all(&self.db.worker)
+            .await
+            .unwrap()
+    }
+}
+
+fn upload(bytes: &str) -> FileCommand {
+    FileCommand::Upload(NewVersion {
+        filename: "report.pdf".into(),
+        declared_mime: "application/octet-stream".into(),
+        size_bytes: bytes.len() as u64,
+        temp_location: format!("tmp/{bytes}"),
+        sha256: sha(bytes),
+    })
+}
+
+fn sha(bytes: &str) -> String {
+    format!("{:0>64}", bytes)
+}
+
+fn start(n: u32, attempt: u32) -> FileCommand {
+    FileCommand::StartProcessing {
+        version_number: n,
+        attempt,
+    }
+}
+
+fn complete(n: u32, bytes: &str) -> FileCommand {
+    FileCommand::Complete {
+        version_number: n,
+        result: FinalBlob {
+            storage_key: format!("blobs/{}", sha(bytes)),
+            size_bytes: bytes.len() as u64,
+            sha256: sha(bytes),
+            detected_mime: "application/pdf".into(),
+        },
+    }
+}
+
+#[tokio::test]
+async fn a_version_walks_uploaded_processing_completed() {
+    let f = Files::new().await;
+    let file = f.create("report").await;
+    f.run(file, upload("abc")).await;
+    f.catch_up().await;
+    let v = f.version(file, 1).await;
+    assert_eq!(v.get::<String, _>("status"), "uploaded");
+    assert_eq!(
+        v.get::<Option<String>, _>("temp_location").as_deref(),
+        Some("tmp/abc")
+    );
+    let row = sqlx::query("SELECT current_version, size_bytes FROM files WHERE id = $1")
+        .bind(file.0)
+        .fetch_one(&f.db.worker)
+        .await
+        .unwrap();
+    assert_eq!(row.get::<Option<i32>, _>("current_version"), None);
+
+    f.run(file, start(1, 1)).await;
+    f.catch_up().await;
+    assert_eq!(f.status(file, 1).await, "processing");
+
+    f.run(
+        file,
+        FileCommand::RecordHash {
+            version_number: 1,
+            sha256: sha("abc"),
+        },
+    )
+    .await;
+    f.run(file, complete(1, "abc")).await;
+    // The job delivered again: accepted, and nothing changes.
+    f.run(file, complete(1, "abc")).await;
+    f.catch_up().await;
+    let v = f.version(file, 1).await;
+    assert_eq!(v.get::<String, _>("status"), "completed");
+    assert_eq!(v.get::<String, _>("sha256"), sha("abc"));
+    assert_eq!(v.get::<i64, _>("size_bytes"), 3);
+    assert_eq!(v.get::<String, _>("mime_type"), "application/pdf");
+    assert_eq!(
+        v.get::<Option<String>, _>("storage_key"),
+        Some(format!("blobs/{}", sha("abc")))
+    );
+    assert_eq!(v.get::<Option<String>, _>("temp_location"), None);
+    let row = sqlx::query("SELECT current_version, size_bytes FROM files WHERE id = $1")
+        .bind(file.0)
+        .fetch_one(&f.db.worker)
+        .await
+        .unwrap();
+    assert_eq!(row.get::<Option<i32>, _>("current_version"), Some(1));
+    assert_eq!(row.get::<Option<i64>, _>("size_bytes"), Some(3));
+    let events: i64 = sqlx::query_scalar("SELECT count(*) FROM events WHERE aggregate_id = $1")
+        .bind(file.to_string())
+        .fetch_one(&f.db.owner)
+        .await
+        .unwrap();
+    assert_eq!(
+        events, 5,
+        "created, uploaded, started, hashed, completed once"
+    );
+}
+
+#[tokio::test]
+async fn an_infected_version_is_virus_failed_and_cannot_complete() {
+    let f = Files::new().await;
+    let file = f.create("eicar.com").await;
+    f.run(file, upload("x5o")).await;
+    f.run(file, start(1, 1)).await;
+    f.run(
+        file,
+        FileCommand::FailVirusScan {
+            version_number: 1,
+            signature: "Eicar-Test-Signature".into(),
+        },
+    )
+    .await;
+    let refused = commands::execute(
+        &f.store,
+        &file.to_string(),
+        complete(1, "x5o"),
+        &f.meta,
+        &(),
+    )
+    .await;
+    assert!(refused.is_err(), "a virus_failed version never completes");
+    f.catch_up().await;
+    let v = f.version(file, 1).await;
+    assert_eq!(v.get::<String, _>("status"), "virus_failed");
+    assert_eq!(v.get::<Option<String>, _>("storage_key"), None);
+    assert_eq!(v.get::<Option<String>, _>("temp_location"), None);
+    assert_eq!(
+        v.get::<Option<String>, _>("last_error").as_deref(),
+        Some("virus found: Eicar-Test-Signature")
+    );
+}
+
+#[tokio::test]
+async fn the_same_bytes_again_are_a_duplicate_and_other_files_record_their_original() {
+    let f = Files::new().await;
+    let file = f.create("a").await;
+    f.run(file, upload("abc")).await;
+    f.run(file, start(1, 1)).await;
+    f.run(file, complete(1, "abc")).await;
+    // Same file, same bytes.
+    f.run(file, upload("abc")).await;
+    f.run(file, start(2, 1)).await;
+    f.run(
+        file,
+        FileCommand::RecordDuplicate {
+            version_number: 2,
+            original: Original::ThisFile { version_number: 1 },
+        },
+    )
+    .await;
+    // Another file, same bytes: shares the blob and completes.
+    let other = f.create("b").await;
+    f.run(other, upload("abc")).await;
+    f.run(other, start(1, 1)).await;
+    f.run(
+        other,
+        FileCommand::RecordDuplicate {
+            version_number: 1,
+            original: Original::OtherFile {
+                file_id: file,
+                version_number: 1,
+            },
+        },
+    )
+    .await;
+    f.run(other, complete(1, "abc")).await;
+    f.catch_up().await;
+
+    let dup = f.version(file, 2).await;
+    assert_eq!(dup.get::<String, _>("status"), "duplicate");
+    assert_eq!(
+        dup.get::<Option<uuid::Uuid>, _>("duplicate_of_file"),
+        Some(file.0)
+    );
+    assert_eq!(dup.get::<Option<i32>, _>("duplicate_of_version"), Some(1));
+    let current: Option<i32> =
+        sqlx::query_scalar("SELECT current_version FROM files WHERE id = $1")
+            .bind(file.0)
+            .fetch_one(&f.db.worker)
+            .await
+            .unwrap();
+    assert_eq!(current, Some(1), "a duplicate never becomes current");
+
+    let shared = f.version(other, 1).await;
+    assert_eq!(shared.get::<String, _>("status"), "completed");
+    assert_eq!(
+        shared.get::<Option<uuid::Uuid>, _>("duplicate_of_file"),
+        Some(file.0)
+    );
+    // The dedup lookup the worker will use finds both completed versions of these bytes.
+    let hits: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM file_versions WHERE tenant_id = $1 AND sha256 = $2 AND status = 'completed'",
+    )
+    .bind(f.store.tenant().0)
+    .bind(sha("abc"))
+    .fetch_one(&f.db.worker)
+    .await
+    .unwrap();
+    assert_eq!(hits, 2);
+}
+
+#[tokio::test]
+async fn failures_queue_retries_until_the_last_one_fails_the_version() {
+    let f = Files::new().await;
+    let file = f.create("a").await;
+    f.run(file, upload("abc")).await;
+    let fail = |attempt| FileCommand::FailProcessing {
+        version_number: 1,
+        attempt,
+        max_attempts: 2,
+        reason: format!("scanner unreachable ({attempt})"),
+    };
+    f.run(file, start(1, 1)).await;
+    f.run(file, fail(1)).await;
+    f.catch_up().await;
+    assert_eq!(f.status(file, 1).await, "queued");
+    f.run(file, start(1, 2)).await;
+    f.run(file, fail(2)).await;
+    f.catch_up().await;
+    let v = f.version(file, 1).await;
+    assert_eq!(v.get::<String, _>("status"), "failed");
+    assert_eq!(v.get::<i32, _>("attempts"), 2);
+    assert_eq!(
+        v.get::<Option<String>, _>("last_error").as_deref(),
+        Some("scanner unreachable (2)")
+    );
+}
+
+#[tokio::test]
+async fn rename_tags_delete_and_restore_are_reflected_with_tag_counts() {
+    let f = Files::new().await;
+    let a = f.create("a").await;
+    let b = f.create("b").await;
+    for (file, tag) in [(a, "work"), (a, "2024"), (b, "work")] {
+        f.run(file, FileCommand::Tag { tag: tag.into() }).await;
+    }
+    f.run(
+        a,
+        FileCommand::Rename {
+            display_name: "Annual report".into(),
+        },
+    )
+    .await;
+    f.catch_up().await;
+    assert_eq!(f.tags().await, vec![("2024".into(), 1), ("work".into(), 2)]);
+    let name: String = sqlx::query_scalar("SELECT display_name FROM files WHERE id = $1")
+        .bind(a.0)
+        .fetch_one(&f.db.worker)
+        .await
+        .unwrap();
+    assert_eq!(name, "Annual report");
+
+    f.run(b, FileCommand::Untag { tag: "work".into() }).await;
+    f.run(a, FileCommand::Delete).await;
+    f.catch_up().await;
+    assert_eq!(f.tags().await, vec![], "deleted files are not counted");
+    let (deleted, deleted_at): (bool, Option<chrono::DateTime<chrono::Utc>>) =
+        sqlx::query_as("SELECT is_deleted, deleted_at FROM files WHERE id = $1")
+            .bind(a.0)
+            .fetch_one(&f.db.worker)
+            .await
+            .unwrap();
+    assert!(deleted && deleted_at.is_some());
+    let a_tags: Vec<String> =
+        sqlx::query_scalar("SELECT tag FROM file_tags WHERE file_id = $1 ORDER BY tag")
+            .bind(a.0)
+            .fetch_all(&f.db.worker)
+            .await
+            .unwrap();
+    assert_eq!(
+        a_tags,
+        vec!["2024", "work"],
+        "a deleted file keeps its tags"
+    );
+
+    f.run(a, FileCommand::Restore).await;
+    f.catch_up().await;
+    assert_eq!(f.tags().await, vec![("2024".into(), 1), ("work".into(), 1)]);
+
+    f.run(a, FileCommand::Purge).await;
+    f.catch_up().await;
+    assert_eq!(f.tags().await, vec![]);
+    let purged: bool = sqlx::query_scalar("SELECT purged FROM files WHERE id = $1")
+        .bind(a.0)
+        .fetch_one(&f.db.worker)
+        .await
+        .unwrap();
+    assert!(purged);
+}
+
+#[tokio::test]
+async fn restoring_a_version_adds_a_completed_version_on_the_old_blob() {
+    let f = Files::new().await;
+    let file = f.create("a").await;
+    f.run(file, upload("one")).await;
+    f.run(file, start(1, 1)).await;
+    f.run(file, complete(1, "one")).await;
+    f.run(file, upload("two!")).await;
+    f.run(file, start(2, 1)).await;
+    f.run(file, complete(2, "two!")).await;
+    f.run(file, FileCommand::RestoreVersion { version_number: 1 })
+        .await;
+    f.catch_up().await;
+    let v = f.version(file, 3).await;
+    assert_eq!(v.get::<String, _>("status"), "completed");
+    assert_eq!(
+        v.get::<Option<String>, _>("storage_key"),
+        Some(format!("blobs/{}", sha("one")))
+    );
+    let (current, size): (Option<i32>, Option<i64>) =
+        sqlx::query_as("SELECT current_version, size_bytes FROM files WHERE id = $1")
+            .bind(file.0)
+            .fetch_one(&f.db.worker)
+            .await
+            .unwrap();
+    assert_eq!((current, size), (Some(3), Some(3)));
+}
+
+async fn visible_files(db: &TestDb, tenant: TenantId, table: &str) -> Vec<uuid::Uuid> {
+    let mut tx = db.app.begin().await.unwrap();
+    sqlx::query("SELECT set_config('app.tenant_id', $1, true)")
+        .bind(tenant.to_string())
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    sqlx::query_scalar(&format!("SELECT tenant_id FROM {table}"))
+        .fetch_all(&mut *tx)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn each_tenant_sees_only_its_own_files_versions_and_tags() {
+    let db = Arc::new(TestDb::new().await);
+    let (a, b) = (TenantId::new(), TenantId::new());
+    let fa = Files::in_tenant(db.clone(), a).await;
+    let fb = Files::in_tenant(db, b).await;
+    for f in [&fa, &fb] {
+        let file = f.create("same name").await;
+        f.run(file, upload("same bytes")).await;
+        f.run(
+            file,
+            FileCommand::Tag {
+                tag: "shared".into(),
+            },
+        )
+        .await;
+    }
+    fa.catch_up().await;
+    for table in ["files", "file_versions", "tags", "file_tags"] {
+        let seen = visible_files(&fa.db, a, table).await;
+        assert_eq!(seen, vec![a.0], "{table}: exactly tenant a's row");
+        let seen = visible_files(&fa.db, b, table).await;
+        assert_eq!(seen, vec![b.0], "{table}: exactly tenant b's row");
+        let none: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {table}"))
+            .fetch_one(&fa.db.app)
+            .await
+            .unwrap();
+        assert_eq!(none, 0, "{table} visible without a tenant");
+    }
+}
+
+async fn table_contents(pool: &PgPool, table: &str) -> Vec<String> {
+    sqlx::query_scalar(&format!(
+        "SELECT row_to_json(t)::text AS r FROM {table} t ORDER BY 1"
+    ))
+    .fetch_all(pool)
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_rebuild_reproduces_all_four_tables_exactly() {
+    let f = Files::new().await;
+    for i in 0..6u32 {
+        let file = f.create(&format!("file {i}")).await;
+        f.run(file, FileCommand::Tag { tag: "all".into() }).await;
+        f.run(
+            file,
+            FileCommand::Tag {
+                tag: format!("t{}", i % 2),
+            },
+        )
+        .await;
+        f.run(file, upload(&format!("v{i}"))).await;
+        f.run(file, start(1, 1)).await;
+        if i % 3 == 0 {
+            f.run(
+                file,
+                FileCommand::FailVirusScan {
+                    version_number: 1,
+                    signature: "Eicar".into(),
+                },
+            )
+            .await;
+        } else {
+            f.run(file, complete(1, &format!("v{i}"))).await;
+        }
+        if i % 2 == 0 {
+            f.run(file, FileCommand::Delete).await;
+        }
+        if i == 4 {
+            f.run(file, FileCommand::Restore).await;
+            f.run(file, FileCommand::Untag { tag: "t0".into() }).await;
+        }
+    }
+    f.catch_up().await;
+    let tables = f.projector.tables();
+    let mut live = Vec::new();
+    for t in tables {
+        let rows = table_contents(&f.db.worker, t).await;
+        assert!(!rows.is_empty(), "{t} has rows to compare");
+        live.push(rows);
+    }
+    // Damage every table; the rebuild must repair them from the log alone.
+    for sql in [
+        "UPDATE files SET display_name = 'x', updated_at = now()",
+        "UPDATE file_versions SET status = 'failed'",
+        "UPDATE tags SET file_count = 99",
+        "DELETE FROM file_tags WHERE tag = 'all'",
+    ] {
+        sqlx::query(sql).execute(&f.db.worker).await.unwrap();
+    }
+    rebuild(&f.db.worker, f.projector.clone()).await.unwrap();
+    for (t, before) in tables.iter().zip(live) {
+        assert_eq!(table_contents(&f.db.worker, t).await, before, "{t} rebuilt");
+    }
+    assert_eq!(
+        f.tags().await,
+        vec![("all".into(), 4), ("t1".into(), 3)],
+        "deleted files 0 and 2 are not counted; 4 was restored without t0"
+    );
+}
