@@ -578,6 +578,24 @@ async fn tenants_cannot_reach_each_other() {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 
+    // Wait until B's rows exist, so the check below is not vacuous.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let rows_of_b: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM users WHERE tenant_id = $1::uuid")
+                .bind(&b.tenant_id)
+                .fetch_one(&t.db.worker)
+                .await
+                .unwrap();
+        if rows_of_b == 1 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "B's user row never projected"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     // Raw SQL as the API's role, under A's tenant: no row of B in any read table.
     for table in ["tenants", "users", "sessions", "audit_logs", "stream_heads"] {
         let mut tx = t.db.app.begin().await.unwrap();
@@ -595,13 +613,6 @@ async fn tenants_cannot_reach_each_other() {
         .unwrap();
         assert_eq!(foreign, 0, "{table} shows another tenant's rows");
     }
-    let rows_of_b: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM users WHERE tenant_id = $1::uuid")
-            .bind(&b.tenant_id)
-            .fetch_one(&t.db.worker)
-            .await
-            .unwrap();
-    assert_eq!(rows_of_b, 1, "B's rows exist; A just cannot see them");
     t.app.stop().await;
 }
 

@@ -18,12 +18,34 @@ async fn health_ready_metrics_and_openapi() {
     let r = t.http.get(t.url("/openapi.json")).send().await.unwrap();
     let doc: Value = r.json().await.unwrap();
     assert_eq!(doc["openapi"], "3.1.0");
-    for path in ["/health", "/health/ready", "/metrics", "/openapi.json"] {
+    // Every route the router serves (keep in step with api::router).
+    for (path, method) in [
+        ("/health", "get"),
+        ("/health/ready", "get"),
+        ("/metrics", "get"),
+        ("/openapi.json", "get"),
+        ("/v1/auth/register", "post"),
+        ("/v1/auth/login", "post"),
+        ("/v1/auth/refresh", "post"),
+        ("/v1/auth/logout", "post"),
+        ("/v1/tenants/current/invitations", "post"),
+        ("/v1/me", "get"),
+        ("/v1/users/{id}/role", "put"),
+        ("/v1/users/{id}/ban", "post"),
+        ("/v1/users/{id}/unban", "post"),
+        ("/v1/sessions", "get"),
+        ("/v1/sessions/{id}", "delete"),
+        ("/v1/devices", "get"),
+    ] {
         assert!(
-            doc["paths"].get(path).is_some(),
-            "{path} missing from OpenAPI"
+            doc["paths"][path].get(method).is_some(),
+            "{method} {path} missing from OpenAPI"
         );
     }
+    assert_eq!(
+        doc["components"]["securitySchemes"]["bearer"]["scheme"],
+        "bearer"
+    );
 
     let text = t
         .http
