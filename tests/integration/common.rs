@@ -151,3 +151,14 @@ impl TestApp {
         format!("{}{path}", self.base)
     }
 }
+
+/// Every row of `table` as JSON text, sorted: two calls compare equal exactly when the
+/// table's contents are equal (rebuild tests).
+pub async fn table_contents(pool: &PgPool, table: &str) -> Vec<String> {
+    sqlx::query_scalar(&format!(
+        "SELECT row_to_json(t)::text FROM {table} t ORDER BY 1"
+    ))
+    .fetch_all(pool)
+    .await
+    .unwrap()
+}

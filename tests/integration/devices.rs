@@ -8,9 +8,9 @@ use chronicle::app::Mode;
 use chronicle::projections::{self, rebuild::rebuild, runtime};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use sqlx::{PgPool, Row};
+use sqlx::Row;
 
-use crate::common::TestApp;
+use crate::common::{TestApp, table_contents};
 
 const SECRET: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 const PASSWORD: &str = "correct horse battery staple";
@@ -115,18 +115,6 @@ async fn devices_until(t: &TestApp, access: &str, done: impl Fn(&[Value]) -> boo
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-}
-
-async fn table_contents(pool: &PgPool, table: &str) -> Vec<String> {
-    sqlx::query(&format!(
-        "SELECT row_to_json(t)::text AS r FROM {table} t ORDER BY row_to_json(t)::text"
-    ))
-    .fetch_all(pool)
-    .await
-    .unwrap()
-    .into_iter()
-    .map(|r| r.get("r"))
-    .collect()
 }
 
 #[tokio::test]

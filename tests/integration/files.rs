@@ -10,9 +10,9 @@ use chronicle::commands;
 use chronicle::ids::{FileId, TenantId, UserId};
 use chronicle::projections::{self, Projector, rebuild::rebuild, runtime};
 use chronicle::store::{Actor, ChronicleStore, EventLog, EventMetadata};
-use sqlx::{PgPool, Row};
+use sqlx::Row;
 
-use crate::common::TestDb;
+use crate::common::{TestDb, table_contents};
 
 struct Files {
     db: Arc<TestDb>,
@@ -450,15 +450,6 @@ async fn each_tenant_sees_only_its_own_files_versions_and_tags() {
             .unwrap();
         assert_eq!(none, 0, "{table} visible without a tenant");
     }
-}
-
-async fn table_contents(pool: &PgPool, table: &str) -> Vec<String> {
-    sqlx::query_scalar(&format!(
-        "SELECT row_to_json(t)::text AS r FROM {table} t ORDER BY 1"
-    ))
-    .fetch_all(pool)
-    .await
-    .unwrap()
 }
 
 #[tokio::test]

@@ -15,7 +15,7 @@ use sqlx::postgres::PgPoolOptions;
 use sqlx::{PgPool, Row};
 use tokio_util::sync::CancellationToken;
 
-use crate::common::{TestApp, TestDb};
+use crate::common::{TestApp, TestDb, table_contents};
 
 const WRITERS: usize = 16;
 const EVENTS: usize = 20_000;
@@ -211,18 +211,6 @@ async fn a_dead_instance_releases_its_lease() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     drop(other);
-}
-
-async fn table_contents(pool: &PgPool, table: &str) -> Vec<String> {
-    sqlx::query(&format!(
-        "SELECT row_to_json(t)::text AS r FROM {table} t ORDER BY row_to_json(t)::text"
-    ))
-    .fetch_all(pool)
-    .await
-    .unwrap()
-    .into_iter()
-    .map(|r| r.get("r"))
-    .collect()
 }
 
 #[tokio::test]
