@@ -1,0 +1,6 @@
+//! Ingesting uploads: what the API decides about incoming bytes before any event is
+//! written (safe filenames, detected content type). The streaming upload endpoint
+//! builds on these (files issue).
+
+pub mod filename;
+pub mod mime;
