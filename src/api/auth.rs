@@ -66,12 +66,18 @@ pub fn store<A: cqrs_es::Aggregate>(state: &AppState, tenant: TenantId) -> Chron
     ChronicleStore::new(state.events.clone(), tenant, state.config.snapshot_every)
 }
 
-fn request_id(headers: &HeaderMap) -> String {
+/// The request id the request-id layer put on the request (echoed on the response).
+pub(super) fn request_id(headers: &HeaderMap) -> String {
     headers
-        .get("x-request-id")
+        .get(super::middleware::REQUEST_ID)
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_string()
+}
+
+/// Metadata for a command issued by the authenticated caller.
+pub(super) fn caller_metadata(ctx: &TenantContext, headers: &HeaderMap) -> EventMetadata {
+    EventMetadata::new(ctx.tenant_id, Actor::User(ctx.user_id), request_id(headers))
 }
 
 fn check_password(password: &str) -> Result<(), AppError> {
@@ -245,11 +251,7 @@ pub async fn invite(
         expires_at,
         invited_by: ctx.user_id,
     };
-    let meta = EventMetadata::new(
-        ctx.tenant_id,
-        Actor::User(ctx.user_id),
-        request_id(&headers),
-    );
+    let meta = caller_metadata(&ctx, &headers);
     commands::execute(
         &store::<Tenant>(&state, ctx.tenant_id),
         &ctx.tenant_id.to_string(),
@@ -468,11 +470,7 @@ pub async fn logout(
     ctx: TenantContext,
     headers: HeaderMap,
 ) -> Result<Response, AppError> {
-    let meta = EventMetadata::new(
-        ctx.tenant_id,
-        Actor::User(ctx.user_id),
-        request_id(&headers),
-    );
+    let meta = caller_metadata(&ctx, &headers);
     let revoke = SessionCommand::Revoke {
         reason: RevokeReason::Logout,
     };

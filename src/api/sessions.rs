@@ -8,14 +8,13 @@ use cqrs_es::EventStore;
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::auth::store;
+use super::auth::{caller_metadata, store};
 use crate::aggregates::session::RevokeReason;
 use crate::aggregates::{Role, Session, SessionCommand};
 use crate::auth::TenantContext;
 use crate::commands;
 use crate::error::{AppError, ErrorBody};
 use crate::state::AppState;
-use crate::store::{Actor, EventMetadata};
 
 #[derive(Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct SessionView {
@@ -72,14 +71,7 @@ pub async fn revoke(
     if !current.aggregate.exists || !(mine || ctx.role == Role::Admin) {
         return Err(AppError::NotFound("session not found".into()));
     }
-    let meta = EventMetadata::new(
-        ctx.tenant_id,
-        Actor::User(ctx.user_id),
-        headers
-            .get("x-request-id")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default(),
-    );
+    let meta = caller_metadata(&ctx, &headers);
     let revoke = SessionCommand::Revoke {
         reason: RevokeReason::Revoked,
     };

@@ -8,7 +8,7 @@ use cqrs_es::EventStore;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::auth::store;
+use super::auth::{caller_metadata, store};
 use super::json::JsonBody;
 use crate::aggregates::{Role, User, UserCommand};
 use crate::auth::TenantContext;
@@ -16,7 +16,6 @@ use crate::commands;
 use crate::error::{AppError, ErrorBody};
 use crate::ids::UserId;
 use crate::state::AppState;
-use crate::store::{Actor, EventMetadata};
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct UserView {
@@ -71,14 +70,7 @@ async fn change(
     command: UserCommand,
 ) -> Result<Json<UserView>, AppError> {
     ctx.require(&[Role::Admin])?;
-    let meta = EventMetadata::new(
-        ctx.tenant_id,
-        Actor::User(ctx.user_id),
-        headers
-            .get("x-request-id")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default(),
-    );
+    let meta = caller_metadata(ctx, headers);
     // The store is bound to the caller's tenant: another tenant's user id is simply
     // not found here.
     let done = commands::execute(
