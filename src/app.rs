@@ -83,7 +83,10 @@ impl App {
                 // The `devices` projector takes a `GeoLookup`; no file reader ships yet.
                 tracing::warn!(path = %path.display(), "GEOIP_DB is set but this build has no GeoIP reader; locations.geo_json stays NULL");
             }
-            let all = projections::all();
+            let all = projections::live(projections::Reactions {
+                redis: state.redis_conn.clone(),
+                key_prefix: config.redis_key_prefix.clone(),
+            });
             projections::runtime::register(&worker_pool, &all).await?;
             let listen_url = config
                 .database_direct_url

@@ -37,6 +37,21 @@ pub trait Projector: Send + Sync {
         conn: &mut PgConnection,
         events: &[EventRecord],
     ) -> Result<(), sqlx::Error>;
+
+    /// Runs after a live batch's transaction has committed (never during a rebuild):
+    /// side effects that must not precede the commit, such as deleting cache entries or
+    /// publishing live updates. Best effort: it logs its own failures; the batch stays
+    /// applied either way.
+    async fn after_commit(&self, _events: &[EventRecord]) {}
+}
+
+/// What live projectors need for their after-commit side effects. CLI tools and
+/// rebuilds run projectors without it.
+#[derive(Clone)]
+pub struct Reactions {
+    pub redis: redis::aio::ConnectionManager,
+    /// `REDIS_KEY_PREFIX`: every key and channel starts with it.
+    pub key_prefix: String,
 }
 
 /// Every projector Chronicle runs.
@@ -48,6 +63,12 @@ pub fn all() -> Vec<Arc<dyn Projector>> {
         Arc::new(files::FilesProjector),
         Arc::new(stream_heads::StreamHeadsProjector),
     ]
+}
+
+/// The projectors a running instance uses: `all()` with their after-commit side
+/// effects wired to Redis.
+pub fn live(_reactions: Reactions) -> Vec<Arc<dyn Projector>> {
+    all()
 }
 
 /// Finds a projector by name.

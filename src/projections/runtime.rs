@@ -103,6 +103,7 @@ pub async fn run_batch(pool: &PgPool, projector: &dyn Projector) -> anyhow::Resu
     projector.apply(&mut tx, &events).await?;
     save_checkpoint(&mut tx, projector.name(), last, events.len(), false).await?;
     tx.commit().await?;
+    projector.after_commit(&events).await;
     Ok(BatchOutcome::Applied(events.len()))
 }
 
