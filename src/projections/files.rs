@@ -159,6 +159,18 @@ async fn apply_file(
             .execute(conn)
             .await?;
         }
+        FileEvent::ProcessingRetried { version_number } => {
+            version_update(
+                "UPDATE file_versions SET status = $5::file_status, updated_at = $4
+                  WHERE tenant_id = $1 AND file_id = $2 AND version_number = $3",
+                e,
+                file_id,
+                version_number,
+            )
+            .bind(FileStatus::Queued.as_str())
+            .execute(conn)
+            .await?;
+        }
         FileEvent::Hashed { version_number, .. } | FileEvent::Optimized { version_number, .. } => {
             // Variants get their own table with thumbnails; until then only the time moves.
             version_update(

@@ -47,6 +47,9 @@ pub struct VersionState {
     pub attempt: u32,
     #[serde(default)]
     pub failed_attempt: u32,
+    /// Attempts used before the latest operator retry; the budget counts from here.
+    #[serde(default)]
+    pub attempt_base: u32,
     #[serde(default)]
     pub variants: Vec<Variant>,
 }
@@ -177,6 +180,33 @@ impl File {
                     version_number: self.next_version_number(),
                     version,
                 }])
+            }
+            FileCommand::CreateWithUpload {
+                owner_id,
+                display_name,
+                tags,
+                version,
+            } => {
+                if self.exists {
+                    return Err(FileError::AlreadyExists);
+                }
+                check_display_name(&display_name)?;
+                let tags: BTreeSet<String> = tags.into_iter().collect();
+                for tag in &tags {
+                    check_tag(tag)?;
+                }
+                let mut events = vec![
+                    FileEvent::FileCreated {
+                        owner_id,
+                        display_name,
+                    },
+                    FileEvent::Uploaded {
+                        version_number: 1,
+                        version,
+                    },
+                ];
+                events.extend(tags.into_iter().map(|tag| FileEvent::Tagged { tag }));
+                Ok(events)
             }
             FileCommand::Rename { display_name } => {
                 self.live()?;
@@ -350,6 +380,12 @@ impl Aggregate for File {
                     v.status = FileStatus::VirusFailed;
                     v.virus_signature = Some(signature);
                     v.temp_location = None;
+                }
+            }
+            FileEvent::ProcessingRetried { version_number } => {
+                if let Some(v) = self.version_mut(version_number) {
+                    v.status = FileStatus::Queued;
+                    v.attempt_base = v.failed_attempt;
                 }
             }
             FileEvent::ProcessingFailed {

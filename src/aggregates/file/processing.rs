@@ -113,7 +113,8 @@ impl File {
                         version_number,
                         attempt,
                         reason,
-                        last_attempt: attempt >= max_attempts,
+                        last_attempt: attempt >= v.attempt_base + max_attempts,
+                        max_attempts,
                     }]),
                     s => refuse(s, "fail processing"),
                 }
@@ -152,6 +153,13 @@ impl File {
                         result,
                     }]),
                     s => refuse(s, "complete"),
+                }
+            }
+            FileCommand::RetryProcessing { version_number } => {
+                let v = self.version(version_number)?;
+                match v.status {
+                    FileStatus::Failed => Ok(vec![FileEvent::ProcessingRetried { version_number }]),
+                    s => refuse(s, "retry processing"),
                 }
             }
             _ => unreachable!("decide handles every other command"),

@@ -342,6 +342,7 @@ fn failures_queue_a_retry_until_the_last_attempt_fails() {
         attempt,
         reason: "scanner unreachable".into(),
         last_attempt,
+        max_attempts: 3,
     };
     Given::with(())
         .given(vec![created(), uploaded(1, "aa"), started(1, 1)])
@@ -514,4 +515,110 @@ fn every_event_is_version_1() {
     for e in [created(), uploaded(1, "aa"), FileEvent::Purged] {
         assert_eq!(e.event_version(), "1");
     }
+}
+
+#[test]
+fn create_with_upload_commits_file_version_and_tags_together() {
+    let version = NewVersion {
+        filename: "a.txt".into(),
+        declared_mime: "text/plain".into(),
+        size_bytes: 3,
+        temp_location: "tmp/t/u".into(),
+        sha256: "aa".into(),
+    };
+    Given::with(())
+        .given_no_previous_events()
+        .when(FileCommand::CreateWithUpload {
+            owner_id: UserId(uuid::Uuid::nil()),
+            display_name: "a.txt".into(),
+            tags: vec!["b".into(), "a".into(), "b".into()],
+            version: version.clone(),
+        })
+        .then_expect_events(vec![
+            created(),
+            FileEvent::Uploaded {
+                version_number: 1,
+                version,
+            },
+            FileEvent::Tagged { tag: "a".into() },
+            FileEvent::Tagged { tag: "b".into() },
+        ]);
+}
+
+#[test]
+fn create_with_upload_refuses_a_bad_tag_and_an_existing_file() {
+    let cmd = |tag: &str| FileCommand::CreateWithUpload {
+        owner_id: UserId(uuid::Uuid::nil()),
+        display_name: "a.txt".into(),
+        tags: vec![tag.into()],
+        version: NewVersion {
+            filename: "a.txt".into(),
+            declared_mime: "text/plain".into(),
+            size_bytes: 3,
+            temp_location: "tmp/t/u".into(),
+            sha256: "aa".into(),
+        },
+    };
+    assert!(matches!(
+        state(vec![]).decide(cmd("no spaces")),
+        Err(FileError::Invalid { field: "tag", .. })
+    ));
+    assert_eq!(
+        state(vec![created()]).decide(cmd("ok")),
+        Err(FileError::AlreadyExists)
+    );
+}
+
+#[test]
+fn an_operator_retry_grants_a_fresh_budget_of_attempts() {
+    let fail = |attempt| FileCommand::FailProcessing {
+        version_number: 1,
+        attempt,
+        max_attempts: 2,
+        reason: "scanner unreachable".into(),
+    };
+    let failed = |attempt, last_attempt| FileEvent::ProcessingFailed {
+        version_number: 1,
+        attempt,
+        reason: "scanner unreachable".into(),
+        last_attempt,
+        max_attempts: 2,
+    };
+    let dead = vec![
+        created(),
+        uploaded(1, "aa"),
+        started(1, 1),
+        failed(1, false),
+        started(1, 2),
+        failed(2, true),
+    ];
+    assert_eq!(state(dead.clone()).versions[0].status, FileStatus::Failed);
+    // Only a failed version can be retried.
+    assert!(matches!(
+        state(vec![created(), uploaded(1, "aa")])
+            .decide(FileCommand::RetryProcessing { version_number: 1 }),
+        Err(FileError::WrongStatus { .. })
+    ));
+    let mut retried = dead.clone();
+    retried.push(FileEvent::ProcessingRetried { version_number: 1 });
+    Given::with(())
+        .given(dead)
+        .when(FileCommand::RetryProcessing { version_number: 1 })
+        .then_expect_events(vec![FileEvent::ProcessingRetried { version_number: 1 }]);
+    assert_eq!(
+        state(retried.clone()).versions[0].status,
+        FileStatus::Queued
+    );
+    // Attempt 3 is the first of the new budget of 2: not the last one.
+    retried.push(started(1, 3));
+    Given::with(())
+        .given(retried.clone())
+        .when(fail(3))
+        .then_expect_events(vec![failed(3, false)]);
+    retried.push(failed(3, false));
+    retried.push(started(1, 4));
+    Given::with(())
+        .given(retried)
+        .when(fail(4))
+        .then_expect_events(vec![failed(4, true)]);
 }

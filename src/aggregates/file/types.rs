@@ -12,6 +12,14 @@ pub enum FileCommand {
         display_name: String,
     },
     Upload(NewVersion),
+    /// A new file and its first version in one commit, so no file ever exists without
+    /// the upload that created it.
+    CreateWithUpload {
+        owner_id: UserId,
+        display_name: String,
+        tags: Vec<String>,
+        version: NewVersion,
+    },
     Rename {
         display_name: String,
     },
@@ -60,6 +68,11 @@ pub enum FileCommand {
     Complete {
         version_number: u32,
         result: FinalBlob,
+    },
+    /// An operator sends a dead-lettered version back to the queue with a fresh budget
+    /// of attempts.
+    RetryProcessing {
+        version_number: u32,
     },
 }
 
@@ -137,6 +150,13 @@ pub enum FileEvent {
         reason: String,
         /// No attempt is left: the version is `failed`, not `queued` for a retry.
         last_attempt: bool,
+        /// The budget the worker ran with (jobs.max_attempts).
+        #[serde(default)]
+        max_attempts: u32,
+    },
+    /// A dead-lettered version is queued again (`POST /v1/jobs/{id}/retry`).
+    ProcessingRetried {
+        version_number: u32,
     },
     Optimized {
         version_number: u32,
@@ -185,6 +205,7 @@ impl DomainEvent for FileEvent {
             FileEvent::Restored => "Restored",
             FileEvent::Purged => "Purged",
             FileEvent::VersionRestored { .. } => "VersionRestored",
+            FileEvent::ProcessingRetried { .. } => "ProcessingRetried",
         }
         .to_string()
     }
