@@ -14,6 +14,7 @@ use crate::metrics::Metrics;
 use crate::projections;
 use crate::ratelimit::{self, RateLimiter};
 use crate::state::AppState;
+use crate::storage::Storage;
 use crate::store::EventLog;
 
 /// Which parts of Chronicle this process runs.
@@ -73,6 +74,7 @@ impl App {
             limiter,
             metrics,
             tokens: crate::auth::TokenKeys::new(config.jwt_secret.expose()),
+            storage: Storage::open(&config.storage).context("storage cannot be opened")?,
         };
         let shutdown = CancellationToken::new();
         let mut tasks = Vec::new();

@@ -1,6 +1,7 @@
 //! Configuration from the environment. Parsed once at start-up; an invalid value stops
 //! the process with one line naming the variable. Secrets never appear in `Debug`.
 
+use crate::storage::StorageSettings;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -70,6 +71,31 @@ pub struct Config {
     pub max_json_body_bytes: usize,
     /// A local GeoIP database file for `locations.geo_json` (checked to exist at start-up).
     pub geoip_db: Option<PathBuf>,
+    /// Where uploads and blobs live (local under `DATA_DIR`, or S3).
+    pub storage: StorageSettings,
+    /// Largest accepted upload (`MAX_UPLOAD_BYTES`, default 5 GiB).
+    pub max_upload_bytes: u64,
+    /// Bytes a tenant may store (`TENANT_QUOTA_BYTES`); unlimited when unset.
+    pub tenant_quota_bytes: Option<u64>,
+    pub jobs: JobSettings,
+}
+
+/// The processing queue and its workers.
+#[derive(Debug, Clone)]
+pub struct JobSettings {
+    /// Jobs one worker process runs at once (`WORKER_CONCURRENCY`, default 2).
+    pub concurrency: usize,
+    /// Attempts before a job is dead-lettered (`JOB_MAX_ATTEMPTS`, default 3).
+    pub max_attempts: u32,
+    /// First retry delay; each further one is 5× longer, with full jitter
+    /// (`JOB_BACKOFF_BASE_MS`, default 5000: ~5 s, 25 s, 125 s).
+    pub backoff_base: Duration,
+    /// A delivered job not acknowledged or extended for this long is redelivered
+    /// (`JOB_VISIBILITY_TIMEOUT_SECS`, default 300).
+    pub visibility_timeout: Duration,
+    /// How often unfinished jobs in Postgres are checked against the Redis queue, which
+    /// may have lost them (`JOB_RECONCILE_SECS`, default 30).
+    pub reconcile_every: Duration,
 }
 
 /// The one-line reason configuration was refused; names the variable.
@@ -80,7 +106,7 @@ pub struct ConfigError {
     pub reason: String,
 }
 
-fn invalid(var: &'static str, reason: impl Into<String>) -> ConfigError {
+pub(crate) fn invalid(var: &'static str, reason: impl Into<String>) -> ConfigError {
     ConfigError {
         var,
         reason: reason.into(),
@@ -225,6 +251,17 @@ impl Config {
             ));
         }
 
+        let storage = StorageSettings::from_lookup(&get, &data_dir)?;
+        let max_upload_bytes = parse_u64(&get, "MAX_UPLOAD_BYTES", 5 * 1024 * 1024 * 1024)?;
+        if max_upload_bytes == 0 {
+            return Err(invalid("MAX_UPLOAD_BYTES", "must be at least 1"));
+        }
+        let tenant_quota_bytes = match get("TENANT_QUOTA_BYTES") {
+            None => None,
+            Some(_) => Some(parse_u64(&get, "TENANT_QUOTA_BYTES", 0)?),
+        };
+        let jobs = JobSettings::from_lookup(&get)?;
+
         Ok(Self {
             environment,
             database_url: Secret::new(database_url),
@@ -246,11 +283,53 @@ impl Config {
             trust_proxy_headers,
             max_json_body_bytes: max_json_body_bytes as usize,
             geoip_db,
+            storage,
+            max_upload_bytes,
+            tenant_quota_bytes,
+            jobs,
         })
     }
 }
 
-fn parse_u64(
+impl JobSettings {
+    fn from_lookup(get: &impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let concurrency = parse_u64(get, "WORKER_CONCURRENCY", 2)?;
+        if !(1..=256).contains(&concurrency) {
+            return Err(invalid("WORKER_CONCURRENCY", "must be between 1 and 256"));
+        }
+        let max_attempts = parse_u64(get, "JOB_MAX_ATTEMPTS", 3)?;
+        if !(1..=100).contains(&max_attempts) {
+            return Err(invalid("JOB_MAX_ATTEMPTS", "must be between 1 and 100"));
+        }
+        let backoff_ms = parse_u64(get, "JOB_BACKOFF_BASE_MS", 5000)?;
+        if !(1..=3_600_000).contains(&backoff_ms) {
+            return Err(invalid(
+                "JOB_BACKOFF_BASE_MS",
+                "must be between 1 and 3600000",
+            ));
+        }
+        let visibility = parse_u64(get, "JOB_VISIBILITY_TIMEOUT_SECS", 300)?;
+        if !(1..=86_400).contains(&visibility) {
+            return Err(invalid(
+                "JOB_VISIBILITY_TIMEOUT_SECS",
+                "must be between 1 and 86400",
+            ));
+        }
+        let reconcile = parse_u64(get, "JOB_RECONCILE_SECS", 30)?;
+        if !(1..=86_400).contains(&reconcile) {
+            return Err(invalid("JOB_RECONCILE_SECS", "must be between 1 and 86400"));
+        }
+        Ok(Self {
+            concurrency: concurrency as usize,
+            max_attempts: max_attempts as u32,
+            backoff_base: Duration::from_millis(backoff_ms),
+            visibility_timeout: Duration::from_secs(visibility),
+            reconcile_every: Duration::from_secs(reconcile),
+        })
+    }
+}
+
+pub(crate) fn parse_u64(
     get: &impl Fn(&str) -> Option<String>,
     var: &'static str,
     default: u64,

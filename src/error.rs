@@ -38,6 +38,12 @@ pub enum AppError {
     Conflict,
     #[error("{0}")]
     PayloadTooLarge(String),
+    /// The tenant's byte quota would be exceeded.
+    #[error("{0}")]
+    QuotaExceeded(String),
+    /// The client stopped sending the request body.
+    #[error("the request was not completed in time")]
+    RequestTimeout,
     #[error("{0}")]
     UnsupportedMediaType(String),
     /// Well-formed but semantically invalid input, or a domain rule refused it.
@@ -68,6 +74,8 @@ impl AppError {
             AppError::IdempotencyInProgress(_) => "idempotency_key_in_progress",
             AppError::Conflict => "conflict",
             AppError::PayloadTooLarge(_) => "payload_too_large",
+            AppError::QuotaExceeded(_) => "quota_exceeded",
+            AppError::RequestTimeout => "request_timeout",
             AppError::UnsupportedMediaType(_) => "unsupported_media_type",
             AppError::Validation(_) => "validation_failed",
             AppError::RateLimited { .. } => "rate_limited",
@@ -88,6 +96,8 @@ impl AppError {
             AppError::IdempotencyInProgress(_) => StatusCode::CONFLICT,
             AppError::Conflict => StatusCode::CONFLICT,
             AppError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            AppError::QuotaExceeded(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            AppError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             AppError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             AppError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             AppError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -135,7 +145,9 @@ impl AppError {
             AppError::IdempotencyKeyReused,
             AppError::IdempotencyInProgress("example".into()),
             AppError::Conflict,
+            AppError::RequestTimeout,
             AppError::PayloadTooLarge("example".into()),
+            AppError::QuotaExceeded("example".into()),
             AppError::UnsupportedMediaType("example".into()),
             AppError::Validation("example".into()),
             AppError::RateLimited {

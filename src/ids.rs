@@ -49,3 +49,9 @@ uuid_id!(
     /// A logical file (its stream id in the event store).
     FileId
 );
+
+/// A version's stable id: derived from its file and number (UUID v5), so it needs no
+/// storage of its own and is the same in every read model and job.
+pub fn version_id(file: FileId, version_number: u32) -> Uuid {
+    Uuid::new_v5(&file.0, format!("version/{version_number}").as_bytes())
+}

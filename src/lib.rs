@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod projections;
 pub mod ratelimit;
 pub mod state;
+pub mod storage;
 pub mod store;
 pub mod telemetry;
 pub mod uploads;

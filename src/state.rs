@@ -8,6 +8,7 @@ use crate::auth::TokenKeys;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::ratelimit::RateLimiter;
+use crate::storage::Storage;
 use crate::store::EventLog;
 
 #[derive(Clone)]
@@ -26,4 +27,6 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// JWT signing/verification keys from `JWT_SECRET`.
     pub tokens: TokenKeys,
+    /// Temporary uploads and final blobs (local or S3).
+    pub storage: Storage,
 }

@@ -61,3 +61,33 @@ pub async fn observe(State(state): State<AppState>, request: Request, next: Next
     }
     response
 }
+
+/// How long a request may take, body included. Streaming uploads are exempt: they may
+/// legitimately take hours, and the upload handler abandons one whose client goes
+/// silent instead (an idle timeout).
+const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
+pub async fn request_timeout(request: Request, next: Next) -> Response {
+    if streams_body(&request) {
+        return next.run(request).await;
+    }
+    match tokio::time::timeout(REQUEST_TIMEOUT, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => {
+            axum::response::IntoResponse::into_response(crate::error::AppError::RequestTimeout)
+        }
+    }
+}
+
+/// Uploads: multipart bodies and tus chunks are read as streams by their handlers.
+fn streams_body(request: &Request) -> bool {
+    request.method() != axum::http::Method::GET
+        && request
+            .headers()
+            .get(axum::http::header::CONTENT_TYPE)
+            .is_some_and(|v| {
+                let v = v.as_bytes();
+                v.starts_with(b"multipart/form-data")
+                    || v.starts_with(b"application/offset+octet-stream")
+            })
+}

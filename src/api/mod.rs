@@ -10,15 +10,13 @@ mod middleware;
 mod ops;
 pub mod ratelimit;
 mod sessions;
+mod upload;
 mod users;
-
-use std::time::Duration;
 
 use axum::Router;
 use axum::http::HeaderName;
 use axum::routing::{delete, get, post, put};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::timeout::TimeoutLayer;
 use utoipa::OpenApi;
 
 use crate::error::{AppError, ErrorBody, ErrorDetail};
@@ -34,8 +32,9 @@ use ratelimit::RateLimitLayer;
         auth::register, auth::login, auth::refresh, auth::logout, auth::invite,
         users::me, users::set_role, users::ban, users::unban,
         sessions::list, sessions::revoke, devices::list,
+        upload::create_file, upload::create_version,
     ),
-    components(schemas(ErrorBody, ErrorDetail, health::Health)),
+    components(schemas(ErrorBody, ErrorDetail, health::Health, upload::UploadAccepted)),
     modifiers(&BearerAuth)
 )]
 pub struct ApiDoc;
@@ -92,6 +91,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/sessions", get(sessions::list))
         .route("/v1/sessions/{id}", delete(sessions::revoke))
         .route("/v1/devices", get(devices::list))
+        .route("/v1/files", post(upload::create_file))
+        .route("/v1/files/{id}/versions", post(upload::create_version))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(JsonBodyLimitLayer::new(config.max_json_body_bytes))
@@ -100,10 +101,7 @@ pub fn router(state: AppState) -> Router {
             idempotency::idempotency,
         ))
         .layer(RateLimitLayer::global(&state))
-        .layer(TimeoutLayer::with_status_code(
-            axum::http::StatusCode::REQUEST_TIMEOUT,
-            Duration::from_secs(60),
-        ))
+        .layer(axum::middleware::from_fn(middleware::request_timeout))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             middleware::observe,

@@ -4,3 +4,4 @@
 
 pub mod filename;
 pub mod mime;
+pub mod receive;

@@ -1,0 +1,409 @@
+//! `POST /v1/files` and `POST /v1/files/{id}/versions`: multipart uploads streamed to
+//! temporary storage while SHA-256 is computed. `202` only once the bytes are durable
+//! and the Uploaded event is committed; any failure before that removes the bytes, so a
+//! refused upload leaves nothing behind.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use cqrs_es::EventStore;
+use serde::Serialize;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::auth::{caller_metadata, store};
+use crate::aggregates::file::{File, FileCommand, NewVersion};
+use crate::aggregates::user::Role;
+use crate::auth::TenantContext;
+use crate::commands::execute;
+use crate::error::AppError;
+use crate::ids::{FileId, version_id};
+use crate::state::AppState;
+use crate::storage::Storage;
+use crate::store::EventMetadata;
+use crate::uploads::receive::{ReceiveError, Received, receive};
+use crate::uploads::{filename, mime};
+
+/// Multipart framing around the file part (boundaries, part headers, small fields):
+/// a Content-Length above the file limit by more than this is refused unread.
+const MULTIPART_OVERHEAD: u64 = 64 * 1024;
+/// The small text fields (`display_name`, `tags`).
+const MAX_TEXT_FIELD: u64 = 8 * 1024;
+/// An upload whose client sends nothing for this long is abandoned (408).
+const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UploadAccepted {
+    pub file_id: Uuid,
+    /// Stable id of this version (derived from file id and version number).
+    pub version_id: Uuid,
+    pub version_number: u32,
+    /// Always `uploaded`: the worker takes it from here.
+    pub status: &'static str,
+}
+
+/// What the multipart body carried, the file's bytes already durable at `temp_key`.
+struct ReceivedUpload {
+    temp_key: String,
+    received: Received,
+    original_name: String,
+    declared_mime: String,
+    display_name: Option<String>,
+    tags: Vec<String>,
+}
+
+impl ReceivedUpload {
+    fn new_version(&self) -> NewVersion {
+        NewVersion {
+            filename: filename::sanitize(&self.original_name),
+            declared_mime: self.declared_mime.clone(),
+            size_bytes: self.received.size_bytes,
+            temp_location: self.temp_key.clone(),
+            sha256: self.received.sha256.clone(),
+        }
+    }
+}
+
+/// Upload a new file (multipart: `file`, optional `display_name`, `tags`).
+#[utoipa::path(post, path = "/v1/files", tag = "files",
+    request_body(content_type = "multipart/form-data", description = "`file` (required), `display_name`, `tags` (repeated or comma-separated)"),
+    responses((status = 202, body = UploadAccepted), (status = 400), (status = 413), (status = 415), (status = 422)),
+    security(("bearer" = [])))]
+pub async fn create_file(
+    State(state): State<AppState>,
+    ctx: TenantContext,
+    request: Request,
+) -> Result<(StatusCode, Json<UploadAccepted>), AppError> {
+    ctx.require(&[Role::User, Role::Admin])?;
+    let meta = caller_metadata(&ctx, request.headers());
+    let upload = receive_upload(&state, &ctx, request).await?;
+    let file_id = FileId::new();
+    let display_name = upload
+        .display_name
+        .clone()
+        .unwrap_or_else(|| display_text(&upload.original_name));
+    let command = FileCommand::CreateWithUpload {
+        owner_id: ctx.user_id,
+        display_name,
+        tags: upload.tags.clone(),
+        version: upload.new_version(),
+    };
+    commit(&state, &ctx, &meta, file_id, command, &upload).await
+}
+
+/// Upload a new version of an existing file (multipart `file`).
+#[utoipa::path(post, path = "/v1/files/{id}/versions", tag = "files",
+    params(("id" = Uuid, Path, description = "file id")),
+    request_body(content_type = "multipart/form-data", description = "`file` (required)"),
+    responses((status = 202, body = UploadAccepted), (status = 400), (status = 404), (status = 413), (status = 415), (status = 422)),
+    security(("bearer" = [])))]
+pub async fn create_version(
+    State(state): State<AppState>,
+    ctx: TenantContext,
+    Path(id): Path<Uuid>,
+    request: Request,
+) -> Result<(StatusCode, Json<UploadAccepted>), AppError> {
+    ctx.require(&[Role::User, Role::Admin])?;
+    let file_id = FileId(id);
+    // Refuse before reading a byte: the file must exist, be live and be the caller's.
+    load_writable(&state, &ctx, file_id).await?;
+    let meta = caller_metadata(&ctx, request.headers());
+    let upload = receive_upload(&state, &ctx, request).await?;
+    if upload.display_name.is_some() || !upload.tags.is_empty() {
+        discard(&state, &upload.temp_key).await;
+        return Err(AppError::BadRequest(
+            "a new version takes only the `file` part; rename and tag the file separately".into(),
+        ));
+    }
+    let command = FileCommand::Upload(upload.new_version());
+    commit(&state, &ctx, &meta, file_id, command, &upload).await
+}
+
+/// A file the caller may add versions to: its own (or any, for an admin), not deleted.
+/// Anything else is 404, so ids of files the caller cannot see are never confirmed.
+async fn load_writable(
+    state: &AppState,
+    ctx: &TenantContext,
+    file_id: FileId,
+) -> Result<File, AppError> {
+    let file = store::<File>(state, ctx.tenant_id)
+        .load_aggregate(&file_id.to_string())
+        .await
+        .map_err(|e| AppError::Internal(anyhow::anyhow!("loading file: {e}")))?
+        .aggregate;
+    let visible = file.exists
+        && !file.purged
+        && (ctx.role == Role::Admin || file.owner_id == Some(ctx.user_id));
+    if !visible {
+        return Err(AppError::NotFound("file not found".into()));
+    }
+    if file.deleted {
+        return Err(AppError::Validation(
+            "file is deleted; restore it first".into(),
+        ));
+    }
+    Ok(file)
+}
+
+async fn commit(
+    state: &AppState,
+    ctx: &TenantContext,
+    meta: &EventMetadata,
+    file_id: FileId,
+    command: FileCommand,
+    upload: &ReceivedUpload,
+) -> Result<(StatusCode, Json<UploadAccepted>), AppError> {
+    let stream = store::<File>(state, ctx.tenant_id);
+    let committed = match execute(&stream, &file_id.to_string(), command, meta, &()).await {
+        Ok(c) => c,
+        Err(err) => {
+            discard(state, &upload.temp_key).await;
+            return Err(err.into());
+        }
+    };
+    // The version this upload became (a retried command may have numbered it anew).
+    let version_number = committed
+        .aggregate
+        .versions
+        .iter()
+        .rev()
+        .find(|v| v.temp_location.as_deref() == Some(upload.temp_key.as_str()))
+        .map(|v| v.number)
+        .ok_or_else(|| AppError::Internal(anyhow::anyhow!("committed upload has no version")))?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(UploadAccepted {
+            file_id: file_id.0,
+            version_id: version_id(file_id, version_number),
+            version_number,
+            status: "uploaded",
+        }),
+    ))
+}
+
+/// Parses the multipart body, streaming the `file` part into temporary storage.
+async fn receive_upload(
+    state: &AppState,
+    ctx: &TenantContext,
+    request: Request,
+) -> Result<ReceivedUpload, AppError> {
+    let max = state.config.max_upload_bytes;
+    let declared = declared_length(request.headers())?;
+    if declared.is_some_and(|len| len > max + MULTIPART_OVERHEAD) {
+        return Err(too_large(max));
+    }
+    check_quota(
+        state,
+        ctx,
+        declared.map(|l| l.saturating_sub(MULTIPART_OVERHEAD)),
+    )
+    .await?;
+    let boundary = boundary(request.headers())?;
+    let constraints = multer::Constraints::new().size_limit(
+        multer::SizeLimit::new()
+            .whole_stream(max + MULTIPART_OVERHEAD)
+            .for_field("display_name", MAX_TEXT_FIELD)
+            .for_field("tags", MAX_TEXT_FIELD),
+    );
+    let body = request.into_body().into_data_stream();
+    let mut multipart = multer::Multipart::with_constraints(body, boundary, constraints);
+
+    let mut file: Option<(String, Received, String, String)> = None;
+    let mut display_name = None;
+    let mut tags = Vec::new();
+    let result: Result<(), AppError> = async {
+        while let Some(field) = multipart.next_field().await.map_err(multipart_error)? {
+            match field.name() {
+                Some("file") if file.is_none() => {
+                    let original = field.file_name().unwrap_or("file").to_string();
+                    let declared_mime = field
+                        .content_type()
+                        .map(|m| m.essence_str().to_string())
+                        .unwrap_or_else(|| "application/octet-stream".into());
+                    let key = Storage::temp_key(ctx.tenant_id, Uuid::now_v7());
+                    let received = stream_to(state, &key, field, max).await?;
+                    file = Some((key, received, original, declared_mime));
+                }
+                Some("file") => {
+                    return Err(AppError::BadRequest(
+                        "only one `file` part is allowed".into(),
+                    ));
+                }
+                Some("display_name") => {
+                    display_name = Some(field.text().await.map_err(multipart_error)?);
+                }
+                Some("tags") => {
+                    let text = field.text().await.map_err(multipart_error)?;
+                    tags.extend(
+                        text.split(',')
+                            .map(str::trim)
+                            .filter(|t| !t.is_empty())
+                            .map(String::from),
+                    );
+                }
+                other => {
+                    return Err(AppError::BadRequest(format!(
+                        "unexpected multipart field {:?}; expected file, display_name, tags",
+                        other.unwrap_or("")
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+    .await;
+    if let Err(err) = result {
+        if let Some((key, ..)) = &file {
+            discard(state, key).await;
+        }
+        return Err(err);
+    }
+    let Some((temp_key, received, original_name, declared_mime)) = file else {
+        return Err(AppError::BadRequest(
+            "the multipart body has no `file` part".into(),
+        ));
+    };
+    let upload = ReceivedUpload {
+        temp_key,
+        received,
+        original_name,
+        declared_mime,
+        display_name,
+        tags,
+    };
+    if let Err(err) = check_quota(state, ctx, Some(upload.received.size_bytes)).await {
+        discard(state, &upload.temp_key).await;
+        return Err(err);
+    }
+    tracing::debug!(
+        size = upload.received.size_bytes,
+        detected = mime::detect(&upload.received.head),
+        "upload received"
+    );
+    Ok(upload)
+}
+
+/// Streams one part into `key`; on any failure nothing stays at `key`.
+async fn stream_to(
+    state: &AppState,
+    key: &str,
+    field: multer::Field<'static>,
+    max: u64,
+) -> Result<Received, AppError> {
+    let mut writer = state.storage.writer(key).await.map_err(storage_error)?;
+    match receive(field, &mut writer, max, IDLE_TIMEOUT).await {
+        Ok(received) => {
+            writer.finish().await.map_err(storage_error)?;
+            Ok(received)
+        }
+        Err(err) => {
+            writer.abort().await;
+            Err(match err {
+                ReceiveError::TooLarge(max) => too_large(max),
+                ReceiveError::Idle(_) => AppError::RequestTimeout,
+                ReceiveError::Client(msg) => AppError::BadRequest(format!(
+                    "the multipart body is malformed or was cut off: {msg}"
+                )),
+                ReceiveError::Storage(e) => storage_error(e),
+            })
+        }
+    }
+}
+
+/// Sum of the tenant's live bytes (uploaded or stored versions of files not purged)
+/// plus `incoming`, against `TENANT_QUOTA_BYTES`. Read from the projection, so uploads
+/// racing each other can pass the quota by what is in flight (documented).
+async fn check_quota(
+    state: &AppState,
+    ctx: &TenantContext,
+    incoming: Option<u64>,
+) -> Result<(), AppError> {
+    let (Some(quota), Some(incoming)) = (state.config.tenant_quota_bytes, incoming) else {
+        return Ok(());
+    };
+    let used = tenant_bytes(state, ctx).await?;
+    if used.saturating_add(incoming) > quota {
+        return Err(AppError::QuotaExceeded(format!(
+            "the tenant's storage quota of {quota} bytes would be exceeded ({used} bytes used)"
+        )));
+    }
+    Ok(())
+}
+
+pub async fn tenant_bytes(state: &AppState, ctx: &TenantContext) -> Result<u64, AppError> {
+    let mut tx = ctx.begin(&state.db).await?;
+    let used: i64 = sqlx::query_scalar(
+        "SELECT coalesce(sum(v.size_bytes), 0)::bigint
+           FROM file_versions v JOIN files f ON f.tenant_id = v.tenant_id AND f.id = v.file_id
+          WHERE NOT f.purged AND v.status NOT IN ('virus_failed', 'duplicate', 'failed')",
+    )
+    .fetch_one(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(used.max(0) as u64)
+}
+
+fn declared_length(headers: &HeaderMap) -> Result<Option<u64>, AppError> {
+    headers
+        .get(header::CONTENT_LENGTH)
+        .map(|v| {
+            v.to_str()
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .ok_or_else(|| AppError::BadRequest("invalid Content-Length".into()))
+        })
+        .transpose()
+}
+
+fn boundary(headers: &HeaderMap) -> Result<String, AppError> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    if !content_type.starts_with("multipart/form-data") {
+        return Err(AppError::UnsupportedMediaType(
+            "uploads must be multipart/form-data".into(),
+        ));
+    }
+    multer::parse_boundary(content_type)
+        .map_err(|_| AppError::BadRequest("multipart/form-data without a valid boundary".into()))
+}
+
+fn multipart_error(err: multer::Error) -> AppError {
+    match err {
+        multer::Error::StreamSizeExceeded { .. } | multer::Error::FieldSizeExceeded { .. } => {
+            AppError::PayloadTooLarge(format!("a multipart field exceeds its limit: {err}"))
+        }
+        other => AppError::BadRequest(format!("malformed multipart body: {other}")),
+    }
+}
+
+fn too_large(max: u64) -> AppError {
+    AppError::PayloadTooLarge(format!("the file exceeds the upload limit of {max} bytes"))
+}
+
+fn storage_error(err: crate::storage::StorageError) -> AppError {
+    AppError::Internal(anyhow::anyhow!("temporary storage: {err}"))
+}
+
+/// The client's name as display text: control characters dropped, at most 255 bytes.
+fn display_text(original: &str) -> String {
+    let mut text: String = original.chars().filter(|c| !c.is_control()).collect();
+    while text.len() > 255 {
+        text.pop();
+    }
+    if text.trim().is_empty() {
+        "file".into()
+    } else {
+        text
+    }
+}
+
+/// Removes temporary bytes of an upload that will not be committed.
+async fn discard(state: &AppState, key: &str) {
+    if let Err(err) = state.storage.delete(key).await {
+        tracing::warn!(error = %err, key, "could not remove a refused upload's bytes");
+    }
+}

@@ -1,0 +1,250 @@
+//! Where bytes live: temporary uploads and content-addressed final blobs, through
+//! `object_store` — the local filesystem under `DATA_DIR` by default, any S3-compatible
+//! service when `S3_BUCKET` is set. Every key starts with the tenant (invariant 3).
+//!
+//! Keys:
+//! - `tmp/{tenant}/{upload}` — an upload until the worker has finished with it;
+//! - `blobs/{tenant}/{sha256[..2]}/{sha256}` — a version's bytes, stored once per tenant
+//!   however many versions repeat them (dedup is tenant-scoped);
+//! - `variants/{tenant}/{sha256}/{name}` — derived renditions (thumbnail, stripped copy).
+
+mod settings;
+
+use std::ops::Range;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::stream::BoxStream;
+use futures::{StreamExt, TryStreamExt};
+use object_store::local::LocalFileSystem;
+use object_store::path::Path;
+use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
+use uuid::Uuid;
+
+use crate::ids::TenantId;
+
+pub use settings::StorageSettings;
+
+/// Multipart part size: S3 needs ≥ 5 MiB parts; the local store writes each part in place.
+const PART_SIZE: usize = 8 * 1024 * 1024;
+/// Parts in flight per upload: bounds an upload's memory to about 2 × PART_SIZE.
+const PARTS_IN_FLIGHT: usize = 2;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("object not found")]
+    NotFound,
+    #[error("storage: {0}")]
+    Backend(#[from] object_store::Error),
+}
+
+impl StorageError {
+    fn from_store(err: object_store::Error) -> Self {
+        match err {
+            object_store::Error::NotFound { .. } => StorageError::NotFound,
+            other => StorageError::Backend(other),
+        }
+    }
+}
+
+/// Bytes of one object (or a range of it), streamed.
+pub struct ObjectBytes {
+    /// The object's full size, whatever range was asked for.
+    pub size: u64,
+    /// The range `stream` yields.
+    pub range: Range<u64>,
+    pub stream: BoxStream<'static, Result<Bytes, StorageError>>,
+}
+
+#[derive(Clone)]
+pub struct Storage {
+    store: Arc<dyn ObjectStore>,
+    /// "local" or "s3", for logs and readiness.
+    pub kind: &'static str,
+}
+
+impl Storage {
+    pub fn open(settings: &StorageSettings) -> anyhow::Result<Self> {
+        settings.build()
+    }
+
+    /// The local filesystem under `root` (created if missing), with fsync on every
+    /// write, so "durable" means durable.
+    pub fn local(root: &std::path::Path) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(root)?;
+        let store = LocalFileSystem::new_with_prefix(root)?
+            .with_automatic_cleanup(true)
+            .with_fsync(true);
+        Ok(Self {
+            store: Arc::new(store),
+            kind: "local",
+        })
+    }
+
+    fn from_store(store: Arc<dyn ObjectStore>, kind: &'static str) -> Self {
+        Self { store, kind }
+    }
+
+    pub fn temp_key(tenant: TenantId, upload: Uuid) -> String {
+        format!("tmp/{tenant}/{upload}")
+    }
+
+    pub fn blob_key(tenant: TenantId, sha256: &str) -> String {
+        format!("blobs/{tenant}/{}/{sha256}", &sha256[..2.min(sha256.len())])
+    }
+
+    pub fn variant_key(tenant: TenantId, sha256: &str, name: &str) -> String {
+        format!("variants/{tenant}/{sha256}/{name}")
+    }
+
+    /// Starts a streamed upload to `key`; nothing is visible at `key` until `finish`.
+    pub async fn writer(&self, key: &str) -> Result<ObjectWriter, StorageError> {
+        let upload = self
+            .store
+            .put_multipart(&Path::from(key))
+            .await
+            .map_err(StorageError::from_store)?;
+        Ok(ObjectWriter {
+            inner: Some(WriteMultipart::new_with_chunk_size(upload, PART_SIZE)),
+        })
+    }
+
+    /// Stores small bytes (variants) in one request.
+    pub async fn put(&self, key: &str, bytes: Vec<u8>) -> Result<(), StorageError> {
+        self.store
+            .put(&Path::from(key), PutPayload::from(bytes))
+            .await
+            .map_err(StorageError::from_store)?;
+        Ok(())
+    }
+
+    /// Reads an object, or `range` of it (clamped to its size), as a stream.
+    pub async fn read(
+        &self,
+        key: &str,
+        range: Option<Range<u64>>,
+    ) -> Result<ObjectBytes, StorageError> {
+        let options = GetOptions {
+            range: range.map(GetRange::Bounded),
+            ..GetOptions::default()
+        };
+        let result = self
+            .store
+            .get_opts(&Path::from(key), options)
+            .await
+            .map_err(StorageError::from_store)?;
+        let size = result.meta.size;
+        let range = result.range.clone();
+        let stream = result
+            .into_stream()
+            .map_err(StorageError::from_store)
+            .boxed();
+        Ok(ObjectBytes {
+            size,
+            range,
+            stream,
+        })
+    }
+
+    /// The whole object in memory: only for objects known to be small (images up to the
+    /// optimiser's limit).
+    pub async fn read_all(&self, key: &str) -> Result<Bytes, StorageError> {
+        let result = self
+            .store
+            .get(&Path::from(key))
+            .await
+            .map_err(StorageError::from_store)?;
+        result.bytes().await.map_err(StorageError::from_store)
+    }
+
+    pub async fn exists(&self, key: &str) -> Result<bool, StorageError> {
+        match self.store.head(&Path::from(key)).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(other) => Err(StorageError::Backend(other)),
+        }
+    }
+
+    /// Copies `from` to `to` unless `to` exists. Keys are content-addressed, so an
+    /// existing `to` already holds these bytes and a concurrent copy writes the same ones.
+    pub async fn copy_if_absent(&self, from: &str, to: &str) -> Result<(), StorageError> {
+        if self.exists(to).await? {
+            return Ok(());
+        }
+        match self
+            .store
+            .copy_if_not_exists(&Path::from(from), &Path::from(to))
+            .await
+        {
+            Ok(()) | Err(object_store::Error::AlreadyExists { .. }) => Ok(()),
+            // S3 has no portable create-only copy; a plain copy of identical bytes is safe.
+            Err(
+                object_store::Error::NotImplemented { .. }
+                | object_store::Error::NotSupported { .. },
+            ) => self
+                .store
+                .copy(&Path::from(from), &Path::from(to))
+                .await
+                .map_err(StorageError::from_store),
+            Err(other) => Err(StorageError::from_store(other)),
+        }
+    }
+
+    /// Deletes `key`; a missing object is not an error (deletes are retried).
+    pub async fn delete(&self, key: &str) -> Result<(), StorageError> {
+        match self.store.delete(&Path::from(key)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(other) => Err(StorageError::Backend(other)),
+        }
+    }
+
+    /// Whether the store answers (readiness).
+    pub async fn ping(&self) -> Result<(), StorageError> {
+        self.exists("health/probe").await.map(|_| ())
+    }
+}
+
+/// A streamed upload in progress. Drop without `finish` aborts it.
+pub struct ObjectWriter {
+    inner: Option<WriteMultipart>,
+}
+
+impl ObjectWriter {
+    /// Buffers `bytes`, waiting while too many parts are in flight.
+    pub async fn write(&mut self, bytes: &[u8]) -> Result<(), StorageError> {
+        let inner = self.inner.as_mut().expect("writer used after finish");
+        inner
+            .wait_for_capacity(PARTS_IN_FLIGHT)
+            .await
+            .map_err(StorageError::from_store)?;
+        inner.write(bytes);
+        Ok(())
+    }
+
+    /// Completes the upload: when this returns, the object is durable and visible.
+    pub async fn finish(mut self) -> Result<(), StorageError> {
+        let inner = self.inner.take().expect("writer finished twice");
+        inner.finish().await.map_err(StorageError::from_store)?;
+        Ok(())
+    }
+
+    /// Abandons the upload, removing what was written.
+    pub async fn abort(mut self) {
+        if let Some(inner) = self.inner.take() {
+            if let Err(err) = inner.abort().await {
+                tracing::warn!(error = %err, "aborting an upload failed; its parts stay until cleanup");
+            }
+        }
+    }
+}
+
+impl Drop for ObjectWriter {
+    fn drop(&mut self) {
+        if let Some(inner) = self.inner.take() {
+            // A dropped request (client gone): abort in the background.
+            tokio::spawn(async move {
+                let _ = inner.abort().await;
+            });
+        }
+    }
+}
