@@ -230,10 +230,10 @@ impl ObjectWriter {
 
     /// Abandons the upload, removing what was written.
     pub async fn abort(mut self) {
-        if let Some(inner) = self.inner.take() {
-            if let Err(err) = inner.abort().await {
-                tracing::warn!(error = %err, "aborting an upload failed; its parts stay until cleanup");
-            }
+        if let Some(inner) = self.inner.take()
+            && let Err(err) = inner.abort().await
+        {
+            tracing::warn!(error = %err, "aborting an upload failed; its parts stay until cleanup");
         }
     }
 }

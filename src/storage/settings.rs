@@ -49,13 +49,13 @@ impl StorageSettings {
             Some(_) => return Err(invalid("S3_ALLOW_HTTP", "must be true or false")),
         };
         let endpoint = get("S3_ENDPOINT").filter(|e| !e.is_empty());
-        if let Some(e) = &endpoint {
-            if !(e.starts_with("https://") || (allow_http && e.starts_with("http://"))) {
-                return Err(invalid(
-                    "S3_ENDPOINT",
-                    "must be an https:// URL (http:// needs S3_ALLOW_HTTP=true)",
-                ));
-            }
+        if let Some(e) = &endpoint
+            && !(e.starts_with("https://") || (allow_http && e.starts_with("http://")))
+        {
+            return Err(invalid(
+                "S3_ENDPOINT",
+                "must be an https:// URL (http:// needs S3_ALLOW_HTTP=true)",
+            ));
         }
         let access_key_id = get("S3_ACCESS_KEY_ID").filter(|v| !v.is_empty());
         let secret_access_key = get("S3_SECRET_ACCESS_KEY")
