@@ -6,6 +6,7 @@ pub mod accounts;
 pub mod audit_log;
 pub mod devices;
 pub mod files;
+pub mod jobs;
 pub mod rebuild;
 mod record;
 pub mod runtime;
@@ -17,6 +18,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use sqlx::PgConnection;
+
+use crate::queue::Queue;
 
 pub use record::{EventRecord, NEXT_BATCH_SQL};
 
@@ -54,21 +57,27 @@ pub struct Reactions {
     pub key_prefix: String,
 }
 
-/// Every projector Chronicle runs.
+/// Every projector Chronicle runs, without side effects (CLI tools, rebuilds).
 pub fn all() -> Vec<Arc<dyn Projector>> {
+    build(None)
+}
+
+fn build(reactions: Option<&Reactions>) -> Vec<Arc<dyn Projector>> {
+    let queue = reactions.map(|r| Queue::new(r.redis.clone(), &r.key_prefix));
     vec![
         Arc::new(accounts::AccountsProjector),
         Arc::new(audit_log::AuditLogProjector),
         Arc::new(devices::DevicesProjector::default()),
         Arc::new(files::FilesProjector),
+        Arc::new(jobs::JobsProjector::new(queue)),
         Arc::new(stream_heads::StreamHeadsProjector),
     ]
 }
 
 /// The projectors a running instance uses: `all()` with their after-commit side
 /// effects wired to Redis.
-pub fn live(_reactions: Reactions) -> Vec<Arc<dyn Projector>> {
-    all()
+pub fn live(reactions: Reactions) -> Vec<Arc<dyn Projector>> {
+    build(Some(&reactions))
 }
 
 /// Finds a projector by name.

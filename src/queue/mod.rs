@@ -1,0 +1,281 @@
+//! The processing queue: a Redis Stream with one consumer group, a sorted set of
+//! delayed retries, and a set of the jobs Redis currently knows about.
+//!
+//! Guarantees and who provides them (docs/architecture.md "Queue"):
+//! - jobs come from the event log: the `jobs` projector enqueues after its batch commits;
+//!   a crash before the enqueue, or a Redis that lost its data, is repaired by the
+//!   reconciler, which re-enqueues every unfinished job in Postgres that Redis does not
+//!   know (`known` set);
+//! - at-least-once: an entry stays pending until acknowledged; a worker that died leaves
+//!   it idle, and after the visibility timeout another worker claims it (XAUTOCLAIM);
+//!   a long job extends its claim;
+//! - retries wait in the `delayed` sorted set and are promoted atomically (Lua).
+
+mod message;
+
+use std::time::Duration;
+
+use redis::aio::ConnectionManager;
+use redis::streams::{StreamAutoClaimReply, StreamReadReply};
+use redis::{AsyncCommands, RedisResult, Script};
+use uuid::Uuid;
+
+pub use message::JobMessage;
+
+const GROUP: &str = "workers";
+const FIELD: &str = "job";
+
+/// A job handed to one worker, until it acknowledges it.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub entry_id: String,
+    pub job: JobMessage,
+}
+
+#[derive(Clone)]
+pub struct Queue {
+    conn: ConnectionManager,
+    stream: String,
+    delayed: String,
+    known: String,
+}
+
+impl Queue {
+    pub fn new(conn: ConnectionManager, key_prefix: &str) -> Self {
+        Self {
+            conn,
+            stream: format!("{key_prefix}jobs:ready"),
+            delayed: format!("{key_prefix}jobs:delayed"),
+            known: format!("{key_prefix}jobs:known"),
+        }
+    }
+
+    /// Creates the consumer group (and stream) unless it exists. From id 0, so entries
+    /// added before the group existed are delivered too.
+    pub async fn ensure_group(&self) -> RedisResult<()> {
+        let mut conn = self.conn.clone();
+        let created: RedisResult<()> = redis::cmd("XGROUP")
+            .arg("CREATE")
+            .arg(&self.stream)
+            .arg(GROUP)
+            .arg("0")
+            .arg("MKSTREAM")
+            .query_async(&mut conn)
+            .await;
+        match created {
+            Err(e) if e.code() == Some("BUSYGROUP") => Ok(()),
+            other => other,
+        }
+    }
+
+    /// Makes the job ready now (and known).
+    pub async fn enqueue(&self, job: &JobMessage) -> RedisResult<()> {
+        let mut conn = self.conn.clone();
+        redis::pipe()
+            .atomic()
+            .sadd(&self.known, job.job_id.to_string())
+            .ignore()
+            .cmd("XADD")
+            .arg(&self.stream)
+            .arg("*")
+            .arg(FIELD)
+            .arg(job.to_json())
+            .ignore()
+            .query_async::<()>(&mut conn)
+            .await
+    }
+
+    /// Acknowledges `delivery` and schedules the job again after `delay`.
+    pub async fn retry_later(&self, delivery: &Delivery, delay: Duration) -> RedisResult<()> {
+        let due = now_ms() + delay.as_millis() as u64;
+        let mut conn = self.conn.clone();
+        redis::pipe()
+            .atomic()
+            .zadd(&self.delayed, delivery.job.to_json(), due)
+            .ignore()
+            .cmd("XACK")
+            .arg(&self.stream)
+            .arg(GROUP)
+            .arg(&delivery.entry_id)
+            .ignore()
+            .cmd("XDEL")
+            .arg(&self.stream)
+            .arg(&delivery.entry_id)
+            .ignore()
+            .query_async::<()>(&mut conn)
+            .await
+    }
+
+    /// Moves due retries to the stream, atomically (a crash never loses or doubles one).
+    pub async fn promote_due(&self) -> RedisResult<usize> {
+        let script = Script::new(
+            r"
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, 100)
+for _, job in ipairs(due) do
+  redis.call('ZREM', KEYS[1], job)
+  redis.call('XADD', KEYS[2], '*', ARGV[2], job)
+end
+return #due",
+        );
+        let mut conn = self.conn.clone();
+        script
+            .key(&self.delayed)
+            .key(&self.stream)
+            .arg(now_ms())
+            .arg(FIELD)
+            .invoke_async(&mut conn)
+            .await
+    }
+
+    /// The next job for `consumer`: first one whose worker went silent for longer than
+    /// `visibility`, else a new one, waiting up to `block`.
+    pub async fn next(
+        &self,
+        consumer: &str,
+        visibility: Duration,
+        block: Duration,
+    ) -> RedisResult<Option<Delivery>> {
+        match self.next_once(consumer, visibility, block).await {
+            // The group vanished (Redis restarted empty, or was flushed): recreate it.
+            Err(e) if e.code() == Some("NOGROUP") => {
+                self.ensure_group().await?;
+                self.next_once(consumer, visibility, block).await
+            }
+            other => other,
+        }
+    }
+
+    async fn next_once(
+        &self,
+        consumer: &str,
+        visibility: Duration,
+        block: Duration,
+    ) -> RedisResult<Option<Delivery>> {
+        let mut conn = self.conn.clone();
+        let claimed: StreamAutoClaimReply = redis::cmd("XAUTOCLAIM")
+            .arg(&self.stream)
+            .arg(GROUP)
+            .arg(consumer)
+            .arg(visibility.as_millis() as u64)
+            .arg("0")
+            .arg("COUNT")
+            .arg(1)
+            .query_async(&mut conn)
+            .await?;
+        if let Some(entry) = claimed.claimed.into_iter().next() {
+            return Ok(self.parse(entry).await);
+        }
+        let read: Option<StreamReadReply> = redis::cmd("XREADGROUP")
+            .arg("GROUP")
+            .arg(GROUP)
+            .arg(consumer)
+            .arg("COUNT")
+            .arg(1)
+            .arg("BLOCK")
+            .arg(block.as_millis() as u64)
+            .arg("STREAMS")
+            .arg(&self.stream)
+            .arg(">")
+            .query_async(&mut conn)
+            .await?;
+        let entry = read.and_then(|r| r.keys.into_iter().next()?.ids.into_iter().next());
+        match entry {
+            Some(entry) => Ok(self.parse(entry).await),
+            None => Ok(None),
+        }
+    }
+
+    /// An unreadable entry is dropped (acknowledged) rather than redelivered forever.
+    async fn parse(&self, entry: redis::streams::StreamId) -> Option<Delivery> {
+        let job = entry
+            .get::<String>(FIELD)
+            .and_then(|raw| JobMessage::from_json(&raw));
+        match job {
+            Some(job) => Some(Delivery {
+                entry_id: entry.id,
+                job,
+            }),
+            None => {
+                tracing::error!(entry = %entry.id, "unreadable queue entry dropped");
+                let mut conn = self.conn.clone();
+                let _: RedisResult<()> = redis::pipe()
+                    .cmd("XACK")
+                    .arg(&self.stream)
+                    .arg(GROUP)
+                    .arg(&entry.id)
+                    .cmd("XDEL")
+                    .arg(&self.stream)
+                    .arg(&entry.id)
+                    .query_async(&mut conn)
+                    .await;
+                None
+            }
+        }
+    }
+
+    /// Resets the idle time of a delivery still being worked on, so it is not handed to
+    /// another worker after the visibility timeout.
+    pub async fn extend(&self, consumer: &str, delivery: &Delivery) -> RedisResult<()> {
+        let mut conn = self.conn.clone();
+        redis::cmd("XCLAIM")
+            .arg(&self.stream)
+            .arg(GROUP)
+            .arg(consumer)
+            .arg(0)
+            .arg(&delivery.entry_id)
+            .arg("JUSTID")
+            .query_async::<()>(&mut conn)
+            .await
+    }
+
+    /// Acknowledges a delivery. `finished`: the job needs no further run, so Redis
+    /// forgets it; otherwise it stays known (a retry is scheduled).
+    pub async fn ack(&self, delivery: &Delivery, finished: bool) -> RedisResult<()> {
+        let mut conn = self.conn.clone();
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .cmd("XACK")
+            .arg(&self.stream)
+            .arg(GROUP)
+            .arg(&delivery.entry_id)
+            .ignore()
+            .cmd("XDEL")
+            .arg(&self.stream)
+            .arg(&delivery.entry_id)
+            .ignore();
+        if finished {
+            pipe.srem(&self.known, delivery.job.job_id.to_string())
+                .ignore();
+        }
+        pipe.query_async::<()>(&mut conn).await
+    }
+
+    /// Which of `jobs` Redis knows (ready, pending, or waiting for a retry).
+    pub async fn known(&self, jobs: &[Uuid]) -> RedisResult<Vec<bool>> {
+        if jobs.is_empty() {
+            return Ok(vec![]);
+        }
+        let mut conn = self.conn.clone();
+        let ids: Vec<String> = jobs.iter().map(Uuid::to_string).collect();
+        redis::cmd("SMISMEMBER")
+            .arg(&self.known)
+            .arg(ids)
+            .query_async(&mut conn)
+            .await
+    }
+
+    /// (entries ready or being worked on, retries waiting): what workers scale on.
+    pub async fn depth(&self) -> RedisResult<(u64, u64)> {
+        let mut conn = self.conn.clone();
+        let ready: u64 = conn.xlen(&self.stream).await?;
+        let delayed: u64 = conn.zcard(&self.delayed).await?;
+        Ok((ready, delayed))
+    }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}

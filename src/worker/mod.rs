@@ -1,0 +1,183 @@
+//! The worker: takes jobs from the Redis queue and runs the processing pipeline
+//! (pipeline.rs); promotes due retries; reconciles Postgres's unfinished jobs with what
+//! Redis knows (reconcile.rs). Runs in `serve` and `worker` modes, `WORKER_CONCURRENCY`
+//! jobs at a time. Shutdown lets each job in flight finish.
+
+mod pipeline;
+mod reconcile;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::RngExt;
+use sqlx::PgPool;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::aggregates::file::File;
+use crate::config::JobSettings;
+use crate::ids::TenantId;
+use crate::media::MediaLimits;
+use crate::metrics::Metrics;
+use crate::queue::{Delivery, Queue};
+use crate::scan::Scanner;
+use crate::storage::Storage;
+use crate::store::{ChronicleStore, EventLog};
+
+pub use pipeline::Outcome;
+
+/// Why a job did not finish.
+#[derive(Debug)]
+pub enum JobError {
+    /// Worth another attempt (scanner down, storage or database error …).
+    Retry(String),
+    /// The job no longer applies (the version settled differently): acknowledged.
+    Drop(String),
+}
+
+pub struct Worker {
+    /// `chronicle_worker`: sees every tenant, so queries filter by tenant explicitly.
+    pub db: PgPool,
+    pub events: EventLog,
+    pub snapshot_every: u64,
+    pub storage: Storage,
+    pub scanner: Arc<dyn Scanner>,
+    pub queue: Queue,
+    pub settings: JobSettings,
+    pub media: MediaLimits,
+    pub metrics: Arc<Metrics>,
+}
+
+/// How long a consumer blocks on an empty queue before checking for shutdown.
+const BLOCK: Duration = Duration::from_secs(1);
+/// How often due retries are moved to the ready stream.
+const PROMOTE_EVERY: Duration = Duration::from_millis(250);
+
+impl Worker {
+    fn store(&self, tenant: TenantId) -> ChronicleStore<File> {
+        ChronicleStore::new(self.events.clone(), tenant, self.snapshot_every)
+    }
+
+    /// The wait before retry `attempt` (1-based): base × 5^(attempt-1), full jitter —
+    /// ~5 s, 25 s, 125 s by default.
+    pub fn backoff(&self, attempt: u32) -> Duration {
+        let ceiling = self
+            .settings
+            .backoff_base
+            .saturating_mul(5u32.saturating_pow(attempt.saturating_sub(1)));
+        let ms = ceiling.as_millis().min(u64::MAX as u128) as u64;
+        Duration::from_millis(rand::rng().random_range(ms / 2..=ms.max(1)))
+    }
+
+    /// Starts the consumers, the retry promoter and the reconciler.
+    pub fn spawn(self: Arc<Self>, shutdown: CancellationToken) -> Vec<JoinHandle<()>> {
+        let instance = uuid::Uuid::now_v7();
+        let mut tasks = Vec::new();
+        for i in 0..self.settings.concurrency {
+            let consumer = format!("worker-{instance}-{i}");
+            tasks.push(tokio::spawn(self.clone().consume(consumer, shutdown.clone())));
+        }
+        tasks.push(tokio::spawn(self.clone().promote(shutdown.clone())));
+        tasks.push(tokio::spawn(self.reconcile_loop(shutdown)));
+        tasks
+    }
+
+    async fn consume(self: Arc<Self>, consumer: String, shutdown: CancellationToken) {
+        if let Err(err) = self.queue.ensure_group().await {
+            tracing::warn!(error = %err, "queue group not created yet; retrying");
+        }
+        while !shutdown.is_cancelled() {
+            match self
+                .queue
+                .next(&consumer, self.settings.visibility_timeout, BLOCK)
+                .await
+            {
+                Ok(Some(delivery)) => self.handle(&consumer, delivery).await,
+                Ok(None) => {}
+                Err(err) => {
+                    tracing::warn!(error = %err, "queue unavailable");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    }
+                }
+            }
+        }
+    }
+
+    /// Runs one delivery to its end, extending the claim meanwhile; always acknowledges
+    /// or reschedules (a failure to do so only means a redelivery).
+    async fn handle(&self, consumer: &str, delivery: Delivery) {
+        let job = delivery.job.clone();
+        let span = tracing::info_span!("job", job = %job.job_id, tenant = %job.tenant_id, file = %job.file_id, version = job.version_number);
+        let _guard = span.enter();
+        let keep_alive = {
+            let queue = self.queue.clone();
+            let delivery = delivery.clone();
+            let consumer = consumer.to_string();
+            let every = self.settings.visibility_timeout / 3;
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(every).await;
+                    if let Err(err) = queue.extend(&consumer, &delivery).await {
+                        tracing::warn!(error = %err, "could not extend a job's claim");
+                    }
+                }
+            })
+        };
+        let result = self.run_job(&job).await;
+        keep_alive.abort();
+        let acked = match result {
+            Ok(Outcome::Finished) => {
+                tracing::info!("job finished");
+                self.queue.ack(&delivery, true).await
+            }
+            Ok(Outcome::DeadLettered) => {
+                tracing::warn!("job dead-lettered");
+                self.queue.ack(&delivery, true).await
+            }
+            Ok(Outcome::RetryLater { attempt }) => {
+                self.queue.retry_later(&delivery, self.backoff(attempt)).await
+            }
+            Err(JobError::Drop(reason)) => {
+                tracing::warn!(reason, "job dropped");
+                self.queue.ack(&delivery, true).await
+            }
+            // Recording the failure itself failed (database down): leave the delivery
+            // pending; it comes back after the visibility timeout.
+            Err(JobError::Retry(reason)) => {
+                tracing::error!(reason, "job failed and its failure could not be recorded");
+                Ok(())
+            }
+        };
+        if let Err(err) = acked {
+            tracing::warn!(error = %err, "acknowledging a job failed; it will be redelivered");
+        }
+    }
+
+    async fn promote(self: Arc<Self>, shutdown: CancellationToken) {
+        while !shutdown.is_cancelled() {
+            if let Err(err) = self.queue.promote_due().await {
+                tracing::debug!(error = %err, "promoting due retries failed");
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tokio::time::sleep(PROMOTE_EVERY) => {}
+            }
+        }
+    }
+
+    async fn reconcile_loop(self: Arc<Self>, shutdown: CancellationToken) {
+        while !shutdown.is_cancelled() {
+            match self.reconcile().await {
+                Ok(0) => {}
+                Ok(n) => tracing::warn!(jobs = n, "re-enqueued jobs the queue had lost"),
+                Err(err) => tracing::warn!(error = %err, "reconciling jobs failed"),
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tokio::time::sleep(self.settings.reconcile_every) => {}
+            }
+        }
+    }
+}

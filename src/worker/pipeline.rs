@@ -1,0 +1,334 @@
+//! One job: hash → dedup (tenant only) → scan → optimise → finalize, each step recorded
+//! as a File command. Every step is idempotent: the aggregate turns a repeated command
+//! into no events, storage keys are content-addressed, so a redelivered job (worker
+//! killed, visibility timeout) changes nothing twice.
+
+use futures::{StreamExt, TryStreamExt};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use super::{JobError, Worker};
+use crate::aggregates::file::{
+    File, FileCommand, FileError, FileStatus, FinalBlob, Original, Variant, VersionState,
+};
+use crate::ids::{FileId, TenantId};
+use crate::media;
+use crate::queue::JobMessage;
+use crate::scan::{ScanError, Verdict};
+use crate::storage::Storage;
+use crate::uploads::mime;
+
+/// How a job ended, for the queue.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// The version reached a verdict (or had one already): forget the job.
+    Finished,
+    /// This attempt failed; run again after the backoff for `attempt`.
+    RetryLater { attempt: u32 },
+    /// Attempts exhausted: the version is `failed`, the job dead-lettered.
+    DeadLettered,
+}
+
+/// What the bytes turned out to be.
+struct Inspected {
+    sha256: String,
+    size: u64,
+    head: Vec<u8>,
+}
+
+impl Worker {
+    pub async fn run_job(&self, job: &JobMessage) -> Result<Outcome, JobError> {
+        let file = self.load(job).await?;
+        let Some(v) = file.versions.iter().find(|v| v.number == job.version_number) else {
+            return Err(JobError::Drop("the version does not exist".into()));
+        };
+        if v.status.is_settled() {
+            return Ok(Outcome::Finished);
+        }
+        // A redelivery of a job whose worker died keeps its attempt number: a crash is
+        // not the job's fault.
+        let attempt = if v.status == FileStatus::Processing {
+            v.attempt.max(1)
+        } else {
+            v.failed_attempt + 1
+        };
+        self.command(
+            job,
+            FileCommand::StartProcessing {
+                version_number: v.number,
+                attempt,
+            },
+        )
+        .await?;
+        match self.process(job, &file, v).await {
+            Ok(()) => Ok(Outcome::Finished),
+            Err(JobError::Retry(reason)) => {
+                tracing::warn!(job = %job.job_id, attempt, reason, "processing attempt failed");
+                let after = self
+                    .command(
+                        job,
+                        FileCommand::FailProcessing {
+                            version_number: v.number,
+                            attempt,
+                            max_attempts: self.settings.max_attempts,
+                            reason,
+                        },
+                    )
+                    .await?;
+                let now = after.versions.iter().find(|x| x.number == v.number);
+                Ok(match now.map(|x| x.status) {
+                    Some(FileStatus::Failed) => Outcome::DeadLettered,
+                    _ => Outcome::RetryLater {
+                        attempt: attempt - v.attempt_base,
+                    },
+                })
+            }
+            Err(other) => Err(other),
+        }
+    }
+
+    async fn process(&self, job: &JobMessage, file: &File, v: &VersionState) -> Result<(), JobError> {
+        let tenant = job.tenant_id;
+        let n = v.number;
+        let temp = v
+            .temp_location
+            .clone()
+            .ok_or_else(|| JobError::Retry("the upload's temporary bytes are not recorded".into()))?;
+
+        let bytes = self.inspect(&temp).await?;
+        if bytes.sha256 != v.sha256 {
+            return Err(JobError::Retry(format!(
+                "temporary bytes do not match the upload's SHA-256 (got {})",
+                bytes.sha256
+            )));
+        }
+        self.command(job, FileCommand::RecordHash { version_number: n, sha256: bytes.sha256.clone() })
+            .await?;
+
+        // Dedup, within the tenant only. Same file: the version is a duplicate, done.
+        if let Some(earlier) = file
+            .versions
+            .iter()
+            .find(|o| o.number != n && o.status == FileStatus::Completed && o.sha256 == bytes.sha256)
+        {
+            self.command(
+                job,
+                FileCommand::RecordDuplicate {
+                    version_number: n,
+                    original: Original::ThisFile { version_number: earlier.number },
+                },
+            )
+            .await?;
+            self.release(&temp).await;
+            return Ok(());
+        }
+        // Another file of the tenant: recorded; the blob below is shared, not copied.
+        if v.duplicate_of.is_none()
+            && let Some(original) = self.find_original(tenant, job.file_id, &bytes.sha256).await?
+        {
+            self.command(job, FileCommand::RecordDuplicate { version_number: n, original })
+                .await?;
+        }
+
+        match self.scan(&temp).await? {
+            Verdict::Clean => {}
+            Verdict::Infected { signature } => {
+                self.command(job, FileCommand::FailVirusScan { version_number: n, signature })
+                    .await?;
+                self.release(&temp).await;
+                return Ok(());
+            }
+        }
+
+        let detected = mime::detect(&bytes.head);
+        self.optimise(job, tenant, &temp, &bytes, detected, v).await?;
+
+        let storage_key = Storage::blob_key(tenant, &bytes.sha256);
+        self.storage
+            .copy_if_absent(&temp, &storage_key)
+            .await
+            .map_err(|e| JobError::Retry(format!("finalizing into storage: {e}")))?;
+        self.command(
+            job,
+            FileCommand::Complete {
+                version_number: n,
+                result: FinalBlob {
+                    storage_key,
+                    size_bytes: bytes.size,
+                    sha256: bytes.sha256,
+                    detected_mime: detected.to_string(),
+                },
+            },
+        )
+        .await?;
+        self.release(&temp).await;
+        Ok(())
+    }
+
+    /// Streams the temporary bytes once: SHA-256, size and the first bytes.
+    async fn inspect(&self, key: &str) -> Result<Inspected, JobError> {
+        let object = self
+            .storage
+            .read(key, None)
+            .await
+            .map_err(|e| JobError::Retry(format!("reading temporary bytes: {e}")))?;
+        let mut stream = object.stream;
+        let mut hasher = Sha256::new();
+        let mut size = 0u64;
+        let mut head = Vec::with_capacity(512);
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| JobError::Retry(format!("reading temporary bytes: {e}")))?;
+            if head.len() < 512 {
+                let take = (512 - head.len()).min(chunk.len());
+                head.extend_from_slice(&chunk[..take]);
+            }
+            size += chunk.len() as u64;
+            hasher.update(&chunk);
+        }
+        Ok(Inspected {
+            sha256: hex::encode(hasher.finalize()),
+            size,
+            head,
+        })
+    }
+
+    async fn scan(&self, key: &str) -> Result<Verdict, JobError> {
+        let object = self
+            .storage
+            .read(key, None)
+            .await
+            .map_err(|e| JobError::Retry(format!("reading temporary bytes: {e}")))?;
+        let mut reader =
+            tokio_util::io::StreamReader::new(object.stream.map_err(std::io::Error::other));
+        self.scanner.scan(&mut reader).await.map_err(|e| match e {
+            ScanError::Unavailable(why) => JobError::Retry(format!("virus scanner unavailable: {why}")),
+            other => JobError::Retry(format!("virus scan failed: {other}")),
+        })
+    }
+
+    /// Images get an EXIF-free copy and a thumbnail. A picture the optimiser cannot
+    /// handle is still a valid file: it completes without variants.
+    async fn optimise(
+        &self,
+        job: &JobMessage,
+        tenant: TenantId,
+        temp: &str,
+        bytes: &Inspected,
+        detected: &'static str,
+        v: &VersionState,
+    ) -> Result<(), JobError> {
+        if !detected.starts_with("image/") || bytes.size > self.media.max_input_bytes {
+            return Ok(());
+        }
+        let input = self
+            .storage
+            .read_all(temp)
+            .await
+            .map_err(|e| JobError::Retry(format!("reading an image: {e}")))?;
+        let limits = self.media.clone();
+        let result = tokio::task::spawn_blocking(move || media::optimise(&input, detected, &limits))
+            .await
+            .map_err(|e| JobError::Retry(format!("image optimiser crashed: {e}")))?;
+        let optimised = match result {
+            Ok(Some(o)) => o,
+            Ok(None) => return Ok(()),
+            Err(err) => {
+                tracing::info!(job = %job.job_id, error = %err, "image not optimised; completing without variants");
+                return Ok(());
+            }
+        };
+        let mut variants = vec![("thumbnail", optimised.thumbnail_mime, optimised.thumbnail)];
+        if let Some(stripped) = optimised.stripped {
+            variants.push(("stripped", detected, stripped));
+        }
+        for (name, mime_type, data) in variants {
+            if v.variants.iter().any(|x| x.name == name) {
+                continue; // recorded by an earlier delivery
+            }
+            let storage_key = Storage::variant_key(tenant, &bytes.sha256, name);
+            let size_bytes = data.len() as u64;
+            self.storage
+                .put(&storage_key, data)
+                .await
+                .map_err(|e| JobError::Retry(format!("storing the {name}: {e}")))?;
+            self.command(
+                job,
+                FileCommand::RecordOptimized {
+                    version_number: v.number,
+                    variant: Variant {
+                        name: name.into(),
+                        storage_key,
+                        mime_type: mime_type.into(),
+                        size_bytes,
+                    },
+                },
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// A completed version of another, not purged file of the same tenant with these
+    /// bytes. The worker role sees every tenant, so the tenant filter here is explicit.
+    async fn find_original(
+        &self,
+        tenant: TenantId,
+        file: FileId,
+        sha256: &str,
+    ) -> Result<Option<Original>, JobError> {
+        let row: Option<(Uuid, i32)> = sqlx::query_as(
+            "SELECT v.file_id, v.version_number
+               FROM file_versions v
+               JOIN files f ON f.tenant_id = v.tenant_id AND f.id = v.file_id AND NOT f.purged
+              WHERE v.tenant_id = $1 AND v.sha256 = $2 AND v.status = 'completed' AND v.file_id <> $3
+              ORDER BY v.created_at, v.file_id, v.version_number
+              LIMIT 1",
+        )
+        .bind(tenant.0)
+        .bind(sha256)
+        .bind(file.0)
+        .fetch_optional(&self.db)
+        .await
+        .map_err(|e| JobError::Retry(format!("dedup lookup: {e}")))?;
+        Ok(row.map(|(f, n)| Original::OtherFile {
+            file_id: FileId(f),
+            version_number: n as u32,
+        }))
+    }
+
+    /// Removes temporary bytes once a verdict is recorded. A failure only leaves garbage.
+    async fn release(&self, temp: &str) {
+        if let Err(err) = self.storage.delete(temp).await {
+            tracing::warn!(error = %err, key = temp, "temporary bytes not removed");
+        }
+    }
+
+    async fn load(&self, job: &JobMessage) -> Result<File, JobError> {
+        use cqrs_es::EventStore;
+        self.store(job.tenant_id)
+            .load_aggregate(&job.file_id.to_string())
+            .await
+            .map(|c| c.aggregate)
+            .map_err(|e| JobError::Retry(format!("loading the file: {e}")))
+    }
+
+    /// Runs a File command as the worker. Domain refusals mean the job no longer
+    /// applies (the version settled differently): dropped, not retried.
+    async fn command(&self, job: &JobMessage, command: FileCommand) -> Result<File, JobError> {
+        let meta = crate::store::EventMetadata::new(
+            job.tenant_id,
+            crate::store::Actor::Worker,
+            job.job_id.to_string(),
+        );
+        let store = self.store(job.tenant_id);
+        match crate::commands::execute(&store, &job.file_id.to_string(), command, &meta, &()).await {
+            Ok(committed) => Ok(committed.aggregate),
+            Err(crate::commands::CommandError::Domain(err)) => Err(domain(err)),
+            Err(other) => Err(JobError::Retry(other.to_string())),
+        }
+    }
+}
+
+fn domain(err: FileError) -> JobError {
+    JobError::Drop(err.to_string())
+}
