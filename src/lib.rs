@@ -17,6 +17,7 @@ pub mod ids;
 pub mod metrics;
 pub mod projections;
 pub mod ratelimit;
+pub mod scan;
 pub mod state;
 pub mod store;
 pub mod telemetry;
