@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod projections;
 pub mod queue;
 pub mod ratelimit;
+pub mod scan;
 pub mod state;
 pub mod storage;
 pub mod store;

@@ -1,0 +1,446 @@
+//! Signature databases for the builtin scanner: a documented subset of ClamAV's formats.
+//!
+//! - `.hdb`: `md5:size:name` — MD5 of the whole input (or archive member);
+//! - `.hsb`: `sha1-or-sha256:size:name` — the same with SHA-1 (40 hex) or SHA-256 (64 hex);
+//!   `size` may be `*` (any size) in both;
+//! - `.ndb`: `name:target:offset:hexsig` — `target` 0 (any file), `offset` `*` (anywhere)
+//!   or a decimal absolute offset; `hexsig` is hex bytes with `??` (any byte), `a?`/`?a`
+//!   (nibble) wildcards and `{n}` (exactly n bytes).
+//!
+//! Trailing ClamAV functionality-level fields are accepted and ignored; `#` starts a
+//! comment line. Anything else (other targets, `*`/`{n-m}`/alternatives in patterns, EOF-
+//! or entry-point-relative offsets) is refused with `file:line: reason`, because silently
+//! dropping a signature would weaken the scan without anyone noticing.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use aho_corasick::AhoCorasick;
+
+/// The project's own signatures (EICAR test signatures), compiled in so the builtin
+/// scanner works with zero setup. The same files are what CI's clamd loads.
+const BUILTIN_FILES: [(&str, &str); 3] = [
+    (
+        "chronicle.hdb",
+        include_str!("../../signatures/chronicle.hdb"),
+    ),
+    (
+        "chronicle.hsb",
+        include_str!("../../signatures/chronicle.hsb"),
+    ),
+    (
+        "chronicle.ndb",
+        include_str!("../../signatures/chronicle.ndb"),
+    ),
+];
+
+/// Longest body pattern accepted. The streaming matcher keeps `len - 1` bytes of history
+/// per scanned stream, so this bounds memory per archive level.
+pub const MAX_PATTERN_LEN: usize = 4096;
+/// Fully specified bytes a body pattern needs at least: its anchor for the fast search.
+const MIN_ANCHOR_LEN: usize = 2;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SignatureError {
+    #[error("{file}:{line}: {reason}")]
+    Malformed {
+        file: String,
+        line: usize,
+        reason: String,
+    },
+    #[error("cannot read signatures from {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// One pattern byte: matches `b` when `b & mask == value`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct PatternByte {
+    pub value: u8,
+    pub mask: u8,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum BodyOffset {
+    Anywhere,
+    At(u64),
+}
+
+#[derive(Debug)]
+pub(crate) struct BodySignature {
+    pub name: String,
+    pub offset: BodyOffset,
+    pub pattern: Vec<PatternByte>,
+    /// Where the anchor (longest fully specified run) starts inside `pattern`.
+    pub anchor_at: usize,
+    pub anchor_len: usize,
+}
+
+impl BodySignature {
+    /// Whether `bytes` starts with this pattern.
+    pub fn matches_at(&self, bytes: &[u8]) -> bool {
+        bytes.len() >= self.pattern.len()
+            && self
+                .pattern
+                .iter()
+                .zip(bytes)
+                .all(|(p, b)| b & p.mask == p.value)
+    }
+}
+
+#[derive(Debug)]
+struct HashEntry {
+    size: Option<u64>,
+    name: String,
+}
+
+/// Parsed, ready-to-match signatures. Built once at start-up and shared read-only.
+#[derive(Debug)]
+pub struct SignatureDb {
+    /// Keyed by digest bytes; MD5/SHA-1/SHA-256 digests differ in length, so one map holds all.
+    hashes: HashMap<Vec<u8>, Vec<HashEntry>>,
+    pub(crate) needs_md5: bool,
+    pub(crate) needs_sha1: bool,
+    pub(crate) needs_sha256: bool,
+    pub(crate) body: Vec<BodySignature>,
+    /// One automaton over the distinct anchors of the `offset *` signatures…
+    pub(crate) anchors: Option<AhoCorasick>,
+    /// …and, per anchor pattern id, the signatures that share that anchor.
+    pub(crate) anchor_sigs: Vec<Vec<usize>>,
+    /// Signatures at a fixed offset (index into `body`).
+    pub(crate) fixed: Vec<usize>,
+    pub(crate) max_body_len: usize,
+}
+
+impl SignatureDb {
+    /// The compiled-in signatures plus every `.hdb`/`.hsb`/`.ndb` file in `extra_dir`.
+    /// Returns the database and the names of files in `extra_dir` it did not read.
+    pub fn load(extra_dir: Option<&Path>) -> Result<(Self, Vec<String>), SignatureError> {
+        let mut builder = Builder::default();
+        for (name, text) in BUILTIN_FILES {
+            builder.add_file(name, text)?;
+        }
+        let mut ignored = Vec::new();
+        if let Some(dir) = extra_dir {
+            let io_err = |source| SignatureError::Io {
+                path: dir.to_path_buf(),
+                source,
+            };
+            let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
+                .map_err(io_err)?
+                .map(|entry| entry.map(|e| e.path()))
+                .collect::<Result<_, _>>()
+                .map_err(io_err)?;
+            paths.sort();
+            for path in paths {
+                let name = path.file_name().unwrap_or_default().to_string_lossy();
+                if FileFormat::of(&name).is_none() || !path.is_file() {
+                    ignored.push(name.into_owned());
+                    continue;
+                }
+                let text = std::fs::read_to_string(&path).map_err(|source| SignatureError::Io {
+                    path: path.clone(),
+                    source,
+                })?;
+                builder.add_file(&path.display().to_string(), &text)?;
+            }
+        }
+        Ok((builder.build(), ignored))
+    }
+
+    /// Parses signature files given as `(file name, contents)`; the extension picks the format.
+    pub fn from_files(files: &[(&str, &str)]) -> Result<Self, SignatureError> {
+        let mut builder = Builder::default();
+        for (name, text) in files {
+            builder.add_file(name, text)?;
+        }
+        Ok(builder.build())
+    }
+
+    /// Number of signatures loaded.
+    pub fn len(&self) -> usize {
+        self.body.len() + self.hashes.values().map(Vec::len).sum::<usize>()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The name of a hash signature matching `digest` of an input of `size` bytes.
+    pub(crate) fn hash_match(&self, digest: &[u8], size: u64) -> Option<&str> {
+        self.hashes
+            .get(digest)?
+            .iter()
+            .find(|e| e.size.is_none_or(|s| s == size))
+            .map(|e| e.name.as_str())
+    }
+}
+
+#[derive(Clone, Copy)]
+enum FileFormat {
+    Md5,
+    Sha,
+    Body,
+}
+
+impl FileFormat {
+    fn of(file_name: &str) -> Option<Self> {
+        let ext = file_name.rsplit_once('.')?.1.to_ascii_lowercase();
+        match ext.as_str() {
+            "hdb" => Some(Self::Md5),
+            "hsb" => Some(Self::Sha),
+            "ndb" => Some(Self::Body),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Default)]
+struct Builder {
+    hashes: HashMap<Vec<u8>, Vec<HashEntry>>,
+    digest_lens: [bool; 3],
+    body: Vec<BodySignature>,
+}
+
+impl Builder {
+    fn add_file(&mut self, file: &str, text: &str) -> Result<(), SignatureError> {
+        let format = FileFormat::of(file).ok_or_else(|| SignatureError::Malformed {
+            file: file.to_string(),
+            line: 0,
+            reason: "unknown signature file type (expected .hdb, .hsb or .ndb)".into(),
+        })?;
+        for (index, raw) in text.lines().enumerate() {
+            let line = raw.strip_suffix('\r').unwrap_or(raw);
+            if line.starts_with('#') {
+                continue;
+            }
+            let parsed = match format {
+                FileFormat::Md5 => self.add_hash(line, &[32]),
+                FileFormat::Sha => self.add_hash(line, &[40, 64]),
+                FileFormat::Body => parse_body(line).map(|sig| self.body.push(sig)),
+            };
+            parsed.map_err(|reason| SignatureError::Malformed {
+                file: file.to_string(),
+                line: index + 1,
+                reason,
+            })?;
+        }
+        Ok(())
+    }
+
+    fn add_hash(&mut self, line: &str, hex_lens: &[usize]) -> Result<(), String> {
+        let fields: Vec<&str> = line.split(':').collect();
+        if !(3..=5).contains(&fields.len()) {
+            return Err(format!(
+                "expected hash:size:name, got {} field(s)",
+                fields.len()
+            ));
+        }
+        let hash = fields[0];
+        if !hex_lens.contains(&hash.len()) {
+            return Err(format!(
+                "hash must be {} hex digits, got {}",
+                hex_lens
+                    .iter()
+                    .map(usize::to_string)
+                    .collect::<Vec<_>>()
+                    .join(" or "),
+                hash.len()
+            ));
+        }
+        let digest = hex::decode(hash).map_err(|_| format!("hash {hash:?} is not hexadecimal"))?;
+        let size = match fields[1] {
+            "*" => None,
+            s => Some(
+                s.parse::<u64>()
+                    .map_err(|_| format!("size must be a number of bytes or *, got {s:?}"))?,
+            ),
+        };
+        let name = parse_name(fields[2])?;
+        check_flevels(&fields[3..])?;
+        let slot = match digest.len() {
+            16 => 0,
+            20 => 1,
+            _ => 2,
+        };
+        self.digest_lens[slot] = true;
+        self.hashes
+            .entry(digest)
+            .or_default()
+            .push(HashEntry { size, name });
+        Ok(())
+    }
+
+    fn build(self) -> SignatureDb {
+        let mut anchor_bytes: Vec<Vec<u8>> = Vec::new();
+        let mut anchor_sigs: Vec<Vec<usize>> = Vec::new();
+        let mut fixed = Vec::new();
+        for (i, sig) in self.body.iter().enumerate() {
+            match sig.offset {
+                BodyOffset::At(_) => fixed.push(i),
+                BodyOffset::Anywhere => {
+                    let anchor: Vec<u8> = sig.pattern
+                        [sig.anchor_at..sig.anchor_at + sig.anchor_len]
+                        .iter()
+                        .map(|p| p.value)
+                        .collect();
+                    match anchor_bytes.iter().position(|a| *a == anchor) {
+                        Some(pos) => anchor_sigs[pos].push(i),
+                        None => {
+                            anchor_bytes.push(anchor);
+                            anchor_sigs.push(vec![i]);
+                        }
+                    }
+                }
+            }
+        }
+        // Anchors are at most a few thousand short byte strings: building cannot fail.
+        let anchors = (!anchor_bytes.is_empty())
+            .then(|| AhoCorasick::new(&anchor_bytes).expect("anchor automaton"));
+        let max_body_len = self.body.iter().map(|s| s.pattern.len()).max().unwrap_or(0);
+        SignatureDb {
+            hashes: self.hashes,
+            needs_md5: self.digest_lens[0],
+            needs_sha1: self.digest_lens[1],
+            needs_sha256: self.digest_lens[2],
+            body: self.body,
+            anchors,
+            anchor_sigs,
+            fixed,
+            max_body_len,
+        }
+    }
+}
+
+fn parse_name(name: &str) -> Result<String, String> {
+    if name.is_empty() {
+        return Err("signature name is empty".into());
+    }
+    if name.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err(format!(
+            "signature name {name:?} contains whitespace or control characters"
+        ));
+    }
+    Ok(name.to_string())
+}
+
+/// ClamAV's optional min/max functionality levels: numbers or empty; we ignore them.
+fn check_flevels(fields: &[&str]) -> Result<(), String> {
+    for f in fields {
+        if !f.is_empty() && f.parse::<u32>().is_err() {
+            return Err(format!("functionality level must be a number, got {f:?}"));
+        }
+    }
+    Ok(())
+}
+
+fn parse_body(line: &str) -> Result<BodySignature, String> {
+    let fields: Vec<&str> = line.split(':').collect();
+    if !(4..=6).contains(&fields.len()) {
+        return Err(format!(
+            "expected name:target:offset:hexsig, got {} field(s)",
+            fields.len()
+        ));
+    }
+    let name = parse_name(fields[0])?;
+    if fields[1] != "0" {
+        return Err(format!(
+            "target type {:?} is not supported by the builtin scanner (only 0 = any file; use clamd)",
+            fields[1]
+        ));
+    }
+    let offset = match fields[2] {
+        "*" => BodyOffset::Anywhere,
+        s => BodyOffset::At(s.parse::<u64>().map_err(|_| {
+            format!("offset {s:?} is not supported (only * or a decimal absolute offset)")
+        })?),
+    };
+    check_flevels(&fields[4..])?;
+    let pattern = parse_hex_pattern(fields[3])?;
+    if pattern.len() > MAX_PATTERN_LEN {
+        return Err(format!(
+            "pattern is {} bytes long; at most {MAX_PATTERN_LEN} are supported",
+            pattern.len()
+        ));
+    }
+    let (anchor_at, anchor_len) = longest_exact_run(&pattern);
+    if anchor_len < MIN_ANCHOR_LEN {
+        return Err(format!(
+            "pattern needs at least {MIN_ANCHOR_LEN} consecutive exact bytes"
+        ));
+    }
+    Ok(BodySignature {
+        name,
+        offset,
+        pattern,
+        anchor_at,
+        anchor_len,
+    })
+}
+
+fn parse_hex_pattern(sig: &str) -> Result<Vec<PatternByte>, String> {
+    let bytes = sig.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len() / 2);
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'{' {
+            let close = sig[i..]
+                .find('}')
+                .ok_or_else(|| format!("unclosed '{{' at position {i}"))?;
+            let inner = &sig[i + 1..i + close];
+            let n: usize = inner.parse().map_err(|_| {
+                format!("unsupported gap {{{inner}}} at position {i} (only {{n}} is supported)")
+            })?;
+            if n > MAX_PATTERN_LEN {
+                return Err(format!(
+                    "gap {{{n}}} is longer than {MAX_PATTERN_LEN} bytes"
+                ));
+            }
+            out.extend(std::iter::repeat_n(PatternByte { value: 0, mask: 0 }, n));
+            i += close + 1;
+            continue;
+        }
+        if i + 1 >= bytes.len() {
+            return Err(format!("odd number of hex digits at position {i}"));
+        }
+        let (hi, lo) = (nibble(bytes[i], i)?, nibble(bytes[i + 1], i + 1)?);
+        out.push(PatternByte {
+            value: (hi.unwrap_or(0) << 4) | lo.unwrap_or(0),
+            mask: (if hi.is_some() { 0xF0 } else { 0 }) | (if lo.is_some() { 0x0F } else { 0 }),
+        });
+        i += 2;
+    }
+    if out.is_empty() {
+        return Err("empty pattern".into());
+    }
+    Ok(out)
+}
+
+/// A hex digit, or `None` for the `?` wildcard.
+fn nibble(c: u8, pos: usize) -> Result<Option<u8>, String> {
+    match c {
+        b'?' => Ok(None),
+        b'0'..=b'9' => Ok(Some(c - b'0')),
+        b'a'..=b'f' => Ok(Some(c - b'a' + 10)),
+        b'A'..=b'F' => Ok(Some(c - b'A' + 10)),
+        _ => Err(format!(
+            "unsupported character {:?} at position {pos} (supported: hex, ??, a?, ?a, {{n}})",
+            c as char
+        )),
+    }
+}
+
+/// `(start, len)` of the longest run of fully specified bytes.
+fn longest_exact_run(pattern: &[PatternByte]) -> (usize, usize) {
+    let (mut best, mut start) = ((0, 0), 0);
+    for (i, p) in pattern.iter().enumerate() {
+        if p.mask != 0xFF {
+            start = i + 1;
+        } else if i + 1 - start > best.1 {
+            best = (start, i + 1 - start);
+        }
+    }
+    best
+}
