@@ -10,12 +10,15 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::db::{self, DbRole};
+use crate::media::MediaLimits;
 use crate::metrics::Metrics;
 use crate::projections;
+use crate::queue::Queue;
 use crate::ratelimit::{self, RateLimiter};
 use crate::state::AppState;
 use crate::storage::Storage;
 use crate::store::EventLog;
+use crate::worker::Worker;
 
 /// Which parts of Chronicle this process runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,6 +99,22 @@ impl App {
                 .unwrap_or(&config.database_url)
                 .expose()
                 .to_string();
+            let worker = Arc::new(Worker {
+                db: worker_pool.clone(),
+                events: state.events.clone(),
+                snapshot_every: config.snapshot_every,
+                storage: state.storage.clone(),
+                scanner: config
+                    .scan
+                    .build()
+                    .context("virus scanner cannot be set up")?,
+                queue: Queue::new(state.redis_conn.clone(), &config.redis_key_prefix),
+                redis_url: config.redis_url.expose().to_string(),
+                settings: config.jobs.clone(),
+                media: MediaLimits::default(),
+                metrics: state.metrics.clone(),
+            });
+            tasks.extend(worker.spawn(shutdown.clone()));
             tasks.extend(projections::runtime::spawn_all(
                 worker_pool,
                 listen_url,

@@ -1,6 +1,7 @@
 //! Configuration from the environment. Parsed once at start-up; an invalid value stops
 //! the process with one line naming the variable. Secrets never appear in `Debug`.
 
+use crate::scan::ScanSettings;
 use crate::storage::StorageSettings;
 use std::fmt;
 use std::net::SocketAddr;
@@ -78,6 +79,8 @@ pub struct Config {
     /// Bytes a tenant may store (`TENANT_QUOTA_BYTES`); unlimited when unset.
     pub tenant_quota_bytes: Option<u64>,
     pub jobs: JobSettings,
+    /// Virus scanning (`SCANNER`, `CLAMD_ADDR`, `SIGNATURES_DIR`; src/scan/settings.rs).
+    pub scan: ScanSettings,
 }
 
 /// The processing queue and its workers.
@@ -261,6 +264,7 @@ impl Config {
             Some(_) => Some(parse_u64(&get, "TENANT_QUOTA_BYTES", 0)?),
         };
         let jobs = JobSettings::from_lookup(&get)?;
+        let scan = ScanSettings::from_lookup(&get).map_err(|reason| invalid("SCANNER", reason))?;
 
         Ok(Self {
             environment,
@@ -287,6 +291,7 @@ impl Config {
             max_upload_bytes,
             tenant_quota_bytes,
             jobs,
+            scan,
         })
     }
 }

@@ -141,7 +141,11 @@ async fn apply_event(
                   WHERE tenant_id = $1 AND id = $2",
                 version_number,
             )
-            .bind(if last_attempt { "dead_letter" } else { "failed" })
+            .bind(if last_attempt {
+                "dead_letter"
+            } else {
+                "failed"
+            })
             .bind(attempt as i32)
             .bind(reason)
             .bind(max_attempts as i32)

@@ -50,6 +50,20 @@ impl Queue {
         }
     }
 
+    /// The same queue on a connection of its own, for blocking reads: a blocked
+    /// XREADGROUP would stall every other command multiplexed on a shared connection.
+    pub fn dedicated(&self, redis_url: &str, block: Duration) -> RedisResult<Queue> {
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(2)))
+            .set_response_timeout(Some(block + Duration::from_secs(5)));
+        let conn =
+            ConnectionManager::new_lazy_with_config(redis::Client::open(redis_url)?, config)?;
+        Ok(Queue {
+            conn,
+            ..self.clone()
+        })
+    }
+
     /// Creates the consumer group (and stream) unless it exists. From id 0, so entries
     /// added before the group existed are delivered too.
     pub async fn ensure_group(&self) -> RedisResult<()> {

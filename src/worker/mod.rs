@@ -43,6 +43,8 @@ pub struct Worker {
     pub storage: Storage,
     pub scanner: Arc<dyn Scanner>,
     pub queue: Queue,
+    /// For each consumer's own blocking connection.
+    pub redis_url: String,
     pub settings: JobSettings,
     pub media: MediaLimits,
     pub metrics: Arc<Metrics>,
@@ -75,7 +77,9 @@ impl Worker {
         let mut tasks = Vec::new();
         for i in 0..self.settings.concurrency {
             let consumer = format!("worker-{instance}-{i}");
-            tasks.push(tokio::spawn(self.clone().consume(consumer, shutdown.clone())));
+            tasks.push(tokio::spawn(
+                self.clone().consume(consumer, shutdown.clone()),
+            ));
         }
         tasks.push(tokio::spawn(self.clone().promote(shutdown.clone())));
         tasks.push(tokio::spawn(self.reconcile_loop(shutdown)));
@@ -83,12 +87,18 @@ impl Worker {
     }
 
     async fn consume(self: Arc<Self>, consumer: String, shutdown: CancellationToken) {
-        if let Err(err) = self.queue.ensure_group().await {
+        let queue = match self.queue.dedicated(&self.redis_url, BLOCK) {
+            Ok(q) => q,
+            Err(err) => {
+                tracing::error!(error = %err, "queue connection cannot be set up; consumer stopped");
+                return;
+            }
+        };
+        if let Err(err) = queue.ensure_group().await {
             tracing::warn!(error = %err, "queue group not created yet; retrying");
         }
         while !shutdown.is_cancelled() {
-            match self
-                .queue
+            match queue
                 .next(&consumer, self.settings.visibility_timeout, BLOCK)
                 .await
             {
@@ -137,7 +147,9 @@ impl Worker {
                 self.queue.ack(&delivery, true).await
             }
             Ok(Outcome::RetryLater { attempt }) => {
-                self.queue.retry_later(&delivery, self.backoff(attempt)).await
+                self.queue
+                    .retry_later(&delivery, self.backoff(attempt))
+                    .await
             }
             Err(JobError::Drop(reason)) => {
                 tracing::warn!(reason, "job dropped");

@@ -39,7 +39,11 @@ struct Inspected {
 impl Worker {
     pub async fn run_job(&self, job: &JobMessage) -> Result<Outcome, JobError> {
         let file = self.load(job).await?;
-        let Some(v) = file.versions.iter().find(|v| v.number == job.version_number) else {
+        let Some(v) = file
+            .versions
+            .iter()
+            .find(|v| v.number == job.version_number)
+        else {
             return Err(JobError::Drop("the version does not exist".into()));
         };
         if v.status.is_settled() {
@@ -87,13 +91,17 @@ impl Worker {
         }
     }
 
-    async fn process(&self, job: &JobMessage, file: &File, v: &VersionState) -> Result<(), JobError> {
+    async fn process(
+        &self,
+        job: &JobMessage,
+        file: &File,
+        v: &VersionState,
+    ) -> Result<(), JobError> {
         let tenant = job.tenant_id;
         let n = v.number;
-        let temp = v
-            .temp_location
-            .clone()
-            .ok_or_else(|| JobError::Retry("the upload's temporary bytes are not recorded".into()))?;
+        let temp = v.temp_location.clone().ok_or_else(|| {
+            JobError::Retry("the upload's temporary bytes are not recorded".into())
+        })?;
 
         let bytes = self.inspect(&temp).await?;
         if bytes.sha256 != v.sha256 {
@@ -102,20 +110,26 @@ impl Worker {
                 bytes.sha256
             )));
         }
-        self.command(job, FileCommand::RecordHash { version_number: n, sha256: bytes.sha256.clone() })
-            .await?;
+        self.command(
+            job,
+            FileCommand::RecordHash {
+                version_number: n,
+                sha256: bytes.sha256.clone(),
+            },
+        )
+        .await?;
 
         // Dedup, within the tenant only. Same file: the version is a duplicate, done.
-        if let Some(earlier) = file
-            .versions
-            .iter()
-            .find(|o| o.number != n && o.status == FileStatus::Completed && o.sha256 == bytes.sha256)
-        {
+        if let Some(earlier) = file.versions.iter().find(|o| {
+            o.number != n && o.status == FileStatus::Completed && o.sha256 == bytes.sha256
+        }) {
             self.command(
                 job,
                 FileCommand::RecordDuplicate {
                     version_number: n,
-                    original: Original::ThisFile { version_number: earlier.number },
+                    original: Original::ThisFile {
+                        version_number: earlier.number,
+                    },
                 },
             )
             .await?;
@@ -124,24 +138,39 @@ impl Worker {
         }
         // Another file of the tenant: recorded; the blob below is shared, not copied.
         if v.duplicate_of.is_none()
-            && let Some(original) = self.find_original(tenant, job.file_id, &bytes.sha256).await?
+            && let Some(original) = self
+                .find_original(tenant, job.file_id, &bytes.sha256)
+                .await?
         {
-            self.command(job, FileCommand::RecordDuplicate { version_number: n, original })
-                .await?;
+            self.command(
+                job,
+                FileCommand::RecordDuplicate {
+                    version_number: n,
+                    original,
+                },
+            )
+            .await?;
         }
 
         match self.scan(&temp).await? {
             Verdict::Clean => {}
             Verdict::Infected { signature } => {
-                self.command(job, FileCommand::FailVirusScan { version_number: n, signature })
-                    .await?;
+                self.command(
+                    job,
+                    FileCommand::FailVirusScan {
+                        version_number: n,
+                        signature,
+                    },
+                )
+                .await?;
                 self.release(&temp).await;
                 return Ok(());
             }
         }
 
         let detected = mime::detect(&bytes.head);
-        self.optimise(job, tenant, &temp, &bytes, detected, v).await?;
+        self.optimise(job, tenant, &temp, &bytes, detected, v)
+            .await?;
 
         let storage_key = Storage::blob_key(tenant, &bytes.sha256);
         self.storage
@@ -177,7 +206,8 @@ impl Worker {
         let mut size = 0u64;
         let mut head = Vec::with_capacity(512);
         while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| JobError::Retry(format!("reading temporary bytes: {e}")))?;
+            let chunk =
+                chunk.map_err(|e| JobError::Retry(format!("reading temporary bytes: {e}")))?;
             if head.len() < 512 {
                 let take = (512 - head.len()).min(chunk.len());
                 head.extend_from_slice(&chunk[..take]);
@@ -201,7 +231,9 @@ impl Worker {
         let mut reader =
             tokio_util::io::StreamReader::new(object.stream.map_err(std::io::Error::other));
         self.scanner.scan(&mut reader).await.map_err(|e| match e {
-            ScanError::Unavailable(why) => JobError::Retry(format!("virus scanner unavailable: {why}")),
+            ScanError::Unavailable(why) => {
+                JobError::Retry(format!("virus scanner unavailable: {why}"))
+            }
             other => JobError::Retry(format!("virus scan failed: {other}")),
         })
     }
@@ -225,10 +257,11 @@ impl Worker {
             .read_all(temp)
             .await
             .map_err(|e| JobError::Retry(format!("reading an image: {e}")))?;
-        let limits = self.media.clone();
-        let result = tokio::task::spawn_blocking(move || media::optimise(&input, detected, &limits))
-            .await
-            .map_err(|e| JobError::Retry(format!("image optimiser crashed: {e}")))?;
+        let limits = self.media;
+        let result =
+            tokio::task::spawn_blocking(move || media::optimise(&input, detected, &limits))
+                .await
+                .map_err(|e| JobError::Retry(format!("image optimiser crashed: {e}")))?;
         let optimised = match result {
             Ok(Some(o)) => o,
             Ok(None) => return Ok(()),
@@ -321,7 +354,8 @@ impl Worker {
             job.job_id.to_string(),
         );
         let store = self.store(job.tenant_id);
-        match crate::commands::execute(&store, &job.file_id.to_string(), command, &meta, &()).await {
+        match crate::commands::execute(&store, &job.file_id.to_string(), command, &meta, &()).await
+        {
             Ok(committed) => Ok(committed.aggregate),
             Err(crate::commands::CommandError::Domain(err)) => Err(domain(err)),
             Err(other) => Err(JobError::Retry(other.to_string())),

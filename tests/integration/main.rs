@@ -8,6 +8,7 @@ mod edge;
 mod files;
 mod idempotency;
 mod ops_api;
+mod pipeline;
 mod projections;
 mod store;
 mod verify;

@@ -1,0 +1,498 @@
+//! Upload → queue → worker → version, end to end against real Postgres, Redis, files on
+//! disk and the scanner the configuration names (the builtin one unless a test asks
+//! for clamd).
+
+use std::time::{Duration, Instant};
+
+use chronicle::app::Mode;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::common::TestApp;
+
+const PASSWORD: &str = "correct horse battery staple";
+pub const EICAR: &[u8] = br"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*";
+
+pub struct Client {
+    pub token: String,
+}
+
+/// Registers a new tenant and logs its admin in.
+pub async fn signup(t: &TestApp, handle: &str) -> Client {
+    let email = format!("{handle}@example.com");
+    let r = t.http.post(t.url("/v1/auth/register"))
+        .json(&json!({"tenant_name": format!("{handle} inc"), "handle": handle, "name": handle, "email": email, "password": PASSWORD}))
+        .send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let r = t
+        .http
+        .post(t.url("/v1/auth/login"))
+        .json(&json!({"email": email, "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    let body: Value = r.json().await.unwrap();
+    Client {
+        token: body["access_token"].as_str().unwrap().to_string(),
+    }
+}
+
+pub async fn upload(t: &TestApp, c: &Client, name: &str, bytes: Vec<u8>) -> reqwest::Response {
+    let form = reqwest::multipart::Form::new().part(
+        "file",
+        reqwest::multipart::Part::bytes(bytes)
+            .file_name(name.to_string())
+            .mime_str("application/octet-stream")
+            .unwrap(),
+    );
+    t.http
+        .post(t.url("/v1/files"))
+        .bearer_auth(&c.token)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap()
+}
+
+pub async fn upload_ok(t: &TestApp, c: &Client, name: &str, bytes: Vec<u8>) -> Value {
+    let r = upload(t, c, name, bytes).await;
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    r.json().await.unwrap()
+}
+
+/// Waits until the version's status (from the read table) is settled; returns it.
+pub async fn settled_status(t: &TestApp, file_id: &str, version: i32) -> String {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let status: Option<String> = sqlx::query_scalar(
+            "SELECT status::text FROM file_versions WHERE file_id = $1::uuid AND version_number = $2",
+        )
+        .bind(file_id)
+        .bind(version)
+        .fetch_optional(&t.db.owner)
+        .await
+        .unwrap();
+        if let Some(s) = &status
+            && ["completed", "duplicate", "virus_failed", "failed"].contains(&s.as_str())
+        {
+            return s.clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "version {file_id}/{version} not settled: {status:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn event_count(t: &TestApp, file_id: &str, event_type: &str) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM events WHERE aggregate_id = $1 AND event_type = $2")
+        .bind(file_id)
+        .bind(event_type)
+        .fetch_one(&t.db.owner)
+        .await
+        .unwrap()
+}
+
+/// Every object file under the app's storage root, relative.
+fn stored_objects(t: &TestApp, prefix: &str) -> Vec<String> {
+    let root = t.app.state.config.data_dir.join("objects").join(prefix);
+    let mut out = Vec::new();
+    let mut dirs = vec![root.clone()];
+    while let Some(dir) = dirs.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let path = e.path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else {
+                out.push(path.strip_prefix(&root).unwrap().display().to_string());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+fn bytes_of(seed: u8, len: usize) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_clean_upload_completes_and_its_blob_is_byte_identical() {
+    let t = TestApp::spawn(Mode::Serve, &[]).await;
+    let c = signup(&t, "clean").await;
+    let bytes = bytes_of(7, 300_000);
+    let accepted = upload_ok(&t, &c, "report.bin", bytes.clone()).await;
+    assert_eq!(accepted["status"], "uploaded");
+    assert_eq!(accepted["version_number"], 1);
+    let file_id = accepted["file_id"].as_str().unwrap().to_string();
+    assert_eq!(settled_status(&t, &file_id, 1).await, "completed");
+
+    let (key, sha): (String, String) =
+        sqlx::query_as("SELECT storage_key, sha256 FROM file_versions WHERE file_id = $1::uuid")
+            .bind(&file_id)
+            .fetch_one(&t.db.owner)
+            .await
+            .unwrap();
+    let stored = t.app.state.storage.read_all(&key).await.unwrap();
+    assert_eq!(
+        &stored[..],
+        &bytes[..],
+        "final blob differs from the upload"
+    );
+    assert!(key.contains(&sha) && key.starts_with("blobs/"));
+    // The temporary bytes are gone; the job succeeded after one attempt.
+    assert!(
+        stored_objects(&t, "tmp").is_empty(),
+        "{:?}",
+        stored_objects(&t, "tmp")
+    );
+    let (status, attempts): (String, i32) =
+        sqlx::query_as("SELECT status::text, attempts FROM jobs WHERE file_id = $1::uuid")
+            .bind(&file_id)
+            .fetch_one(&t.db.owner)
+            .await
+            .unwrap();
+    assert_eq!((status.as_str(), attempts), ("succeeded", 1));
+    for e in [
+        "Uploaded",
+        "ProcessingStarted",
+        "Hashed",
+        "VersionCompleted",
+    ] {
+        assert_eq!(event_count(&t, &file_id, e).await, 1, "{e}");
+    }
+}
+
+#[tokio::test]
+async fn eicar_plain_and_zipped_fails_its_virus_scan_and_is_never_stored() {
+    let t = TestApp::spawn(Mode::Serve, &[]).await;
+    let c = signup(&t, "virus").await;
+    let plain = upload_ok(&t, &c, "eicar.com", EICAR.to_vec()).await;
+    let zipped = upload_ok(&t, &c, "eicar.zip", stored_zip("eicar.com", EICAR)).await;
+    for accepted in [plain, zipped] {
+        let file_id = accepted["file_id"].as_str().unwrap();
+        assert_eq!(settled_status(&t, file_id, 1).await, "virus_failed");
+        let key: Option<String> =
+            sqlx::query_scalar("SELECT storage_key FROM file_versions WHERE file_id = $1::uuid")
+                .bind(file_id)
+                .fetch_one(&t.db.owner)
+                .await
+                .unwrap();
+        assert_eq!(key, None);
+        assert_eq!(event_count(&t, file_id, "VirusFailed").await, 1);
+    }
+    assert!(stored_objects(&t, "blobs").is_empty());
+    assert!(stored_objects(&t, "tmp").is_empty());
+}
+
+#[tokio::test]
+async fn the_same_bytes_twice_are_deduplicated_within_the_tenant_only() {
+    let t = TestApp::spawn(Mode::Serve, &[]).await;
+    let a = signup(&t, "deda").await;
+    let b = signup(&t, "dedb").await;
+    let bytes = bytes_of(3, 50_000);
+    let first = upload_ok(&t, &a, "one.bin", bytes.clone()).await;
+    let first_id = first["file_id"].as_str().unwrap().to_string();
+    assert_eq!(settled_status(&t, &first_id, 1).await, "completed");
+
+    // Same file, same bytes: the new version is a duplicate of version 1.
+    let form = reqwest::multipart::Form::new().part(
+        "file",
+        reqwest::multipart::Part::bytes(bytes.clone()).file_name("one.bin"),
+    );
+    let r = t
+        .http
+        .post(t.url(&format!("/v1/files/{first_id}/versions")))
+        .bearer_auth(&a.token)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let v2: Value = r.json().await.unwrap();
+    assert_eq!(v2["version_number"], 2);
+    assert_eq!(settled_status(&t, &first_id, 2).await, "duplicate");
+    let dup_of: (Option<String>, Option<i32>) = sqlx::query_as(
+        "SELECT duplicate_of_file::text, duplicate_of_version FROM file_versions
+          WHERE file_id = $1::uuid AND version_number = 2",
+    )
+    .bind(&first_id)
+    .fetch_one(&t.db.owner)
+    .await
+    .unwrap();
+    assert_eq!(dup_of, (Some(first_id.clone()), Some(1)));
+
+    // Another file of the same tenant: completes, shares the blob, records the original.
+    let second = upload_ok(&t, &a, "two.bin", bytes.clone()).await;
+    let second_id = second["file_id"].as_str().unwrap().to_string();
+    assert_eq!(settled_status(&t, &second_id, 1).await, "completed");
+    assert_eq!(event_count(&t, &second_id, "DuplicateDetected").await, 1);
+    // Another tenant: never deduplicated against tenant A.
+    let other = upload_ok(&t, &b, "three.bin", bytes.clone()).await;
+    let other_id = other["file_id"].as_str().unwrap().to_string();
+    assert_eq!(settled_status(&t, &other_id, 1).await, "completed");
+    assert_eq!(event_count(&t, &other_id, "DuplicateDetected").await, 0);
+    let keys: Vec<String> = sqlx::query_scalar(
+        "SELECT DISTINCT storage_key FROM file_versions WHERE storage_key IS NOT NULL ORDER BY 1",
+    )
+    .fetch_all(&t.db.owner)
+    .await
+    .unwrap();
+    assert_eq!(keys.len(), 2, "one blob per tenant: {keys:?}");
+    assert_eq!(stored_objects(&t, "blobs").len(), 2);
+}
+
+#[tokio::test]
+async fn bad_uploads_get_a_clear_4xx_and_store_nothing() {
+    let t = TestApp::spawn(Mode::Serve, &[("MAX_UPLOAD_BYTES", "1000")]).await;
+    let c = signup(&t, "bad").await;
+    let post = |body: Vec<u8>, content_type: &'static str| {
+        t.http
+            .post(t.url("/v1/files"))
+            .bearer_auth(&c.token)
+            .header("content-type", content_type)
+            .body(body)
+    };
+    let cases: Vec<(reqwest::RequestBuilder, StatusCode, &str)> = vec![
+        (
+            post(
+                b"--x\r\nnot a part".to_vec(),
+                "multipart/form-data; boundary=x",
+            ),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        ),
+        (
+            post(
+                text_part("display_name", "no file"),
+                "multipart/form-data; boundary=B",
+            ),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        ),
+        (
+            post(b"{}".to_vec(), "application/json"),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+        ),
+        (
+            post(
+                file_part("big.bin", &[1u8; 5000]),
+                "multipart/form-data; boundary=B",
+            ),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+        ),
+        (
+            post(
+                file_part("../../etc/passwd", b"x"),
+                "multipart/form-data; boundary=B",
+            ),
+            StatusCode::ACCEPTED,
+            "",
+        ),
+    ];
+    let mut accepted_id = String::new();
+    for (request, status, code) in cases {
+        let r = request.send().await.unwrap();
+        assert_eq!(r.status(), status);
+        let body: Value = r.json().await.unwrap();
+        if status == StatusCode::ACCEPTED {
+            // A traversal name is accepted but stored sanitised; the original is only
+            // display text.
+            let file_id = body["file_id"].as_str().unwrap();
+            assert_eq!(settled_status(&t, file_id, 1).await, "completed");
+            let (filename, display): (String, String) = sqlx::query_as(
+                "SELECT v.filename, f.display_name FROM file_versions v JOIN files f ON f.id = v.file_id
+                  WHERE v.file_id = $1::uuid",
+            )
+            .bind(file_id)
+            .fetch_one(&t.db.owner)
+            .await
+            .unwrap();
+            assert_eq!(filename, "passwd");
+            assert_eq!(display, "../../etc/passwd");
+            accepted_id = file_id.to_string();
+            continue;
+        }
+        assert_eq!(body["error"]["code"], code, "{body}");
+    }
+    // A file over the limit streamed without Content-Length is cut off at the limit too.
+    let mut chunks = vec![
+        b"--B\r\nContent-Disposition: form-data; name=\"file\"; filename=\"x\"\r\n\r\n".to_vec(),
+    ];
+    chunks.extend((0..10).map(|_| vec![b'a'; 500]));
+    let stream = futures::stream::iter(
+        chunks
+            .into_iter()
+            .map(|c| Ok::<_, std::io::Error>(bytes::Bytes::from(c))),
+    );
+    let r = t
+        .http
+        .post(t.url("/v1/files"))
+        .bearer_auth(&c.token)
+        .header("content-type", "multipart/form-data; boundary=B")
+        .body(reqwest::Body::wrap_stream(stream))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    // Only the traversal upload was committed; nothing else reached storage.
+    let uploads: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM events WHERE event_type = 'Uploaded'")
+            .fetch_one(&t.db.owner)
+            .await
+            .unwrap();
+    assert_eq!(uploads, 1);
+    assert!(!accepted_id.is_empty());
+    assert!(
+        stored_objects(&t, "tmp").is_empty(),
+        "{:?}",
+        stored_objects(&t, "tmp")
+    );
+}
+
+#[tokio::test]
+async fn a_dead_scanner_means_retries_then_dead_letter_and_nothing_passes() {
+    let t = TestApp::spawn(
+        Mode::Serve,
+        &[
+            ("SCANNER", "clamd"),
+            ("CLAMD_ADDR", "127.0.0.1:9"),
+            ("JOB_BACKOFF_BASE_MS", "20"),
+        ],
+    )
+    .await;
+    let c = signup(&t, "down").await;
+    let accepted = upload_ok(&t, &c, "a.bin", bytes_of(1, 1000)).await;
+    let file_id = accepted["file_id"].as_str().unwrap().to_string();
+    assert_eq!(settled_status(&t, &file_id, 1).await, "failed");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (status, attempts, error) = loop {
+        let row: (String, i32, Option<String>) = sqlx::query_as(
+            "SELECT status::text, attempts, last_error FROM jobs WHERE file_id = $1::uuid",
+        )
+        .bind(&file_id)
+        .fetch_one(&t.db.owner)
+        .await
+        .unwrap();
+        if row.0 == "dead_letter" || Instant::now() > deadline {
+            break row;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!((status.as_str(), attempts), ("dead_letter", 3));
+    assert!(error.unwrap().contains("scanner unavailable"));
+    assert_eq!(event_count(&t, &file_id, "ProcessingFailed").await, 3);
+    assert_eq!(event_count(&t, &file_id, "VersionCompleted").await, 0);
+    assert!(stored_objects(&t, "blobs").is_empty());
+}
+
+#[tokio::test]
+async fn jobs_lost_by_redis_are_reconciled_from_postgres() {
+    // The scanner is down and retries wait a minute: the job sits in Redis's delayed set.
+    let t = TestApp::spawn(
+        Mode::Serve,
+        &[
+            ("SCANNER", "clamd"),
+            ("CLAMD_ADDR", "127.0.0.1:9"),
+            ("JOB_BACKOFF_BASE_MS", "60000"),
+            ("JOB_RECONCILE_SECS", "1"),
+        ],
+    )
+    .await;
+    let c = signup(&t, "lost").await;
+    let accepted = upload_ok(&t, &c, "a.bin", bytes_of(2, 1000)).await;
+    let file_id = accepted["file_id"].as_str().unwrap().to_string();
+    let attempts = || async {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT count(*) FROM events WHERE aggregate_id = $1 AND event_type = 'ProcessingFailed'",
+        )
+        .bind(&file_id)
+        .fetch_one(&t.db.owner)
+        .await
+        .unwrap()
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while attempts().await < 1 {
+        assert!(Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Redis restarts empty: every key of this deployment is gone.
+    let prefix = t.app.state.config.redis_key_prefix.clone();
+    let mut conn = t.app.state.redis_conn.clone();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}*"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    if !keys.is_empty() {
+        let _: () = redis::cmd("DEL")
+            .arg(keys)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+    }
+    // Long before the 30–60 s backoff, the reconciler puts the job back and it runs.
+    while attempts().await < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "the lost job was not re-enqueued"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn stored_zip(name: &str, data: &[u8]) -> Vec<u8> {
+    // A one-member zip with a stored (uncompressed) entry, built by hand.
+    let crc = crc32fast::hash(data);
+    let mut z = Vec::new();
+    let header = |sig: u32, z: &mut Vec<u8>| z.extend_from_slice(&sig.to_le_bytes());
+    header(0x04034b50, &mut z);
+    z.extend_from_slice(&[20, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+    z.extend_from_slice(&crc.to_le_bytes());
+    z.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    z.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    z.extend_from_slice(&(name.len() as u16).to_le_bytes());
+    z.extend_from_slice(&0u16.to_le_bytes());
+    z.extend_from_slice(name.as_bytes());
+    z.extend_from_slice(data);
+    let central = z.len() as u32;
+    header(0x02014b50, &mut z);
+    z.extend_from_slice(&[20, 0, 20, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+    z.extend_from_slice(&crc.to_le_bytes());
+    z.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    z.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    z.extend_from_slice(&(name.len() as u16).to_le_bytes());
+    z.extend_from_slice(&[0; 12]);
+    z.extend_from_slice(&0u32.to_le_bytes());
+    z.extend_from_slice(name.as_bytes());
+    let central_len = z.len() as u32 - central;
+    header(0x06054b50, &mut z);
+    z.extend_from_slice(&[0, 0, 0, 0, 1, 0, 1, 0]);
+    z.extend_from_slice(&central_len.to_le_bytes());
+    z.extend_from_slice(&central.to_le_bytes());
+    z.extend_from_slice(&0u16.to_le_bytes());
+    z
+}
+
+fn text_part(name: &str, value: &str) -> Vec<u8> {
+    format!("--B\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n--B--\r\n")
+        .into_bytes()
+}
+
+fn file_part(filename: &str, data: &[u8]) -> Vec<u8> {
+    let mut body = format!(
+        "--B\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{filename}\"\r\nContent-Type: application/octet-stream\r\n\r\n"
+    )
+    .into_bytes();
+    body.extend_from_slice(data);
+    body.extend_from_slice(b"\r\n--B--\r\n");
+    body
+}
