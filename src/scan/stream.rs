@@ -10,7 +10,8 @@ use sha1::Sha1;
 use sha2::{Digest, Sha256};
 
 use super::builtin::ArchiveLimits;
-use super::signatures::{BodyOffset, SignatureDb};
+use super::pattern::BodyOffset;
+use super::signatures::SignatureDb;
 use super::zip::ZipScan;
 
 /// A detection: the signature (or limit heuristic) name. Returned as an `Err` so `?`

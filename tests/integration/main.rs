@@ -9,5 +9,6 @@ mod files;
 mod idempotency;
 mod ops_api;
 mod projections;
+mod scan;
 mod store;
 mod verify;
