@@ -142,6 +142,12 @@ impl ScanSettings {
                     defaults.max_archive_bytes,
                     1..=u64::MAX,
                 )?,
+                max_expansion: number(
+                    &get,
+                    "SCAN_ARCHIVE_MAX_EXPANSION",
+                    defaults.max_expansion,
+                    1..=1_000_000,
+                )?,
                 max_members: number(
                     &get,
                     "SCAN_ARCHIVE_MAX_MEMBERS",

@@ -250,6 +250,23 @@ fn zip_bombs_hit_the_byte_and_member_limits() {
     assert_eq!(small.scan_slice(&bomb, 64 * 1024), infected(LIMIT_BYTES));
     // Within the default limit the same archive is fine.
     assert_eq!(shipped().scan_slice(&bomb, 64 * 1024), Verdict::Clean);
+    // Past the byte floor, an archive that extracts to about its own size still passes:
+    // the allowance grows with the input (10x by default)…
+    let photos: Vec<u8> = (0..3u32 << 20)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let big = zip(&[Member::new("photos.bin", &photos, Method::Stored)]);
+    assert_eq!(small.scan_slice(&big, 64 * 1024), Verdict::Clean);
+    // …and only as far as `max_expansion` allows.
+    let strict = ArchiveLimits {
+        max_archive_bytes: 1 << 20,
+        max_expansion: 1,
+        ..ArchiveLimits::default()
+    };
+    let text = vec![b'a'; 3 << 20];
+    let deflated = zip(&[Member::new("text", &text, Method::Deflated)]);
+    let s = scanner_with(&[("t.hdb", &format!("{EICAR_MD5}:68:T"))], strict);
+    assert_eq!(s.scan_slice(&deflated, 64 * 1024), infected(LIMIT_BYTES));
 
     let names: Vec<String> = (0..11).map(|i| format!("f{i}")).collect();
     let many: Vec<Member<'_>> = names

@@ -206,8 +206,7 @@ impl ZipScan {
             let produced = (inflater.total_out() - out_before) as usize;
             data = &data[used..];
             if produced > 0 {
-                ctx.budget.archive_bytes += produced as u64;
-                if ctx.budget.archive_bytes > ctx.limits.max_archive_bytes {
+                if !ctx.budget.extract(produced, ctx.limits) {
                     return Err(Found(LIMIT_BYTES.into()));
                 }
                 if let Some(member) = self.member.as_mut() {
@@ -238,8 +237,7 @@ impl ZipScan {
     }
 
     fn feed_member(&mut self, ctx: &mut Ctx<'_>, bytes: &[u8]) -> Result<(), Found> {
-        ctx.budget.archive_bytes += bytes.len() as u64;
-        if ctx.budget.archive_bytes > ctx.limits.max_archive_bytes {
+        if !ctx.budget.extract(bytes.len(), ctx.limits) {
             return Err(Found(LIMIT_BYTES.into()));
         }
         match self.member.as_mut() {
