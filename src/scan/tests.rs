@@ -213,6 +213,19 @@ fn zip_in_zip_data_descriptors_and_junk_prefixes_are_inspected() {
 }
 
 #[test]
+fn an_uninspectable_member_lying_about_its_size_hides_nothing_behind_it() {
+    let mut archive = zip(&[
+        Member::new("decoy.bz2", b"0123456789", Method::Stored),
+        Member::new("eicar.com", EICAR, Method::Deflated),
+    ]);
+    archive[8..10].copy_from_slice(&12u16.to_le_bytes()); // bzip2: not inspected
+    archive[18..22].copy_from_slice(&0x7fff_ffffu32.to_le_bytes()); // "2 GiB follow"
+    assert_eq!(md5_only().scan_slice(&archive, 64), infected("Test.MD5"));
+    archive[6] |= 1; // and encrypted as well
+    assert_eq!(md5_only().scan_slice(&archive, 64), infected("Test.MD5"));
+}
+
+#[test]
 fn nesting_deeper_than_the_limit_is_reported_not_passed() {
     let mut nested = EICAR.to_vec();
     for level in 0..3 {
