@@ -15,10 +15,16 @@ const READ_CHUNK: usize = 64 * 1024;
 /// Bounds on the work one input may cause inside archives (zip bombs). Exceeding one is a
 /// detection named like ClamAV's (`Heuristics.Limits.Exceeded.*`): an archive that cannot
 /// be inspected completely is not passed as clean.
+///
+/// Extraction may reach `max_archive_bytes` or `max_expansion` times the input read so
+/// far, whichever is larger: a bomb is flagged after a bounded amount of work, while a big
+/// archive of already-compressed files (extracting to about its own size) still passes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ArchiveLimits {
-    /// Bytes extracted from archive members, all nesting levels together.
+    /// Bytes extracted from archive members, all nesting levels together…
     pub max_archive_bytes: u64,
+    /// …or this many times the input's size, if that is more.
+    pub max_expansion: u64,
     /// Archive members, all nesting levels together.
     pub max_members: u64,
     /// Deepest archive member inspected: 1 = members of a zip, 2 = zip in a zip, …
@@ -29,7 +35,8 @@ impl Default for ArchiveLimits {
     fn default() -> Self {
         Self {
             max_archive_bytes: 1 << 30,
-            max_members: 10_000,
+            max_expansion: 10,
+            max_members: 100_000,
             max_depth: 4,
         }
     }
@@ -60,6 +67,7 @@ impl Session {
         limits: &ArchiveLimits,
         chunk: &[u8],
     ) -> Result<(), Found> {
+        self.budget.input_bytes += chunk.len() as u64;
         let mut ctx = Ctx {
             db,
             limits,

@@ -61,7 +61,9 @@ enum Failure {
 }
 
 impl ClamdScanner {
-    pub fn new(options: ClamdOptions) -> Self {
+    pub fn new(mut options: ClamdOptions) -> Self {
+        // An empty read buffer would read as end of input and send clamd nothing: "clean".
+        options.chunk_size = options.chunk_size.max(1);
         let breaker = CircuitBreaker::new(options.breaker_threshold, options.breaker_cooldown);
         Self { options, breaker }
     }
@@ -190,10 +192,14 @@ impl ClamdScanner {
 
     fn acquire(&self) -> Result<super::breaker::Attempt<'_>, ScanError> {
         self.breaker.try_acquire().map_err(|wait| {
-            ScanError::Unavailable(format!(
-                "clamd circuit open after repeated failures; next try in {} ms",
-                wait.as_millis()
-            ))
+            ScanError::Unavailable(if wait.is_zero() {
+                "clamd circuit half-open: a trial scan is in progress; retry shortly".into()
+            } else {
+                format!(
+                    "clamd circuit open after repeated failures; next try in {} ms",
+                    wait.as_millis()
+                )
+            })
         })
     }
 

@@ -12,6 +12,7 @@
 mod breaker;
 mod builtin;
 mod clamd;
+mod pattern;
 mod settings;
 mod signatures;
 mod stream;

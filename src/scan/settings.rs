@@ -39,14 +39,14 @@ fn invalid(var: &str, reason: impl std::fmt::Display) -> String {
     format!("invalid configuration: {var}: {reason}")
 }
 
-fn number<T: std::str::FromStr>(
+fn number<T>(
     get: &dyn Fn(&str) -> Option<String>,
     var: &str,
     default: T,
     range: std::ops::RangeInclusive<T>,
 ) -> Result<T, String>
 where
-    T: PartialOrd + std::fmt::Display + Copy,
+    T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy,
 {
     let Some(raw) = get(var) else {
         return Ok(default);
@@ -142,6 +142,12 @@ impl ScanSettings {
                     defaults.max_archive_bytes,
                     1..=u64::MAX,
                 )?,
+                max_expansion: number(
+                    &get,
+                    "SCAN_ARCHIVE_MAX_EXPANSION",
+                    defaults.max_expansion,
+                    1..=1_000_000,
+                )?,
                 max_members: number(
                     &get,
                     "SCAN_ARCHIVE_MAX_MEMBERS",
@@ -202,5 +208,77 @@ impl ScanSettings {
                 Ok(Arc::new(scanner))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scan::Verdict;
+
+    const EICAR: &[u8] = br"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*";
+
+    #[test]
+    fn settings_choose_the_scanner_and_name_the_bad_variable() {
+        let parse = |vars: &[(&str, &str)]| {
+            let vars: Vec<(String, String)> = vars
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            ScanSettings::from_lookup(&move |k| {
+                vars.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone())
+            })
+        };
+        assert_eq!(parse(&[]).unwrap().kind, ScannerKind::Builtin);
+        let clamd = parse(&[("CLAMD_ADDR", "127.0.0.1:3310")]).unwrap();
+        assert_eq!(clamd.kind, ScannerKind::Clamd);
+        assert_eq!(clamd.clamd_addr.as_deref(), Some("127.0.0.1:3310"));
+        let forced = parse(&[("CLAMD_ADDR", "clamav:3310"), ("SCANNER", "builtin")]).unwrap();
+        assert_eq!(forced.kind, ScannerKind::Builtin);
+        assert_eq!(
+            parse(&[("SCANNER", "None")]).unwrap().kind,
+            ScannerKind::None
+        );
+
+        for (vars, var) in [
+            (vec![("SCANNER", "clamav")], "SCANNER"),
+            (vec![("SCANNER", "clamd")], "CLAMD_ADDR"),
+            (vec![("CLAMD_ADDR", "localhost")], "CLAMD_ADDR"),
+            (vec![("CLAMD_ADDR", "host:99999")], "CLAMD_ADDR"),
+            (vec![("CLAMD_TIMEOUT_MS", "0")], "CLAMD_TIMEOUT_MS"),
+            (
+                vec![("SCAN_ARCHIVE_MAX_DEPTH", "deep")],
+                "SCAN_ARCHIVE_MAX_DEPTH",
+            ),
+            (
+                vec![("SIGNATURES_DIR", "/nonexistent/chronicle")],
+                "SIGNATURES_DIR",
+            ),
+        ] {
+            let err = parse(&vars).unwrap_err();
+            assert!(
+                err.starts_with(&format!("invalid configuration: {var}: ")),
+                "{err}"
+            );
+            assert!(!err.contains('\n'), "one line: {err}");
+        }
+    }
+
+    #[tokio::test]
+    async fn scanner_none_passes_everything_and_clamd_is_built_lazily() {
+        let none = ScanSettings::from_lookup(&|k| (k == "SCANNER").then(|| "none".into()))
+            .unwrap()
+            .build()
+            .unwrap();
+        assert_eq!(none.name(), "none");
+        let mut input: &[u8] = EICAR;
+        assert_eq!(none.scan(&mut input).await.unwrap(), Verdict::Clean);
+        // Building the clamd scanner does not connect (start-up must not need clamd up).
+        let clamd =
+            ScanSettings::from_lookup(&|k| (k == "CLAMD_ADDR").then(|| "127.0.0.1:1".into()))
+                .unwrap()
+                .build()
+                .unwrap();
+        assert_eq!(clamd.name(), "clamd");
     }
 }

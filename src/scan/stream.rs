@@ -10,7 +10,8 @@ use sha1::Sha1;
 use sha2::{Digest, Sha256};
 
 use super::builtin::ArchiveLimits;
-use super::signatures::{BodyOffset, SignatureDb};
+use super::pattern::BodyOffset;
+use super::signatures::SignatureDb;
 use super::zip::ZipScan;
 
 /// A detection: the signature (or limit heuristic) name. Returned as an `Err` so `?`
@@ -21,8 +22,21 @@ pub(crate) struct Found(pub String);
 /// Work done inside archives so far, across every nesting level of one input.
 #[derive(Debug, Default)]
 pub(crate) struct Budget {
+    /// Bytes of the input itself read so far.
+    pub input_bytes: u64,
     pub archive_bytes: u64,
     pub members: u64,
+}
+
+impl Budget {
+    /// Counts `n` more extracted bytes; false once past the limits.
+    pub fn extract(&mut self, n: usize, limits: &ArchiveLimits) -> bool {
+        self.archive_bytes += n as u64;
+        let allowed = limits
+            .max_archive_bytes
+            .max(limits.max_expansion.saturating_mul(self.input_bytes));
+        self.archive_bytes <= allowed
+    }
 }
 
 /// What every level of a scan shares.

@@ -34,10 +34,6 @@ enum State {
         remaining: u64,
     },
     Inflate,
-    /// A member we cannot inspect, of known size.
-    Skip {
-        remaining: u64,
-    },
 }
 
 /// Zip members found in one stream whose members sit at `depth`.
@@ -80,17 +76,6 @@ impl ZipScan {
                     &data[take..]
                 }
                 State::Inflate => self.inflate(ctx, data)?,
-                State::Skip { remaining } => {
-                    let take = remaining.min(data.len() as u64) as usize;
-                    self.state = if remaining == take as u64 {
-                        State::Seek
-                    } else {
-                        State::Skip {
-                            remaining: remaining - take as u64,
-                        }
-                    };
-                    &data[take..]
-                }
             };
         }
         Ok(())
@@ -169,10 +154,10 @@ impl ZipScan {
             && (h.method == METHOD_DEFLATE
                 || (h.method == METHOD_STORED && h.compressed_size.is_some()));
         if !inspectable {
-            self.state = match h.compressed_size {
-                Some(remaining) if h.flags & FLAG_DATA_DESCRIPTOR == 0 => State::Skip { remaining },
-                _ => State::Seek,
-            };
+            // Look for the next header right away instead of skipping the declared size: a
+            // header lying about its size must not hide the members behind it (unzip finds
+            // them through the central directory).
+            self.state = State::Seek;
             return Ok(());
         }
         if self.depth > ctx.limits.max_depth {
@@ -206,8 +191,7 @@ impl ZipScan {
             let produced = (inflater.total_out() - out_before) as usize;
             data = &data[used..];
             if produced > 0 {
-                ctx.budget.archive_bytes += produced as u64;
-                if ctx.budget.archive_bytes > ctx.limits.max_archive_bytes {
+                if !ctx.budget.extract(produced, ctx.limits) {
                     return Err(Found(LIMIT_BYTES.into()));
                 }
                 if let Some(member) = self.member.as_mut() {
@@ -238,8 +222,7 @@ impl ZipScan {
     }
 
     fn feed_member(&mut self, ctx: &mut Ctx<'_>, bytes: &[u8]) -> Result<(), Found> {
-        ctx.budget.archive_bytes += bytes.len() as u64;
-        if ctx.budget.archive_bytes > ctx.limits.max_archive_bytes {
+        if !ctx.budget.extract(bytes.len(), ctx.limits) {
             return Err(Found(LIMIT_BYTES.into()));
         }
         match self.member.as_mut() {

@@ -10,5 +10,6 @@ mod idempotency;
 mod ops_api;
 mod pipeline;
 mod projections;
+mod scan;
 mod store;
 mod verify;
