@@ -46,6 +46,9 @@ pub enum AppError {
     RequestTimeout,
     #[error("{0}")]
     UnsupportedMediaType(String),
+    /// A `Range` outside the content; carries the size for `Content-Range: bytes */size`.
+    #[error("the requested range is outside the content ({size} bytes)")]
+    RangeNotSatisfiable { size: u64 },
     /// Well-formed but semantically invalid input, or a domain rule refused it.
     #[error("{0}")]
     Validation(String),
@@ -77,6 +80,7 @@ impl AppError {
             AppError::QuotaExceeded(_) => "quota_exceeded",
             AppError::RequestTimeout => "request_timeout",
             AppError::UnsupportedMediaType(_) => "unsupported_media_type",
+            AppError::RangeNotSatisfiable { .. } => "range_not_satisfiable",
             AppError::Validation(_) => "validation_failed",
             AppError::RateLimited { .. } => "rate_limited",
             AppError::Unavailable(_) => "service_unavailable",
@@ -99,6 +103,7 @@ impl AppError {
             AppError::QuotaExceeded(_) => StatusCode::PAYLOAD_TOO_LARGE,
             AppError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             AppError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            AppError::RangeNotSatisfiable { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
             AppError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             AppError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             AppError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -149,6 +154,7 @@ impl AppError {
             AppError::PayloadTooLarge("example".into()),
             AppError::QuotaExceeded("example".into()),
             AppError::UnsupportedMediaType("example".into()),
+            AppError::RangeNotSatisfiable { size: 1 },
             AppError::Validation("example".into()),
             AppError::RateLimited {
                 retry_after_secs: 1,
@@ -234,10 +240,18 @@ impl IntoResponse for AppError {
             tracing::error!(error = format!("{err:#}"), "internal error");
         }
         let mut response = (self.status(), Json(self.body())).into_response();
-        if let AppError::RateLimited { retry_after_secs } = self {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+        match self {
+            AppError::RateLimited { retry_after_secs } => {
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+            }
+            AppError::RangeNotSatisfiable { size } => {
+                if let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}")) {
+                    response.headers_mut().insert(header::CONTENT_RANGE, v);
+                }
+            }
+            _ => {}
         }
         response
     }

@@ -2,6 +2,7 @@
 
 mod auth;
 mod devices;
+mod download;
 pub mod edge;
 mod health;
 pub mod idempotency;
@@ -33,6 +34,7 @@ use ratelimit::RateLimitLayer;
         users::me, users::set_role, users::ban, users::unban,
         sessions::list, sessions::revoke, devices::list,
         upload::create_file, upload::create_version,
+        download::current, download::version, download::thumbnail,
     ),
     components(schemas(ErrorBody, ErrorDetail, health::Health, upload::UploadAccepted)),
     modifiers(&BearerAuth)
@@ -93,6 +95,12 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/devices", get(devices::list))
         .route("/v1/files", post(upload::create_file))
         .route("/v1/files/{id}/versions", post(upload::create_version))
+        .route("/v1/files/{id}/content", get(download::current))
+        .route(
+            "/v1/files/{id}/versions/{n}/content",
+            get(download::version),
+        )
+        .route("/v1/files/{id}/thumbnail", get(download::thumbnail))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(JsonBodyLimitLayer::new(config.max_json_body_bytes))
