@@ -6,6 +6,7 @@ use sqlx::PgPool;
 
 use crate::auth::TokenKeys;
 use crate::config::Config;
+use crate::live::LiveHub;
 use crate::metrics::Metrics;
 use crate::ratelimit::RateLimiter;
 use crate::store::EventLog;
@@ -26,4 +27,6 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// JWT signing/verification keys from `JWT_SECRET`.
     pub tokens: TokenKeys,
+    /// Live events for SSE clients (src/live); its token ends streams on shutdown.
+    pub live: LiveHub,
 }

@@ -3,10 +3,12 @@
 mod auth;
 mod devices;
 pub mod edge;
+mod events;
 mod health;
 pub mod idempotency;
 pub mod json;
 mod middleware;
+mod notifications;
 mod ops;
 pub mod ratelimit;
 mod sessions;
@@ -34,6 +36,7 @@ use ratelimit::RateLimitLayer;
         auth::register, auth::login, auth::refresh, auth::logout, auth::invite,
         users::me, users::set_role, users::ban, users::unban,
         sessions::list, sessions::revoke, devices::list,
+        notifications::list, notifications::mark_read, events::stream,
     ),
     components(schemas(ErrorBody, ErrorDetail, health::Health)),
     modifiers(&BearerAuth)
@@ -92,6 +95,9 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/sessions", get(sessions::list))
         .route("/v1/sessions/{id}", delete(sessions::revoke))
         .route("/v1/devices", get(devices::list))
+        .route("/v1/notifications", get(notifications::list))
+        .route("/v1/notifications/{id}/read", post(notifications::mark_read))
+        .route("/v1/events", get(events::stream))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(JsonBodyLimitLayer::new(config.max_json_body_bytes))

@@ -6,6 +6,7 @@ pub mod accounts;
 pub mod audit_log;
 pub mod devices;
 pub mod files;
+pub mod notifications;
 pub mod rebuild;
 mod record;
 pub mod runtime;
@@ -61,14 +62,24 @@ pub fn all() -> Vec<Arc<dyn Projector>> {
         Arc::new(audit_log::AuditLogProjector),
         Arc::new(devices::DevicesProjector::default()),
         Arc::new(files::FilesProjector),
+        Arc::new(notifications::NotificationsProjector::default()),
         Arc::new(stream_heads::StreamHeadsProjector),
     ]
 }
 
 /// The projectors a running instance uses: `all()` with their after-commit side
 /// effects wired to Redis.
-pub fn live(_reactions: Reactions) -> Vec<Arc<dyn Projector>> {
+pub fn live(reactions: Reactions) -> Vec<Arc<dyn Projector>> {
     all()
+        .into_iter()
+        .map(|p| match p.name() {
+            // Publishes new rows on Redis for SSE clients (src/live).
+            "notifications" => {
+                Arc::new(notifications::NotificationsProjector::live(reactions.clone()))
+            }
+            _ => p,
+        })
+        .collect()
 }
 
 /// Finds a projector by name.
