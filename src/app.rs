@@ -111,10 +111,12 @@ impl App {
                 .with_context(|| format!("BIND_ADDR {} cannot be bound", config.bind_addr))?;
             addr = Some(listener.local_addr()?);
             // One shared Redis subscription feeds this instance's SSE clients.
-            tasks.push(tokio::spawn(state.live.clone().run(
-                state.redis.clone(),
-                config.redis_key_prefix.clone(),
-            )));
+            tasks.push(tokio::spawn(
+                state
+                    .live
+                    .clone()
+                    .run(state.redis.clone(), config.redis_key_prefix.clone()),
+            ));
             let router = crate::api::router(state.clone());
             let stop = shutdown.clone();
             tasks.push(tokio::spawn(async move {

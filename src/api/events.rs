@@ -60,12 +60,12 @@ impl FromRequestParts<AppState> for StreamCaller {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
         let Query(query) = Query::<EventsQuery>::try_from_uri(&parts.uri)
             .map_err(|e| AppError::BadRequest(e.body_text()))?;
-        if !parts.headers.contains_key(AUTHORIZATION) {
-            if let Some(token) = query.access_token {
-                let value = HeaderValue::from_str(&format!("Bearer {token}"))
-                    .map_err(|_| AppError::Unauthorized(AuthFailure::MalformedToken))?;
-                parts.headers.insert(AUTHORIZATION, value);
-            }
+        if !parts.headers.contains_key(AUTHORIZATION)
+            && let Some(token) = query.access_token
+        {
+            let value = HeaderValue::from_str(&format!("Bearer {token}"))
+                .map_err(|_| AppError::Unauthorized(AuthFailure::MalformedToken))?;
+            parts.headers.insert(AUTHORIZATION, value);
         }
         let ctx = TenantContext::from_request_parts(parts, state).await?;
         // Verified again only to learn `exp` (the extractor has just accepted it).
@@ -135,7 +135,8 @@ pub async fn stream(
         resume.is_some(),
         tx,
     ));
-    Ok(Sse::new(ReceiverStream::new(rx)).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+    Ok(Sse::new(ReceiverStream::new(rx))
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }
 
 type Tx = mpsc::Sender<Result<Event, Infallible>>;
@@ -189,7 +190,10 @@ async fn pump(
             },
         };
         if let Err(err) = outcome {
-            tracing::warn!(error = format!("{err:#}"), "event stream ended; the client resumes with its last id");
+            tracing::warn!(
+                error = format!("{err:#}"),
+                "event stream ended; the client resumes with its last id"
+            );
             return;
         }
     }

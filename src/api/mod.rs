@@ -96,7 +96,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/sessions/{id}", delete(sessions::revoke))
         .route("/v1/devices", get(devices::list))
         .route("/v1/notifications", get(notifications::list))
-        .route("/v1/notifications/{id}/read", post(notifications::mark_read))
+        .route(
+            "/v1/notifications/{id}/read",
+            post(notifications::mark_read),
+        )
         .route("/v1/events", get(events::stream))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

@@ -35,8 +35,8 @@ pub(super) fn row_view(row: &PgRow) -> Result<(i64, NotificationView), sqlx::Err
             .map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
         global_position: row.get("global_position"),
     };
-    let details: serde_json::Value = serde_json::from_str(row.get("details"))
-        .map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
+    let details: serde_json::Value =
+        serde_json::from_str(row.get("details")).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
     let kind: String = row.get("kind");
     let file_name: String = row.get("file_name");
     let version_number: i32 = row.get("version_number");

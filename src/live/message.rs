@@ -137,7 +137,17 @@ mod tests {
     #[test]
     fn malformed_event_ids_are_refused() {
         for bad in [
-            "", "-", "1", "1-", "-1", "a-1", "1-b", "1--1", "1-2-3", "+1-2", "99999999999999999999-1",
+            "",
+            "-",
+            "1",
+            "1-",
+            "-1",
+            "a-1",
+            "1-b",
+            "1--1",
+            "1-2-3",
+            "+1-2",
+            "99999999999999999999-1",
         ] {
             assert_eq!(bad.parse::<EventId>(), Err(BadEventId), "{bad:?}");
         }
@@ -151,6 +161,8 @@ mod tests {
             "\"a.pdf\" version 2 duplicates version 1"
         );
         let d = serde_json::json!({"signature": "Eicar-Test-Signature"});
-        assert!(message("virus_found", "a", 1, "virus_failed", &d).ends_with("Eicar-Test-Signature"));
+        assert!(
+            message("virus_found", "a", 1, "virus_failed", &d).ends_with("Eicar-Test-Signature")
+        );
     }
 }

@@ -11,6 +11,7 @@
 pub mod message;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -48,6 +49,8 @@ struct Inner {
     users: Mutex<HashMap<UserKey, broadcast::Sender<Live>>>,
     /// Cancelled on server shutdown: SSE streams end so the HTTP server can drain.
     shutdown: CancellationToken,
+    /// Whether the Redis subscription is up right now.
+    subscribed: AtomicBool,
 }
 
 /// A client's receiver; dropping it removes the user's channel once unused.
@@ -85,6 +88,7 @@ impl LiveHub {
             inner: Arc::new(Inner {
                 users: Mutex::new(HashMap::new()),
                 shutdown,
+                subscribed: AtomicBool::new(false),
             }),
         }
     }
@@ -110,6 +114,11 @@ impl LiveHub {
             key: (tenant, user),
             hub: self.clone(),
         }
+    }
+
+    /// Whether the shared Redis subscription is established right now.
+    pub fn is_subscribed(&self) -> bool {
+        self.inner.subscribed.load(Ordering::Relaxed)
     }
 
     /// Local clients right now (for tests and metrics).
@@ -150,10 +159,11 @@ impl LiveHub {
         let shutdown = self.inner.shutdown.clone();
         let mut failures: u32 = 0;
         while !shutdown.is_cancelled() {
-            match self
+            let outcome = self
                 .subscribed(&client, &pattern, &key_prefix, &mut failures)
-                .await
-            {
+                .await;
+            self.inner.subscribed.store(false, Ordering::Relaxed);
+            match outcome {
                 Ok(()) => break,
                 Err(err) => {
                     failures += 1;
@@ -187,6 +197,7 @@ impl LiveHub {
             .map_err(|_| anyhow::anyhow!("PSUBSCRIBE timed out"))??;
         tracing::info!("live events: subscribed");
         *failures = 0;
+        self.inner.subscribed.store(true, Ordering::Relaxed);
         // Anything published before this point (or while we were away) reached nobody
         // here; clients fill the gap from the table.
         self.resync_all();

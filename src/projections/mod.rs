@@ -74,9 +74,9 @@ pub fn live(reactions: Reactions) -> Vec<Arc<dyn Projector>> {
         .into_iter()
         .map(|p| match p.name() {
             // Publishes new rows on Redis for SSE clients (src/live).
-            "notifications" => {
-                Arc::new(notifications::NotificationsProjector::live(reactions.clone()))
-            }
+            "notifications" => Arc::new(notifications::NotificationsProjector::live(
+                reactions.clone(),
+            )),
             _ => p,
         })
         .collect()

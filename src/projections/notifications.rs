@@ -234,11 +234,11 @@ impl Projector for NotificationsProjector {
         save_recipients(conn, &files, &changed).await?;
         let published = insert_rows(conn, rows).await?;
         mark_read(conn, reads).await?;
-        if self.reactions.is_some() {
-            if let Some(last) = events.last() {
-                *self.pending.lock().unwrap_or_else(|e| e.into_inner()) =
-                    Some((last.position, published));
-            }
+        if self.reactions.is_some()
+            && let Some(last) = events.last()
+        {
+            *self.pending.lock().unwrap_or_else(|e| e.into_inner()) =
+                Some((last.position, published));
         }
         Ok(())
     }
@@ -247,7 +247,11 @@ impl Projector for NotificationsProjector {
         let (Some(reactions), Some(last)) = (&self.reactions, events.last()) else {
             return;
         };
-        let pending = self.pending.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let pending = self
+            .pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
         let Some((_, rows)) = pending.filter(|(p, _)| *p == last.position) else {
             return;
         };
@@ -507,7 +511,10 @@ async fn publish(reactions: &Reactions, rows: &[Published]) {
                 tracing::warn!(error = %err, rows = rows.len(), "live events not published; clients re-sync from the table")
             }
             Err(_) if attempt == 2 => {
-                tracing::warn!(rows = rows.len(), "publishing live events timed out; clients re-sync from the table")
+                tracing::warn!(
+                    rows = rows.len(),
+                    "publishing live events timed out; clients re-sync from the table"
+                )
             }
             _ => {}
         }
@@ -548,6 +555,9 @@ mod tests {
         assert_eq!((kind, status), (STATUS_KIND, "queued"));
         let (kind, _, status, _) = classify(&failed(true)).unwrap();
         assert_eq!((kind, status), ("processing_failed", "failed"));
-        assert!(!details.to_string().contains("/var"), "reasons stay internal");
+        assert!(
+            !details.to_string().contains("/var"),
+            "reasons stay internal"
+        );
     }
 }
