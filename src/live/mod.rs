@@ -9,6 +9,7 @@
 //! published while it was away is lost (pub/sub does not buffer).
 
 pub mod message;
+pub mod publish;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};

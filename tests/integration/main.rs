@@ -7,7 +7,6 @@ mod devices;
 mod edge;
 mod files;
 mod idempotency;
-mod live_events;
 mod notifications;
 mod ops_api;
 mod projections;

@@ -12,8 +12,8 @@ use futures::{Stream, StreamExt};
 use reqwest::StatusCode;
 use serde_json::Value;
 
+use super::{Account, Files, account, app, overrides, wait_for_rows};
 use crate::common::{TempDir, TestApp, test_config, unique_redis_prefix};
-use crate::notifications::{Account, Files, account, app, overrides, wait_for_rows};
 
 #[derive(Debug, Clone)]
 struct SseEvent {
