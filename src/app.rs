@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::db::{self, DbRole};
+use crate::live::LiveHub;
 use crate::media::MediaLimits;
 use crate::metrics::Metrics;
 use crate::projections;
@@ -68,6 +69,7 @@ impl App {
         let limiter = RateLimiter::new(redis_conn.clone(), &config.redis_key_prefix);
         let config = Arc::new(config);
         let metrics = Arc::new(Metrics::new());
+        let shutdown = CancellationToken::new();
         let state = AppState {
             config: config.clone(),
             events: EventLog::new(app_pool.clone()).with_counter(metrics.events_appended.clone()),
@@ -78,8 +80,8 @@ impl App {
             metrics,
             tokens: crate::auth::TokenKeys::new(config.jwt_secret.expose()),
             storage: Storage::open(&config.storage).context("storage cannot be opened")?,
+            live: LiveHub::new(shutdown.clone()),
         };
-        let shutdown = CancellationToken::new();
         let mut tasks = Vec::new();
 
         if mode.runs_worker() {
@@ -129,6 +131,13 @@ impl App {
                 .await
                 .with_context(|| format!("BIND_ADDR {} cannot be bound", config.bind_addr))?;
             addr = Some(listener.local_addr()?);
+            // One shared Redis subscription feeds this instance's SSE clients.
+            tasks.push(tokio::spawn(
+                state
+                    .live
+                    .clone()
+                    .run(state.redis.clone(), config.redis_key_prefix.clone()),
+            ));
             let router = crate::api::router(state.clone());
             let stop = shutdown.clone();
             tasks.push(tokio::spawn(async move {

@@ -14,6 +14,7 @@ pub mod config;
 pub mod db;
 pub mod error;
 pub mod ids;
+pub mod live;
 pub mod media;
 pub mod metrics;
 pub mod projections;

@@ -6,6 +6,7 @@ use sqlx::PgPool;
 
 use crate::auth::TokenKeys;
 use crate::config::Config;
+use crate::live::LiveHub;
 use crate::metrics::Metrics;
 use crate::ratelimit::RateLimiter;
 use crate::storage::Storage;
@@ -29,4 +30,6 @@ pub struct AppState {
     pub tokens: TokenKeys,
     /// Temporary uploads and final blobs (local or S3).
     pub storage: Storage,
+    /// Live events for SSE clients (src/live); its token ends streams on shutdown.
+    pub live: LiveHub,
 }

@@ -4,10 +4,12 @@ mod auth;
 mod devices;
 mod download;
 pub mod edge;
+mod events;
 mod health;
 pub mod idempotency;
 pub mod json;
 mod middleware;
+mod notifications;
 mod ops;
 pub mod ratelimit;
 mod sessions;
@@ -35,6 +37,7 @@ use ratelimit::RateLimitLayer;
         sessions::list, sessions::revoke, devices::list,
         upload::create_file, upload::create_version,
         download::current, download::version, download::thumbnail,
+        notifications::list, notifications::mark_read, events::stream,
     ),
     components(schemas(ErrorBody, ErrorDetail, health::Health, upload::UploadAccepted)),
     modifiers(&BearerAuth)
@@ -101,6 +104,12 @@ pub fn router(state: AppState) -> Router {
             get(download::version),
         )
         .route("/v1/files/{id}/thumbnail", get(download::thumbnail))
+        .route("/v1/notifications", get(notifications::list))
+        .route(
+            "/v1/notifications/{id}/read",
+            post(notifications::mark_read),
+        )
+        .route("/v1/events", get(events::stream))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(JsonBodyLimitLayer::new(config.max_json_body_bytes))

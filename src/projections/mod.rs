@@ -7,6 +7,7 @@ pub mod audit_log;
 pub mod devices;
 pub mod files;
 pub mod jobs;
+pub mod notifications;
 pub mod rebuild;
 mod record;
 pub mod runtime;
@@ -70,6 +71,11 @@ fn build(reactions: Option<&Reactions>) -> Vec<Arc<dyn Projector>> {
         Arc::new(devices::DevicesProjector::default()),
         Arc::new(files::FilesProjector),
         Arc::new(jobs::JobsProjector::new(queue)),
+        Arc::new(match reactions {
+            // Publishes new rows on Redis for SSE clients (src/live).
+            Some(r) => notifications::NotificationsProjector::live(r.clone()),
+            None => notifications::NotificationsProjector::default(),
+        }),
         Arc::new(stream_heads::StreamHeadsProjector),
     ]
 }

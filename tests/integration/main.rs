@@ -7,6 +7,7 @@ mod devices;
 mod edge;
 mod files;
 mod idempotency;
+mod notifications;
 mod ops_api;
 mod pipeline;
 mod projections;

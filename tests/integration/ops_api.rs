@@ -36,6 +36,9 @@ async fn health_ready_metrics_and_openapi() {
         ("/v1/sessions", "get"),
         ("/v1/sessions/{id}", "delete"),
         ("/v1/devices", "get"),
+        ("/v1/notifications", "get"),
+        ("/v1/notifications/{id}/read", "post"),
+        ("/v1/events", "get"),
     ] {
         assert!(
             doc["paths"][path].get(method).is_some(),

@@ -1,0 +1,168 @@
+//! What travels from the `notifications` projector to SSE clients: the row as clients
+//! see it, the envelope published on Redis, and the SSE event id.
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// A notification or version-status change as `GET /v1/notifications` and
+/// `GET /v1/events` show it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct NotificationView {
+    pub id: Uuid,
+    /// The SSE event id of this row, `<transaction_id>-<global_position>`.
+    pub event_id: String,
+    /// `version_completed`, `duplicate`, `virus_found`, `processing_failed`, or
+    /// `version_status` (a status change that is not a notification; SSE only).
+    pub kind: String,
+    pub file_id: Uuid,
+    /// The file's display name when the event happened.
+    pub file_name: String,
+    pub version_number: i32,
+    /// The version's status after the event (`file_status`).
+    pub status: String,
+    /// Kind-specific: `signature` (virus_found), `duplicate_of_version` (duplicate),
+    /// `attempt` (processing, queued, processing_failed), `size_bytes`/`mime_type`
+    /// (version_completed), `restored_from_version` (a restore).
+    #[schema(value_type = Object)]
+    pub details: serde_json::Value,
+    /// A sentence for people, derived from the fields above.
+    pub message: String,
+    pub created_at: DateTime<Utc>,
+    pub read_at: Option<DateTime<Utc>>,
+}
+
+impl NotificationView {
+    /// Status-only rows are streamed but not listed as notifications.
+    pub fn is_notification(&self) -> bool {
+        self.kind != STATUS_KIND
+    }
+}
+
+/// The kind of rows that only report a status change.
+pub const STATUS_KIND: &str = "version_status";
+
+/// The text shown to people; one place, so the list and the stream agree.
+pub fn message(
+    kind: &str,
+    file_name: &str,
+    version: i32,
+    status: &str,
+    details: &serde_json::Value,
+) -> String {
+    match kind {
+        "version_completed" => format!("\"{file_name}\" version {version} is ready"),
+        "duplicate" => match details["duplicate_of_version"].as_i64() {
+            Some(n) => format!("\"{file_name}\" version {version} duplicates version {n}"),
+            None => format!("\"{file_name}\" version {version} is a duplicate"),
+        },
+        "virus_found" => match details["signature"].as_str() {
+            Some(sig) => {
+                format!("\"{file_name}\" version {version} failed the virus scan: {sig}")
+            }
+            None => format!("\"{file_name}\" version {version} failed the virus scan"),
+        },
+        "processing_failed" => format!("\"{file_name}\" version {version} could not be processed"),
+        _ => format!("\"{file_name}\" version {version} is {status}"),
+    }
+}
+
+/// The message published on `{REDIS_KEY_PREFIX}events:{tenant}` for every new row.
+/// `seq` lets a live client see whether it missed a row (lease hand-over between
+/// projector instances can reorder publications; a lost message leaves a gap).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Published {
+    pub tenant_id: Uuid,
+    pub recipient_id: Uuid,
+    pub seq: i64,
+    pub row: NotificationView,
+}
+
+/// The Redis channel of a tenant's live events.
+pub fn channel(key_prefix: &str, tenant: Uuid) -> String {
+    format!("{key_prefix}events:{tenant}")
+}
+
+/// An SSE event id: the catch-up position of the event that produced the row. Ordered
+/// as the projector processed events, so "after this id" never skips a row (a smaller
+/// global position may commit later; its transaction id is then larger).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct EventId {
+    pub transaction_id: u64,
+    pub global_position: i64,
+}
+
+impl fmt::Display for EventId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}", self.transaction_id, self.global_position)
+    }
+}
+
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[error("an event id is <transaction_id>-<global_position>, two non-negative integers")]
+pub struct BadEventId;
+
+impl FromStr for EventId {
+    type Err = BadEventId;
+
+    fn from_str(s: &str) -> Result<Self, BadEventId> {
+        let (txid, pos) = s.trim().split_once('-').ok_or(BadEventId)?;
+        let digits = |t: &str| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit());
+        if !digits(txid) || !digits(pos) {
+            return Err(BadEventId);
+        }
+        Ok(EventId {
+            transaction_id: txid.parse().map_err(|_| BadEventId)?,
+            global_position: pos.parse().map_err(|_| BadEventId)?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_ids_round_trip_and_order_by_transaction_first() {
+        let id: EventId = "101-10".parse().unwrap();
+        assert_eq!(id.to_string(), "101-10");
+        // The later transaction sorts after, even with a smaller position.
+        assert!("100-11".parse::<EventId>().unwrap() < id);
+        assert_eq!("0-0".parse::<EventId>().unwrap(), EventId::default());
+    }
+
+    #[test]
+    fn malformed_event_ids_are_refused() {
+        for bad in [
+            "",
+            "-",
+            "1",
+            "1-",
+            "-1",
+            "a-1",
+            "1-b",
+            "1--1",
+            "1-2-3",
+            "+1-2",
+            "99999999999999999999-1",
+        ] {
+            assert_eq!(bad.parse::<EventId>(), Err(BadEventId), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn messages_name_the_file_and_version() {
+        let d = serde_json::json!({"duplicate_of_version": 1});
+        assert_eq!(
+            message("duplicate", "a.pdf", 2, "duplicate", &d),
+            "\"a.pdf\" version 2 duplicates version 1"
+        );
+        let d = serde_json::json!({"signature": "Eicar-Test-Signature"});
+        assert!(
+            message("virus_found", "a", 1, "virus_failed", &d).ends_with("Eicar-Test-Signature")
+        );
+    }
+}

@@ -1,0 +1,242 @@
+//! The notifications projector's writes: recipients, numbered rows, read marks. Each
+//! is one statement over `unnest` arrays, whatever the batch size.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use chrono::{DateTime, Utc};
+use sqlx::{PgConnection, Row};
+use uuid::Uuid;
+
+use super::{EventRecord, NewRow, notification_id};
+use crate::live::message::{self, EventId, NotificationView, Published};
+
+#[derive(Clone)]
+pub(super) struct Recipient {
+    pub(super) owner_id: Uuid,
+    pub(super) display_name: String,
+}
+
+/// The recipients of the files these events concern, as stored before this batch.
+pub(super) async fn load_recipients(
+    conn: &mut PgConnection,
+    file_events: &[(&EventRecord, Uuid)],
+) -> Result<HashMap<(Uuid, Uuid), Recipient>, sqlx::Error> {
+    let keys: BTreeSet<(Uuid, Uuid)> = file_events
+        .iter()
+        .map(|(e, id)| (e.tenant_id, *id))
+        .collect();
+    if keys.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let (tenants, ids): (Vec<Uuid>, Vec<Uuid>) = keys.into_iter().unzip();
+    let rows = sqlx::query(
+        "SELECT r.tenant_id, r.file_id, r.owner_id, r.display_name
+           FROM notification_recipients r
+           JOIN unnest($1::uuid[], $2::uuid[]) AS k(tenant_id, file_id) USING (tenant_id, file_id)",
+    )
+    .bind(tenants)
+    .bind(ids)
+    .fetch_all(conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|row| {
+            (
+                (row.get("tenant_id"), row.get("file_id")),
+                Recipient {
+                    owner_id: row.get("owner_id"),
+                    display_name: row.get("display_name"),
+                },
+            )
+        })
+        .collect())
+}
+
+pub(super) async fn save_recipients(
+    conn: &mut PgConnection,
+    files: &HashMap<(Uuid, Uuid), Recipient>,
+    changed: &BTreeSet<(Uuid, Uuid)>,
+) -> Result<(), sqlx::Error> {
+    if changed.is_empty() {
+        return Ok(());
+    }
+    let (mut tenants, mut ids, mut owners, mut names) = (vec![], vec![], vec![], vec![]);
+    for key in changed {
+        let r = &files[key];
+        tenants.push(key.0);
+        ids.push(key.1);
+        owners.push(r.owner_id);
+        names.push(r.display_name.clone());
+    }
+    sqlx::query(
+        "INSERT INTO notification_recipients (tenant_id, file_id, owner_id, display_name)
+         SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[])
+         ON CONFLICT (tenant_id, file_id) DO UPDATE SET display_name = EXCLUDED.display_name",
+    )
+    .bind(tenants)
+    .bind(ids)
+    .bind(owners)
+    .bind(names)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Numbers the rows per recipient (continuing from the stored maximum), inserts them,
+/// and returns them as they will be published.
+pub(super) async fn insert_rows(
+    conn: &mut PgConnection,
+    rows: Vec<NewRow>,
+) -> Result<Vec<Published>, sqlx::Error> {
+    if rows.is_empty() {
+        return Ok(vec![]);
+    }
+    let recipients: BTreeSet<(Uuid, Uuid)> =
+        rows.iter().map(|r| (r.tenant_id, r.recipient_id)).collect();
+    let (tenants, users): (Vec<Uuid>, Vec<Uuid>) = recipients.into_iter().unzip();
+    let mut next: BTreeMap<(Uuid, Uuid), i64> = sqlx::query(
+        "SELECT k.tenant_id, k.recipient_id,
+                coalesce((SELECT max(n.seq) FROM notifications n
+                           WHERE n.tenant_id = k.tenant_id AND n.recipient_id = k.recipient_id), 0) AS seq
+           FROM unnest($1::uuid[], $2::uuid[]) AS k(tenant_id, recipient_id)",
+    )
+    .bind(tenants)
+    .bind(users)
+    .fetch_all(&mut *conn)
+    .await?
+    .into_iter()
+    .map(|row| ((row.get("tenant_id"), row.get("recipient_id")), row.get("seq")))
+    .collect();
+
+    let mut published = Vec::with_capacity(rows.len());
+    for r in rows {
+        let seq = next.entry((r.tenant_id, r.recipient_id)).or_insert(0);
+        *seq += 1;
+        let version_number = r.version_number as i32;
+        let event_id = EventId {
+            transaction_id: r.position.transaction_id,
+            global_position: r.position.global_position,
+        };
+        published.push(Published {
+            tenant_id: r.tenant_id,
+            recipient_id: r.recipient_id,
+            seq: *seq,
+            row: NotificationView {
+                id: notification_id(r.tenant_id, r.position.global_position),
+                event_id: event_id.to_string(),
+                kind: r.kind.to_string(),
+                file_id: r.file_id,
+                message: message::message(
+                    r.kind,
+                    &r.file_name,
+                    version_number,
+                    r.status,
+                    &r.details,
+                ),
+                file_name: r.file_name,
+                version_number,
+                status: r.status.to_string(),
+                details: r.details,
+                created_at: r.created_at,
+                read_at: None,
+            },
+        });
+    }
+
+    let mut cols = Columns::default();
+    for p in &published {
+        cols.push(p);
+    }
+    sqlx::query(
+        "INSERT INTO notifications (tenant_id, id, recipient_id, seq, transaction_id, global_position,
+                                    kind, file_id, file_name, version_number, status, details, created_at)
+         SELECT t, i, r, s, x::xid8, p, k, f, n, v, st::file_status, d::jsonb, c
+           FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::int8[], $5::text[], $6::int8[], $7::text[],
+                       $8::uuid[], $9::text[], $10::int4[], $11::text[], $12::text[], $13::timestamptz[])
+                AS u(t, i, r, s, x, p, k, f, n, v, st, d, c)",
+    )
+    .bind(cols.tenants)
+    .bind(cols.ids)
+    .bind(cols.recipients)
+    .bind(cols.seqs)
+    .bind(cols.xids)
+    .bind(cols.positions)
+    .bind(cols.kinds)
+    .bind(cols.files)
+    .bind(cols.names)
+    .bind(cols.versions)
+    .bind(cols.statuses)
+    .bind(cols.details)
+    .bind(cols.created)
+    .execute(conn)
+    .await?;
+    Ok(published)
+}
+
+/// Column arrays for one `unnest` insert.
+#[derive(Default)]
+struct Columns {
+    tenants: Vec<Uuid>,
+    ids: Vec<Uuid>,
+    recipients: Vec<Uuid>,
+    seqs: Vec<i64>,
+    xids: Vec<String>,
+    positions: Vec<i64>,
+    kinds: Vec<String>,
+    files: Vec<Uuid>,
+    names: Vec<String>,
+    versions: Vec<i32>,
+    statuses: Vec<String>,
+    details: Vec<String>,
+    created: Vec<DateTime<Utc>>,
+}
+
+impl Columns {
+    fn push(&mut self, p: &Published) {
+        let id: EventId = p.row.event_id.parse().expect("formatted above");
+        self.tenants.push(p.tenant_id);
+        self.ids.push(p.row.id);
+        self.recipients.push(p.recipient_id);
+        self.seqs.push(p.seq);
+        self.xids.push(id.transaction_id.to_string());
+        self.positions.push(id.global_position);
+        self.kinds.push(p.row.kind.clone());
+        self.files.push(p.row.file_id);
+        self.names.push(p.row.file_name.clone());
+        self.versions.push(p.row.version_number);
+        self.statuses.push(p.row.status.clone());
+        self.details.push(p.row.details.to_string());
+        self.created.push(p.row.created_at);
+    }
+}
+
+/// `NotificationRead` sets `read_at` once (the first read's time). The notification's
+/// row always precedes its read in catch-up order: the API only records a read of a
+/// row it found in the table.
+pub(super) async fn mark_read(
+    conn: &mut PgConnection,
+    reads: Vec<(Uuid, Uuid, DateTime<Utc>)>,
+) -> Result<(), sqlx::Error> {
+    if reads.is_empty() {
+        return Ok(());
+    }
+    let (mut tenants, mut ids, mut ats) = (vec![], vec![], vec![]);
+    for (t, i, at) in reads {
+        tenants.push(t);
+        ids.push(i);
+        ats.push(at);
+    }
+    sqlx::query(
+        "UPDATE notifications n SET read_at = r.at
+           FROM (SELECT t, i, min(at) AS at
+                   FROM unnest($1::uuid[], $2::uuid[], $3::timestamptz[]) AS u(t, i, at)
+                  GROUP BY t, i) r
+          WHERE n.tenant_id = r.t AND n.id = r.i AND n.read_at IS NULL",
+    )
+    .bind(tenants)
+    .bind(ids)
+    .bind(ats)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
