@@ -22,6 +22,12 @@ pub struct RouteLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct QueueLabels {
+    /// `ready` (in the stream, incl. being worked on) or `delayed` (waiting to retry).
+    pub state: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ProjectorLabels {
     pub projector: String,
 }
@@ -32,6 +38,8 @@ pub struct Metrics {
     pub http_latency: Family<RouteLabels, Histogram>,
     pub events_appended: Counter,
     pub projection_lag_events: Family<ProjectorLabels, Gauge>,
+    /// Jobs in the Redis queue, read at scrape: what workers are scaled on.
+    pub queue_depth: Family<QueueLabels, Gauge>,
     pub projection_lag_seconds: Family<ProjectorLabels, Gauge<f64, AtomicU64>>,
 }
 
@@ -52,6 +60,12 @@ impl Metrics {
         });
         let events_appended = Counter::default();
         let projection_lag_events = Family::<ProjectorLabels, Gauge>::default();
+        let queue_depth = Family::<QueueLabels, Gauge>::default();
+        registry.register(
+            "queue_depth",
+            "Processing jobs in the queue (ready or delayed for a retry)",
+            queue_depth.clone(),
+        );
         let projection_lag_seconds = Family::<ProjectorLabels, Gauge<f64, AtomicU64>>::default();
         registry.register(
             "http_requests",
@@ -84,6 +98,7 @@ impl Metrics {
             http_latency,
             events_appended,
             projection_lag_events,
+            queue_depth,
             projection_lag_seconds,
         }
     }

@@ -7,6 +7,7 @@ pub mod edge;
 mod events;
 mod health;
 pub mod idempotency;
+mod jobs;
 pub mod json;
 mod middleware;
 mod notifications;
@@ -37,6 +38,7 @@ use ratelimit::RateLimitLayer;
         sessions::list, sessions::revoke, devices::list,
         upload::create_file, upload::create_version,
         download::current, download::version, download::thumbnail,
+        jobs::list, jobs::retry,
         notifications::list, notifications::mark_read, events::stream,
     ),
     components(schemas(ErrorBody, ErrorDetail, health::Health, upload::UploadAccepted)),
@@ -104,6 +106,8 @@ pub fn router(state: AppState) -> Router {
             get(download::version),
         )
         .route("/v1/files/{id}/thumbnail", get(download::thumbnail))
+        .route("/v1/jobs", get(jobs::list))
+        .route("/v1/jobs/{id}/retry", post(jobs::retry))
         .route("/v1/notifications", get(notifications::list))
         .route(
             "/v1/notifications/{id}/read",

@@ -29,6 +29,20 @@ pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse,
             .get_or_create(&labels)
             .set(p.lag_seconds);
     }
+    let queue = crate::queue::Queue::new(state.redis_conn.clone(), &state.config.redis_key_prefix);
+    match queue.depth().await {
+        Ok((ready, delayed)) => {
+            for (label, n) in [("ready", ready), ("delayed", delayed)] {
+                let labels = crate::metrics::QueueLabels { state: label };
+                state
+                    .metrics
+                    .queue_depth
+                    .get_or_create(&labels)
+                    .set(n as i64);
+            }
+        }
+        Err(err) => tracing::warn!(error = %err, "queue depth unavailable for /metrics"),
+    }
     Ok((
         [(
             header::CONTENT_TYPE,
