@@ -70,6 +70,10 @@ pub struct Config {
     pub max_json_body_bytes: usize,
     /// A local GeoIP database file for `locations.geo_json` (checked to exist at start-up).
     pub geoip_db: Option<PathBuf>,
+    /// How long a `GET /v1/files/{id}` body may live in the Redis cache; zero turns the
+    /// cache off. Invalidation is by the files projector; the TTL bounds what a missed
+    /// invalidation (Redis down at that moment) can leave stale.
+    pub file_cache_ttl: Duration,
 }
 
 /// The one-line reason configuration was refused; names the variable.
@@ -225,6 +229,14 @@ impl Config {
             ));
         }
 
+        let file_cache_ttl_secs = parse_u64(&get, "FILE_CACHE_TTL_SECS", 300)?;
+        if file_cache_ttl_secs > 86_400 {
+            return Err(invalid(
+                "FILE_CACHE_TTL_SECS",
+                "must be between 0 (cache off) and 86400",
+            ));
+        }
+
         Ok(Self {
             environment,
             database_url: Secret::new(database_url),
@@ -246,6 +258,7 @@ impl Config {
             trust_proxy_headers,
             max_json_body_bytes: max_json_body_bytes as usize,
             geoip_db,
+            file_cache_ttl: Duration::from_secs(file_cache_ttl_secs),
         })
     }
 }

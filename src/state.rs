@@ -5,6 +5,7 @@ use std::sync::Arc;
 use sqlx::PgPool;
 
 use crate::auth::TokenKeys;
+use crate::cache::FileCache;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::ratelimit::RateLimiter;
@@ -26,4 +27,6 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// JWT signing/verification keys from `JWT_SECRET`.
     pub tokens: TokenKeys,
+    /// Cache-aside for `GET /v1/files/{id}` (src/cache), on `redis_conn`.
+    pub file_cache: FileCache,
 }

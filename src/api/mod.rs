@@ -3,6 +3,9 @@
 mod auth;
 mod devices;
 pub mod edge;
+mod files;
+mod files_list;
+mod files_manage;
 mod health;
 pub mod idempotency;
 pub mod json;
@@ -34,6 +37,9 @@ use ratelimit::RateLimitLayer;
         auth::register, auth::login, auth::refresh, auth::logout, auth::invite,
         users::me, users::set_role, users::ban, users::unban,
         sessions::list, sessions::revoke, devices::list,
+        files_list::list, files::get, files::versions, files_list::tags,
+        files_manage::rename, files_manage::tag, files_manage::untag, files_manage::delete,
+        files_manage::restore, files_manage::restore_version,
     ),
     components(schemas(ErrorBody, ErrorDetail, health::Health)),
     modifiers(&BearerAuth)
@@ -92,6 +98,25 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/sessions", get(sessions::list))
         .route("/v1/sessions/{id}", delete(sessions::revoke))
         .route("/v1/devices", get(devices::list))
+        // Files read/manage API (upload, download and purge routes come with the worker).
+        .route("/v1/files", get(files_list::list))
+        .route(
+            "/v1/files/{id}",
+            get(files::get)
+                .patch(files_manage::rename)
+                .delete(files_manage::delete),
+        )
+        .route("/v1/files/{id}/versions", get(files::versions))
+        .route(
+            "/v1/files/{id}/tags/{tag}",
+            put(files_manage::tag).delete(files_manage::untag),
+        )
+        .route("/v1/files/{id}/restore", post(files_manage::restore))
+        .route(
+            "/v1/files/{id}/versions/{n}/restore",
+            post(files_manage::restore_version),
+        )
+        .route("/v1/tags", get(files_list::tags))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(JsonBodyLimitLayer::new(config.max_json_body_bytes))

@@ -60,15 +60,24 @@ pub fn all() -> Vec<Arc<dyn Projector>> {
         Arc::new(accounts::AccountsProjector),
         Arc::new(audit_log::AuditLogProjector),
         Arc::new(devices::DevicesProjector::default()),
-        Arc::new(files::FilesProjector),
+        Arc::new(files::FilesProjector::default()),
         Arc::new(stream_heads::StreamHeadsProjector),
     ]
 }
 
 /// The projectors a running instance uses: `all()` with their after-commit side
 /// effects wired to Redis.
-pub fn live(_reactions: Reactions) -> Vec<Arc<dyn Projector>> {
+pub fn live(reactions: Reactions) -> Vec<Arc<dyn Projector>> {
     all()
+        .into_iter()
+        .map(|p| match p.name() {
+            // Deletes the `GET /v1/files/{id}` cache entries of the files a batch touched.
+            "files" => {
+                Arc::new(files::FilesProjector::live(reactions.clone())) as Arc<dyn Projector>
+            }
+            _ => p,
+        })
+        .collect()
 }
 
 /// Finds a projector by name.
