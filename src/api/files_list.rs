@@ -12,6 +12,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 use sqlx::{Postgres, QueryBuilder, Row};
 use uuid::Uuid;
 
@@ -49,27 +50,78 @@ pub struct FilePage {
     pub next_cursor: Option<String>,
 }
 
-/// The cursor: `<created_at in µs since the epoch>:<id>` in base64url.
-fn encode_cursor(created_at: DateTime<Utc>, id: Uuid) -> String {
-    URL_SAFE_NO_PAD.encode(format!("{}:{}", created_at.timestamp_micros(), id.simple()))
-}
+/// Bytes of HMAC-SHA256 kept in a cursor: enough that a forged cursor is refused.
+const CURSOR_TAG_LEN: usize = 12;
 
-fn decode_cursor(cursor: &str) -> Result<(DateTime<Utc>, Uuid), AppError> {
-    let invalid = || AppError::BadRequest("invalid cursor".into());
-    let bytes = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| invalid())?;
-    let text = std::str::from_utf8(&bytes).map_err(|_| invalid())?;
-    let (micros, id) = text.split_once(':').ok_or_else(invalid)?;
-    // Exactly the forms `encode_cursor` writes: a leading '+' or uppercase hex is tampering.
-    if micros.starts_with('+') || id.len() != 32 || id.bytes().any(|b| b.is_ascii_uppercase()) {
-        return Err(invalid());
+/// Signs cursors, so a tampered one is refused (400) instead of silently paging from
+/// wherever it points. Keyed by a hash of `JWT_SECRET` and bound to the tenant.
+pub(super) struct CursorKey([u8; 32]);
+
+impl CursorKey {
+    pub(super) fn new(secret: &str) -> Self {
+        let mut h = Sha256::new();
+        h.update(b"chronicle files cursor v1\0");
+        h.update(secret.as_bytes());
+        Self(h.finalize().into())
     }
-    let at = micros
-        .parse::<i64>()
-        .ok()
-        .and_then(DateTime::from_timestamp_micros)
-        .ok_or_else(invalid)?;
-    let id = Uuid::try_parse(id).map_err(|_| invalid())?;
-    Ok((at, id))
+
+    /// HMAC-SHA256 (RFC 2104) over the tenant and the payload.
+    fn tag(&self, tenant: Uuid, payload: &[u8]) -> [u8; CURSOR_TAG_LEN] {
+        let pad = |byte: u8| {
+            let mut block = [byte; 64];
+            block.iter_mut().zip(self.0).for_each(|(b, k)| *b ^= k);
+            block
+        };
+        let inner = Sha256::new()
+            .chain_update(pad(0x36))
+            .chain_update(tenant.as_bytes())
+            .chain_update(payload)
+            .finalize();
+        let outer = Sha256::new()
+            .chain_update(pad(0x5c))
+            .chain_update(inner)
+            .finalize();
+        let mut tag = [0u8; CURSOR_TAG_LEN];
+        tag.copy_from_slice(&outer[..CURSOR_TAG_LEN]);
+        tag
+    }
+
+    /// `<created_at in µs since the epoch>:<id>` plus its tag, in base64url.
+    fn encode(&self, tenant: Uuid, created_at: DateTime<Utc>, id: Uuid) -> String {
+        let mut bytes = format!("{}:{}", created_at.timestamp_micros(), id.simple()).into_bytes();
+        let tag = self.tag(tenant, &bytes);
+        bytes.extend_from_slice(&tag);
+        URL_SAFE_NO_PAD.encode(bytes)
+    }
+
+    fn decode(&self, tenant: Uuid, cursor: &str) -> Result<(DateTime<Utc>, Uuid), AppError> {
+        let invalid = || AppError::BadRequest("invalid cursor".into());
+        let bytes = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| invalid())?;
+        let split = bytes
+            .len()
+            .checked_sub(CURSOR_TAG_LEN)
+            .ok_or_else(invalid)?;
+        let (payload, tag) = bytes.split_at(split);
+        // Compare every byte: no early exit whose timing would help forge a tag.
+        let expected = self.tag(tenant, payload);
+        if expected
+            .iter()
+            .zip(tag)
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            != 0
+        {
+            return Err(invalid());
+        }
+        let text = std::str::from_utf8(payload).map_err(|_| invalid())?;
+        let (micros, id) = text.split_once(':').ok_or_else(invalid)?;
+        let at = micros
+            .parse::<i64>()
+            .ok()
+            .and_then(DateTime::from_timestamp_micros)
+            .ok_or_else(invalid)?;
+        let id = Uuid::try_parse(id).map_err(|_| invalid())?;
+        Ok((at, id))
+    }
 }
 
 /// `%`, `_` and the escape character itself match literally.
@@ -104,7 +156,13 @@ pub async fn list(
             "limit must be between 1 and {MAX_LIMIT}"
         )));
     }
-    let cursor = params.cursor.as_deref().map(decode_cursor).transpose()?;
+    let key = CursorKey::new(state.config.jwt_secret.expose());
+    let tenant = ctx.tenant_id.0;
+    let cursor = params
+        .cursor
+        .as_deref()
+        .map(|c| key.decode(tenant, c))
+        .transpose()?;
     let status = match params.status.as_deref().filter(|s| !s.is_empty()) {
         Some(s) => Some(parse_status(s).ok_or_else(|| {
             AppError::BadRequest(
@@ -164,7 +222,7 @@ pub async fn list(
         .collect::<Result<Vec<_>, _>>()?;
     let next_cursor = if items.len() > limit as usize {
         items.truncate(limit as usize);
-        items.last().map(|f| encode_cursor(f.created_at, f.id))
+        items.last().map(|f| key.encode(tenant, f.created_at, f.id))
     } else {
         None
     };
@@ -227,22 +285,35 @@ mod tests {
 
     #[test]
     fn cursors_round_trip_and_tampering_is_refused() {
+        let key = CursorKey::new("secret");
+        let tenant = Uuid::now_v7();
         let at = DateTime::from_timestamp_micros(1_700_000_000_123_456).unwrap();
         let id = Uuid::now_v7();
-        let cursor = encode_cursor(at, id);
-        assert_eq!(decode_cursor(&cursor).unwrap(), (at, id));
+        let cursor = key.encode(tenant, at, id);
+        assert_eq!(key.decode(tenant, &cursor).unwrap(), (at, id));
+        // Any change to the payload breaks the tag.
+        let mut bytes = URL_SAFE_NO_PAD.decode(&cursor).unwrap();
+        bytes[3] ^= 1;
+        let flipped = URL_SAFE_NO_PAD.encode(&bytes);
+        let forged = URL_SAFE_NO_PAD.encode(format!("{}:{}", 1, id.simple()));
         for bad in [
             "",
             "not base64!",
-            &URL_SAFE_NO_PAD.encode("123"),
-            &URL_SAFE_NO_PAD.encode(format!("abc:{}", id.simple())),
-            &URL_SAFE_NO_PAD.encode(format!("+1:{}", id.simple())),
-            &URL_SAFE_NO_PAD.encode("1:not-a-uuid"),
-            &URL_SAFE_NO_PAD.encode(format!("99999999999999999999:{}", id.simple())),
+            "AAAA",
+            &flipped,
+            &forged,
             &cursor[..cursor.len() - 2],
         ] {
-            assert!(decode_cursor(bad).is_err(), "accepted {bad:?}");
+            assert!(key.decode(tenant, bad).is_err(), "accepted {bad:?}");
         }
+        assert!(
+            key.decode(Uuid::now_v7(), &cursor).is_err(),
+            "another tenant's cursor"
+        );
+        assert!(
+            CursorKey::new("other").decode(tenant, &cursor).is_err(),
+            "another key"
+        );
     }
 
     #[test]
