@@ -33,8 +33,11 @@ use crate::error::AppError;
 use crate::ids::TenantId;
 use crate::metrics::Metrics;
 
-/// How long a cache call may wait for Redis before the request goes to Postgres.
-const REDIS_TIMEOUT: Duration = Duration::from_millis(250);
+/// How long a cache call may wait for Redis before the request goes to Postgres. As
+/// long as the connection's own response timeout: a busy instance (a burst of a
+/// thousand requests on two cores) must not mistake its own queueing for a dead Redis,
+/// and the breaker limits a dead Redis to one slow request per second.
+const REDIS_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long Redis is skipped after a failure.
 const BREAKER_OPEN_FOR: Duration = Duration::from_secs(1);
 /// Lifetime of a generation counter after its last bump. It only has to outlive the

@@ -165,7 +165,8 @@ async fn reads_hit_the_cache_until_a_change_invalidates_it() {
     w.t.app.stop().await;
 }
 
-#[tokio::test]
+// Multi-threaded like the server in production; the readers share its two workers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_concurrent_cold_reads_cause_one_database_load() {
     let w = World::new(&[]).await;
     let file = quiet_file(&w, "popular").await;
