@@ -75,12 +75,18 @@ impl App {
             events: EventLog::new(app_pool.clone()).with_counter(metrics.events_appended.clone()),
             db: app_pool,
             redis,
-            redis_conn,
+            redis_conn: redis_conn.clone(),
             limiter,
-            metrics,
+            metrics: metrics.clone(),
             tokens: crate::auth::TokenKeys::new(config.jwt_secret.expose()),
             storage: Storage::open(&config.storage).context("storage cannot be opened")?,
             live: LiveHub::new(shutdown.clone()),
+            file_cache: crate::cache::FileCache::new(
+                redis_conn.clone(),
+                &config.redis_key_prefix,
+                config.file_cache_ttl,
+                metrics.clone(),
+            ),
         };
         let mut tasks = Vec::new();
 

@@ -81,6 +81,10 @@ pub struct Config {
     pub jobs: JobSettings,
     /// Virus scanning (`SCANNER`, `CLAMD_ADDR`, `SIGNATURES_DIR`; src/scan/settings.rs).
     pub scan: ScanSettings,
+    /// How long a `GET /v1/files/{id}` body may live in the Redis cache; zero turns the
+    /// cache off. Invalidation is by the files projector; the TTL bounds what a missed
+    /// invalidation (Redis down at that moment) can leave stale.
+    pub file_cache_ttl: Duration,
 }
 
 /// The processing queue and its workers.
@@ -265,6 +269,13 @@ impl Config {
         };
         let jobs = JobSettings::from_lookup(&get)?;
         let scan = ScanSettings::from_lookup(&get).map_err(|reason| invalid("SCANNER", reason))?;
+        let file_cache_ttl_secs = parse_u64(&get, "FILE_CACHE_TTL_SECS", 300)?;
+        if file_cache_ttl_secs > 86_400 {
+            return Err(invalid(
+                "FILE_CACHE_TTL_SECS",
+                "must be between 0 (cache off) and 86400",
+            ));
+        }
 
         Ok(Self {
             environment,
@@ -292,6 +303,7 @@ impl Config {
             tenant_quota_bytes,
             jobs,
             scan,
+            file_cache_ttl: Duration::from_secs(file_cache_ttl_secs),
         })
     }
 }

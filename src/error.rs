@@ -58,6 +58,9 @@ pub enum AppError {
     /// A dependency is down (readiness, circuit open).
     #[error("{0}")]
     Unavailable(String),
+    /// A documented part of the API that this build does not offer yet.
+    #[error("{0}")]
+    NotImplemented(String),
     /// Anything unexpected. The detail is logged, never returned.
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
@@ -84,6 +87,7 @@ impl AppError {
             AppError::Validation(_) => "validation_failed",
             AppError::RateLimited { .. } => "rate_limited",
             AppError::Unavailable(_) => "service_unavailable",
+            AppError::NotImplemented(_) => "not_implemented",
             AppError::Internal(_) => "internal_error",
         }
     }
@@ -107,6 +111,7 @@ impl AppError {
             AppError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             AppError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             AppError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            AppError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -160,6 +165,7 @@ impl AppError {
                 retry_after_secs: 1,
             },
             AppError::Unavailable("example".into()),
+            AppError::NotImplemented("example".into()),
             AppError::Internal(anyhow::anyhow!("example")),
         ]
     }

@@ -8,6 +8,7 @@ pub mod api;
 pub mod app;
 pub mod auth;
 pub mod bench;
+pub mod cache;
 pub mod cli;
 pub mod commands;
 pub mod config;

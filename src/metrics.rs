@@ -41,6 +41,13 @@ pub struct Metrics {
     /// Jobs in the Redis queue, read at scrape: what workers are scaled on.
     pub queue_depth: Family<QueueLabels, Gauge>,
     pub projection_lag_seconds: Family<ProjectorLabels, Gauge<f64, AtomicU64>>,
+    /// `GET /v1/files/{id}` cache (src/cache): hits, misses, and the database loads the
+    /// misses caused (fewer than misses: concurrent misses share one load).
+    pub file_cache_hits: Counter,
+    pub file_cache_misses: Counter,
+    pub file_cache_loads: Counter,
+    /// Redis failed or was skipped (breaker open); the request was served from Postgres.
+    pub file_cache_errors: Counter,
 }
 
 impl Default for Metrics {
@@ -92,6 +99,30 @@ impl Metrics {
             "Age of the oldest event a projector has not applied",
             projection_lag_seconds.clone(),
         );
+        let file_cache_hits = Counter::default();
+        let file_cache_misses = Counter::default();
+        let file_cache_loads = Counter::default();
+        let file_cache_errors = Counter::default();
+        registry.register(
+            "file_cache_hits",
+            "GET /v1/files/{id} answered from the Redis cache",
+            file_cache_hits.clone(),
+        );
+        registry.register(
+            "file_cache_misses",
+            "GET /v1/files/{id} not found in the Redis cache",
+            file_cache_misses.clone(),
+        );
+        registry.register(
+            "file_cache_loads",
+            "Database reads made to fill the file cache (single-flight)",
+            file_cache_loads.clone(),
+        );
+        registry.register(
+            "file_cache_errors",
+            "File cache Redis calls that failed or were skipped",
+            file_cache_errors.clone(),
+        );
         Self {
             registry,
             http_requests,
@@ -100,6 +131,10 @@ impl Metrics {
             projection_lag_events,
             queue_depth,
             projection_lag_seconds,
+            file_cache_hits,
+            file_cache_misses,
+            file_cache_loads,
+            file_cache_errors,
         }
     }
 

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use sqlx::PgPool;
 
 use crate::auth::TokenKeys;
+use crate::cache::FileCache;
 use crate::config::Config;
 use crate::live::LiveHub;
 use crate::metrics::Metrics;
@@ -32,4 +33,6 @@ pub struct AppState {
     pub storage: Storage,
     /// Live events for SSE clients (src/live); its token ends streams on shutdown.
     pub live: LiveHub,
+    /// Cache-aside for `GET /v1/files/{id}` (src/cache), on `redis_conn`.
+    pub file_cache: FileCache,
 }

@@ -5,6 +5,9 @@ mod devices;
 mod download;
 pub mod edge;
 mod events;
+mod files;
+mod files_list;
+mod files_manage;
 mod health;
 pub mod idempotency;
 mod jobs;
@@ -40,6 +43,9 @@ use ratelimit::RateLimitLayer;
         download::current, download::version, download::thumbnail,
         jobs::list, jobs::retry,
         notifications::list, notifications::mark_read, events::stream,
+        files_list::list, files::get, files::versions, files_list::tags,
+        files_manage::rename, files_manage::tag, files_manage::untag, files_manage::delete,
+        files_manage::restore, files_manage::restore_version,
     ),
     components(schemas(ErrorBody, ErrorDetail, health::Health, upload::UploadAccepted)),
     modifiers(&BearerAuth)
@@ -98,8 +104,28 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/sessions", get(sessions::list))
         .route("/v1/sessions/{id}", delete(sessions::revoke))
         .route("/v1/devices", get(devices::list))
-        .route("/v1/files", post(upload::create_file))
-        .route("/v1/files/{id}/versions", post(upload::create_version))
+        // Files: upload, read, manage (src/api/upload.rs, files*.rs), download.
+        .route("/v1/files", get(files_list::list).post(upload::create_file))
+        .route(
+            "/v1/files/{id}",
+            get(files::get)
+                .patch(files_manage::rename)
+                .delete(files_manage::delete),
+        )
+        .route(
+            "/v1/files/{id}/versions",
+            get(files::versions).post(upload::create_version),
+        )
+        .route(
+            "/v1/files/{id}/tags/{tag}",
+            put(files_manage::tag).delete(files_manage::untag),
+        )
+        .route("/v1/files/{id}/restore", post(files_manage::restore))
+        .route(
+            "/v1/files/{id}/versions/{n}/restore",
+            post(files_manage::restore_version),
+        )
+        .route("/v1/tags", get(files_list::tags))
         .route("/v1/files/{id}/content", get(download::current))
         .route(
             "/v1/files/{id}/versions/{n}/content",

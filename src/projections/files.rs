@@ -11,11 +11,24 @@ use async_trait::async_trait;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use super::{EventRecord, Projector};
+use super::{EventRecord, Projector, Reactions};
 use crate::aggregates::FileEvent;
 use crate::aggregates::file::{FileStatus, Original};
 
-pub struct FilesProjector;
+#[derive(Default)]
+pub struct FilesProjector {
+    /// Live instances delete the `GET /v1/files/{id}` cache entries of the files each
+    /// committed batch touched; rebuilds and CLI runs have none.
+    reactions: Option<Reactions>,
+}
+
+impl FilesProjector {
+    pub fn live(reactions: Reactions) -> Self {
+        Self {
+            reactions: Some(reactions),
+        }
+    }
+}
 
 #[async_trait]
 impl Projector for FilesProjector {
@@ -39,11 +52,64 @@ impl Projector for FilesProjector {
             };
             let event: FileEvent = serde_json::from_str(&e.payload)
                 .map_err(|err| sqlx::Error::Decode(Box::new(err)))?;
+            let versions_changed = changes_versions(&event);
             apply_file(conn, e, file_id, event).await?;
             touch(conn, e, file_id).await?;
+            if versions_changed {
+                sync_latest(conn, e, file_id).await?;
+            }
         }
         Ok(())
     }
+
+    async fn after_commit(&self, events: &[EventRecord]) {
+        let Some(reactions) = &self.reactions else {
+            return;
+        };
+        let mut files: Vec<(Uuid, Uuid)> = events
+            .iter()
+            .filter(|e| e.aggregate_type == "file")
+            .filter_map(|e| Some((e.tenant_id, Uuid::parse_str(&e.aggregate_id).ok()?)))
+            .collect();
+        files.sort_unstable();
+        files.dedup();
+        crate::cache::invalidate_files(&reactions.redis, &reactions.key_prefix, &files).await;
+    }
+}
+
+/// Events that add a version or move a version's status.
+fn changes_versions(event: &FileEvent) -> bool {
+    matches!(
+        event,
+        FileEvent::Uploaded { .. }
+            | FileEvent::VersionRestored { .. }
+            | FileEvent::ProcessingStarted { .. }
+            | FileEvent::DuplicateDetected { .. }
+            | FileEvent::VirusFailed { .. }
+            | FileEvent::ProcessingFailed { .. }
+            | FileEvent::VersionCompleted { .. }
+    )
+}
+
+/// `files.latest_version` / `latest_status`: the highest version and its status, for
+/// `GET /v1/files?status=` (migrations/0010_files_read.sql).
+async fn sync_latest(
+    conn: &mut PgConnection,
+    e: &EventRecord,
+    file_id: Uuid,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE files f SET latest_version = v.version_number, latest_status = v.status
+           FROM (SELECT version_number, status FROM file_versions
+                  WHERE tenant_id = $1 AND file_id = $2
+                  ORDER BY version_number DESC LIMIT 1) v
+          WHERE f.tenant_id = $1 AND f.id = $2",
+    )
+    .bind(e.tenant_id)
+    .bind(file_id)
+    .execute(conn)
+    .await?;
+    Ok(())
 }
 
 /// Every event of a file moves its `updated_at`.

@@ -69,7 +69,11 @@ fn build(reactions: Option<&Reactions>) -> Vec<Arc<dyn Projector>> {
         Arc::new(accounts::AccountsProjector),
         Arc::new(audit_log::AuditLogProjector),
         Arc::new(devices::DevicesProjector::default()),
-        Arc::new(files::FilesProjector),
+        Arc::new(match reactions {
+            // Deletes the `GET /v1/files/{id}` cache entries of the files a batch touched.
+            Some(r) => files::FilesProjector::live(r.clone()),
+            None => files::FilesProjector::default(),
+        }),
         Arc::new(jobs::JobsProjector::new(queue)),
         Arc::new(match reactions {
             // Publishes new rows on Redis for SSE clients (src/live).

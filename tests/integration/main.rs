@@ -6,6 +6,7 @@ mod common;
 mod devices;
 mod edge;
 mod files;
+mod files_api;
 mod idempotency;
 mod notifications;
 mod ops_api;

@@ -1,0 +1,324 @@
+//! `/v1/files/{id}` and `/v1/files/{id}/versions`: one file as its owner (or an admin or
+//! auditor of the tenant) sees it. The file view is shared by the listing
+//! (files_list.rs) and the commands (files_manage.rs), and cached in Redis
+//! (src/cache: cache-aside, single-flight, invalidated by the files projector).
+//!
+//! **Who sees what** (docs/architecture.md "Files API"): `user` sees and changes only
+//! files it owns; `admin` sees and changes every file of its tenant; `auditor` sees
+//! every file and changes none. A file the caller may not see answers 404, exactly like
+//! a file that does not exist, so neither ids nor existence leak.
+
+use axum::Json;
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, State};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sqlx::postgres::PgRow;
+use sqlx::{PgPool, Row};
+use uuid::Uuid;
+
+use crate::aggregates::Role;
+use crate::aggregates::file::{File, FileStatus};
+use crate::auth::TenantContext;
+use crate::error::{AppError, ErrorBody};
+use crate::ids::TenantId;
+use crate::state::AppState;
+
+/// A file with its current version (the newest completed one: what a download serves),
+/// its latest version's status (e.g. an upload still `processing`), and its tags.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct FileView {
+    pub id: Uuid,
+    pub owner_id: Uuid,
+    pub display_name: String,
+    pub created_at: DateTime<Utc>,
+    /// Time of the file's latest event (rename, tag, version progress …).
+    pub updated_at: DateTime<Utc>,
+    pub is_deleted: bool,
+    pub deleted_at: Option<DateTime<Utc>>,
+    /// `null` until a version completes.
+    pub current_version: Option<CurrentVersion>,
+    /// `null` before the first upload.
+    pub latest_version: Option<LatestVersion>,
+    /// Sorted by byte value.
+    pub tags: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct CurrentVersion {
+    pub version_number: i32,
+    pub filename: String,
+    pub size_bytes: i64,
+    pub sha256: String,
+    pub mime_type: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct LatestVersion {
+    pub version_number: i32,
+    /// uploaded, queued, processing, virus_failed, duplicate, failed or completed.
+    #[schema(value_type = String)]
+    pub status: FileStatus,
+}
+
+/// Whether the caller sees every file of the tenant, not only its own.
+pub(super) fn sees_all(ctx: &TenantContext) -> bool {
+    matches!(ctx.role, Role::Admin | Role::Auditor)
+}
+
+pub(super) fn can_see(ctx: &TenantContext, owner: Uuid) -> bool {
+    sees_all(ctx) || owner == ctx.user_id.0
+}
+
+pub(super) fn file_not_found() -> AppError {
+    AppError::NotFound("file not found".into())
+}
+
+/// A path that names no file (malformed id or version) is simply not found.
+pub(super) fn path<T>(p: Result<Path<T>, PathRejection>) -> Result<T, AppError> {
+    p.map(|Path(v)| v).map_err(|_| file_not_found())
+}
+
+pub(super) fn parse_status(text: &str) -> Option<FileStatus> {
+    serde_json::from_value(serde_json::Value::String(text.to_string())).ok()
+}
+
+/// Selects what `view_from_row` reads; callers add `WHERE` / `ORDER BY`.
+pub(super) const VIEW_SELECT: &str = r#"
+SELECT f.id, f.owner_id, f.display_name, f.created_at, f.updated_at, f.is_deleted, f.deleted_at,
+       f.latest_version, f.latest_status::text AS latest_status,
+       cv.version_number AS cv_number, cv.filename AS cv_filename, cv.size_bytes AS cv_size,
+       cv.sha256 AS cv_sha256, cv.mime_type AS cv_mime,
+       ARRAY(SELECT ft.tag FROM file_tags ft
+              WHERE ft.tenant_id = f.tenant_id AND ft.file_id = f.id
+              ORDER BY ft.tag COLLATE "C") AS tags
+  FROM files f
+  LEFT JOIN file_versions cv
+         ON cv.tenant_id = f.tenant_id AND cv.file_id = f.id AND cv.version_number = f.current_version"#;
+
+pub(super) fn view_from_row(row: &PgRow) -> Result<FileView, sqlx::Error> {
+    let current_version = match row.try_get::<Option<i32>, _>("cv_number")? {
+        Some(version_number) => Some(CurrentVersion {
+            version_number,
+            filename: row.try_get("cv_filename")?,
+            size_bytes: row.try_get("cv_size")?,
+            sha256: row.try_get("cv_sha256")?,
+            mime_type: row.try_get("cv_mime")?,
+        }),
+        None => None,
+    };
+    let latest_version = match (
+        row.try_get::<Option<i32>, _>("latest_version")?,
+        row.try_get::<Option<String>, _>("latest_status")?,
+    ) {
+        (Some(version_number), Some(status)) => Some(LatestVersion {
+            version_number,
+            status: parse_status(&status).ok_or_else(|| {
+                sqlx::Error::Decode(format!("unknown file_status {status:?}").into())
+            })?,
+        }),
+        _ => None,
+    };
+    Ok(FileView {
+        id: row.try_get("id")?,
+        owner_id: row.try_get("owner_id")?,
+        display_name: row.try_get("display_name")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+        is_deleted: row.try_get("is_deleted")?,
+        deleted_at: row.try_get("deleted_at")?,
+        current_version,
+        latest_version,
+        tags: row.try_get("tags")?,
+    })
+}
+
+/// The file from the read tables, serialized as the endpoint returns it (what the cache
+/// stores); `None` if the tenant has no such file or it was purged. Runs under RLS.
+async fn load_view(pool: PgPool, ctx: TenantContext, id: Uuid) -> Result<Option<String>, AppError> {
+    let mut tx = ctx.begin(&pool).await?;
+    let row = sqlx::query(&format!(
+        "{VIEW_SELECT} WHERE f.tenant_id = $1 AND f.id = $2 AND NOT f.purged"
+    ))
+    .bind(ctx.tenant_id.0)
+    .bind(id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    let Some(row) = row else { return Ok(None) };
+    let view = view_from_row(&row)?;
+    Ok(Some(
+        serde_json::to_string(&view).map_err(|e| AppError::Internal(e.into()))?,
+    ))
+}
+
+/// The view a command's response carries, from the state the command just committed
+/// (the event stream), so the writer reads its own write even before the projector has
+/// caught up. Timestamps come from the stream's `recorded_at`, as the projector takes
+/// them, so this equals what `GET` shows once projected.
+pub(super) async fn view_from_stream(
+    pool: &PgPool,
+    tenant: TenantId,
+    id: Uuid,
+    file: &File,
+) -> Result<FileView, AppError> {
+    type Times = Option<DateTime<Utc>>;
+    let (created_at, updated_at, deleted_at): (Times, Times, Times) = sqlx::query_as(
+        "SELECT min(recorded_at) FILTER (WHERE event_type = 'FileCreated'),
+                max(recorded_at),
+                max(recorded_at) FILTER (WHERE event_type = 'Deleted')
+           FROM events
+          WHERE tenant_id = $1 AND aggregate_type = 'file' AND aggregate_id = $2",
+    )
+    .bind(tenant.0)
+    .bind(id.to_string())
+    .fetch_one(pool)
+    .await?;
+    let (Some(created_at), Some(updated_at), Some(owner)) = (created_at, updated_at, file.owner_id)
+    else {
+        return Err(file_not_found());
+    };
+    Ok(FileView {
+        id,
+        owner_id: owner.0,
+        display_name: file.display_name.clone(),
+        created_at,
+        updated_at,
+        is_deleted: file.deleted,
+        deleted_at: if file.deleted { deleted_at } else { None },
+        current_version: file.current_version().map(|v| CurrentVersion {
+            version_number: v.number as i32,
+            filename: v.filename.clone(),
+            size_bytes: v.size_bytes as i64,
+            sha256: v.sha256.clone(),
+            mime_type: v.mime_type.clone(),
+        }),
+        latest_version: file.versions.last().map(|v| LatestVersion {
+            version_number: v.number as i32,
+            status: v.status,
+        }),
+        // A BTreeSet iterates in byte order, like `COLLATE "C"` above.
+        tags: file.tags.iter().cloned().collect(),
+    })
+}
+
+/// One file. Answered from the Redis cache when possible; the caller's right to see it
+/// is checked on every answer, cached or not.
+#[utoipa::path(get, path = "/v1/files/{id}", tag = "files", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "file id")),
+    responses((status = 200, body = FileView), (status = 404, body = ErrorBody)))]
+pub async fn get(
+    State(state): State<AppState>,
+    ctx: TenantContext,
+    id: Result<Path<Uuid>, PathRejection>,
+) -> Result<Json<FileView>, AppError> {
+    let id = path(id)?;
+    let pool = state.db.clone();
+    let body = state
+        .file_cache
+        .get_or_load(ctx.tenant_id, id, move || load_view(pool, ctx, id))
+        .await?
+        .ok_or_else(file_not_found)?;
+    let view: FileView = match serde_json::from_str(&body) {
+        Ok(view) => view,
+        Err(err) => {
+            // A body cached by a build with another `FileView` shape: answer from
+            // Postgres; the entry expires with its TTL.
+            tracing::warn!(error = %err, "cached file body does not parse; reading Postgres");
+            let body = load_view(state.db.clone(), ctx, id)
+                .await?
+                .ok_or_else(file_not_found)?;
+            serde_json::from_str(&body).map_err(|e| AppError::Internal(e.into()))?
+        }
+    };
+    if !can_see(&ctx, view.owner_id) {
+        return Err(file_not_found());
+    }
+    Ok(Json(view))
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct VersionView {
+    pub version_number: i32,
+    /// uploaded, queued, processing, virus_failed, duplicate, failed or completed.
+    pub status: String,
+    pub filename: String,
+    /// Declared at upload; the detected type once completed.
+    pub mime_type: String,
+    pub size_bytes: i64,
+    pub sha256: String,
+    /// Set when the bytes repeat an earlier completed version (of this or another file).
+    pub duplicate_of: Option<DuplicateOf>,
+    /// Set when this version restores an older one.
+    pub restored_from_version: Option<i32>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct DuplicateOf {
+    pub file_id: Uuid,
+    pub version_number: i32,
+}
+
+/// Every version of a file, oldest first.
+#[utoipa::path(get, path = "/v1/files/{id}/versions", tag = "files", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "file id")),
+    responses((status = 200, body = [VersionView]), (status = 404, body = ErrorBody)))]
+pub async fn versions(
+    State(state): State<AppState>,
+    ctx: TenantContext,
+    id: Result<Path<Uuid>, PathRejection>,
+) -> Result<Json<Vec<VersionView>>, AppError> {
+    let id = path(id)?;
+    let mut tx = ctx.begin(&state.db).await?;
+    let owner: Option<Uuid> = sqlx::query_scalar(
+        "SELECT owner_id FROM files WHERE tenant_id = $1 AND id = $2 AND NOT purged",
+    )
+    .bind(ctx.tenant_id.0)
+    .bind(id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    if !owner.is_some_and(|owner| can_see(&ctx, owner)) {
+        return Err(file_not_found());
+    }
+    let rows = sqlx::query(
+        "SELECT version_number, status::text AS status, filename, mime_type, size_bytes, sha256,
+                duplicate_of_file, duplicate_of_version, restored_from_version, created_at, updated_at
+           FROM file_versions WHERE tenant_id = $1 AND file_id = $2
+          ORDER BY version_number",
+    )
+    .bind(ctx.tenant_id.0)
+    .bind(id)
+    .fetch_all(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    let versions = rows
+        .iter()
+        .map(|r| {
+            let duplicate_of = match (
+                r.try_get::<Option<Uuid>, _>("duplicate_of_file")?,
+                r.try_get::<Option<i32>, _>("duplicate_of_version")?,
+            ) {
+                (Some(file_id), Some(version_number)) => Some(DuplicateOf {
+                    file_id,
+                    version_number,
+                }),
+                _ => None,
+            };
+            Ok(VersionView {
+                version_number: r.try_get("version_number")?,
+                status: r.try_get("status")?,
+                filename: r.try_get("filename")?,
+                mime_type: r.try_get("mime_type")?,
+                size_bytes: r.try_get("size_bytes")?,
+                sha256: r.try_get("sha256")?,
+                duplicate_of,
+                restored_from_version: r.try_get("restored_from_version")?,
+                created_at: r.try_get("created_at")?,
+                updated_at: r.try_get("updated_at")?,
+            })
+        })
+        .collect::<Result<Vec<_>, sqlx::Error>>()?;
+    Ok(Json(versions))
+}

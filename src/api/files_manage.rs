@@ -1,0 +1,198 @@
+//! Changing a file: rename, tag/untag, soft delete, restore, version restore. Each is a
+//! `FileCommand` run through `commands::execute` on the caller's tenant-bound store.
+//!
+//! **Responses: `200` with the file as the command left it**, built from the committed
+//! event stream (`files::view_from_stream`), so the caller reads its own write at once;
+//! `GET` shows the same once the files projector has caught up (milliseconds) and
+//! deleted the cached entry.
+
+use axum::Json;
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
+use cqrs_es::EventStore;
+use serde::Deserialize;
+use uuid::Uuid;
+
+use super::auth::{caller_metadata, store};
+use super::files::{FileView, can_see, file_not_found, path, view_from_stream};
+use super::json::JsonBody;
+use crate::aggregates::Role;
+use crate::aggregates::file::{File, FileCommand};
+use crate::auth::TenantContext;
+use crate::commands;
+use crate::error::{AppError, ErrorBody};
+use crate::state::AppState;
+
+/// What a command needs to know before it runs: the file as the log has it now.
+async fn load(state: &AppState, ctx: &TenantContext, id: Uuid) -> Result<File, AppError> {
+    let file = store::<File>(state, ctx.tenant_id)
+        .load_aggregate(&id.to_string())
+        .await
+        .map_err(|e| AppError::Internal(anyhow::anyhow!("event store: {e}")))?
+        .aggregate;
+    match file.owner_id {
+        Some(owner) if file.exists && !file.purged && can_see(ctx, owner.0) => Ok(file),
+        _ => Err(file_not_found()),
+    }
+}
+
+/// A caller who can see the file but may not change it gets 403: nothing new leaks.
+fn require_change(ctx: &TenantContext) -> Result<(), AppError> {
+    if ctx.role == Role::Auditor {
+        return Err(AppError::Forbidden(
+            "auditors may read files but not change them".into(),
+        ));
+    }
+    Ok(())
+}
+
+async fn run(
+    state: &AppState,
+    ctx: &TenantContext,
+    headers: &HeaderMap,
+    id: Uuid,
+    command: FileCommand,
+) -> Result<Json<FileView>, AppError> {
+    load(state, ctx, id).await?;
+    require_change(ctx)?;
+    let done = commands::execute(
+        &store::<File>(state, ctx.tenant_id),
+        &id.to_string(),
+        command,
+        &caller_metadata(ctx, headers),
+        &(),
+    )
+    .await?;
+    Ok(Json(
+        view_from_stream(&state.db, ctx.tenant_id, id, &done.aggregate).await?,
+    ))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct RenameRequest {
+    /// 1–255 bytes, no control characters.
+    pub display_name: String,
+}
+
+/// Rename a file (its display name; stored filenames of versions are unchanged).
+#[utoipa::path(patch, path = "/v1/files/{id}", tag = "files", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "file id")), request_body = RenameRequest,
+    responses((status = 200, body = FileView), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn rename(
+    State(state): State<AppState>,
+    ctx: TenantContext,
+    headers: HeaderMap,
+    id: Result<Path<Uuid>, PathRejection>,
+    JsonBody(body): JsonBody<RenameRequest>,
+) -> Result<Json<FileView>, AppError> {
+    let command = FileCommand::Rename {
+        display_name: body.display_name,
+    };
+    run(&state, &ctx, &headers, path(id)?, command).await
+}
+
+/// Add a tag (1–64 letters, digits, `-`, `_`, `.`). Adding a tag the file has is a no-op.
+#[utoipa::path(put, path = "/v1/files/{id}/tags/{tag}", tag = "files", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "file id"), ("tag" = String, Path, description = "tag")),
+    responses((status = 200, body = FileView), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn tag(
+    State(state): State<AppState>,
+    ctx: TenantContext,
+    headers: HeaderMap,
+    p: Result<Path<(Uuid, String)>, PathRejection>,
+) -> Result<Json<FileView>, AppError> {
+    let (id, tag) = path(p)?;
+    run(&state, &ctx, &headers, id, FileCommand::Tag { tag }).await
+}
+
+/// Remove a tag. Removing a tag the file does not have is a no-op.
+#[utoipa::path(delete, path = "/v1/files/{id}/tags/{tag}", tag = "files", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "file id"), ("tag" = String, Path, description = "tag")),
+    responses((status = 200, body = FileView), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn untag(
+    State(state): State<AppState>,
+    ctx: TenantContext,
+    headers: HeaderMap,
+    p: Result<Path<(Uuid, String)>, PathRejection>,
+) -> Result<Json<FileView>, AppError> {
+    let (id, tag) = path(p)?;
+    run(&state, &ctx, &headers, id, FileCommand::Untag { tag }).await
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct DeleteParams {
+    /// `true`: purge for good (not offered yet: `501 not_implemented`).
+    pub purge: Option<bool>,
+}
+
+/// Soft delete (to the trash; `POST /v1/files/{id}/restore` brings it back). Deleting a
+/// deleted file again is a no-op (DELETE is idempotent).
+#[utoipa::path(delete, path = "/v1/files/{id}", tag = "files", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "file id"), DeleteParams),
+    responses((status = 200, body = FileView), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 501, body = ErrorBody)))]
+pub async fn delete(
+    State(state): State<AppState>,
+    ctx: TenantContext,
+    headers: HeaderMap,
+    id: Result<Path<Uuid>, PathRejection>,
+    params: Result<Query<DeleteParams>, QueryRejection>,
+) -> Result<Json<FileView>, AppError> {
+    let id = path(id)?;
+    let Query(params) = params.map_err(|r| AppError::BadRequest(r.body_text()))?;
+    if params.purge == Some(true) {
+        return Err(AppError::NotImplemented(
+            "purging files is not available yet".into(),
+        ));
+    }
+    let file = load(&state, &ctx, id).await?;
+    require_change(&ctx)?;
+    if file.deleted {
+        return Ok(Json(
+            view_from_stream(&state.db, ctx.tenant_id, id, &file).await?,
+        ));
+    }
+    run(&state, &ctx, &headers, id, FileCommand::Delete).await
+}
+
+/// Bring a soft-deleted file back (422 if it is not deleted).
+#[utoipa::path(post, path = "/v1/files/{id}/restore", tag = "files", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "file id")),
+    responses((status = 200, body = FileView), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn restore(
+    State(state): State<AppState>,
+    ctx: TenantContext,
+    headers: HeaderMap,
+    id: Result<Path<Uuid>, PathRejection>,
+) -> Result<Json<FileView>, AppError> {
+    run(&state, &ctx, &headers, path(id)?, FileCommand::Restore).await
+}
+
+/// Make an old completed version current again: a new version pointing at the same
+/// bytes (no copy). 404 for an unknown version, 422 if it is not completed.
+#[utoipa::path(post, path = "/v1/files/{id}/versions/{n}/restore", tag = "files", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "file id"), ("n" = u32, Path, description = "version number")),
+    responses((status = 200, body = FileView), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn restore_version(
+    State(state): State<AppState>,
+    ctx: TenantContext,
+    headers: HeaderMap,
+    p: Result<Path<(Uuid, u32)>, PathRejection>,
+) -> Result<Json<FileView>, AppError> {
+    let (id, version_number) = path(p)?;
+    run(
+        &state,
+        &ctx,
+        &headers,
+        id,
+        FileCommand::RestoreVersion { version_number },
+    )
+    .await
+}
