@@ -90,7 +90,8 @@ pub struct Config {
 /// The processing queue and its workers.
 #[derive(Debug, Clone)]
 pub struct JobSettings {
-    /// Jobs one worker process runs at once (`WORKER_CONCURRENCY`, default 2).
+    /// Jobs one worker process runs at once (`WORKER_CONCURRENCY`, default 2); 0 makes a
+    /// worker that runs projectors only and takes no jobs.
     pub concurrency: usize,
     /// Attempts before a job is dead-lettered (`JOB_MAX_ATTEMPTS`, default 3).
     pub max_attempts: u32,
@@ -311,8 +312,8 @@ impl Config {
 impl JobSettings {
     fn from_lookup(get: &impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let concurrency = parse_u64(get, "WORKER_CONCURRENCY", 2)?;
-        if !(1..=256).contains(&concurrency) {
-            return Err(invalid("WORKER_CONCURRENCY", "must be between 1 and 256"));
+        if concurrency > 256 {
+            return Err(invalid("WORKER_CONCURRENCY", "must be between 0 and 256"));
         }
         let max_attempts = parse_u64(get, "JOB_MAX_ATTEMPTS", 3)?;
         if !(1..=100).contains(&max_attempts) {

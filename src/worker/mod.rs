@@ -75,6 +75,10 @@ impl Worker {
     pub fn spawn(self: Arc<Self>, shutdown: CancellationToken) -> Vec<JoinHandle<()>> {
         let instance = uuid::Uuid::now_v7();
         let mut tasks = Vec::new();
+        if self.settings.concurrency == 0 {
+            tracing::info!("WORKER_CONCURRENCY=0: this process takes no jobs");
+            return tasks;
+        }
         for i in 0..self.settings.concurrency {
             let consumer = format!("worker-{instance}-{i}");
             tasks.push(tokio::spawn(

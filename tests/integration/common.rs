@@ -124,6 +124,9 @@ pub fn test_config(db_url: &str, data_dir: &std::path::Path, overrides: &[(&str,
         // Every test app has its own rate-limit budgets: the suite runs in parallel from
         // one IP against one Redis. Tests sharing a budget override this with one prefix.
         ("REDIS_KEY_PREFIX".into(), unique_redis_prefix()),
+        // Most tests drive the worker's File commands themselves; a real worker taking
+        // the jobs of their fake uploads would race them. Pipeline tests turn it on.
+        ("WORKER_CONCURRENCY".into(), "0".into()),
     ]);
     for (k, v) in overrides {
         vars.insert(k.to_string(), v.to_string());

@@ -13,6 +13,9 @@ use crate::common::TestApp;
 const PASSWORD: &str = "correct horse battery staple";
 pub const EICAR: &[u8] = br"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*";
 
+/// A real worker taking jobs (the test config's default is none).
+const WORKER: &[(&str, &str)] = &[("WORKER_CONCURRENCY", "2")];
+
 pub struct Client {
     pub token: String,
 }
@@ -124,7 +127,7 @@ fn bytes_of(seed: u8, len: usize) -> Vec<u8> {
 
 #[tokio::test]
 async fn a_clean_upload_completes_and_its_blob_is_byte_identical() {
-    let t = TestApp::spawn(Mode::Serve, &[]).await;
+    let t = TestApp::spawn(Mode::Serve, WORKER).await;
     let c = signup(&t, "clean").await;
     let bytes = bytes_of(7, 300_000);
     let accepted = upload_ok(&t, &c, "report.bin", bytes.clone()).await;
@@ -167,11 +170,55 @@ async fn a_clean_upload_completes_and_its_blob_is_byte_identical() {
     ] {
         assert_eq!(event_count(&t, &file_id, e).await, 1, "{e}");
     }
+
+    // Download: whole, a range, a conditional request, and someone else's attempt.
+    let url = t.url(&format!("/v1/files/{file_id}/content"));
+    let get = |range: Option<&str>, etag: Option<&str>, token: &str| {
+        let mut r = t.http.get(&url).bearer_auth(token);
+        if let Some(range) = range {
+            r = r.header("range", range);
+        }
+        if let Some(etag) = etag {
+            r = r.header("if-none-match", etag);
+        }
+        r.send()
+    };
+    let r = get(None, None, &c.token).await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let etag = r.headers()["etag"].to_str().unwrap().to_string();
+    assert_eq!(etag, format!("\"{sha}\""));
+    let disposition = r.headers()["content-disposition"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(disposition.contains("report.bin"), "{disposition}");
+    assert_eq!(&r.bytes().await.unwrap()[..], &bytes[..]);
+    let r = get(Some("bytes=100-199"), None, &c.token).await.unwrap();
+    assert_eq!(r.status(), StatusCode::PARTIAL_CONTENT);
+    assert_eq!(r.headers()["content-range"], "bytes 100-199/300000");
+    assert_eq!(&r.bytes().await.unwrap()[..], &bytes[100..200]);
+    let r = get(Some("bytes=300000-"), None, &c.token).await.unwrap();
+    assert_eq!(r.status(), StatusCode::RANGE_NOT_SATISFIABLE);
+    assert_eq!(r.headers()["content-range"], "bytes */300000");
+    let r = get(None, Some(&etag), &c.token).await.unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_MODIFIED);
+    let r = t
+        .http
+        .get(t.url(&format!("/v1/files/{file_id}/versions/1/content")))
+        .bearer_auth(&c.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.bytes().await.unwrap().len(), bytes.len());
+    let stranger = signup(&t, "stranger").await;
+    let r = get(None, None, &stranger.token).await.unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
 }
 
 #[tokio::test]
 async fn eicar_plain_and_zipped_fails_its_virus_scan_and_is_never_stored() {
-    let t = TestApp::spawn(Mode::Serve, &[]).await;
+    let t = TestApp::spawn(Mode::Serve, WORKER).await;
     let c = signup(&t, "virus").await;
     let plain = upload_ok(&t, &c, "eicar.com", EICAR.to_vec()).await;
     let zipped = upload_ok(&t, &c, "eicar.zip", stored_zip("eicar.com", EICAR)).await;
@@ -193,7 +240,7 @@ async fn eicar_plain_and_zipped_fails_its_virus_scan_and_is_never_stored() {
 
 #[tokio::test]
 async fn the_same_bytes_twice_are_deduplicated_within_the_tenant_only() {
-    let t = TestApp::spawn(Mode::Serve, &[]).await;
+    let t = TestApp::spawn(Mode::Serve, WORKER).await;
     let a = signup(&t, "deda").await;
     let b = signup(&t, "dedb").await;
     let bytes = bytes_of(3, 50_000);
@@ -250,7 +297,7 @@ async fn the_same_bytes_twice_are_deduplicated_within_the_tenant_only() {
 
 #[tokio::test]
 async fn bad_uploads_get_a_clear_4xx_and_store_nothing() {
-    let t = TestApp::spawn(Mode::Serve, &[("MAX_UPLOAD_BYTES", "1000")]).await;
+    let t = TestApp::spawn(Mode::Serve, &[WORKER[0], ("MAX_UPLOAD_BYTES", "1000")]).await;
     let c = signup(&t, "bad").await;
     let post = |body: Vec<u8>, content_type: &'static str| {
         t.http
@@ -363,6 +410,7 @@ async fn a_dead_scanner_means_retries_then_dead_letter_and_nothing_passes() {
     let t = TestApp::spawn(
         Mode::Serve,
         &[
+            WORKER[0],
             ("SCANNER", "clamd"),
             ("CLAMD_ADDR", "127.0.0.1:9"),
             ("JOB_BACKOFF_BASE_MS", "20"),
@@ -400,6 +448,7 @@ async fn jobs_lost_by_redis_are_reconciled_from_postgres() {
     let t = TestApp::spawn(
         Mode::Serve,
         &[
+            WORKER[0],
             ("SCANNER", "clamd"),
             ("CLAMD_ADDR", "127.0.0.1:9"),
             ("JOB_BACKOFF_BASE_MS", "60000"),
