@@ -545,3 +545,40 @@ fn file_part(filename: &str, data: &[u8]) -> Vec<u8> {
     body.extend_from_slice(b"\r\n--B--\r\n");
     body
 }
+
+/// The same verdicts through the whole pipeline with the real ClamAV daemon CI starts
+/// (scripts/start-clamd.sh); `CLAMD_ADDR` names it.
+#[tokio::test]
+async fn with_real_clamd_eicar_fails_and_clean_bytes_complete() {
+    let Ok(addr) = std::env::var("CLAMD_ADDR") else {
+        assert!(std::env::var("CI").is_err(), "CI must provide CLAMD_ADDR");
+        eprintln!("!!! SKIPPED: CLAMD_ADDR is not set (scripts/start-clamd.sh starts clamd)");
+        return;
+    };
+    let t = TestApp::spawn(
+        Mode::Serve,
+        &[
+            WORKER[0],
+            ("SCANNER", "clamd"),
+            ("CLAMD_ADDR", addr.as_str()),
+        ],
+    )
+    .await;
+    let c = signup(&t, "clamd").await;
+    let infected = upload_ok(&t, &c, "eicar.zip", stored_zip("eicar.com", EICAR)).await;
+    let clean = upload_ok(&t, &c, "clean.bin", bytes_of(9, 100_000)).await;
+    let infected_id = infected["file_id"].as_str().unwrap();
+    let clean_id = clean["file_id"].as_str().unwrap();
+    assert_eq!(settled_status(&t, infected_id, 1).await, "virus_failed");
+    assert_eq!(settled_status(&t, clean_id, 1).await, "completed");
+    let signature: String = sqlx::query_scalar(
+        "SELECT payload::jsonb #>> '{VirusFailed,signature}' FROM events
+          WHERE aggregate_id = $1 AND event_type = 'VirusFailed'",
+    )
+    .bind(infected_id)
+    .fetch_one(&t.db.owner)
+    .await
+    .unwrap();
+    assert!(signature.starts_with("Chronicle.Test.EICAR"), "{signature}");
+    assert_eq!(stored_objects(&t, "blobs").len(), 1);
+}
