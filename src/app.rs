@@ -120,7 +120,6 @@ impl App {
                 redis_url: config.redis_url.expose().to_string(),
                 settings: config.jobs.clone(),
                 media: MediaLimits::default(),
-                metrics: state.metrics.clone(),
             });
             tasks.extend(worker.spawn(shutdown.clone()));
             tasks.extend(projections::runtime::spawn_all(

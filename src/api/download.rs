@@ -5,15 +5,15 @@
 //! right after completion never races the projection.
 
 use axum::body::Body;
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
-use cqrs_es::EventStore;
 use uuid::Uuid;
 
-use super::auth::store;
+use super::files::{file_not_found, path};
+use super::files_manage::load;
 use crate::aggregates::file::{File, FileStatus, VersionState};
-use crate::aggregates::user::Role;
 use crate::auth::TenantContext;
 use crate::error::AppError;
 use crate::state::AppState;
@@ -26,14 +26,17 @@ use crate::state::AppState;
 pub async fn current(
     State(state): State<AppState>,
     ctx: TenantContext,
-    Path(id): Path<Uuid>,
+    id: Result<Path<Uuid>, PathRejection>,
     headers: HeaderMap,
 ) -> Result<Response, AppError> {
-    let file = load_visible(&state, &ctx, id).await?;
-    let version = file
-        .current_version()
-        .ok_or_else(|| AppError::NotFound("the file has no completed version yet".into()))?;
-    serve(&state, &headers, version, Disposition::Attachment).await
+    let file = load_visible(&state, &ctx, path(id)?).await?;
+    serve(
+        &state,
+        &headers,
+        current_version(&file)?,
+        Disposition::Attachment,
+    )
+    .await
 }
 
 /// A given version's bytes.
@@ -44,9 +47,10 @@ pub async fn current(
 pub async fn version(
     State(state): State<AppState>,
     ctx: TenantContext,
-    Path((id, n)): Path<(Uuid, u32)>,
+    p: Result<Path<(Uuid, u32)>, PathRejection>,
     headers: HeaderMap,
 ) -> Result<Response, AppError> {
+    let (id, n) = path(p)?;
     let file = load_visible(&state, &ctx, id).await?;
     let version = file
         .versions
@@ -70,13 +74,11 @@ pub async fn version(
 pub async fn thumbnail(
     State(state): State<AppState>,
     ctx: TenantContext,
-    Path(id): Path<Uuid>,
+    id: Result<Path<Uuid>, PathRejection>,
     headers: HeaderMap,
 ) -> Result<Response, AppError> {
-    let file = load_visible(&state, &ctx, id).await?;
-    let current = file
-        .current_version()
-        .ok_or_else(|| AppError::NotFound("the file has no completed version yet".into()))?;
+    let file = load_visible(&state, &ctx, path(id)?).await?;
+    let current = current_version(&file)?;
     let variant = current
         .variants
         .iter()
@@ -93,18 +95,16 @@ pub async fn thumbnail(
     serve(&state, &headers, &thumb, Disposition::Inline).await
 }
 
-/// The file if the caller may read it: owner, admin or auditor of the tenant; not
-/// deleted or purged. Anything else is 404.
+fn current_version(file: &File) -> Result<&VersionState, AppError> {
+    file.current_version()
+        .ok_or_else(|| AppError::NotFound("the file has no completed version yet".into()))
+}
+
+/// A file the caller may read (files_manage::load) that is not in the trash.
 async fn load_visible(state: &AppState, ctx: &TenantContext, id: Uuid) -> Result<File, AppError> {
-    let file = store::<File>(state, ctx.tenant_id)
-        .load_aggregate(&id.to_string())
-        .await
-        .map_err(|e| AppError::Internal(anyhow::anyhow!("loading file: {e}")))?
-        .aggregate;
-    let may_read =
-        matches!(ctx.role, Role::Admin | Role::Auditor) || file.owner_id == Some(ctx.user_id);
-    if !file.exists || file.deleted || file.purged || !may_read {
-        return Err(AppError::NotFound("file not found".into()));
+    let file = load(state, ctx, id).await?;
+    if file.deleted {
+        return Err(file_not_found());
     }
     Ok(file)
 }

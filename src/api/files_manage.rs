@@ -25,7 +25,13 @@ use crate::error::{AppError, ErrorBody};
 use crate::state::AppState;
 
 /// What a command needs to know before it runs: the file as the log has it now.
-async fn load(state: &AppState, ctx: &TenantContext, id: Uuid) -> Result<File, AppError> {
+/// The file from its stream (never a lagging read table) if the caller may see it;
+/// anything else is 404. Shared by commands, uploads of new versions and downloads.
+pub(super) async fn load(
+    state: &AppState,
+    ctx: &TenantContext,
+    id: Uuid,
+) -> Result<File, AppError> {
     let file = store::<File>(state, ctx.tenant_id)
         .load_aggregate(&id.to_string())
         .await
@@ -38,7 +44,7 @@ async fn load(state: &AppState, ctx: &TenantContext, id: Uuid) -> Result<File, A
 }
 
 /// A caller who can see the file but may not change it gets 403: nothing new leaks.
-fn require_change(ctx: &TenantContext) -> Result<(), AppError> {
+pub(super) fn require_change(ctx: &TenantContext) -> Result<(), AppError> {
     if ctx.role == Role::Auditor {
         return Err(AppError::Forbidden(
             "auditors may read files but not change them".into(),

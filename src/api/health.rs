@@ -71,11 +71,6 @@ async fn check_redis(state: &AppState) -> anyhow::Result<()> {
 }
 
 async fn check_storage(state: &AppState) -> anyhow::Result<()> {
-    let probe = state.config.data_dir.join(".ready-probe");
-    tokio::time::timeout(PROBE_TIMEOUT, async {
-        tokio::fs::write(&probe, b"ok").await?;
-        tokio::fs::remove_file(&probe).await
-    })
-    .await??;
+    tokio::time::timeout(PROBE_TIMEOUT, state.storage.ping()).await??;
     Ok(())
 }

@@ -2,6 +2,7 @@
 //! sending one back to the queue with a fresh budget of attempts.
 
 use axum::Json;
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use chrono::{DateTime, Utc};
@@ -54,9 +55,10 @@ pub struct JobQuery {
 pub async fn list(
     State(state): State<AppState>,
     ctx: TenantContext,
-    Query(q): Query<JobQuery>,
+    q: Result<Query<JobQuery>, QueryRejection>,
 ) -> Result<Json<Vec<JobView>>, AppError> {
     ctx.require(&[Role::Admin])?;
+    let Query(q) = q.map_err(|e| AppError::BadRequest(format!("invalid query: {e}")))?;
     if let Some(s) = &q.status
         && !STATUSES.contains(&s.as_str())
     {
@@ -103,9 +105,12 @@ pub async fn retry(
     State(state): State<AppState>,
     ctx: TenantContext,
     headers: HeaderMap,
-    Path(id): Path<Uuid>,
+    id: Result<Path<Uuid>, PathRejection>,
 ) -> Result<(StatusCode, Json<RetryAccepted>), AppError> {
     ctx.require(&[Role::Admin])?;
+    let id = id
+        .map(|Path(id)| id)
+        .map_err(|_| AppError::NotFound("job not found".into()))?;
     let mut tx = ctx.begin(&state.db).await?;
     let job: Option<(Uuid, i32)> =
         sqlx::query_as("SELECT file_id, version_number FROM jobs WHERE id = $1")

@@ -6,14 +6,16 @@
 use std::time::Duration;
 
 use axum::Json;
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
-use cqrs_es::EventStore;
 use serde::Serialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::auth::{caller_metadata, store};
+use super::files::path;
+use super::files_manage::{load, require_change};
 use crate::aggregates::file::{File, FileCommand, NewVersion};
 use crate::aggregates::user::Role;
 use crate::auth::TenantContext;
@@ -23,8 +25,8 @@ use crate::ids::{FileId, version_id};
 use crate::state::AppState;
 use crate::storage::Storage;
 use crate::store::EventMetadata;
+use crate::uploads::filename;
 use crate::uploads::receive::{ReceiveError, Received, receive};
-use crate::uploads::{filename, mime};
 
 /// Multipart framing around the file part (boundaries, part headers, small fields):
 /// a Content-Length above the file limit by more than this is refused unread.
@@ -102,13 +104,19 @@ pub async fn create_file(
 pub async fn create_version(
     State(state): State<AppState>,
     ctx: TenantContext,
-    Path(id): Path<Uuid>,
+    id: Result<Path<Uuid>, PathRejection>,
     request: Request,
 ) -> Result<(StatusCode, Json<UploadAccepted>), AppError> {
     ctx.require(&[Role::User, Role::Admin])?;
-    let file_id = FileId(id);
-    // Refuse before reading a byte: the file must exist, be live and be the caller's.
-    load_writable(&state, &ctx, file_id).await?;
+    let file_id = FileId(path(id)?);
+    // Refuse before reading a byte: the caller must see the file, and it must be live.
+    let file = load(&state, &ctx, file_id.0).await?;
+    require_change(&ctx)?;
+    if file.deleted {
+        return Err(AppError::Validation(
+            "file is deleted; restore it first".into(),
+        ));
+    }
     let meta = caller_metadata(&ctx, request.headers());
     let upload = receive_upload(&state, &ctx, request).await?;
     if upload.display_name.is_some() || !upload.tags.is_empty() {
@@ -119,32 +127,6 @@ pub async fn create_version(
     }
     let command = FileCommand::Upload(upload.new_version());
     commit(&state, &ctx, &meta, file_id, command, &upload).await
-}
-
-/// A file the caller may add versions to: its own (or any, for an admin), not deleted.
-/// Anything else is 404, so ids of files the caller cannot see are never confirmed.
-async fn load_writable(
-    state: &AppState,
-    ctx: &TenantContext,
-    file_id: FileId,
-) -> Result<File, AppError> {
-    let file = store::<File>(state, ctx.tenant_id)
-        .load_aggregate(&file_id.to_string())
-        .await
-        .map_err(|e| AppError::Internal(anyhow::anyhow!("loading file: {e}")))?
-        .aggregate;
-    let visible = file.exists
-        && !file.purged
-        && (ctx.role == Role::Admin || file.owner_id == Some(ctx.user_id));
-    if !visible {
-        return Err(AppError::NotFound("file not found".into()));
-    }
-    if file.deleted {
-        return Err(AppError::Validation(
-            "file is deleted; restore it first".into(),
-        ));
-    }
-    Ok(file)
 }
 
 async fn commit(
@@ -277,11 +259,6 @@ async fn receive_upload(
         discard(state, &upload.temp_key).await;
         return Err(err);
     }
-    tracing::debug!(
-        size = upload.received.size_bytes,
-        detected = mime::detect(&upload.received.head),
-        "upload received"
-    );
     Ok(upload)
 }
 

@@ -198,9 +198,10 @@ impl Storage {
         }
     }
 
-    /// Whether the store answers (readiness).
+    /// Whether the store accepts a write and a delete (readiness), local or S3.
     pub async fn ping(&self) -> Result<(), StorageError> {
-        self.exists("health/probe").await.map(|_| ())
+        self.put("health/probe", b"ok".to_vec()).await?;
+        self.delete("health/probe").await
     }
 }
 

@@ -1,6 +1,6 @@
-//! Receiving an upload's bytes: streamed into storage while SHA-256 is computed and the
-//! first bytes are kept for content detection. Never holds the file in memory: at most
-//! one chunk plus the storage writer's bounded part buffers.
+//! Receiving an upload's bytes: streamed into storage while SHA-256 is computed. Never
+//! holds the file in memory: at most one chunk plus the storage writer's bounded part
+//! buffers. (The content type is detected by the worker, from the stored bytes.)
 
 use std::time::Duration;
 
@@ -10,16 +10,11 @@ use sha2::{Digest, Sha256};
 
 use crate::storage::{ObjectWriter, StorageError};
 
-/// Bytes kept for magic-number detection.
-const HEAD_BYTES: usize = 512;
-
 /// What the API learnt while the bytes went by.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Received {
     pub size_bytes: u64,
     pub sha256: String,
-    /// The first bytes, for `mime::detect`.
-    pub head: Vec<u8>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -49,7 +44,6 @@ where
 {
     let mut hasher = Sha256::new();
     let mut size: u64 = 0;
-    let mut head = Vec::with_capacity(HEAD_BYTES);
     loop {
         let next = tokio::time::timeout(idle, chunks.next())
             .await
@@ -63,17 +57,12 @@ where
         if size > max_bytes {
             return Err(ReceiveError::TooLarge(max_bytes));
         }
-        if head.len() < HEAD_BYTES {
-            let take = (HEAD_BYTES - head.len()).min(chunk.len());
-            head.extend_from_slice(&chunk[..take]);
-        }
         hasher.update(&chunk);
         writer.write(&chunk).await?;
     }
     Ok(Received {
         size_bytes: size,
         sha256: hex::encode(hasher.finalize()),
-        head,
     })
 }
 
@@ -105,7 +94,6 @@ mod tests {
             got.sha256,
             "b94d27b9934d3e08a52e52d7da7dabfac484efe37a5380ee9088f7ace2efcde9"
         );
-        assert_eq!(got.head, b"hello world");
         assert_eq!(
             &storage.read_all("tmp/t/a").await.unwrap()[..],
             b"hello world"

@@ -18,7 +18,6 @@ use crate::aggregates::file::File;
 use crate::config::JobSettings;
 use crate::ids::TenantId;
 use crate::media::MediaLimits;
-use crate::metrics::Metrics;
 use crate::queue::{Delivery, Queue};
 use crate::scan::Scanner;
 use crate::storage::Storage;
@@ -47,7 +46,6 @@ pub struct Worker {
     pub redis_url: String,
     pub settings: JobSettings,
     pub media: MediaLimits,
-    pub metrics: Arc<Metrics>,
 }
 
 /// How long a consumer blocks on an empty queue before checking for shutdown.
