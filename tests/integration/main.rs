@@ -8,6 +8,7 @@ mod edge;
 mod files;
 mod files_api;
 mod idempotency;
+mod jobs;
 mod notifications;
 mod ops_api;
 mod pipeline;

@@ -14,7 +14,7 @@ const PASSWORD: &str = "correct horse battery staple";
 pub const EICAR: &[u8] = br"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*";
 
 /// A real worker taking jobs (the test config's default is none).
-const WORKER: &[(&str, &str)] = &[("WORKER_CONCURRENCY", "2")];
+pub const WORKER: &[(&str, &str)] = &[("WORKER_CONCURRENCY", "2")];
 
 pub struct Client {
     pub token: String,
@@ -98,7 +98,7 @@ async fn event_count(t: &TestApp, file_id: &str, event_type: &str) -> i64 {
 }
 
 /// Every object file under the app's storage root, relative.
-fn stored_objects(t: &TestApp, prefix: &str) -> Vec<String> {
+pub fn stored_objects(t: &TestApp, prefix: &str) -> Vec<String> {
     let root = t.app.state.config.data_dir.join("objects").join(prefix);
     let mut out = Vec::new();
     let mut dirs = vec![root.clone()];
@@ -119,7 +119,7 @@ fn stored_objects(t: &TestApp, prefix: &str) -> Vec<String> {
     out
 }
 
-fn bytes_of(seed: u8, len: usize) -> Vec<u8> {
+pub fn bytes_of(seed: u8, len: usize) -> Vec<u8> {
     (0..len)
         .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
         .collect()
@@ -214,6 +214,22 @@ async fn a_clean_upload_completes_and_its_blob_is_byte_identical() {
     let stranger = signup(&t, "stranger").await;
     let r = get(None, None, &stranger.token).await.unwrap();
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    // A malformed id is not found either, in the one error shape.
+    for path in [
+        "/v1/files/nope/content",
+        "/v1/files/nope/versions/x/content",
+    ] {
+        let r = t
+            .http
+            .get(t.url(path))
+            .bearer_auth(&c.token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::NOT_FOUND);
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "not_found");
+    }
 }
 
 #[tokio::test]

@@ -1,0 +1,323 @@
+//! The operator's side of processing: the jobs API (dead letters, retry), quotas,
+//! image variants, queue depth in /metrics, storage readiness.
+
+use std::time::{Duration, Instant};
+
+use chronicle::app::Mode;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::common::TestApp;
+use crate::pipeline::{
+    Client, WORKER, bytes_of, settled_status, signup, stored_objects, upload, upload_ok,
+};
+
+const PASSWORD: &str = "correct horse battery staple";
+
+/// A plain `user` of the admin's tenant.
+async fn invited_user(t: &TestApp, admin: &Client, handle: &str) -> Client {
+    let r = t
+        .http
+        .post(t.url("/v1/tenants/current/invitations"))
+        .bearer_auth(&admin.token)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let invitation: Value = r.json().await.unwrap();
+    let email = format!("{handle}@example.com");
+    let r = t.http.post(t.url("/v1/auth/register"))
+        .json(&json!({"invitation_token": invitation["invitation_token"], "handle": handle, "name": handle, "email": email, "password": PASSWORD}))
+        .send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let r = t
+        .http
+        .post(t.url("/v1/auth/login"))
+        .json(&json!({"email": email, "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    let body: Value = r.json().await.unwrap();
+    Client {
+        token: body["access_token"].as_str().unwrap().to_string(),
+    }
+}
+
+async fn jobs(t: &TestApp, c: &Client, query: &str) -> reqwest::Response {
+    t.http
+        .get(t.url(&format!("/v1/jobs{query}")))
+        .bearer_auth(&c.token)
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn failures(t: &TestApp, file_id: &str) -> i64 {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM events WHERE aggregate_id = $1 AND event_type = 'ProcessingFailed'",
+    )
+    .bind(file_id)
+    .fetch_one(&t.db.owner)
+    .await
+    .unwrap()
+}
+
+async fn wait_for_job(t: &TestApp, c: &Client, query: &str, count: usize) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let listed: Vec<Value> = jobs(t, c, query).await.json().await.unwrap();
+        if listed.len() == count {
+            return listed;
+        }
+        assert!(Instant::now() < deadline, "{query}: {listed:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn dead_letters_are_listed_for_admins_and_a_retry_grants_fresh_attempts() {
+    let t = TestApp::spawn(
+        Mode::Serve,
+        &[
+            WORKER[0],
+            ("SCANNER", "clamd"),
+            ("CLAMD_ADDR", "127.0.0.1:9"),
+            ("JOB_BACKOFF_BASE_MS", "20"),
+        ],
+    )
+    .await;
+    let admin = signup(&t, "ops").await;
+    let accepted = upload_ok(&t, &admin, "a.bin", bytes_of(4, 2000)).await;
+    let file_id = accepted["file_id"].as_str().unwrap().to_string();
+    assert_eq!(settled_status(&t, &file_id, 1).await, "failed");
+
+    let dead = wait_for_job(&t, &admin, "?status=dead_letter", 1).await;
+    assert_eq!(dead[0]["id"], accepted["version_id"]);
+    assert_eq!(dead[0]["attempts"], 3);
+    assert_eq!(dead[0]["max_attempts"], 3);
+    assert!(
+        dead[0]["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("scanner unavailable")
+    );
+    assert_eq!(
+        wait_for_job(&t, &admin, "?status=succeeded", 0).await.len(),
+        0
+    );
+
+    // Bad input and other roles.
+    let r = jobs(&t, &admin, "?status=sleeping").await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let r = jobs(&t, &admin, "?limit=abc").await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "bad_request");
+    let user = invited_user(&t, &admin, "opsuser").await;
+    assert_eq!(jobs(&t, &user, "").await.status(), StatusCode::FORBIDDEN);
+    let other_tenant = signup(&t, "otherops").await;
+    assert_eq!(wait_for_job(&t, &other_tenant, "", 0).await.len(), 0);
+    let retry_url = |id: &str| t.url(&format!("/v1/jobs/{id}/retry"));
+    let job_id = dead[0]["id"].as_str().unwrap();
+    for (who, id, status) in [
+        (&user, job_id, StatusCode::FORBIDDEN),
+        (&other_tenant, job_id, StatusCode::NOT_FOUND),
+        (&admin, "not-a-uuid", StatusCode::NOT_FOUND),
+    ] {
+        let r = t
+            .http
+            .post(retry_url(id))
+            .bearer_auth(&who.token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), status);
+    }
+    assert_eq!(failures(&t, &file_id).await, 3);
+
+    // The retry: three more attempts (the scanner is still down), then dead again.
+    let r = t
+        .http
+        .post(retry_url(job_id))
+        .bearer_auth(&admin.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    // Retrying again at once: the version is queued or processing, not failed (its
+    // next failure is at least ~0.6 s of backoff away) → refused.
+    let r = t
+        .http
+        .post(retry_url(job_id))
+        .bearer_auth(&admin.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while failures(&t, &file_id).await < 6 {
+        assert!(
+            Instant::now() < deadline,
+            "the retried job did not run again"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let dead = wait_for_job(&t, &admin, "?status=dead_letter", 1).await;
+    assert_eq!(dead[0]["attempts"], 6);
+    let retried: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM events WHERE aggregate_id = $1 AND event_type = 'ProcessingRetried'",
+    )
+    .bind(&file_id)
+    .fetch_one(&t.db.owner)
+    .await
+    .unwrap();
+    assert_eq!(retried, 1);
+    assert!(stored_objects(&t, "blobs").is_empty());
+}
+
+#[tokio::test]
+async fn an_upload_past_the_tenant_quota_is_refused_and_stores_nothing() {
+    let t = TestApp::spawn(Mode::Serve, &[WORKER[0], ("TENANT_QUOTA_BYTES", "1500")]).await;
+    let c = signup(&t, "quota").await;
+    let first = upload_ok(&t, &c, "a.bin", bytes_of(1, 1000)).await;
+    let first_id = first["file_id"].as_str().unwrap();
+    assert_eq!(settled_status(&t, first_id, 1).await, "completed");
+    let r = upload(&t, &c, "b.bin", bytes_of(2, 1000)).await;
+    assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "quota_exceeded");
+    let uploads: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM events WHERE event_type = 'Uploaded'")
+            .fetch_one(&t.db.owner)
+            .await
+            .unwrap();
+    assert_eq!(uploads, 1);
+    assert!(stored_objects(&t, "tmp").is_empty());
+    // Another tenant has its own quota.
+    let other = signup(&t, "quota2").await;
+    upload_ok(&t, &other, "c.bin", bytes_of(3, 1000)).await;
+}
+
+#[tokio::test]
+async fn an_image_gets_a_thumbnail_and_a_metadata_free_copy() {
+    let t = TestApp::spawn(Mode::Serve, WORKER).await;
+    let c = signup(&t, "pics").await;
+    let png = png_with_text_chunk(64, 32);
+    let accepted = upload_ok(&t, &c, "photo.png", png.clone()).await;
+    let file_id = accepted["file_id"].as_str().unwrap();
+    assert_eq!(settled_status(&t, file_id, 1).await, "completed");
+
+    let r = t
+        .http
+        .get(t.url(&format!("/v1/files/{file_id}/thumbnail")))
+        .bearer_auth(&c.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.headers()["content-type"], "image/png");
+    let thumb = image::load_from_memory(&r.bytes().await.unwrap()).unwrap();
+    assert!(thumb.width() <= 256 && thumb.height() <= 256);
+    assert_eq!(thumb.width(), 2 * thumb.height(), "aspect kept");
+    let optimized: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM events WHERE aggregate_id = $1 AND event_type = 'Optimized'",
+    )
+    .bind(file_id)
+    .fetch_one(&t.db.owner)
+    .await
+    .unwrap();
+    assert_eq!(optimized, 2, "thumbnail and stripped copy");
+    // The original stays downloadable as uploaded, metadata and all.
+    let r = t
+        .http
+        .get(t.url(&format!("/v1/files/{file_id}/content")))
+        .bearer_auth(&c.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["content-type"], "image/png");
+    assert_eq!(&r.bytes().await.unwrap()[..], &png[..]);
+    let stripped = stored_objects(&t, "variants")
+        .into_iter()
+        .find(|k| k.ends_with("stripped"))
+        .expect("a stripped variant is stored");
+    let root = t.app.state.config.data_dir.join("objects/variants");
+    let bytes = std::fs::read(root.join(stripped)).unwrap();
+    assert!(
+        !contains(&bytes, b"GPSLatitude"),
+        "metadata survived stripping"
+    );
+    assert!(contains(&png, b"GPSLatitude"));
+    // A file that is not an image has no thumbnail.
+    let other = upload_ok(&t, &c, "a.bin", bytes_of(1, 100)).await;
+    let other_id = other["file_id"].as_str().unwrap();
+    assert_eq!(settled_status(&t, other_id, 1).await, "completed");
+    let r = t
+        .http
+        .get(t.url(&format!("/v1/files/{other_id}/thumbnail")))
+        .bearer_auth(&c.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn queue_depth_is_in_metrics_and_unreachable_storage_fails_readiness() {
+    let t = TestApp::spawn(Mode::Web, &[]).await;
+    let c = signup(&t, "depth").await;
+    upload_ok(&t, &c, "a.bin", bytes_of(1, 100)).await;
+    let metrics = t
+        .http
+        .get(t.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("chronicle_queue_depth{state=\"ready\"}")
+            && metrics.contains("chronicle_queue_depth{state=\"delayed\"} 0"),
+        "{metrics}"
+    );
+
+    let s3 = TestApp::spawn(
+        Mode::Web,
+        &[
+            ("S3_BUCKET", "chronicle"),
+            ("S3_ENDPOINT", "http://127.0.0.1:9"),
+            ("S3_ALLOW_HTTP", "true"),
+            ("S3_ACCESS_KEY_ID", "test"),
+            ("S3_SECRET_ACCESS_KEY", "test"),
+        ],
+    )
+    .await;
+    let r = s3.http.get(s3.url("/health/ready")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body = r.text().await.unwrap();
+    assert!(body.contains("storage"), "{body}");
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// A real PNG with a tEXt chunk carrying GPS-looking metadata before IEND.
+fn png_with_text_chunk(width: u32, height: u32) -> Vec<u8> {
+    let img = image::RgbImage::from_fn(width, height, |x, y| image::Rgb([x as u8, y as u8, 7]));
+    let mut png = Vec::new();
+    image::DynamicImage::ImageRgb8(img)
+        .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+        .unwrap();
+    let data = b"Comment\0GPSLatitude 48.8584 GPSLongitude 2.2945";
+    let mut chunk = (data.len() as u32).to_be_bytes().to_vec();
+    chunk.extend_from_slice(b"tEXt");
+    chunk.extend_from_slice(data);
+    let crc = crc32fast::hash(&chunk[4..]);
+    chunk.extend_from_slice(&crc.to_be_bytes());
+    let iend = png.len() - 12;
+    png.splice(iend..iend, chunk);
+    png
+}
