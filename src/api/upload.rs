@@ -309,7 +309,7 @@ async fn check_quota(
     Ok(())
 }
 
-pub async fn tenant_bytes(state: &AppState, ctx: &TenantContext) -> Result<u64, AppError> {
+async fn tenant_bytes(state: &AppState, ctx: &TenantContext) -> Result<u64, AppError> {
     let mut tx = ctx.begin(&state.db).await?;
     let used: i64 = sqlx::query_scalar(
         "SELECT coalesce(sum(v.size_bytes), 0)::bigint

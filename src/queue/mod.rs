@@ -103,21 +103,12 @@ impl Queue {
     pub async fn retry_later(&self, delivery: &Delivery, delay: Duration) -> RedisResult<()> {
         let due = now_ms() + delay.as_millis() as u64;
         let mut conn = self.conn.clone();
-        redis::pipe()
-            .atomic()
+        let mut pipe = redis::pipe();
+        pipe.atomic()
             .zadd(&self.delayed, delivery.job.to_json(), due)
-            .ignore()
-            .cmd("XACK")
-            .arg(&self.stream)
-            .arg(GROUP)
-            .arg(&delivery.entry_id)
-            .ignore()
-            .cmd("XDEL")
-            .arg(&self.stream)
-            .arg(&delivery.entry_id)
-            .ignore()
-            .query_async::<()>(&mut conn)
-            .await
+            .ignore();
+        self.remove_entry(&mut pipe, &delivery.entry_id);
+        pipe.query_async::<()>(&mut conn).await
     }
 
     /// Moves due retries to the stream, atomically (a crash never loses or doubles one).
@@ -212,16 +203,9 @@ return #due",
             None => {
                 tracing::error!(entry = %entry.id, "unreadable queue entry dropped");
                 let mut conn = self.conn.clone();
-                let _: RedisResult<()> = redis::pipe()
-                    .cmd("XACK")
-                    .arg(&self.stream)
-                    .arg(GROUP)
-                    .arg(&entry.id)
-                    .cmd("XDEL")
-                    .arg(&self.stream)
-                    .arg(&entry.id)
-                    .query_async(&mut conn)
-                    .await;
+                let mut pipe = redis::pipe();
+                self.remove_entry(&mut pipe, &entry.id);
+                let _: RedisResult<()> = pipe.query_async(&mut conn).await;
                 None
             }
         }
@@ -247,21 +231,26 @@ return #due",
     pub async fn ack(&self, delivery: &Delivery, finished: bool) -> RedisResult<()> {
         let mut conn = self.conn.clone();
         let mut pipe = redis::pipe();
-        pipe.atomic()
-            .cmd("XACK")
-            .arg(&self.stream)
-            .arg(GROUP)
-            .arg(&delivery.entry_id)
-            .ignore()
-            .cmd("XDEL")
-            .arg(&self.stream)
-            .arg(&delivery.entry_id)
-            .ignore();
+        pipe.atomic();
+        self.remove_entry(&mut pipe, &delivery.entry_id);
         if finished {
             pipe.srem(&self.known, delivery.job.job_id.to_string())
                 .ignore();
         }
         pipe.query_async::<()>(&mut conn).await
+    }
+
+    /// Acknowledges an entry and deletes it from the stream (so XLEN is the depth).
+    fn remove_entry(&self, pipe: &mut redis::Pipeline, entry_id: &str) {
+        pipe.cmd("XACK")
+            .arg(&self.stream)
+            .arg(GROUP)
+            .arg(entry_id)
+            .ignore()
+            .cmd("XDEL")
+            .arg(&self.stream)
+            .arg(entry_id)
+            .ignore();
     }
 
     /// Which of `jobs` Redis knows (ready, pending, or waiting for a retry).

@@ -176,7 +176,7 @@ impl Worker {
         self.storage
             .copy_if_absent(&temp, &storage_key)
             .await
-            .map_err(|e| JobError::Retry(format!("finalizing into storage: {e}")))?;
+            .map_err(retry("finalizing into storage"))?;
         self.command(
             job,
             FileCommand::Complete {
@@ -200,14 +200,13 @@ impl Worker {
             .storage
             .read(key, None)
             .await
-            .map_err(|e| JobError::Retry(format!("reading temporary bytes: {e}")))?;
+            .map_err(retry("reading temporary bytes"))?;
         let mut stream = object.stream;
         let mut hasher = Sha256::new();
         let mut size = 0u64;
         let mut head = Vec::with_capacity(512);
         while let Some(chunk) = stream.next().await {
-            let chunk =
-                chunk.map_err(|e| JobError::Retry(format!("reading temporary bytes: {e}")))?;
+            let chunk = chunk.map_err(retry("reading temporary bytes"))?;
             if head.len() < 512 {
                 let take = (512 - head.len()).min(chunk.len());
                 head.extend_from_slice(&chunk[..take]);
@@ -227,7 +226,7 @@ impl Worker {
             .storage
             .read(key, None)
             .await
-            .map_err(|e| JobError::Retry(format!("reading temporary bytes: {e}")))?;
+            .map_err(retry("reading temporary bytes"))?;
         let mut reader =
             tokio_util::io::StreamReader::new(object.stream.map_err(std::io::Error::other));
         self.scanner.scan(&mut reader).await.map_err(|e| match e {
@@ -256,12 +255,12 @@ impl Worker {
             .storage
             .read_all(temp)
             .await
-            .map_err(|e| JobError::Retry(format!("reading an image: {e}")))?;
+            .map_err(retry("reading an image"))?;
         let limits = self.media;
         let result =
             tokio::task::spawn_blocking(move || media::optimise(&input, detected, &limits))
                 .await
-                .map_err(|e| JobError::Retry(format!("image optimiser crashed: {e}")))?;
+                .map_err(retry("image optimiser crashed"))?;
         let optimised = match result {
             Ok(Some(o)) => o,
             Ok(None) => return Ok(()),
@@ -322,7 +321,7 @@ impl Worker {
         .bind(file.0)
         .fetch_optional(&self.db)
         .await
-        .map_err(|e| JobError::Retry(format!("dedup lookup: {e}")))?;
+        .map_err(retry("dedup lookup"))?;
         Ok(row.map(|(f, n)| Original::OtherFile {
             file_id: FileId(f),
             version_number: n as u32,
@@ -342,7 +341,7 @@ impl Worker {
             .load_aggregate(&job.file_id.to_string())
             .await
             .map(|c| c.aggregate)
-            .map_err(|e| JobError::Retry(format!("loading the file: {e}")))
+            .map_err(retry("loading the file"))
     }
 
     /// Runs a File command as the worker. Domain refusals mean the job no longer
@@ -361,6 +360,11 @@ impl Worker {
             Err(other) => Err(JobError::Retry(other.to_string())),
         }
     }
+}
+
+/// A failure worth another attempt, with what was being done.
+fn retry<E: std::fmt::Display>(doing: &'static str) -> impl FnOnce(E) -> JobError {
+    move |e| JobError::Retry(format!("{doing}: {e}"))
 }
 
 fn domain(err: FileError) -> JobError {

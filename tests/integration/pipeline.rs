@@ -9,9 +9,9 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::common::TestApp;
+use crate::scan::{EICAR, Member, Method, zip};
 
 const PASSWORD: &str = "correct horse battery staple";
-pub const EICAR: &[u8] = br"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*";
 
 /// A real worker taking jobs (the test config's default is none).
 pub const WORKER: &[(&str, &str)] = &[("WORKER_CONCURRENCY", "2")];
@@ -237,8 +237,8 @@ async fn eicar_plain_and_zipped_fails_its_virus_scan_and_is_never_stored() {
     let t = TestApp::spawn(Mode::Serve, WORKER).await;
     let c = signup(&t, "virus").await;
     let plain = upload_ok(&t, &c, "eicar.com", EICAR.to_vec()).await;
-    let zipped = upload_ok(&t, &c, "eicar.zip", stored_zip("eicar.com", EICAR)).await;
-    for accepted in [plain, zipped] {
+    let in_zip = upload_ok(&t, &c, "eicar.zip", zipped("eicar.com", EICAR)).await;
+    for accepted in [plain, in_zip] {
         let file_id = accepted["file_id"].as_str().unwrap();
         assert_eq!(settled_status(&t, file_id, 1).await, "virus_failed");
         let key: Option<String> =
@@ -514,37 +514,9 @@ async fn jobs_lost_by_redis_are_reconciled_from_postgres() {
     }
 }
 
-fn stored_zip(name: &str, data: &[u8]) -> Vec<u8> {
-    // A one-member zip with a stored (uncompressed) entry, built by hand.
-    let crc = crc32fast::hash(data);
-    let mut z = Vec::new();
-    let header = |sig: u32, z: &mut Vec<u8>| z.extend_from_slice(&sig.to_le_bytes());
-    header(0x04034b50, &mut z);
-    z.extend_from_slice(&[20, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
-    z.extend_from_slice(&crc.to_le_bytes());
-    z.extend_from_slice(&(data.len() as u32).to_le_bytes());
-    z.extend_from_slice(&(data.len() as u32).to_le_bytes());
-    z.extend_from_slice(&(name.len() as u16).to_le_bytes());
-    z.extend_from_slice(&0u16.to_le_bytes());
-    z.extend_from_slice(name.as_bytes());
-    z.extend_from_slice(data);
-    let central = z.len() as u32;
-    header(0x02014b50, &mut z);
-    z.extend_from_slice(&[20, 0, 20, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
-    z.extend_from_slice(&crc.to_le_bytes());
-    z.extend_from_slice(&(data.len() as u32).to_le_bytes());
-    z.extend_from_slice(&(data.len() as u32).to_le_bytes());
-    z.extend_from_slice(&(name.len() as u16).to_le_bytes());
-    z.extend_from_slice(&[0; 12]);
-    z.extend_from_slice(&0u32.to_le_bytes());
-    z.extend_from_slice(name.as_bytes());
-    let central_len = z.len() as u32 - central;
-    header(0x06054b50, &mut z);
-    z.extend_from_slice(&[0, 0, 0, 0, 1, 0, 1, 0]);
-    z.extend_from_slice(&central_len.to_le_bytes());
-    z.extend_from_slice(&central.to_le_bytes());
-    z.extend_from_slice(&0u16.to_le_bytes());
-    z
+/// EICAR inside a zip, deflated (the shared test zip writer, src/scan/test_zip.rs).
+fn zipped(name: &str, data: &[u8]) -> Vec<u8> {
+    zip(&[Member::new(name, data, Method::Deflated)])
 }
 
 fn text_part(name: &str, value: &str) -> Vec<u8> {
@@ -581,7 +553,7 @@ async fn with_real_clamd_eicar_fails_and_clean_bytes_complete() {
     )
     .await;
     let c = signup(&t, "clamd").await;
-    let infected = upload_ok(&t, &c, "eicar.zip", stored_zip("eicar.com", EICAR)).await;
+    let infected = upload_ok(&t, &c, "eicar.zip", zipped("eicar.com", EICAR)).await;
     let clean = upload_ok(&t, &c, "clean.bin", bytes_of(9, 100_000)).await;
     let infected_id = infected["file_id"].as_str().unwrap();
     let clean_id = clean["file_id"].as_str().unwrap();
