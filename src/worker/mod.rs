@@ -13,6 +13,7 @@ use rand::RngExt;
 use sqlx::PgPool;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::aggregates::file::File;
 use crate::config::JobSettings;
@@ -104,7 +105,15 @@ impl Worker {
                 .next(&consumer, self.settings.visibility_timeout, BLOCK)
                 .await
             {
-                Ok(Some(delivery)) => self.handle(&consumer, delivery).await,
+                Ok(Some(delivery)) => {
+                    // Instrumented, not entered: a span guard held across awaits would
+                    // attach other tasks' logs to this job.
+                    let job = &delivery.job;
+                    let span = tracing::info_span!("job", job = %job.job_id, tenant = %job.tenant_id, file = %job.file_id, version = job.version_number);
+                    self.handle(&consumer, delivery.clone())
+                        .instrument(span)
+                        .await
+                }
                 Ok(None) => {}
                 Err(err) => {
                     tracing::warn!(error = %err, "queue unavailable");
@@ -121,8 +130,6 @@ impl Worker {
     /// or reschedules (a failure to do so only means a redelivery).
     async fn handle(&self, consumer: &str, delivery: Delivery) {
         let job = delivery.job.clone();
-        let span = tracing::info_span!("job", job = %job.job_id, tenant = %job.tenant_id, file = %job.file_id, version = job.version_number);
-        let _guard = span.enter();
         let keep_alive = {
             let queue = self.queue.clone();
             let delivery = delivery.clone();
