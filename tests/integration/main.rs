@@ -15,6 +15,7 @@ mod out_of_process;
 mod pipeline;
 mod process;
 mod projections;
+mod s3;
 mod scan;
 mod store;
 mod verify;
