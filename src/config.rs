@@ -104,6 +104,10 @@ pub struct JobSettings {
     /// How often unfinished jobs in Postgres are checked against the Redis queue, which
     /// may have lost them (`JOB_RECONCILE_SECS`, default 30).
     pub reconcile_every: Duration,
+    /// Temporary objects no unfinished version points at are removed once they are this
+    /// old (`TEMP_SWEEP_AFTER_SECS`, default 86400): leftovers of crashes between upload
+    /// and commit, or between a verdict and the cleanup.
+    pub temp_sweep_after: Duration,
 }
 
 /// The one-line reason configuration was refused; names the variable.
@@ -333,6 +337,13 @@ impl JobSettings {
                 "must be between 1 and 86400",
             ));
         }
+        let sweep_after = parse_u64(get, "TEMP_SWEEP_AFTER_SECS", 86_400)?;
+        if !(1..=30 * 86_400).contains(&sweep_after) {
+            return Err(invalid(
+                "TEMP_SWEEP_AFTER_SECS",
+                "must be between 1 and 2592000 (30 days)",
+            ));
+        }
         let reconcile = parse_u64(get, "JOB_RECONCILE_SECS", 30)?;
         if !(1..=86_400).contains(&reconcile) {
             return Err(invalid("JOB_RECONCILE_SECS", "must be between 1 and 86400"));
@@ -343,6 +354,7 @@ impl JobSettings {
             backoff_base: Duration::from_millis(backoff_ms),
             visibility_timeout: Duration::from_secs(visibility),
             reconcile_every: Duration::from_secs(reconcile),
+            temp_sweep_after: Duration::from_secs(sweep_after),
         })
     }
 }

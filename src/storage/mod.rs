@@ -190,6 +190,25 @@ impl Storage {
         }
     }
 
+    /// Keys under `prefix` last written before `before`.
+    pub async fn list_older(
+        &self,
+        prefix: &str,
+        before: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Vec<String>, StorageError> {
+        let objects: Vec<object_store::ObjectMeta> = self
+            .store
+            .list(Some(&Path::from(prefix)))
+            .try_collect()
+            .await
+            .map_err(StorageError::from_store)?;
+        Ok(objects
+            .into_iter()
+            .filter(|o| o.last_modified < before)
+            .map(|o| o.location.to_string())
+            .collect())
+    }
+
     /// Deletes `key`; a missing object is not an error (deletes are retried).
     pub async fn delete(&self, key: &str) -> Result<(), StorageError> {
         match self.store.delete(&Path::from(key)).await {

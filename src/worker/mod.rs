@@ -5,6 +5,7 @@
 
 mod pipeline;
 mod reconcile;
+mod sweep;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -85,6 +86,7 @@ impl Worker {
             ));
         }
         tasks.push(tokio::spawn(self.clone().promote(shutdown.clone())));
+        tasks.push(tokio::spawn(self.clone().sweep_loop(shutdown.clone())));
         tasks.push(tokio::spawn(self.reconcile_loop(shutdown)));
         tasks
     }
@@ -184,6 +186,22 @@ impl Worker {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 _ = tokio::time::sleep(PROMOTE_EVERY) => {}
+            }
+        }
+    }
+
+    async fn sweep_loop(self: Arc<Self>, shutdown: CancellationToken) {
+        // A quarter of the age limit, at most hourly: an orphan lives at most 1.25× it.
+        let every = (self.settings.temp_sweep_after / 4).min(Duration::from_secs(3600));
+        while !shutdown.is_cancelled() {
+            match self.sweep_temp().await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(objects = n, "removed orphaned temporary uploads"),
+                Err(err) => tracing::warn!(error = %err, "sweeping temporary uploads failed"),
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tokio::time::sleep(every) => {}
             }
         }
     }

@@ -321,3 +321,45 @@ fn png_with_text_chunk(width: u32, height: u32) -> Vec<u8> {
     png.splice(iend..iend, chunk);
     png
 }
+
+#[tokio::test]
+async fn orphaned_temporary_uploads_are_swept_and_a_dead_letters_bytes_are_kept() {
+    let t = TestApp::spawn(
+        Mode::Serve,
+        &[
+            WORKER[0],
+            ("SCANNER", "clamd"),
+            ("CLAMD_ADDR", "127.0.0.1:9"),
+            ("JOB_BACKOFF_BASE_MS", "20"),
+            ("TEMP_SWEEP_AFTER_SECS", "2"),
+        ],
+    )
+    .await;
+    let c = signup(&t, "sweep").await;
+    let accepted = upload_ok(&t, &c, "a.bin", bytes_of(6, 500)).await;
+    let file_id = accepted["file_id"].as_str().unwrap();
+    assert_eq!(settled_status(&t, file_id, 1).await, "failed");
+    // An orphan: bytes a crashed upload left behind, with no Uploaded event.
+    let orphan = format!("tmp/{}/{}", uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
+    t.app
+        .state
+        .storage
+        .put(&orphan, b"left behind".to_vec())
+        .await
+        .unwrap();
+
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while t.app.state.storage.exists(&orphan).await.unwrap() {
+        assert!(Instant::now() < deadline, "the orphan was not swept");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The dead letter's bytes stay for a retry, however old.
+    let temp: String =
+        sqlx::query_scalar("SELECT temp_location FROM file_versions WHERE file_id = $1::uuid")
+            .bind(file_id)
+            .fetch_one(&t.db.owner)
+            .await
+            .unwrap();
+    assert!(t.app.state.storage.exists(&temp).await.unwrap());
+    assert_eq!(stored_objects(&t, "tmp").len(), 1);
+}

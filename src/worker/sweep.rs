@@ -1,0 +1,38 @@
+//! Removes temporary objects nothing needs any more: an upload whose process died
+//! between writing the bytes and committing `Uploaded`, or a worker that died between
+//! recording a verdict and deleting the temp bytes. An object is kept while an
+//! unsettled version (uploaded, queued, processing, failed — a dead letter may be
+//! retried) points at it, and always while it is younger than `TEMP_SWEEP_AFTER_SECS`,
+//! which covers the moment between an upload's last byte and its commit.
+
+use uuid::Uuid;
+
+use super::Worker;
+
+impl Worker {
+    /// Deletes orphaned temporary objects; returns how many.
+    pub async fn sweep_temp(&self) -> anyhow::Result<usize> {
+        let before =
+            chrono::Utc::now() - chrono::Duration::from_std(self.settings.temp_sweep_after)?;
+        let mut removed = 0;
+        for key in self.storage.list_older("tmp", before).await? {
+            // tmp/{tenant}/{upload}: the worker role sees every tenant, so filter by it.
+            let Some(tenant) = key.split('/').nth(1).and_then(|t| Uuid::parse_str(t).ok()) else {
+                continue;
+            };
+            let referenced: bool = sqlx::query_scalar(
+                "SELECT EXISTS (SELECT 1 FROM file_versions
+                                 WHERE tenant_id = $1 AND temp_location = $2)",
+            )
+            .bind(tenant)
+            .bind(&key)
+            .fetch_one(&self.db)
+            .await?;
+            if !referenced {
+                self.storage.delete(&key).await?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+}
