@@ -340,6 +340,30 @@ async fn bad_uploads_get_a_clear_4xx_and_store_nothing() {
             "bad_request",
         ),
         (
+            post(
+                with_field("tags", "ok, not ok!", file_part("a.txt", b"x")),
+                "multipart/form-data; boundary=B",
+            ),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+        ),
+        (
+            post(
+                with_field("display_name", "tab\there", file_part("a.txt", b"x")),
+                "multipart/form-data; boundary=B",
+            ),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+        ),
+        (
+            post(
+                with_field("colour", "blue", file_part("a.txt", b"x")),
+                "multipart/form-data; boundary=B",
+            ),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        ),
+        (
             post(b"{}".to_vec(), "application/json"),
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported_media_type",
@@ -522,6 +546,19 @@ fn zipped(name: &str, data: &[u8]) -> Vec<u8> {
 fn text_part(name: &str, value: &str) -> Vec<u8> {
     format!("--B\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n--B--\r\n")
         .into_bytes()
+}
+
+/// `body` (a complete multipart body) with a text field appended before its end.
+fn with_field(name: &str, value: &str, body: Vec<u8>) -> Vec<u8> {
+    let end = body.len() - b"--B--\r\n".len();
+    let mut out = body[..end].to_vec();
+    out.extend_from_slice(
+        format!(
+            "--B\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n--B--\r\n"
+        )
+        .as_bytes(),
+    );
+    out
 }
 
 fn file_part(filename: &str, data: &[u8]) -> Vec<u8> {
