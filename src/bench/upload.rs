@@ -75,7 +75,12 @@ pub async fn run(target: &Target<'_>, sizes: &Sizes) -> anyhow::Result<Outcome> 
     let work =
         std::env::temp_dir().join(format!("chronicle-bench-{}", uuid::Uuid::now_v7().simple()));
     tokio::fs::create_dir_all(&work).await?;
-    let result = run_in(target, sizes, &url, &work).await;
+    // Every server of this run writes under `bench-<run>-…:`, removed at the end.
+    let run_id = uuid::Uuid::now_v7().simple().to_string();
+    let result = run_in(target, sizes, &url, &work, &run_id).await;
+    if let Err(err) = forget_redis_keys(target.redis_url, &run_id).await {
+        eprintln!("could not remove the bench's Redis keys: {err:#}");
+    }
     // Keep the server logs of a failed run; they say why.
     if result.is_ok() {
         let _ = tokio::fs::remove_dir_all(&work).await;
@@ -91,6 +96,7 @@ async fn run_in(
     sizes: &Sizes,
     url: &str,
     work: &Path,
+    run_id: &str,
 ) -> anyhow::Result<Outcome> {
     let owner = db::pool(url, DbRole::Owner, 2).await?;
     let env = ServerEnv {
@@ -103,6 +109,7 @@ async fn run_in(
             uuid::Uuid::new_v4().simple()
         ),
         max_upload: sizes.large_bytes.max(1024 * 1024),
+        run_id: run_id.to_string(),
     };
     let serve_env = env.vars("300", sizes.worker_concurrency);
     let server =
@@ -160,6 +167,7 @@ struct ServerEnv {
     data_dir: PathBuf,
     jwt_secret: String,
     max_upload: u64,
+    run_id: String,
 }
 
 impl ServerEnv {
@@ -173,7 +181,11 @@ impl ServerEnv {
             // One prefix per server: the cache-off run must not read the cache-on run's keys.
             (
                 "REDIS_KEY_PREFIX",
-                format!("bench-{}:", uuid::Uuid::now_v7().simple()),
+                format!(
+                    "bench-{}-{}:",
+                    self.run_id,
+                    &uuid::Uuid::new_v4().simple().to_string()[..8]
+                ),
             ),
             ("JWT_SECRET", self.jwt_secret.clone()),
             ("WORKER_CONCURRENCY", worker_concurrency.to_string()),
@@ -186,6 +198,33 @@ impl ServerEnv {
             // Per-request info logs would be part of the measurement; production filters too.
             ("RUST_LOG", "warn".into()),
         ]
+    }
+}
+
+/// Deletes the keys (queue streams, cache generations) this run's servers left in Redis.
+async fn forget_redis_keys(redis_url: &str, run_id: &str) -> anyhow::Result<()> {
+    let client = redis::Client::open(redis_url)?;
+    let mut conn = client.get_multiplexed_async_connection().await?;
+    let mut cursor = 0u64;
+    loop {
+        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(format!("bench-{run_id}-*"))
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(&mut conn)
+            .await?;
+        if !keys.is_empty() {
+            redis::cmd("DEL")
+                .arg(&keys)
+                .query_async::<()>(&mut conn)
+                .await?;
+        }
+        if next == 0 {
+            return Ok(());
+        }
+        cursor = next;
     }
 }
 

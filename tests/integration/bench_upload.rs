@@ -25,6 +25,16 @@ async fn the_upload_bench_runs_end_to_end_at_tiny_sizes() {
         redis_url: &redis_url(),
         exe: Path::new(env!("CARGO_BIN_EXE_chronicle")),
     };
+    let redis = redis::Client::open(redis_url()).unwrap();
+    let mut redis = redis.get_multiplexed_async_connection().await.unwrap();
+    let bench_keys = |keys: Vec<String>| keys.into_iter().filter(|k| k.starts_with("bench-"));
+    let before: Vec<String> = redis::cmd("KEYS")
+        .arg("bench-*")
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    let before: Vec<String> = bench_keys(before).collect();
+
     let outcome = run(&target, &sizes).await.expect("bench runs");
 
     assert!(outcome.large_completed, "the large upload completed");
@@ -71,4 +81,16 @@ async fn the_upload_bench_runs_end_to_end_at_tiny_sizes() {
         .await
         .unwrap();
     assert_eq!(left, 0, "the bench database was dropped");
+    // …and its Redis keys (other runs' keys may come and go meanwhile).
+    let after: Vec<String> = redis::cmd("KEYS")
+        .arg("bench-*")
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    let new: Vec<String> = bench_keys(after).filter(|k| !before.contains(k)).collect();
+    assert!(
+        new.is_empty(),
+        "keys left behind: {:?}",
+        &new[..new.len().min(5)]
+    );
 }
