@@ -3,6 +3,7 @@
 
 mod auth;
 mod store;
+pub mod upload;
 
 use clap::Subcommand;
 
@@ -14,6 +15,9 @@ pub enum BenchCommand {
     Store,
     /// Accounts: login latency, authenticated request throughput, per-request auth cost.
     Auth,
+    /// Uploads: 1 GiB over loopback vs sha256sum with the server's RSS, 1,000 small
+    /// uploads from 16 clients end to end, file reads with the cache on and off.
+    Upload,
 }
 
 pub async fn run(command: BenchCommand, config: &Config) -> anyhow::Result<()> {
@@ -25,6 +29,21 @@ pub async fn run(command: BenchCommand, config: &Config) -> anyhow::Result<()> {
         BenchCommand::Auth => {
             let rows = auth::run(config.database_url.expose()).await?;
             store::print(&rows);
+        }
+        BenchCommand::Upload => {
+            let exe = std::env::current_exe()?;
+            let target = upload::Target {
+                server_url: config.database_url.expose(),
+                database: "chronicle_bench_upload",
+                redis_url: config.redis_url.expose(),
+                exe: &exe,
+            };
+            let outcome = upload::run(&target, &upload::Sizes::ISSUE).await?;
+            store::print(&outcome.rows);
+            anyhow::ensure!(
+                outcome.large_completed && outcome.large_sha_matches,
+                "the large upload did not complete with sha256sum's digest"
+            );
         }
     }
     Ok(())

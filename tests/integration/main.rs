@@ -2,6 +2,7 @@
 //! each test gets its own database, so they run in parallel.
 
 mod accounts;
+mod bench_upload;
 mod common;
 mod devices;
 mod edge;

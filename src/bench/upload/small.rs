@@ -1,0 +1,170 @@
+//! Many small uploads from 16 clients (accepted/s, completed/s end to end) and
+//! `GET /v1/files/{id}` latency at 16 clients.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use sqlx::PgPool;
+
+use super::http::Conn;
+use super::server::ServerProcess;
+use super::{CLIENTS, Pattern, Row, SETTLE_TIMEOUT, Sizes, percentile};
+
+pub(super) struct SmallResult {
+    pub rows: Vec<Row>,
+    pub file_ids: Vec<String>,
+    pub completed: usize,
+}
+
+pub(super) async fn small_uploads(
+    server: &ServerProcess,
+    owner: &PgPool,
+    token: &str,
+    sizes: &Sizes,
+) -> anyhow::Result<SmallResult> {
+    let (n, len) = (sizes.small_uploads, sizes.small_bytes);
+    let pattern = Arc::new(Pattern::new());
+    let next = Arc::new(AtomicUsize::new(0));
+    let accepted = Arc::new(Mutex::new(Vec::with_capacity(n)));
+    let token = Arc::new(token.to_string());
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..CLIENTS {
+        let (pattern, next, accepted, token) = (
+            pattern.clone(),
+            next.clone(),
+            accepted.clone(),
+            token.clone(),
+        );
+        let addr = server.addr;
+        tasks.push(tokio::spawn(async move {
+            let mut conn = Conn::open(addr).await?;
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= n {
+                    return Ok::<_, anyhow::Error>(());
+                }
+                let sent = Instant::now();
+                let r = conn
+                    .upload(&token, &format!("small-{i}.bin"), len as u64, |off, buf| {
+                        // Distinct bytes per upload: identical ones would settle as duplicates.
+                        pattern.fill(off + (i as u64) * 4096, buf);
+                        if off == 0 {
+                            let stamp = (i as u64).to_le_bytes();
+                            let k = stamp.len().min(buf.len());
+                            buf[..k].copy_from_slice(&stamp[..k]);
+                        }
+                    })
+                    .await?;
+                let ms = sent.elapsed().as_secs_f64() * 1e3;
+                anyhow::ensure!(r.status == 202, "upload answered {}: {}", r.status, r.body);
+                let id = r.json()?["file_id"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string();
+                accepted.lock().expect("not poisoned").push((id, ms));
+            }
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    let accepted_after = started.elapsed();
+    let accepted = std::mem::take(&mut *accepted.lock().expect("not poisoned"));
+    let (file_ids, mut latencies): (Vec<String>, Vec<f64>) = accepted.into_iter().unzip();
+    latencies.sort_by(f64::total_cmp);
+
+    let ids: Vec<uuid::Uuid> = file_ids
+        .iter()
+        .map(|id| id.parse())
+        .collect::<Result<_, _>>()?;
+    let deadline = Instant::now() + SETTLE_TIMEOUT;
+    let completed = loop {
+        let (completed, failed): (i64, i64) = sqlx::query_as(
+            "SELECT count(*) FILTER (WHERE status = 'completed'),
+                    count(*) FILTER (WHERE status IN ('duplicate', 'virus_failed', 'failed'))
+               FROM file_versions WHERE file_id = ANY($1)",
+        )
+        .bind(&ids)
+        .fetch_one(owner)
+        .await?;
+        anyhow::ensure!(failed == 0, "{failed} small uploads did not complete");
+        if completed as usize == n {
+            break n;
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "only {completed} of {n} small uploads completed in time"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let completed_after = started.elapsed();
+    let rows = vec![
+        Row {
+            name: "small uploads, 16 clients: accepted",
+            value: n as f64 / accepted_after.as_secs_f64(),
+            unit: "uploads/s",
+            note: format!(
+                "{n} x {} KiB in {:.2} s; 202 latency p50 {:.1} ms, p99 {:.1} ms",
+                len / 1024,
+                accepted_after.as_secs_f64(),
+                percentile(&latencies, 50),
+                percentile(&latencies, 99)
+            ),
+        },
+        Row {
+            name: "small uploads, 16 clients: completed",
+            value: n as f64 / completed_after.as_secs_f64(),
+            unit: "uploads/s",
+            note: format!(
+                "all {n} `completed` in file_versions after {:.2} s (WORKER_CONCURRENCY={})",
+                completed_after.as_secs_f64(),
+                sizes.worker_concurrency
+            ),
+        },
+    ];
+    Ok(SmallResult {
+        rows,
+        file_ids,
+        completed,
+    })
+}
+
+/// `requests` GETs of the files in `ids` (round robin) from 16 keep-alive clients;
+/// returns each request's latency in milliseconds.
+pub(super) async fn get_latencies(
+    addr: SocketAddr,
+    token: &str,
+    ids: &Arc<Vec<String>>,
+    requests: usize,
+) -> anyhow::Result<Vec<f64>> {
+    anyhow::ensure!(!ids.is_empty(), "no files to read");
+    let next = Arc::new(AtomicUsize::new(0));
+    let token = Arc::new(token.to_string());
+    let mut tasks = Vec::new();
+    for _ in 0..CLIENTS {
+        let (next, ids, token) = (next.clone(), ids.clone(), token.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut conn = Conn::open(addr).await?;
+            let mut ms = Vec::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= requests {
+                    return Ok::<_, anyhow::Error>(ms);
+                }
+                let path = format!("/v1/files/{}", ids[i % ids.len()]);
+                let sent = Instant::now();
+                let r = conn.request("GET", &path, Some(&token), "").await?;
+                ms.push(sent.elapsed().as_secs_f64() * 1e3);
+                anyhow::ensure!(r.status == 200, "GET {path} answered {}", r.status);
+            }
+        }));
+    }
+    let mut all = Vec::with_capacity(requests);
+    for t in tasks {
+        all.extend(t.await??);
+    }
+    Ok(all)
+}
