@@ -13,6 +13,7 @@ mod notifications;
 mod ops_api;
 mod pipeline;
 mod projections;
+mod purge;
 mod scan;
 mod store;
 mod verify;
