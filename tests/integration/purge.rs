@@ -8,6 +8,7 @@ use reqwest::StatusCode;
 use serde_json::Value;
 
 use crate::common::TestApp;
+use crate::files_api::World;
 use crate::pipeline::{Client, bytes_of, settled_status, signup, stored_objects, upload_ok};
 
 /// A worker whose GC runs every second with the given grace (and retention).
@@ -329,4 +330,44 @@ async fn retention_prunes_the_oldest_versions_and_gc_removes_their_bytes() {
     assert!(pruned[0].contains("\"version_number\":1"), "{pruned:?}");
     let (_, versions) = send(&t, &c, "GET", &format!("/v1/files/{other}/versions")).await;
     assert_eq!(versions.as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn owners_and_admins_purge_auditors_may_not_and_others_see_nothing() {
+    let w = World::new(&[("WORKER_CONCURRENCY", "0")]).await;
+    let alice = w.join("alice", "user").await;
+    let bob = w.join("bob", "user").await;
+    let audrey = w.join("audrey", "auditor").await;
+    let mine = w.create(&alice, "alice's").await;
+    let hers = w.create(&alice, "alice's other").await;
+    let purge = async |who, file: uuid::Uuid| {
+        w.send("DELETE", &format!("/v1/files/{file}?purge=true"), who)
+            .await
+    };
+
+    // Another user cannot see it: 404 (nothing leaks); an auditor sees it: 403.
+    assert_eq!(purge(&bob, mine).await.0, StatusCode::NOT_FOUND);
+    let (status, body) = purge(&audrey, mine).await;
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (StatusCode::FORBIDDEN, &"forbidden".into())
+    );
+    assert_eq!(
+        purge(&alice, uuid::Uuid::now_v7()).await.0,
+        StatusCode::NOT_FOUND
+    );
+    let purged: i64 = sqlx::query_scalar("SELECT count(*) FROM events WHERE event_type = 'Purged'")
+        .fetch_one(&w.t.db.owner)
+        .await
+        .unwrap();
+    assert_eq!(purged, 0, "refused purges changed nothing");
+
+    // The owner and an admin may; afterwards the auditor sees nothing either.
+    assert_eq!(purge(&alice, mine).await.0, StatusCode::NO_CONTENT);
+    assert_eq!(purge(&w.admin, hers).await.0, StatusCode::NO_CONTENT);
+    assert_eq!(purge(&bob, mine).await.0, StatusCode::NOT_FOUND);
+    eventually("gone for the auditor too", async || {
+        w.send("GET", &format!("/v1/files/{mine}"), &audrey).await.0 == StatusCode::NOT_FOUND
+    })
+    .await;
 }
