@@ -108,6 +108,21 @@ pub struct JobSettings {
     /// old (`TEMP_SWEEP_AFTER_SECS`, default 86400): leftovers of crashes between upload
     /// and commit, or between a verdict and the cleanup.
     pub temp_sweep_after: Duration,
+    /// Purge, garbage collection and retention (src/worker/gc.rs).
+    pub gc: GcSettings,
+}
+
+/// The blob garbage collector and version retention, run by the worker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GcSettings {
+    /// A blob is deleted only when its last reference went away longer ago than this
+    /// (`BLOB_GC_GRACE_SECS`, default 86400): an operator can undo a purge meanwhile.
+    pub grace: Duration,
+    /// How often the collector (and retention) runs (`BLOB_GC_EVERY_SECS`, default 600).
+    pub every: Duration,
+    /// Keep the newest N completed versions of each file (`VERSION_RETENTION`); `None`
+    /// (unset) keeps every version.
+    pub version_retention: Option<u32>,
 }
 
 /// The one-line reason configuration was refused; names the variable.
@@ -348,7 +363,36 @@ impl JobSettings {
         if !(1..=86_400).contains(&reconcile) {
             return Err(invalid("JOB_RECONCILE_SECS", "must be between 1 and 86400"));
         }
+        let grace = parse_u64(get, "BLOB_GC_GRACE_SECS", 86_400)?;
+        if grace > 365 * 86_400 {
+            return Err(invalid(
+                "BLOB_GC_GRACE_SECS",
+                "must be between 0 and 31536000 (a year)",
+            ));
+        }
+        let gc_every = parse_u64(get, "BLOB_GC_EVERY_SECS", 600)?;
+        if !(1..=86_400).contains(&gc_every) {
+            return Err(invalid("BLOB_GC_EVERY_SECS", "must be between 1 and 86400"));
+        }
+        let version_retention = match get("VERSION_RETENTION") {
+            None => None,
+            Some(_) => {
+                let keep = parse_u64(get, "VERSION_RETENTION", 0)?;
+                if !(1..=1_000_000).contains(&keep) {
+                    return Err(invalid(
+                        "VERSION_RETENTION",
+                        "must be between 1 and 1000000 (unset keeps every version)",
+                    ));
+                }
+                Some(keep as u32)
+            }
+        };
         Ok(Self {
+            gc: GcSettings {
+                grace: Duration::from_secs(grace),
+                every: Duration::from_secs(gc_every),
+                version_retention,
+            },
             concurrency: concurrency as usize,
             max_attempts: max_attempts as u32,
             backoff_base: Duration::from_millis(backoff_ms),
@@ -499,6 +543,11 @@ mod tests {
             ("MAX_JSON_BODY_BYTES", "10"),
             ("GEOIP_DB", "/nonexistent/GeoLite2-City.mmdb"),
             ("GEOIP_DB", "/"),
+            ("BLOB_GC_GRACE_SECS", "-1"),
+            ("BLOB_GC_GRACE_SECS", "31536001"),
+            ("BLOB_GC_EVERY_SECS", "0"),
+            ("VERSION_RETENTION", "0"),
+            ("VERSION_RETENTION", "all"),
         ] {
             let e = config(&[(var, value)]).unwrap_err();
             assert_eq!(e.var, var, "{var}={value}");
@@ -526,6 +575,17 @@ mod tests {
         assert!(!c.trust_proxy_headers);
         assert_eq!(c.max_json_body_bytes, 1024 * 1024);
         assert_eq!(c.frontend_url, None);
+    }
+
+    #[test]
+    fn gc_defaults_keep_every_version_and_wait_a_day() {
+        let c = config(&[]).unwrap();
+        assert_eq!(c.jobs.gc.grace, Duration::from_secs(86_400));
+        assert_eq!(c.jobs.gc.every, Duration::from_secs(600));
+        assert_eq!(c.jobs.gc.version_retention, None);
+        let c = config(&[("VERSION_RETENTION", "3"), ("BLOB_GC_GRACE_SECS", "0")]).unwrap();
+        assert_eq!(c.jobs.gc.version_retention, Some(3));
+        assert_eq!(c.jobs.gc.grace, Duration::ZERO);
     }
 
     #[test]

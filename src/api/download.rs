@@ -55,7 +55,7 @@ pub async fn version(
     let version = file
         .versions
         .iter()
-        .find(|v| v.number == n)
+        .find(|v| v.number == n && !v.pruned) // retention removed pruned ones
         .ok_or_else(|| AppError::NotFound("version not found".into()))?;
     if version.status != FileStatus::Completed {
         return Err(AppError::NotFound(format!(

@@ -1,4 +1,4 @@
-//! Changing a file: rename, tag/untag, soft delete, restore, version restore. Each is a
+//! Changing a file: rename, tag/untag, soft delete, purge, restore, version restore. Each is a
 //! `FileCommand` run through `commands::execute` on the caller's tenant-bound store.
 //!
 //! **Responses: `200` with the file as the command left it**, built from the committed
@@ -9,7 +9,8 @@
 use axum::Json;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use cqrs_es::EventStore;
 use serde::Deserialize;
 use uuid::Uuid;
@@ -132,38 +133,73 @@ pub async fn untag(
 #[derive(Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct DeleteParams {
-    /// `true`: purge for good (not offered yet: `501 not_implemented`).
+    /// `true`: purge for good — `204`, the file is gone from every read and download;
+    /// its bytes are removed by the blob garbage collector once no other version
+    /// references them and `BLOB_GC_GRACE_SECS` have passed. The events stay (audit).
     pub purge: Option<bool>,
 }
 
 /// Soft delete (to the trash; `POST /v1/files/{id}/restore` brings it back). Deleting a
-/// deleted file again is a no-op (DELETE is idempotent).
+/// deleted file again is a no-op (DELETE is idempotent). `?purge=true` purges instead.
 #[utoipa::path(delete, path = "/v1/files/{id}", tag = "files", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "file id"), DeleteParams),
-    responses((status = 200, body = FileView), (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody), (status = 501, body = ErrorBody)))]
+    responses((status = 200, body = FileView), (status = 204, description = "purged"),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn delete(
     State(state): State<AppState>,
     ctx: TenantContext,
     headers: HeaderMap,
     id: Result<Path<Uuid>, PathRejection>,
     params: Result<Query<DeleteParams>, QueryRejection>,
-) -> Result<Json<FileView>, AppError> {
+) -> Result<Response, AppError> {
     let id = path(id)?;
     let Query(params) = params.map_err(|r| AppError::BadRequest(r.body_text()))?;
     if params.purge == Some(true) {
-        return Err(AppError::NotImplemented(
-            "purging files is not available yet".into(),
-        ));
+        return purge(&state, &ctx, &headers, id).await;
     }
     let file = load(&state, &ctx, id).await?;
     require_change(&ctx)?;
     if file.deleted {
-        return Ok(Json(
-            view_from_stream(&state.db, ctx.tenant_id, id, &file).await?,
-        ));
+        return Ok(
+            Json(view_from_stream(&state.db, ctx.tenant_id, id, &file).await?).into_response(),
+        );
     }
-    run(&state, &ctx, &headers, id, FileCommand::Delete).await
+    Ok(run(&state, &ctx, &headers, id, FileCommand::Delete)
+        .await?
+        .into_response())
+}
+
+/// Purge: owners and admins (the rule of delete), live or trashed files alike.
+/// **Purging a purged file again answers `204` too** for a caller who could have
+/// purged it (a retried DELETE must not fail); to anyone else it is 404, like any
+/// file they cannot see.
+async fn purge(
+    state: &AppState,
+    ctx: &TenantContext,
+    headers: &HeaderMap,
+    id: Uuid,
+) -> Result<Response, AppError> {
+    let file = store::<File>(state, ctx.tenant_id)
+        .load_aggregate(&id.to_string())
+        .await
+        .map_err(|e| AppError::Internal(anyhow::anyhow!("event store: {e}")))?
+        .aggregate;
+    match file.owner_id {
+        Some(owner) if file.exists && can_see(ctx, owner.0) => {}
+        _ => return Err(file_not_found()),
+    }
+    require_change(ctx)?;
+    if !file.purged {
+        commands::execute(
+            &store::<File>(state, ctx.tenant_id),
+            &id.to_string(),
+            FileCommand::Purge,
+            &caller_metadata(ctx, headers),
+            &(),
+        )
+        .await?;
+    }
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 /// Bring a soft-deleted file back (422 if it is not deleted).

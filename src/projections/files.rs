@@ -88,6 +88,7 @@ fn changes_versions(event: &FileEvent) -> bool {
             | FileEvent::VirusFailed { .. }
             | FileEvent::ProcessingFailed { .. }
             | FileEvent::VersionCompleted { .. }
+            | FileEvent::VersionPruned { .. }
     )
 }
 
@@ -341,6 +342,19 @@ async fn apply_file(
             .execute(&mut *conn)
             .await?;
             set_current(conn, e, file_id, version_number, size).await?;
+        }
+        FileEvent::VersionPruned { version_number } => {
+            // Retention: the version leaves the history (GET /versions); the log keeps
+            // its events. Only versions older than a completed one are pruned, so the
+            // current and latest versions never change here.
+            sqlx::query(
+                "DELETE FROM file_versions WHERE tenant_id = $1 AND file_id = $2 AND version_number = $3",
+            )
+            .bind(tenant)
+            .bind(file_id)
+            .bind(version_number as i32)
+            .execute(conn)
+            .await?;
         }
         FileEvent::Renamed { display_name } => {
             sqlx::query("UPDATE files SET display_name = $3 WHERE tenant_id = $1 AND id = $2")

@@ -4,6 +4,7 @@
 
 pub mod accounts;
 pub mod audit_log;
+pub mod blob_refs;
 pub mod devices;
 pub mod files;
 pub mod jobs;
@@ -68,6 +69,8 @@ fn build(reactions: Option<&Reactions>) -> Vec<Arc<dyn Projector>> {
     vec![
         Arc::new(accounts::AccountsProjector),
         Arc::new(audit_log::AuditLogProjector),
+        // Which versions hold which blob: what the blob GC reads (src/worker/gc.rs).
+        Arc::new(blob_refs::BlobRefsProjector),
         Arc::new(devices::DevicesProjector::default()),
         Arc::new(match reactions {
             // Deletes the `GET /v1/files/{id}` cache entries of the files a batch touched.

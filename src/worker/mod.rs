@@ -3,6 +3,7 @@
 //! Redis knows (reconcile.rs). Runs in `serve` and `worker` modes, `WORKER_CONCURRENCY`
 //! jobs at a time. Shutdown lets each job in flight finish.
 
+mod gc;
 mod pipeline;
 mod reconcile;
 mod sweep;
@@ -25,6 +26,7 @@ use crate::scan::Scanner;
 use crate::storage::Storage;
 use crate::store::{ChronicleStore, EventLog};
 
+pub use gc::GcReport;
 pub use pipeline::Outcome;
 
 /// Why a job did not finish.
@@ -87,6 +89,7 @@ impl Worker {
         }
         tasks.push(tokio::spawn(self.clone().promote(shutdown.clone())));
         tasks.push(tokio::spawn(self.clone().sweep_loop(shutdown.clone())));
+        tasks.push(tokio::spawn(self.clone().gc_loop(shutdown.clone())));
         tasks.push(tokio::spawn(self.reconcile_loop(shutdown)));
         tasks
     }

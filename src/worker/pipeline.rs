@@ -121,7 +121,11 @@ impl Worker {
 
         // Dedup, within the tenant only. Same file: the version is a duplicate, done.
         if let Some(earlier) = file.versions.iter().find(|o| {
-            o.number != n && o.status == FileStatus::Completed && o.sha256 == bytes.sha256
+            // A pruned version is no longer an original (retention removed it).
+            o.number != n
+                && o.status == FileStatus::Completed
+                && !o.pruned
+                && o.sha256 == bytes.sha256
         }) {
             self.command(
                 job,

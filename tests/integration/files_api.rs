@@ -566,12 +566,9 @@ async fn commands_round_trip_and_refuse_bad_input() {
     })
     .await;
 
-    // Purge is the worker slice's; a malformed id names no file.
-    let (status, body) = w.send("DELETE", &format!("{path}?purge=true"), a).await;
-    assert_eq!(
-        (status, code(&body)),
-        (StatusCode::NOT_IMPLEMENTED, "not_implemented")
-    );
+    // Purge (tests/integration/purge.rs covers it); a malformed id names no file.
+    let (status, _) = w.send("DELETE", &format!("{path}?purge=true"), a).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
     let (status, body) = w.send("GET", "/v1/files/not-a-uuid", a).await;
     assert_eq!((status, code(&body)), (StatusCode::NOT_FOUND, "not_found"));
     let (status, _) = w

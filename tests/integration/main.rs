@@ -16,6 +16,7 @@ mod out_of_process;
 mod pipeline;
 mod process;
 mod projections;
+mod purge;
 mod s3;
 mod scan;
 mod store;

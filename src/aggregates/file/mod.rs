@@ -3,6 +3,7 @@
 //! `decide` and explained in docs/architecture.md ("Files (first slice)").
 
 mod processing;
+mod retention;
 mod types;
 
 #[cfg(test)]
@@ -52,6 +53,9 @@ pub struct VersionState {
     pub attempt_base: u32,
     #[serde(default)]
     pub variants: Vec<Variant>,
+    /// Removed by retention: gone from history, downloads and restores.
+    #[serde(default)]
+    pub pruned: bool,
 }
 
 impl VersionState {
@@ -130,7 +134,7 @@ impl File {
         self.versions
             .iter()
             .rev()
-            .find(|v| v.status == FileStatus::Completed)
+            .find(|v| v.status == FileStatus::Completed && !v.pruned)
     }
 
     fn version(&self, number: u32) -> Result<&VersionState, FileError> {
@@ -139,7 +143,7 @@ impl File {
         }
         self.versions
             .iter()
-            .find(|v| v.number == number)
+            .find(|v| v.number == number && !v.pruned)
             .ok_or(FileError::VersionNotFound)
     }
 
@@ -272,6 +276,7 @@ impl File {
                     blob,
                 }])
             }
+            FileCommand::PruneVersions { keep } => self.decide_prune(keep),
             worker => self.decide_processing(worker),
         }
     }
@@ -401,6 +406,11 @@ impl Aggregate for File {
                     } else {
                         FileStatus::Queued
                     };
+                }
+            }
+            FileEvent::VersionPruned { version_number } => {
+                if let Some(v) = self.version_mut(version_number) {
+                    v.pruned = true;
                 }
             }
             FileEvent::Optimized {

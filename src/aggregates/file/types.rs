@@ -74,6 +74,11 @@ pub enum FileCommand {
     RetryProcessing {
         version_number: u32,
     },
+    /// Retention (`VERSION_RETENTION`): keep the newest `keep` completed versions and
+    /// prune every settled version older than them. Run by the worker's GC loop.
+    PruneVersions {
+        keep: u32,
+    },
 }
 
 /// What the API knows about an uploaded version when the bytes are durable.
@@ -184,6 +189,12 @@ pub enum FileEvent {
         filename: String,
         blob: FinalBlob,
     },
+    /// Retention removed an old settled version from the file's history; its blob goes
+    /// to the garbage collector once nothing else references it. The version's events
+    /// stay in the log (audit).
+    VersionPruned {
+        version_number: u32,
+    },
 }
 
 impl DomainEvent for FileEvent {
@@ -206,6 +217,7 @@ impl DomainEvent for FileEvent {
             FileEvent::Purged => "Purged",
             FileEvent::VersionRestored { .. } => "VersionRestored",
             FileEvent::ProcessingRetried { .. } => "ProcessingRetried",
+            FileEvent::VersionPruned { .. } => "VersionPruned",
         }
         .to_string()
     }
