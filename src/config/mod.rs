@@ -1,6 +1,10 @@
 //! Configuration from the environment. Parsed once at start-up; an invalid value stops
 //! the process with one line naming the variable. Secrets never appear in `Debug`.
 
+mod jobs;
+
+pub use jobs::{GcSettings, JobSettings};
+
 use crate::scan::ScanSettings;
 use crate::storage::StorageSettings;
 use std::fmt;
@@ -85,44 +89,6 @@ pub struct Config {
     /// cache off. Invalidation is by the files projector; the TTL bounds what a missed
     /// invalidation (Redis down at that moment) can leave stale.
     pub file_cache_ttl: Duration,
-}
-
-/// The processing queue and its workers.
-#[derive(Debug, Clone)]
-pub struct JobSettings {
-    /// Jobs one worker process runs at once (`WORKER_CONCURRENCY`, default 2); 0 makes a
-    /// worker that runs projectors only and takes no jobs.
-    pub concurrency: usize,
-    /// Attempts before a job is dead-lettered (`JOB_MAX_ATTEMPTS`, default 3).
-    pub max_attempts: u32,
-    /// First retry delay; each further one is 5× longer, with full jitter
-    /// (`JOB_BACKOFF_BASE_MS`, default 5000: ~5 s, 25 s, 125 s).
-    pub backoff_base: Duration,
-    /// A delivered job not acknowledged or extended for this long is redelivered
-    /// (`JOB_VISIBILITY_TIMEOUT_SECS`, default 300).
-    pub visibility_timeout: Duration,
-    /// How often unfinished jobs in Postgres are checked against the Redis queue, which
-    /// may have lost them (`JOB_RECONCILE_SECS`, default 30).
-    pub reconcile_every: Duration,
-    /// Temporary objects no unfinished version points at are removed once they are this
-    /// old (`TEMP_SWEEP_AFTER_SECS`, default 86400): leftovers of crashes between upload
-    /// and commit, or between a verdict and the cleanup.
-    pub temp_sweep_after: Duration,
-    /// Purge, garbage collection and retention (src/worker/gc.rs).
-    pub gc: GcSettings,
-}
-
-/// The blob garbage collector and version retention, run by the worker.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct GcSettings {
-    /// A blob is deleted only when its last reference went away longer ago than this
-    /// (`BLOB_GC_GRACE_SECS`, default 86400): an operator can undo a purge meanwhile.
-    pub grace: Duration,
-    /// How often the collector (and retention) runs (`BLOB_GC_EVERY_SECS`, default 600).
-    pub every: Duration,
-    /// Keep the newest N completed versions of each file (`VERSION_RETENTION`); `None`
-    /// (unset) keeps every version.
-    pub version_retention: Option<u32>,
 }
 
 /// The one-line reason configuration was refused; names the variable.
@@ -324,81 +290,6 @@ impl Config {
             jobs,
             scan,
             file_cache_ttl: Duration::from_secs(file_cache_ttl_secs),
-        })
-    }
-}
-
-impl JobSettings {
-    fn from_lookup(get: &impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let concurrency = parse_u64(get, "WORKER_CONCURRENCY", 2)?;
-        if concurrency > 256 {
-            return Err(invalid("WORKER_CONCURRENCY", "must be between 0 and 256"));
-        }
-        let max_attempts = parse_u64(get, "JOB_MAX_ATTEMPTS", 3)?;
-        if !(1..=100).contains(&max_attempts) {
-            return Err(invalid("JOB_MAX_ATTEMPTS", "must be between 1 and 100"));
-        }
-        let backoff_ms = parse_u64(get, "JOB_BACKOFF_BASE_MS", 5000)?;
-        if !(1..=3_600_000).contains(&backoff_ms) {
-            return Err(invalid(
-                "JOB_BACKOFF_BASE_MS",
-                "must be between 1 and 3600000",
-            ));
-        }
-        let visibility = parse_u64(get, "JOB_VISIBILITY_TIMEOUT_SECS", 300)?;
-        if !(1..=86_400).contains(&visibility) {
-            return Err(invalid(
-                "JOB_VISIBILITY_TIMEOUT_SECS",
-                "must be between 1 and 86400",
-            ));
-        }
-        let sweep_after = parse_u64(get, "TEMP_SWEEP_AFTER_SECS", 86_400)?;
-        if !(1..=30 * 86_400).contains(&sweep_after) {
-            return Err(invalid(
-                "TEMP_SWEEP_AFTER_SECS",
-                "must be between 1 and 2592000 (30 days)",
-            ));
-        }
-        let reconcile = parse_u64(get, "JOB_RECONCILE_SECS", 30)?;
-        if !(1..=86_400).contains(&reconcile) {
-            return Err(invalid("JOB_RECONCILE_SECS", "must be between 1 and 86400"));
-        }
-        let grace = parse_u64(get, "BLOB_GC_GRACE_SECS", 86_400)?;
-        if grace > 365 * 86_400 {
-            return Err(invalid(
-                "BLOB_GC_GRACE_SECS",
-                "must be between 0 and 31536000 (a year)",
-            ));
-        }
-        let gc_every = parse_u64(get, "BLOB_GC_EVERY_SECS", 600)?;
-        if !(1..=86_400).contains(&gc_every) {
-            return Err(invalid("BLOB_GC_EVERY_SECS", "must be between 1 and 86400"));
-        }
-        let version_retention = match get("VERSION_RETENTION") {
-            None => None,
-            Some(_) => {
-                let keep = parse_u64(get, "VERSION_RETENTION", 0)?;
-                if !(1..=1_000_000).contains(&keep) {
-                    return Err(invalid(
-                        "VERSION_RETENTION",
-                        "must be between 1 and 1000000 (unset keeps every version)",
-                    ));
-                }
-                Some(keep as u32)
-            }
-        };
-        Ok(Self {
-            gc: GcSettings {
-                grace: Duration::from_secs(grace),
-                every: Duration::from_secs(gc_every),
-                version_retention,
-            },
-            concurrency: concurrency as usize,
-            max_attempts: max_attempts as u32,
-            backoff_base: Duration::from_millis(backoff_ms),
-            visibility_timeout: Duration::from_secs(visibility),
-            reconcile_every: Duration::from_secs(reconcile),
-            temp_sweep_after: Duration::from_secs(sweep_after),
         })
     }
 }
