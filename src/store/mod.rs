@@ -6,6 +6,8 @@ mod event_store;
 pub mod hash;
 pub mod idempotency;
 pub mod metadata;
+mod stored_form;
+pub mod upcast;
 pub mod verify;
 
 pub use event_log::{AppendError, EventLog, StreamAppend};
