@@ -39,6 +39,11 @@ impl KeyRing {
         self.keys.get(&(tenant, user))
     }
 
+    /// Puts a key in the ring by hand (fixtures, tools).
+    pub fn insert(&mut self, tenant: Uuid, user: Uuid, state: KeyState) {
+        self.keys.insert((tenant, user), state);
+    }
+
     /// Loads the keys of `wanted` (duplicates are fine). No query when it is empty.
     pub async fn load(
         conn: &mut PgConnection,

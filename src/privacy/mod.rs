@@ -16,8 +16,12 @@ pub mod keys;
 mod open;
 pub mod seal;
 
+pub use keys::KeyState;
 pub use keys::{KeyError, KeyRing};
-pub use open::{OpenError, StoredEvent, open, seal_payload, subjects_to_seal};
+pub use open::{
+    OpenError, StoredEvent, open, open_with, seal_payload, seal_payload_with_nonces,
+    subjects_to_seal,
+};
 
 /// What a personal field reads as once its user's key is destroyed (and what a pre-v2
 /// plaintext field of an erased user reads as).

@@ -54,6 +54,9 @@ fn malformed(e: &StoredEvent<'_>, reason: impl Into<String>) -> OpenError {
     }
 }
 
+/// A parsed, upcast payload and the user whose key opens it (if it has personal fields).
+type Parsed = Option<(Value, Option<Uuid>)>;
+
 /// The current, readable JSON of each event: `None` where the stored text already is
 /// (current version, no personal fields — most events, which are then not even parsed).
 /// Loads the keys of every user the batch mentions in one query.
@@ -61,8 +64,26 @@ pub async fn open(
     conn: &mut PgConnection,
     events: &[StoredEvent<'_>],
 ) -> Result<Vec<Option<String>>, OpenError> {
-    let mut parsed: Vec<Option<(Value, Option<Uuid>)>> = Vec::with_capacity(events.len());
-    let mut wanted = Vec::new();
+    let parsed = parse(events)?;
+    let wanted: Vec<(Uuid, Uuid)> = events
+        .iter()
+        .zip(&parsed)
+        .filter_map(|(e, p)| Some((e.tenant_id, p.as_ref()?.1?)))
+        .collect();
+    let ring = KeyRing::load(conn, &wanted).await?;
+    finish(events, parsed, &ring)
+}
+
+/// [`open`] with keys already in hand (fixtures, tools that loaded them themselves).
+pub fn open_with(
+    ring: &KeyRing,
+    events: &[StoredEvent<'_>],
+) -> Result<Vec<Option<String>>, OpenError> {
+    finish(events, parse(events)?, ring)
+}
+
+fn parse(events: &[StoredEvent<'_>]) -> Result<Vec<Parsed>, OpenError> {
+    let mut parsed = Vec::with_capacity(events.len());
     for e in events {
         let personal = personal_fields(e.aggregate_type, e.event_type);
         if personal.is_none() && is_current(e.aggregate_type, e.event_type, e.event_version) {
@@ -73,17 +94,22 @@ pub async fn open(
             serde_json::from_str(e.payload).map_err(|err| malformed(e, err.to_string()))?;
         let value = upcast(e.aggregate_type, e.event_type, e.event_version, value)?;
         let subject = match &personal {
-            Some(p) => {
-                let user = subject_of(p, e.event_type, e.aggregate_id, &value)
-                    .ok_or_else(|| malformed(e, "no user id for its personal fields"))?;
-                wanted.push((e.tenant_id, user));
-                Some(user)
-            }
+            Some(p) => Some(
+                subject_of(p, e.event_type, e.aggregate_id, &value)
+                    .ok_or_else(|| malformed(e, "no user id for its personal fields"))?,
+            ),
             None => None,
         };
         parsed.push(Some((value, subject)));
     }
-    let ring = KeyRing::load(conn, &wanted).await?;
+    Ok(parsed)
+}
+
+fn finish(
+    events: &[StoredEvent<'_>],
+    parsed: Vec<Parsed>,
+    ring: &KeyRing,
+) -> Result<Vec<Option<String>>, OpenError> {
     events
         .iter()
         .zip(parsed)
@@ -92,7 +118,7 @@ pub async fn open(
                 return Ok(None);
             };
             if let Some(user) = subject {
-                open_fields(e, user, &ring, &mut value)?;
+                open_fields(e, user, ring, &mut value)?;
             }
             Ok(Some(value.to_string()))
         })
@@ -153,7 +179,8 @@ fn body_mut<'v>(value: &'v mut Value, event_type: &str) -> Option<&'v mut Map<St
 }
 
 /// Seals the personal fields of a new event (current version) in place, with `ring`'s
-/// key for its user. Events without personal fields are left alone.
+/// key for its user and a fresh random nonce per field. Events without personal fields
+/// are left alone.
 pub fn seal_payload(
     ring: &KeyRing,
     tenant_id: Uuid,
@@ -161,6 +188,28 @@ pub fn seal_payload(
     aggregate_id: &str,
     event_type: &str,
     value: &mut Value,
+) -> Result<(), String> {
+    seal_payload_with_nonces(
+        ring,
+        tenant_id,
+        aggregate_type,
+        aggregate_id,
+        event_type,
+        value,
+        &mut rand::random,
+    )
+}
+
+/// [`seal_payload`] with nonces from `nonce`. Only fixtures (golden files) pass anything
+/// but fresh random nonces: a repeated nonce under one key breaks AES-GCM.
+pub fn seal_payload_with_nonces(
+    ring: &KeyRing,
+    tenant_id: Uuid,
+    aggregate_type: &str,
+    aggregate_id: &str,
+    event_type: &str,
+    value: &mut Value,
+    nonce: &mut dyn FnMut() -> [u8; 12],
 ) -> Result<(), String> {
     let Some(personal) = personal_fields(aggregate_type, event_type) else {
         return Ok(());
@@ -184,9 +233,10 @@ pub fn seal_payload(
             event_type,
             field,
         };
+        let sealed = seal::seal_with_nonce(key, &place, plain, nonce());
         *slot = Value::Object(Map::from_iter([(
             SEALED.to_string(),
-            Value::String(seal::seal(key, &place, plain)),
+            Value::String(sealed),
         )]));
     }
     Ok(())

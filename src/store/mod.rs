@@ -10,6 +10,9 @@ mod stored_form;
 pub mod upcast;
 pub mod verify;
 
+#[cfg(test)]
+mod golden;
+
 pub use event_log::{AppendError, EventLog, StreamAppend};
 pub use event_store::{ChronicleStore, StoreContext};
 pub use metadata::{Actor, EventMetadata};
