@@ -6,6 +6,7 @@ mod bench_upload;
 mod common;
 mod devices;
 mod edge;
+mod erasure;
 mod files;
 mod files_api;
 mod idempotency;
