@@ -39,10 +39,11 @@ struct Sample {
     value: Value,
 }
 
-fn sample<E: DomainEvent>(aggregate_type: &'static str, stream: Uuid, event: E) -> Sample
-where
-    E: Serialize,
-{
+fn sample<E: DomainEvent + Serialize>(
+    aggregate_type: &'static str,
+    stream: Uuid,
+    event: E,
+) -> Sample {
     Sample {
         aggregate_type,
         event_type: event.event_type(),

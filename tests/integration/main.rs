@@ -22,3 +22,4 @@ mod s3;
 mod scan;
 mod store;
 mod verify;
+mod versioning;
