@@ -60,6 +60,9 @@ pub async fn erase_user(
             return Err(AppError::NotFound("user not found".into()));
         }
         if ctx.aggregate.erased {
+            // A snapshot saved late by a command that committed just before the
+            // erasure may hold the opened fields: a repeated request removes it too.
+            drop_snapshot(pool, tenant, &id).await?;
             outcome = Some(Erasure::AlreadyErased);
             break;
         }
@@ -78,13 +81,7 @@ pub async fn erase_user(
             .execute(&mut *tx)
             .await?;
         // The user's snapshot holds the decrypted name and email.
-        sqlx::query(
-            "DELETE FROM snapshots WHERE tenant_id = $1 AND aggregate_type = 'user' AND aggregate_id = $2",
-        )
-        .bind(tenant.0)
-        .bind(&id)
-        .execute(&mut *tx)
-        .await?;
+        drop_snapshot(&mut *tx, tenant, &id).await?;
         let events = ctx.aggregate.decide(UserCommand::Erase {
             plaintext_events: plaintext_events as u64,
         })?;
@@ -131,6 +128,21 @@ async fn revoke_sessions(
         };
         commands::execute(&sessions, &session, revoke, meta, &()).await?;
     }
+    Ok(())
+}
+
+async fn drop_snapshot(
+    conn: impl sqlx::PgExecutor<'_>,
+    tenant: TenantId,
+    user: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "DELETE FROM snapshots WHERE tenant_id = $1 AND aggregate_type = 'user' AND aggregate_id = $2",
+    )
+    .bind(tenant.0)
+    .bind(user)
+    .execute(conn)
+    .await?;
     Ok(())
 }
 
