@@ -260,3 +260,41 @@ async fn an_unknown_future_version_fails_loudly_instead_of_decoding_wrongly() {
         .expect("v9 is refused");
     assert!(err.to_string().contains("no upcaster"), "{err}");
 }
+
+#[tokio::test]
+async fn data_keys_are_readable_only_by_the_service_roles() {
+    let db = TestDb::new().await;
+    let privileges: Vec<(String, bool, bool, bool)> = sqlx::query_as(
+        "SELECT r, has_table_privilege(r, 'personal_data_keys', 'SELECT'),
+                has_table_privilege(r, 'personal_data_keys', 'UPDATE'),
+                has_table_privilege(r, 'personal_data_keys', 'DELETE')
+           FROM unnest(ARRAY['chronicle_app', 'chronicle_worker']) AS r ORDER BY r",
+    )
+    .fetch_all(&db.owner)
+    .await
+    .unwrap();
+    assert_eq!(
+        privileges,
+        [
+            ("chronicle_app".to_string(), true, true, false),
+            ("chronicle_worker".to_string(), true, false, false),
+        ]
+    );
+    // Nothing for PUBLIC (so nothing for a read-only analyst role created later), and
+    // no other role holds a grant on the table.
+    let grantees: Vec<String> = sqlx::query_scalar(
+        "SELECT coalesce(g.rolname, 'PUBLIC') FROM pg_class c, aclexplode(c.relacl) a
+           LEFT JOIN pg_roles g ON g.oid = a.grantee
+          WHERE c.relname = 'personal_data_keys' AND a.grantee <> c.relowner
+          GROUP BY 1 ORDER BY 1",
+    )
+    .fetch_all(&db.owner)
+    .await
+    .unwrap();
+    assert_eq!(grantees, ["chronicle_app", "chronicle_worker"]);
+    let denied = sqlx::query("UPDATE personal_data_keys SET data_key = NULL")
+        .execute(&db.worker)
+        .await
+        .unwrap_err();
+    assert!(denied.to_string().contains("permission denied"), "{denied}");
+}
