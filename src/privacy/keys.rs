@@ -84,25 +84,34 @@ impl KeyRing {
         tenant: Uuid,
         users: &[Uuid],
     ) -> Result<KeyRing, KeyError> {
-        if users.is_empty() {
-            return Ok(KeyRing::default());
-        }
-        let fresh: Vec<Vec<u8>> = users
-            .iter()
-            .map(|_| DataKey::generate().as_bytes().to_vec())
-            .collect();
-        sqlx::query(
-            "INSERT INTO personal_data_keys (tenant_id, user_id, data_key)
-             SELECT $1, u, k FROM unnest($2::uuid[], $3::bytea[]) AS n(u, k)
-             ON CONFLICT (tenant_id, user_id) DO NOTHING",
-        )
-        .bind(tenant)
-        .bind(users)
-        .bind(fresh)
-        .execute(&mut *conn)
-        .await?;
         let wanted: Vec<_> = users.iter().map(|u| (tenant, *u)).collect();
         let ring = KeyRing::load(conn, &wanted).await?;
+        // Most calls (logins of known users) end here, with one query.
+        let missing: Vec<Uuid> = users
+            .iter()
+            .copied()
+            .filter(|u| ring.get(tenant, *u).is_none())
+            .collect();
+        let ring = if missing.is_empty() {
+            ring
+        } else {
+            let fresh: Vec<Vec<u8>> = missing
+                .iter()
+                .map(|_| DataKey::generate().as_bytes().to_vec())
+                .collect();
+            sqlx::query(
+                "INSERT INTO personal_data_keys (tenant_id, user_id, data_key)
+                 SELECT $1, u, k FROM unnest($2::uuid[], $3::bytea[]) AS n(u, k)
+                 ON CONFLICT (tenant_id, user_id) DO NOTHING",
+            )
+            .bind(tenant)
+            .bind(&missing)
+            .bind(fresh)
+            .execute(&mut *conn)
+            .await?;
+            // Reload: a racing creator's key (or tombstone) wins over ours.
+            KeyRing::load(conn, &wanted).await?
+        };
         for user in users {
             if !matches!(ring.get(tenant, *user), Some(KeyState::Active(_))) {
                 return Err(KeyError::Erased(*user));

@@ -298,3 +298,45 @@ async fn data_keys_are_readable_only_by_the_service_roles() {
         .unwrap_err();
     assert!(denied.to_string().contains("permission denied"), "{denied}");
 }
+
+#[tokio::test]
+async fn racing_key_creation_yields_one_key_and_an_erased_user_never_gets_a_new_one() {
+    use chronicle::privacy::keys::destroy;
+    use chronicle::privacy::{KeyError, KeyRing, KeyState};
+    let db = TestDb::new().await;
+    let (tenant, user) = (Uuid::now_v7(), Uuid::now_v7());
+    let racers = (0..8).map(|_| {
+        let pool = db.app.clone();
+        tokio::spawn(async move {
+            let mut conn = pool.acquire().await.unwrap();
+            let ring = KeyRing::for_writing(&mut conn, tenant, &[user])
+                .await
+                .unwrap();
+            match ring.get(tenant, user) {
+                Some(KeyState::Active(key)) => *key.as_bytes(),
+                other => panic!("{other:?}"),
+            }
+        })
+    });
+    let keys: std::collections::HashSet<[u8; 32]> = futures::future::join_all(racers)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(keys.len(), 1, "every writer seals with the same key");
+
+    let mut conn = db.app.acquire().await.unwrap();
+    destroy(&mut conn, tenant, user).await.unwrap();
+    destroy(&mut conn, tenant, user).await.unwrap(); // idempotent
+    let refused = KeyRing::for_writing(&mut conn, tenant, &[user]).await;
+    assert!(matches!(refused, Err(KeyError::Erased(u)) if u == user));
+    let rows: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM personal_data_keys WHERE data_key IS NOT NULL")
+            .fetch_one(&db.owner)
+            .await
+            .unwrap();
+    assert_eq!(rows, 0, "no fresh key was created for the erased user");
+    // The same user id in another tenant is another key.
+    let other = KeyRing::for_writing(&mut conn, Uuid::now_v7(), &[user]).await;
+    assert!(other.is_ok());
+}
