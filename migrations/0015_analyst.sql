@@ -101,6 +101,12 @@ DROP INDEX IF EXISTS file_versions_dedup;
 CREATE INDEX file_versions_dedup ON file_versions (tenant_id, sha256)
     INCLUDE (file_id, size_bytes)
     WHERE status = 'completed';
+-- … joined to the tenant's files that still hold bytes, read from the index alone.
+-- Indexed columns change only on delete, restore and purge, so the files projector's
+-- frequent updated_at updates stay HOT.
+CREATE INDEX IF NOT EXISTS files_stored ON files (tenant_id, id)
+    INCLUDE (owner_id, is_deleted)
+    WHERE NOT purged;
 CREATE INDEX IF NOT EXISTS audit_logs_file_outcomes ON audit_logs (tenant_id, created_at)
     INCLUDE (action)
     WHERE action IN ('file.uploaded', 'file.virus_failed');

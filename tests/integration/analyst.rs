@@ -49,7 +49,11 @@ const VIEWS: &[&str] = &[
 async fn visible_tenants(conn: &mut PgConnection) -> (Vec<Uuid>, i64) {
     let mut tenants = Vec::new();
     let mut rows = 0;
-    for t in READABLE.iter().filter(|t| **t != "analyst_tenants").chain(VIEWS) {
+    for t in READABLE
+        .iter()
+        .filter(|t| **t != "analyst_tenants")
+        .chain(VIEWS)
+    {
         let r = sqlx::query(&format!(
             "SELECT count(*) AS n, array_agg(DISTINCT tenant_id) FILTER (WHERE tenant_id IS NOT NULL) AS t FROM {t}"
         ))
@@ -105,10 +109,16 @@ async fn a_pinned_login_reads_only_its_tenant_whatever_it_sets() {
     // Neither the setting nor SET ROLE moves a pin.
     set_tenant(&mut conn, d.tenant_b).await;
     assert_eq!(visible_tenants(&mut conn).await.0, vec![d.tenant_a]);
-    sqlx::query("SET ROLE analyst").execute(&mut conn).await.unwrap();
+    sqlx::query("SET ROLE analyst")
+        .execute(&mut conn)
+        .await
+        .unwrap();
     assert_eq!(visible_tenants(&mut conn).await.0, vec![d.tenant_a]);
     // … and the login sees its own pin only.
-    assert_eq!(scalar(&mut conn, "SELECT count(*) FROM analyst_tenants").await, 1);
+    assert_eq!(
+        scalar(&mut conn, "SELECT count(*) FROM analyst_tenants").await,
+        1
+    );
 }
 
 #[tokio::test]
@@ -123,7 +133,10 @@ async fn a_login_with_a_default_tenant_reads_it_and_may_switch_as_documented() {
     // The trust model docs/schema.md states: a setting is a default, not a boundary.
     set_tenant(&mut conn, d.tenant_b).await;
     assert_eq!(visible_tenants(&mut conn).await.0, vec![d.tenant_b]);
-    sqlx::query("RESET app.tenant_id").execute(&mut conn).await.unwrap();
+    sqlx::query("RESET app.tenant_id")
+        .execute(&mut conn)
+        .await
+        .unwrap();
     assert_eq!(visible_tenants(&mut conn).await.0, vec![d.tenant_a]);
     // An empty setting is no tenant.
     set_tenant(&mut conn, "").await;
@@ -183,7 +196,10 @@ async fn analysts_write_nothing_and_cannot_read_history_secrets_or_checkpoints()
         ];
         for sql in &writes {
             let code = sqlstate(&mut conn, sql).await;
-            assert!(["42501", "42809"].contains(&code.as_str()), "{group}: {sql}: {code}");
+            assert!(
+                ["42501", "42809"].contains(&code.as_str()),
+                "{group}: {sql}: {code}"
+            );
         }
         for table in [
             "events",

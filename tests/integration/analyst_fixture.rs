@@ -218,8 +218,10 @@ pub async fn seed(db: &TestDb) -> Dataset {
 
     let a1 = Uuid::now_v7();
     let mut s = stream(db, a, "file", a1);
-    s.append("2026-03-01T09:00:00Z", created(d.user_a1, "a1")).await;
-    s.append("2026-03-01T10:00:00Z", uploaded(1, "aa", 1000)).await;
+    s.append("2026-03-01T09:00:00Z", created(d.user_a1, "a1"))
+        .await;
+    s.append("2026-03-01T10:00:00Z", uploaded(1, "aa", 1000))
+        .await;
     s.append("2026-03-01T10:00:02Z", completed(a, 1, "aa", 1000))
         .await;
     let restored = FileEvent::VersionRestored {
@@ -232,8 +234,10 @@ pub async fn seed(db: &TestDb) -> Dataset {
 
     let a2 = Uuid::now_v7();
     let mut s = stream(db, a, "file", a2);
-    s.append("2026-03-01T23:00:00Z", created(d.user_a2, "a2")).await;
-    s.append("2026-03-01T23:59:58Z", uploaded(1, "aa", 1000)).await;
+    s.append("2026-03-01T23:00:00Z", created(d.user_a2, "a2"))
+        .await;
+    s.append("2026-03-01T23:59:58Z", uploaded(1, "aa", 1000))
+        .await;
     let duplicate = FileEvent::DuplicateDetected {
         version_number: 1,
         original: Original::OtherFile {
@@ -246,16 +250,23 @@ pub async fn seed(db: &TestDb) -> Dataset {
         .await;
 
     let mut s = stream(db, a, "file", Uuid::now_v7());
-    s.append("2026-03-02T09:00:00Z", created(d.user_a1, "a3")).await;
-    s.append("2026-03-02T09:00:00Z", uploaded(1, "bb", 500)).await;
-    s.append("2026-03-02T09:00:06Z", completed(a, 1, "bb", 500)).await;
-    s.append("2026-03-02T10:00:00Z", uploaded(2, "cc", 300)).await;
-    s.append("2026-03-02T10:00:10Z", completed(a, 2, "cc", 300)).await;
+    s.append("2026-03-02T09:00:00Z", created(d.user_a1, "a3"))
+        .await;
+    s.append("2026-03-02T09:00:00Z", uploaded(1, "bb", 500))
+        .await;
+    s.append("2026-03-02T09:00:06Z", completed(a, 1, "bb", 500))
+        .await;
+    s.append("2026-03-02T10:00:00Z", uploaded(2, "cc", 300))
+        .await;
+    s.append("2026-03-02T10:00:10Z", completed(a, 2, "cc", 300))
+        .await;
     s.append("2026-03-02T11:00:00Z", FileEvent::Deleted).await;
 
     let mut s = stream(db, a, "file", Uuid::now_v7());
-    s.append("2026-03-02T12:00:00Z", created(d.user_a1, "a4")).await;
-    s.append("2026-03-02T12:00:00Z", uploaded(1, "dd", 68)).await;
+    s.append("2026-03-02T12:00:00Z", created(d.user_a1, "a4"))
+        .await;
+    s.append("2026-03-02T12:00:00Z", uploaded(1, "dd", 68))
+        .await;
     let virus = FileEvent::VirusFailed {
         version_number: 1,
         signature: "Test.EICAR".into(),
@@ -263,8 +274,10 @@ pub async fn seed(db: &TestDb) -> Dataset {
     s.append("2026-03-02T12:00:01Z", virus).await;
 
     let mut s = stream(db, a, "file", Uuid::now_v7());
-    s.append("2026-03-02T13:00:00Z", created(d.user_a2, "a5")).await;
-    s.append("2026-03-02T13:00:00Z", uploaded(1, "ee", 700)).await;
+    s.append("2026-03-02T13:00:00Z", created(d.user_a2, "a5"))
+        .await;
+    s.append("2026-03-02T13:00:00Z", uploaded(1, "ee", 700))
+        .await;
     let dead = FileEvent::ProcessingFailed {
         version_number: 1,
         attempt: 3,
@@ -275,16 +288,20 @@ pub async fn seed(db: &TestDb) -> Dataset {
     s.append("2026-03-02T13:05:00Z", dead).await;
 
     let mut s = stream(db, a, "file", Uuid::now_v7());
-    s.append("2026-03-01T11:00:00Z", created(d.user_a1, "a6")).await;
-    s.append("2026-03-01T11:00:00Z", uploaded(1, "ff", 5000)).await;
+    s.append("2026-03-01T11:00:00Z", created(d.user_a1, "a6"))
+        .await;
+    s.append("2026-03-01T11:00:00Z", uploaded(1, "ff", 5000))
+        .await;
     s.append("2026-03-01T11:00:03Z", completed(a, 1, "ff", 5000))
         .await;
     s.append("2026-03-01T12:00:00Z", FileEvent::Deleted).await;
     s.append("2026-03-01T12:00:01Z", FileEvent::Purged).await;
 
     let mut s = stream(db, b, "file", Uuid::now_v7());
-    s.append("2026-03-01T15:00:00Z", created(d.user_b, "b1")).await;
-    s.append("2026-03-01T15:00:00Z", uploaded(1, "aa", 1000)).await;
+    s.append("2026-03-01T15:00:00Z", created(d.user_b, "b1"))
+        .await;
+    s.append("2026-03-01T15:00:00Z", uploaded(1, "aa", 1000))
+        .await;
     s.append("2026-03-01T15:00:01Z", completed(b, 1, "aa", 1000))
         .await;
 

@@ -127,7 +127,12 @@ async fn daily_views_count_uploads_viruses_latency_and_dead_letters_by_utc_day()
     assert_eq!(latency.len(), expected.len(), "{latency:?}");
     for (got, want) in latency.iter().zip(expected) {
         assert_eq!((got.0, &got.1, got.2), (want.0, &want.1, want.2));
-        for (g, w) in [(got.3, want.3), (got.4, want.4), (got.5, want.5), (got.6, want.6)] {
+        for (g, w) in [
+            (got.3, want.3),
+            (got.4, want.4),
+            (got.5, want.5),
+            (got.6, want.6),
+        ] {
             assert!((g - w).abs() < 1e-9, "{got:?} vs {want:?}");
         }
     }
