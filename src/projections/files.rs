@@ -3,6 +3,9 @@
 //! One statement (or a few) per event, every value taken from the event or its
 //! `recorded_at`, so a rebuild reproduces the rows exactly. `tags.file_count` counts
 //! files that carry the tag and are not deleted; a tag whose count reaches 0 disappears.
+//! `file_versions.processed_at` is the verdict event's time (completed, virus, duplicate
+//! of this file, last failed attempt), cleared by a retry: the end of the processing
+//! latency the `analytics` views measure (migrations/0015_analyst.sql).
 //! Streams whose id is not a UUID (tests and benchmarks write such streams; the API
 //! never does) are not files a client can address: they are skipped with a warning
 //! rather than blocking the projector forever.

@@ -145,6 +145,29 @@ fn stream<'a>(db: &'a TestDb, tenant: Uuid, aggregate_type: &'static str, id: Uu
     }
 }
 
+/// Appends one more event to an existing file stream of the dataset and projects it.
+pub async fn append_to_file(
+    db: &TestDb,
+    tenant: Uuid,
+    display_name: &str,
+    at: &str,
+    event: FileEvent,
+) {
+    let (id, sequence): (Uuid, i64) = sqlx::query_as(
+        "SELECT f.id, (SELECT max(sequence) FROM events e WHERE e.tenant_id = f.tenant_id AND e.aggregate_id = f.id::text)
+           FROM files f WHERE f.tenant_id = $1 AND f.display_name = $2",
+    )
+    .bind(tenant)
+    .bind(display_name)
+    .fetch_one(&db.worker)
+    .await
+    .unwrap();
+    let mut s = stream(db, tenant, "file", id);
+    s.sequence = sequence;
+    s.append(at, event).await;
+    project(db).await;
+}
+
 fn uploaded(version_number: u32, sha256: &str, size_bytes: u64) -> FileEvent {
     FileEvent::Uploaded {
         version_number,

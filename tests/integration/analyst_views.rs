@@ -7,7 +7,9 @@ use chronicle::projections::{self, rebuild::rebuild};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use crate::analyst_fixture::{Login, seed};
+use chronicle::aggregates::FileEvent;
+
+use crate::analyst_fixture::{Login, append_to_file, seed};
 use crate::common::{TestDb, table_contents};
 
 async fn rows<T>(conn: &mut PgConnection, sql: &str) -> Vec<T>
@@ -192,4 +194,53 @@ async fn processed_at_is_the_verdict_events_time_and_a_rebuild_reproduces_it() {
     let files = projections::by_name("files").unwrap();
     rebuild(&db.worker, files).await.unwrap();
     assert_eq!(table_contents(&db.worker, "file_versions").await, before);
+}
+
+#[tokio::test]
+async fn a_retried_dead_letter_leaves_the_views_until_it_settles_again() {
+    let db = TestDb::new().await;
+    let d = seed(&db).await;
+    let all = Login::create(&db, "analyst_all").await;
+    let mut conn = all.connect(&db).await;
+    let retried = FileEvent::ProcessingRetried { version_number: 1 };
+    append_to_file(&db, d.tenant_a, "a5", "2026-03-03T08:00:00Z", retried).await;
+
+    let dead: Vec<(Uuid, String, i64)> = rows(
+        &mut conn,
+        "SELECT tenant_id, day::text, dead_letters FROM analytics.dead_letters_daily",
+    )
+    .await;
+    assert_eq!(dead, vec![]);
+    let pending: Option<String> = sqlx::query_scalar(
+        "SELECT v.processed_at::text FROM file_versions v JOIN files f ON f.tenant_id = v.tenant_id AND f.id = v.file_id
+          WHERE f.display_name = 'a5'",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(pending, None, "queued again: no verdict yet");
+
+    // It completes on D3 after 19 h from its upload on D2 13:00: a new latency day.
+    let done = FileEvent::VersionCompleted {
+        version_number: 1,
+        result: chronicle::aggregates::file::FinalBlob {
+            storage_key: "blobs/ee".into(),
+            size_bytes: 700,
+            sha256: "ee".into(),
+            detected_mime: "application/octet-stream".into(),
+        },
+    };
+    append_to_file(&db, d.tenant_a, "a5", "2026-03-03T08:00:00Z", done).await;
+    let d3: Vec<(i64, f64)> = rows(
+        &mut conn,
+        "SELECT versions, p50_seconds FROM analytics.processing_latency_daily WHERE day = '2026-03-03'",
+    )
+    .await;
+    assert_eq!(d3, vec![(1, 19.0 * 3600.0)]);
+    let stored: Vec<(i64, i64)> = rows(
+        &mut conn,
+        "SELECT versions, logical_bytes FROM analytics.storage_by_user WHERE user_id = (SELECT owner_id FROM files WHERE display_name = 'a5')",
+    )
+    .await;
+    assert_eq!(stored, vec![(2, 1700)]);
 }

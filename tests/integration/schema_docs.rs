@@ -20,10 +20,10 @@ fn documented() -> BTreeSet<(String, String)> {
             section = rest.split('`').next().map(str::to_string);
         } else if line.starts_with("## ") || line.starts_with("### ") {
             section = None;
-        } else if let (Some(s), Some(rest)) = (&section, line.strip_prefix("| `")) {
-            if let Some(name) = rest.split('`').next() {
-                out.insert((s.clone(), name.to_string()));
-            }
+        } else if let (Some(s), Some(rest)) = (&section, line.strip_prefix("| `"))
+            && let Some(name) = rest.split('`').next()
+        {
+            out.insert((s.clone(), name.to_string()));
         }
     }
     out
