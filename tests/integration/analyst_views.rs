@@ -10,7 +10,9 @@ use uuid::Uuid;
 use chronicle::aggregates::FileEvent;
 
 use crate::analyst_fixture::{Login, append_to_file, seed};
-use crate::common::{TestDb, table_contents};
+use crate::common::{TestApp, TestDb, table_contents};
+use crate::pipeline::{WORKER, bytes_of, settled_status, signup, upload_ok};
+use crate::scan::EICAR;
 
 async fn rows<T>(conn: &mut PgConnection, sql: &str) -> Vec<T>
 where
@@ -243,4 +245,57 @@ async fn a_retried_dead_letter_leaves_the_views_until_it_settles_again() {
     )
     .await;
     assert_eq!(stored, vec![(2, 1700)]);
+}
+
+/// The same views over rows the real API, worker and live projectors wrote: two files
+/// with the same bytes and one virus.
+#[tokio::test]
+async fn the_views_count_what_the_real_pipeline_did() {
+    let t = TestApp::spawn(chronicle::app::Mode::Serve, WORKER).await;
+    let c = signup(&t, "analytics").await;
+    let bytes = bytes_of(7, 30_000);
+    let mut files = Vec::new();
+    for (name, body) in [
+        ("x.bin", bytes.clone()),
+        ("y.bin", bytes),
+        ("e.com", EICAR.to_vec()),
+    ] {
+        let accepted = upload_ok(&t, &c, name, body).await;
+        files.push(accepted["file_id"].as_str().unwrap().to_string());
+    }
+    assert_eq!(settled_status(&t, &files[0], 1).await, "completed");
+    assert_eq!(settled_status(&t, &files[1], 1).await, "completed");
+    assert_eq!(settled_status(&t, &files[2], 1).await, "virus_failed");
+
+    let all = Login::create(&t.db, "analyst_all").await;
+    let mut conn = all.connect(&t.db).await;
+    // The audit log's projector runs on its own: wait until it has caught up.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let uploads = loop {
+        let uploads: Vec<(i64, i64)> = rows(
+            &mut conn,
+            // Summed over days: a run at midnight UTC may span two.
+            "SELECT sum(uploads)::bigint, sum(virus_detections)::bigint FROM analytics.uploads_daily
+              HAVING count(*) > 0",
+        )
+        .await;
+        if uploads == vec![(3, 1)] || std::time::Instant::now() > deadline {
+            break uploads;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_eq!(uploads, vec![(3, 1)]);
+    let dedup: Vec<(i64, i64, i64, i64)> = rows(
+        &mut conn,
+        "SELECT versions, blobs, logical_bytes, physical_bytes FROM analytics.dedup_savings",
+    )
+    .await;
+    assert_eq!(dedup, vec![(2, 1, 60_000, 30_000)]);
+    let latency: Vec<(i64, bool)> = rows(
+        &mut conn,
+        "SELECT sum(versions)::bigint, bool_and(p99_seconds BETWEEN 0 AND 60)
+           FROM analytics.processing_latency_daily",
+    )
+    .await;
+    assert_eq!(latency, vec![(2, true)]);
 }
