@@ -55,6 +55,8 @@ BEGIN
   EXECUTE format('GRANT SELECT ON %s TO analyst, analyst_all', t);
 END
 $$;
+-- Only the owner changes policies (it runs as its caller, who would need ownership anyway).
+REVOKE ALL ON FUNCTION chronicle_analyst_readable(regclass) FROM PUBLIC;
 
 -- Every tenant-scoped read table. Deliberately not readable: events and snapshots (raw
 -- payloads, which hold personal data; audit_logs is the analysts' view of history),
