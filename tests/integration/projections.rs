@@ -530,6 +530,8 @@ async fn every_read_table_has_tenant_id_and_forced_row_level_security() {
         "credentials",
         "idempotency_keys",
         "_sqlx_migrations",
+        // Owner-managed analyst pins (0015); its own RLS shows a login its row only.
+        "analyst_tenants",
     ];
     let db = TestDb::new().await;
     let tables: Vec<(String, bool, bool, bool)> = sqlx::query_as(
