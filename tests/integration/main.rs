@@ -2,6 +2,9 @@
 //! each test gets its own database, so they run in parallel.
 
 mod accounts;
+mod analyst;
+mod analyst_fixture;
+mod analyst_views;
 mod bench_upload;
 mod common;
 mod devices;
@@ -20,6 +23,7 @@ mod projections;
 mod purge;
 mod s3;
 mod scan;
+mod schema_docs;
 mod store;
 mod verify;
 mod versioning;
