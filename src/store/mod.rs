@@ -6,7 +6,12 @@ mod event_store;
 pub mod hash;
 pub mod idempotency;
 pub mod metadata;
+mod stored_form;
+pub mod upcast;
 pub mod verify;
+
+#[cfg(test)]
+mod golden;
 
 pub use event_log::{AppendError, EventLog, StreamAppend};
 pub use event_store::{ChronicleStore, StoreContext};
