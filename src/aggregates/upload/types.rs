@@ -39,10 +39,7 @@ pub enum UploadCommand {
         expires_at: DateTime<Utc>,
     },
     /// The File command for the bytes has committed; records which version they became.
-    Complete {
-        version_number: u32,
-        sha256: String,
-    },
+    Complete { version_number: u32, sha256: String },
     /// The expiry job: only an unfinished upload past its expiry expires.
     Expire { now: DateTime<Utc> },
     /// `DELETE` (tus termination).
