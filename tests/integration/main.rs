@@ -20,4 +20,5 @@ mod purge;
 mod s3;
 mod scan;
 mod store;
+mod tus;
 mod verify;

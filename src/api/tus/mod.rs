@@ -242,7 +242,11 @@ async fn patch(
     let upload = owned(&state, &ctx, id).await?;
     if upload.status == UploadStatus::Completed && from_offset == upload.offset {
         // A retried final PATCH whose answer was lost: the same answer again.
-        return Ok(state_headers(&upload, upload.completed).into_response());
+        return Ok((
+            StatusCode::NO_CONTENT,
+            state_headers(&upload, upload.completed),
+        )
+            .into_response());
     }
     usable(&upload)?;
     if from_offset != upload.offset {
