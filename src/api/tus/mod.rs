@@ -209,9 +209,17 @@ async fn head(
     usable(&upload)?;
     let mut completed = upload.completed;
     if completed.is_none() && upload.is_full() {
-        let meta = caller_metadata(&ctx, &request_headers);
-        completed = Some(complete::finish(&state, ctx.tenant_id, id, &upload, &meta).await?);
-        upload = load_state(&state, ctx.tenant_id, id).await?;
+        // Under the lock, or a PATCH completing right now would race us; if it is held,
+        // that PATCH completes it and this HEAD reports the state as it is.
+        let key = UploadLock::key(&state.config.redis_key_prefix, ctx.tenant_id.0, id);
+        let lease = state.config.tus.lock_lease;
+        if let Ok(Some(lock)) = UploadLock::acquire(&state.redis_conn, key, lease).await {
+            let meta = caller_metadata(&ctx, &request_headers);
+            let done = complete::finish(&state, ctx.tenant_id, id, &upload, &meta).await;
+            lock.release().await;
+            completed = Some(done?);
+            upload = load_state(&state, ctx.tenant_id, id).await?;
+        }
     }
     let mut h = state_headers(&upload, completed);
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
