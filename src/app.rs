@@ -120,6 +120,9 @@ impl App {
                 redis_url: config.redis_url.expose().to_string(),
                 settings: config.jobs.clone(),
                 media: MediaLimits::default(),
+                redis: state.redis_conn.clone(),
+                key_prefix: config.redis_key_prefix.clone(),
+                uploads: config.tus.clone(),
             });
             tasks.extend(worker.spawn(shutdown.clone()));
             tasks.extend(projections::runtime::spawn_all(

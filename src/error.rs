@@ -61,6 +61,21 @@ pub enum AppError {
     /// A documented part of the API that this build does not offer yet.
     #[error("{0}")]
     NotImplemented(String),
+    /// tus: the client speaks a protocol version this server does not (412).
+    #[error("{0}")]
+    TusVersionUnsupported(String),
+    /// tus: `Upload-Offset` is not where the upload stands (409).
+    #[error("Upload-Offset {sent} does not match the upload's offset {expected}")]
+    OffsetMismatch { sent: u64, expected: u64 },
+    /// tus: another request is writing to this upload right now (423).
+    #[error("another request is writing to this upload; retry after it finished")]
+    UploadLocked,
+    /// tus checksum extension: the chunk's bytes do not match `Upload-Checksum` (460).
+    #[error("the chunk does not match its Upload-Checksum; it was discarded")]
+    ChecksumMismatch,
+    /// The resource existed and is gone for good (an expired or terminated upload).
+    #[error("{0}")]
+    Gone(String),
     /// Anything unexpected. The detail is logged, never returned.
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
@@ -88,6 +103,11 @@ impl AppError {
             AppError::RateLimited { .. } => "rate_limited",
             AppError::Unavailable(_) => "service_unavailable",
             AppError::NotImplemented(_) => "not_implemented",
+            AppError::TusVersionUnsupported(_) => "tus_version_unsupported",
+            AppError::OffsetMismatch { .. } => "offset_mismatch",
+            AppError::UploadLocked => "upload_locked",
+            AppError::ChecksumMismatch => "checksum_mismatch",
+            AppError::Gone(_) => "gone",
             AppError::Internal(_) => "internal_error",
         }
     }
@@ -112,6 +132,14 @@ impl AppError {
             AppError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             AppError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             AppError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
+            AppError::TusVersionUnsupported(_) => StatusCode::PRECONDITION_FAILED,
+            AppError::OffsetMismatch { .. } => StatusCode::CONFLICT,
+            AppError::UploadLocked => StatusCode::LOCKED,
+            // tus's own status; a valid u16, so the fallback never runs.
+            AppError::ChecksumMismatch => {
+                StatusCode::from_u16(460).unwrap_or(StatusCode::BAD_REQUEST)
+            }
+            AppError::Gone(_) => StatusCode::GONE,
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -166,6 +194,14 @@ impl AppError {
             },
             AppError::Unavailable("example".into()),
             AppError::NotImplemented("example".into()),
+            AppError::TusVersionUnsupported("example".into()),
+            AppError::OffsetMismatch {
+                sent: 0,
+                expected: 1,
+            },
+            AppError::UploadLocked,
+            AppError::ChecksumMismatch,
+            AppError::Gone("example".into()),
             AppError::Internal(anyhow::anyhow!("example")),
         ]
     }

@@ -4,10 +4,12 @@ pub mod file;
 pub mod notification;
 pub mod session;
 pub mod tenant;
+pub mod upload;
 pub mod user;
 
 pub use file::{File, FileCommand, FileError, FileEvent};
 pub use notification::{Notification, NotificationCommand, NotificationEvent};
 pub use session::{Session, SessionCommand, SessionError, SessionEvent};
 pub use tenant::{Tenant, TenantCommand, TenantError, TenantEvent};
+pub use upload::{Upload, UploadCommand, UploadError, UploadEvent};
 pub use user::{Role, User, UserCommand, UserError, UserEvent};

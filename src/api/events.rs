@@ -26,7 +26,7 @@ use super::notifications::{COLUMNS, row_view};
 use crate::auth::TenantContext;
 use crate::auth::context::session_standing;
 use crate::error::{AppError, AuthFailure};
-use crate::live::message::{EventId, NotificationView};
+use crate::live::message::{EventId, NotificationView, UploadProgress};
 use crate::live::{Live, Subscription};
 use crate::state::AppState;
 
@@ -95,7 +95,8 @@ struct Cursor {
 
 /// My notifications and version status changes, live (`text/event-stream`). Each
 /// event's `id` is `<transaction_id>-<global_position>`, its `event` is `notification`
-/// or `version_status`, its `data` a notification object. Send `Last-Event-ID` (or
+/// or `version_status`, its `data` a notification object. My resumable uploads'
+/// progress comes as `upload_progress` events without an id (an `UploadProgress`). Send `Last-Event-ID` (or
 /// `?last_event_id=`) to receive exactly what was missed; without it the stream starts
 /// now. The stream ends when the access token expires, the session is revoked, or the
 /// server shuts down: reconnect with a fresh token and the last id.
@@ -182,6 +183,10 @@ async fn pump(
                         Err(()) => return,
                     }
                 }
+                Ok(Live::Progress(p)) => match send_progress(&tx, &p.progress).await {
+                    Ok(()) => Ok(()),
+                    Err(()) => return,
+                },
                 // A gap: a publication was lost or overtaken. The table has it.
                 Ok(Live::Row(_)) | Ok(Live::Resync) | Err(broadcast::error::RecvError::Lagged(_)) => {
                     resync(&state, &ctx, &mut cursor, &tx).await
@@ -209,6 +214,15 @@ async fn send(tx: &Tx, row: &NotificationView) -> Result<(), ()> {
         .id(row.event_id.clone())
         .event(kind)
         .json_data(row)
+        .map_err(|err| tracing::error!(error = %err, "event not serializable"))?;
+    tx.send(Ok(event)).await.map_err(|_| ())
+}
+
+/// Upload progress: no id, so it never moves the client's resume point.
+async fn send_progress(tx: &Tx, progress: &UploadProgress) -> Result<(), ()> {
+    let event = Event::default()
+        .event("upload_progress")
+        .json_data(progress)
         .map_err(|err| tracing::error!(error = %err, "event not serializable"))?;
     tx.send(Ok(event)).await.map_err(|_| ())
 }

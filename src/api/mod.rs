@@ -18,6 +18,7 @@ mod notifications;
 mod ops;
 pub mod ratelimit;
 mod sessions;
+mod tus;
 mod upload;
 mod users;
 
@@ -142,6 +143,8 @@ pub fn router(state: AppState) -> Router {
             post(notifications::mark_read),
         )
         .route("/v1/events", get(events::stream))
+        // Resumable uploads, tus 1.0.0 (src/api/tus).
+        .merge(tus::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(JsonBodyLimitLayer::new(config.max_json_body_bytes))

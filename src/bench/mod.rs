@@ -44,6 +44,10 @@ pub async fn run(command: BenchCommand, config: &Config) -> anyhow::Result<()> {
                 outcome.large_completed && outcome.large_sha_matches,
                 "the large upload did not complete with sha256sum's digest"
             );
+            anyhow::ensure!(
+                outcome.tus_matches,
+                "the tus upload did not complete with the multipart upload's digest"
+            );
         }
     }
     Ok(())

@@ -8,6 +8,7 @@ mod http;
 mod large;
 mod server;
 mod small;
+mod tus;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -19,6 +20,7 @@ use self::http::Conn;
 use self::large::large_upload;
 use self::server::ServerProcess;
 use self::small::{get_latencies, small_uploads};
+use self::tus::tus_upload;
 use super::store::Row;
 use crate::db::{self, DbRole};
 
@@ -66,6 +68,8 @@ pub struct Outcome {
     pub large_completed: bool,
     /// The server's SHA-256 of the large upload equals `sha256sum`'s.
     pub large_sha_matches: bool,
+    /// The same bytes uploaded with tus completed with the same SHA-256.
+    pub tus_matches: bool,
     pub small_accepted: usize,
     pub small_completed: usize,
 }
@@ -120,6 +124,8 @@ async fn run_in(
 
     let large = large_upload(&server, &owner, &token, sizes.large_bytes, work).await?;
     rows.extend(large.rows);
+    let tus = tus_upload(&server, &owner, &token, sizes.large_bytes).await?;
+    rows.extend(tus.rows);
     let small = small_uploads(&server, &owner, &token, sizes).await?;
     rows.extend(small.rows);
     server.stop().await?;
@@ -156,6 +162,7 @@ async fn run_in(
         rows,
         large_completed: large.completed,
         large_sha_matches: large.sha_matches,
+        tus_matches: tus.completed && tus.sha256 == large.sha256,
         small_accepted: ids.len(),
         small_completed: small.completed,
     })

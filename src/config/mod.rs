@@ -2,8 +2,10 @@
 //! the process with one line naming the variable. Secrets never appear in `Debug`.
 
 mod jobs;
+mod tus;
 
 pub use jobs::{GcSettings, JobSettings};
+pub use tus::TusSettings;
 
 use crate::scan::ScanSettings;
 use crate::storage::StorageSettings;
@@ -89,6 +91,8 @@ pub struct Config {
     /// cache off. Invalidation is by the files projector; the TTL bounds what a missed
     /// invalidation (Redis down at that moment) can leave stale.
     pub file_cache_ttl: Duration,
+    /// Resumable uploads (`TUS_MAX_SIZE`, `UPLOAD_EXPIRY_SECS` …; src/config/tus.rs).
+    pub tus: TusSettings,
 }
 
 /// The one-line reason configuration was refused; names the variable.
@@ -254,6 +258,7 @@ impl Config {
             Some(_) => Some(parse_u64(&get, "TENANT_QUOTA_BYTES", 0)?),
         };
         let jobs = JobSettings::from_lookup(&get)?;
+        let tus = TusSettings::from_lookup(&get, max_upload_bytes)?;
         let scan = ScanSettings::from_lookup(&get).map_err(|reason| invalid("SCANNER", reason))?;
         let file_cache_ttl_secs = parse_u64(&get, "FILE_CACHE_TTL_SECS", 300)?;
         if file_cache_ttl_secs > 86_400 {
@@ -290,6 +295,7 @@ impl Config {
             jobs,
             scan,
             file_cache_ttl: Duration::from_secs(file_cache_ttl_secs),
+            tus,
         })
     }
 }

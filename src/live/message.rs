@@ -81,6 +81,32 @@ pub struct Published {
     pub row: NotificationView,
 }
 
+/// How far one of the user's resumable uploads has got, as `GET /v1/events` streams it
+/// (`event: upload_progress`, no id: progress is not stored, so it is not resumable;
+/// `HEAD /v1/uploads/{id}` is the truth after a reconnect).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct UploadProgress {
+    pub upload_id: Uuid,
+    /// Bytes received so far (while a chunk streams in, some are not durable yet).
+    pub bytes_received: u64,
+    /// `None` while the length is deferred.
+    pub length: Option<u64>,
+    /// `receiving`, or `completed` once the bytes joined the processing pipeline (then
+    /// the file's `version_status` events follow).
+    pub state: String,
+    pub file_id: Option<Uuid>,
+    pub version_id: Option<Uuid>,
+    pub version_number: Option<u32>,
+}
+
+/// The message published on the tenant's channel for upload progress.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PublishedProgress {
+    pub tenant_id: Uuid,
+    pub recipient_id: Uuid,
+    pub progress: UploadProgress,
+}
+
 /// The Redis channel of a tenant's live events.
 pub fn channel(key_prefix: &str, tenant: Uuid) -> String {
     format!("{key_prefix}events:{tenant}")

@@ -21,7 +21,7 @@ use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-pub use message::{EventId, NotificationView, Published};
+pub use message::{EventId, NotificationView, Published, PublishedProgress, UploadProgress};
 
 /// Per-user buffer: a client further behind than this is re-synced from the table.
 const CLIENT_BUFFER: usize = 256;
@@ -36,6 +36,8 @@ pub enum Live {
     Row(Arc<Published>),
     /// Messages may have been lost (the hub reconnected): re-read the table.
     Resync,
+    /// One of this user's resumable uploads moved (not stored; nothing to re-read).
+    Progress(Arc<PublishedProgress>),
 }
 
 type UserKey = (Uuid, Uuid);
@@ -130,20 +132,22 @@ impl LiveHub {
     /// Hands a message from `channel` to the recipient's local clients. The tenant is
     /// taken from the channel and must match the message's.
     fn dispatch(&self, channel_tenant: Uuid, payload: &[u8]) {
-        let published: Published = match serde_json::from_slice(payload) {
-            Ok(p) => p,
-            Err(err) => {
-                tracing::warn!(error = %err, "unreadable live message dropped");
-                return;
-            }
+        let (key, live) = match serde_json::from_slice::<Published>(payload) {
+            Ok(p) => ((p.tenant_id, p.recipient_id), Live::Row(Arc::new(p))),
+            Err(err) => match serde_json::from_slice::<PublishedProgress>(payload) {
+                Ok(p) => ((p.tenant_id, p.recipient_id), Live::Progress(Arc::new(p))),
+                Err(_) => {
+                    tracing::warn!(error = %err, "unreadable live message dropped");
+                    return;
+                }
+            },
         };
-        if published.tenant_id != channel_tenant {
+        if key.0 != channel_tenant {
             tracing::warn!("live message on another tenant's channel dropped");
             return;
         }
-        let key = (published.tenant_id, published.recipient_id);
         if let Some(tx) = self.lock().get(&key) {
-            let _ = tx.send(Live::Row(Arc::new(published)));
+            let _ = tx.send(live);
         }
     }
 

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use super::message::{self, Published};
+use super::message::{self, Published, PublishedProgress};
 
 /// Publishes the batch's rows in order, in one pipeline. Best effort: a lost message
 /// is recovered by clients from the table (gap in `seq`, or a hub reconnect).
@@ -37,5 +37,25 @@ pub async fn publish(redis: &redis::aio::ConnectionManager, key_prefix: &str, ro
             }
             _ => {}
         }
+    }
+}
+
+/// Publishes one upload-progress message. Best effort, one try: progress is a hint, and
+/// the next message (or `HEAD`) supersedes a lost one.
+pub async fn publish_progress(
+    redis: &redis::aio::ConnectionManager,
+    key_prefix: &str,
+    progress: &PublishedProgress,
+) {
+    let Ok(text) = serde_json::to_string(progress) else {
+        return;
+    };
+    let mut conn = redis.clone();
+    let mut cmd = redis::cmd("PUBLISH");
+    cmd.arg(message::channel(key_prefix, progress.tenant_id))
+        .arg(text);
+    let sent = tokio::time::timeout(Duration::from_secs(1), cmd.query_async::<()>(&mut conn)).await;
+    if !matches!(sent, Ok(Ok(()))) {
+        tracing::debug!("upload progress not published");
     }
 }

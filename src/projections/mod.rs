@@ -14,6 +14,7 @@ mod record;
 pub mod runtime;
 pub mod status;
 pub mod stream_heads;
+pub mod uploads;
 pub mod user_agent;
 
 use std::sync::Arc;
@@ -84,6 +85,8 @@ fn build(reactions: Option<&Reactions>) -> Vec<Arc<dyn Projector>> {
             None => notifications::NotificationsProjector::default(),
         }),
         Arc::new(stream_heads::StreamHeadsProjector),
+        // Resumable uploads: what the expiry job and the temp sweeper query.
+        Arc::new(uploads::UploadsProjector),
     ]
 }
 

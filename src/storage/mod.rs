@@ -61,6 +61,8 @@ pub struct Storage {
     store: Arc<dyn ObjectStore>,
     /// "local" or "s3", for logs and readiness.
     pub kind: &'static str,
+    /// The local store's directory: resumable uploads append to files under it.
+    local_root: Option<std::path::PathBuf>,
 }
 
 impl Storage {
@@ -78,11 +80,22 @@ impl Storage {
         Ok(Self {
             store: Arc::new(store),
             kind: "local",
+            local_root: Some(root.to_path_buf()),
         })
     }
 
     fn from_store(store: Arc<dyn ObjectStore>, kind: &'static str) -> Self {
-        Self { store, kind }
+        Self {
+            store,
+            kind,
+            local_root: None,
+        }
+    }
+
+    /// Where `key` lives on disk, for the local store (`None` for S3). Only for keys this
+    /// crate builds (`temp_key` …): they contain no `..` and no client text.
+    pub fn local_path(&self, key: &str) -> Option<std::path::PathBuf> {
+        self.local_root.as_ref().map(|root| root.join(key))
     }
 
     pub fn temp_key(tenant: TenantId, upload: Uuid) -> String {

@@ -3,5 +3,6 @@
 //! builds on these (files issue).
 
 pub mod filename;
+pub mod lock;
 pub mod mime;
 pub mod receive;

@@ -3,6 +3,7 @@
 //! Redis knows (reconcile.rs). Runs in `serve` and `worker` modes, `WORKER_CONCURRENCY`
 //! jobs at a time. Shutdown lets each job in flight finish.
 
+mod expire;
 mod gc;
 mod pipeline;
 mod reconcile;
@@ -18,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::aggregates::file::File;
-use crate::config::JobSettings;
+use crate::config::{JobSettings, TusSettings};
 use crate::ids::TenantId;
 use crate::media::MediaLimits;
 use crate::queue::{Delivery, Queue};
@@ -50,6 +51,11 @@ pub struct Worker {
     pub redis_url: String,
     pub settings: JobSettings,
     pub media: MediaLimits,
+    /// Upload locks (src/uploads/lock.rs) for the expiry job, and their key prefix.
+    pub redis: redis::aio::ConnectionManager,
+    pub key_prefix: String,
+    /// Expiry of resumable uploads (src/worker/expire.rs).
+    pub uploads: TusSettings,
 }
 
 /// How long a consumer blocks on an empty queue before checking for shutdown.
@@ -90,6 +96,7 @@ impl Worker {
         tasks.push(tokio::spawn(self.clone().promote(shutdown.clone())));
         tasks.push(tokio::spawn(self.clone().sweep_loop(shutdown.clone())));
         tasks.push(tokio::spawn(self.clone().gc_loop(shutdown.clone())));
+        tasks.push(tokio::spawn(self.clone().expire_loop(shutdown.clone())));
         tasks.push(tokio::spawn(self.reconcile_loop(shutdown)));
         tasks
     }

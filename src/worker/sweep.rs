@@ -3,7 +3,9 @@
 //! recording a verdict and deleting the temp bytes. An object is kept while an
 //! unsettled version (uploaded, queued, processing, failed — a dead letter may be
 //! retried) points at it, and always while it is younger than `TEMP_SWEEP_AFTER_SECS`,
-//! which covers the moment between an upload's last byte and its commit.
+//! which covers the moment between an upload's last byte and its commit. The bytes of an
+//! unfinished resumable upload are never orphans, however long its client pauses: the
+//! expiry job (expire.rs) decides when they go.
 
 use uuid::Uuid;
 
@@ -22,7 +24,10 @@ impl Worker {
             };
             let referenced: bool = sqlx::query_scalar(
                 "SELECT EXISTS (SELECT 1 FROM file_versions
-                                 WHERE tenant_id = $1 AND temp_location = $2)",
+                                 WHERE tenant_id = $1 AND temp_location = $2)
+                     OR EXISTS (SELECT 1 FROM uploads
+                                 WHERE tenant_id = $1 AND temp_key = $2
+                                   AND state = 'in_progress')",
             )
             .bind(tenant)
             .bind(&key)

@@ -25,5 +25,6 @@ mod s3;
 mod scan;
 mod schema_docs;
 mod store;
+mod tus;
 mod verify;
 mod versioning;

@@ -13,15 +13,24 @@ pub struct Conn {
     stream: BufReader<TcpStream>,
 }
 
-/// A response: status and body (small JSON for every route the bench calls).
+/// A response: status, headers (names lowercased) and body (small JSON for every
+/// route the bench calls).
 pub struct Response {
     pub status: u16,
+    pub headers: Vec<(String, String)>,
     pub body: String,
 }
 
 impl Response {
     pub fn json(&self) -> anyhow::Result<serde_json::Value> {
         Ok(serde_json::from_str(&self.body)?)
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -86,12 +95,37 @@ impl Conn {
         self.read_response().await
     }
 
+    /// A request with `head` (request line and headers, without the final blank line)
+    /// and a body of `len` bytes streamed from `fill` at `offset..offset + len`.
+    pub async fn stream(
+        &mut self,
+        head: &str,
+        offset: u64,
+        len: u64,
+        mut fill: impl FnMut(u64, &mut [u8]),
+    ) -> anyhow::Result<Response> {
+        let writer = self.stream.get_mut();
+        writer
+            .write_all(format!("{head}Content-Length: {len}\r\n\r\n").as_bytes())
+            .await?;
+        let mut chunk = vec![0u8; CHUNK.min(len as usize).max(1)];
+        let mut done = 0u64;
+        while done < len {
+            let n = chunk.len().min((len - done) as usize);
+            fill(offset + done, &mut chunk[..n]);
+            writer.write_all(&chunk[..n]).await?;
+            done += n as u64;
+        }
+        self.read_response().await
+    }
+
     async fn read_response(&mut self) -> anyhow::Result<Response> {
         let mut line = String::new();
         self.stream.read_line(&mut line).await?;
         anyhow::ensure!(!line.is_empty(), "the server closed the connection");
         let status: u16 = line.split_whitespace().nth(1).unwrap_or("0").parse()?;
         let mut length = 0usize;
+        let mut headers = Vec::new();
         loop {
             line.clear();
             self.stream.read_line(&mut line).await?;
@@ -99,6 +133,9 @@ impl Conn {
                 break;
             }
             let lower = line.to_ascii_lowercase();
+            if let Some((name, value)) = line.split_once(':') {
+                headers.push((name.trim().to_ascii_lowercase(), value.trim().to_string()));
+            }
             if let Some(v) = lower.strip_prefix("content-length:") {
                 length = v.trim().parse()?;
             }
@@ -111,6 +148,7 @@ impl Conn {
         self.stream.read_exact(&mut body).await?;
         Ok(Response {
             status,
+            headers,
             body: String::from_utf8_lossy(&body).into_owned(),
         })
     }

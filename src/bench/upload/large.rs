@@ -16,6 +16,8 @@ pub(super) struct LargeResult {
     pub rows: Vec<Row>,
     pub completed: bool,
     pub sha_matches: bool,
+    /// What the server computed (the tus run must store the same bytes).
+    pub sha256: String,
 }
 
 pub(super) async fn large_upload(
@@ -118,6 +120,7 @@ pub(super) async fn large_upload(
         rows,
         completed: status == "completed",
         sha_matches: sha.eq_ignore_ascii_case(&expected),
+        sha256: sha,
     })
 }
 
@@ -141,7 +144,7 @@ async fn write_pattern(pattern: &Arc<Pattern>, path: &Path, len: u64) -> anyhow:
 }
 
 /// Waits until the file's first version has a final status; returns it and its SHA-256.
-async fn settled(owner: &PgPool, file_id: &str) -> anyhow::Result<(String, String)> {
+pub(super) async fn settled(owner: &PgPool, file_id: &str) -> anyhow::Result<(String, String)> {
     let deadline = Instant::now() + SETTLE_TIMEOUT;
     loop {
         let row: Option<(String, String)> = sqlx::query_as(

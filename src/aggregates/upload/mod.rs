@@ -1,0 +1,266 @@
+//! The Upload aggregate: one resumable (tus) upload, from creation to the moment its
+//! bytes join the File pipeline. Pure: commands in, events out, no I/O. Its offset is
+//! the truth every API instance serves HEAD and PATCH from (docs/architecture.md,
+//! "Resumable uploads (tus)").
+
+mod types;
+
+#[cfg(test)]
+mod tests;
+
+use chrono::{DateTime, Utc};
+use cqrs_es::Aggregate;
+use cqrs_es::event_sink::EventSink;
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{FileId, UserId};
+
+pub use types::{UploadCommand, UploadError, UploadEvent, UploadTarget};
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum UploadStatus {
+    /// No UploadStarted yet.
+    #[default]
+    Missing,
+    InProgress,
+    Completed,
+    Expired,
+    Terminated,
+}
+
+/// Which file version a completed upload became.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CompletedAs {
+    pub file_id: FileId,
+    pub version_number: u32,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Upload {
+    pub status: UploadStatus,
+    pub owner_id: Option<UserId>,
+    pub length: Option<u64>,
+    pub max_size: u64,
+    pub offset: u64,
+    pub filename: String,
+    pub filetype: String,
+    pub target: Option<UploadTarget>,
+    pub temp_key: String,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub completed: Option<CompletedAs>,
+}
+
+impl Upload {
+    /// Refuses anything but an unfinished upload that has not expired by `now`.
+    fn open(&self, now: DateTime<Utc>) -> Result<(), UploadError> {
+        match self.status {
+            UploadStatus::Missing => Err(UploadError::NotFound),
+            UploadStatus::Completed => Err(UploadError::Completed),
+            UploadStatus::Expired => Err(UploadError::Expired),
+            UploadStatus::Terminated => Err(UploadError::Terminated),
+            UploadStatus::InProgress if self.expires_at.is_some_and(|at| now >= at) => {
+                Err(UploadError::Expired)
+            }
+            UploadStatus::InProgress => Ok(()),
+        }
+    }
+
+    /// Whether every declared byte has arrived (a deferred length is never complete).
+    pub fn is_full(&self) -> bool {
+        self.length == Some(self.offset)
+    }
+
+    pub fn decide(&self, command: UploadCommand) -> Result<Vec<UploadEvent>, UploadError> {
+        match command {
+            UploadCommand::Start {
+                owner_id,
+                length,
+                max_size,
+                filename,
+                filetype,
+                target,
+                temp_key,
+                expires_at,
+            } => {
+                if self.status != UploadStatus::Missing {
+                    return Err(UploadError::AlreadyExists);
+                }
+                if length.is_some_and(|l| l > max_size) {
+                    return Err(UploadError::TooLarge { max: max_size });
+                }
+                Ok(vec![UploadEvent::UploadStarted {
+                    owner_id,
+                    length,
+                    max_size,
+                    filename,
+                    filetype,
+                    target,
+                    temp_key,
+                    expires_at,
+                }])
+            }
+            UploadCommand::AcceptChunk {
+                from_offset,
+                bytes,
+                declared_length,
+                now,
+                expires_at,
+            } => {
+                self.open(now)?;
+                if from_offset != self.offset {
+                    return Err(UploadError::OffsetMismatch {
+                        expected: self.offset,
+                    });
+                }
+                let declared_length = match (self.length, declared_length) {
+                    (Some(length), Some(d)) if d != length => {
+                        return Err(UploadError::LengthAlreadyKnown { length });
+                    }
+                    (Some(_), _) => None,
+                    (None, Some(d)) if d > self.max_size => {
+                        return Err(UploadError::TooLarge { max: self.max_size });
+                    }
+                    (None, d) => d,
+                };
+                let offset = self.offset.saturating_add(bytes);
+                match declared_length.or(self.length) {
+                    Some(length) if offset > length => {
+                        return Err(UploadError::BeyondLength { length });
+                    }
+                    None if offset > self.max_size => {
+                        return Err(UploadError::TooLarge { max: self.max_size });
+                    }
+                    _ => {}
+                }
+                if let Some(d) = declared_length
+                    && d < self.offset
+                {
+                    return Err(UploadError::LengthBelowOffset {
+                        declared: d,
+                        offset: self.offset,
+                    });
+                }
+                if bytes == 0 && declared_length.is_none() {
+                    return Ok(vec![]);
+                }
+                Ok(vec![UploadEvent::ChunkAccepted {
+                    from_offset,
+                    offset,
+                    declared_length,
+                    expires_at,
+                }])
+            }
+            UploadCommand::Complete {
+                version_number,
+                sha256,
+            } => match self.status {
+                // Completing is retried after crashes: the second time records nothing.
+                UploadStatus::Completed => Ok(vec![]),
+                UploadStatus::InProgress if self.is_full() => {
+                    let target = self.target.ok_or(UploadError::NotFound)?;
+                    Ok(vec![UploadEvent::UploadCompleted {
+                        file_id: target.file_id,
+                        version_number,
+                        sha256,
+                    }])
+                }
+                UploadStatus::InProgress => Err(UploadError::Incomplete),
+                UploadStatus::Missing => Err(UploadError::NotFound),
+                UploadStatus::Expired => Err(UploadError::Expired),
+                UploadStatus::Terminated => Err(UploadError::Terminated),
+            },
+            UploadCommand::Expire { now } => match self.status {
+                UploadStatus::Missing => Err(UploadError::NotFound),
+                UploadStatus::InProgress if self.expires_at.is_some_and(|at| now >= at) => {
+                    Ok(vec![UploadEvent::UploadExpired])
+                }
+                UploadStatus::InProgress => Err(UploadError::NotExpired),
+                // Settled otherwise: nothing left to expire.
+                UploadStatus::Completed | UploadStatus::Expired | UploadStatus::Terminated => {
+                    Ok(vec![])
+                }
+            },
+            UploadCommand::Terminate => match self.status {
+                UploadStatus::Missing => Err(UploadError::NotFound),
+                UploadStatus::InProgress => Ok(vec![UploadEvent::UploadTerminated]),
+                UploadStatus::Terminated => Ok(vec![]),
+                UploadStatus::Completed => Err(UploadError::Completed),
+                UploadStatus::Expired => Err(UploadError::Expired),
+            },
+        }
+    }
+}
+
+impl Aggregate for Upload {
+    const TYPE: &'static str = "upload";
+    type Command = UploadCommand;
+    type Event = UploadEvent;
+    type Error = UploadError;
+    type Services = ();
+
+    async fn handle(
+        &mut self,
+        command: UploadCommand,
+        _services: &(),
+        sink: &EventSink<Self>,
+    ) -> Result<(), UploadError> {
+        for event in self.decide(command)? {
+            sink.write(event, self).await;
+        }
+        Ok(())
+    }
+
+    fn apply(&mut self, event: UploadEvent) {
+        match event {
+            UploadEvent::UploadStarted {
+                owner_id,
+                length,
+                max_size,
+                filename,
+                filetype,
+                target,
+                temp_key,
+                expires_at,
+            } => {
+                *self = Upload {
+                    status: UploadStatus::InProgress,
+                    owner_id: Some(owner_id),
+                    length,
+                    max_size,
+                    offset: 0,
+                    filename,
+                    filetype,
+                    target: Some(target),
+                    temp_key,
+                    expires_at: Some(expires_at),
+                    completed: None,
+                }
+            }
+            UploadEvent::ChunkAccepted {
+                offset,
+                declared_length,
+                expires_at,
+                ..
+            } => {
+                self.offset = offset;
+                if declared_length.is_some() {
+                    self.length = declared_length;
+                }
+                self.expires_at = Some(expires_at);
+            }
+            UploadEvent::UploadCompleted {
+                file_id,
+                version_number,
+                ..
+            } => {
+                self.status = UploadStatus::Completed;
+                self.completed = Some(CompletedAs {
+                    file_id,
+                    version_number,
+                });
+            }
+            UploadEvent::UploadExpired => self.status = UploadStatus::Expired,
+            UploadEvent::UploadTerminated => self.status = UploadStatus::Terminated,
+        }
+    }
+}

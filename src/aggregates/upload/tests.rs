@@ -1,0 +1,252 @@
+//! Given / when / then over Upload events.
+
+use chrono::{Duration, TimeZone};
+use cqrs_es::test::TestFramework;
+use uuid::Uuid;
+
+use super::*;
+
+type Given = TestFramework<Upload>;
+
+fn t(secs: i64) -> DateTime<Utc> {
+    Utc.timestamp_opt(1_700_000_000 + secs, 0).unwrap()
+}
+
+fn target() -> UploadTarget {
+    UploadTarget {
+        file_id: FileId(Uuid::from_u128(7)),
+        new_file: true,
+    }
+}
+
+fn started(length: Option<u64>) -> UploadEvent {
+    UploadEvent::UploadStarted {
+        owner_id: UserId(Uuid::from_u128(1)),
+        length,
+        max_size: 1000,
+        filename: "a.bin".into(),
+        filetype: "application/octet-stream".into(),
+        target: target(),
+        temp_key: "tmp/t/u".into(),
+        expires_at: t(100),
+    }
+}
+
+fn chunk(from: u64, bytes: u64) -> UploadCommand {
+    UploadCommand::AcceptChunk {
+        from_offset: from,
+        bytes,
+        declared_length: None,
+        now: t(10),
+        expires_at: t(200),
+    }
+}
+
+fn accepted(from: u64, offset: u64) -> UploadEvent {
+    UploadEvent::ChunkAccepted {
+        from_offset: from,
+        offset,
+        declared_length: None,
+        expires_at: t(200),
+    }
+}
+
+#[test]
+fn chunks_advance_the_offset_and_push_the_expiry() {
+    Given::with(())
+        .given(vec![started(Some(10))])
+        .when(chunk(0, 4))
+        .then_expect_events(vec![accepted(0, 4)]);
+    let mut upload = Upload::default();
+    upload.apply(started(Some(10)));
+    upload.apply(accepted(0, 4));
+    assert_eq!((upload.offset, upload.expires_at), (4, Some(t(200))));
+}
+
+#[test]
+fn a_chunk_at_the_wrong_offset_is_a_mismatch() {
+    Given::with(())
+        .given(vec![started(Some(10)), accepted(0, 4)])
+        .when(chunk(0, 4))
+        .then_expect_error(UploadError::OffsetMismatch { expected: 4 });
+}
+
+#[test]
+fn a_chunk_past_the_length_is_refused() {
+    Given::with(())
+        .given(vec![started(Some(10)), accepted(0, 4)])
+        .when(chunk(4, 7))
+        .then_expect_error(UploadError::BeyondLength { length: 10 });
+}
+
+#[test]
+fn an_empty_chunk_records_nothing() {
+    Given::with(())
+        .given(vec![started(Some(10))])
+        .when(chunk(0, 0))
+        .then_expect_events(vec![]);
+}
+
+#[test]
+fn an_expired_upload_takes_no_chunk_even_before_the_job_ran() {
+    let late = UploadCommand::AcceptChunk {
+        from_offset: 0,
+        bytes: 1,
+        declared_length: None,
+        now: t(100),
+        expires_at: t(300),
+    };
+    Given::with(())
+        .given(vec![started(Some(10))])
+        .when(late)
+        .then_expect_error(UploadError::Expired);
+}
+
+#[test]
+fn a_deferred_length_is_declared_once_and_bounded_by_the_limit() {
+    let declare = |length| UploadCommand::AcceptChunk {
+        from_offset: 3,
+        bytes: 2,
+        declared_length: Some(length),
+        now: t(10),
+        expires_at: t(200),
+    };
+    Given::with(())
+        .given(vec![started(None), accepted(0, 3)])
+        .when(declare(5))
+        .then_expect_events(vec![UploadEvent::ChunkAccepted {
+            from_offset: 3,
+            offset: 5,
+            declared_length: Some(5),
+            expires_at: t(200),
+        }]);
+    Given::with(())
+        .given(vec![started(None), accepted(0, 3)])
+        .when(declare(1001))
+        .then_expect_error(UploadError::TooLarge { max: 1000 });
+    Given::with(())
+        .given(vec![started(None), accepted(0, 3)])
+        .when(declare(4))
+        .then_expect_error(UploadError::BeyondLength { length: 4 });
+    // Known lengths never change.
+    Given::with(())
+        .given(vec![started(Some(10)), accepted(0, 3)])
+        .when(declare(9))
+        .then_expect_error(UploadError::LengthAlreadyKnown { length: 10 });
+    // Without a length the limit still holds.
+    Given::with(())
+        .given(vec![started(None)])
+        .when(chunk(0, 1001))
+        .then_expect_error(UploadError::TooLarge { max: 1000 });
+}
+
+#[test]
+fn a_declared_length_is_applied() {
+    let mut upload = Upload::default();
+    upload.apply(started(None));
+    upload.apply(UploadEvent::ChunkAccepted {
+        from_offset: 0,
+        offset: 5,
+        declared_length: Some(5),
+        expires_at: t(200),
+    });
+    assert!(upload.is_full());
+}
+
+#[test]
+fn completion_needs_every_byte_and_is_idempotent() {
+    let complete = || UploadCommand::Complete {
+        version_number: 1,
+        sha256: "ab".into(),
+    };
+    Given::with(())
+        .given(vec![started(Some(10)), accepted(0, 4)])
+        .when(complete())
+        .then_expect_error(UploadError::Incomplete);
+    let done = UploadEvent::UploadCompleted {
+        file_id: target().file_id,
+        version_number: 1,
+        sha256: "ab".into(),
+    };
+    Given::with(())
+        .given(vec![started(Some(10)), accepted(0, 10)])
+        .when(complete())
+        .then_expect_events(vec![done.clone()]);
+    Given::with(())
+        .given(vec![started(Some(10)), accepted(0, 10), done.clone()])
+        .when(complete())
+        .then_expect_events(vec![]);
+    Given::with(())
+        .given(vec![started(Some(10)), accepted(0, 10), done])
+        .when(chunk(10, 1))
+        .then_expect_error(UploadError::Completed);
+}
+
+#[test]
+fn expiry_only_after_the_deadline_and_only_unfinished_uploads() {
+    Given::with(())
+        .given(vec![started(Some(10))])
+        .when(UploadCommand::Expire { now: t(99) })
+        .then_expect_error(UploadError::NotExpired);
+    Given::with(())
+        .given(vec![started(Some(10))])
+        .when(UploadCommand::Expire { now: t(100) })
+        .then_expect_events(vec![UploadEvent::UploadExpired]);
+    // Activity pushed the deadline to t(200).
+    Given::with(())
+        .given(vec![started(Some(10)), accepted(0, 4)])
+        .when(UploadCommand::Expire { now: t(150) })
+        .then_expect_error(UploadError::NotExpired);
+    Given::with(())
+        .given(vec![started(Some(10)), UploadEvent::UploadTerminated])
+        .when(UploadCommand::Expire {
+            now: t(0) + Duration::days(9),
+        })
+        .then_expect_events(vec![]);
+    Given::with(())
+        .given(vec![started(Some(10)), UploadEvent::UploadExpired])
+        .when(chunk(0, 1))
+        .then_expect_error(UploadError::Expired);
+}
+
+#[test]
+fn termination_ends_an_unfinished_upload_only() {
+    Given::with(())
+        .given(vec![started(Some(10)), accepted(0, 4)])
+        .when(UploadCommand::Terminate)
+        .then_expect_events(vec![UploadEvent::UploadTerminated]);
+    Given::with(())
+        .given(vec![started(Some(10)), UploadEvent::UploadTerminated])
+        .when(chunk(0, 1))
+        .then_expect_error(UploadError::Terminated);
+    Given::with(())
+        .given_no_previous_events()
+        .when(UploadCommand::Terminate)
+        .then_expect_error(UploadError::NotFound);
+}
+
+#[test]
+fn starting_twice_or_too_large_is_refused() {
+    let start = |length| UploadCommand::Start {
+        owner_id: UserId(Uuid::from_u128(1)),
+        length,
+        max_size: 1000,
+        filename: "a.bin".into(),
+        filetype: "application/octet-stream".into(),
+        target: target(),
+        temp_key: "tmp/t/u".into(),
+        expires_at: t(100),
+    };
+    Given::with(())
+        .given_no_previous_events()
+        .when(start(Some(10)))
+        .then_expect_events(vec![started(Some(10))]);
+    Given::with(())
+        .given(vec![started(Some(10))])
+        .when(start(Some(10)))
+        .then_expect_error(UploadError::AlreadyExists);
+    Given::with(())
+        .given_no_previous_events()
+        .when(start(Some(1001)))
+        .then_expect_error(UploadError::TooLarge { max: 1000 });
+}

@@ -1,0 +1,123 @@
+//! The Upload aggregate's vocabulary: commands, events, errors.
+
+use chrono::{DateTime, Utc};
+use cqrs_es::DomainEvent;
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{FileId, UserId};
+
+/// What a completed upload becomes: a new file, or a new version of an existing one.
+/// The file id is chosen at creation, so completing twice targets the same file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UploadTarget {
+    pub file_id: FileId,
+    /// `false`: a new version of `file_id`, which existed when the upload was created.
+    pub new_file: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UploadCommand {
+    Start {
+        owner_id: UserId,
+        /// `None`: creation-defer-length; declared by a later PATCH.
+        length: Option<u64>,
+        /// The largest length this upload may reach (`TUS_MAX_SIZE` at creation).
+        max_size: u64,
+        filename: String,
+        filetype: String,
+        target: UploadTarget,
+        temp_key: String,
+        expires_at: DateTime<Utc>,
+    },
+    /// `bytes` bytes were appended durably at `from_offset` (possibly zero, when a PATCH
+    /// only declares a deferred length).
+    AcceptChunk {
+        from_offset: u64,
+        bytes: u64,
+        declared_length: Option<u64>,
+        now: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+    },
+    /// The File command for the bytes has committed; records which version they became.
+    Complete { version_number: u32, sha256: String },
+    /// The expiry job: only an unfinished upload past its expiry expires.
+    Expire { now: DateTime<Utc> },
+    /// `DELETE` (tus termination).
+    Terminate,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum UploadEvent {
+    UploadStarted {
+        owner_id: UserId,
+        length: Option<u64>,
+        max_size: u64,
+        filename: String,
+        filetype: String,
+        target: UploadTarget,
+        temp_key: String,
+        expires_at: DateTime<Utc>,
+    },
+    ChunkAccepted {
+        from_offset: u64,
+        /// The new offset: every byte before it is durable in the temp object.
+        offset: u64,
+        /// Set when this PATCH declared a deferred length.
+        #[serde(default)]
+        declared_length: Option<u64>,
+        /// Activity pushes the expiry forward.
+        expires_at: DateTime<Utc>,
+    },
+    UploadCompleted {
+        file_id: FileId,
+        version_number: u32,
+        sha256: String,
+    },
+    UploadExpired,
+    UploadTerminated,
+}
+
+impl DomainEvent for UploadEvent {
+    fn event_type(&self) -> String {
+        match self {
+            UploadEvent::UploadStarted { .. } => "UploadStarted",
+            UploadEvent::ChunkAccepted { .. } => "ChunkAccepted",
+            UploadEvent::UploadCompleted { .. } => "UploadCompleted",
+            UploadEvent::UploadExpired => "UploadExpired",
+            UploadEvent::UploadTerminated => "UploadTerminated",
+        }
+        .into()
+    }
+
+    fn event_version(&self) -> String {
+        "1".into()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UploadError {
+    #[error("upload not found")]
+    NotFound,
+    #[error("the upload already exists")]
+    AlreadyExists,
+    #[error("the upload has expired")]
+    Expired,
+    #[error("the upload was terminated")]
+    Terminated,
+    #[error("the upload is already complete")]
+    Completed,
+    #[error("Upload-Offset does not match the upload's offset {expected}")]
+    OffsetMismatch { expected: u64 },
+    #[error("the upload would exceed its length of {length} bytes")]
+    BeyondLength { length: u64 },
+    #[error("the upload would exceed the limit of {max} bytes")]
+    TooLarge { max: u64 },
+    #[error("Upload-Length is already {length} and cannot change")]
+    LengthAlreadyKnown { length: u64 },
+    #[error("Upload-Length {declared} is smaller than the bytes already received ({offset})")]
+    LengthBelowOffset { declared: u64, offset: u64 },
+    #[error("the upload has not received all of its bytes")]
+    Incomplete,
+    #[error("the upload has not expired yet")]
+    NotExpired,
+}

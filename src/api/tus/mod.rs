@@ -1,0 +1,430 @@
+//! `/v1/uploads`: resumable uploads, tus 1.0.0 (core, creation, creation-with-upload,
+//! creation-defer-length, termination, expiration, checksum with sha1/sha256). Each
+//! upload is an Upload aggregate (src/aggregates/upload); its bytes append to a temp file
+//! under local storage. A full upload joins the multipart path's pipeline (complete.rs).
+//! An upload belongs to its tenant and its user: anyone else gets 404.
+//! docs/architecture.md, "Resumable uploads (tus)", has the decisions.
+
+mod accept;
+mod chunk;
+mod complete;
+mod headers;
+
+use axum::Router;
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use cqrs_es::EventStore;
+use uuid::Uuid;
+
+use self::accept::{Accepted, Chunk, accept};
+use self::headers::{TUS_VERSION, http_date, set};
+use super::auth::{caller_metadata, store};
+use super::files::path;
+use super::files_manage::{load, require_change};
+use super::upload::check_quota;
+use crate::aggregates::upload::{
+    CompletedAs, Upload, UploadCommand, UploadError, UploadStatus, UploadTarget,
+};
+use crate::aggregates::user::Role;
+use crate::auth::TenantContext;
+use crate::commands::execute;
+use crate::error::AppError;
+use crate::ids::{FileId, TenantId, version_id};
+use crate::state::AppState;
+use crate::storage::Storage;
+use crate::uploads::lock::UploadLock;
+
+/// The tus routes; every answer (errors included) carries `Tus-Resumable`.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/uploads", post(create).options(options))
+        .route(
+            "/v1/uploads/{id}",
+            axum::routing::head(head)
+                .patch(patch)
+                .delete(terminate)
+                .options(options),
+        )
+        .layer(axum::middleware::map_response(tus_resumable))
+}
+
+async fn tus_resumable(mut response: Response) -> Response {
+    let h = response.headers_mut();
+    h.insert("tus-resumable", HeaderValue::from_static(TUS_VERSION));
+    if response.status() == StatusCode::PRECONDITION_FAILED {
+        response
+            .headers_mut()
+            .insert("tus-version", HeaderValue::from_static(TUS_VERSION));
+    }
+    response
+}
+
+/// Discovery (no token needed): what this server supports.
+async fn options(State(state): State<AppState>) -> Response {
+    let mut h = HeaderMap::new();
+    set(&mut h, "tus-version", TUS_VERSION);
+    set(&mut h, "tus-extension", headers::EXTENSIONS);
+    set(&mut h, "tus-max-size", state.config.tus.max_size);
+    set(
+        &mut h,
+        "tus-checksum-algorithm",
+        headers::CHECKSUM_ALGORITHMS,
+    );
+    (StatusCode::NO_CONTENT, h).into_response()
+}
+
+/// Creation: `Upload-Length` (or `Upload-Defer-Length: 1`), `Upload-Metadata`; with an
+/// `application/offset+octet-stream` body, the first chunk too.
+async fn create(
+    State(state): State<AppState>,
+    ctx: TenantContext,
+    request: Request,
+) -> Result<Response, AppError> {
+    ctx.require(&[Role::User, Role::Admin])?;
+    let h = request.headers();
+    headers::require_tus_resumable(h)?;
+    let max = state.config.tus.max_size;
+    let length = headers::number(h, "upload-length")?;
+    let deferred = match h.get("upload-defer-length").map(|v| v.as_bytes()) {
+        None => false,
+        Some(b"1") => true,
+        Some(_) => return Err(AppError::BadRequest("Upload-Defer-Length must be 1".into())),
+    };
+    if length.is_some() == deferred {
+        return Err(AppError::BadRequest(
+            "send exactly one of Upload-Length and Upload-Defer-Length: 1".into(),
+        ));
+    }
+    if length.is_some_and(|l| l > max) {
+        return Err(AppError::PayloadTooLarge(format!(
+            "Upload-Length exceeds Tus-Max-Size ({max} bytes)"
+        )));
+    }
+    let metadata = headers::metadata(h)?;
+    let with_body = headers::is_chunk(h);
+    if !with_body && headers::number(h, "content-length")?.is_some_and(|n| n > 0) {
+        return Err(AppError::UnsupportedMediaType(format!(
+            "a creation body must be {}",
+            headers::CHUNK_CONTENT_TYPE
+        )));
+    }
+    let checksum = headers::checksum(h)?;
+    let target = match metadata.file_id {
+        Some(id) => {
+            // A new version: the caller must see the file, may change it, and it is live.
+            let file = load(&state, &ctx, id).await?;
+            require_change(&ctx)?;
+            if file.deleted {
+                return Err(AppError::Validation(
+                    "file is deleted; restore it first".into(),
+                ));
+            }
+            UploadTarget {
+                file_id: FileId(id),
+                new_file: false,
+            }
+        }
+        None => UploadTarget {
+            file_id: FileId::new(),
+            new_file: true,
+        },
+    };
+    check_quota(&state, &ctx, length).await?;
+    let upload_id = Uuid::now_v7();
+    let temp_key = Storage::temp_key(ctx.tenant_id, upload_id);
+    let path = state.storage.local_path(&temp_key).ok_or_else(|| {
+        AppError::NotImplemented("resumable uploads need local storage in this build".into())
+    })?;
+    let meta = caller_metadata(&ctx, h);
+    let now = chrono::Utc::now();
+    let command = UploadCommand::Start {
+        owner_id: ctx.user_id,
+        length,
+        max_size: max,
+        filename: metadata.filename.unwrap_or_else(|| "file".into()),
+        filetype: metadata
+            .filetype
+            .unwrap_or_else(|| "application/octet-stream".into()),
+        target,
+        temp_key,
+        expires_at: now + state.config.tus.expiry,
+    };
+    chunk::create(&path)
+        .await
+        .map_err(|e| AppError::Internal(anyhow::anyhow!("creating a temp file: {e}")))?;
+    let uploads = store::<Upload>(&state, ctx.tenant_id);
+    let started = match execute(&uploads, &upload_id.to_string(), command, &meta, &()).await {
+        Ok(c) => c.aggregate,
+        Err(err) => {
+            let _ = tokio::fs::remove_file(&path).await;
+            return Err(err.into());
+        }
+    };
+    let mut response = if with_body {
+        let chunk = Chunk {
+            tenant: ctx.tenant_id,
+            upload_id,
+            from_offset: 0,
+            declared_length: None,
+            checksum,
+            meta,
+        };
+        // The upload exists now: a failed first chunk still answers with its Location.
+        match accept(&state, chunk, request.into_body()).await {
+            Ok(accepted) => chunk_headers(&accepted).into_response(),
+            Err(err) => err.into_response(),
+        }
+    } else {
+        let mut h = HeaderMap::new();
+        set(&mut h, "upload-offset", 0);
+        if let Some(at) = started.expires_at {
+            set(&mut h, "upload-expires", http_date(at));
+        }
+        h.into_response()
+    };
+    if response.status().is_success() {
+        *response.status_mut() = StatusCode::CREATED;
+    }
+    set(
+        response.headers_mut(),
+        "location",
+        format!("/v1/uploads/{upload_id}"),
+    );
+    Ok(response)
+}
+
+/// Where the upload stands. A full upload whose completion was interrupted completes here.
+async fn head(
+    State(state): State<AppState>,
+    ctx: TenantContext,
+    id: Result<Path<Uuid>, PathRejection>,
+    request_headers: HeaderMap,
+) -> Result<Response, AppError> {
+    headers::require_tus_resumable(&request_headers)?;
+    let id = path(id)?;
+    let mut upload = owned(&state, &ctx, id).await?;
+    usable(&upload)?;
+    let mut completed = upload.completed;
+    if completed.is_none() && upload.is_full() {
+        // Under the lock, or a PATCH completing right now would race us; if it is held,
+        // that PATCH completes it and this HEAD reports the state as it is.
+        let key = UploadLock::key(&state.config.redis_key_prefix, ctx.tenant_id.0, id);
+        let lease = state.config.tus.lock_lease;
+        if let Ok(Some(lock)) = UploadLock::acquire(&state.redis_conn, key, lease).await {
+            let meta = caller_metadata(&ctx, &request_headers);
+            let done = complete::finish(&state, ctx.tenant_id, id, &upload, &meta).await;
+            lock.release().await;
+            completed = Some(done?);
+            upload = load_state(&state, ctx.tenant_id, id).await?;
+        }
+    }
+    let mut h = state_headers(&upload, completed);
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok((StatusCode::OK, h).into_response())
+}
+
+/// Appends a chunk at `Upload-Offset`.
+async fn patch(
+    State(state): State<AppState>,
+    ctx: TenantContext,
+    id: Result<Path<Uuid>, PathRejection>,
+    request: Request,
+) -> Result<Response, AppError> {
+    let h = request.headers();
+    headers::require_tus_resumable(h)?;
+    let id = path(id)?;
+    if !headers::is_chunk(h) {
+        return Err(AppError::UnsupportedMediaType(format!(
+            "a PATCH body must be {}",
+            headers::CHUNK_CONTENT_TYPE
+        )));
+    }
+    let from_offset = headers::number(h, "upload-offset")?
+        .ok_or_else(|| AppError::BadRequest("Upload-Offset is required".into()))?;
+    let declared_length = headers::number(h, "upload-length")?;
+    let checksum = headers::checksum(h)?;
+    let content_length = headers::number(h, "content-length")?;
+    let upload = owned(&state, &ctx, id).await?;
+    if upload.status == UploadStatus::Completed && from_offset == upload.offset {
+        // A retried final PATCH whose answer was lost: the same answer again.
+        return Ok((
+            StatusCode::NO_CONTENT,
+            state_headers(&upload, upload.completed),
+        )
+            .into_response());
+    }
+    usable(&upload)?;
+    if from_offset != upload.offset {
+        return Err(AppError::OffsetMismatch {
+            sent: from_offset,
+            expected: upload.offset,
+        });
+    }
+    if declared_length.is_some() && upload.length.is_none() {
+        check_quota(&state, &ctx, declared_length).await?;
+    }
+    let limit = upload.length.or(declared_length).unwrap_or(upload.max_size);
+    if content_length.is_some_and(|n| from_offset.saturating_add(n) > limit) {
+        return Err(AppError::PayloadTooLarge(format!(
+            "the chunk would take the upload past {limit} bytes"
+        )));
+    }
+    let chunk = Chunk {
+        tenant: ctx.tenant_id,
+        upload_id: id,
+        from_offset,
+        declared_length,
+        checksum,
+        meta: caller_metadata(&ctx, h),
+    };
+    let accepted = accept(&state, chunk, request.into_body()).await?;
+    Ok(chunk_headers(&accepted).into_response())
+}
+
+/// Termination: the upload ends and its bytes are deleted.
+async fn terminate(
+    State(state): State<AppState>,
+    ctx: TenantContext,
+    id: Result<Path<Uuid>, PathRejection>,
+    request_headers: HeaderMap,
+) -> Result<Response, AppError> {
+    headers::require_tus_resumable(&request_headers)?;
+    let id = path(id)?;
+    let upload = owned(&state, &ctx, id).await?;
+    if matches!(
+        upload.status,
+        UploadStatus::Expired | UploadStatus::Terminated
+    ) {
+        return Err(gone(&upload));
+    }
+    // Not while a PATCH writes: its bytes would land in a deleted file.
+    let key = UploadLock::key(&state.config.redis_key_prefix, ctx.tenant_id.0, id);
+    let lock = UploadLock::acquire(&state.redis_conn, key, state.config.tus.lock_lease)
+        .await
+        .map_err(|e| AppError::Unavailable(format!("upload lock unavailable: {e}")))?
+        .ok_or(AppError::UploadLocked)?;
+    let uploads = store::<Upload>(&state, ctx.tenant_id);
+    let meta = caller_metadata(&ctx, &request_headers);
+    let result = execute(
+        &uploads,
+        &id.to_string(),
+        UploadCommand::Terminate,
+        &meta,
+        &(),
+    )
+    .await;
+    let result = match result {
+        Ok(_) => state
+            .storage
+            .delete(&upload.temp_key)
+            .await
+            .map_err(|e| AppError::Internal(anyhow::anyhow!("deleting upload bytes: {e}"))),
+        Err(err) => Err(err.into()),
+    };
+    lock.release().await;
+    result?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// The upload as its owner sees it; anyone else (other user, other tenant) gets 404.
+async fn owned(state: &AppState, ctx: &TenantContext, id: Uuid) -> Result<Upload, AppError> {
+    let upload = load_state(state, ctx.tenant_id, id).await?;
+    match upload.owner_id {
+        Some(owner) if owner == ctx.user_id && upload.status != UploadStatus::Missing => Ok(upload),
+        _ => Err(AppError::NotFound("upload not found".into())),
+    }
+}
+
+pub(super) async fn load_state(
+    state: &AppState,
+    tenant: TenantId,
+    id: Uuid,
+) -> Result<Upload, AppError> {
+    Ok(store::<Upload>(state, tenant)
+        .load_aggregate(&id.to_string())
+        .await
+        .map_err(|e| AppError::Internal(anyhow::anyhow!("event store: {e}")))?
+        .aggregate)
+}
+
+/// 410 for an upload that expired (recorded, or overdue before the job ran) or was
+/// terminated.
+fn usable(upload: &Upload) -> Result<(), AppError> {
+    let overdue = upload.status == UploadStatus::InProgress
+        && upload.expires_at.is_some_and(|at| chrono::Utc::now() >= at);
+    match upload.status {
+        UploadStatus::Expired | UploadStatus::Terminated => Err(gone(upload)),
+        _ if overdue => Err(gone(&Upload {
+            status: UploadStatus::Expired,
+            ..Upload::default()
+        })),
+        _ => Ok(()),
+    }
+}
+
+fn gone(upload: &Upload) -> AppError {
+    AppError::Gone(match upload.status {
+        UploadStatus::Terminated => "the upload was terminated".into(),
+        _ => "the upload has expired; its bytes are deleted".into(),
+    })
+}
+
+/// `Upload-Offset`, length, expiry, and the ids a completed upload became.
+fn state_headers(upload: &Upload, completed: Option<CompletedAs>) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    set(&mut h, "upload-offset", upload.offset);
+    match upload.length {
+        Some(l) => set(&mut h, "upload-length", l),
+        None => set(&mut h, "upload-defer-length", 1),
+    }
+    match completed {
+        Some(done) => {
+            set(&mut h, "chronicle-file-id", done.file_id);
+            set(
+                &mut h,
+                "chronicle-version-id",
+                version_id(done.file_id, done.version_number),
+            );
+            set(&mut h, "chronicle-version-number", done.version_number);
+        }
+        None => {
+            if let Some(at) = upload.expires_at {
+                set(&mut h, "upload-expires", http_date(at));
+            }
+        }
+    }
+    h
+}
+
+fn chunk_headers(accepted: &Accepted) -> (StatusCode, HeaderMap) {
+    (
+        StatusCode::NO_CONTENT,
+        state_headers(&accepted.upload, accepted.completed),
+    )
+}
+
+impl From<UploadError> for AppError {
+    fn from(err: UploadError) -> Self {
+        match err {
+            UploadError::NotFound => AppError::NotFound(err.to_string()),
+            UploadError::Expired | UploadError::Terminated => AppError::Gone(err.to_string()),
+            UploadError::OffsetMismatch { expected } => AppError::OffsetMismatch {
+                sent: expected,
+                expected,
+            },
+            UploadError::BeyondLength { .. } | UploadError::TooLarge { .. } => {
+                AppError::PayloadTooLarge(err.to_string())
+            }
+            UploadError::LengthAlreadyKnown { .. } | UploadError::LengthBelowOffset { .. } => {
+                AppError::BadRequest(err.to_string())
+            }
+            UploadError::AlreadyExists => AppError::AlreadyExists(err.to_string()),
+            UploadError::Completed | UploadError::Incomplete | UploadError::NotExpired => {
+                AppError::Validation(err.to_string())
+            }
+        }
+    }
+}

@@ -1,0 +1,465 @@
+//! The ugly cases: checksums, protocol errors, bad metadata, other tenants and users,
+//! termination, expiry, concurrent PATCHes, cut connections, stale tails, progress.
+
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use reqwest::StatusCode;
+use sha1::Digest;
+use tokio::io::AsyncWriteExt;
+
+use super::*;
+use crate::files_api::{World, tenant};
+
+fn sha1_b64(bytes: &[u8]) -> String {
+    STANDARD.encode(sha1::Sha1::digest(bytes))
+}
+
+#[tokio::test]
+async fn a_checksum_mismatch_is_460_and_discards_the_chunk() {
+    let w = World::new(&[]).await;
+    let at = create(&w, &w.admin, 8, &meta(&[("filename", "a.bin")])).await;
+    assert_eq!(patch(&w, &w.admin, &at, 0, b"abcd").await.status(), 204);
+    let r = tus(w.t.http.patch(w.t.url(&at)), &w.admin)
+        .header("Content-Type", "application/offset+octet-stream")
+        .header("Upload-Offset", 4)
+        .header("Upload-Checksum", format!("sha1 {}", sha1_b64(b"efgh")))
+        .body(b"efgX".to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 460);
+    assert_eq!(header(&r, "tus-resumable"), "1.0.0");
+    assert_eq!(code(r).await, "checksum_mismatch");
+    let r = head(&w, &w.admin, &at).await;
+    assert_eq!(offset(&r), 4, "the offset did not advance");
+    assert_eq!(
+        std::fs::metadata(temp_file(&w, &at)).unwrap().len(),
+        4,
+        "bytes discarded"
+    );
+    // The right bytes with a sha256 checksum are accepted.
+    let sha256 = STANDARD.encode(sha2::Sha256::digest(b"efgh"));
+    let r = tus(w.t.http.patch(w.t.url(&at)), &w.admin)
+        .header("Content-Type", "application/offset+octet-stream")
+        .header("Upload-Offset", 4)
+        .header("Upload-Checksum", format!("sha256 {sha256}"))
+        .body(b"efgh".to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    assert!(r.headers().contains_key("chronicle-file-id"));
+    // An unsupported algorithm is a 400.
+    let at = create(&w, &w.admin, 8, "").await;
+    let r = tus(w.t.http.patch(w.t.url(&at)), &w.admin)
+        .header("Content-Type", "application/offset+octet-stream")
+        .header("Upload-Offset", 0)
+        .header("Upload-Checksum", "md5 AAAAAAAAAAAAAAAAAAAAAA==")
+        .body(b"x".to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn protocol_errors_get_the_tus_statuses_and_the_error_shape() {
+    let w = World::new(&[("TUS_MAX_SIZE", "100")]).await;
+    let at = create(&w, &w.admin, 10, "").await;
+    // 412 without (or with another) Tus-Resumable, naming the supported version.
+    let r =
+        w.t.http
+            .patch(w.t.url(&at))
+            .bearer_auth(&w.admin.token)
+            .header("Content-Type", "application/offset+octet-stream")
+            .header("Upload-Offset", 0)
+            .body("x")
+            .send()
+            .await
+            .unwrap();
+    assert_eq!(r.status(), StatusCode::PRECONDITION_FAILED);
+    assert_eq!(header(&r, "tus-version"), "1.0.0");
+    assert_eq!(code(r).await, "tus_version_unsupported");
+    // 415 for another content type.
+    let r = tus(w.t.http.patch(w.t.url(&at)), &w.admin)
+        .header("Content-Type", "application/octet-stream")
+        .header("Upload-Offset", 0)
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    // 409 at the wrong offset.
+    let r = patch(&w, &w.admin, &at, 3, b"x").await;
+    assert_eq!(r.status(), StatusCode::CONFLICT);
+    assert_eq!(code(r).await, "offset_mismatch");
+    // 413 past the upload's length, or past Tus-Max-Size at creation.
+    let r = patch(&w, &w.admin, &at, 0, &[0u8; 11]).await;
+    assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let r = tus(w.t.http.post(w.t.url("/v1/uploads")), &w.admin)
+        .header("Upload-Length", 101)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    // Neither length nor deferral.
+    let r = tus(w.t.http.post(w.t.url("/v1/uploads")), &w.admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    // 404 for an upload that never existed; no token → 401.
+    let missing = format!("/v1/uploads/{}", uuid::Uuid::now_v7());
+    assert_eq!(
+        head(&w, &w.admin, &missing).await.status(),
+        StatusCode::NOT_FOUND
+    );
+    let r =
+        w.t.http
+            .head(w.t.url(&at))
+            .header("Tus-Resumable", "1.0.0")
+            .send()
+            .await
+            .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        offset(&head(&w, &w.admin, &at).await),
+        0,
+        "nothing was accepted"
+    );
+}
+
+#[tokio::test]
+async fn bad_metadata_is_400_and_records_nothing() {
+    let w = World::new(&[]).await;
+    for bad in [
+        "filename not*base64".to_string(),
+        format!("filename {0},filename {0}", STANDARD.encode("a")),
+        format!("filetype {}", STANDARD.encode("not a type")),
+        format!("file_id {}", STANDARD.encode("nope")),
+    ] {
+        let r = tus(w.t.http.post(w.t.url("/v1/uploads")), &w.admin)
+            .header("Upload-Length", 5)
+            .header("Upload-Metadata", &bad)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{bad}");
+        assert_eq!(code(r).await, "bad_request");
+    }
+    // A file_id the caller cannot see is 404, also recording nothing.
+    let r = tus(w.t.http.post(w.t.url("/v1/uploads")), &w.admin)
+        .header("Upload-Length", 5)
+        .header(
+            "Upload-Metadata",
+            meta(&[("file_id", &uuid::Uuid::now_v7().to_string())]),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    assert_eq!(upload_events(&w).await, 0);
+    let tmp = w.t.app.state.config.data_dir.join("objects/tmp");
+    assert!(!tmp.exists() || std::fs::read_dir(&tmp).unwrap().next().is_none());
+}
+
+#[tokio::test]
+async fn a_new_version_of_an_existing_file_via_metadata() {
+    let w = World::new(&[]).await;
+    let file = w.create(&w.admin, "report").await;
+    let at = create(&w, &w.admin, 3, &meta(&[("file_id", &file.to_string())])).await;
+    let r = patch(&w, &w.admin, &at, 0, b"abc").await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    assert_eq!(header(&r, "chronicle-file-id"), file.to_string());
+    assert_eq!(header(&r, "chronicle-version-number"), "1");
+    // An auditor may see the file but not upload a version of it.
+    let auditor = w.join("aud", "auditor").await;
+    let r = tus(w.t.http.post(w.t.url("/v1/uploads")), &auditor)
+        .header("Upload-Length", 3)
+        .header("Upload-Metadata", meta(&[("file_id", &file.to_string())]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn other_tenants_and_other_users_get_404_and_change_nothing() {
+    let w = World::new(&[]).await;
+    let at = create(&w, &w.admin, 10, "").await;
+    assert_eq!(patch(&w, &w.admin, &at, 0, b"abc").await.status(), 204);
+    let (_, mallory) = tenant(&w.t, "mallory").await;
+    let colleague = w.join("bob", "admin").await;
+    for who in [&mallory, &colleague] {
+        assert_eq!(head(&w, who, &at).await.status(), StatusCode::NOT_FOUND);
+        let r = patch(&w, who, &at, 3, b"def").await;
+        assert_eq!(r.status(), StatusCode::NOT_FOUND);
+        assert_eq!(code(r).await, "not_found");
+        let r = tus(w.t.http.delete(w.t.url(&at)), who)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    }
+    let r = head(&w, &w.admin, &at).await;
+    assert_eq!(offset(&r), 3);
+    assert_eq!(std::fs::metadata(temp_file(&w, &at)).unwrap().len(), 3);
+}
+
+#[tokio::test]
+async fn termination_removes_the_bytes_and_the_upload_is_gone() {
+    let w = World::new(&[]).await;
+    let at = create(&w, &w.admin, 10, "").await;
+    assert_eq!(patch(&w, &w.admin, &at, 0, b"abc").await.status(), 204);
+    assert!(temp_file(&w, &at).exists());
+    let r = tus(w.t.http.delete(w.t.url(&at)), &w.admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    assert!(!temp_file(&w, &at).exists(), "bytes removed");
+    assert_eq!(head(&w, &w.admin, &at).await.status(), StatusCode::GONE);
+    let r = patch(&w, &w.admin, &at, 3, b"d").await;
+    assert_eq!(r.status(), StatusCode::GONE);
+    assert_eq!(code(r).await, "gone");
+}
+
+#[tokio::test]
+async fn expired_uploads_lose_their_bytes_and_answer_410() {
+    let w = World::new(&[
+        ("WORKER_CONCURRENCY", "1"),
+        ("UPLOAD_EXPIRY_SECS", "2"),
+        ("UPLOAD_EXPIRE_EVERY_SECS", "1"),
+    ])
+    .await;
+    let at = create(&w, &w.admin, 10, "").await;
+    assert_eq!(patch(&w, &w.admin, &at, 0, b"abc").await.status(), 204);
+    let id = upload_id(&at);
+    eventually(Duration::from_secs(15), || async {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM events WHERE aggregate_id = $1 AND event_type = 'UploadExpired'",
+        )
+        .bind(id.to_string())
+        .fetch_one(&w.t.db.owner)
+        .await
+        .unwrap();
+        (n == 1).then_some(())
+    })
+    .await;
+    assert!(!temp_file(&w, &at).exists(), "bytes removed");
+    assert_eq!(head(&w, &w.admin, &at).await.status(), StatusCode::GONE);
+    assert_eq!(
+        patch(&w, &w.admin, &at, 3, b"d").await.status(),
+        StatusCode::GONE
+    );
+}
+
+#[tokio::test]
+async fn concurrent_patches_one_wins_the_other_gets_423_or_409() {
+    let w = World::new(&[]).await;
+    let at = create(&w, &w.admin, 10, "").await;
+    // The first PATCH sends 3 bytes, then holds its body open.
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(4);
+    tx.send(Ok(b"abc".to_vec())).await.unwrap();
+    let body = reqwest::Body::wrap_stream(tokio_stream::wrappers::ReceiverStream::new(rx));
+    let first = tus(w.t.http.patch(w.t.url(&at)), &w.admin)
+        .header("Content-Type", "application/offset+octet-stream")
+        .header("Upload-Offset", 0)
+        .body(body)
+        .send();
+    let first = tokio::spawn(first);
+    let key = format!(
+        "{}upload-lock:{}:{}",
+        w.t.app.state.config.redis_key_prefix,
+        w.tenant,
+        upload_id(&at)
+    );
+    let mut redis = w.t.app.state.redis_conn.clone();
+    eventually(Duration::from_secs(10), || {
+        let mut redis = redis.clone();
+        let key = key.clone();
+        async move {
+            let held: bool = redis::cmd("EXISTS")
+                .arg(&key)
+                .query_async(&mut redis)
+                .await
+                .unwrap();
+            held.then_some(())
+        }
+    })
+    .await;
+    let second = patch(&w, &w.admin, &at, 0, b"xyz").await;
+    assert_eq!(second.status(), StatusCode::LOCKED);
+    assert_eq!(header(&second, "tus-resumable"), "1.0.0");
+    assert_eq!(code(second).await, "upload_locked");
+    tx.send(Ok(b"de".to_vec())).await.unwrap();
+    drop(tx);
+    let first = first.await.unwrap().unwrap();
+    assert_eq!(first.status(), StatusCode::NO_CONTENT);
+    assert_eq!(offset(&first), 5);
+    // The loser retrying at its old offset now learns the offset moved.
+    let late = patch(&w, &w.admin, &at, 0, b"xyz").await;
+    assert_eq!(late.status(), StatusCode::CONFLICT);
+    assert_eq!(std::fs::read(temp_file(&w, &at)).unwrap(), b"abcde");
+    let released: bool = redis::cmd("EXISTS")
+        .arg(&key)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert!(!released, "the lock is released after the PATCH");
+}
+
+#[tokio::test]
+async fn a_patch_cut_mid_body_keeps_and_records_what_arrived() {
+    let w = World::new(&[]).await;
+    let at = create(&w, &w.admin, 1000, "").await;
+    let addr = w.t.base.trim_start_matches("http://").to_string();
+    let mut conn = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let request = format!(
+        "PATCH {at} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {}\r\n\
+         Tus-Resumable: 1.0.0\r\nContent-Type: application/offset+octet-stream\r\n\
+         Upload-Offset: 0\r\nContent-Length: 1000\r\n\r\n",
+        w.admin.token
+    );
+    conn.write_all(request.as_bytes()).await.unwrap();
+    conn.write_all(&[7u8; 400]).await.unwrap();
+    conn.flush().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    drop(conn); // the connection is cut after 400 of 1000 bytes
+    let got = eventually(Duration::from_secs(10), || async {
+        let r = head(&w, &w.admin, &at).await;
+        (offset(&r) > 0).then(|| offset(&r))
+    })
+    .await;
+    assert_eq!(got, 400, "HEAD tells where to continue");
+    assert_eq!(std::fs::metadata(temp_file(&w, &at)).unwrap().len(), 400);
+    let r = patch(&w, &w.admin, &at, 400, &[8u8; 600]).await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    assert!(r.headers().contains_key("chronicle-file-id"));
+}
+
+#[tokio::test]
+async fn bytes_past_the_recorded_offset_are_truncated_before_appending() {
+    let w = World::new(&[]).await;
+    let at = create(&w, &w.admin, 6, "").await;
+    assert_eq!(patch(&w, &w.admin, &at, 0, b"abc").await.status(), 204);
+    // A crashed PATCH wrote bytes it never recorded.
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(temp_file(&w, &at))
+        .unwrap();
+    std::io::Write::write_all(&mut f, b"GARBAGE").unwrap();
+    drop(f);
+    assert_eq!(
+        offset(&head(&w, &w.admin, &at).await),
+        3,
+        "HEAD stays truthful"
+    );
+    let r = patch(&w, &w.admin, &at, 3, b"def").await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    assert_eq!(std::fs::read(temp_file(&w, &at)).unwrap(), b"abcdef");
+    let sha: String = eventually(Duration::from_secs(10), || async {
+        sqlx::query_scalar("SELECT sha256 FROM file_versions WHERE file_id = $1")
+            .bind(
+                header(&r, "chronicle-file-id")
+                    .parse::<uuid::Uuid>()
+                    .unwrap(),
+            )
+            .fetch_optional(&w.t.db.owner)
+            .await
+            .unwrap()
+    })
+    .await;
+    assert_eq!(sha, hex::encode(sha2::Sha256::digest(b"abcdef")));
+}
+
+#[tokio::test]
+async fn creation_with_upload_and_deferred_length() {
+    let w = World::new(&[]).await;
+    // creation-with-upload: the first chunk rides on the POST.
+    let r = tus(w.t.http.post(w.t.url("/v1/uploads")), &w.admin)
+        .header("Upload-Length", 6)
+        .header("Content-Type", "application/offset+octet-stream")
+        .body(b"abc".to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    assert_eq!(offset(&r), 3);
+    let at = header(&r, "location");
+    assert_eq!(patch(&w, &w.admin, &at, 3, b"def").await.status(), 204);
+    // creation-defer-length: the length comes with a later PATCH.
+    let r = tus(w.t.http.post(w.t.url("/v1/uploads")), &w.admin)
+        .header("Upload-Defer-Length", "1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let at = header(&r, "location");
+    assert_eq!(patch(&w, &w.admin, &at, 0, b"ab").await.status(), 204);
+    let r = head(&w, &w.admin, &at).await;
+    assert_eq!(header(&r, "upload-defer-length"), "1");
+    assert!(!r.headers().contains_key("upload-length"));
+    let r = tus(w.t.http.patch(w.t.url(&at)), &w.admin)
+        .header("Content-Type", "application/offset+octet-stream")
+        .header("Upload-Offset", 2)
+        .header("Upload-Length", 4)
+        .body(b"cd".to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    assert_eq!(header(&r, "upload-length"), "4");
+    assert!(r.headers().contains_key("chronicle-file-id"));
+}
+
+#[tokio::test]
+async fn the_event_stream_reports_progress_and_completion_to_the_owner_only() {
+    let w = World::new(&[]).await;
+    let colleague = w.join("bob", "user").await;
+    let open = |token: String| {
+        let url = w.t.url("/v1/events");
+        async move {
+            let r = reqwest::Client::new()
+                .get(url)
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), StatusCode::OK);
+            r
+        }
+    };
+    let mut mine = open(w.admin.token.clone()).await;
+    let mut theirs = open(colleague.token.clone()).await;
+    let at = create(&w, &w.admin, 6, "").await;
+    // The stream subscribes asynchronously: send until it has seen something.
+    assert_eq!(patch(&w, &w.admin, &at, 0, b"abc").await.status(), 204);
+    let r = patch(&w, &w.admin, &at, 3, b"def").await;
+    let file_id = header(&r, "chronicle-file-id");
+    let mut text = String::new();
+    let found = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let chunk = mine.chunk().await.unwrap().expect("stream open");
+            text.push_str(&String::from_utf8_lossy(&chunk));
+            if text.contains("\"state\":\"completed\"") {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(found.is_ok(), "no completion in: {text}");
+    assert!(text.contains("event: upload_progress"), "{text}");
+    assert!(
+        text.contains(&format!("\"file_id\":\"{file_id}\"")),
+        "{text}"
+    );
+    assert!(text.contains("\"bytes_received\":6"), "{text}");
+    // The colleague's stream carries nothing about it.
+    let quiet = tokio::time::timeout(Duration::from_millis(800), theirs.chunk()).await;
+    if let Ok(Ok(Some(chunk))) = quiet {
+        assert!(!String::from_utf8_lossy(&chunk).contains("upload_progress"));
+    }
+}
