@@ -29,6 +29,7 @@ const READABLE: &[&str] = &[
     "stream_heads",
     "tags",
     "tenants",
+    "uploads",
     "user_devices",
     "user_locations",
     "users",
