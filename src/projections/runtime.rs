@@ -126,6 +126,19 @@ pub async fn catch_up(pool: &PgPool, projector: &dyn Projector) -> anyhow::Resul
     }
 }
 
+/// Whether each named projector has applied every event committed before this call:
+/// what a job that trusts a read table's *absence* of a row (the temp sweeper) must
+/// know first, or a lagging projector would make live data look orphaned.
+pub async fn caught_up(pool: &PgPool, names: &[&str]) -> Result<bool, sqlx::Error> {
+    let target = last_committed_position(pool).await?;
+    for name in names {
+        if has_pending(pool, name, target).await? {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
 /// The highest global position committed so far (0 for an empty log).
 pub(super) async fn last_committed_position(
     conn: impl sqlx::PgExecutor<'_>,

@@ -6,16 +6,26 @@
 //! which covers the moment between an upload's last byte and its commit. The bytes of an
 //! unfinished resumable upload are never orphans, however long its client pauses: the
 //! expiry job (expire.rs) decides when they go.
+//!
+//! "Nothing points at it" is read from projections, so a sweep runs only when the
+//! `files` and `uploads` projectors have applied every committed event: behind a lagging
+//! projector (a backlog after a restart, a rebuild) an acknowledged upload's bytes would
+//! look orphaned. A skipped sweep is retried on the next round.
 
 use uuid::Uuid;
 
 use super::Worker;
+use crate::projections;
 
 impl Worker {
     /// Deletes orphaned temporary objects; returns how many.
     pub async fn sweep_temp(&self) -> anyhow::Result<usize> {
         let before =
             chrono::Utc::now() - chrono::Duration::from_std(self.settings.temp_sweep_after)?;
+        if !projections::runtime::caught_up(&self.db, &["files", "uploads"]).await? {
+            tracing::info!("temp sweep skipped: projections are behind the event log");
+            return Ok(0);
+        }
         let mut removed = 0;
         for key in self.storage.list_older("tmp", before).await? {
             // tmp/{tenant}/{upload}: the worker role sees every tenant, so filter by it.

@@ -363,3 +363,44 @@ async fn orphaned_temporary_uploads_are_swept_and_a_dead_letters_bytes_are_kept(
     assert!(t.app.state.storage.exists(&temp).await.unwrap());
     assert_eq!(stored_objects(&t, "tmp").len(), 1);
 }
+
+/// The sweeper decides "orphan" from read tables; while the projectors that would show
+/// a reference are behind the log, it must not delete anything (an acknowledged upload
+/// would be lost). Holding the `files` and `jobs` checkpoint rows stalls those projectors
+/// exactly as a backlog does: the upload's row is missing and no job is dispatched.
+#[tokio::test]
+async fn the_sweeper_waits_for_lagging_projections_instead_of_deleting_acknowledged_bytes() {
+    let t = TestApp::spawn(Mode::Serve, &[WORKER[0], ("TEMP_SWEEP_AFTER_SECS", "1")]).await;
+    let c = signup(&t, "lag").await;
+    let mut stall = t.db.owner.begin().await.unwrap();
+    sqlx::query(
+        "SELECT name FROM projector_checkpoints WHERE name IN ('files', 'jobs') FOR UPDATE",
+    )
+    .fetch_all(&mut *stall)
+    .await
+    .unwrap();
+    let bytes = bytes_of(9, 4000);
+    let accepted = upload_ok(&t, &c, "kept.bin", bytes.clone()).await;
+    let file_id = accepted["file_id"].as_str().unwrap().to_string();
+    // The bytes are now older than the sweep age, and the sweeper (every 250 ms) has had
+    // several rounds with no file_versions row pointing at them.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(
+        stored_objects(&t, "tmp").len(),
+        1,
+        "an acknowledged upload's bytes were swept while projections lagged"
+    );
+    stall.rollback().await.unwrap();
+    assert_eq!(settled_status(&t, &file_id, 1).await, "completed");
+    let body = t
+        .http
+        .get(t.url(&format!("/v1/files/{file_id}/content")))
+        .bearer_auth(&c.token)
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(body.as_ref(), bytes.as_slice());
+}
