@@ -1,8 +1,10 @@
 //! Configuration from the environment. Parsed once at start-up; an invalid value stops
 //! the process with one line naming the variable. Secrets never appear in `Debug`.
 
+mod checkpoints;
 mod jobs;
 
+pub use checkpoints::{CheckpointKey, CheckpointSettings};
 pub use jobs::{GcSettings, JobSettings};
 
 use crate::scan::ScanSettings;
@@ -89,6 +91,8 @@ pub struct Config {
     /// cache off. Invalidation is by the files projector; the TTL bounds what a missed
     /// invalidation (Redis down at that moment) can leave stale.
     pub file_cache_ttl: Duration,
+    /// Signed checkpoints of the chain heads (`CHECKPOINT_*`; src/config/checkpoints.rs).
+    pub checkpoints: CheckpointSettings,
 }
 
 /// The one-line reason configuration was refused; names the variable.
@@ -263,6 +267,8 @@ impl Config {
             ));
         }
 
+        let checkpoints = CheckpointSettings::from_lookup(&get, environment)?;
+
         Ok(Self {
             environment,
             database_url: Secret::new(database_url),
@@ -290,6 +296,7 @@ impl Config {
             jobs,
             scan,
             file_cache_ttl: Duration::from_secs(file_cache_ttl_secs),
+            checkpoints,
         })
     }
 }

@@ -3,7 +3,11 @@
 
 mod event_log;
 mod event_store;
+pub mod checkpoint;
+pub mod checkpoint_check;
+pub mod export;
 pub mod hash;
+pub mod history;
 pub mod idempotency;
 pub mod metadata;
 pub mod verify;
