@@ -36,7 +36,11 @@ impl CheckpointKey {
 
 impl fmt::Debug for CheckpointKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "CheckpointKey(public {}, secret <redacted>)", self.public_base64())
+        write!(
+            f,
+            "CheckpointKey(public {}, secret <redacted>)",
+            self.public_base64()
+        )
     }
 }
 
@@ -58,7 +62,10 @@ impl CheckpointSettings {
     ) -> Result<Self, ConfigError> {
         let every_secs = parse_u64(get, "CHECKPOINT_EVERY_SECS", 300)?;
         if !(1..=86_400).contains(&every_secs) {
-            return Err(invalid("CHECKPOINT_EVERY_SECS", "must be between 1 and 86400"));
+            return Err(invalid(
+                "CHECKPOINT_EVERY_SECS",
+                "must be between 1 and 86400",
+            ));
         }
         let (key, key_generated) = match get("CHECKPOINT_SIGNING_KEY") {
             Some(text) => (parse_key(&text)?, false),
@@ -98,7 +105,10 @@ mod tests {
     use super::*;
     use std::collections::HashMap;
 
-    fn settings(env: Environment, vars: &[(&str, &str)]) -> Result<CheckpointSettings, ConfigError> {
+    fn settings(
+        env: Environment,
+        vars: &[(&str, &str)],
+    ) -> Result<CheckpointSettings, ConfigError> {
         let map: HashMap<&str, &str> = vars.iter().copied().collect();
         CheckpointSettings::from_lookup(&|k: &str| map.get(k).map(|v| v.to_string()), env)
     }
@@ -108,7 +118,11 @@ mod tests {
         let a = settings(Environment::Local, &[]).unwrap();
         let b = settings(Environment::Local, &[]).unwrap();
         assert!(a.key_generated);
-        assert_ne!(a.key.public_base64(), b.key.public_base64(), "never a fixed default");
+        assert_ne!(
+            a.key.public_base64(),
+            b.key.public_base64(),
+            "never a fixed default"
+        );
         let e = settings(Environment::Production, &[]).unwrap_err();
         assert_eq!(e.var, "CHECKPOINT_SIGNING_KEY");
     }
@@ -116,10 +130,22 @@ mod tests {
     #[test]
     fn a_configured_key_is_used_and_bad_ones_are_refused() {
         let seed = STANDARD.encode([7u8; 32]);
-        let s = settings(Environment::Production, &[("CHECKPOINT_SIGNING_KEY", &seed)]).unwrap();
+        let s = settings(
+            Environment::Production,
+            &[("CHECKPOINT_SIGNING_KEY", &seed)],
+        )
+        .unwrap();
         assert!(!s.key_generated);
-        assert_eq!(s.key.verifying(), CheckpointKey::from_seed([7u8; 32]).verifying());
-        for bad in ["not base64!", "AAAA", &STANDARD.encode([0u8; 32]), &STANDARD.encode([1u8; 33])] {
+        assert_eq!(
+            s.key.verifying(),
+            CheckpointKey::from_seed([7u8; 32]).verifying()
+        );
+        for bad in [
+            "not base64!",
+            "AAAA",
+            &STANDARD.encode([0u8; 32]),
+            &STANDARD.encode([1u8; 33]),
+        ] {
             let e = settings(Environment::Local, &[("CHECKPOINT_SIGNING_KEY", bad)]).unwrap_err();
             assert_eq!(e.var, "CHECKPOINT_SIGNING_KEY", "{bad}");
         }

@@ -131,7 +131,10 @@ SELECT id FROM t WHERE id IS NOT NULL"#,
 }
 
 /// The tenant's heads now, from the events themselves, in digest order.
-pub async fn current_heads(conn: &mut PgConnection, tenant: Uuid) -> Result<Vec<Head>, sqlx::Error> {
+pub async fn current_heads(
+    conn: &mut PgConnection,
+    tenant: Uuid,
+) -> Result<Vec<Head>, sqlx::Error> {
     let rows = sqlx::query(
         r#"
 SELECT DISTINCT ON (aggregate_type, aggregate_id) aggregate_type, aggregate_id, sequence,
@@ -207,7 +210,12 @@ async fn take(
     // stored. (A head that vanished is not re-signed: verify reports it.)
     let changed: Vec<&Head> = heads
         .iter()
-        .filter(|h| previous.binary_search_by(|p| cmp_key(p, h)).map(|i| &previous[i] != *h).unwrap_or(true))
+        .filter(|h| {
+            previous
+                .binary_search_by(|p| cmp_key(p, h))
+                .map(|i| &previous[i] != *h)
+                .unwrap_or(true)
+        })
         .collect();
     if changed.is_empty() {
         return Ok(None);
@@ -237,8 +245,18 @@ async fn take(
         )
         .bind(id)
         .bind(tenant)
-        .bind(chunk.iter().map(|h| h.aggregate_type.as_str()).collect::<Vec<_>>())
-        .bind(chunk.iter().map(|h| h.aggregate_id.as_str()).collect::<Vec<_>>())
+        .bind(
+            chunk
+                .iter()
+                .map(|h| h.aggregate_type.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            chunk
+                .iter()
+                .map(|h| h.aggregate_id.as_str())
+                .collect::<Vec<_>>(),
+        )
         .bind(chunk.iter().map(|h| h.sequence).collect::<Vec<_>>())
         .bind(chunk.iter().map(|h| h.hash.as_str()).collect::<Vec<_>>())
         .execute(&mut *conn)
@@ -312,9 +330,16 @@ mod tests {
         encode(tenant, &at, &heads, |b| bytes.extend_from_slice(b));
         let docs = include_str!("../../docs/audit.md");
         let shown = String::from_utf8(bytes).unwrap().replace('\n', "\\n");
-        assert!(docs.contains(&shown), "docs/audit.md must show the bytes {shown}");
+        assert!(
+            docs.contains(&shown),
+            "docs/audit.md must show the bytes {shown}"
+        );
         let digest = digest(tenant, &at, &heads);
-        assert!(docs.contains(&hex::encode(digest)), "digest {}", hex::encode(digest));
+        assert!(
+            docs.contains(&hex::encode(digest)),
+            "digest {}",
+            hex::encode(digest)
+        );
         // The documented example key: seed = 32 bytes of 0x07.
         let key = CheckpointKey::from_seed([7u8; 32]);
         let public = key.public_base64();

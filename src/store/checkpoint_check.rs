@@ -58,10 +58,20 @@ SELECT DISTINCT ON (tenant_id) id, tenant_id, taken_at, streams, digest, signatu
         let heads = heads_at(conn, c.tenant_id, c.id).await?;
         let recomputed = hex::encode(digest(c.tenant_id, &c.taken_at, &heads));
         if recomputed != c.digest {
-            breaks.push(checkpoint_break(&c, BreakKind::CheckpointDigestMismatch, recomputed, c.digest.clone()));
+            breaks.push(checkpoint_break(
+                &c,
+                BreakKind::CheckpointDigestMismatch,
+                recomputed,
+                c.digest.clone(),
+            ));
         }
         if let Some((expected, found)) = signature_problem(&c, trusted) {
-            breaks.push(checkpoint_break(&c, BreakKind::CheckpointSignatureInvalid, expected, found));
+            breaks.push(checkpoint_break(
+                &c,
+                BreakKind::CheckpointSignatureInvalid,
+                expected,
+                found,
+            ));
         }
         breaks.extend(missing_heads(conn, &c).await?);
         seen.push(c);
@@ -69,7 +79,12 @@ SELECT DISTINCT ON (tenant_id) id, tenant_id, taken_at, streams, digest, signatu
     Ok((seen, breaks))
 }
 
-fn checkpoint_break(c: &CheckpointSeen, problem: BreakKind, expected: String, found: String) -> ChainBreak {
+fn checkpoint_break(
+    c: &CheckpointSeen,
+    problem: BreakKind,
+    expected: String,
+    found: String,
+) -> ChainBreak {
     ChainBreak {
         tenant_id: c.tenant_id.to_string(),
         aggregate_type: "checkpoint".into(),
@@ -82,7 +97,10 @@ fn checkpoint_break(c: &CheckpointSeen, problem: BreakKind, expected: String, fo
 }
 
 /// `(expected, found)` when the signature does not verify.
-fn signature_problem(c: &CheckpointSeen, trusted: Option<&VerifyingKey>) -> Option<(String, String)> {
+fn signature_problem(
+    c: &CheckpointSeen,
+    trusted: Option<&VerifyingKey>,
+) -> Option<(String, String)> {
     let stored_key = STANDARD
         .decode(&c.public_key)
         .ok()
@@ -112,7 +130,10 @@ fn signature_problem(c: &CheckpointSeen, trusted: Option<&VerifyingKey>) -> Opti
 
 /// Heads the checkpoint signed that are gone (truncated tail) or hold another event
 /// (the tail was replaced).
-async fn missing_heads(conn: &mut PgConnection, c: &CheckpointSeen) -> Result<Vec<ChainBreak>, sqlx::Error> {
+async fn missing_heads(
+    conn: &mut PgConnection,
+    c: &CheckpointSeen,
+) -> Result<Vec<ChainBreak>, sqlx::Error> {
     let rows = sqlx::query(
         r#"
 WITH heads AS (

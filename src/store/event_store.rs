@@ -181,7 +181,11 @@ SELECT 1, sequence, event_type, event_version, payload::text, metadata->>'hash'
     /// The aggregate as it was after event `sequence` (time travel). The snapshot is
     /// used only when it does not reach past `sequence`; otherwise, or when it no longer
     /// deserializes, the stream is replayed from the start up to `sequence`.
-    pub async fn load_at(&self, aggregate_id: &str, sequence: u64) -> StoreResult<StoreContext<A>, A> {
+    pub async fn load_at(
+        &self,
+        aggregate_id: &str,
+        sequence: u64,
+    ) -> StoreResult<StoreContext<A>, A> {
         let until = sequence as i64;
         for use_snapshot in [true, false] {
             let rows = sqlx::query(

@@ -40,9 +40,7 @@ pub fn ndjson(
     tokio::spawn(async move {
         if let Err(err) = produce(&pool, filter, &tx).await {
             tracing::error!(error = %err, "export failed");
-            let _ = tx
-                .send(Err(std::io::Error::other("export failed")))
-                .await;
+            let _ = tx.send(Err(std::io::Error::other("export failed"))).await;
         }
     });
     ReceiverStream::new(rx)
@@ -129,6 +127,9 @@ mod tests {
     #[test]
     fn multi_line_json_is_put_on_one_line() {
         assert_eq!(one_line("{\"a\":1}".into()), "{\"a\":1}");
-        assert_eq!(one_line("{\n  \"a\": [1,\r\n 2]\n}".into()), "{\"a\":[1,2]}");
+        assert_eq!(
+            one_line("{\n  \"a\": [1,\r\n 2]\n}".into()),
+            "{\"a\":[1,2]}"
+        );
     }
 }

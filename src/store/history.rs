@@ -75,7 +75,12 @@ fn stored_event(row: &sqlx::postgres::PgRow) -> Result<StoredEvent, sqlx::Error>
         serde_json::from_str(&text).map_err(|e| sqlx::Error::Decode(Box::new(e)))
     };
     let metadata = json("metadata")?;
-    let meta = |key: &str| metadata.get(key).and_then(Value::as_str).map(str::to_string);
+    let meta = |key: &str| {
+        metadata
+            .get(key)
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    };
     Ok(StoredEvent {
         sequence: row.try_get("sequence")?,
         event_type: row.try_get("event_type")?,
@@ -143,4 +148,63 @@ pub async fn tenant_of(
     .fetch_optional(pool)
     .await?;
     Ok(tenant.map(TenantId))
+}
+
+/// One event as a line for people: `seq  time  Type vN  actor  short-hash  payload`.
+pub struct StoreEventLine<'a>(pub &'a StoredEvent);
+
+/// Payloads longer than this are cut (with `…`) to keep one line per event readable.
+const PAYLOAD_CHARS: usize = 200;
+
+impl std::fmt::Display for StoreEventLine<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let e = self.0;
+        let payload = e.payload.to_string();
+        let payload = match payload.char_indices().nth(PAYLOAD_CHARS) {
+            Some((cut, _)) => format!("{}…", &payload[..cut]),
+            None => payload,
+        };
+        write!(
+            f,
+            "{:>6}  {}  {} v{}  {}  {}  {}",
+            e.sequence,
+            e.recorded_at.format("%Y-%m-%d %H:%M:%S%.3fZ"),
+            e.event_type,
+            e.event_version,
+            e.metadata.actor.as_deref().unwrap_or("?"),
+            e.hash.get(..12).unwrap_or(&e.hash),
+            payload
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_line_shows_sequence_time_type_actor_short_hash_and_cut_payload() {
+        let event = StoredEvent {
+            sequence: 7,
+            event_type: "Renamed".into(),
+            event_version: "1".into(),
+            payload: serde_json::json!({"Renamed": {"display_name": "x".repeat(300)}}),
+            metadata: EventMeta {
+                actor: Some("system:cli".into()),
+                request_id: None,
+                correlation_id: None,
+                causation_id: None,
+            },
+            recorded_at: DateTime::from_timestamp_micros(1_764_081_000_123_000).unwrap(),
+            prev_hash: "0".repeat(64),
+            hash: "5d4a46fec6d6198a9825ecd02c2359b3f4982fcca811f4554f9df77d0a4cc9f3".into(),
+        };
+        let line = StoreEventLine(&event).to_string();
+        assert!(
+            line.starts_with("     7  2025-11-25 14:30:00.123Z  Renamed v1  system:cli  5d4a46fec6d6  {\"Renamed\""),
+            "{line}"
+        );
+        assert!(line.ends_with('…') && !line.contains('\n'), "{line}");
+        assert_eq!(line.chars().filter(|c| *c == 'x').count(), 200 - 27);
+    }
 }

@@ -1,10 +1,10 @@
 //! The event store: postgres-es's table and cqrs-es's traits, plus what they lack —
 //! tenant scoping, a hash chain, correct snapshots and chain verification.
 
-mod event_log;
-mod event_store;
 pub mod checkpoint;
 pub mod checkpoint_check;
+mod event_log;
+mod event_store;
 pub mod export;
 pub mod hash;
 pub mod history;

@@ -3,9 +3,9 @@
 //! `verify_log` adds the newest signed checkpoint of each tenant (checkpoint_check.rs),
 //! which catches what a chain alone cannot: a deleted tail.
 
+use ed25519_dalek::VerifyingKey;
 use futures::TryStreamExt;
 use serde::Serialize;
-use ed25519_dalek::VerifyingKey;
 use sqlx::{PgConnection, PgPool, Row};
 
 use super::hash::{GENESIS_HASH, HashInput, canonical_json, event_hash};

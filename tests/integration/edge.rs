@@ -383,7 +383,10 @@ async fn production_adds_strict_transport_security() {
             ("APP_ENV", "production"),
             ("JWT_SECRET", secret.as_str()),
             // Production also requires the checkpoint signing key (any 32-byte seed).
-            ("CHECKPOINT_SIGNING_KEY", "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc="),
+            (
+                "CHECKPOINT_SIGNING_KEY",
+                "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=",
+            ),
         ],
     )
     .await;
