@@ -205,6 +205,7 @@ mod tests {
             "{line}"
         );
         assert!(line.ends_with('…') && !line.contains('\n'), "{line}");
-        assert_eq!(line.chars().filter(|c| *c == 'x').count(), 200 - 27);
+        let prefix = r#"{"Renamed":{"display_name":""#;
+        assert_eq!(line.chars().filter(|c| *c == 'x').count(), 200 - prefix.len());
     }
 }
