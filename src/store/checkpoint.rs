@@ -121,9 +121,10 @@ async fn tenants(conn: &mut PgConnection) -> Result<Vec<Uuid>, sqlx::Error> {
     sqlx::query_scalar(
         r#"
 WITH RECURSIVE t AS (
-    SELECT min(tenant_id) AS id FROM events
+    (SELECT tenant_id AS id FROM events ORDER BY tenant_id LIMIT 1)
     UNION ALL
-    SELECT (SELECT min(tenant_id) FROM events WHERE tenant_id > t.id) FROM t WHERE t.id IS NOT NULL)
+    SELECT (SELECT e.tenant_id FROM events e WHERE e.tenant_id > t.id ORDER BY e.tenant_id LIMIT 1)
+      FROM t WHERE t.id IS NOT NULL)
 SELECT id FROM t WHERE id IS NOT NULL"#,
     )
     .fetch_all(conn)

@@ -206,6 +206,9 @@ mod tests {
         );
         assert!(line.ends_with('…') && !line.contains('\n'), "{line}");
         let prefix = r#"{"Renamed":{"display_name":""#;
-        assert_eq!(line.chars().filter(|c| *c == 'x').count(), 200 - prefix.len());
+        assert_eq!(
+            line.chars().filter(|c| *c == 'x').count(),
+            200 - prefix.len()
+        );
     }
 }

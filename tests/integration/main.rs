@@ -2,12 +2,15 @@
 //! each test gets its own database, so they run in parallel.
 
 mod accounts;
+mod audit_api;
+mod audit_verify;
 mod bench_upload;
 mod common;
 mod devices;
 mod edge;
 mod files;
 mod files_api;
+mod history;
 mod idempotency;
 mod jobs;
 mod notifications;
