@@ -202,25 +202,27 @@ async fn take(
     tenant: Uuid,
     key: &CheckpointKey,
 ) -> anyhow::Result<Option<CheckpointTaken>> {
-    let heads = current_heads(conn, tenant).await?;
+    let current = current_heads(conn, tenant).await?;
     let previous = match newest(conn, tenant).await? {
         Some(id) => heads_at(conn, tenant, id).await?,
         None => Vec::new(),
     };
-    // Heads only ever move forward in an intact log; anything new or different is
-    // stored. (A head that vanished is not re-signed: verify reports it.)
-    let changed: Vec<&Head> = heads
-        .iter()
-        .filter(|h| {
-            previous
-                .binary_search_by(|p| cmp_key(p, h))
-                .map(|i| &previous[i] != *h)
-                .unwrap_or(true)
-        })
-        .collect();
-    if changed.is_empty() {
+    let moved = super::checkpoint_merge::moved_forward(&current, &previous);
+    let broken = super::checkpoint_merge::contradicted(conn, tenant, &moved).await?;
+    let merged = super::checkpoint_merge::merge(&current, &previous, &broken);
+    if merged.withheld > 0 {
+        tracing::error!(
+            tenant = %tenant,
+            streams = merged.withheld,
+            "the log contradicts the previous checkpoint (deleted or replaced events); \
+             keeping the signed heads of those streams — run `chronicle audit verify`"
+        );
+    }
+    if merged.changed.is_empty() {
         return Ok(None);
     }
+    let heads = merged.heads;
+    let changed: Vec<&Head> = merged.changed.iter().map(|i| &heads[*i]).collect();
     let taken_at = Utc::now().trunc_subsecs(6);
     let digest = digest(tenant, &timestamp_text(taken_at), &heads);
     let signature = key.signing().sign(&digest);
@@ -270,11 +272,6 @@ async fn take(
         changed: changed.len(),
         digest: digest_hex,
     }))
-}
-
-fn cmp_key(a: &Head, b: &Head) -> std::cmp::Ordering {
-    (a.aggregate_type.as_bytes(), a.aggregate_id.as_bytes())
-        .cmp(&(b.aggregate_type.as_bytes(), b.aggregate_id.as_bytes()))
 }
 
 /// The worker's loop: a checkpoint round every `every` until shutdown.

@@ -3,6 +3,7 @@
 
 pub mod checkpoint;
 pub mod checkpoint_check;
+mod checkpoint_merge;
 mod event_log;
 mod event_store;
 pub mod export;
