@@ -332,3 +332,58 @@ async fn history_pages_through_every_event_with_hashes_for_auditors_and_admins_o
         assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
     }
 }
+
+#[tokio::test]
+async fn the_history_command_prints_one_line_per_event_then_the_state() {
+    let w = World::new(&[]).await;
+    let file = w.create(&w.admin, "report").await;
+    w.run(file, FileCommand::Tag { tag: "q3".into() }).await;
+    w.run(
+        file,
+        FileCommand::Rename {
+            display_name: "final".into(),
+        },
+    )
+    .await;
+    let hashes: Vec<String> = sqlx::query_scalar(
+        "SELECT metadata->>'hash' FROM events WHERE aggregate_id = $1 ORDER BY sequence",
+    )
+    .bind(file.to_string())
+    .fetch_all(&w.t.db.owner)
+    .await
+    .unwrap();
+    let history = |extra: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_chronicle"))
+            .args(["audit", "history", "--file", &file.to_string()])
+            .args(extra)
+            .env("DATABASE_URL", &w.t.db.url)
+            .env("RUST_LOG", "warn")
+            .output()
+            .unwrap();
+        (out.status.code(), String::from_utf8(out.stdout).unwrap())
+    };
+    let (code, out) = history(&[]);
+    assert_eq!(code, Some(0), "{out}");
+    let lines: Vec<&str> = out.lines().collect();
+    for (i, (kind, hash)) in ["FileCreated v1", "Tagged v1", "Renamed v1"]
+        .iter()
+        .zip(&hashes)
+        .enumerate()
+    {
+        let line = lines[1 + i];
+        assert!(
+            line.trim_start().starts_with(&format!("{} ", i + 1)),
+            "{line}"
+        );
+        assert!(line.contains(kind) && line.contains(&hash[..12]), "{line}");
+    }
+    assert!(
+        lines[3].contains(r#"{"Renamed":{"display_name":"final"}}"#),
+        "{out}"
+    );
+    assert_eq!(lines[4], "state after sequence 3:");
+    assert!(out.contains(r#""display_name": "final""#), "{out}");
+
+    let (code, out) = history(&["--as-of", "2000-01-01T00:00:00Z"]);
+    assert_eq!(code, Some(1), "before the file existed: {out}");
+}
