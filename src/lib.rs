@@ -19,6 +19,7 @@ pub mod ids;
 pub mod live;
 pub mod media;
 pub mod metrics;
+pub mod privacy;
 pub mod projections;
 pub mod queue;
 pub mod ratelimit;

@@ -16,7 +16,7 @@ pub enum NotificationCommand {
     MarkRead,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, strum::VariantNames)]
 pub enum NotificationEvent {
     NotificationRead,
 }

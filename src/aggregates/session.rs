@@ -36,10 +36,13 @@ pub enum RevokeReason {
     /// Revoked from another device (`DELETE /v1/sessions/{id}`).
     Revoked,
     RefreshTokenReuse,
+    /// The user was erased (`POST /v1/users/{id}/erase`).
+    UserErased,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, strum::VariantNames)]
 pub enum SessionEvent {
+    /// v2: `user_agent` and `ip` are stored sealed with the user's data key.
     SessionStarted {
         user_id: UserId,
         user_agent: String,
@@ -66,7 +69,11 @@ impl DomainEvent for SessionEvent {
         .into()
     }
     fn event_version(&self) -> String {
-        "1".into()
+        match self {
+            SessionEvent::SessionStarted { .. } => "2",
+            _ => "1",
+        }
+        .into()
     }
 }
 

@@ -29,7 +29,7 @@ pub enum TenantCommand {
     },
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, strum::VariantNames)]
 pub enum TenantEvent {
     TenantCreated {
         name: String,

@@ -39,10 +39,15 @@ pub enum UserCommand {
     },
     Ban,
     Unban,
+    /// Records an erasure (the key is destroyed by `privacy::erase`, not here).
+    Erase {
+        plaintext_events: u64,
+    },
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, strum::VariantNames)]
 pub enum UserEvent {
+    /// v2: `name` and `email` are stored sealed with the user's data key (src/privacy).
     UserRegistered {
         handle: String,
         name: String,
@@ -54,6 +59,13 @@ pub enum UserEvent {
     },
     UserBanned,
     UserUnbanned,
+    /// The user's personal data key was destroyed. Holds no personal data itself.
+    UserErased {
+        /// Events written before personal fields were sealed (v1) that still hold this
+        /// user's personal data in clear in the log: redacted on every read, but not
+        /// shredded (docs/architecture.md, "Event versioning and erasure").
+        plaintext_events: u64,
+    },
 }
 
 impl DomainEvent for UserEvent {
@@ -63,11 +75,16 @@ impl DomainEvent for UserEvent {
             UserEvent::RoleChanged { .. } => "RoleChanged",
             UserEvent::UserBanned => "UserBanned",
             UserEvent::UserUnbanned => "UserUnbanned",
+            UserEvent::UserErased { .. } => "UserErased",
         }
         .into()
     }
     fn event_version(&self) -> String {
-        "1".into()
+        match self {
+            UserEvent::UserRegistered { .. } => "2",
+            _ => "1",
+        }
+        .into()
     }
 }
 
@@ -92,6 +109,9 @@ pub struct User {
     pub email: String,
     pub role: Option<Role>,
     pub banned: bool,
+    /// Personal fields read as `[erased]`; older snapshots lack the field.
+    #[serde(default)]
+    pub erased: bool,
 }
 
 /// Handles: 3–32 characters of `a-z`, `0-9`, `_`, `-`, starting with a letter.
@@ -172,6 +192,11 @@ impl User {
             UserCommand::Ban => vec![UserEvent::UserBanned],
             UserCommand::Unban if !self.banned => vec![],
             UserCommand::Unban => vec![UserEvent::UserUnbanned],
+            // Erasing twice records nothing: the key is already gone.
+            UserCommand::Erase { .. } if self.erased => vec![],
+            UserCommand::Erase { plaintext_events } => {
+                vec![UserEvent::UserErased { plaintext_events }]
+            }
         })
     }
 }
@@ -210,11 +235,17 @@ impl Aggregate for User {
                     email,
                     role: Some(role),
                     banned: false,
+                    erased: false,
                 };
             }
             UserEvent::RoleChanged { role } => self.role = Some(role),
             UserEvent::UserBanned => self.banned = true,
             UserEvent::UserUnbanned => self.banned = false,
+            UserEvent::UserErased { .. } => {
+                self.erased = true;
+                self.name = crate::privacy::ERASED.into();
+                self.email = crate::privacy::ERASED.into();
+            }
         }
     }
 }
@@ -272,6 +303,40 @@ mod tests {
             .given(vec![registered(), UserEvent::UserBanned])
             .when(UserCommand::Unban)
             .then_expect_events(vec![UserEvent::UserUnbanned]);
+    }
+
+    #[test]
+    fn erasure_is_recorded_once_and_blanks_the_personal_fields() {
+        TestFramework::<User>::with(())
+            .given(vec![registered()])
+            .when(UserCommand::Erase {
+                plaintext_events: 2,
+            })
+            .then_expect_events(vec![UserEvent::UserErased {
+                plaintext_events: 2,
+            }]);
+        TestFramework::<User>::with(())
+            .given(vec![
+                registered(),
+                UserEvent::UserErased {
+                    plaintext_events: 0,
+                },
+            ])
+            .when(UserCommand::Erase {
+                plaintext_events: 0,
+            })
+            .then_expect_events(vec![]);
+        let mut user = User::default();
+        user.apply(registered());
+        user.apply(UserEvent::UserErased {
+            plaintext_events: 0,
+        });
+        assert!(user.erased);
+        assert_eq!(
+            (user.name.as_str(), user.email.as_str()),
+            ("[erased]", "[erased]")
+        );
+        assert_eq!(user.handle, "ada");
     }
 
     #[test]

@@ -5,6 +5,7 @@ mod auth;
 mod devices;
 mod download;
 pub mod edge;
+mod erase;
 mod events;
 mod files;
 mod files_list;
@@ -39,7 +40,7 @@ use ratelimit::RateLimitLayer;
     paths(
         health::health, health::ready, ops::metrics, ops::openapi,
         auth::register, auth::login, auth::refresh, auth::logout, auth::invite,
-        users::me, users::set_role, users::ban, users::unban,
+        users::me, users::set_role, users::ban, users::unban, erase::erase,
         sessions::list, sessions::revoke, devices::list,
         upload::create_file, upload::create_version,
         download::current, download::version, download::thumbnail,
@@ -104,6 +105,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/users/{id}/role", put(users::set_role))
         .route("/v1/users/{id}/ban", post(users::ban))
         .route("/v1/users/{id}/unban", post(users::unban))
+        .route("/v1/users/{id}/erase", post(erase::erase))
         .route("/v1/sessions", get(sessions::list))
         .route("/v1/sessions/{id}", delete(sessions::revoke))
         .route("/v1/devices", get(devices::list))

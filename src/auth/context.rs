@@ -64,7 +64,11 @@ SELECT
     WHERE tenant_id = $1 AND aggregate_type = 'session' AND aggregate_id = $2),
   EXISTS (SELECT 1 FROM events
     WHERE tenant_id = $1 AND aggregate_type = 'session' AND aggregate_id = $2
-      AND event_type = 'SessionRevoked'),
+      AND event_type = 'SessionRevoked')
+  -- An erased user's sessions end with the erasure, even one that was not revoked.
+  OR EXISTS (SELECT 1 FROM events
+    WHERE tenant_id = $1 AND aggregate_type = 'user' AND aggregate_id = $3
+      AND event_type = 'UserErased'),
   coalesce((SELECT event_type = 'UserBanned' FROM events
     WHERE tenant_id = $1 AND aggregate_type = 'user' AND aggregate_id = $3
       AND event_type IN ('UserBanned', 'UserUnbanned')

@@ -7,6 +7,7 @@ use uuid::Uuid;
 
 use super::{EventRecord, Projector};
 use crate::aggregates::{SessionEvent, TenantEvent, UserEvent};
+use crate::privacy::ERASED;
 
 pub struct AccountsProjector;
 
@@ -104,6 +105,19 @@ async fn apply_user(conn: &mut PgConnection, e: &EventRecord) -> Result<(), sqlx
         }
         UserEvent::UserUnbanned => {
             update("UPDATE users SET is_banned = false, updated_at = $3 WHERE tenant_id = $1 AND id = $2")
+                .execute(conn)
+                .await?;
+        }
+        // The same values a rebuild reads from the shredded events.
+        UserEvent::UserErased { .. } => {
+            update("UPDATE users SET name = $4, email = $4, updated_at = $3 WHERE tenant_id = $1 AND id = $2")
+                .bind(ERASED)
+                .execute(&mut *conn)
+                .await?;
+            sqlx::query("UPDATE sessions SET user_agent = $3, ip_address = $3 WHERE tenant_id = $1 AND user_id = $2")
+                .bind(e.tenant_id)
+                .bind(id)
+                .bind(ERASED)
                 .execute(conn)
                 .await?;
         }

@@ -7,6 +7,8 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use super::{EventRecord, Projector};
+use crate::privacy::ERASED;
+use crate::privacy::fields::{PERSONAL_EVENTS, Subject};
 use crate::store::metadata::keys;
 
 pub struct AuditLogProjector;
@@ -116,10 +118,38 @@ SELECT u.id, u.tenant_id, u.actor, u.actor_user_id, u.actor_type, u.action, u.ta
         .bind(&request_ids)
         .bind(&correlation_ids)
         .bind(&times)
-        .execute(conn)
+        .execute(&mut *conn)
         .await?;
+        for e in events.iter().filter(|e| e.event_type == "UserErased") {
+            redact(conn, e.tenant_id, &e.aggregate_id).await?;
+        }
         Ok(())
     }
+}
+
+/// Replaces an erased user's personal fields in earlier rows' details by `[erased]` —
+/// what a rebuild reads from the shredded events. Erasure is rare; these statements
+/// scan the tenant's rows of the action.
+async fn redact(conn: &mut PgConnection, tenant: Uuid, user: &str) -> Result<(), sqlx::Error> {
+    for (aggregate_type, event_type, personal) in PERSONAL_EVENTS {
+        let whose = match personal.subject {
+            Subject::Stream => "target_id = $3".to_string(),
+            Subject::Field(name) => format!("details->'{event_type}'->>'{name}' = $3"),
+        };
+        for field in personal.fields {
+            sqlx::query(&format!(
+                "UPDATE audit_logs SET details = jsonb_set(details, ARRAY['{event_type}', '{field}'], to_jsonb($4::text))
+                  WHERE tenant_id = $1 AND target_type = '{aggregate_type}' AND action = $2 AND {whose}"
+            ))
+            .bind(tenant)
+            .bind(action(aggregate_type, event_type))
+            .bind(user)
+            .bind(ERASED)
+            .execute(&mut *conn)
+            .await?;
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

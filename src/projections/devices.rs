@@ -19,6 +19,7 @@ use uuid::Uuid;
 
 use super::{EventRecord, Projector, user_agent};
 use crate::aggregates::SessionEvent;
+use crate::privacy::ERASED;
 
 /// Where an IP address is, as JSON (e.g. `{"country":"DE","city":"Berlin"}`).
 /// Must be a pure function of the address and the loaded database: it runs inside the
@@ -177,12 +178,19 @@ impl Projector for DevicesProjector {
         events: &[EventRecord],
     ) -> Result<(), sqlx::Error> {
         let mut batch = Batch::default();
+        let erased: Vec<&EventRecord> = events
+            .iter()
+            .filter(|e| e.aggregate_type == "user" && e.event_type == "UserErased")
+            .collect();
         for e in events.iter().filter(|e| e.aggregate_type == "session") {
             let event: SessionEvent = serde_json::from_str(&e.payload)
                 .map_err(|err| sqlx::Error::Decode(Box::new(err)))?;
             let session = Uuid::parse_str(&e.aggregate_id)
                 .map_err(|err| sqlx::Error::Decode(Box::new(err)))?;
             match event {
+                // An erased user's sign-ins leave no device or location behind.
+                SessionEvent::SessionStarted { user_agent, ip, .. }
+                    if user_agent == ERASED || ip == ERASED => {}
                 SessionEvent::SessionStarted {
                     user_id,
                     user_agent,
@@ -193,8 +201,56 @@ impl Projector for DevicesProjector {
                 SessionEvent::SessionRevoked { .. } => {}
             }
         }
-        write(conn, batch).await
+        write(conn, batch).await?;
+        for e in erased {
+            let user = Uuid::parse_str(&e.aggregate_id)
+                .map_err(|err| sqlx::Error::Decode(Box::new(err)))?;
+            forget_user(conn, e.tenant_id, user).await?;
+        }
+        Ok(())
     }
+}
+
+/// Removes an erased user's devices and locations, leaving exactly what a rebuild
+/// (which skips their shredded sign-ins) produces: shared rows stay, with `created_at`
+/// recomputed from the remaining users; rows only they used go.
+async fn forget_user(conn: &mut PgConnection, tenant: Uuid, user: Uuid) -> Result<(), sqlx::Error> {
+    for (link, column, parent) in [
+        ("user_devices", "device_id", "devices"),
+        ("user_locations", "location_id", "locations"),
+    ] {
+        let ids: Vec<Uuid> = sqlx::query_scalar(&format!(
+            "DELETE FROM {link} WHERE tenant_id = $1 AND user_id = $2 RETURNING {column}"
+        ))
+        .bind(tenant)
+        .bind(user)
+        .fetch_all(&mut *conn)
+        .await?;
+        sqlx::query(&format!(
+            "DELETE FROM {parent} p WHERE p.tenant_id = $1 AND p.id = ANY($2)
+               AND NOT EXISTS (SELECT 1 FROM {link} l WHERE l.tenant_id = p.tenant_id AND l.{column} = p.id)"
+        ))
+        .bind(tenant)
+        .bind(&ids)
+        .execute(&mut *conn)
+        .await?;
+        sqlx::query(&format!(
+            "UPDATE {parent} p SET created_at = m.first
+               FROM (SELECT {column} AS id, min(first_seen_at) AS first FROM {link}
+                      WHERE tenant_id = $1 AND {column} = ANY($2) GROUP BY 1) m
+              WHERE p.tenant_id = $1 AND p.id = m.id AND p.created_at <> m.first"
+        ))
+        .bind(tenant)
+        .bind(&ids)
+        .execute(&mut *conn)
+        .await?;
+    }
+    sqlx::query("DELETE FROM session_devices WHERE tenant_id = $1 AND user_id = $2")
+        .bind(tenant)
+        .bind(user)
+        .execute(conn)
+        .await?;
+    Ok(())
 }
 
 async fn write(conn: &mut PgConnection, b: Batch) -> Result<(), sqlx::Error> {

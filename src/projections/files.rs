@@ -3,6 +3,9 @@
 //! One statement (or a few) per event, every value taken from the event or its
 //! `recorded_at`, so a rebuild reproduces the rows exactly. `tags.file_count` counts
 //! files that carry the tag and are not deleted; a tag whose count reaches 0 disappears.
+//! `file_versions.processed_at` is the verdict event's time (completed, virus, duplicate
+//! of this file, last failed attempt), cleared by a retry: the end of the processing
+//! latency the `analytics` views measure (migrations/0015_analyst.sql).
 //! Streams whose id is not a UUID (tests and benchmarks write such streams; the API
 //! never does) are not files a client can address: they are skipped with a warning
 //! rather than blocking the projector forever.
@@ -228,7 +231,7 @@ async fn apply_file(
         }
         FileEvent::ProcessingRetried { version_number } => {
             version_update(
-                "UPDATE file_versions SET status = $5::file_status, updated_at = $4
+                "UPDATE file_versions SET status = $5::file_status, processed_at = NULL, updated_at = $4
                   WHERE tenant_id = $1 AND file_id = $2 AND version_number = $3",
                 e,
                 file_id,
@@ -268,6 +271,7 @@ async fn apply_file(
                     SET duplicate_of_file = $5, duplicate_of_version = $6,
                         status = coalesce($7::file_status, status),
                         temp_location = CASE WHEN $7 IS NULL THEN temp_location END,
+                        processed_at = CASE WHEN $7 IS NULL THEN processed_at ELSE $4 END,
                         updated_at = $4
                   WHERE tenant_id = $1 AND file_id = $2 AND version_number = $3",
                 e,
@@ -286,7 +290,8 @@ async fn apply_file(
         } => {
             version_update(
                 "UPDATE file_versions
-                    SET status = $5::file_status, last_error = $6, temp_location = NULL, updated_at = $4
+                    SET status = $5::file_status, last_error = $6, temp_location = NULL,
+                        processed_at = $4, updated_at = $4
                   WHERE tenant_id = $1 AND file_id = $2 AND version_number = $3",
                 e,
                 file_id,
@@ -309,7 +314,8 @@ async fn apply_file(
                 FileStatus::Queued
             };
             version_update(
-                "UPDATE file_versions SET status = $5::file_status, last_error = $6, updated_at = $4
+                "UPDATE file_versions SET status = $5::file_status, last_error = $6, updated_at = $4,
+                        processed_at = CASE WHEN $7 THEN $4 END
                   WHERE tenant_id = $1 AND file_id = $2 AND version_number = $3",
                 e,
                 file_id,
@@ -317,6 +323,7 @@ async fn apply_file(
             )
             .bind(status.as_str())
             .bind(reason)
+            .bind(last_attempt)
             .execute(conn)
             .await?;
         }
@@ -328,7 +335,7 @@ async fn apply_file(
             version_update(
                 "UPDATE file_versions
                     SET status = $5::file_status, storage_key = $6, size_bytes = $7, sha256 = $8,
-                        mime_type = $9, temp_location = NULL, updated_at = $4
+                        mime_type = $9, temp_location = NULL, processed_at = $4, updated_at = $4
                   WHERE tenant_id = $1 AND file_id = $2 AND version_number = $3",
                 e,
                 file_id,

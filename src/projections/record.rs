@@ -6,6 +6,8 @@ use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, Row};
 use uuid::Uuid;
 
+use crate::privacy::{self, OpenError, StoredEvent};
+
 /// The position of an event in catch-up order: (writing transaction, global position).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
 pub struct CatchUpPosition {
@@ -21,8 +23,12 @@ pub struct EventRecord {
     pub aggregate_id: String,
     pub sequence: i64,
     pub event_type: String,
+    /// The version as stored (`payload` is already upcast to the current one).
     pub event_version: String,
-    /// The payload's JSON text, exactly as stored (canonical JSON).
+    /// The payload's JSON text in the current version's form, personal fields readable
+    /// or `[erased]` (`privacy::open`). Exactly the stored text (canonical JSON) for
+    /// current-version events without personal fields; the stored bytes themselves are
+    /// what `store::verify` hashes, never this.
     pub payload: String,
     pub metadata: Map<String, Value>,
     pub recorded_at: DateTime<Utc>,
@@ -80,7 +86,41 @@ pub async fn next_batch(
         .bind(after.transaction_id.to_string())
         .bind(after.global_position)
         .bind(limit)
-        .fetch_all(conn)
+        .fetch_all(&mut *conn)
         .await?;
-    rows.iter().map(EventRecord::from_row).collect()
+    let mut records = rows
+        .iter()
+        .map(EventRecord::from_row)
+        .collect::<Result<Vec<_>, _>>()?;
+    open_payloads(conn, &mut records).await?;
+    Ok(records)
+}
+
+/// Upcasts and opens the batch's payloads (one key query for the whole batch), so every
+/// projector — live, catching up or rebuilding — decodes the current form.
+async fn open_payloads(
+    conn: &mut PgConnection,
+    records: &mut [EventRecord],
+) -> Result<(), sqlx::Error> {
+    let stored: Vec<StoredEvent<'_>> = records
+        .iter()
+        .map(|r| StoredEvent {
+            tenant_id: r.tenant_id,
+            aggregate_type: &r.aggregate_type,
+            aggregate_id: &r.aggregate_id,
+            event_type: &r.event_type,
+            event_version: &r.event_version,
+            payload: &r.payload,
+        })
+        .collect();
+    let opened = privacy::open(conn, &stored).await.map_err(|e| match e {
+        OpenError::Db(e) => e,
+        other => sqlx::Error::Decode(Box::new(other)),
+    })?;
+    for (record, current) in records.iter_mut().zip(opened) {
+        if let Some(current) = current {
+            record.payload = current;
+        }
+    }
+    Ok(())
 }

@@ -21,7 +21,9 @@ use sqlx::{PgPool, Row};
 use super::event_log::{AppendError, EventLog, StreamAppend};
 use super::hash::{GENESIS_HASH, HashInput, canonical_json, event_hash};
 use super::metadata::keys;
+use super::stored_form;
 use crate::ids::TenantId;
+use crate::privacy::StoredEvent;
 
 type StoreResult<T, A> = Result<T, AggregateError<<A as Aggregate>::Error>>;
 
@@ -94,11 +96,23 @@ impl<A: Aggregate> ChronicleStore<A> {
         aggregate_id: &str,
         use_snapshot: bool,
     ) -> StoreResult<Vec<LoadedRow>, A> {
+        self.fetch_until(aggregate_id, use_snapshot, None).await
+    }
+
+    /// `fetch`, stopping after event `until` (time travel): a snapshot past it is not used.
+    async fn fetch_until(
+        &self,
+        aggregate_id: &str,
+        use_snapshot: bool,
+        until: Option<i64>,
+    ) -> StoreResult<Vec<LoadedRow>, A> {
+        let mut conn = self.pool.acquire().await.map_err(db_error)?;
         let rows = sqlx::query(
             r#"
 WITH snap AS (
     SELECT last_sequence, last_hash, payload FROM snapshots
-     WHERE aggregate_type = $1 AND aggregate_id = $2 AND tenant_id = $3 AND $4)
+     WHERE aggregate_type = $1 AND aggregate_id = $2 AND tenant_id = $3 AND $4
+       AND ($5::bigint IS NULL OR last_sequence <= $5))
 SELECT 0 AS kind, last_sequence AS sequence, '' AS event_type, '' AS event_version,
        payload::text AS payload, last_hash AS hash
   FROM snap
@@ -106,13 +120,15 @@ UNION ALL
 SELECT 1, sequence, event_type, event_version, payload::text, metadata->>'hash'
   FROM events
  WHERE aggregate_type = $1 AND aggregate_id = $2 AND tenant_id = $3
-   AND sequence > coalesce((SELECT last_sequence FROM snap), 0)"#,
+   AND sequence > coalesce((SELECT last_sequence FROM snap), 0)
+   AND ($5::bigint IS NULL OR sequence <= $5)"#,
         )
         .bind(A::TYPE)
         .bind(aggregate_id)
         .bind(self.tenant.0)
         .bind(use_snapshot)
-        .fetch_all(&self.pool)
+        .bind(until)
+        .fetch_all(&mut *conn)
         .await
         .map_err(db_error)?;
         let mut loaded: Vec<LoadedRow> = rows
@@ -127,9 +143,29 @@ SELECT 1, sequence, event_type, event_version, payload::text, metadata->>'hash'
             })
             .collect();
         loaded.sort_by_key(|r| (r.kind, r.sequence));
+        let stored: Vec<StoredEvent<'_>> = loaded
+            .iter()
+            .filter(|r| r.kind == 1)
+            .map(|r| StoredEvent {
+                tenant_id: self.tenant.0,
+                aggregate_type: A::TYPE,
+                aggregate_id,
+                event_type: &r.event_type,
+                event_version: &r.event_version,
+                payload: &r.payload,
+            })
+            .collect();
+        let opened = stored_form::open::<A>(&mut conn, &stored).await?;
+        for (row, current) in loaded.iter_mut().filter(|r| r.kind == 1).zip(opened) {
+            if let Some(current) = current {
+                row.payload = current;
+            }
+        }
         Ok(loaded)
     }
 
+    /// Deserializes a row whose payload `fetch` has already opened (upcast to the
+    /// current version, personal fields readable or `[erased]`).
     fn decode_event(row: &LoadedRow) -> StoreResult<A::Event, A> {
         serde_json::from_str(&row.payload).map_err(|e| {
             AggregateError::DeserializationError(
@@ -186,50 +222,15 @@ SELECT 1, sequence, event_type, event_version, payload::text, metadata->>'hash'
         aggregate_id: &str,
         sequence: u64,
     ) -> StoreResult<StoreContext<A>, A> {
-        let until = sequence as i64;
-        for use_snapshot in [true, false] {
-            let rows = sqlx::query(
-                r#"
-WITH snap AS (
-    SELECT last_sequence, last_hash, payload FROM snapshots
-     WHERE aggregate_type = $1 AND aggregate_id = $2 AND tenant_id = $3 AND $4
-       AND last_sequence <= $5)
-SELECT 0 AS kind, last_sequence AS sequence, '' AS event_type, '' AS event_version,
-       payload::text AS payload, last_hash AS hash
-  FROM snap
-UNION ALL
-SELECT 1, sequence, event_type, event_version, payload::text, metadata->>'hash'
-  FROM events
- WHERE aggregate_type = $1 AND aggregate_id = $2 AND tenant_id = $3
-   AND sequence > coalesce((SELECT last_sequence FROM snap), 0) AND sequence <= $5"#,
-            )
-            .bind(A::TYPE)
-            .bind(aggregate_id)
-            .bind(self.tenant.0)
-            .bind(use_snapshot)
-            .bind(until)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db_error)?;
-            let mut loaded: Vec<LoadedRow> = rows
-                .into_iter()
-                .map(|r| LoadedRow {
-                    kind: r.get("kind"),
-                    sequence: r.get("sequence"),
-                    event_type: r.get("event_type"),
-                    event_version: r.get("event_version"),
-                    payload: r.get("payload"),
-                    hash: r.get::<Option<String>, _>("hash").unwrap_or_default(),
-                })
-                .collect();
-            loaded.sort_by_key(|r| (r.kind, r.sequence));
-            if let Some(ctx) = Self::fold(aggregate_id, &loaded)? {
-                return Ok(ctx);
-            }
+        let until = Some(sequence as i64);
+        let rows = self.fetch_until(aggregate_id, true, until).await?;
+        if let Some(ctx) = Self::fold(aggregate_id, &rows)? {
+            return Ok(ctx);
         }
-        Err(AggregateError::UnexpectedError(
-            "replay without snapshot cannot fail on one".into(),
-        ))
+        let rows = self.fetch_until(aggregate_id, false, until).await?;
+        Self::fold(aggregate_id, &rows)?.ok_or_else(|| {
+            AggregateError::UnexpectedError("replay without snapshot cannot fail on one".into())
+        })
     }
 
     /// Loads the stream without using its snapshot (the reference for tests and auditors).
@@ -316,7 +317,15 @@ impl<A: Aggregate> EventStore<A> for ChronicleStore<A> {
         if events.is_empty() {
             return Ok(Vec::new());
         }
-        let (append, envelopes) = self.prepare(events, &mut context, &metadata)?;
+        let payloads = stored_form::seal::<A>(
+            &self.pool,
+            None,
+            self.tenant,
+            &context.aggregate_id,
+            &events,
+        )
+        .await?;
+        let (append, envelopes) = self.prepare(events, payloads, &mut context, &metadata)?;
         self.log.append(append).await.map_err(append_error)?;
         if context.current_sequence - context.snapshot_sequence >= self.snapshot_every {
             self.save_snapshot_logged(&context).await;
@@ -339,7 +348,15 @@ impl<A: Aggregate> ChronicleStore<A> {
         if events.is_empty() {
             return Ok(Vec::new());
         }
-        let (append, envelopes) = self.prepare(events, &mut context, &metadata)?;
+        let payloads = stored_form::seal::<A>(
+            &self.pool,
+            Some(&mut *conn),
+            self.tenant,
+            &context.aggregate_id,
+            &events,
+        )
+        .await?;
+        let (append, envelopes) = self.prepare(events, payloads, &mut context, &metadata)?;
         super::event_log::insert(&mut *conn, &[&append])
             .await
             .map_err(|e| append_error(super::event_log::classify(e)))?;
@@ -351,10 +368,12 @@ impl<A: Aggregate> ChronicleStore<A> {
         Ok(envelopes)
     }
 
-    /// Canonical payloads, metadata and the hash chain for `events`; advances `context`.
+    /// Canonical payloads, metadata and the hash chain for `events` (whose stored forms
+    /// are `payloads`); advances `context`.
     fn prepare(
         &self,
         events: Vec<A::Event>,
+        payloads: Vec<serde_json::Value>,
         context: &mut StoreContext<A>,
         metadata: &HashMap<String, String>,
     ) -> StoreResult<(StreamAppend, Vec<EventEnvelope<A>>), A> {
@@ -374,10 +393,10 @@ impl<A: Aggregate> ChronicleStore<A> {
         };
         let mut envelopes = Vec::with_capacity(n);
         let mut prev_hash = context.last_hash.clone();
-        for (i, event) in events.into_iter().enumerate() {
+        for (i, (event, value)) in events.into_iter().zip(payloads).enumerate() {
             let sequence = context.current_sequence + 1 + i as u64;
-            let value = serde_json::to_value(&event)
-                .map_err(|e| AggregateError::UnexpectedError(Box::new(e)))?;
+            // The hash covers the stored form: ciphertext for personal fields, so
+            // destroying a key never breaks the chain.
             let payload = canonical_json(&value);
             let event_type = event.event_type();
             let event_version = event.event_version();
@@ -425,6 +444,6 @@ fn append_error<E: std::error::Error>(err: AppendError) -> AggregateError<E> {
     }
 }
 
-fn db_error<E: std::error::Error>(err: sqlx::Error) -> AggregateError<E> {
+pub(super) fn db_error<E: std::error::Error>(err: sqlx::Error) -> AggregateError<E> {
     AggregateError::DatabaseConnectionError(Box::new(err))
 }

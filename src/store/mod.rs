@@ -11,7 +11,12 @@ pub mod hash;
 pub mod history;
 pub mod idempotency;
 pub mod metadata;
+mod stored_form;
+pub mod upcast;
 pub mod verify;
+
+#[cfg(test)]
+mod golden;
 
 pub use event_log::{AppendError, EventLog, StreamAppend};
 pub use event_store::{ChronicleStore, StoreContext};

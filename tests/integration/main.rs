@@ -2,12 +2,16 @@
 //! each test gets its own database, so they run in parallel.
 
 mod accounts;
+mod analyst;
+mod analyst_fixture;
+mod analyst_views;
 mod audit_api;
 mod audit_verify;
 mod bench_upload;
 mod common;
 mod devices;
 mod edge;
+mod erasure;
 mod files;
 mod files_api;
 mod history;
@@ -22,5 +26,7 @@ mod projections;
 mod purge;
 mod s3;
 mod scan;
+mod schema_docs;
 mod store;
 mod verify;
+mod versioning;

@@ -529,7 +529,12 @@ async fn every_read_table_has_tenant_id_and_forced_row_level_security() {
         "projector_checkpoints",
         "credentials",
         "idempotency_keys",
+        // Secrets, like credentials: never read through the API, every statement names
+        // the tenant, no grant beyond the service roles (tests/integration/versioning.rs).
+        "personal_data_keys",
         "_sqlx_migrations",
+        // Owner-managed analyst pins (0015); its own RLS shows a login its row only.
+        "analyst_tenants",
     ];
     let db = TestDb::new().await;
     let tables: Vec<(String, bool, bool, bool)> = sqlx::query_as(

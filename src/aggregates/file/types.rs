@@ -123,7 +123,7 @@ pub struct FinalBlob {
     pub detected_mime: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, strum::VariantNames)]
 pub enum FileEvent {
     FileCreated {
         owner_id: UserId,
