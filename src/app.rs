@@ -125,6 +125,12 @@ impl App {
                 uploads: config.tus.clone(),
             });
             tasks.extend(worker.spawn(shutdown.clone()));
+            tasks.push(tokio::spawn(crate::store::checkpoint::run_periodically(
+                worker_pool.clone(),
+                config.checkpoints.key.clone(),
+                config.checkpoints.every,
+                shutdown.clone(),
+            )));
             tasks.extend(projections::runtime::spawn_all(
                 worker_pool,
                 listen_url,

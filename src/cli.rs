@@ -34,7 +34,7 @@ enum Command {
     /// Auditor tools.
     Audit {
         #[command(subcommand)]
-        command: AuditCommand,
+        command: crate::audit_tools::AuditCommand,
     },
     /// Benchmarks against the local Postgres (figures in docs/benchmarks.md).
     Bench {
@@ -54,16 +54,6 @@ enum ProjectionsCommand {
         /// Rebuild every projector.
         #[arg(long, conflicts_with = "name")]
         all: bool,
-    },
-}
-
-#[derive(Subcommand)]
-enum AuditCommand {
-    /// Recompute every stream's hash chain; exit 1 on any broken link.
-    Verify {
-        /// Only this tenant.
-        #[arg(long)]
-        tenant: Option<uuid::Uuid>,
     },
 }
 
@@ -108,6 +98,12 @@ async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
                 tracing::warn!(
                     "JWT_SECRET is not set: using a random secret for this process only; \
                      tokens will not survive a restart or work across instances"
+                );
+            }
+            if config.checkpoints.key_generated {
+                tracing::warn!(
+                    "CHECKPOINT_SIGNING_KEY is not set: checkpoints are signed with a random \
+                     key for this process only; auditors cannot check them"
                 );
             }
             if config.environment != Environment::Production && config.frontend_url.is_none() {
@@ -173,36 +169,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
                 }
             }
         }
-        Command::Audit { command } => match command {
-            AuditCommand::Verify { tenant } => {
-                db::migrate(&url).await?;
-                let pool = db::pool(&url, DbRole::Worker, 2).await?;
-                let report =
-                    crate::store::verify::verify_chains(&pool, tenant.map(crate::ids::TenantId))
-                        .await?;
-                println!(
-                    "{} streams, {} events checked",
-                    report.streams, report.events
-                );
-                for b in &report.breaks {
-                    println!(
-                        "BROKEN {} {}/{} at sequence {}: {:?} (expected {}, found {})",
-                        b.tenant_id,
-                        b.aggregate_type,
-                        b.aggregate_id,
-                        b.sequence,
-                        b.problem,
-                        b.expected,
-                        b.found
-                    );
-                }
-                Ok(if report.is_intact() {
-                    ExitCode::SUCCESS
-                } else {
-                    ExitCode::FAILURE
-                })
-            }
-        },
+        Command::Audit { command } => crate::audit_tools::run(command, &config).await,
         Command::Bench { command } => {
             crate::bench::run(command, &config).await?;
             Ok(ExitCode::SUCCESS)

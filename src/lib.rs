@@ -6,6 +6,7 @@
 pub mod aggregates;
 pub mod api;
 pub mod app;
+pub mod audit_tools;
 pub mod auth;
 pub mod bench;
 pub mod cache;

@@ -9,8 +9,8 @@
 //! a file that does not exist, so neither ids nor existence leak.
 
 use axum::Json;
-use axum::extract::rejection::PathRejection;
-use axum::extract::{Path, State};
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sqlx::postgres::PgRow;
@@ -162,16 +162,30 @@ pub(super) async fn view_from_stream(
     id: Uuid,
     file: &File,
 ) -> Result<FileView, AppError> {
+    view_from_stream_at(pool, tenant, id, file, None).await
+}
+
+/// `view_from_stream` for `file` as it was after event `until` (time travel): the
+/// timestamps come from the events up to that point only.
+pub(super) async fn view_from_stream_at(
+    pool: &PgPool,
+    tenant: TenantId,
+    id: Uuid,
+    file: &File,
+    until: Option<i64>,
+) -> Result<FileView, AppError> {
     type Times = Option<DateTime<Utc>>;
     let (created_at, updated_at, deleted_at): (Times, Times, Times) = sqlx::query_as(
         "SELECT min(recorded_at) FILTER (WHERE event_type = 'FileCreated'),
                 max(recorded_at),
                 max(recorded_at) FILTER (WHERE event_type = 'Deleted')
            FROM events
-          WHERE tenant_id = $1 AND aggregate_type = 'file' AND aggregate_id = $2",
+          WHERE tenant_id = $1 AND aggregate_type = 'file' AND aggregate_id = $2
+            AND ($3::bigint IS NULL OR sequence <= $3)",
     )
     .bind(tenant.0)
     .bind(id.to_string())
+    .bind(until)
     .fetch_one(pool)
     .await?;
     let (Some(created_at), Some(updated_at), Some(owner)) = (created_at, updated_at, file.owner_id)
@@ -203,16 +217,25 @@ pub(super) async fn view_from_stream(
 }
 
 /// One file. Answered from the Redis cache when possible; the caller's right to see it
-/// is checked on every answer, cached or not.
+/// is checked on every answer, cached or not. With `as_of` or `at_version`, the file as
+/// it was then, rebuilt from its events (src/api/history.rs).
 #[utoipa::path(get, path = "/v1/files/{id}", tag = "files", security(("bearer" = [])),
-    params(("id" = Uuid, Path, description = "file id")),
-    responses((status = 200, body = FileView), (status = 404, body = ErrorBody)))]
+    params(("id" = Uuid, Path, description = "file id"), super::history::TimeTravel),
+    responses((status = 200, body = FileView), (status = 400, body = ErrorBody),
+               (status = 404, body = ErrorBody)))]
 pub async fn get(
     State(state): State<AppState>,
     ctx: TenantContext,
     id: Result<Path<Uuid>, PathRejection>,
+    travel: Result<Query<super::history::TimeTravel>, QueryRejection>,
 ) -> Result<Json<FileView>, AppError> {
     let id = path(id)?;
+    let Query(travel) = travel.map_err(super::audit::bad_query)?;
+    if travel.requested() {
+        return Ok(Json(
+            super::history::time_travel(&state, &ctx, id, travel).await?,
+        ));
+    }
     let pool = state.db.clone();
     let body = state
         .file_cache

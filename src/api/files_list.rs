@@ -51,7 +51,7 @@ pub struct FilePage {
 }
 
 /// Bytes of HMAC-SHA256 kept in a cursor: enough that a forged cursor is refused.
-const CURSOR_TAG_LEN: usize = 12;
+pub(super) const CURSOR_TAG_LEN: usize = 12;
 
 /// Signs cursors, so a tampered one is refused (400) instead of silently paging from
 /// wherever it points. Keyed by a hash of `JWT_SECRET` and bound to the tenant.
@@ -66,7 +66,7 @@ impl CursorKey {
     }
 
     /// HMAC-SHA256 (RFC 2104) over the tenant and the payload.
-    fn tag(&self, tenant: Uuid, payload: &[u8]) -> [u8; CURSOR_TAG_LEN] {
+    pub(super) fn tag(&self, tenant: Uuid, payload: &[u8]) -> [u8; CURSOR_TAG_LEN] {
         let pad = |byte: u8| {
             let mut block = [byte; 64];
             block.iter_mut().zip(self.0).for_each(|(b, k)| *b ^= k);

@@ -1,5 +1,6 @@
 //! The HTTP API: one router per resource, assembled here with the edge layers.
 
+mod audit;
 mod auth;
 mod devices;
 mod download;
@@ -10,6 +11,7 @@ mod files;
 mod files_list;
 mod files_manage;
 mod health;
+mod history;
 pub mod idempotency;
 mod jobs;
 pub mod json;
@@ -48,6 +50,7 @@ use ratelimit::RateLimitLayer;
         files_list::list, files::get, files::versions, files_list::tags,
         files_manage::rename, files_manage::tag, files_manage::untag, files_manage::delete,
         files_manage::restore, files_manage::restore_version,
+        audit::list, audit::verify, audit::export, history::list,
     ),
     components(schemas(ErrorBody, ErrorDetail, health::Health, upload::UploadAccepted)),
     modifiers(&BearerAuth)
@@ -145,6 +148,11 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/events", get(events::stream))
         // Resumable uploads, tus 1.0.0 (src/api/tus).
         .merge(tus::routes())
+        // History for auditors (src/api/audit.rs, src/api/history.rs).
+        .route("/v1/audit", get(audit::list))
+        .route("/v1/audit/verify", get(audit::verify))
+        .route("/v1/audit/export", get(audit::export))
+        .route("/v1/files/{id}/history", get(history::list))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(JsonBodyLimitLayer::new(config.max_json_body_bytes))

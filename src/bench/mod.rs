@@ -1,6 +1,7 @@
 //! Benchmarks (`chronicle bench …`). Figures go in docs/benchmarks.md; targets are
 //! checked by reading the table, never by timed tests.
 
+mod audit;
 mod auth;
 mod store;
 pub mod upload;
@@ -18,6 +19,12 @@ pub enum BenchCommand {
     /// Uploads: 1 GiB over loopback vs sha256sum with the server's RSS, 1,000 small
     /// uploads from 16 clients end to end, file reads with the cache on and off.
     Upload,
+    /// History: seed N events with valid chains, then NDJSON export (events/s, peak RSS),
+    /// a signed checkpoint and `audit verify` (events/s).
+    Audit {
+        #[arg(long, default_value_t = 1_000_000)]
+        events: u64,
+    },
 }
 
 pub async fn run(command: BenchCommand, config: &Config) -> anyhow::Result<()> {
@@ -28,6 +35,10 @@ pub async fn run(command: BenchCommand, config: &Config) -> anyhow::Result<()> {
         }
         BenchCommand::Auth => {
             let rows = auth::run(config.database_url.expose()).await?;
+            store::print(&rows);
+        }
+        BenchCommand::Audit { events } => {
+            let rows = audit::run(config.database_url.expose(), events).await?;
             store::print(&rows);
         }
         BenchCommand::Upload => {

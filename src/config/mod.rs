@@ -1,9 +1,11 @@
 //! Configuration from the environment. Parsed once at start-up; an invalid value stops
 //! the process with one line naming the variable. Secrets never appear in `Debug`.
 
+mod checkpoints;
 mod jobs;
 mod tus;
 
+pub use checkpoints::{CheckpointKey, CheckpointSettings};
 pub use jobs::{GcSettings, JobSettings};
 pub use tus::TusSettings;
 
@@ -93,6 +95,8 @@ pub struct Config {
     pub file_cache_ttl: Duration,
     /// Resumable uploads (`TUS_MAX_SIZE`, `UPLOAD_EXPIRY_SECS` …; src/config/tus.rs).
     pub tus: TusSettings,
+    /// Signed checkpoints of the chain heads (`CHECKPOINT_*`; src/config/checkpoints.rs).
+    pub checkpoints: CheckpointSettings,
 }
 
 /// The one-line reason configuration was refused; names the variable.
@@ -268,6 +272,8 @@ impl Config {
             ));
         }
 
+        let checkpoints = CheckpointSettings::from_lookup(&get, environment)?;
+
         Ok(Self {
             environment,
             database_url: Secret::new(database_url),
@@ -296,6 +302,7 @@ impl Config {
             scan,
             file_cache_ttl: Duration::from_secs(file_cache_ttl_secs),
             tus,
+            checkpoints,
         })
     }
 }

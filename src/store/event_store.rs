@@ -96,12 +96,23 @@ impl<A: Aggregate> ChronicleStore<A> {
         aggregate_id: &str,
         use_snapshot: bool,
     ) -> StoreResult<Vec<LoadedRow>, A> {
+        self.fetch_until(aggregate_id, use_snapshot, None).await
+    }
+
+    /// `fetch`, stopping after event `until` (time travel): a snapshot past it is not used.
+    async fn fetch_until(
+        &self,
+        aggregate_id: &str,
+        use_snapshot: bool,
+        until: Option<i64>,
+    ) -> StoreResult<Vec<LoadedRow>, A> {
         let mut conn = self.pool.acquire().await.map_err(db_error)?;
         let rows = sqlx::query(
             r#"
 WITH snap AS (
     SELECT last_sequence, last_hash, payload FROM snapshots
-     WHERE aggregate_type = $1 AND aggregate_id = $2 AND tenant_id = $3 AND $4)
+     WHERE aggregate_type = $1 AND aggregate_id = $2 AND tenant_id = $3 AND $4
+       AND ($5::bigint IS NULL OR last_sequence <= $5))
 SELECT 0 AS kind, last_sequence AS sequence, '' AS event_type, '' AS event_version,
        payload::text AS payload, last_hash AS hash
   FROM snap
@@ -109,12 +120,14 @@ UNION ALL
 SELECT 1, sequence, event_type, event_version, payload::text, metadata->>'hash'
   FROM events
  WHERE aggregate_type = $1 AND aggregate_id = $2 AND tenant_id = $3
-   AND sequence > coalesce((SELECT last_sequence FROM snap), 0)"#,
+   AND sequence > coalesce((SELECT last_sequence FROM snap), 0)
+   AND ($5::bigint IS NULL OR sequence <= $5)"#,
         )
         .bind(A::TYPE)
         .bind(aggregate_id)
         .bind(self.tenant.0)
         .bind(use_snapshot)
+        .bind(until)
         .fetch_all(&mut *conn)
         .await
         .map_err(db_error)?;
@@ -199,6 +212,25 @@ SELECT 1, sequence, event_type, event_version, payload::text, metadata->>'hash'
             ctx.last_hash = row.hash.clone();
         }
         Ok(Some(ctx))
+    }
+
+    /// The aggregate as it was after event `sequence` (time travel). The snapshot is
+    /// used only when it does not reach past `sequence`; otherwise, or when it no longer
+    /// deserializes, the stream is replayed from the start up to `sequence`.
+    pub async fn load_at(
+        &self,
+        aggregate_id: &str,
+        sequence: u64,
+    ) -> StoreResult<StoreContext<A>, A> {
+        let until = Some(sequence as i64);
+        let rows = self.fetch_until(aggregate_id, true, until).await?;
+        if let Some(ctx) = Self::fold(aggregate_id, &rows)? {
+            return Ok(ctx);
+        }
+        let rows = self.fetch_until(aggregate_id, false, until).await?;
+        Self::fold(aggregate_id, &rows)?.ok_or_else(|| {
+            AggregateError::UnexpectedError("replay without snapshot cannot fail on one".into())
+        })
     }
 
     /// Loads the stream without using its snapshot (the reference for tests and auditors).

@@ -1,9 +1,14 @@
 //! The event store: postgres-es's table and cqrs-es's traits, plus what they lack —
 //! tenant scoping, a hash chain, correct snapshots and chain verification.
 
+pub mod checkpoint;
+pub mod checkpoint_check;
+mod checkpoint_merge;
 mod event_log;
 mod event_store;
+pub mod export;
 pub mod hash;
+pub mod history;
 pub mod idempotency;
 pub mod metadata;
 mod stored_form;

@@ -1,9 +1,12 @@
 //! Hash-chain verification: recompute every stream's chain from the stored rows and
 //! report the first broken link of each stream. Streams the log in constant memory.
+//! `verify_log` adds the newest signed checkpoint of each tenant (checkpoint_check.rs),
+//! which catches what a chain alone cannot: a deleted tail.
 
+use ed25519_dalek::VerifyingKey;
 use futures::TryStreamExt;
 use serde::Serialize;
-use sqlx::{PgPool, Row};
+use sqlx::{PgConnection, PgPool, Row};
 
 use super::hash::{GENESIS_HASH, HashInput, canonical_json, event_hash};
 use crate::ids::TenantId;
@@ -30,6 +33,14 @@ pub enum BreakKind {
     HashMismatch,
     /// The payload is not valid JSON any more.
     UnreadablePayload,
+    /// A head a checkpoint signed is gone: the stream's tail was deleted.
+    TruncatedTail,
+    /// A head a checkpoint signed now holds another event (the tail was replaced).
+    CheckpointHeadMismatch,
+    /// A checkpoint's stored heads no longer produce its digest.
+    CheckpointDigestMismatch,
+    /// A checkpoint's signature does not verify with the trusted key.
+    CheckpointSignatureInvalid,
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -37,6 +48,11 @@ pub struct VerifyReport {
     pub streams: u64,
     pub events: u64,
     pub breaks: Vec<ChainBreak>,
+    /// The newest checkpoint of each tenant in scope, as checked (`verify_log` only).
+    pub checkpoints: Vec<super::checkpoint_check::CheckpointSeen>,
+    /// Whether checkpoint signatures were checked against the configured key (false:
+    /// against the key stored beside each, because this process generated its own).
+    pub checkpoint_key_trusted: bool,
 }
 
 impl VerifyReport {
@@ -58,10 +74,54 @@ pub async fn verify_chains(
     pool: &PgPool,
     tenant: Option<TenantId>,
 ) -> Result<VerifyReport, sqlx::Error> {
+    let mut tx = begin_snapshot(pool, tenant).await?;
+    let report = chains(&mut tx, tenant).await?;
+    tx.commit().await?;
+    Ok(report)
+}
+
+/// Chains plus the newest checkpoint of each tenant in scope, in one snapshot: what
+/// `chronicle audit verify` and `GET /v1/audit/verify` report. `trusted` as in
+/// `checkpoint_check::check_newest`.
+pub async fn verify_log(
+    pool: &PgPool,
+    tenant: Option<TenantId>,
+    trusted: Option<&VerifyingKey>,
+) -> Result<VerifyReport, sqlx::Error> {
+    let mut tx = begin_snapshot(pool, tenant).await?;
+    let mut report = chains(&mut tx, tenant).await?;
+    let (seen, breaks) =
+        super::checkpoint_check::check_newest(&mut tx, tenant.map(|t| t.0), trusted).await?;
+    report.checkpoints = seen;
+    report.breaks.extend(breaks);
+    report.checkpoint_key_trusted = trusted.is_some();
+    tx.commit().await?;
+    Ok(report)
+}
+
+/// A read-only REPEATABLE READ transaction; with a tenant, row-level security shows
+/// that tenant's checkpoints to the API role.
+async fn begin_snapshot(
+    pool: &PgPool,
+    tenant: Option<TenantId>,
+) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error> {
     let mut tx = pool.begin().await?;
     sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
         .execute(&mut *tx)
         .await?;
+    if let Some(t) = tenant {
+        sqlx::query("SELECT set_config('app.tenant_id', $1, true)")
+            .bind(t.to_string())
+            .execute(&mut *tx)
+            .await?;
+    }
+    Ok(tx)
+}
+
+async fn chains(
+    conn: &mut PgConnection,
+    tenant: Option<TenantId>,
+) -> Result<VerifyReport, sqlx::Error> {
     let mut rows = sqlx::query(
         r#"
 SELECT tenant_id::text AS tenant_id, aggregate_type, aggregate_id, sequence, event_type,
@@ -72,7 +132,7 @@ SELECT tenant_id::text AS tenant_id, aggregate_type, aggregate_id, sequence, eve
  ORDER BY tenant_id, aggregate_type, aggregate_id, sequence"#,
     )
     .bind(tenant.map(|t| t.0))
-    .fetch(&mut *tx);
+    .fetch(&mut *conn);
 
     let mut report = VerifyReport::default();
     let mut cursor: Option<StreamCursor> = None;
@@ -119,7 +179,6 @@ SELECT tenant_id::text AS tenant_id, aggregate_type, aggregate_id, sequence, eve
         c.prev_hash = stored_hash;
     }
     drop(rows);
-    tx.commit().await?;
     Ok(report)
 }
 

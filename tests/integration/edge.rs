@@ -379,7 +379,15 @@ async fn production_adds_strict_transport_security() {
     let secret = "ab".repeat(32);
     let t = TestApp::spawn(
         Mode::Web,
-        &[("APP_ENV", "production"), ("JWT_SECRET", secret.as_str())],
+        &[
+            ("APP_ENV", "production"),
+            ("JWT_SECRET", secret.as_str()),
+            // Production also requires the checkpoint signing key (any 32-byte seed).
+            (
+                "CHECKPOINT_SIGNING_KEY",
+                "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=",
+            ),
+        ],
     )
     .await;
     for path in ["/health", "/no/such/route"] {

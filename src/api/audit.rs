@@ -1,0 +1,341 @@
+//! The auditor's API: `GET /v1/audit` (the audit log, filtered and paged),
+//! `GET /v1/audit/verify` (the chain and checkpoint report of the caller's tenant) and
+//! `GET /v1/audit/export` (the tenant's events as NDJSON). Roles `auditor` and `admin`
+//! only; the tenant always comes from the token.
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sqlx::{Postgres, QueryBuilder, Row};
+use uuid::Uuid;
+
+use super::files_list::{CURSOR_TAG_LEN, CursorKey, DEFAULT_LIMIT, MAX_LIMIT};
+use crate::aggregates::Role;
+use crate::auth::TenantContext;
+use crate::error::{AppError, ErrorBody};
+use crate::state::AppState;
+use crate::store::export::{ExportFilter, ndjson};
+use crate::store::verify::{VerifyReport, verify_log};
+
+/// Who may read history: auditors and admins of the tenant.
+pub(super) const HISTORY_ROLES: &[Role] = &[Role::Auditor, Role::Admin];
+
+/// Longest accepted text filter; longer values can match nothing.
+const MAX_FILTER_LEN: usize = 255;
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct AuditParams {
+    /// A user id or `system:<component>`.
+    pub actor: Option<String>,
+    /// e.g. `file.renamed`.
+    pub action: Option<String>,
+    /// Aggregate type, e.g. `file`.
+    pub target_type: Option<String>,
+    /// Aggregate id; requires `target_type`.
+    pub target_id: Option<String>,
+    /// Entries at or after this instant (RFC 3339; write `+` as `%2B`).
+    pub from: Option<DateTime<Utc>>,
+    /// Entries before this instant (RFC 3339).
+    pub to: Option<DateTime<Utc>>,
+    pub cursor: Option<String>,
+    /// 1 to 200, default 50.
+    pub limit: Option<u32>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct AuditEntry {
+    /// The event's global position.
+    pub id: i64,
+    pub actor: String,
+    /// user, worker or system.
+    pub actor_type: String,
+    pub action: String,
+    pub target_type: String,
+    pub target_id: String,
+    /// The event's sequence in its stream.
+    pub sequence: i64,
+    #[schema(value_type = Object)]
+    pub details: serde_json::Value,
+    pub request_id: Option<String>,
+    pub correlation_id: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct AuditPage {
+    /// Newest first.
+    pub items: Vec<AuditEntry>,
+    pub next_cursor: Option<String>,
+}
+
+pub(super) fn bad_query(rejection: QueryRejection) -> AppError {
+    AppError::BadRequest(rejection.body_text())
+}
+
+/// Non-empty text filters only; too long is a bad request.
+fn text_filter(name: &str, value: Option<String>) -> Result<Option<String>, AppError> {
+    match value.filter(|v| !v.is_empty()) {
+        Some(v) if v.len() > MAX_FILTER_LEN => Err(AppError::BadRequest(format!(
+            "{name} is longer than {MAX_FILTER_LEN} bytes"
+        ))),
+        other => Ok(other),
+    }
+}
+
+pub(super) fn check_range(
+    from: Option<DateTime<Utc>>,
+    to: Option<DateTime<Utc>>,
+    names: (&str, &str),
+) -> Result<(), AppError> {
+    match (from, to) {
+        (Some(f), Some(t)) if f >= t => Err(AppError::Validation(format!(
+            "{} must be before {}",
+            names.0, names.1
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// Audit cursors carry `audit:<created_at µs>:<id>`, signed like file cursors (the
+/// prefix keeps one kind from being accepted as the other).
+fn encode_cursor(key: &CursorKey, tenant: Uuid, at: DateTime<Utc>, id: i64) -> String {
+    let mut bytes = format!("audit:{}:{id}", at.timestamp_micros()).into_bytes();
+    let tag = key.tag(tenant, &bytes);
+    bytes.extend_from_slice(&tag);
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+fn decode_cursor(
+    key: &CursorKey,
+    tenant: Uuid,
+    cursor: &str,
+) -> Result<(DateTime<Utc>, i64), AppError> {
+    let invalid = || AppError::BadRequest("invalid cursor".into());
+    let bytes = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| invalid())?;
+    let split = bytes
+        .len()
+        .checked_sub(CURSOR_TAG_LEN)
+        .ok_or_else(invalid)?;
+    let (payload, tag) = bytes.split_at(split);
+    let expected = key.tag(tenant, payload);
+    // Every byte compared: no early exit whose timing would help forge a tag.
+    if expected
+        .iter()
+        .zip(tag)
+        .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+        != 0
+    {
+        return Err(invalid());
+    }
+    let text = std::str::from_utf8(payload).map_err(|_| invalid())?;
+    let rest = text.strip_prefix("audit:").ok_or_else(invalid)?;
+    let (micros, id) = rest.split_once(':').ok_or_else(invalid)?;
+    let at = micros
+        .parse::<i64>()
+        .ok()
+        .and_then(DateTime::from_timestamp_micros)
+        .ok_or_else(invalid)?;
+    Ok((at, id.parse().map_err(|_| invalid())?))
+}
+
+/// The tenant's audit log, newest first, filtered, one page at a time.
+#[utoipa::path(get, path = "/v1/audit", tag = "audit", security(("bearer" = [])),
+    params(AuditParams),
+    responses((status = 200, body = AuditPage), (status = 400, body = ErrorBody),
+               (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn list(
+    State(state): State<AppState>,
+    ctx: TenantContext,
+    params: Result<Query<AuditParams>, QueryRejection>,
+) -> Result<Json<AuditPage>, AppError> {
+    ctx.require(HISTORY_ROLES)?;
+    let Query(p) = params.map_err(bad_query)?;
+    let limit = p.limit.unwrap_or(DEFAULT_LIMIT);
+    if !(1..=MAX_LIMIT).contains(&limit) {
+        return Err(AppError::BadRequest(format!(
+            "limit must be between 1 and {MAX_LIMIT}"
+        )));
+    }
+    let actor = text_filter("actor", p.actor)?;
+    let action = text_filter("action", p.action)?;
+    let target_type = text_filter("target_type", p.target_type)?;
+    let target_id = text_filter("target_id", p.target_id)?;
+    if target_id.is_some() && target_type.is_none() {
+        return Err(AppError::Validation(
+            "target_id requires target_type".into(),
+        ));
+    }
+    check_range(p.from, p.to, ("from", "to"))?;
+    let key = CursorKey::new(state.config.jwt_secret.expose());
+    let tenant = ctx.tenant_id.0;
+    let cursor = p
+        .cursor
+        .as_deref()
+        .map(|c| decode_cursor(&key, tenant, c))
+        .transpose()?;
+
+    let mut q = QueryBuilder::<Postgres>::new(
+        "SELECT id, actor, actor_type, action, target_type, target_id, sequence,
+                details::text AS details, request_id, correlation_id, created_at
+           FROM audit_logs WHERE tenant_id = ",
+    );
+    q.push_bind(tenant);
+    for (column, value) in [
+        ("actor", actor),
+        ("action", action),
+        ("target_type", target_type),
+        ("target_id", target_id),
+    ] {
+        if let Some(v) = value {
+            q.push(format_args!(" AND {column} = ")).push_bind(v);
+        }
+    }
+    if let Some(from) = p.from {
+        q.push(" AND created_at >= ").push_bind(from);
+    }
+    if let Some(to) = p.to {
+        q.push(" AND created_at < ").push_bind(to);
+    }
+    if let Some((at, id)) = cursor {
+        q.push(" AND (created_at, id) < (")
+            .push_bind(at)
+            .push(", ")
+            .push_bind(id)
+            .push(")");
+    }
+    q.push(" ORDER BY created_at DESC, id DESC LIMIT ")
+        .push_bind(i64::from(limit) + 1);
+
+    let mut tx = ctx.begin(&state.db).await?;
+    let rows = q.build().fetch_all(&mut *tx).await?;
+    tx.commit().await?;
+    let mut items = rows
+        .iter()
+        .map(|r| {
+            let details: String = r.try_get("details")?;
+            Ok(AuditEntry {
+                id: r.try_get("id")?,
+                actor: r.try_get("actor")?,
+                actor_type: r.try_get("actor_type")?,
+                action: r.try_get("action")?,
+                target_type: r.try_get("target_type")?,
+                target_id: r.try_get("target_id")?,
+                sequence: r.try_get("sequence")?,
+                details: serde_json::from_str(&details)
+                    .map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
+                request_id: r.try_get("request_id")?,
+                correlation_id: r.try_get("correlation_id")?,
+                created_at: r.try_get("created_at")?,
+            })
+        })
+        .collect::<Result<Vec<_>, sqlx::Error>>()?;
+    let next_cursor = if items.len() > limit as usize {
+        items.truncate(limit as usize);
+        items
+            .last()
+            .map(|e| encode_cursor(&key, tenant, e.created_at, e.id))
+    } else {
+        None
+    };
+    Ok(Json(AuditPage { items, next_cursor }))
+}
+
+#[derive(Debug, Serialize)]
+pub struct VerifyAnswer {
+    /// No broken link and every checkpoint holds.
+    pub intact: bool,
+    #[serde(flatten)]
+    pub report: VerifyReport,
+}
+
+/// Recomputes every hash chain of the caller's tenant and checks its newest signed
+/// checkpoint (docs/audit.md). 200 either way; `intact` says whether anything broke.
+#[utoipa::path(get, path = "/v1/audit/verify", tag = "audit", security(("bearer" = [])),
+    responses((status = 200, description = "the verify report"), (status = 403, body = ErrorBody)))]
+pub async fn verify(
+    State(state): State<AppState>,
+    ctx: TenantContext,
+) -> Result<Json<VerifyAnswer>, AppError> {
+    ctx.require(HISTORY_ROLES)?;
+    let checkpoints = &state.config.checkpoints;
+    let trusted = (!checkpoints.key_generated).then(|| checkpoints.key.verifying());
+    let report = verify_log(&state.db, Some(ctx.tenant_id), trusted.as_ref()).await?;
+    Ok(Json(VerifyAnswer {
+        intact: report.is_intact(),
+        report,
+    }))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ExportParams {
+    /// Events recorded at or after this instant (RFC 3339).
+    pub since: Option<DateTime<Utc>>,
+    /// Events recorded before this instant (RFC 3339).
+    pub until: Option<DateTime<Utc>>,
+}
+
+/// The tenant's events as NDJSON (one event per line with metadata and hashes, in
+/// append order), streamed in constant memory.
+#[utoipa::path(get, path = "/v1/audit/export", tag = "audit", security(("bearer" = [])),
+    params(ExportParams),
+    responses((status = 200, content_type = "application/x-ndjson", description = "one event per line"),
+               (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn export(
+    State(state): State<AppState>,
+    ctx: TenantContext,
+    params: Result<Query<ExportParams>, QueryRejection>,
+) -> Result<Response, AppError> {
+    ctx.require(HISTORY_ROLES)?;
+    let Query(p) = params.map_err(bad_query)?;
+    check_range(p.since, p.until, ("since", "until"))?;
+    let filter = ExportFilter {
+        tenant: ctx.tenant_id,
+        since: p.since,
+        until: p.until,
+    };
+    let body = Body::from_stream(ndjson(state.db.clone(), filter));
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/x-ndjson"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        body,
+    )
+        .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn audit_cursors_round_trip_and_refuse_tampering_and_file_cursors() {
+        let key = CursorKey::new("secret");
+        let tenant = Uuid::now_v7();
+        let at = DateTime::from_timestamp_micros(1_700_000_000_123_456).unwrap();
+        let cursor = encode_cursor(&key, tenant, at, 42);
+        assert_eq!(decode_cursor(&key, tenant, &cursor).unwrap(), (at, 42));
+        let mut bytes = URL_SAFE_NO_PAD.decode(&cursor).unwrap();
+        bytes[8] ^= 1;
+        assert!(decode_cursor(&key, tenant, &URL_SAFE_NO_PAD.encode(&bytes)).is_err());
+        assert!(
+            decode_cursor(&key, Uuid::now_v7(), &cursor).is_err(),
+            "another tenant"
+        );
+        // A validly signed payload without the audit prefix (a files cursor's shape).
+        let mut other = format!("{}:{}", 1, 42).into_bytes();
+        let tag = key.tag(tenant, &other);
+        other.extend_from_slice(&tag);
+        assert!(decode_cursor(&key, tenant, &URL_SAFE_NO_PAD.encode(other)).is_err());
+        assert!(decode_cursor(&key, tenant, "").is_err());
+    }
+}
