@@ -51,7 +51,7 @@ pub struct FilePage {
 }
 
 /// Bytes of HMAC-SHA256 kept in a cursor: enough that a forged cursor is refused.
-pub(super) const CURSOR_TAG_LEN: usize = 12;
+const CURSOR_TAG_LEN: usize = 12;
 
 /// Signs cursors, so a tampered one is refused (400) instead of silently paging from
 /// wherever it points. Keyed by a hash of `JWT_SECRET` and bound to the tenant.
@@ -66,7 +66,7 @@ impl CursorKey {
     }
 
     /// HMAC-SHA256 (RFC 2104) over the tenant and the payload.
-    pub(super) fn tag(&self, tenant: Uuid, payload: &[u8]) -> [u8; CURSOR_TAG_LEN] {
+    fn tag(&self, tenant: Uuid, payload: &[u8]) -> [u8; CURSOR_TAG_LEN] {
         let pad = |byte: u8| {
             let mut block = [byte; 64];
             block.iter_mut().zip(self.0).for_each(|(b, k)| *b ^= k);
@@ -86,15 +86,16 @@ impl CursorKey {
         tag
     }
 
-    /// `<created_at in µs since the epoch>:<id>` plus its tag, in base64url.
-    fn encode(&self, tenant: Uuid, created_at: DateTime<Utc>, id: Uuid) -> String {
-        let mut bytes = format!("{}:{}", created_at.timestamp_micros(), id.simple()).into_bytes();
+    /// `text` plus its tag, in base64url: a cursor the client can hand back but not forge.
+    pub(super) fn seal(&self, tenant: Uuid, text: &str) -> String {
+        let mut bytes = text.as_bytes().to_vec();
         let tag = self.tag(tenant, &bytes);
         bytes.extend_from_slice(&tag);
         URL_SAFE_NO_PAD.encode(bytes)
     }
 
-    fn decode(&self, tenant: Uuid, cursor: &str) -> Result<(DateTime<Utc>, Uuid), AppError> {
+    /// The text of a cursor `seal` made for this tenant; anything else is a 400.
+    pub(super) fn open(&self, tenant: Uuid, cursor: &str) -> Result<String, AppError> {
         let invalid = || AppError::BadRequest("invalid cursor".into());
         let bytes = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| invalid())?;
         let split = bytes
@@ -112,7 +113,20 @@ impl CursorKey {
         {
             return Err(invalid());
         }
-        let text = std::str::from_utf8(payload).map_err(|_| invalid())?;
+        String::from_utf8(payload.to_vec()).map_err(|_| invalid())
+    }
+
+    /// `<created_at in µs since the epoch>:<id>`, sealed.
+    fn encode(&self, tenant: Uuid, created_at: DateTime<Utc>, id: Uuid) -> String {
+        self.seal(
+            tenant,
+            &format!("{}:{}", created_at.timestamp_micros(), id.simple()),
+        )
+    }
+
+    fn decode(&self, tenant: Uuid, cursor: &str) -> Result<(DateTime<Utc>, Uuid), AppError> {
+        let invalid = || AppError::BadRequest("invalid cursor".into());
+        let text = self.open(tenant, cursor)?;
         let (micros, id) = text.split_once(':').ok_or_else(invalid)?;
         let at = micros
             .parse::<i64>()

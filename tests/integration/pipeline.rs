@@ -155,12 +155,20 @@ async fn a_clean_upload_completes_and_its_blob_is_byte_identical() {
         "{:?}",
         stored_objects(&t, "tmp")
     );
-    let (status, attempts): (String, i32) =
-        sqlx::query_as("SELECT status::text, attempts FROM jobs WHERE file_id = $1::uuid")
-            .bind(&file_id)
-            .fetch_one(&t.db.owner)
-            .await
-            .unwrap();
+    // The jobs projector may trail the files projector that settled_status watched.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let (status, attempts) = loop {
+        let (status, attempts): (String, i32) =
+            sqlx::query_as("SELECT status::text, attempts FROM jobs WHERE file_id = $1::uuid")
+                .bind(&file_id)
+                .fetch_one(&t.db.owner)
+                .await
+                .unwrap();
+        if status != "in_progress" || std::time::Instant::now() > deadline {
+            break (status, attempts);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
     assert_eq!((status.as_str(), attempts), ("succeeded", 1));
     for e in [
         "Uploaded",
