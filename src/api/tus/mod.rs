@@ -9,6 +9,7 @@ mod accept;
 mod chunk;
 mod complete;
 mod headers;
+mod s3_chunk;
 
 use axum::Router;
 use axum::extract::rejection::PathRejection;
@@ -36,6 +37,7 @@ use crate::ids::{FileId, TenantId, version_id};
 use crate::state::AppState;
 use crate::storage::Storage;
 use crate::uploads::lock::UploadLock;
+use crate::uploads::parts;
 
 /// The tus routes; every answer (errors included) carries `Tus-Resumable`.
 pub fn routes() -> Router<AppState> {
@@ -135,9 +137,25 @@ async fn create(
     check_quota(&state, &ctx, length).await?;
     let upload_id = Uuid::now_v7();
     let temp_key = Storage::temp_key(ctx.tenant_id, upload_id);
-    let path = state.storage.local_path(&temp_key).ok_or_else(|| {
-        AppError::NotImplemented("resumable uploads need local storage in this build".into())
-    })?;
+    // Local: an empty temp file to append to. S3: a multipart upload to add parts to.
+    let (path, multipart_id) = match state.storage.local_path(&temp_key) {
+        Some(path) => {
+            chunk::create(&path)
+                .await
+                .map_err(|e| AppError::Internal(anyhow::anyhow!("creating a temp file: {e}")))?;
+            (Some(path), None)
+        }
+        None => {
+            let id = state
+                .storage
+                .create_multipart(&temp_key)
+                .await
+                .map_err(|e| {
+                    AppError::Internal(anyhow::anyhow!("starting a multipart upload: {e}"))
+                })?;
+            (None, Some(id))
+        }
+    };
     let meta = caller_metadata(&ctx, h);
     let now = chrono::Utc::now();
     let command = UploadCommand::Start {
@@ -149,17 +167,23 @@ async fn create(
             .filetype
             .unwrap_or_else(|| "application/octet-stream".into()),
         target,
-        temp_key,
+        temp_key: temp_key.clone(),
         expires_at: now + state.config.tus.expiry,
+        multipart_id: multipart_id.clone(),
     };
-    chunk::create(&path)
-        .await
-        .map_err(|e| AppError::Internal(anyhow::anyhow!("creating a temp file: {e}")))?;
     let uploads = store::<Upload>(&state, ctx.tenant_id);
     let started = match execute(&uploads, &upload_id.to_string(), command, &meta, &()).await {
         Ok(c) => c.aggregate,
         Err(err) => {
-            let _ = tokio::fs::remove_file(&path).await;
+            match (&path, &multipart_id) {
+                (Some(path), _) => {
+                    let _ = tokio::fs::remove_file(path).await;
+                }
+                (None, Some(id)) => {
+                    let _ = state.storage.abort_multipart(&temp_key, id).await;
+                }
+                (None, None) => {}
+            }
             return Err(err.into());
         }
     };
@@ -317,9 +341,7 @@ async fn terminate(
     )
     .await;
     let result = match result {
-        Ok(_) => state
-            .storage
-            .delete(&upload.temp_key)
+        Ok(_) => parts::discard(&state.storage, ctx.tenant_id, id, &upload)
             .await
             .map_err(|e| AppError::Internal(anyhow::anyhow!("deleting upload bytes: {e}"))),
         Err(err) => Err(err.into()),
