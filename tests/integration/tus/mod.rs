@@ -4,6 +4,7 @@
 
 mod client;
 mod edges;
+mod s3;
 
 use std::path::PathBuf;
 use std::time::Duration;
