@@ -3,6 +3,7 @@
 //! `client`: a real tus client (tuspy) through a proxy that cuts connections.
 
 mod client;
+mod cors;
 mod edges;
 mod s3;
 
