@@ -4,7 +4,7 @@
 //! `WriteMultipart` (mod.rs) cannot do that: its state lives in one process.
 //!
 //! Keys: the object itself is the upload's `tmp/{tenant}/{upload}`; the bytes after the
-//! last full part wait in `tus-tails/{tenant}/{upload}/{offset}`, outside `tmp/`, so the
+//! last full part wait in `tus-tails/{tenant}/{upload}/{offset}-{writer}`, outside `tmp/`, so the
 //! temp sweeper never takes the tail of an upload that is only paused.
 
 use std::sync::Arc;
@@ -48,10 +48,12 @@ impl Storage {
         self.multipart.is_some()
     }
 
-    /// Where the bytes after an upload's last full part wait; `offset` is the upload's
-    /// offset they end at, so a discarded chunk never overwrites the recorded tail.
-    pub fn tail_key(tenant: TenantId, upload: Uuid, offset: u64) -> String {
-        format!("tus-tails/{tenant}/{upload}/{offset}")
+    /// Where the bytes after an upload's last full part wait: `offset` is the upload
+    /// offset they end at, `writer` is unique to the PATCH storing them. So no other
+    /// chunk — discarded, or written by a holder whose lock lapsed — ever overwrites the
+    /// recorded tail.
+    pub fn tail_key(tenant: TenantId, upload: Uuid, offset: u64, writer: Uuid) -> String {
+        format!("tus-tails/{tenant}/{upload}/{offset}-{writer}")
     }
 
     fn tails_prefix(tenant: TenantId, upload: Uuid) -> String {

@@ -7,7 +7,9 @@ use futures::StreamExt;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use crate::aggregates::upload::Upload;
+use bytes::Bytes;
+
+use crate::aggregates::upload::{Tail, Upload};
 use crate::ids::TenantId;
 use crate::storage::{Storage, StorageError};
 
@@ -27,19 +29,7 @@ pub async fn assemble(
     if !storage.exists(key).await? {
         let mut e_tags = multipart.e_tags.clone();
         if let Some(tail) = &multipart.tail {
-            let bytes = storage.read_all(&tail.key).await?;
-            if bytes.len() as u64 != tail.length {
-                return Err(StorageError::Backend(object_store::Error::Generic {
-                    store: "tus",
-                    source: format!(
-                        "tail {} holds {} bytes, {} recorded",
-                        tail.key,
-                        bytes.len(),
-                        tail.length
-                    )
-                    .into(),
-                }));
-            }
+            let bytes = read_tail(storage, tail).await?;
             // The last part may be smaller than 5 MiB.
             let tag = storage
                 .put_part(key, &multipart.id, e_tags.len(), bytes)
@@ -58,6 +48,25 @@ pub async fn assemble(
     }
     storage.delete_tails(tenant, upload_id).await?;
     Ok(())
+}
+
+/// The recorded tail's bytes, checked against its recorded length: a wrong length would
+/// shift every later part boundary.
+pub async fn read_tail(storage: &Storage, tail: &Tail) -> Result<Bytes, StorageError> {
+    let bytes = storage.read_all(&tail.key).await?;
+    if bytes.len() as u64 != tail.length {
+        return Err(StorageError::Backend(object_store::Error::Generic {
+            store: "tus",
+            source: format!(
+                "tail {} holds {} bytes, {} recorded",
+                tail.key,
+                bytes.len(),
+                tail.length
+            )
+            .into(),
+        }));
+    }
+    Ok(bytes)
 }
 
 /// Removes every byte of an unfinished upload: the multipart upload with its parts, the

@@ -330,25 +330,38 @@ async fn terminate(
         .await
         .map_err(|e| AppError::Unavailable(format!("upload lock unavailable: {e}")))?
         .ok_or(AppError::UploadLocked)?;
-    let uploads = store::<Upload>(&state, ctx.tenant_id);
     let meta = caller_metadata(&ctx, &request_headers);
-    let result = execute(
-        &uploads,
-        &id.to_string(),
-        UploadCommand::Terminate,
-        &meta,
-        &(),
-    )
-    .await;
-    let result = match result {
-        Ok(_) => parts::discard(&state.storage, ctx.tenant_id, id, &upload)
-            .await
-            .map_err(|e| AppError::Internal(anyhow::anyhow!("deleting upload bytes: {e}"))),
-        Err(err) => Err(err.into()),
-    };
+    let result = terminate_locked(&state, ctx.tenant_id, id, &meta).await;
     lock.release().await;
     result?;
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// Bytes first, event second (as the expiry job): if deleting fails, nothing is recorded
+/// and a retried DELETE tries again; a crash in between leaves an upload without bytes,
+/// which the retried DELETE terminates.
+async fn terminate_locked(
+    state: &AppState,
+    tenant: TenantId,
+    id: Uuid,
+    meta: &crate::store::EventMetadata,
+) -> Result<(), AppError> {
+    // Decided on the state under the lock: a completed upload keeps its bytes (422).
+    let upload = load_state(state, tenant, id).await?;
+    upload.decide(UploadCommand::Terminate)?;
+    parts::discard(&state.storage, tenant, id, &upload)
+        .await
+        .map_err(|e| AppError::Internal(anyhow::anyhow!("deleting upload bytes: {e}")))?;
+    let uploads = store::<Upload>(state, tenant);
+    execute(
+        &uploads,
+        &id.to_string(),
+        UploadCommand::Terminate,
+        meta,
+        &(),
+    )
+    .await?;
+    Ok(())
 }
 
 /// The upload as its owner sees it; anyone else (other user, other tenant) gets 404.

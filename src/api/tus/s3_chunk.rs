@@ -5,7 +5,7 @@
 //! A part re-sent after a crash or a discarded chunk replaces the earlier one under the
 //! same number. What is left (less than one part) is stored by `Pending::store_tail`
 //! only once the caller has decided the chunk counts, under a key naming the offset it
-//! ends at: a discarded chunk never touches the recorded tail. Memory: one part.
+//! ends at and this PATCH: no other chunk touches the recorded tail. Memory: one part.
 
 use std::time::Duration;
 
@@ -19,6 +19,7 @@ use crate::aggregates::upload::{Multipart, StoredParts, Tail, Upload};
 use crate::ids::TenantId;
 use crate::storage::{Storage, StorageError, part_size};
 use crate::uploads::lock::UploadLock;
+use crate::uploads::parts;
 
 /// A chunk's parts are in S3; its remainder waits in memory for the caller's verdict.
 pub struct Pending {
@@ -40,7 +41,7 @@ impl Pending {
         let tail = if self.rest.is_empty() {
             None
         } else {
-            let key = Storage::tail_key(tenant, upload_id, offset);
+            let key = Storage::tail_key(tenant, upload_id, offset, Uuid::now_v7());
             let length = self.rest.len() as u64;
             storage.put_tail(&key, self.rest.freeze()).await?;
             Some(Tail { key, length })
@@ -74,12 +75,12 @@ where
     let first_part = multipart.e_tags.len() as u32;
     let mut buffer = BytesMut::with_capacity(size);
     if let Some(tail) = &multipart.tail {
-        buffer.extend_from_slice(&storage.read_all(&tail.key).await?);
+        buffer.extend_from_slice(&parts::read_tail(storage, tail).await?);
     }
     let mut e_tags = Vec::new();
     let mut hasher = checksum.map(|c| Hasher::new(c.algorithm));
     let mut written: u64 = 0;
-    let ending = loop {
+    let ending = 'body: loop {
         if !lock.is_held() {
             break Ending::LockLost;
         }
@@ -99,6 +100,10 @@ where
             let take = (size - buffer.len()).min(frame.len());
             buffer.extend_from_slice(&frame.split_to(take));
             if buffer.len() == size {
+                // A lapsed holder must not replace a part the new holder may record.
+                if !lock.is_held() {
+                    break 'body Ending::LockLost;
+                }
                 let index = first_part as usize + e_tags.len();
                 let part = buffer.split().freeze();
                 e_tags.push(
