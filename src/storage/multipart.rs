@@ -43,11 +43,6 @@ impl Storage {
         })
     }
 
-    /// Whether resumable uploads go through S3's multipart API (S3 mode).
-    pub fn has_multipart(&self) -> bool {
-        self.multipart.is_some()
-    }
-
     /// Where the bytes after an upload's last full part wait: `offset` is the upload
     /// offset they end at, `writer` is unique to the PATCH storing them. So no other
     /// chunk — discarded, or written by a holder whose lock lapsed — ever overwrites the
