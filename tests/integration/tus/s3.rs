@@ -283,3 +283,44 @@ async fn an_empty_upload_and_one_smaller_than_a_part_complete_and_stay_completed
     assert!(bucket.keys("tus-tails/").await.is_empty());
     assert!(bucket.multipart_uploads().await.is_empty());
 }
+
+#[tokio::test]
+async fn two_instances_take_turns_on_one_upload() {
+    let Some((w, bucket)) = s3_world(&[WORKER[0]]).await else {
+        return;
+    };
+    // A second API instance: same database, Redis prefix, secret and bucket.
+    let b = chronicle::app::App::start((*w.t.app.state.config).clone(), chronicle::app::Mode::Web)
+        .await
+        .unwrap();
+    let b_base = format!("http://{}", b.addr.unwrap());
+    let bytes = bytes_of(41, 19 * MIB + 3);
+    let at = create(&w, &w.admin, bytes.len() as u64, "").await;
+    let cuts = [5 * MIB, 9 * MIB, 13 * MIB, bytes.len()];
+    let mut from = 0;
+    let mut last = None;
+    for (n, to) in cuts.into_iter().enumerate() {
+        let base = if n % 2 == 0 { &w.t.base } else { &b_base };
+        let r = tus(w.t.http.patch(format!("{base}{at}")), &w.admin)
+            .header("Content-Type", "application/offset+octet-stream")
+            .header("Upload-Offset", from)
+            .body(bytes[from..to].to_vec())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            r.status(),
+            StatusCode::NO_CONTENT,
+            "chunk {n} on instance {}",
+            n % 2
+        );
+        assert_eq!(offset(&r), to as u64);
+        last = Some(r);
+        from = to;
+    }
+    let file_id = header(&last.unwrap(), "chronicle-file-id");
+    assert_eq!(download(&w, &file_id).await, bytes, "byte-identical");
+    assert!(bucket.keys("tus-tails/").await.is_empty());
+    assert!(bucket.multipart_uploads().await.is_empty());
+    b.stop().await;
+}
