@@ -57,12 +57,20 @@ pub async fn security_headers(
     response
 }
 
-const ALLOW_METHODS: &str = "GET, HEAD, POST, PUT, PATCH, DELETE";
-const ALLOW_HEADERS: &str =
-    "authorization, content-type, idempotency-key, if-match, if-none-match, x-request-id";
-/// What the frontend may read besides the CORS-safelisted headers.
+/// OPTIONS too: a browser's tus client may discover the server's capabilities with it,
+/// and OPTIONS is never a "simple" method, so the browser preflights it first.
+const ALLOW_METHODS: &str = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS";
+/// The tus request headers (tus-js-client sends them) after the API's own.
+const ALLOW_HEADERS: &str = "authorization, content-type, idempotency-key, if-match, if-none-match, x-request-id, \
+     tus-resumable, upload-length, upload-offset, upload-metadata, upload-checksum, \
+     upload-defer-length";
+/// What the frontend may read besides the CORS-safelisted headers; the tus ones name each
+/// header (with credentials, `*` would be a header literally called `*`).
 const EXPOSE_HEADERS: &str = "x-request-id, location, etag, content-disposition, retry-after, \
-     ratelimit-limit, ratelimit-remaining, ratelimit-reset, ratelimit-policy";
+     ratelimit-limit, ratelimit-remaining, ratelimit-reset, ratelimit-policy, \
+     upload-offset, upload-length, upload-defer-length, upload-expires, tus-resumable, \
+     tus-version, tus-extension, tus-max-size, tus-checksum-algorithm, chronicle-file-id, \
+     chronicle-version-id, chronicle-version-number";
 const PREFLIGHT_MAX_AGE_SECS: &str = "600";
 
 /// The one origin allowed to call the API from a browser, with credentials.
@@ -82,7 +90,9 @@ impl Cors {
 /// Strict CORS, written out rather than configured on `tower_http::cors`: that layer sends
 /// some `Access-Control-*` headers (allow-methods, expose-headers) to every origin. Here a
 /// foreign origin gets none, and its preflight falls through to the router like any other
-/// `OPTIONS` request.
+/// `OPTIONS` request. The frontend's preflight is answered here, before any route: an
+/// `OPTIONS /v1/uploads` with `Access-Control-Request-Method` is a preflight, one without
+/// it is tus capability discovery (src/api/tus).
 pub async fn cors(State(cors): State<Cors>, request: Request, next: Next) -> Response {
     let allowed = request.headers().get(header::ORIGIN) == Some(&cors.origin);
     let preflight = request.method() == Method::OPTIONS

@@ -102,6 +102,8 @@ async fn apply_event(
               WHERE tenant_id = $1 AND id = $2",
             None,
         ),
+        // Where S3 keeps the bytes is no reader's business.
+        UploadEvent::MultipartOpened { .. } | UploadEvent::PartsStored(_) => return Ok(()),
         UploadEvent::UploadTerminated => (
             "UPDATE uploads SET state = 'terminated', updated_at = $3
               WHERE tenant_id = $1 AND id = $2",

@@ -8,6 +8,7 @@
 //!   however many versions repeat them (dedup is tenant-scoped);
 //! - `variants/{tenant}/{sha256}/{name}` — derived renditions (thumbnail, stripped copy).
 
+mod multipart;
 mod settings;
 
 use std::ops::Range;
@@ -23,6 +24,7 @@ use uuid::Uuid;
 
 use crate::ids::TenantId;
 
+pub use multipart::part_size;
 pub use settings::StorageSettings;
 
 /// Multipart part size: S3 needs ≥ 5 MiB parts; the local store writes each part in place.
@@ -63,6 +65,8 @@ pub struct Storage {
     pub kind: &'static str,
     /// The local store's directory: resumable uploads append to files under it.
     local_root: Option<std::path::PathBuf>,
+    /// S3's multipart API, which resumable uploads drive part by part (multipart.rs).
+    multipart: Option<Arc<dyn object_store::multipart::MultipartStore>>,
 }
 
 impl Storage {
@@ -81,14 +85,16 @@ impl Storage {
             store: Arc::new(store),
             kind: "local",
             local_root: Some(root.to_path_buf()),
+            multipart: None,
         })
     }
 
-    fn from_store(store: Arc<dyn ObjectStore>, kind: &'static str) -> Self {
+    fn from_s3(store: Arc<object_store::aws::AmazonS3>) -> Self {
         Self {
-            store,
-            kind,
+            store: store.clone(),
+            kind: "s3",
             local_root: None,
+            multipart: Some(store),
         }
     }
 

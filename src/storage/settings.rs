@@ -100,7 +100,7 @@ impl StorageSettings {
                         .with_access_key_id(id)
                         .with_secret_access_key(secret.expose());
                 }
-                Ok(Storage::from_store(Arc::new(builder.build()?), "s3"))
+                Ok(Storage::from_s3(Arc::new(builder.build()?)))
             }
         }
     }

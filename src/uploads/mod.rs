@@ -5,4 +5,5 @@
 pub mod filename;
 pub mod lock;
 pub mod mime;
+pub mod parts;
 pub mod receive;

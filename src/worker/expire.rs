@@ -1,5 +1,6 @@
 //! Expires resumable uploads nobody finished: an unfinished upload past `expires_at`
-//! (creation or last chunk + `UPLOAD_EXPIRY_SECS`) loses its temp bytes and gets
+//! (creation or last chunk + `UPLOAD_EXPIRY_SECS`) loses its temp bytes (S3: its
+//! multipart upload is aborted and its tails deleted) and gets
 //! `UploadExpired`; the API answers 410 for it from then on (and already once it is
 //! overdue). Each upload is handled under its upload lock, so a PATCH never writes into
 //! bytes being deleted; a locked upload waits for the next round.
@@ -77,7 +78,7 @@ impl Worker {
         if !overdue {
             return Ok(false);
         }
-        self.storage.delete(&upload.temp_key).await?;
+        crate::uploads::parts::discard(&self.storage, tenant, id, &upload).await?;
         let meta = EventMetadata::new(tenant, Actor::Worker, format!("upload-expiry:{id}"));
         commands::execute(
             &store,

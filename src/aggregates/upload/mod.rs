@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::ids::{FileId, UserId};
 
-pub use types::{UploadCommand, UploadError, UploadEvent, UploadTarget};
+pub use types::{StoredParts, Tail, UploadCommand, UploadError, UploadEvent, UploadTarget};
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub enum UploadStatus {
@@ -48,6 +48,18 @@ pub struct Upload {
     pub temp_key: String,
     pub expires_at: Option<DateTime<Utc>>,
     pub completed: Option<CompletedAs>,
+    /// S3 mode only (`None` under local storage, where bytes append to a file).
+    #[serde(default)]
+    pub multipart: Option<Multipart>,
+}
+
+/// An upload's S3 multipart state: everything an instance needs to continue it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Multipart {
+    pub id: String,
+    /// E-tags of the full parts, in part order; they hold the bytes before the tail.
+    pub e_tags: Vec<String>,
+    pub tail: Option<Tail>,
 }
 
 impl Upload {
@@ -81,6 +93,7 @@ impl Upload {
                 target,
                 temp_key,
                 expires_at,
+                multipart_id,
             } => {
                 if self.status != UploadStatus::Missing {
                     return Err(UploadError::AlreadyExists);
@@ -88,7 +101,7 @@ impl Upload {
                 if length.is_some_and(|l| l > max_size) {
                     return Err(UploadError::TooLarge { max: max_size });
                 }
-                Ok(vec![UploadEvent::UploadStarted {
+                let mut events = vec![UploadEvent::UploadStarted {
                     owner_id,
                     length,
                     max_size,
@@ -97,7 +110,11 @@ impl Upload {
                     target,
                     temp_key,
                     expires_at,
-                }])
+                }];
+                if let Some(multipart_id) = multipart_id {
+                    events.push(UploadEvent::MultipartOpened { multipart_id });
+                }
+                Ok(events)
             }
             UploadCommand::AcceptChunk {
                 from_offset,
@@ -105,6 +122,7 @@ impl Upload {
                 declared_length,
                 now,
                 expires_at,
+                parts,
             } => {
                 self.open(now)?;
                 if from_offset != self.offset {
@@ -143,12 +161,18 @@ impl Upload {
                 if bytes == 0 && declared_length.is_none() {
                     return Ok(vec![]);
                 }
-                Ok(vec![UploadEvent::ChunkAccepted {
+                let mut events = vec![UploadEvent::ChunkAccepted {
                     from_offset,
                     offset,
                     declared_length,
                     expires_at,
-                }])
+                }];
+                if bytes > 0
+                    && let Some(parts) = parts
+                {
+                    events.push(UploadEvent::PartsStored(parts));
+                }
+                Ok(events)
             }
             UploadCommand::Complete {
                 version_number,
@@ -234,6 +258,7 @@ impl Aggregate for Upload {
                     temp_key,
                     expires_at: Some(expires_at),
                     completed: None,
+                    multipart: None,
                 }
             }
             UploadEvent::ChunkAccepted {
@@ -261,6 +286,19 @@ impl Aggregate for Upload {
             }
             UploadEvent::UploadExpired => self.status = UploadStatus::Expired,
             UploadEvent::UploadTerminated => self.status = UploadStatus::Terminated,
+            UploadEvent::MultipartOpened { multipart_id } => {
+                self.multipart = Some(Multipart {
+                    id: multipart_id,
+                    ..Multipart::default()
+                });
+            }
+            UploadEvent::PartsStored(parts) => {
+                if let Some(m) = self.multipart.as_mut() {
+                    m.e_tags.truncate(parts.first_part as usize);
+                    m.e_tags.extend(parts.e_tags);
+                    m.tail = parts.tail;
+                }
+            }
         }
     }
 }

@@ -39,6 +39,7 @@ fn chunk(from: u64, bytes: u64) -> UploadCommand {
         declared_length: None,
         now: t(10),
         expires_at: t(200),
+        parts: None,
     }
 }
 
@@ -95,6 +96,7 @@ fn an_expired_upload_takes_no_chunk_even_before_the_job_ran() {
         declared_length: None,
         now: t(100),
         expires_at: t(300),
+        parts: None,
     };
     Given::with(())
         .given(vec![started(Some(10))])
@@ -110,6 +112,7 @@ fn a_deferred_length_is_declared_once_and_bounded_by_the_limit() {
         declared_length: Some(length),
         now: t(10),
         expires_at: t(200),
+        parts: None,
     };
     Given::with(())
         .given(vec![started(None), accepted(0, 3)])
@@ -236,6 +239,7 @@ fn starting_twice_or_too_large_is_refused() {
         target: target(),
         temp_key: "tmp/t/u".into(),
         expires_at: t(100),
+        multipart_id: None,
     };
     Given::with(())
         .given_no_previous_events()
@@ -249,4 +253,90 @@ fn starting_twice_or_too_large_is_refused() {
         .given_no_previous_events()
         .when(start(Some(1001)))
         .then_expect_error(UploadError::TooLarge { max: 1000 });
+}
+
+fn stored(first_part: u32, e_tags: &[&str], tail: Option<(&str, u64)>) -> StoredParts {
+    StoredParts {
+        first_part,
+        e_tags: e_tags.iter().map(|t| t.to_string()).collect(),
+        tail: tail.map(|(key, length)| Tail {
+            key: key.into(),
+            length,
+        }),
+    }
+}
+
+#[test]
+fn s3_mode_records_the_multipart_id_with_the_start() {
+    let start = UploadCommand::Start {
+        owner_id: UserId(Uuid::from_u128(1)),
+        length: Some(10),
+        max_size: 1000,
+        filename: "a.bin".into(),
+        filetype: "application/octet-stream".into(),
+        target: target(),
+        temp_key: "tmp/t/u".into(),
+        expires_at: t(100),
+        multipart_id: Some("mp-1".into()),
+    };
+    Given::with(())
+        .given_no_previous_events()
+        .when(start)
+        .then_expect_events(vec![
+            started(Some(10)),
+            UploadEvent::MultipartOpened {
+                multipart_id: "mp-1".into(),
+            },
+        ]);
+}
+
+#[test]
+fn s3_mode_records_parts_with_the_chunk_but_not_for_a_length_only_patch() {
+    let with_parts = |bytes, parts| UploadCommand::AcceptChunk {
+        from_offset: 0,
+        bytes,
+        declared_length: None,
+        now: t(10),
+        expires_at: t(200),
+        parts: Some(parts),
+    };
+    let opened = UploadEvent::MultipartOpened {
+        multipart_id: "mp-1".into(),
+    };
+    Given::with(())
+        .given(vec![started(Some(10)), opened.clone()])
+        .when(with_parts(4, stored(0, &["a"], Some(("k/4", 1)))))
+        .then_expect_events(vec![
+            accepted(0, 4),
+            UploadEvent::PartsStored(stored(0, &["a"], Some(("k/4", 1)))),
+        ]);
+    Given::with(())
+        .given(vec![started(Some(10)), opened])
+        .when(with_parts(0, stored(0, &[], None)))
+        .then_expect_events(vec![]);
+}
+
+#[test]
+fn parts_replace_from_their_first_number_and_the_tail_follows_the_last_chunk() {
+    let mut upload = Upload::default();
+    for event in [
+        started(Some(10)),
+        UploadEvent::MultipartOpened {
+            multipart_id: "mp-1".into(),
+        },
+        UploadEvent::PartsStored(stored(0, &["a", "b"], Some(("k/5", 1)))),
+        UploadEvent::PartsStored(stored(2, &["c"], None)),
+    ] {
+        upload.apply(event);
+    }
+    let m = upload.multipart.clone().unwrap();
+    assert_eq!((m.id.as_str(), m.e_tags.len(), m.tail), ("mp-1", 3, None));
+    upload.apply(UploadEvent::PartsStored(stored(
+        1,
+        &["x"],
+        Some(("k/9", 2)),
+    )));
+    let m = upload.multipart.unwrap();
+    assert_eq!(m.e_tags, vec!["a".to_string(), "x".to_string()]);
+    assert_eq!(m.tail.unwrap().key, "k/9");
 }

@@ -15,6 +15,22 @@ pub struct UploadTarget {
     pub new_file: bool,
 }
 
+/// The bytes after an upload's last full S3 part, in their own object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tail {
+    pub key: String,
+    pub length: u64,
+}
+
+/// What one chunk added in S3 mode: parts from `first_part` (0-based) on, replacing any
+/// recorded at or after it, and the new tail (`None`: the chunk ended on a part boundary).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredParts {
+    pub first_part: u32,
+    pub e_tags: Vec<String>,
+    pub tail: Option<Tail>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum UploadCommand {
     Start {
@@ -28,6 +44,8 @@ pub enum UploadCommand {
         target: UploadTarget,
         temp_key: String,
         expires_at: DateTime<Utc>,
+        /// S3 mode: the multipart upload the bytes go to.
+        multipart_id: Option<String>,
     },
     /// `bytes` bytes were appended durably at `from_offset` (possibly zero, when a PATCH
     /// only declares a deferred length).
@@ -37,6 +55,8 @@ pub enum UploadCommand {
         declared_length: Option<u64>,
         now: DateTime<Utc>,
         expires_at: DateTime<Utc>,
+        /// S3 mode: where the bytes went.
+        parts: Option<StoredParts>,
     },
     /// The File command for the bytes has committed; records which version they became.
     Complete { version_number: u32, sha256: String },
@@ -75,6 +95,13 @@ pub enum UploadEvent {
     },
     UploadExpired,
     UploadTerminated,
+    /// S3 mode, recorded with `UploadStarted`: the multipart upload behind `temp_key`.
+    /// (A new event type rather than a field of `UploadStarted`, so v1 stays as it is.)
+    MultipartOpened {
+        multipart_id: String,
+    },
+    /// S3 mode, recorded with each `ChunkAccepted` that carried bytes.
+    PartsStored(StoredParts),
 }
 
 impl DomainEvent for UploadEvent {
@@ -85,6 +112,8 @@ impl DomainEvent for UploadEvent {
             UploadEvent::UploadCompleted { .. } => "UploadCompleted",
             UploadEvent::UploadExpired => "UploadExpired",
             UploadEvent::UploadTerminated => "UploadTerminated",
+            UploadEvent::MultipartOpened { .. } => "MultipartOpened",
+            UploadEvent::PartsStored(_) => "PartsStored",
         }
         .into()
     }

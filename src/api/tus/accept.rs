@@ -12,6 +12,7 @@ use uuid::Uuid;
 use super::chunk::{self, Ending, Throttle};
 use super::complete::{self, progress_message};
 use super::headers::Checksum;
+use super::s3_chunk::{self, Pending};
 use crate::aggregates::upload::{CompletedAs, Upload, UploadCommand, UploadError};
 use crate::api::auth::store;
 use crate::commands::{CommandError, execute};
@@ -79,10 +80,6 @@ async fn locked(
             expected: upload.offset,
         });
     }
-    let path = state
-        .storage
-        .local_path(&upload.temp_key)
-        .ok_or_else(|| AppError::NotImplemented("tus needs local storage".into()))?;
     let length = upload.length.or(chunk.declared_length);
     let room = match length {
         Some(l) => l.saturating_sub(upload.offset),
@@ -96,22 +93,60 @@ async fn locked(
         length,
         throttle: Throttle::new(PROGRESS_EVERY),
     };
-    let written = chunk::write(
-        &path,
-        upload.offset,
-        room,
-        body.into_data_stream(),
-        chunk.checksum.as_ref(),
-        lock,
-        IDLE_TIMEOUT,
-        &mut progress,
-    )
-    .await
-    .map_err(|e| AppError::Internal(anyhow::anyhow!("writing a chunk: {e}")))?;
-    let discard = |why: AppError| async {
-        chunk::truncate(&path, upload.offset)
+    let body = body.into_data_stream();
+    let checksum = chunk.checksum.as_ref();
+    // Local: the temp file (truncated back on discard). S3: parts, and a tail kept
+    // in memory until the chunk is known to count.
+    let (written, sink) = match (
+        &upload.multipart,
+        state.storage.local_path(&upload.temp_key),
+    ) {
+        (Some(multipart), _) => {
+            let (written, pending) = s3_chunk::write(
+                &state.storage,
+                &upload,
+                multipart,
+                room,
+                body,
+                checksum,
+                lock,
+                IDLE_TIMEOUT,
+                &mut progress,
+            )
             .await
-            .map_err(|e| AppError::Internal(anyhow::anyhow!("discarding a chunk: {e}")))?;
+            .map_err(|e| AppError::Internal(anyhow::anyhow!("writing a chunk to S3: {e}")))?;
+            (written, Sink::Parts(pending))
+        }
+        (None, Some(path)) => {
+            let written = chunk::write(
+                &path,
+                upload.offset,
+                room,
+                body,
+                checksum,
+                lock,
+                IDLE_TIMEOUT,
+                &mut progress,
+            )
+            .await
+            .map_err(|e| AppError::Internal(anyhow::anyhow!("writing a chunk: {e}")))?;
+            (written, Sink::File(path))
+        }
+        (None, None) => {
+            return Err(AppError::Internal(anyhow::anyhow!(
+                "upload {} has neither a temp file nor a multipart upload",
+                chunk.upload_id
+            )));
+        }
+    };
+    let discard = |why: AppError| async {
+        // S3: the parts this chunk sent stay unrecorded; the next chunk from the same
+        // offset replaces them, and completion, termination or expiry drop the rest.
+        if let Sink::File(path) = &sink {
+            chunk::truncate(path, upload.offset)
+                .await
+                .map_err(|e| AppError::Internal(anyhow::anyhow!("discarding a chunk: {e}")))?;
+        }
         Err(why)
     };
     match (written.ending, written.checksum_ok) {
@@ -130,6 +165,20 @@ async fn locked(
         }
         _ => {}
     }
+    let parts = match sink {
+        Sink::Parts(pending) if written.bytes > 0 => Some(
+            pending
+                .store_tail(
+                    &state.storage,
+                    chunk.tenant,
+                    chunk.upload_id,
+                    upload.offset + written.bytes,
+                )
+                .await
+                .map_err(|e| AppError::Internal(anyhow::anyhow!("storing a tail: {e}")))?,
+        ),
+        _ => None,
+    };
     if !lock.is_held() {
         return Err(AppError::UploadLocked);
     }
@@ -140,6 +189,7 @@ async fn locked(
         declared_length: chunk.declared_length,
         now,
         expires_at: now + state.config.tus.expiry,
+        parts,
     };
     let committed = execute(&uploads, &id, command, &chunk.meta, &())
         .await
@@ -152,7 +202,14 @@ async fn locked(
             }
             other => other.into(),
         })?;
+    let replaced_tail = upload.multipart.as_ref().and_then(|m| m.tail.clone());
     let upload = committed.aggregate;
+    if let Some(old) = replaced_tail
+        && upload.multipart.as_ref().and_then(|m| m.tail.as_ref()) != Some(&old)
+    {
+        // Best effort: a leftover tail goes at completion, termination or expiry.
+        let _ = state.storage.delete(&old.key).await;
+    }
     if written.ending == Ending::Cut {
         tracing::info!(
             upload = %chunk.upload_id,
@@ -167,6 +224,12 @@ async fn locked(
         None
     };
     Ok(Accepted { upload, completed })
+}
+
+/// Where a chunk's bytes went.
+enum Sink {
+    File(std::path::PathBuf),
+    Parts(Pending),
 }
 
 /// Publishes where an upload stands (best effort).

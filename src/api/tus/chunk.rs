@@ -40,25 +40,25 @@ pub struct Written {
     pub checksum_ok: Option<bool>,
 }
 
-enum Hasher {
+pub(super) enum Hasher {
     Sha1(Sha1),
     Sha256(Sha256),
 }
 
 impl Hasher {
-    fn new(algorithm: Algorithm) -> Self {
+    pub(super) fn new(algorithm: Algorithm) -> Self {
         match algorithm {
             Algorithm::Sha1 => Hasher::Sha1(Sha1::new()),
             Algorithm::Sha256 => Hasher::Sha256(Sha256::new()),
         }
     }
-    fn update(&mut self, bytes: &[u8]) {
+    pub(super) fn update(&mut self, bytes: &[u8]) {
         match self {
             Hasher::Sha1(h) => h.update(bytes),
             Hasher::Sha256(h) => h.update(bytes),
         }
     }
-    fn finish(self) -> Vec<u8> {
+    pub(super) fn finish(self) -> Vec<u8> {
         match self {
             Hasher::Sha1(h) => h.finalize().to_vec(),
             Hasher::Sha256(h) => h.finalize().to_vec(),

@@ -21,7 +21,7 @@ use crate::ids::{TenantId, version_id};
 use crate::live::{PublishedProgress, UploadProgress};
 use crate::state::AppState;
 use crate::store::EventMetadata;
-use crate::uploads::filename;
+use crate::uploads::{filename, parts};
 
 pub async fn finish(
     state: &AppState,
@@ -49,13 +49,18 @@ pub async fn finish(
     let mut version_number = version_of(&file, upload, target.new_file);
     let mut sha256 = None;
     if version_number.is_none() {
-        let path = state
-            .storage
-            .local_path(&upload.temp_key)
-            .ok_or_else(|| AppError::NotImplemented("tus needs local storage".into()))?;
-        let digest = chunk::sha256_of(&path)
-            .await
-            .map_err(|e| AppError::Internal(anyhow::anyhow!("hashing an upload: {e}")))?;
+        let digest = match state.storage.local_path(&upload.temp_key) {
+            Some(path) => chunk::sha256_of(&path).await.map_err(|e| e.to_string()),
+            None => {
+                parts::assemble(&state.storage, tenant, upload_id, upload)
+                    .await
+                    .map_err(|e| AppError::Internal(anyhow::anyhow!("assembling parts: {e}")))?;
+                parts::sha256_of_object(&state.storage, &upload.temp_key)
+                    .await
+                    .map_err(|e| e.to_string())
+            }
+        }
+        .map_err(|e| AppError::Internal(anyhow::anyhow!("hashing an upload: {e}")))?;
         let version = NewVersion {
             filename: filename::sanitize(&upload.filename),
             declared_mime: upload.filetype.clone(),
@@ -88,6 +93,14 @@ pub async fn finish(
             .map(|v| v.sha256.clone())
             .unwrap_or_default(),
     };
+    if upload.multipart.is_some() {
+        // A crash after the File command may have left tails: none outlive completion.
+        state
+            .storage
+            .delete_tails(tenant, upload_id)
+            .await
+            .map_err(|e| AppError::Internal(anyhow::anyhow!("deleting tails: {e}")))?;
+    }
     let uploads = store::<Upload>(state, tenant);
     let command = UploadCommand::Complete {
         version_number,

@@ -9,6 +9,7 @@ mod accept;
 mod chunk;
 mod complete;
 mod headers;
+mod s3_chunk;
 
 use axum::Router;
 use axum::extract::rejection::PathRejection;
@@ -36,6 +37,7 @@ use crate::ids::{FileId, TenantId, version_id};
 use crate::state::AppState;
 use crate::storage::Storage;
 use crate::uploads::lock::UploadLock;
+use crate::uploads::parts;
 
 /// The tus routes; every answer (errors included) carries `Tus-Resumable`.
 pub fn routes() -> Router<AppState> {
@@ -135,9 +137,25 @@ async fn create(
     check_quota(&state, &ctx, length).await?;
     let upload_id = Uuid::now_v7();
     let temp_key = Storage::temp_key(ctx.tenant_id, upload_id);
-    let path = state.storage.local_path(&temp_key).ok_or_else(|| {
-        AppError::NotImplemented("resumable uploads need local storage in this build".into())
-    })?;
+    // Local: an empty temp file to append to. S3: a multipart upload to add parts to.
+    let (path, multipart_id) = match state.storage.local_path(&temp_key) {
+        Some(path) => {
+            chunk::create(&path)
+                .await
+                .map_err(|e| AppError::Internal(anyhow::anyhow!("creating a temp file: {e}")))?;
+            (Some(path), None)
+        }
+        None => {
+            let id = state
+                .storage
+                .create_multipart(&temp_key)
+                .await
+                .map_err(|e| {
+                    AppError::Internal(anyhow::anyhow!("starting a multipart upload: {e}"))
+                })?;
+            (None, Some(id))
+        }
+    };
     let meta = caller_metadata(&ctx, h);
     let now = chrono::Utc::now();
     let command = UploadCommand::Start {
@@ -149,17 +167,23 @@ async fn create(
             .filetype
             .unwrap_or_else(|| "application/octet-stream".into()),
         target,
-        temp_key,
+        temp_key: temp_key.clone(),
         expires_at: now + state.config.tus.expiry,
+        multipart_id: multipart_id.clone(),
     };
-    chunk::create(&path)
-        .await
-        .map_err(|e| AppError::Internal(anyhow::anyhow!("creating a temp file: {e}")))?;
     let uploads = store::<Upload>(&state, ctx.tenant_id);
     let started = match execute(&uploads, &upload_id.to_string(), command, &meta, &()).await {
         Ok(c) => c.aggregate,
         Err(err) => {
-            let _ = tokio::fs::remove_file(&path).await;
+            match (&path, &multipart_id) {
+                (Some(path), _) => {
+                    let _ = tokio::fs::remove_file(path).await;
+                }
+                (None, Some(id)) => {
+                    let _ = state.storage.abort_multipart(&temp_key, id).await;
+                }
+                (None, None) => {}
+            }
             return Err(err.into());
         }
     };
@@ -306,27 +330,38 @@ async fn terminate(
         .await
         .map_err(|e| AppError::Unavailable(format!("upload lock unavailable: {e}")))?
         .ok_or(AppError::UploadLocked)?;
-    let uploads = store::<Upload>(&state, ctx.tenant_id);
     let meta = caller_metadata(&ctx, &request_headers);
-    let result = execute(
-        &uploads,
-        &id.to_string(),
-        UploadCommand::Terminate,
-        &meta,
-        &(),
-    )
-    .await;
-    let result = match result {
-        Ok(_) => state
-            .storage
-            .delete(&upload.temp_key)
-            .await
-            .map_err(|e| AppError::Internal(anyhow::anyhow!("deleting upload bytes: {e}"))),
-        Err(err) => Err(err.into()),
-    };
+    let result = terminate_locked(&state, ctx.tenant_id, id, &meta).await;
     lock.release().await;
     result?;
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// Bytes first, event second (as the expiry job): if deleting fails, nothing is recorded
+/// and a retried DELETE tries again; a crash in between leaves an upload without bytes,
+/// which the retried DELETE terminates.
+async fn terminate_locked(
+    state: &AppState,
+    tenant: TenantId,
+    id: Uuid,
+    meta: &crate::store::EventMetadata,
+) -> Result<(), AppError> {
+    // Decided on the state under the lock: a completed upload keeps its bytes (422).
+    let upload = load_state(state, tenant, id).await?;
+    upload.decide(UploadCommand::Terminate)?;
+    parts::discard(&state.storage, tenant, id, &upload)
+        .await
+        .map_err(|e| AppError::Internal(anyhow::anyhow!("deleting upload bytes: {e}")))?;
+    let uploads = store::<Upload>(state, tenant);
+    execute(
+        &uploads,
+        &id.to_string(),
+        UploadCommand::Terminate,
+        meta,
+        &(),
+    )
+    .await?;
+    Ok(())
 }
 
 /// The upload as its owner sees it; anyone else (other user, other tenant) gets 404.

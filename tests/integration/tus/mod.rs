@@ -3,7 +3,9 @@
 //! `client`: a real tus client (tuspy) through a proxy that cuts connections.
 
 mod client;
+mod cors;
 mod edges;
+mod s3;
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -1,0 +1,136 @@
+//! Writing one chunk into an upload in S3 mode. The upload's bytes are cut into parts of
+//! a fixed size (storage::multipart::part_size), so part `n` always holds bytes
+//! `n·size..(n+1)·size`: a chunk resumes the recorded tail (read back into the buffer),
+//! and every time the buffer holds a whole part it goes to S3 as the next part number.
+//! A part re-sent after a crash or a discarded chunk replaces the earlier one under the
+//! same number. What is left (less than one part) is stored by `Pending::store_tail`
+//! only once the caller has decided the chunk counts, under a key naming the offset it
+//! ends at and this PATCH: no other chunk touches the recorded tail. Memory: one part.
+
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use futures::{Stream, StreamExt};
+use uuid::Uuid;
+
+use super::chunk::{Ending, Hasher, Progress, Written};
+use super::headers::Checksum;
+use crate::aggregates::upload::{Multipart, StoredParts, Tail, Upload};
+use crate::ids::TenantId;
+use crate::storage::{Storage, StorageError, part_size};
+use crate::uploads::lock::UploadLock;
+use crate::uploads::parts;
+
+/// A chunk's parts are in S3; its remainder waits in memory for the caller's verdict.
+pub struct Pending {
+    first_part: u32,
+    e_tags: Vec<String>,
+    rest: BytesMut,
+}
+
+impl Pending {
+    /// Stores the remainder as the new tail (ending at `offset`, the upload's new offset)
+    /// and says what the chunk added.
+    pub async fn store_tail(
+        self,
+        storage: &Storage,
+        tenant: TenantId,
+        upload_id: Uuid,
+        offset: u64,
+    ) -> Result<StoredParts, StorageError> {
+        let tail = if self.rest.is_empty() {
+            None
+        } else {
+            let key = Storage::tail_key(tenant, upload_id, offset, Uuid::now_v7());
+            let length = self.rest.len() as u64;
+            storage.put_tail(&key, self.rest.freeze()).await?;
+            Some(Tail { key, length })
+        };
+        Ok(StoredParts {
+            first_part: self.first_part,
+            e_tags: self.e_tags,
+            tail,
+        })
+    }
+}
+
+/// Streams `body` into parts after the recorded ones, at most `room` bytes. Stops early
+/// when the body breaks, goes silent for `idle`, or the lock lapses.
+#[allow(clippy::too_many_arguments)]
+pub async fn write<S, E>(
+    storage: &Storage,
+    upload: &Upload,
+    multipart: &Multipart,
+    room: u64,
+    mut body: S,
+    checksum: Option<&Checksum>,
+    lock: &UploadLock,
+    idle: Duration,
+    progress: &mut impl Progress,
+) -> Result<(Written, Pending), StorageError>
+where
+    S: Stream<Item = Result<Bytes, E>> + Unpin,
+{
+    let size = part_size(upload.max_size) as usize;
+    let first_part = multipart.e_tags.len() as u32;
+    let mut buffer = BytesMut::with_capacity(size);
+    if let Some(tail) = &multipart.tail {
+        buffer.extend_from_slice(&parts::read_tail(storage, tail).await?);
+    }
+    let mut e_tags = Vec::new();
+    let mut hasher = checksum.map(|c| Hasher::new(c.algorithm));
+    let mut written: u64 = 0;
+    let ending = 'body: loop {
+        if !lock.is_held() {
+            break Ending::LockLost;
+        }
+        let mut frame = match tokio::time::timeout(idle, body.next()).await {
+            Err(_) | Ok(Some(Err(_))) => break Ending::Cut,
+            Ok(None) => break Ending::Complete,
+            Ok(Some(Ok(frame))) => frame,
+        };
+        if written + frame.len() as u64 > room {
+            break Ending::TooLarge;
+        }
+        if let Some(h) = hasher.as_mut() {
+            h.update(&frame);
+        }
+        written += frame.len() as u64;
+        while !frame.is_empty() {
+            let take = (size - buffer.len()).min(frame.len());
+            buffer.extend_from_slice(&frame.split_to(take));
+            if buffer.len() == size {
+                // A lapsed holder must not replace a part the new holder may record.
+                if !lock.is_held() {
+                    break 'body Ending::LockLost;
+                }
+                let index = first_part as usize + e_tags.len();
+                let part = buffer.split().freeze();
+                e_tags.push(
+                    storage
+                        .put_part(&upload.temp_key, &multipart.id, index, part)
+                        .await?,
+                );
+                buffer.reserve(size);
+            }
+        }
+        progress.received(written);
+    };
+    let checksum_ok = match (checksum, hasher, ending) {
+        (Some(expected), Some(h), Ending::Complete) => Some(h.finish() == expected.digest),
+        _ => None,
+    };
+    let written = Written {
+        bytes: written,
+        ending,
+        checksum_ok,
+    };
+    Ok((
+        written,
+        Pending {
+            first_part,
+            e_tags,
+            rest: buffer,
+        },
+    ))
+}
