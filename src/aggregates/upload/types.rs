@@ -66,7 +66,7 @@ pub enum UploadCommand {
     Terminate,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, strum::VariantNames)]
 pub enum UploadEvent {
     UploadStarted {
         owner_id: UserId,

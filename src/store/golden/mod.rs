@@ -8,229 +8,14 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use cqrs_es::DomainEvent;
-use serde::Serialize;
 use serde_json::Value;
-use strum::VariantNames;
-use uuid::Uuid;
 
 use super::upcast::current_version;
-use crate::aggregates::file::{FinalBlob, NewVersion, Original, Variant};
-use crate::aggregates::session::RevokeReason;
-use crate::aggregates::{FileEvent, NotificationEvent, Role, SessionEvent, TenantEvent, UserEvent};
-use crate::ids::{FileId, UserId};
 use crate::privacy::seal::DataKey;
 use crate::privacy::{KeyRing, KeyState, StoredEvent, open_with, seal_payload_with_nonces};
+use samples::{GOLDEN_KEY, Sample, TENANT, USER, all_samples, user_samples};
 
-/// Fixed ids and key: golden files are byte-for-byte reproducible.
-const TENANT: Uuid = Uuid::from_u128(0x0190_0000_0000_7000_8000_0000_0000_0001);
-const USER: Uuid = Uuid::from_u128(0x0190_0000_0000_7000_8000_0000_0000_0002);
-const STREAM: Uuid = Uuid::from_u128(0x0190_0000_0000_7000_8000_0000_0000_0003);
-const GOLDEN_KEY: [u8; 32] = [0x42; 32];
-
-/// One representative instance of an event, with what the test needs to know about it.
-struct Sample {
-    aggregate_type: &'static str,
-    event_type: String,
-    version: String,
-    /// The stream id (the user id for user events, so the subject is `USER`).
-    aggregate_id: String,
-    /// The event as the aggregate sees it (plaintext), serialized.
-    value: Value,
-}
-
-fn sample<E: DomainEvent + Serialize>(
-    aggregate_type: &'static str,
-    stream: Uuid,
-    event: E,
-) -> Sample {
-    Sample {
-        aggregate_type,
-        event_type: event.event_type(),
-        version: event.event_version(),
-        aggregate_id: stream.to_string(),
-        value: serde_json::to_value(&event).unwrap(),
-    }
-}
-
-fn user_samples() -> Vec<Sample> {
-    [
-        UserEvent::UserRegistered {
-            handle: "ada".into(),
-            name: "Ada Lovelace".into(),
-            email: "ada@example.com".into(),
-            role: Role::Admin,
-        },
-        UserEvent::RoleChanged {
-            role: Role::Auditor,
-        },
-        UserEvent::UserBanned,
-        UserEvent::UserUnbanned,
-        UserEvent::UserErased {
-            plaintext_events: 2,
-        },
-    ]
-    .into_iter()
-    .map(|e| sample("user", USER, e))
-    .collect()
-}
-
-fn session_samples() -> Vec<Sample> {
-    [
-        SessionEvent::SessionStarted {
-            user_id: UserId(USER),
-            user_agent: "Mozilla/5.0 (X11; Linux x86_64) Firefox/120.0".into(),
-            ip: "203.0.113.7".into(),
-            refresh_hash: "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08".into(),
-            refresh_expires_at: 1_700_000_000,
-        },
-        SessionEvent::SessionRefreshed {
-            refresh_hash: "60303ae22b998861bce3b28f33eec1be758a213c86c93c076dbe9f558c11c752".into(),
-            refresh_expires_at: 1_700_086_400,
-        },
-        SessionEvent::SessionRevoked {
-            reason: RevokeReason::Logout,
-        },
-    ]
-    .into_iter()
-    .map(|e| sample("session", STREAM, e))
-    .collect()
-}
-
-fn tenant_samples() -> Vec<Sample> {
-    let invitation = Uuid::from_u128(0x0190_0000_0000_7000_8000_0000_0000_0004);
-    [
-        TenantEvent::TenantCreated {
-            name: "Analytical Engines Ltd".into(),
-            created_by: UserId(USER),
-        },
-        TenantEvent::InvitationCreated {
-            invitation_id: invitation,
-            token_hash: "2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae".into(),
-            role: Role::User,
-            expires_at: 1_700_604_800,
-            invited_by: UserId(USER),
-        },
-        TenantEvent::InvitationAccepted {
-            invitation_id: invitation,
-            user_id: UserId(USER),
-        },
-    ]
-    .into_iter()
-    .map(|e| sample("tenant", TENANT, e))
-    .collect()
-}
-
-fn notification_samples() -> Vec<Sample> {
-    vec![sample(
-        "notification",
-        STREAM,
-        NotificationEvent::NotificationRead,
-    )]
-}
-
-fn file_samples() -> Vec<Sample> {
-    let sha = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
-    let blob = FinalBlob {
-        storage_key: format!("tenants/{TENANT}/blobs/{sha}"),
-        size_bytes: 1024,
-        sha256: sha.into(),
-        detected_mime: "application/pdf".into(),
-    };
-    [
-        FileEvent::FileCreated {
-            owner_id: UserId(USER),
-            display_name: "report.pdf".into(),
-        },
-        FileEvent::Uploaded {
-            version_number: 1,
-            version: NewVersion {
-                filename: "report.pdf".into(),
-                declared_mime: "application/pdf".into(),
-                size_bytes: 1024,
-                temp_location: format!("tmp/{TENANT}/upload-1"),
-                sha256: sha.into(),
-            },
-        },
-        FileEvent::Hashed {
-            version_number: 1,
-            sha256: sha.into(),
-        },
-        FileEvent::DuplicateDetected {
-            version_number: 2,
-            original: Original::OtherFile {
-                file_id: FileId(STREAM),
-                version_number: 1,
-            },
-        },
-        FileEvent::VirusFailed {
-            version_number: 3,
-            signature: "Eicar-Test-Signature".into(),
-        },
-        FileEvent::ProcessingStarted {
-            version_number: 1,
-            attempt: 1,
-        },
-        FileEvent::ProcessingFailed {
-            version_number: 1,
-            attempt: 1,
-            reason: "storage unavailable".into(),
-            last_attempt: false,
-            max_attempts: 5,
-        },
-        FileEvent::ProcessingRetried { version_number: 1 },
-        FileEvent::Optimized {
-            version_number: 1,
-            variant: Variant {
-                name: "thumbnail".into(),
-                storage_key: format!("tenants/{TENANT}/variants/{sha}/thumbnail"),
-                mime_type: "image/webp".into(),
-                size_bytes: 512,
-            },
-        },
-        FileEvent::VersionCompleted {
-            version_number: 1,
-            result: blob.clone(),
-        },
-        FileEvent::Renamed {
-            display_name: "report-final.pdf".into(),
-        },
-        FileEvent::Tagged {
-            tag: "finance".into(),
-        },
-        FileEvent::Untagged {
-            tag: "finance".into(),
-        },
-        FileEvent::Deleted,
-        FileEvent::Restored,
-        FileEvent::Purged,
-        FileEvent::VersionRestored {
-            version_number: 4,
-            from_version: 1,
-            filename: "report.pdf".into(),
-            blob,
-        },
-        FileEvent::VersionPruned { version_number: 1 },
-    ]
-    .into_iter()
-    .map(|e| sample("file", STREAM, e))
-    .collect()
-}
-
-/// Every aggregate: its samples and the variant names the compiler knows of.
-fn all_samples() -> Vec<(&'static str, &'static [&'static str], Vec<Sample>)> {
-    vec![
-        ("file", FileEvent::VARIANTS, file_samples()),
-        (
-            "notification",
-            NotificationEvent::VARIANTS,
-            notification_samples(),
-        ),
-        ("session", SessionEvent::VARIANTS, session_samples()),
-        ("tenant", TenantEvent::VARIANTS, tenant_samples()),
-        ("user", UserEvent::VARIANTS, user_samples()),
-    ]
-}
+mod samples;
 
 fn ring() -> KeyRing {
     let mut ring = KeyRing::default();
@@ -412,4 +197,36 @@ fn a_changed_serialized_form_is_caught() {
     let role = body.remove("role").unwrap();
     body.insert("new_role".into(), role);
     assert_ne!(stored_form(s), changed);
+}
+
+#[test]
+fn every_aggregate_of_the_crate_has_samples() {
+    // A new aggregate is invisible to the variant checks above unless all_samples lists
+    // it: find every event enum in src/aggregates and require it there.
+    fn event_enums(dir: &Path, found: &mut BTreeSet<String>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                event_enums(&path, found);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                let text = std::fs::read_to_string(&path).unwrap();
+                for line in text.lines() {
+                    if let Some(rest) = line.trim().strip_prefix("impl DomainEvent for ") {
+                        found.insert(rest.trim_end_matches(" {").trim().to_string());
+                    }
+                }
+            }
+        }
+    }
+    let mut found = BTreeSet::new();
+    event_enums(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("src/aggregates"),
+        &mut found,
+    );
+    let listed: BTreeSet<String> = all_samples()
+        .iter()
+        .map(|(aggregate, _, _)| samples::event_enum_of(aggregate).to_string())
+        .collect();
+    assert!(found.len() >= 6, "found only {found:?}");
+    assert_eq!(found, listed, "add the aggregate's samples to all_samples");
 }
