@@ -51,6 +51,7 @@ use ratelimit::RateLimitLayer;
         files_manage::rename, files_manage::tag, files_manage::untag, files_manage::delete,
         files_manage::restore, files_manage::restore_version,
         audit::list, audit::verify, audit::export, history::list,
+        tus::options, tus::options_upload, tus::create::create, tus::head, tus::patch, tus::terminate,
     ),
     components(schemas(ErrorBody, ErrorDetail, health::Health, upload::UploadAccepted)),
     modifiers(&BearerAuth)
@@ -185,4 +186,89 @@ async fn not_found() -> AppError {
 
 async fn method_not_allowed() -> AppError {
     AppError::MethodNotAllowed
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+    use std::path::Path;
+
+    use super::*;
+
+    const METHODS: [&str; 7] = ["get", "put", "post", "delete", "options", "head", "patch"];
+
+    /// (path, method) of every `.route(` call under src/api, read from the source.
+    fn routes_in(dir: &Path, found: &mut BTreeSet<(String, &'static str)>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                routes_in(&path, found);
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap();
+            // Production code only: test modules route made-up paths.
+            let code = text.split("#[cfg(test)]").next().unwrap();
+            for piece in code.split(".route(").skip(1) {
+                let Some(literal) = piece.trim_start().strip_prefix('"') else {
+                    continue;
+                };
+                let route = literal.split('"').next().unwrap().to_string();
+                // The call's arguments: up to its closing parenthesis.
+                let mut depth = 1;
+                let end = piece
+                    .char_indices()
+                    .find(|&(_, c)| {
+                        depth += match c {
+                            '(' => 1,
+                            ')' => -1,
+                            _ => 0,
+                        };
+                        depth == 0
+                    })
+                    .map_or(piece.len(), |(i, _)| i);
+                let args = &piece[..end];
+                for method in METHODS {
+                    let call = format!("{method}(");
+                    let called = args.match_indices(&call).any(|(i, _)| {
+                        i == 0 || !args[..i].ends_with(|c: char| c.is_alphanumeric() || c == '_')
+                    });
+                    if called {
+                        found.insert((route.clone(), method));
+                    }
+                }
+            }
+        }
+    }
+
+    /// /openapi.json is what client generators read: a route missing from it does not
+    /// exist for them.
+    #[test]
+    fn every_route_and_method_is_in_the_openapi_document() {
+        let mut routes = BTreeSet::new();
+        routes_in(
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("src/api"),
+            &mut routes,
+        );
+        assert!(routes.len() > 40, "found only {routes:?}");
+        let doc = ApiDoc::openapi();
+        let missing: Vec<_> = routes
+            .iter()
+            .filter(|(route, method)| {
+                let Some(item) = doc.paths.paths.get(route.as_str()) else {
+                    return true;
+                };
+                let operation = match *method {
+                    "get" => &item.get,
+                    "put" => &item.put,
+                    "post" => &item.post,
+                    "delete" => &item.delete,
+                    "options" => &item.options,
+                    "head" => &item.head,
+                    _ => &item.patch,
+                };
+                operation.is_none()
+            })
+            .collect();
+        assert!(missing.is_empty(), "not in openapi.json: {missing:?}");
+    }
 }

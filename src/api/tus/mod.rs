@@ -8,6 +8,7 @@
 mod accept;
 mod chunk;
 mod complete;
+pub mod create;
 mod headers;
 mod s3_chunk;
 
@@ -24,31 +25,26 @@ use self::accept::{Accepted, Chunk, accept};
 use self::headers::{TUS_VERSION, http_date, set};
 use super::auth::{caller_metadata, store};
 use super::files::path;
-use super::files_manage::{load, require_change};
 use super::upload::check_quota;
-use crate::aggregates::upload::{
-    CompletedAs, Upload, UploadCommand, UploadError, UploadStatus, UploadTarget,
-};
-use crate::aggregates::user::Role;
+use crate::aggregates::upload::{CompletedAs, Upload, UploadCommand, UploadError, UploadStatus};
 use crate::auth::TenantContext;
 use crate::commands::execute;
-use crate::error::AppError;
-use crate::ids::{FileId, TenantId, version_id};
+use crate::error::{AppError, ErrorBody};
+use crate::ids::{TenantId, version_id};
 use crate::state::AppState;
-use crate::storage::Storage;
 use crate::uploads::lock::UploadLock;
 use crate::uploads::parts;
 
 /// The tus routes; every answer (errors included) carries `Tus-Resumable`.
 pub fn routes() -> Router<AppState> {
     Router::new()
-        .route("/v1/uploads", post(create).options(options))
+        .route("/v1/uploads", post(create::create).options(options))
         .route(
             "/v1/uploads/{id}",
             axum::routing::head(head)
                 .patch(patch)
                 .delete(terminate)
-                .options(options),
+                .options(options_upload),
         )
         .layer(axum::middleware::map_response(tus_resumable))
 }
@@ -65,7 +61,9 @@ async fn tus_resumable(mut response: Response) -> Response {
 }
 
 /// Discovery (no token needed): what this server supports.
-async fn options(State(state): State<AppState>) -> Response {
+#[utoipa::path(options, path = "/v1/uploads", tag = "uploads",
+    responses((status = 204, description = "Tus-Version, Tus-Extension, Tus-Max-Size, Tus-Checksum-Algorithm")))]
+pub async fn options(State(state): State<AppState>) -> Response {
     let mut h = HeaderMap::new();
     set(&mut h, "tus-version", TUS_VERSION);
     set(&mut h, "tus-extension", headers::EXTENSIONS);
@@ -78,150 +76,20 @@ async fn options(State(state): State<AppState>) -> Response {
     (StatusCode::NO_CONTENT, h).into_response()
 }
 
-/// Creation: `Upload-Length` (or `Upload-Defer-Length: 1`), `Upload-Metadata`; with an
-/// `application/offset+octet-stream` body, the first chunk too.
-async fn create(
-    State(state): State<AppState>,
-    ctx: TenantContext,
-    request: Request,
-) -> Result<Response, AppError> {
-    ctx.require(&[Role::User, Role::Admin])?;
-    let h = request.headers();
-    headers::require_tus_resumable(h)?;
-    let max = state.config.tus.max_size;
-    let length = headers::number(h, "upload-length")?;
-    let deferred = match h.get("upload-defer-length").map(|v| v.as_bytes()) {
-        None => false,
-        Some(b"1") => true,
-        Some(_) => return Err(AppError::BadRequest("Upload-Defer-Length must be 1".into())),
-    };
-    if length.is_some() == deferred {
-        return Err(AppError::BadRequest(
-            "send exactly one of Upload-Length and Upload-Defer-Length: 1".into(),
-        ));
-    }
-    if length.is_some_and(|l| l > max) {
-        return Err(AppError::PayloadTooLarge(format!(
-            "Upload-Length exceeds Tus-Max-Size ({max} bytes)"
-        )));
-    }
-    let metadata = headers::metadata(h)?;
-    let with_body = headers::is_chunk(h);
-    if !with_body && headers::number(h, "content-length")?.is_some_and(|n| n > 0) {
-        return Err(AppError::UnsupportedMediaType(format!(
-            "a creation body must be {}",
-            headers::CHUNK_CONTENT_TYPE
-        )));
-    }
-    let checksum = headers::checksum(h)?;
-    let target = match metadata.file_id {
-        Some(id) => {
-            // A new version: the caller must see the file, may change it, and it is live.
-            let file = load(&state, &ctx, id).await?;
-            require_change(&ctx)?;
-            if file.deleted {
-                return Err(AppError::Validation(
-                    "file is deleted; restore it first".into(),
-                ));
-            }
-            UploadTarget {
-                file_id: FileId(id),
-                new_file: false,
-            }
-        }
-        None => UploadTarget {
-            file_id: FileId::new(),
-            new_file: true,
-        },
-    };
-    check_quota(&state, &ctx, length).await?;
-    let upload_id = Uuid::now_v7();
-    let temp_key = Storage::temp_key(ctx.tenant_id, upload_id);
-    // Local: an empty temp file to append to. S3: a multipart upload to add parts to.
-    let (path, multipart_id) = match state.storage.local_path(&temp_key) {
-        Some(path) => {
-            chunk::create(&path)
-                .await
-                .map_err(|e| AppError::Internal(anyhow::anyhow!("creating a temp file: {e}")))?;
-            (Some(path), None)
-        }
-        None => {
-            let id = state
-                .storage
-                .create_multipart(&temp_key)
-                .await
-                .map_err(|e| {
-                    AppError::Internal(anyhow::anyhow!("starting a multipart upload: {e}"))
-                })?;
-            (None, Some(id))
-        }
-    };
-    let meta = caller_metadata(&ctx, h);
-    let now = chrono::Utc::now();
-    let command = UploadCommand::Start {
-        owner_id: ctx.user_id,
-        length,
-        max_size: max,
-        filename: metadata.filename.unwrap_or_else(|| "file".into()),
-        filetype: metadata
-            .filetype
-            .unwrap_or_else(|| "application/octet-stream".into()),
-        target,
-        temp_key: temp_key.clone(),
-        expires_at: now + state.config.tus.expiry,
-        multipart_id: multipart_id.clone(),
-    };
-    let uploads = store::<Upload>(&state, ctx.tenant_id);
-    let started = match execute(&uploads, &upload_id.to_string(), command, &meta, &()).await {
-        Ok(c) => c.aggregate,
-        Err(err) => {
-            match (&path, &multipart_id) {
-                (Some(path), _) => {
-                    let _ = tokio::fs::remove_file(path).await;
-                }
-                (None, Some(id)) => {
-                    let _ = state.storage.abort_multipart(&temp_key, id).await;
-                }
-                (None, None) => {}
-            }
-            return Err(err.into());
-        }
-    };
-    let mut response = if with_body {
-        let chunk = Chunk {
-            tenant: ctx.tenant_id,
-            upload_id,
-            from_offset: 0,
-            declared_length: None,
-            checksum,
-            meta,
-        };
-        // The upload exists now: a failed first chunk still answers with its Location.
-        match accept(&state, chunk, request.into_body()).await {
-            Ok(accepted) => chunk_headers(&accepted).into_response(),
-            Err(err) => err.into_response(),
-        }
-    } else {
-        let mut h = HeaderMap::new();
-        set(&mut h, "upload-offset", 0);
-        if let Some(at) = started.expires_at {
-            set(&mut h, "upload-expires", http_date(at));
-        }
-        h.into_response()
-    };
-    if response.status().is_success() {
-        *response.status_mut() = StatusCode::CREATED;
-    }
-    set(
-        response.headers_mut(),
-        "location",
-        format!("/v1/uploads/{upload_id}"),
-    );
-    Ok(response)
+/// Discovery at an upload's URL (tus allows OPTIONS anywhere): the same answer.
+#[utoipa::path(options, path = "/v1/uploads/{id}", tag = "uploads",
+    params(("id" = Uuid, Path, description = "upload id")),
+    responses((status = 204, description = "Tus-Version, Tus-Extension, Tus-Max-Size, Tus-Checksum-Algorithm")))]
+pub async fn options_upload(state: State<AppState>) -> Response {
+    options(state).await
 }
 
 /// Where the upload stands. A full upload whose completion was interrupted completes here.
-async fn head(
+#[utoipa::path(head, path = "/v1/uploads/{id}", tag = "uploads", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "upload id"), ("Tus-Resumable" = String, Header, description = "1.0.0")),
+    responses((status = 200, description = "Upload-Offset, Upload-Length (or Upload-Defer-Length), Upload-Expires; Chronicle-File-Id/-Version-Id/-Version-Number once complete; Cache-Control: no-store"),
+               (status = 404, body = ErrorBody), (status = 410, body = ErrorBody), (status = 412, body = ErrorBody)))]
+pub async fn head(
     State(state): State<AppState>,
     ctx: TenantContext,
     id: Result<Path<Uuid>, PathRejection>,
@@ -251,7 +119,16 @@ async fn head(
 }
 
 /// Appends a chunk at `Upload-Offset`.
-async fn patch(
+#[utoipa::path(patch, path = "/v1/uploads/{id}", tag = "uploads", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "upload id"), ("Tus-Resumable" = String, Header, description = "1.0.0"),
+           ("Upload-Offset" = u64, Header, description = "where this chunk starts"),
+           ("Upload-Checksum" = Option<String>, Header, description = "`sha1 <base64>` or `sha256 <base64>`")),
+    request_body(content = Vec<u8>, content_type = "application/offset+octet-stream"),
+    responses((status = 204, description = "Upload-Offset; on the last chunk also Chronicle-File-Id, Chronicle-Version-Id, Chronicle-Version-Number"),
+               (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 410, body = ErrorBody),
+               (status = 412, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
+               (status = 423, body = ErrorBody), (status = 460, body = ErrorBody)))]
+pub async fn patch(
     State(state): State<AppState>,
     ctx: TenantContext,
     id: Result<Path<Uuid>, PathRejection>,
@@ -309,7 +186,11 @@ async fn patch(
 }
 
 /// Termination: the upload ends and its bytes are deleted.
-async fn terminate(
+#[utoipa::path(delete, path = "/v1/uploads/{id}", tag = "uploads", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "upload id"), ("Tus-Resumable" = String, Header, description = "1.0.0")),
+    responses((status = 204, description = "terminated, bytes deleted"), (status = 404, body = ErrorBody),
+               (status = 410, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn terminate(
     State(state): State<AppState>,
     ctx: TenantContext,
     id: Result<Path<Uuid>, PathRejection>,
