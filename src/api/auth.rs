@@ -345,6 +345,10 @@ pub async fn login(
     if account.aggregate.banned {
         return Err(AppError::Unauthorized(AuthFailure::UserBanned));
     }
+    if account.aggregate.erased {
+        // The password matched a credentials row the erasure is deleting right now.
+        return Err(AppError::Unauthorized(AuthFailure::InvalidCredentials));
+    }
     let role = account.aggregate.role.unwrap_or(Role::User);
     if verdict == Verdict::RightNeedsRehash {
         // The password is in hand only now: upgrade its hash to current parameters.
@@ -374,14 +378,26 @@ pub async fn login(
         refresh_expires_at: chrono::Utc::now().timestamp() + REFRESH_TTL_SECS,
     };
     let meta = EventMetadata::new(tenant, Actor::User(user), request_id(&headers));
-    commands::execute(
+    if let Err(err) = commands::execute(
         &store::<Session>(&state, tenant),
         &session_id.to_string(),
         start,
         &meta,
         &(),
     )
-    .await?;
+    .await
+    {
+        // An erasure that landed after the check above destroyed the user's key, so the
+        // session's personal fields cannot be sealed: the user is gone, not a server fault.
+        let now = store::<User>(&state, tenant)
+            .load_aggregate(&user.to_string())
+            .await
+            .map_err(store_failure)?;
+        if now.aggregate.erased {
+            return Err(AppError::Unauthorized(AuthFailure::InvalidCredentials));
+        }
+        return Err(err.into());
+    }
     token_response(&state, user, tenant, role, &refresh)
 }
 

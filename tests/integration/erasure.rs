@@ -406,3 +406,57 @@ async fn erasure_shreds_personal_data_and_keeps_history_verifiable() {
         "rebuild differs from the live erased tables"
     );
 }
+
+/// A login whose password check passed just before an erasure deleted the credentials
+/// must not become a 500 (or a session) when it reaches the erased user. Re-inserting
+/// the credentials row after the erasure recreates that moment deterministically.
+#[tokio::test]
+async fn a_login_racing_an_erasure_is_refused_as_invalid_credentials() {
+    let t = app().await;
+    let admin = tenant_admin(&t, "racer-admin").await;
+    let carol = invited(
+        &t,
+        &admin,
+        "carol",
+        "Carol Race",
+        "carol@example.com",
+        "curl/8",
+    )
+    .await;
+    let carol_id = carol.user_id.clone();
+    let (tenant, hash): (uuid::Uuid, String) =
+        sqlx::query_as("SELECT tenant_id, password_hash FROM credentials WHERE user_id = $1::uuid")
+            .bind(&carol_id)
+            .fetch_one(&t.db.owner)
+            .await
+            .unwrap();
+    assert_eq!(
+        erase(&t, &admin, &carol_id).await.status(),
+        StatusCode::NO_CONTENT
+    );
+    sqlx::query(
+        "INSERT INTO credentials (user_id, tenant_id, email, password_hash) VALUES ($1::uuid, $2, $3, $4)",
+    )
+    .bind(&carol_id)
+    .bind(tenant)
+    .bind("carol@example.com")
+    .bind(&hash)
+    .execute(&t.db.owner)
+    .await
+    .unwrap();
+    let sessions_before: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM events WHERE event_type = 'SessionStarted'")
+            .fetch_one(&t.db.owner)
+            .await
+            .unwrap();
+    assert_eq!(
+        error_code(login(&t, "carol@example.com", "curl/8").await).await,
+        (StatusCode::UNAUTHORIZED, "invalid_credentials".into())
+    );
+    let sessions_after: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM events WHERE event_type = 'SessionStarted'")
+            .fetch_one(&t.db.owner)
+            .await
+            .unwrap();
+    assert_eq!(sessions_after, sessions_before, "no session was recorded");
+}
