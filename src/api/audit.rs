@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::{Postgres, QueryBuilder, Row};
 use uuid::Uuid;
 
-use super::files_list::{CursorKey, DEFAULT_LIMIT, MAX_LIMIT};
+use super::files_list::{CursorKey, bad_query, page_limit};
 use crate::aggregates::Role;
 use crate::auth::TenantContext;
 use crate::error::{AppError, ErrorBody};
@@ -72,10 +72,6 @@ pub struct AuditPage {
     /// Newest first.
     pub items: Vec<AuditEntry>,
     pub next_cursor: Option<String>,
-}
-
-pub(super) fn bad_query(rejection: QueryRejection) -> AppError {
-    AppError::BadRequest(rejection.body_text())
 }
 
 /// Non-empty text filters only; too long is a bad request.
@@ -137,12 +133,7 @@ pub async fn list(
 ) -> Result<Json<AuditPage>, AppError> {
     ctx.require(HISTORY_ROLES)?;
     let Query(p) = params.map_err(bad_query)?;
-    let limit = p.limit.unwrap_or(DEFAULT_LIMIT);
-    if !(1..=MAX_LIMIT).contains(&limit) {
-        return Err(AppError::BadRequest(format!(
-            "limit must be between 1 and {MAX_LIMIT}"
-        )));
-    }
+    let limit = page_limit(p.limit)?;
     let actor = text_filter("actor", p.actor)?;
     let action = text_filter("action", p.action)?;
     let target_type = text_filter("target_type", p.target_type)?;

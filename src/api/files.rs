@@ -230,7 +230,7 @@ pub async fn get(
     travel: Result<Query<super::history::TimeTravel>, QueryRejection>,
 ) -> Result<Json<FileView>, AppError> {
     let id = path(id)?;
-    let Query(travel) = travel.map_err(super::audit::bad_query)?;
+    let Query(travel) = travel.map_err(super::files_list::bad_query)?;
     if travel.requested() {
         return Ok(Json(
             super::history::time_travel(&state, &ctx, id, travel).await?,

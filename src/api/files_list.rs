@@ -150,8 +150,20 @@ fn escape_like(prefix: &str) -> String {
     out
 }
 
-fn bad_query(rejection: QueryRejection) -> AppError {
+/// A query string axum could not parse: 400 in the error shape.
+pub(super) fn bad_query(rejection: QueryRejection) -> AppError {
     AppError::BadRequest(rejection.body_text())
+}
+
+/// A page size: `DEFAULT_LIMIT` when absent, else 1..=`MAX_LIMIT` or 400.
+pub(super) fn page_limit(limit: Option<u32>) -> Result<u32, AppError> {
+    let limit = limit.unwrap_or(DEFAULT_LIMIT);
+    if !(1..=MAX_LIMIT).contains(&limit) {
+        return Err(AppError::BadRequest(format!(
+            "limit must be between 1 and {MAX_LIMIT}"
+        )));
+    }
+    Ok(limit)
 }
 
 /// Files the caller may see, newest first, one page at a time.
@@ -164,12 +176,7 @@ pub async fn list(
     params: Result<Query<ListParams>, QueryRejection>,
 ) -> Result<Json<FilePage>, AppError> {
     let Query(params) = params.map_err(bad_query)?;
-    let limit = params.limit.unwrap_or(DEFAULT_LIMIT);
-    if !(1..=MAX_LIMIT).contains(&limit) {
-        return Err(AppError::BadRequest(format!(
-            "limit must be between 1 and {MAX_LIMIT}"
-        )));
-    }
+    let limit = page_limit(params.limit)?;
     let key = CursorKey::new(state.config.jwt_secret.expose());
     let tenant = ctx.tenant_id.0;
     let cursor = params

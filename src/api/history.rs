@@ -15,9 +15,9 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::audit::{HISTORY_ROLES, bad_query};
+use super::audit::HISTORY_ROLES;
 use super::files::{FileView, can_see, file_not_found, path, view_from_stream_at};
-use super::files_list::{DEFAULT_LIMIT, MAX_LIMIT};
+use super::files_list::{bad_query, page_limit};
 use crate::aggregates::file::File;
 use crate::auth::TenantContext;
 use crate::error::{AppError, ErrorBody};
@@ -124,12 +124,7 @@ pub async fn list(
     ctx.require(HISTORY_ROLES)?;
     let id = path(id)?;
     let Query(p) = params.map_err(bad_query)?;
-    let limit = p.limit.unwrap_or(DEFAULT_LIMIT);
-    if !(1..=MAX_LIMIT).contains(&limit) {
-        return Err(AppError::BadRequest(format!(
-            "limit must be between 1 and {MAX_LIMIT}"
-        )));
-    }
+    let limit = page_limit(p.limit)?;
     let after = p.after.unwrap_or(0);
     if after < 0 {
         return Err(AppError::BadRequest("after must not be negative".into()));
