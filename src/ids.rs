@@ -13,7 +13,7 @@ macro_rules! uuid_id {
         pub struct $name(pub Uuid);
 
         impl $name {
-            /// A new time-ordered (v7) id: B-tree friendly, unlike random v4 (seed 000).
+            /// A new time-ordered (v7) id: B-tree friendly, unlike random v4 (docs/design.md, Conventions).
             pub fn new() -> Self {
                 Self(Uuid::now_v7())
             }

@@ -1,4 +1,4 @@
-//! Liveness and readiness (seed 001): `/health` does no I/O; `/health/ready` checks
+//! Liveness and readiness: `/health` does no I/O; `/health/ready` checks
 //! every dependency a request may need and names the ones that failed.
 
 use std::time::Duration;

@@ -1,4 +1,4 @@
-//! Idempotency keys (seed 002) for every state-changing request that carries an
+//! Idempotency keys for every state-changing request that carries an
 //! `Idempotency-Key` header:
 //! - same key + same request within 24 h → the stored status and body again, byte for
 //!   byte, with `Idempotency-Replayed: true`, and no second effect;

@@ -1,4 +1,4 @@
-//! Cache-aside in Redis for `GET /v1/files/{id}` (seed 000), with single-flight loads.
+//! Cache-aside in Redis for `GET /v1/files/{id}`, with single-flight loads.
 //!
 //! - **Keys carry the tenant**: `{REDIS_KEY_PREFIX}cache:file:{tenant}:{file}` holds the
 //!   JSON body the endpoint returns, with a TTL. The value is the tenant's view of the

@@ -1,4 +1,4 @@
-//! Single-flight: concurrent requests for one key share one load (seed 000's cache
+//! Single-flight: concurrent requests for one key share one load (the cache
 //! stampede: 1,000 simultaneous misses must not become 1,000 database reads).
 //!
 //! The load runs in its own task, so a caller that gives up (client disconnect,

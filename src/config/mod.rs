@@ -63,7 +63,7 @@ pub struct Config {
     pub snapshot_every: u64,
     pub frontend_url: Option<String>,
     pub log_format: LogFormat,
-    /// `IS_WORKER=true` turns `serve` into `worker` (seed 001's deployment flag).
+    /// `IS_WORKER=true` turns `serve` into `worker` (the deployment flag of platforms that run one image as web and worker).
     pub is_worker: bool,
     pub db_max_connections: u32,
     /// Prefix of every Redis key Chronicle writes, so deployments (and tests) can share a

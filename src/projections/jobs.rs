@@ -3,7 +3,7 @@
 //! events table is the outbox: a crash between commit and dispatch is repaired by the
 //! worker's reconciler (src/worker/reconcile.rs), never lost.
 //!
-//! Status mapping (seed 004's `job_status`):
+//! Status mapping (the `job_status` enum):
 //! Uploaded → queued; ProcessingStarted → in_progress; ProcessingFailed → failed (a retry
 //! is scheduled) or dead_letter (attempts exhausted); ProcessingRetried → queued;
 //! VersionCompleted, VirusFailed, DuplicateDetected of this file → succeeded (processing

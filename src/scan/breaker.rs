@@ -1,4 +1,4 @@
-//! A small circuit breaker (DESIGN.md, "Conventions"): after `threshold` consecutive
+//! A small circuit breaker (docs/design.md, "Conventions"): after `threshold` consecutive
 //! failures calls fail fast for `cooldown`; then one trial call goes through (half-open),
 //! and its outcome closes the circuit or opens it for another cooldown. A dead clamd thus
 //! costs workers nothing but a quick retry-later instead of a connect timeout per job.

@@ -1,5 +1,5 @@
 //! The File aggregate: a logical file and its versions. Pure: commands in, events out,
-//! no I/O. Each version walks seed 004's status enum; the transitions are enforced in
+//! no I/O. Each version walks the `file_status` enum; the transitions are enforced in
 //! `decide` and explained in docs/architecture.md ("Files (first slice)").
 
 mod processing;

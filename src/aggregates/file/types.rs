@@ -227,7 +227,7 @@ impl DomainEvent for FileEvent {
     }
 }
 
-/// A version's processing status: seed 004's `file_status` enum, value for value.
+/// A version's processing status: the `file_status` Postgres enum, value for value.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FileStatus {
