@@ -1,0 +1,503 @@
+//! Two of each behind a load balancer: two `chronicle web` and two `chronicle worker`
+//! processes behind nginx on loopback; under upload load with SSE clients connected, one
+//! web and one worker are SIGKILLed. Nothing acknowledged is lost or doubled, and the
+//! streams of the killed instance resume on the survivor with `Last-Event-ID`, each
+//! client ending with exactly its user's rows.
+
+mod clients;
+mod cluster;
+
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use clients::{Ack, SseLog, UploadLog, User, signup, sse_client, uploader};
+use cluster::{Cluster, nginx_available};
+
+const USERS: usize = 3;
+const UPLOADERS_PER_USER: usize = 2;
+const STREAMS_PER_USER: usize = 2;
+/// Completed uploads before the kill, and acknowledgements after it.
+const BEFORE_KILL: i64 = 10;
+const AFTER_KILL: usize = 20;
+
+/// Polls `check` until it passes; panics with its last complaint at the deadline.
+async fn eventually<F, Fut>(what: &str, within: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<(), String>>,
+{
+    let deadline = Instant::now() + within;
+    loop {
+        let complaint = match check().await {
+            Ok(()) => return,
+            Err(c) => c,
+        };
+        assert!(Instant::now() < deadline, "{what}: {complaint}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Event ids in the stream's order: transaction first, then global position.
+fn order(id: &str) -> (u64, i64) {
+    let (txid, pos) = id.split_once('-').unwrap();
+    (txid.parse().unwrap(), pos.parse().unwrap())
+}
+
+struct Stream {
+    user: usize,
+    log: Arc<Mutex<SseLog>>,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_webs_and_two_workers_behind_nginx_lose_nothing_when_one_of_each_is_killed() {
+    if !nginx_available("multi_instance") {
+        return;
+    }
+    // Everything (processes included, through Drop) ends within two minutes.
+    tokio::time::timeout(Duration::from_secs(110), scenario())
+        .await
+        .expect("the multi-instance scenario finishes within 110 s");
+}
+
+async fn scenario() {
+    let mut cluster = Cluster::start().await;
+    let base = cluster.base();
+    let mut users = Vec::new();
+    for i in 0..USERS {
+        users.push(signup(&base, &format!("lb{i}")).await);
+    }
+
+    // Streams first, so every row of every user is produced while they listen.
+    let sse_stop = CancellationToken::new();
+    let mut streams = Vec::new();
+    let mut sse_tasks = Vec::new();
+    for (u, user) in users.iter().enumerate() {
+        for _ in 0..STREAMS_PER_USER {
+            let log = Arc::new(Mutex::new(SseLog::default()));
+            let token = user.token.clone();
+            sse_tasks.push(sse_client(
+                base.clone(),
+                token,
+                None,
+                sse_stop.clone(),
+                log.clone(),
+            ));
+            streams.push(Stream { user: u, log });
+        }
+    }
+    let total = streams.len();
+    eventually("every stream connected", Duration::from_secs(20), || {
+        let n = streams
+            .iter()
+            .filter(|s| s.log.lock().unwrap().upstream().is_some())
+            .count();
+        async move {
+            if n == total {
+                Ok(())
+            } else {
+                Err(format!("{n} of {total} connected"))
+            }
+        }
+    })
+    .await;
+    // The victim: the web instance serving the most streams (round robin spreads them).
+    let serving = |addr: &str| {
+        streams
+            .iter()
+            .filter(|s| s.log.lock().unwrap().upstream() == Some(addr))
+            .count()
+    };
+    let (victim, survivor) = if serving(&cluster.webs[0].addr()) >= serving(&cluster.webs[1].addr())
+    {
+        (0, 1)
+    } else {
+        (1, 0)
+    };
+    let (victim_addr, survivor_addr) = (cluster.webs[victim].addr(), cluster.webs[survivor].addr());
+    let on_victim: Vec<usize> = (0..streams.len())
+        .filter(|&i| streams[i].log.lock().unwrap().upstream() == Some(victim_addr.as_str()))
+        .collect();
+    assert!(!on_victim.is_empty(), "no stream reached {victim_addr}");
+
+    // Load: every user uploads continuously from two clients.
+    let load_stop = CancellationToken::new();
+    let uploads = Arc::new(Mutex::new(UploadLog::default()));
+    let mut upload_tasks = Vec::new();
+    for (u, user) in users.iter().enumerate() {
+        for k in 0..UPLOADERS_PER_USER {
+            upload_tasks.push(uploader(
+                base.clone(),
+                user.token.clone(),
+                format!("lb{u}-{k}"),
+                load_stop.clone(),
+                uploads.clone(),
+            ));
+        }
+    }
+    let db = cluster.owner().clone();
+    let completed = |db: sqlx::PgPool| async move {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT count(*) FROM events WHERE event_type = 'VersionCompleted'",
+        )
+        .fetch_one(&db)
+        .await
+        .unwrap()
+    };
+    // Mid-load: jobs are completing and the worker to be killed is taking its share.
+    eventually("load under way", Duration::from_secs(40), || {
+        let (db, worker) = (db.clone(), cluster.workers[0].output());
+        async move {
+            let done = completed(db).await;
+            match (done >= BEFORE_KILL, worker.contains("job finished")) {
+                (true, true) => Ok(()),
+                _ => Err(format!(
+                    "{done} completed; worker 0 finished a job: {}",
+                    worker.contains("job finished")
+                )),
+            }
+        }
+    })
+    .await;
+    let acked_before_kill = uploads.lock().unwrap().acks.len();
+    cluster.webs[victim].process.kill9();
+    cluster.workers[0].kill9();
+    let killed_at = Instant::now();
+
+    eventually(
+        "uploads acknowledged after the kill",
+        Duration::from_secs(40),
+        || {
+            let n = uploads.lock().unwrap().acks.len() - acked_before_kill;
+            async move {
+                if n >= AFTER_KILL {
+                    Ok(())
+                } else {
+                    Err(format!("{n} acknowledged"))
+                }
+            }
+        },
+    )
+    .await;
+    eventually(
+        "the victim's streams resumed on the survivor",
+        Duration::from_secs(20),
+        || {
+            let moved = on_victim.iter().all(|&i| {
+                let log = streams[i].log.lock().unwrap();
+                log.drops >= 1 && log.upstream() == Some(survivor_addr.as_str())
+            });
+            async move { if moved { Ok(()) } else { Err("not yet".into()) } }
+        },
+    )
+    .await;
+    load_stop.cancel();
+    for task in upload_tasks {
+        task.await.expect("an uploader panicked");
+    }
+    let load_secs = killed_at.elapsed().as_secs_f64();
+    let uploads = std::mem::take(&mut *uploads.lock().unwrap());
+
+    // Every committed upload settles, and the notifications projector has its rows.
+    eventually("every version completed and notified", Duration::from_secs(45), || {
+        let db = db.clone();
+        async move {
+            let (uploaded, completed, notified): (i64, i64, i64) = sqlx::query_as(
+                "SELECT (SELECT count(*) FROM events WHERE event_type = 'Uploaded'),
+                        (SELECT count(*) FROM file_versions WHERE status = 'completed'),
+                        (SELECT count(*) FROM notifications WHERE kind = 'version_completed')",
+            )
+            .fetch_one(&db)
+            .await
+            .unwrap();
+            if uploaded == completed && uploaded == notified {
+                Ok(())
+            } else {
+                let statuses: Vec<(String, i64)> = sqlx::query_as(
+                    "SELECT status::text, count(*) FROM file_versions GROUP BY 1 ORDER BY 1",
+                )
+                .fetch_all(&db)
+                .await
+                .unwrap();
+                Err(format!("{uploaded} uploaded, {completed} completed, {notified} notified; {statuses:?}"))
+            }
+        }
+    })
+    .await;
+    let expected = expected_rows(&db, &users).await;
+    eventually(
+        "every stream has its user's rows",
+        Duration::from_secs(30),
+        || {
+            let behind: Vec<String> = streams
+                .iter()
+                .enumerate()
+                .filter_map(|(i, s)| {
+                    let have = s.log.lock().unwrap().ids.len();
+                    let want = expected[s.user].len();
+                    (have < want).then(|| format!("stream {i}: {have} of {want}"))
+                })
+                .collect();
+            async move {
+                if behind.is_empty() {
+                    Ok(())
+                } else {
+                    Err(behind.join(", "))
+                }
+            }
+        },
+    )
+    .await;
+    // A little more time for anything extra (a duplicate) to show up before the check.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    sse_stop.cancel();
+    for task in sse_tasks {
+        task.await.expect("an SSE client panicked");
+    }
+
+    let report = check_uploads(&cluster, &base, &users, &uploads).await;
+    check_streams(&streams, &expected, &on_victim, &survivor_addr);
+    check_resume(&base, &users[0], &expected[0]).await;
+    let access = cluster.nginx.access_log();
+    assert!(
+        access.lines().any(|l| l.contains("/v1/events 200")
+            && l.contains(&format!("upstream={survivor_addr}"))
+            && !l.contains("last_event_id=\"\"")),
+        "no resumed stream in nginx's access log:\n{access}"
+    );
+    let reconnects: u32 = streams.iter().map(|s| s.log.lock().unwrap().drops).sum();
+    let delivered: usize = streams
+        .iter()
+        .map(|s| s.log.lock().unwrap().ids.len())
+        .sum();
+    let notifications: usize = expected.iter().map(Vec::len).sum();
+    eprintln!(
+        "multi-instance: {} uploads acknowledged ({} before the kill), lost 0, duplicated 0; \
+         {} failed attempts during the kill ({}), {} uploads retried until acknowledged; {} committed \
+         without acknowledgement (retried with the same bytes, completed too); load ran \
+         {load_secs:.1} s after the kill; {} streams ({} on the killed web) reconnected {reconnects} \
+         times; {notifications} rows for {USERS} users ({} version_completed), {delivered} \
+         events delivered, each exactly once",
+        uploads.acks.len(),
+        acked_before_kill,
+        uploads.failures.len(),
+        report.failure_kinds,
+        uploads.acks.iter().filter(|a| a.attempts > 1).count(),
+        report.unacknowledged,
+        streams.len(),
+        on_victim.len(),
+        report.completed_notifications,
+    );
+}
+
+/// Each user's rows, in the stream's order, as SSE ids.
+async fn expected_rows(db: &sqlx::PgPool, users: &[User]) -> Vec<Vec<String>> {
+    let mut out = Vec::new();
+    for user in users {
+        let ids: Vec<String> = sqlx::query_scalar(
+            "SELECT transaction_id::text || '-' || global_position FROM notifications
+              WHERE recipient_id = $1 ORDER BY seq",
+        )
+        .bind(user.id)
+        .fetch_all(db)
+        .await
+        .unwrap();
+        out.push(ids);
+    }
+    out
+}
+
+struct UploadReport {
+    unacknowledged: usize,
+    failure_kinds: String,
+    completed_notifications: i64,
+}
+
+/// Every acknowledged upload: one file, one version, completed once, notified once, its
+/// bytes downloadable. Unacknowledged commits are retried uploads' twins.
+async fn check_uploads(
+    cluster: &Cluster,
+    base: &str,
+    users: &[User],
+    log: &UploadLog,
+) -> UploadReport {
+    let db = cluster.owner();
+    let acked: HashMap<Uuid, &Ack> = log.acks.iter().map(|a| (a.file_id, a)).collect();
+    assert_eq!(acked.len(), log.acks.len(), "one file acknowledged twice");
+    let rows: Vec<(Uuid, i64, i64, i64, i64, String)> = sqlx::query_as(
+        "SELECT e.aggregate_id::uuid,
+                count(*) FILTER (WHERE e.event_type = 'Uploaded'),
+                count(*) FILTER (WHERE e.event_type = 'VersionCompleted'),
+                (SELECT count(*) FROM file_versions v WHERE v.file_id = e.aggregate_id::uuid AND v.status = 'completed'),
+                (SELECT count(*) FROM notifications n WHERE n.file_id = e.aggregate_id::uuid AND n.kind = 'version_completed'),
+                max(e.payload::jsonb #>> '{Uploaded,version,sha256}')
+           FROM events e WHERE e.event_type IN ('Uploaded', 'VersionCompleted')
+          GROUP BY e.aggregate_id",
+    )
+    .fetch_all(db)
+    .await
+    .unwrap();
+    let mut seen = HashSet::new();
+    let mut unacknowledged = 0;
+    let acked_shas: HashSet<&str> = log.acks.iter().map(|a| a.sha256.as_str()).collect();
+    for (file, uploaded, completed, versions, notified, sha) in &rows {
+        let counts = (*uploaded, *completed, *versions, *notified);
+        assert_eq!(
+            counts,
+            (1, 1, 1, 1),
+            "file {file}: (Uploaded, VersionCompleted, completed versions, notifications)"
+        );
+        match acked.get(file) {
+            Some(ack) => {
+                assert_eq!(
+                    &ack.sha256, sha,
+                    "file {file}: other bytes than acknowledged"
+                );
+                seen.insert(*file);
+            }
+            // Committed, but the answer died with the instance: the client retried the
+            // same bytes, and that retry was acknowledged.
+            None => {
+                unacknowledged += 1;
+                assert!(
+                    acked_shas.contains(sha.as_str()),
+                    "file {file}: committed, never acknowledged, never retried"
+                );
+            }
+        }
+    }
+    let lost: Vec<&Uuid> = acked.keys().filter(|f| !seen.contains(*f)).collect();
+    assert!(
+        lost.is_empty(),
+        "acknowledged but not in the event store: {lost:?}"
+    );
+
+    // The bytes, through the proxy (the surviving instance).
+    let http = reqwest::Client::new();
+    let tokens: HashMap<usize, &str> = users
+        .iter()
+        .enumerate()
+        .map(|(i, u)| (i, u.token.as_str()))
+        .collect();
+    for ack in &log.acks {
+        let mut body = None;
+        for token in tokens.values() {
+            let r = http
+                .get(format!("{base}/v1/files/{}/content", ack.file_id))
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap();
+            if r.status().is_success() {
+                body = Some(r.bytes().await.unwrap());
+                break;
+            }
+        }
+        let body = body.unwrap_or_else(|| panic!("file {} not downloadable", ack.file_id));
+        assert_eq!(hex::encode(Sha256::digest(&body)), ack.sha256);
+    }
+
+    // Failures are the kill's: the proxy's 502 or a dropped connection, nothing else.
+    let mut kinds: HashMap<&str, usize> = HashMap::new();
+    for f in &log.failures {
+        let kind = if f.starts_with("transport") {
+            "transport"
+        } else {
+            f.as_str()
+        };
+        assert!(
+            kind == "transport"
+                || kind.starts_with("502")
+                || kind.starts_with("503")
+                || kind.starts_with("504"),
+            "upload failed with {f}"
+        );
+        *kinds.entry(kind).or_default() += 1;
+    }
+    let completed_notifications: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM notifications WHERE kind = 'version_completed'")
+            .fetch_one(db)
+            .await
+            .unwrap();
+    UploadReport {
+        unacknowledged,
+        failure_kinds: format!("{kinds:?}"),
+        completed_notifications,
+    }
+}
+
+/// Each stream saw exactly its user's rows, in order, once; the killed instance's
+/// streams dropped and continued on the survivor.
+fn check_streams(
+    streams: &[Stream],
+    expected: &[Vec<String>],
+    on_victim: &[usize],
+    survivor: &str,
+) {
+    for (i, stream) in streams.iter().enumerate() {
+        let log = stream.log.lock().unwrap();
+        let unique: HashSet<&String> = log.ids.iter().collect();
+        assert_eq!(unique.len(), log.ids.len(), "stream {i}: a duplicate event");
+        assert!(
+            log.ids.windows(2).all(|w| order(&w[0]) < order(&w[1])),
+            "stream {i}: out of order"
+        );
+        assert_eq!(
+            log.ids, expected[stream.user],
+            "stream {i}: not exactly its user's rows"
+        );
+        if on_victim.contains(&i) {
+            assert!(
+                log.drops >= 1,
+                "stream {i} on the killed instance never dropped"
+            );
+            assert_eq!(log.upstream(), Some(survivor), "stream {i}");
+        }
+        assert!(
+            log.refused
+                .iter()
+                .all(|r| r.contains("502") || !r.starts_with('4')),
+            "stream {i}: {:?}",
+            log.refused
+        );
+    }
+}
+
+/// A fresh stream through the proxy with `Last-Event-ID` from the middle of a user's
+/// rows replays exactly the rest: the header reaches the instance.
+async fn check_resume(base: &str, user: &User, rows: &[String]) {
+    let middle = rows.len() / 2;
+    let stop = CancellationToken::new();
+    let log = Arc::new(Mutex::new(SseLog::default()));
+    let task = sse_client(
+        base.to_string(),
+        user.token.clone(),
+        Some(rows[middle].clone()),
+        stop.clone(),
+        log.clone(),
+    );
+    let want = rows.len() - middle - 1;
+    eventually(
+        "the resumed stream caught up",
+        Duration::from_secs(10),
+        || {
+            let have = log.lock().unwrap().ids.len();
+            async move {
+                if have >= want {
+                    Ok(())
+                } else {
+                    Err(format!("{have} of {want}"))
+                }
+            }
+        },
+    )
+    .await;
+    stop.cancel();
+    task.await.unwrap();
+    assert_eq!(log.lock().unwrap().ids, rows[middle + 1..]);
+}
