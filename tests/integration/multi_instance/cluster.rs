@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use redis::AsyncCommands;
+
 use crate::common::{TempDir, TestDb, redis_url, unique_redis_prefix};
 use crate::process::{Process, free_port, wait_ready};
 
@@ -47,6 +49,8 @@ pub struct Cluster {
     pub nginx: Nginx,
     pub webs: Vec<Web>,
     pub workers: Vec<Process>,
+    redis: redis::aio::MultiplexedConnection,
+    prefix: String,
     pub db: TestDb,
     _data: TempDir,
 }
@@ -55,11 +59,12 @@ impl Cluster {
     pub async fn start() -> Cluster {
         let db = TestDb::new().await;
         let data = TempDir::new();
+        let prefix = unique_redis_prefix();
         let common = vec![
             ("DATABASE_URL", db.url.clone()),
             ("DB_MAX_CONNECTIONS", "4".to_string()),
             ("REDIS_URL", redis_url()),
-            ("REDIS_KEY_PREFIX", unique_redis_prefix()),
+            ("REDIS_KEY_PREFIX", prefix.clone()),
             ("DATA_DIR", data.0.join("storage").display().to_string()),
             ("JWT_SECRET", JWT_SECRET.to_string()),
             ("RATE_LIMIT_PER_MINUTE", "1000000".to_string()),
@@ -80,22 +85,29 @@ impl Cluster {
             let process = Process::spawn(&["web"], &env, &data.0);
             webs.push(Web { process, port });
         }
-        let workers: Vec<Process> = (0..2)
-            .map(|_| Process::spawn(&["worker"], &common, &data.0))
-            .collect();
         let http = reqwest::Client::new();
         for web in &webs {
             wait_ready(&http, &format!("http://{}", web.addr()), &web.process).await;
         }
+        let workers: Vec<Process> = (0..2)
+            .map(|_| Process::spawn(&["worker"], &common, &data.0))
+            .collect();
         for worker in &workers {
             wait_for_log(worker, "chronicle started").await;
         }
+        let redis = redis::Client::open(redis_url())
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap();
         let upstreams: Vec<String> = webs.iter().map(Web::addr).collect();
         let nginx = Nginx::start(&data.0.join("nginx"), &upstreams).await;
         Cluster {
             nginx,
             webs,
             workers,
+            redis,
+            prefix,
             db,
             _data: data,
         }
@@ -104,6 +116,33 @@ impl Cluster {
     /// Where clients go: nginx.
     pub fn base(&self) -> String {
         format!("http://127.0.0.1:{}", self.nginx.port)
+    }
+
+    /// Jobs delivered to the first worker and not acknowledged (in flight, or orphaned
+    /// once it is dead and until another worker claims them); `None` until the first
+    /// worker has finished a job (its log then names its consumers).
+    pub async fn first_worker_pending(&self) -> Option<usize> {
+        let output = self.workers[0].output();
+        let finished = output.lines().find(|l| l.contains("job finished"))?;
+        let (_, rest) = finished.split_once("\"consumer\":\"worker-")?;
+        // `worker-{instance}-{n}`: the instance is the process.
+        let instance = format!("worker-{}", &rest[..36]);
+        let held = consumers(&self.redis, &self.prefix)
+            .await
+            .iter()
+            .filter(|c| c.name.starts_with(&instance))
+            .map(|c| c.pending)
+            .sum();
+        Some(held)
+    }
+
+    /// Jobs delivered to any worker and not acknowledged.
+    pub async fn pending(&self) -> usize {
+        consumers(&self.redis, &self.prefix)
+            .await
+            .iter()
+            .map(|c| c.pending)
+            .sum()
     }
 
     /// The database owner (bypasses row-level security): for checking outcomes.
@@ -123,6 +162,18 @@ pub async fn wait_for_log(process: &Process, line: &str) {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// The job queue's consumers (a consumer appears with its first delivery).
+async fn consumers(
+    redis: &redis::aio::MultiplexedConnection,
+    prefix: &str,
+) -> Vec<redis::streams::StreamInfoConsumer> {
+    let reply: redis::RedisResult<redis::streams::StreamInfoConsumersReply> = redis
+        .clone()
+        .xinfo_consumers(format!("{prefix}jobs:ready"), "workers")
+        .await;
+    reply.map(|r| r.consumers).unwrap_or_default()
 }
 
 /// nginx in the foreground (`daemon off`), everything it writes under its own directory.

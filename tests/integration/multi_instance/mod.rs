@@ -25,6 +25,8 @@ const STREAMS_PER_USER: usize = 2;
 /// Completed uploads before the kill, and acknowledgements after it.
 const BEFORE_KILL: i64 = 10;
 const AFTER_KILL: usize = 20;
+/// And for at least this long (past the 3 s visibility timeout of the dead worker's jobs).
+const LOAD_AFTER_KILL: Duration = Duration::from_secs(5);
 
 /// Polls `check` until it passes; panics with its last complaint at the deadline.
 async fn eventually<F, Fut>(what: &str, within: Duration, mut check: F)
@@ -150,16 +152,17 @@ async fn scenario() {
         .unwrap()
     };
     // Mid-load: jobs are completing and the worker to be killed is taking its share.
+    // Mid-load: jobs are completing, and the worker to be killed holds some.
+    let cluster_ref = &cluster;
     eventually("load under way", Duration::from_secs(40), || {
-        let (db, worker) = (db.clone(), cluster.workers[0].output());
+        let db = db.clone();
         async move {
             let done = completed(db).await;
-            match (done >= BEFORE_KILL, worker.contains("job finished")) {
-                (true, true) => Ok(()),
-                _ => Err(format!(
-                    "{done} completed; worker 0 finished a job: {}",
-                    worker.contains("job finished")
-                )),
+            let held = cluster_ref.first_worker_pending().await.unwrap_or(0);
+            if done >= BEFORE_KILL && held > 0 {
+                Ok(())
+            } else {
+                Err(format!("{done} completed; worker 0 holds {held} jobs"))
             }
         }
     })
@@ -168,14 +171,18 @@ async fn scenario() {
     cluster.webs[victim].process.kill9();
     cluster.workers[0].kill9();
     let killed_at = Instant::now();
+    // What the dead worker held stays pending on its consumers until the visibility
+    // timeout hands it to the survivor.
+    let orphaned_jobs = cluster.first_worker_pending().await.unwrap_or(0);
 
     eventually(
         "uploads acknowledged after the kill",
         Duration::from_secs(40),
         || {
             let n = uploads.lock().unwrap().acks.len() - acked_before_kill;
+            let long_enough = killed_at.elapsed() >= LOAD_AFTER_KILL;
             async move {
-                if n >= AFTER_KILL {
+                if n >= AFTER_KILL && long_enough {
                     Ok(())
                 } else {
                     Err(format!("{n} acknowledged"))
@@ -204,9 +211,15 @@ async fn scenario() {
     let uploads = std::mem::take(&mut *uploads.lock().unwrap());
 
     // Every committed upload settles, and the notifications projector has its rows.
+    let cluster_ref = &cluster;
     eventually("every version completed and notified", Duration::from_secs(45), || {
         let db = db.clone();
         async move {
+            // The dead worker's jobs were claimed by the survivor and acknowledged.
+            let pending = cluster_ref.pending().await;
+            if pending > 0 {
+                return Err(format!("{pending} jobs delivered and not acknowledged"));
+            }
             let (uploaded, completed, notified): (i64, i64, i64) = sqlx::query_as(
                 "SELECT (SELECT count(*) FROM events WHERE event_type = 'Uploaded'),
                         (SELECT count(*) FROM file_versions WHERE status = 'completed'),
@@ -260,6 +273,10 @@ async fn scenario() {
         task.await.expect("an SSE client panicked");
     }
 
+    assert!(
+        orphaned_jobs > 0,
+        "the killed worker held no job: the kill was not mid-job"
+    );
     let report = check_uploads(&cluster, &base, &users, &uploads).await;
     check_streams(&streams, &expected, &on_victim, &survivor_addr);
     check_resume(&base, &users[0], &expected[0]).await;
@@ -280,7 +297,8 @@ async fn scenario() {
         "multi-instance: {} uploads acknowledged ({} before the kill), lost 0, duplicated 0; \
          {} failed attempts during the kill ({}), {} uploads retried until acknowledged; {} committed \
          without acknowledgement (retried with the same bytes, completed too); load ran \
-         {load_secs:.1} s after the kill; {} streams ({} on the killed web) reconnected {reconnects} \
+         {load_secs:.1} s after the kill; {orphaned_jobs} jobs of the killed worker redelivered \
+         and completed; {} streams ({} on the killed web) reconnected {reconnects} \
          times; {notifications} rows for {USERS} users ({} version_completed), {delivered} \
          events delivered, each exactly once",
         uploads.acks.len(),
