@@ -121,7 +121,8 @@ impl Worker {
                     // Instrumented, not entered: a span guard held across awaits would
                     // attach other tasks' logs to this job.
                     let job = &delivery.job;
-                    let span = tracing::info_span!("job", job = %job.job_id, tenant = %job.tenant_id, file = %job.file_id, version = job.version_number);
+                    // The consumer names the process (`worker-{instance}-{n}`): whose job it was.
+                    let span = tracing::info_span!("job", job = %job.job_id, tenant = %job.tenant_id, file = %job.file_id, version = job.version_number, consumer = %consumer);
                     self.handle(&consumer, delivery.clone())
                         .instrument(span)
                         .await

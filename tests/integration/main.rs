@@ -17,6 +17,7 @@ mod files_api;
 mod history;
 mod idempotency;
 mod jobs;
+mod multi_instance;
 mod notifications;
 mod ops_api;
 mod out_of_process;
