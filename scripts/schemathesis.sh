@@ -123,7 +123,11 @@ fives_before="$(server_errors "$reports/metrics-before.txt")"
 status=0
 # The full output (every failure with its curl reproduction) goes to main.txt; the log
 # gets its summary.
-st main "$budget" >"$reports/main.txt" 2>&1 || status=1
+# The verdict comes from the NDJSON events below (schemathesis's own exit status is 1
+# for failures and errors alike); anything else (a crash, the wall clock) fails here.
+st_status=0
+st main "$budget" >"$reports/main.txt" 2>&1 || st_status=$?
+[ "$st_status" -le 1 ] || { echo "schemathesis exited with $st_status"; status=1; }
 sed -n '/=== SUMMARY ===/,$p' "$reports/main.txt"
 echo "(full schemathesis output: $reports/main.txt)"
 
@@ -133,10 +137,14 @@ echo "(full schemathesis output: $reports/main.txt)"
 curl -fsS "$base/metrics" >"$reports/metrics.txt" || true
 fives=$(($(server_errors "$reports/metrics.txt") - fives_before))
 echo "== schemathesis summary =="
-python3 - "$reports/main.ndjson" <<'PY'
+python3 - "$reports/main.ndjson" <<'PY' || status=1
 # Figures from schemathesis's NDJSON events: operations, requests, distinct failures.
+# Fails on any failure and on any error except one: CPython 3.11.0-3.11.7's "AST
+# constructor recursion depth mismatch" SystemError (a CPython bug, fixed in 3.11.8,
+# hit while schemathesis builds coverage cases for some parameters; those operations
+# are still tested by the fuzzing and stateful phases).
 import json, sys
-operations, requests, failures, errors = set(), 0, set(), set()
+operations, requests, failures, errors, known = set(), 0, set(), set(), set()
 try:
     lines = open(sys.argv[1]).read().splitlines()
 except OSError:
@@ -145,7 +153,10 @@ for line in lines:
     event = json.loads(line)
     if "NonFatalError" in event:
         e = event["NonFatalError"]
-        errors.add((e.get("label"), e["value"].get("type")))
+        if "AST constructor recursion depth mismatch" in e["value"].get("message", ""):
+            known.add(e.get("label"))
+        else:
+            errors.add((e.get("label"), e["value"].get("type")))
     finished = event.get("ScenarioFinished")
     if not finished:
         continue
@@ -163,8 +174,11 @@ for op, code, first in sorted(failures, key=str):
     print(f"  {code} {op}: {first}")
 for label, kind in sorted(errors, key=str):
     print(f"  error {label}: {kind}")
+for label in sorted(known, key=str):
+    print(f"  (CPython 3.11 AST SystemError in the coverage phase of {label})")
 print(f"operations tested: {len(operations)}, requests: {requests}, "
       f"distinct failures: {len(failures)}, errors: {len(errors)}")
+sys.exit(1 if failures or errors or not lines else 0)
 PY
 echo "server 5xx answered: ${fives}"
 grep -E '^http_requests_total\{.*status="5[0-9][0-9]"' "$reports/metrics.txt" || true

@@ -66,6 +66,8 @@ pub struct AuditEntry {
     /// The event's sequence in its stream.
     pub sequence: i64,
     #[schema(value_type = Object)]
+    /// The event's payload: an object, or a string for an event without fields.
+    #[schema(value_type = Value)]
     pub details: serde_json::Value,
     pub request_id: Option<String>,
     pub correlation_id: Option<String>,

@@ -98,6 +98,7 @@ pub(super) async fn time_travel(
 #[into_params(parameter_in = Query)]
 pub struct HistoryParams {
     /// Events after this sequence (`next_after` of the previous page); default 0.
+    #[param(minimum = 0)]
     pub after: Option<i64>,
     /// 1 to 200, default 50.
     #[param(minimum = 1, maximum = 200)]

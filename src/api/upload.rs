@@ -47,7 +47,8 @@ pub struct UploadAccepted {
 }
 
 /// The multipart body of `POST /v1/files` (documentation only: the body is streamed).
-#[derive(ToSchema)]
+#[derive(ToSchema, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 #[allow(dead_code)]
 pub struct NewFileForm {
     /// The file's bytes; its part's `filename` and `Content-Type` are recorded.
@@ -65,7 +66,8 @@ pub struct NewFileForm {
 }
 
 /// The multipart body of `POST /v1/files/{id}/versions` (documentation only).
-#[derive(ToSchema)]
+#[derive(ToSchema, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 #[allow(dead_code)]
 pub struct NewVersionForm {
     /// The new version's bytes.
