@@ -53,6 +53,13 @@ pub struct AuditParams {
     pub limit: Option<u32>,
 }
 
+/// Any JSON value (no `type` in the schema).
+fn any_json() -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::SchemaType::AnyValue)
+        .build()
+}
+
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct AuditEntry {
     /// The event's global position.
@@ -67,7 +74,7 @@ pub struct AuditEntry {
     pub sequence: i64,
     #[schema(value_type = Object)]
     /// The event's payload: an object, or a string for an event without fields.
-    #[schema(value_type = Value)]
+    #[schema(schema_with = any_json)]
     pub details: serde_json::Value,
     pub request_id: Option<String>,
     pub correlation_id: Option<String>,
