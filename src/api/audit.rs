@@ -32,12 +32,16 @@ const MAX_FILTER_LEN: usize = 255;
 #[into_params(parameter_in = Query)]
 pub struct AuditParams {
     /// A user id or `system:<component>`.
+    #[param(pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$")]
     pub actor: Option<String>,
     /// e.g. `file.renamed`.
+    #[param(pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$")]
     pub action: Option<String>,
     /// Aggregate type, e.g. `file`.
+    #[param(pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$")]
     pub target_type: Option<String>,
     /// Aggregate id; requires `target_type`.
+    #[param(pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$")]
     pub target_id: Option<String>,
     /// Entries at or after this instant (RFC 3339; write `+` as `%2B`).
     pub from: Option<DateTime<Utc>>,
@@ -45,7 +49,15 @@ pub struct AuditParams {
     pub to: Option<DateTime<Utc>>,
     pub cursor: Option<String>,
     /// 1 to 200, default 50.
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u32>,
+}
+
+/// Any JSON value (no `type` in the schema).
+fn any_json() -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::SchemaType::AnyValue)
+        .build()
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -61,6 +73,8 @@ pub struct AuditEntry {
     /// The event's sequence in its stream.
     pub sequence: i64,
     #[schema(value_type = Object)]
+    /// The event's payload: an object, or a string for an event without fields.
+    #[schema(schema_with = any_json)]
     pub details: serde_json::Value,
     pub request_id: Option<String>,
     pub correlation_id: Option<String>,

@@ -32,13 +32,30 @@ const REFRESH_COOKIE: &str = "refresh_token";
 pub struct RegisterRequest {
     /// Name of the new tenant; omit when joining with `invitation_token`.
     #[serde(default)]
+    #[schema(
+        max_length = 200,
+        pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*[^\\s\\u0000-\\u001F\\u007F-\\u009F][^\\u0000-\\u001F\\u007F-\\u009F]*$"
+    )]
     pub tenant_name: Option<String>,
     /// Joins the inviting tenant with the invitation's role instead of creating one.
     #[serde(default)]
     pub invitation_token: Option<String>,
+    /// 3–32 of `a-z`, `0-9`, `_`, `-`, starting with a letter.
+    #[schema(pattern = "^[a-z][a-z0-9_-]{2,31}$")]
     pub handle: String,
+    /// 1–200 bytes, not blank, no control characters.
+    #[schema(
+        max_length = 200,
+        pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*[^\\s\\u0000-\\u001F\\u007F-\\u009F][^\\u0000-\\u001F\\u007F-\\u009F]*$"
+    )]
     pub name: String,
+    #[schema(
+        max_length = 254,
+        pattern = "^[^@\\s\\u0000-\\u001F\\u007F-\\u009F]+@[^@\\s\\u0000-\\u001F\\u007F-\\u009F]*\\.[^@\\s\\u0000-\\u001F\\u007F-\\u009F]*$"
+    )]
     pub email: String,
+    /// 10 characters to 1024 bytes.
+    #[schema(min_length = 10, max_length = 1024)]
     pub password: String,
 }
 

@@ -43,6 +43,7 @@ pub struct EventsQuery {
     /// Accepted on this route only; prefer the `Authorization` header.
     pub access_token: Option<String>,
     /// Resume after this event id (same as the `Last-Event-ID` header, which wins).
+    #[param(pattern = "^[0-9]{1,18}-[0-9]{1,18}$")]
     pub last_event_id: Option<String>,
 }
 
@@ -101,8 +102,8 @@ struct Cursor {
 /// now. The stream ends when the access token expires, the session is revoked, or the
 /// server shuts down: reconnect with a fresh token and the last id.
 #[utoipa::path(get, path = "/v1/events", tag = "notifications", security(("bearer" = [])),
-    params(EventsQuery, ("Last-Event-ID" = Option<String>, Header, description = "resume after this event id")),
-    responses((status = 200, description = "text/event-stream of NotificationView objects"),
+    params(EventsQuery, ("Last-Event-ID" = Option<String>, Header, pattern = "^[0-9]{1,18}-[0-9]{1,18}$", description = "resume after this event id")),
+    responses((status = 200, content_type = "text/event-stream", description = "text/event-stream of NotificationView objects"),
         (status = 400, body = crate::error::ErrorBody), (status = 401, body = crate::error::ErrorBody)))]
 pub async fn stream(
     State(state): State<AppState>,

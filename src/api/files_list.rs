@@ -32,12 +32,16 @@ pub struct ListParams {
     /// `next_cursor` of the previous page.
     pub cursor: Option<String>,
     /// 1 to 200, default 50.
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u32>,
     /// Only files carrying this tag.
+    #[param(pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$")]
     pub tag: Option<String>,
     /// Only files whose latest version has this status.
+    #[param(pattern = "^(|uploaded|queued|processing|virus_failed|duplicate|failed|completed)$")]
     pub status: Option<String>,
     /// Case-insensitive display-name prefix (`%` and `_` match themselves).
+    #[param(pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$")]
     pub name: Option<String>,
     /// `true`: only soft-deleted files (the trash). Default: only live files.
     pub deleted: Option<bool>,

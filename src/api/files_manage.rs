@@ -79,6 +79,10 @@ async fn run(
 #[derive(Deserialize, utoipa::ToSchema)]
 pub struct RenameRequest {
     /// 1–255 bytes, no control characters.
+    #[schema(
+        max_length = 255,
+        pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*[^\\s\\u0000-\\u001F\\u007F-\\u009F][^\\u0000-\\u001F\\u007F-\\u009F]*$"
+    )]
     pub display_name: String,
 }
 
@@ -102,7 +106,7 @@ pub async fn rename(
 
 /// Add a tag (1–64 letters, digits, `-`, `_`, `.`). Adding a tag the file has is a no-op.
 #[utoipa::path(put, path = "/v1/files/{id}/tags/{tag}", tag = "files", security(("bearer" = [])),
-    params(("id" = Uuid, Path, description = "file id"), ("tag" = String, Path, description = "tag")),
+    params(("id" = Uuid, Path, description = "file id"), ("tag" = String, Path, pattern = "^[\\w.-]{1,64}$", description = "tag")),
     responses((status = 200, body = FileView), (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn tag(
@@ -117,7 +121,7 @@ pub async fn tag(
 
 /// Remove a tag. Removing a tag the file does not have is a no-op.
 #[utoipa::path(delete, path = "/v1/files/{id}/tags/{tag}", tag = "files", security(("bearer" = [])),
-    params(("id" = Uuid, Path, description = "file id"), ("tag" = String, Path, description = "tag")),
+    params(("id" = Uuid, Path, description = "file id"), ("tag" = String, Path, pattern = "^[\\w.-]{1,64}$", description = "tag")),
     responses((status = 200, body = FileView), (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn untag(

@@ -32,6 +32,7 @@ pub struct TimeTravel {
     /// current state).
     pub as_of: Option<DateTime<Utc>>,
     /// The file as it was after its stream's event number `n` (1 = created).
+    #[param(minimum = 0)]
     pub at_version: Option<i64>,
 }
 
@@ -97,8 +98,10 @@ pub(super) async fn time_travel(
 #[into_params(parameter_in = Query)]
 pub struct HistoryParams {
     /// Events after this sequence (`next_after` of the previous page); default 0.
+    #[param(minimum = 0)]
     pub after: Option<i64>,
     /// 1 to 200, default 50.
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u32>,
 }
 

@@ -25,7 +25,7 @@ use crate::state::AppState;
 use crate::store::idempotency::{CURRENT, IdempotencyMarker};
 
 pub const HEADER: &str = "idempotency-key";
-const EXCLUDED: &[&str] = &["/v1/auth/login", "/v1/auth/refresh", "/v1/auth/logout"];
+pub(super) const EXCLUDED: &[&str] = &["/v1/auth/login", "/v1/auth/refresh", "/v1/auth/logout"];
 
 fn scope_of(state: &AppState, request: &Request) -> String {
     request

@@ -40,10 +40,13 @@ pub struct JobView {
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct JobQuery {
     /// queued, in_progress, succeeded, failed (retry scheduled) or dead_letter.
+    #[param(pattern = "^(queued|in_progress|succeeded|failed|dead_letter)$")]
     pub status: Option<String>,
     /// 1–200, default 50.
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<i64>,
     /// Only jobs last changed before this time (the previous page's last `updated_at`).
     pub before: Option<DateTime<Utc>>,

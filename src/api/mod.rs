@@ -17,6 +17,7 @@ mod jobs;
 pub mod json;
 mod middleware;
 mod notifications;
+mod openapi;
 mod ops;
 pub mod ratelimit;
 mod sessions;
@@ -33,6 +34,7 @@ use utoipa::OpenApi;
 use crate::error::{AppError, ErrorBody, ErrorDetail};
 use crate::state::AppState;
 use json::JsonBodyLimitLayer;
+use openapi::LayerResponses;
 use ratelimit::RateLimitLayer;
 
 #[derive(OpenApi)]
@@ -54,7 +56,7 @@ use ratelimit::RateLimitLayer;
         tus::options, tus::options_upload, tus::create::create, tus::head, tus::patch, tus::terminate,
     ),
     components(schemas(ErrorBody, ErrorDetail, health::Health, upload::UploadAccepted)),
-    modifiers(&BearerAuth)
+    modifiers(&BearerAuth, &LayerResponses)
 )]
 pub struct ApiDoc;
 

@@ -66,6 +66,7 @@ pub struct ListQuery {
     #[serde(default)]
     pub unread: bool,
     /// 1–100, default 50.
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<i64>,
     /// `next_cursor` of the previous page.
     pub cursor: Option<String>,

@@ -35,7 +35,7 @@ pub const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-poli
 
 /// Probes and scrapes must never be refused: an orchestrator that cannot probe restarts
 /// healthy instances, and a missing scrape hides the very overload being limited.
-const EXEMPT: &[&str] = &["/health", "/health/ready", "/metrics"];
+pub(super) const EXEMPT: &[&str] = &["/health", "/health/ready", "/metrics"];
 
 /// What to do when Redis gives no answer in time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -46,6 +46,35 @@ pub struct UploadAccepted {
     pub status: &'static str,
 }
 
+/// The multipart body of `POST /v1/files` (documentation only: the body is streamed).
+#[derive(ToSchema, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct NewFileForm {
+    /// The file's bytes; its part's `filename` and `Content-Type` are recorded.
+    #[schema(value_type = String, format = Binary)]
+    file: Vec<u8>,
+    /// Defaults to the file name. 1–255 bytes, no control characters.
+    #[schema(
+        max_length = 255,
+        pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*[^\\s\\u0000-\\u001F\\u007F-\\u009F][^\\u0000-\\u001F\\u007F-\\u009F]*$"
+    )]
+    display_name: Option<String>,
+    /// Comma-separated (or a repeated part); each 1–64 of letters, digits, `-`, `_`, `.`.
+    #[schema(pattern = "^\\s*([\\w.-]{1,64})?\\s*(,\\s*([\\w.-]{1,64})?\\s*)*$")]
+    tags: Option<String>,
+}
+
+/// The multipart body of `POST /v1/files/{id}/versions` (documentation only).
+#[derive(ToSchema, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct NewVersionForm {
+    /// The new version's bytes.
+    #[schema(value_type = String, format = Binary)]
+    file: Vec<u8>,
+}
+
 /// What the multipart body carried, the file's bytes already durable at `temp_key`.
 struct ReceivedUpload {
     temp_key: String,
@@ -70,8 +99,8 @@ impl ReceivedUpload {
 
 /// Upload a new file (multipart: `file`, optional `display_name`, `tags`).
 #[utoipa::path(post, path = "/v1/files", tag = "files",
-    request_body(content_type = "multipart/form-data", description = "`file` (required), `display_name`, `tags` (repeated or comma-separated)"),
-    responses((status = 202, body = UploadAccepted), (status = 400), (status = 413), (status = 415), (status = 422)),
+    request_body(content = NewFileForm, content_type = "multipart/form-data", description = "`file` (required), `display_name`, `tags` (repeated or comma-separated)"),
+    responses((status = 202, body = UploadAccepted), (status = 400), (status = 403), (status = 413), (status = 415), (status = 422)),
     security(("bearer" = [])))]
 pub async fn create_file(
     State(state): State<AppState>,
@@ -98,8 +127,8 @@ pub async fn create_file(
 /// Upload a new version of an existing file (multipart `file`).
 #[utoipa::path(post, path = "/v1/files/{id}/versions", tag = "files",
     params(("id" = Uuid, Path, description = "file id")),
-    request_body(content_type = "multipart/form-data", description = "`file` (required)"),
-    responses((status = 202, body = UploadAccepted), (status = 400), (status = 404), (status = 413), (status = 415), (status = 422)),
+    request_body(content = NewVersionForm, content_type = "multipart/form-data", description = "`file` (required)"),
+    responses((status = 202, body = UploadAccepted), (status = 400), (status = 403), (status = 404), (status = 413), (status = 415), (status = 422)),
     security(("bearer" = [])))]
 pub async fn create_version(
     State(state): State<AppState>,
