@@ -1,8 +1,10 @@
 //! Rate limiting at the HTTP edge: which key a request counts against, which policy applies,
 //! the `429` and `RateLimit-*` headers, and what happens when Redis cannot answer.
 //!
-//! Two policies: `RateLimitLayer::global` (every route except health and metrics, per client
-//! IP) and `RateLimitLayer::auth`, stricter, for the `/v1/auth` router:
+//! Two policies: `RateLimitLayer::global` (every route except health and metrics, per
+//! principal when the request carries a valid access token, otherwise per client IP; tus
+//! `PATCH`/`HEAD` on the caller's own upload on a separate budget: src/api/budget.rs) and
+//! `RateLimitLayer::auth`, stricter and per IP, for the `/v1/auth` router:
 //!
 //! ```ignore
 //! let auth = Router::new()
@@ -23,7 +25,10 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, Method};
 use axum::response::{IntoResponse, Response};
 use futures::future::BoxFuture;
 use tower::{Layer, Service};
+use uuid::Uuid;
 
+use super::budget::{self, Principal};
+use crate::auth::TokenKeys;
 use crate::error::AppError;
 use crate::ratelimit::{Decision, RateLimiter};
 use crate::state::AppState;
@@ -56,8 +61,18 @@ pub struct RatePolicy {
     pub when_redis_down: WhenRedisDown,
 }
 
-/// A tower layer enforcing one policy per client IP; usable with `Router::layer` on any
-/// router.
+/// Budgets per principal instead of per IP (the global policy): how to verify a token,
+/// where to look up an upload's owner, and the uploads' own budget.
+#[derive(Clone)]
+pub struct PrincipalBudgets {
+    pub tokens: TokenKeys,
+    pub db: sqlx::PgPool,
+    /// Requests per window of `PATCH`/`HEAD` on the principal's own tus uploads.
+    pub upload_limit: u64,
+}
+
+/// A tower layer enforcing one policy per client IP (or per principal, with
+/// [`PrincipalBudgets`]); usable with `Router::layer` on any router.
 #[derive(Clone)]
 pub struct RateLimitLayer {
     enforcer: Arc<Enforcer>,
@@ -67,6 +82,7 @@ struct Enforcer {
     limiter: RateLimiter,
     policy: RatePolicy,
     trust_proxy_headers: bool,
+    principals: Option<PrincipalBudgets>,
 }
 
 impl RateLimitLayer {
@@ -76,14 +92,35 @@ impl RateLimitLayer {
                 limiter,
                 policy,
                 trust_proxy_headers,
+                principals: None,
             }),
         }
     }
 
-    /// `RATE_LIMIT_PER_MINUTE` per client IP and window; health and metrics exempt. Fails
-    /// open: without Redis the API keeps serving (see docs/architecture.md, Edge).
+    /// Authenticated requests count against their principal's budget rather than their
+    /// IP's; see src/api/budget.rs.
+    pub fn per_principal(self, principals: PrincipalBudgets) -> Self {
+        let e = &self.enforcer;
+        Self {
+            enforcer: Arc::new(Enforcer {
+                limiter: e.limiter.clone(),
+                policy: e.policy.clone(),
+                trust_proxy_headers: e.trust_proxy_headers,
+                principals: Some(principals),
+            }),
+        }
+    }
+
+    /// `RATE_LIMIT_PER_MINUTE` per principal (or client IP when anonymous) and window;
+    /// health and metrics exempt; uploads in progress on their own budget. Fails open:
+    /// without Redis the API keeps serving (see docs/architecture.md, Edge).
     pub fn global(state: &AppState) -> Self {
         let c = &state.config;
+        let principals = PrincipalBudgets {
+            tokens: state.tokens.clone(),
+            db: state.db.clone(),
+            upload_limit: c.tus_rate_limit_per_minute,
+        };
         Self::new(
             state.limiter.clone(),
             RatePolicy {
@@ -95,6 +132,7 @@ impl RateLimitLayer {
             },
             c.trust_proxy_headers,
         )
+        .per_principal(principals)
     }
 
     /// `AUTH_RATE_LIMIT_PER_MINUTE` per client IP, for login/register/refresh. Without
@@ -200,16 +238,13 @@ impl Enforcer {
         if policy.exempt.contains(&request.uri().path()) {
             return call(&mut inner, request).await;
         }
-        let peer = request
-            .extensions()
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|ConnectInfo(addr)| addr.ip());
-        let client = client_ip(request.headers(), peer, self.trust_proxy_headers)
-            .map(bucket)
-            .unwrap_or_else(|| "unknown".to_string());
-        let key = format!("{}:ip:{client}", policy.name);
+        let (client, limit) = match self.budget_of(&request) {
+            Ok(ip_budget) => ip_budget,
+            Err((principal, upload)) => self.principal_budget(principal, upload).await,
+        };
+        let key = format!("{}:{client}", policy.name);
 
-        match self.limiter.check(&key, policy.limit, policy.window).await {
+        match self.limiter.check(&key, limit, policy.window).await {
             Ok(decision) if decision.allowed => {
                 let mut response = call(&mut inner, request).await;
                 write_headers(response.headers_mut(), &decision, policy.window);
@@ -237,6 +272,56 @@ impl Enforcer {
                     tracing::debug!(policy = policy.name, error = %err, "served without a rate-limit decision");
                     call(&mut inner, request).await
                 }
+            }
+        }
+    }
+}
+
+impl Enforcer {
+    /// The IP budget `request` counts against (`ip:…`) and its limit per window; or, when
+    /// it has a principal, that principal and the tus upload it addresses, for
+    /// [`Self::principal_budget`] (no await here: the request's body is not `Sync`).
+    #[allow(clippy::type_complexity)]
+    fn budget_of(&self, request: &Request) -> Result<(String, u64), (Principal, Option<Uuid>)> {
+        let principal = self
+            .principals
+            .as_ref()
+            .and_then(|p| budget::principal(request.headers(), &p.tokens));
+        let Some(principal) = principal else {
+            let peer = request
+                .extensions()
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|ConnectInfo(addr)| addr.ip());
+            let client = client_ip(request.headers(), peer, self.trust_proxy_headers)
+                .map(bucket)
+                .unwrap_or_else(|| "unknown".to_string());
+            return Ok((format!("ip:{client}"), self.policy.limit));
+        };
+        Err((
+            principal,
+            budget::tus_upload(request.method(), request.uri().path()),
+        ))
+    }
+
+    /// `user:…` with the request limit, or `upload:user:…` with the uploads' limit for a
+    /// `PATCH`/`HEAD` on an upload the principal owns.
+    async fn principal_budget(&self, principal: Principal, upload: Option<Uuid>) -> (String, u64) {
+        if let Some(budgets) = &self.principals
+            && let Some(upload) = upload
+            && self.owns(budgets, principal, upload).await
+        {
+            return (format!("upload:{}", principal.key()), budgets.upload_limit);
+        }
+        (principal.key(), self.policy.limit)
+    }
+
+    async fn owns(&self, budgets: &PrincipalBudgets, principal: Principal, upload: Uuid) -> bool {
+        match budget::owns_upload(&budgets.db, principal, upload).await {
+            Ok(owns) => owns,
+            Err(err) => {
+                // The handler will fail the same way; count it as ordinary traffic.
+                tracing::debug!(error = %err, "upload owner lookup failed");
+                false
             }
         }
     }
