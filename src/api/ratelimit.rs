@@ -27,8 +27,8 @@ use futures::future::BoxFuture;
 use tower::{Layer, Service};
 use uuid::Uuid;
 
+pub use super::budget::PrincipalBudgets;
 use super::budget::{self, Principal};
-use crate::auth::TokenKeys;
 use crate::error::AppError;
 use crate::ratelimit::{Decision, RateLimiter};
 use crate::state::AppState;
@@ -59,16 +59,6 @@ pub struct RatePolicy {
     pub window: Duration,
     pub exempt: &'static [&'static str],
     pub when_redis_down: WhenRedisDown,
-}
-
-/// Budgets per principal instead of per IP (the global policy): how to verify a token,
-/// where to look up an upload's owner, and the uploads' own budget.
-#[derive(Clone)]
-pub struct PrincipalBudgets {
-    pub tokens: TokenKeys,
-    pub db: sqlx::PgPool,
-    /// Requests per window of `PATCH`/`HEAD` on the principal's own tus uploads.
-    pub upload_limit: u64,
 }
 
 /// A tower layer enforcing one policy per client IP (or per principal, with
@@ -239,8 +229,10 @@ impl Enforcer {
             return call(&mut inner, request).await;
         }
         let (client, limit) = match self.budget_of(&request) {
-            Ok(ip_budget) => ip_budget,
-            Err((principal, upload)) => self.principal_budget(principal, upload).await,
+            Budget::Ip(key) => (key, policy.limit),
+            Budget::Principal { principal, upload } => {
+                self.principal_budget(principal, upload).await
+            }
         };
         let key = format!("{}:{client}", policy.name);
 
@@ -275,14 +267,11 @@ impl Enforcer {
             }
         }
     }
-}
 
-impl Enforcer {
-    /// The IP budget `request` counts against (`ip:…`) and its limit per window; or, when
-    /// it has a principal, that principal and the tus upload it addresses, for
-    /// [`Self::principal_budget`] (no await here: the request's body is not `Sync`).
-    #[allow(clippy::type_complexity)]
-    fn budget_of(&self, request: &Request) -> Result<(String, u64), (Principal, Option<Uuid>)> {
+    /// Whose budget `request` spends: its IP's (`ip:…`) or its principal's, with the tus
+    /// upload it addresses for [`Self::principal_budget`]. No await here: the request's
+    /// body is not `Sync`, so it cannot be held across one.
+    fn budget_of(&self, request: &Request) -> Budget {
         let principal = self
             .principals
             .as_ref()
@@ -295,12 +284,12 @@ impl Enforcer {
             let client = client_ip(request.headers(), peer, self.trust_proxy_headers)
                 .map(bucket)
                 .unwrap_or_else(|| "unknown".to_string());
-            return Ok((format!("ip:{client}"), self.policy.limit));
+            return Budget::Ip(format!("ip:{client}"));
         };
-        Err((
+        Budget::Principal {
             principal,
-            budget::tus_upload(request.method(), request.uri().path()),
-        ))
+            upload: budget::tus_upload(request.method(), request.uri().path()),
+        }
     }
 
     /// `user:…` with the request limit, or `upload:user:…` with the uploads' limit for a
@@ -308,23 +297,20 @@ impl Enforcer {
     async fn principal_budget(&self, principal: Principal, upload: Option<Uuid>) -> (String, u64) {
         if let Some(budgets) = &self.principals
             && let Some(upload) = upload
-            && self.owns(budgets, principal, upload).await
+            && budget::owns_upload(&budgets.db, principal, upload).await
         {
             return (format!("upload:{}", principal.key()), budgets.upload_limit);
         }
         (principal.key(), self.policy.limit)
     }
+}
 
-    async fn owns(&self, budgets: &PrincipalBudgets, principal: Principal, upload: Uuid) -> bool {
-        match budget::owns_upload(&budgets.db, principal, upload).await {
-            Ok(owns) => owns,
-            Err(err) => {
-                // The handler will fail the same way; count it as ordinary traffic.
-                tracing::debug!(error = %err, "upload owner lookup failed");
-                false
-            }
-        }
-    }
+enum Budget {
+    Ip(String),
+    Principal {
+        principal: Principal,
+        upload: Option<Uuid>,
+    },
 }
 
 async fn call<S>(inner: &mut S, request: Request) -> Response
