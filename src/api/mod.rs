@@ -2,6 +2,7 @@
 
 mod audit;
 mod auth;
+mod budget;
 mod devices;
 mod download;
 pub mod edge;

@@ -1,8 +1,10 @@
 //! Rate limiting at the HTTP edge: which key a request counts against, which policy applies,
 //! the `429` and `RateLimit-*` headers, and what happens when Redis cannot answer.
 //!
-//! Two policies: `RateLimitLayer::global` (every route except health and metrics, per client
-//! IP) and `RateLimitLayer::auth`, stricter, for the `/v1/auth` router:
+//! Two policies: `RateLimitLayer::global` (every route except health and metrics, per
+//! principal when the request carries a valid access token, otherwise per client IP; tus
+//! `PATCH`/`HEAD` on the caller's own upload on a separate budget: src/api/budget.rs) and
+//! `RateLimitLayer::auth`, stricter and per IP, for the `/v1/auth` router:
 //!
 //! ```ignore
 //! let auth = Router::new()
@@ -23,7 +25,10 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, Method};
 use axum::response::{IntoResponse, Response};
 use futures::future::BoxFuture;
 use tower::{Layer, Service};
+use uuid::Uuid;
 
+pub use super::budget::PrincipalBudgets;
+use super::budget::{self, Principal};
 use crate::error::AppError;
 use crate::ratelimit::{Decision, RateLimiter};
 use crate::state::AppState;
@@ -56,8 +61,8 @@ pub struct RatePolicy {
     pub when_redis_down: WhenRedisDown,
 }
 
-/// A tower layer enforcing one policy per client IP; usable with `Router::layer` on any
-/// router.
+/// A tower layer enforcing one policy per client IP (or per principal, with
+/// [`PrincipalBudgets`]); usable with `Router::layer` on any router.
 #[derive(Clone)]
 pub struct RateLimitLayer {
     enforcer: Arc<Enforcer>,
@@ -67,6 +72,7 @@ struct Enforcer {
     limiter: RateLimiter,
     policy: RatePolicy,
     trust_proxy_headers: bool,
+    principals: Option<PrincipalBudgets>,
 }
 
 impl RateLimitLayer {
@@ -76,14 +82,35 @@ impl RateLimitLayer {
                 limiter,
                 policy,
                 trust_proxy_headers,
+                principals: None,
             }),
         }
     }
 
-    /// `RATE_LIMIT_PER_MINUTE` per client IP and window; health and metrics exempt. Fails
-    /// open: without Redis the API keeps serving (see docs/architecture.md, Edge).
+    /// Authenticated requests count against their principal's budget rather than their
+    /// IP's; see src/api/budget.rs.
+    pub fn per_principal(self, principals: PrincipalBudgets) -> Self {
+        let e = &self.enforcer;
+        Self {
+            enforcer: Arc::new(Enforcer {
+                limiter: e.limiter.clone(),
+                policy: e.policy.clone(),
+                trust_proxy_headers: e.trust_proxy_headers,
+                principals: Some(principals),
+            }),
+        }
+    }
+
+    /// `RATE_LIMIT_PER_MINUTE` per principal (or client IP when anonymous) and window;
+    /// health and metrics exempt; uploads in progress on their own budget. Fails open:
+    /// without Redis the API keeps serving (see docs/architecture.md, Edge).
     pub fn global(state: &AppState) -> Self {
         let c = &state.config;
+        let principals = PrincipalBudgets {
+            tokens: state.tokens.clone(),
+            db: state.db.clone(),
+            upload_limit: c.tus_rate_limit_per_minute,
+        };
         Self::new(
             state.limiter.clone(),
             RatePolicy {
@@ -95,6 +122,7 @@ impl RateLimitLayer {
             },
             c.trust_proxy_headers,
         )
+        .per_principal(principals)
     }
 
     /// `AUTH_RATE_LIMIT_PER_MINUTE` per client IP, for login/register/refresh. Without
@@ -200,16 +228,15 @@ impl Enforcer {
         if policy.exempt.contains(&request.uri().path()) {
             return call(&mut inner, request).await;
         }
-        let peer = request
-            .extensions()
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|ConnectInfo(addr)| addr.ip());
-        let client = client_ip(request.headers(), peer, self.trust_proxy_headers)
-            .map(bucket)
-            .unwrap_or_else(|| "unknown".to_string());
-        let key = format!("{}:ip:{client}", policy.name);
+        let (client, limit) = match self.budget_of(&request) {
+            Budget::Ip(key) => (key, policy.limit),
+            Budget::Principal { principal, upload } => {
+                self.principal_budget(principal, upload).await
+            }
+        };
+        let key = format!("{}:{client}", policy.name);
 
-        match self.limiter.check(&key, policy.limit, policy.window).await {
+        match self.limiter.check(&key, limit, policy.window).await {
             Ok(decision) if decision.allowed => {
                 let mut response = call(&mut inner, request).await;
                 write_headers(response.headers_mut(), &decision, policy.window);
@@ -240,6 +267,50 @@ impl Enforcer {
             }
         }
     }
+
+    /// Whose budget `request` spends: its IP's (`ip:…`) or its principal's, with the tus
+    /// upload it addresses for [`Self::principal_budget`]. No await here: the request's
+    /// body is not `Sync`, so it cannot be held across one.
+    fn budget_of(&self, request: &Request) -> Budget {
+        let principal = self
+            .principals
+            .as_ref()
+            .and_then(|p| budget::principal(request.headers(), &p.tokens));
+        let Some(principal) = principal else {
+            let peer = request
+                .extensions()
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|ConnectInfo(addr)| addr.ip());
+            let client = client_ip(request.headers(), peer, self.trust_proxy_headers)
+                .map(bucket)
+                .unwrap_or_else(|| "unknown".to_string());
+            return Budget::Ip(format!("ip:{client}"));
+        };
+        Budget::Principal {
+            principal,
+            upload: budget::tus_upload(request.method(), request.uri().path()),
+        }
+    }
+
+    /// `user:…` with the request limit, or `upload:user:…` with the uploads' limit for a
+    /// `PATCH`/`HEAD` on an upload the principal owns.
+    async fn principal_budget(&self, principal: Principal, upload: Option<Uuid>) -> (String, u64) {
+        if let Some(budgets) = &self.principals
+            && let Some(upload) = upload
+            && budget::owns_upload(&budgets.db, principal, upload).await
+        {
+            return (format!("upload:{}", principal.key()), budgets.upload_limit);
+        }
+        (principal.key(), self.policy.limit)
+    }
+}
+
+enum Budget {
+    Ip(String),
+    Principal {
+        principal: Principal,
+        upload: Option<Uuid>,
+    },
 }
 
 async fn call<S>(inner: &mut S, request: Request) -> Response

@@ -1,7 +1,15 @@
 //! What the API and the worker call to change state: load → decide → append, with
-//! metadata on every event and bounded, jittered retries when a concurrent writer won.
+//! metadata on every event.
+//!
+//! Concurrent writers of one stream never fail each other: within a process they take
+//! turns (`ChronicleStore::writer_turn`, first come first served), so they cannot
+//! conflict; a writer in another process can still win the append, and then the command
+//! is decided again on the new state and retried — for as long as that keeps happening,
+//! because every lost race means another command of the stream committed. Only a conflict
+//! that persists for `CONFLICT_PATIENCE` (no race does: it is a fault) ends in
+//! `409 conflict`. docs/architecture.md, "Concurrent writers".
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::{Aggregate, AggregateContext, AggregateError, EventEnvelope, EventStore};
@@ -9,16 +17,17 @@ use cqrs_es::{Aggregate, AggregateContext, AggregateError, EventEnvelope, EventS
 use crate::error::AppError;
 use crate::store::{ChronicleStore, EventMetadata};
 
-/// How many times a command is tried when its append conflicts (then `409 conflict`).
-pub const MAX_ATTEMPTS: u32 = 6;
+/// How long a command keeps retrying appends that conflict (then `409 conflict`). Races
+/// resolve in milliseconds; a conflict lasting this long is a fault, not a race.
+pub const CONFLICT_PATIENCE: Duration = Duration::from_secs(60);
 
 #[derive(Debug, thiserror::Error)]
 pub enum CommandError<E: std::error::Error> {
     /// The aggregate refused the command (a domain rule).
     #[error(transparent)]
     Domain(E),
-    /// Concurrent writers kept winning for `MAX_ATTEMPTS` tries.
-    #[error("conflict after {MAX_ATTEMPTS} attempts")]
+    /// The append kept conflicting for `CONFLICT_PATIENCE`.
+    #[error("the append kept conflicting for {CONFLICT_PATIENCE:?}")]
     Conflict,
     #[error("event store: {0}")]
     Store(String),
@@ -34,8 +43,9 @@ pub struct Committed<A: Aggregate> {
     pub sequence: u64,
 }
 
-/// Executes `command` against stream `aggregate_id`. The command is cloned for retries:
-/// each attempt decides again on freshly loaded state.
+/// Executes `command` against stream `aggregate_id` once this process's other writers of
+/// the stream are done. The command is cloned for retries: each attempt decides again on
+/// freshly loaded state.
 pub async fn execute<A>(
     store: &ChronicleStore<A>,
     aggregate_id: &str,
@@ -48,6 +58,8 @@ where
     A::Command: Clone,
 {
     let map = metadata.to_map();
+    let _turn = store.writer_turn(aggregate_id).await;
+    let since = Instant::now();
     let mut attempt = 0;
     loop {
         attempt += 1;
@@ -73,18 +85,34 @@ where
                     sequence,
                 });
             }
-            Err(AggregateError::AggregateConflict) if attempt < MAX_ATTEMPTS => {
+            Err(AggregateError::AggregateConflict) if since.elapsed() < CONFLICT_PATIENCE => {
+                tracing::debug!(
+                    aggregate_type = A::TYPE,
+                    aggregate_id,
+                    attempt,
+                    "append conflicted with another process; deciding again"
+                );
                 tokio::time::sleep(backoff(attempt)).await;
             }
-            Err(AggregateError::AggregateConflict) => return Err(CommandError::Conflict),
+            Err(AggregateError::AggregateConflict) => {
+                tracing::error!(
+                    aggregate_type = A::TYPE,
+                    aggregate_id,
+                    attempt,
+                    "append conflicted for {CONFLICT_PATIENCE:?}"
+                );
+                return Err(CommandError::Conflict);
+            }
             Err(other) => return Err(store_error(other)),
         }
     }
 }
 
-/// Exponential backoff with full jitter: 0..(4ms · 2^attempt), capped at 200 ms.
+/// Exponential backoff with full jitter: 0..(2ms · 2^attempt), capped at 50 ms. Short on
+/// purpose: the loser competes with the other process's next writer, and a long pause
+/// would only make it lose again.
 fn backoff(attempt: u32) -> Duration {
-    let ceiling_ms = (4u64 << attempt.min(6)).min(200);
+    let ceiling_ms = (2u64 << attempt.min(5)).min(50);
     Duration::from_micros(rand::random_range(0..ceiling_ms * 1000))
 }
 

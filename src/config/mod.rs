@@ -69,10 +69,14 @@ pub struct Config {
     /// Prefix of every Redis key Chronicle writes, so deployments (and tests) can share a
     /// Redis without sharing state.
     pub redis_key_prefix: String,
-    /// Requests per client IP and `rate_limit_window` (named for the default window).
+    /// Requests per principal (authenticated) or client IP (anonymous) and
+    /// `rate_limit_window` (named for the default window).
     pub rate_limit_per_minute: u64,
     /// The stricter per-IP budget of the auth routes, per `rate_limit_window`.
     pub auth_rate_limit_per_minute: u64,
+    /// The per-principal budget of `PATCH`/`HEAD` on the caller's own tus uploads, per
+    /// `rate_limit_window`: an upload in progress never spends the request budget.
+    pub tus_rate_limit_per_minute: u64,
     pub rate_limit_window: Duration,
     /// Use the last `X-Forwarded-For` entry as the client IP (only behind a proxy that sets it).
     pub trust_proxy_headers: bool,
@@ -225,6 +229,13 @@ impl Config {
                 "must be between 1 and 1000000",
             ));
         }
+        let tus_rate_limit_per_minute = parse_u64(&get, "TUS_RATE_LIMIT_PER_MINUTE", 10_000)?;
+        if !(1..=10_000_000).contains(&tus_rate_limit_per_minute) {
+            return Err(invalid(
+                "TUS_RATE_LIMIT_PER_MINUTE",
+                "must be between 1 and 10000000",
+            ));
+        }
         let rate_limit_window_secs = parse_u64(&get, "RATE_LIMIT_WINDOW_SECS", 60)?;
         if !(1..=86_400).contains(&rate_limit_window_secs) {
             return Err(invalid(
@@ -291,6 +302,7 @@ impl Config {
             redis_key_prefix,
             rate_limit_per_minute,
             auth_rate_limit_per_minute,
+            tus_rate_limit_per_minute,
             rate_limit_window: Duration::from_secs(rate_limit_window_secs),
             trust_proxy_headers,
             max_json_body_bytes: max_json_body_bytes as usize,
@@ -475,6 +487,7 @@ mod tests {
         assert_eq!(c.redis_key_prefix, "chronicle:");
         assert_eq!(c.rate_limit_per_minute, 100);
         assert_eq!(c.auth_rate_limit_per_minute, 10);
+        assert_eq!(c.tus_rate_limit_per_minute, 10_000);
         assert_eq!(c.rate_limit_window, Duration::from_secs(60));
         assert!(!c.trust_proxy_headers);
         assert_eq!(c.max_json_body_bytes, 1024 * 1024);

@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use crate::aggregates::session::RevokeReason;
 use crate::aggregates::{Session, SessionCommand, User, UserCommand};
-use crate::commands::{self, MAX_ATTEMPTS};
+use crate::commands;
 use crate::error::AppError;
 use crate::ids::{TenantId, UserId};
 use crate::store::{ChronicleStore, EventLog, EventMetadata};
@@ -41,6 +41,9 @@ SELECT s.aggregate_id FROM events s
                     WHERE r.tenant_id = s.tenant_id AND r.aggregate_type = 'session'
                       AND r.aggregate_id = s.aggregate_id AND r.event_type = 'SessionRevoked')"#;
 
+/// Tries of the erasure when another process changed the user meanwhile.
+const MAX_ATTEMPTS: u32 = 6;
+
 /// Erases `user` of `tenant` (the caller has checked the role). Another tenant's user is
 /// simply not found: the store and every statement are bound to `tenant`.
 pub async fn erase_user(
@@ -54,6 +57,9 @@ pub async fn erase_user(
     let users = ChronicleStore::<User>::new(log.clone(), tenant, snapshot_every);
     let id = user.to_string();
     let mut outcome = None;
+    // This process's other writers of the user wait (as in `commands::execute`); only a
+    // writer in another process can still conflict.
+    let turn = users.writer_turn(&id).await;
     for attempt in 1..=MAX_ATTEMPTS {
         let ctx = users.load_aggregate(&id).await.map_err(store_error)?;
         if !ctx.aggregate.exists {
@@ -97,6 +103,7 @@ pub async fn erase_user(
             Err(other) => return Err(store_error(other)),
         }
     }
+    drop(turn);
     let outcome = outcome.ok_or(AppError::Conflict)?;
     // Also on a repeated request: a crash after the commit above may have left sessions
     // open. They are refused anyway (`session_standing` checks UserErased); revoking

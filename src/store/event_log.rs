@@ -62,6 +62,8 @@ pub struct EventLog {
     pool: PgPool,
     jobs: mpsc::Sender<Job>,
     events_appended: Option<Counter>,
+    /// Serialises the commands of one stream within this process (src/store/writers.rs).
+    writers: Arc<super::StreamWriters>,
 }
 
 impl EventLog {
@@ -80,6 +82,7 @@ impl EventLog {
             pool,
             jobs: tx,
             events_appended: None,
+            writers: Arc::default(),
         }
     }
 
@@ -91,6 +94,12 @@ impl EventLog {
 
     pub fn pool(&self) -> &PgPool {
         &self.pool
+    }
+
+    /// The turn locks every store on this log shares: the API and the worker of one
+    /// process use one log, so they take turns too.
+    pub fn writers(&self) -> &super::StreamWriters {
+        &self.writers
     }
 
     /// Appends one command's events; returns once they are committed.

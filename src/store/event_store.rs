@@ -91,6 +91,12 @@ impl<A: Aggregate> ChronicleStore<A> {
         self.tenant
     }
 
+    /// Waits for this process's turn to write stream `aggregate_id` (src/store/writers.rs).
+    pub async fn writer_turn(&self, aggregate_id: &str) -> super::Turn {
+        let stream = format!("{}/{}/{aggregate_id}", self.tenant, A::TYPE);
+        self.log.writers().turn(stream).await
+    }
+
     async fn fetch(
         &self,
         aggregate_id: &str,

@@ -14,6 +14,7 @@ pub mod metadata;
 mod stored_form;
 pub mod upcast;
 pub mod verify;
+mod writers;
 
 #[cfg(test)]
 mod golden;
@@ -21,3 +22,4 @@ mod golden;
 pub use event_log::{AppendError, EventLog, StreamAppend};
 pub use event_store::{ChronicleStore, StoreContext};
 pub use metadata::{Actor, EventMetadata};
+pub use writers::{StreamWriters, Turn};

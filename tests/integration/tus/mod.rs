@@ -1,10 +1,12 @@
 //! Resumable uploads (tus 1.0.0) over HTTP against the real server: the protocol's
 //! statuses and headers, checksums, termination, expiry, locking, isolation, progress.
-//! `client`: a real tus client (tuspy) through a proxy that cuts connections.
+//! `client`: a real tus client (tuspy) through a proxy that cuts connections; `js_client`:
+//! tus-js-client in small chunks under a low request budget.
 
 mod client;
 mod cors;
 mod edges;
+mod js_client;
 mod s3;
 
 use std::path::PathBuf;
