@@ -146,8 +146,9 @@ async fn run_keyed(state: &AppState, request: Request, next: Next) -> Result<Res
 }
 
 /// Stores the answer of a request that owned its key, or frees the key when nothing
-/// was done: a server error (a retry may run), or a refusal of the caller (`401`/`403`:
-/// not an effect, and the caller's standing may change).
+/// was done: a server error or a lost race (`409 conflict`; a retry may run), or a
+/// refusal of the caller (`401`/`403`: not an effect, and the caller's standing may
+/// change).
 pub(super) async fn settle(
     state: &AppState,
     scope: &str,
@@ -162,7 +163,12 @@ pub(super) async fn settle(
         parts.status,
         StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN
     );
-    if parts.status.is_server_error() || refused {
+    // `409 conflict` means a concurrent change won and nothing was done: retrying the
+    // request is safe, so its key must not keep answering `conflict` for 24 hours.
+    let lost_race = parts.status == StatusCode::CONFLICT
+        && serde_json::from_slice::<crate::error::ErrorBody>(&body)
+            .is_ok_and(|e| e.error.code == "conflict");
+    if parts.status.is_server_error() || refused || lost_race {
         // Nothing was stored as done; free the key so a retry can run (a key already
         // marked committed stays: its effect happened).
         sqlx::query(

@@ -46,10 +46,11 @@ impl TenantContext {
     }
 }
 
-/// Whether the session is alive, belongs to `user`, and the user is not banned, and the user's *current* role —
-/// read from the events themselves (one indexed query; streams are short). The read
-/// tables may lag; the log does not. The role comes from the log, not the token, so a
-/// demotion takes effect on the next request rather than when the token expires.
+/// Whether the session is alive and was started by `user`, whether the user is not
+/// banned, and the user's *current* role — read from the events themselves (one indexed
+/// query; streams are short). The read tables may lag; the log does not. The role comes
+/// from the log, not the token, so a demotion takes effect on the next request rather
+/// than when the token expires.
 pub async fn session_standing(
     pool: &PgPool,
     tenant: Uuid,
