@@ -118,12 +118,18 @@ async fn hash_blocking(password: String) -> Result<String, AppError> {
 /// a user of the inviting tenant. The credential row and the streams are written in one
 /// transaction: either all exist or none does.
 #[utoipa::path(post, path = "/v1/auth/register", tag = "auth", request_body = RegisterRequest,
-    responses((status = 201, body = RegisterResponse), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 201, body = RegisterResponse), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody), (status = 429, body = ErrorBody)))]
 pub async fn register(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     JsonBody(req): JsonBody<RegisterRequest>,
 ) -> Result<(StatusCode, Json<RegisterResponse>), AppError> {
+    // Email enumeration is limited by a budget of taken-email answers per IP
+    // (register_guard.rs); once spent, every registration from the IP waits.
+    let ip =
+        super::ratelimit::client_ip(&headers, Some(peer.ip()), state.config.trust_proxy_headers);
+    super::register_guard::refuse_if_spent(&state, ip).await?;
     check_password(&req.password)?;
     let user = UserId::new();
     // Decide everything before touching the database, so bad input writes nothing.
@@ -195,6 +201,8 @@ pub async fn register(
         .await;
     match claimed {
         Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("23505") => {
+            drop(tx);
+            super::register_guard::count_taken(&state, ip).await?;
             return Err(AppError::AlreadyExists(
                 "an account with this email already exists".into(),
             ));

@@ -3,16 +3,25 @@
 //! content type, and a Content-Disposition that cannot break out of its header.
 //! The File aggregate (not a read table) decides what may be served, so a download
 //! right after completion never races the projection.
+//!
+//! **Privacy (decision).** Content downloads serve an image's metadata-free copy (the
+//! worker's `stripped` variant: no EXIF/GPS, XMP, text chunks) whenever the version has
+//! one, with its own `ETag` (`<sha256>-stripped`), size and ranges. The bytes as
+//! uploaded are served only with `?original=true`, and only to the file's owner or an
+//! admin; an auditor (who may read the file) gets `403`, anyone else `404` as always.
 
 use axum::body::Body;
-use axum::extract::rejection::PathRejection;
-use axum::extract::{Path, State};
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
+use serde::Deserialize;
 use uuid::Uuid;
 
 use super::files::{file_not_found, path};
+use super::files_list::bad_query;
 use super::files_manage::load;
+use crate::aggregates::Role;
 use crate::aggregates::file::{File, FileStatus, VersionState};
 use crate::auth::TenantContext;
 use crate::error::AppError;
@@ -20,36 +29,74 @@ use crate::state::AppState;
 
 /// The latest completed version's bytes.
 #[utoipa::path(get, path = "/v1/files/{id}/content", tag = "files",
-    params(("id" = Uuid, Path, description = "file id")),
-    responses((status = 200, description = "the bytes"), (status = 206), (status = 304), (status = 404), (status = 416)),
+    params(("id" = Uuid, Path, description = "file id"), ContentParams),
+    responses((status = 200, description = "the bytes"), (status = 206), (status = 304), (status = 400), (status = 403), (status = 404), (status = 416)),
     security(("bearer" = [])))]
 pub async fn current(
     State(state): State<AppState>,
     ctx: TenantContext,
     id: Result<Path<Uuid>, PathRejection>,
+    params: Result<Query<ContentParams>, QueryRejection>,
     headers: HeaderMap,
 ) -> Result<Response, AppError> {
+    let Query(params) = params.map_err(bad_query)?;
     let file = load_visible(&state, &ctx, path(id)?).await?;
-    serve(
-        &state,
-        &headers,
-        current_version(&file)?,
-        Disposition::Attachment,
+    let served = representation(&ctx, &file, current_version(&file)?, &params)?;
+    serve(&state, &headers, &served, Disposition::Attachment).await
+}
+
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ContentParams {
+    /// `true`: the bytes exactly as uploaded, metadata included (owner or admin only).
+    /// By default an image is served without its metadata (EXIF/GPS, XMP, text chunks).
+    pub original: Option<bool>,
+}
+
+/// What a content download serves: the metadata-free copy when the version has one,
+/// the original only to its owner or an admin who asks for it.
+fn representation(
+    ctx: &TenantContext,
+    file: &File,
+    version: &VersionState,
+    params: &ContentParams,
+) -> Result<VersionState, AppError> {
+    if params.original == Some(true) {
+        let owner = file.owner_id.is_some_and(|o| o == ctx.user_id);
+        if !owner && ctx.role != Role::Admin {
+            return Err(AppError::Forbidden(
+                "only the file's owner or an admin may download the original".into(),
+            ));
+        }
+        return Ok(version.clone());
+    }
+    Ok(
+        match version.variants.iter().find(|v| v.name == "stripped") {
+            Some(stripped) => VersionState {
+                storage_key: Some(stripped.storage_key.clone()),
+                mime_type: stripped.mime_type.clone(),
+                size_bytes: stripped.size_bytes,
+                sha256: format!("{}-stripped", version.sha256),
+                ..version.clone()
+            },
+            None => version.clone(),
+        },
     )
-    .await
 }
 
 /// A given version's bytes.
 #[utoipa::path(get, path = "/v1/files/{id}/versions/{n}/content", tag = "files",
-    params(("id" = Uuid, Path, description = "file id"), ("n" = u32, Path, description = "version number")),
-    responses((status = 200, description = "the bytes"), (status = 206), (status = 304), (status = 404), (status = 416)),
+    params(("id" = Uuid, Path, description = "file id"), ("n" = u32, Path, description = "version number"), ContentParams),
+    responses((status = 200, description = "the bytes"), (status = 206), (status = 304), (status = 400), (status = 403), (status = 404), (status = 416)),
     security(("bearer" = [])))]
 pub async fn version(
     State(state): State<AppState>,
     ctx: TenantContext,
     p: Result<Path<(Uuid, u32)>, PathRejection>,
+    params: Result<Query<ContentParams>, QueryRejection>,
     headers: HeaderMap,
 ) -> Result<Response, AppError> {
+    let Query(params) = params.map_err(bad_query)?;
     let (id, n) = path(p)?;
     let file = load_visible(&state, &ctx, id).await?;
     let version = file
@@ -63,7 +110,8 @@ pub async fn version(
             version.status.as_str()
         )));
     }
-    serve(&state, &headers, version, Disposition::Attachment).await
+    let served = representation(&ctx, &file, version, &params)?;
+    serve(&state, &headers, &served, Disposition::Attachment).await
 }
 
 /// The current version's thumbnail (images only).

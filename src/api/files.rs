@@ -270,7 +270,9 @@ pub struct VersionView {
     pub mime_type: String,
     pub size_bytes: i64,
     pub sha256: String,
-    /// Set when the bytes repeat an earlier completed version (of this or another file).
+    /// Set when the bytes repeat an earlier completed version: of this file, or of another
+    /// file the caller may read (otherwise `null`, so no one learns that another user
+    /// holds the same bytes).
     pub duplicate_of: Option<DuplicateOf>,
     /// Set when this version restores an older one.
     pub restored_from_version: Option<i32>,
@@ -306,10 +308,14 @@ pub async fn versions(
         return Err(file_not_found());
     }
     let rows = sqlx::query(
-        "SELECT version_number, status::text AS status, filename, mime_type, size_bytes, sha256,
-                duplicate_of_file, duplicate_of_version, restored_from_version, created_at, updated_at
-           FROM file_versions WHERE tenant_id = $1 AND file_id = $2
-          ORDER BY version_number",
+        "SELECT v.version_number, v.status::text AS status, v.filename, v.mime_type, v.size_bytes,
+                v.sha256, v.duplicate_of_file, v.duplicate_of_version, o.owner_id AS original_owner,
+                coalesce(o.purged, true) AS original_purged, v.restored_from_version,
+                v.created_at, v.updated_at
+           FROM file_versions v
+           LEFT JOIN files o ON o.tenant_id = v.tenant_id AND o.id = v.duplicate_of_file
+          WHERE v.tenant_id = $1 AND v.file_id = $2
+          ORDER BY v.version_number",
     )
     .bind(ctx.tenant_id.0)
     .bind(id)
@@ -323,10 +329,19 @@ pub async fn versions(
                 r.try_get::<Option<Uuid>, _>("duplicate_of_file")?,
                 r.try_get::<Option<i32>, _>("duplicate_of_version")?,
             ) {
-                (Some(file_id), Some(version_number)) => Some(DuplicateOf {
-                    file_id,
-                    version_number,
-                }),
+                // Another file is named only to a caller who may read it: to anyone
+                // else its id would prove that someone holds these exact bytes.
+                (Some(file_id), Some(version_number))
+                    if file_id == id
+                        || (!r.try_get::<bool, _>("original_purged")?
+                            && r.try_get::<Option<Uuid>, _>("original_owner")?
+                                .is_some_and(|owner| can_see(&ctx, owner))) =>
+                {
+                    Some(DuplicateOf {
+                        file_id,
+                        version_number,
+                    })
+                }
                 _ => None,
             };
             Ok(VersionView {

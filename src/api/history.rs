@@ -6,7 +6,9 @@
 //! `at_version` is the stream's sequence number, i.e. the aggregate's version after
 //! that many events (1 = just created) — not a file *content* version number. Time
 //! travel is open to the file's normal readers (its owner, admins, auditors): it shows
-//! nothing they could not have seen at that moment.
+//! nothing they could not have seen at that moment. Once a file is purged, its owner
+//! (a `user`) no longer reaches any of its past (`404`); auditors and admins keep time
+//! travel and history — they are the audit trail.
 
 use axum::Json;
 use axum::extract::rejection::{PathRejection, QueryRejection};
@@ -55,6 +57,11 @@ pub(super) async fn time_travel(
         aggregate_type: "file",
         aggregate_id: &aggregate_id,
     };
+    // A purge removes the file from every read of its ordinary readers, its past
+    // included; auditors and admins keep time travel (the audit trail, like history).
+    if ctx.require(HISTORY_ROLES).is_err() && history::purged(&state.db, stream).await? {
+        return Err(file_not_found());
+    }
     let point = match (travel.as_of, travel.at_version) {
         (Some(_), Some(_)) => {
             return Err(AppError::BadRequest(

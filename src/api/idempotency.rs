@@ -8,18 +8,30 @@
 //!   (store/idempotency.rs), so after a crash between commit and response a retry is
 //!   refused rather than run twice.
 //!
-//! Keys are scoped to the caller (tenant and user, or "anonymous" before login). Login,
-//! refresh and logout are excluded: replaying a response would hand out tokens again.
-//! Streaming uploads are excluded too (their bodies are not buffered).
+//! **Authentication and authorization come first.** A request that carries credentials
+//! is authenticated like any handler does it (token, live session of the token's
+//! subject, not banned) before a key is looked at: a replay never reaches a logged-out,
+//! revoked or banned caller. Keys are scoped to the caller (tenant and user, or
+//! "anonymous" before login), so a replay only ever goes to the principal who made the
+//! first request; the caller's role is stored with the key and a replay to a caller
+//! whose role changed since is refused (`403`), since the handler's authorization was
+//! decided for the old role. `401` and `403` answers are never stored: they are not
+//! effects, and the same request may succeed once the caller's standing changes.
+//!
+//! Login, refresh and logout are excluded: replaying a response would hand out tokens
+//! again. Streaming uploads (multipart) are keyed too, but their bodies are not
+//! buffered: the upload handler claims the key once the body is received, with a
+//! fingerprint of its SHA-256 and metadata (`idempotency_upload.rs`).
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Request, State};
+use axum::extract::{FromRequestParts, Request, State};
 use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
 use axum::http::{HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
 
+use crate::auth::TenantContext;
 use crate::error::AppError;
 use crate::state::AppState;
 use crate::store::idempotency::{CURRENT, IdempotencyMarker};
@@ -27,22 +39,36 @@ use crate::store::idempotency::{CURRENT, IdempotencyMarker};
 pub const HEADER: &str = "idempotency-key";
 pub(super) const EXCLUDED: &[&str] = &["/v1/auth/login", "/v1/auth/refresh", "/v1/auth/logout"];
 
-fn scope_of(state: &AppState, request: &Request) -> String {
-    request
-        .headers()
-        .get(AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .and_then(|token| state.tokens.verify_access(token.trim()).ok())
-        .map(|c| format!("{}:{}", c.tenant, c.sub))
-        .unwrap_or_else(|| "anonymous".to_string())
+/// Who is asking: the key scope and the caller's current role (`None` when anonymous).
+pub(super) struct Principal {
+    pub scope: String,
+    pub role: Option<String>,
+}
+
+/// Authenticates a request that carries credentials exactly as a handler would (the
+/// `TenantContext` extractor); a request without them is anonymous.
+async fn principal(state: &AppState, request: Request) -> Result<(Principal, Request), AppError> {
+    if !request.headers().contains_key(AUTHORIZATION) {
+        let anonymous = Principal {
+            scope: "anonymous".to_string(),
+            role: None,
+        };
+        return Ok((anonymous, request));
+    }
+    let (mut parts, body) = request.into_parts();
+    let ctx = TenantContext::from_request_parts(&mut parts, state).await?;
+    let principal = Principal {
+        scope: format!("{}:{}", ctx.tenant_id, ctx.user_id),
+        role: Some(ctx.role.as_str().to_string()),
+    };
+    Ok((principal, Request::from_parts(parts, body)))
 }
 
 fn valid_key(key: &str) -> bool {
     (1..=255).contains(&key.len()) && key.bytes().all(|b| b.is_ascii_graphic())
 }
 
-enum Claim {
+pub(super) enum Claim {
     /// This request owns the key: run it.
     Run,
     Replay(Response),
@@ -54,21 +80,30 @@ pub async fn idempotency(State(state): State<AppState>, request: Request, next: 
         *request.method(),
         Method::POST | Method::PUT | Method::PATCH | Method::DELETE
     ) && request.headers().contains_key(HEADER)
-        && !EXCLUDED.contains(&request.uri().path())
-        && !request
-            .headers()
-            .get(CONTENT_TYPE)
-            .is_some_and(|v| v.as_bytes().starts_with(b"multipart/"));
+        && !EXCLUDED.contains(&request.uri().path());
     if !keyed {
         return next.run(request).await;
     }
-    match run_keyed(&state, request, next).await {
+    let streamed = request
+        .headers()
+        .get(CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"multipart/"));
+    let answer = if streamed {
+        super::idempotency_upload::run_keyed(&state, request, next).await
+    } else {
+        run_keyed(&state, request, next).await
+    };
+    match answer {
         Ok(response) => response,
         Err(err) => err.into_response(),
     }
 }
 
-async fn run_keyed(state: &AppState, request: Request, next: Next) -> Result<Response, AppError> {
+/// The key of a keyed request, checked; then the caller, authenticated.
+pub(super) async fn key_and_principal(
+    state: &AppState,
+    request: Request,
+) -> Result<(String, Principal, Request), AppError> {
     let key = request.headers()[HEADER]
         .to_str()
         .unwrap_or_default()
@@ -78,7 +113,12 @@ async fn run_keyed(state: &AppState, request: Request, next: Next) -> Result<Res
             "Idempotency-Key must be 1 to 255 visible ASCII characters".into(),
         ));
     }
-    let scope = scope_of(state, &request);
+    let (principal, request) = principal(state, request).await?;
+    Ok((key, principal, request))
+}
+
+async fn run_keyed(state: &AppState, request: Request, next: Next) -> Result<Response, AppError> {
+    let (key, principal, request) = key_and_principal(state, request).await?;
     let (parts, body) = request.into_parts();
     let bytes = axum::body::to_bytes(body, state.config.max_json_body_bytes)
         .await
@@ -91,30 +131,51 @@ async fn run_keyed(state: &AppState, request: Request, next: Next) -> Result<Res
     hasher.update(&bytes);
     let fingerprint = hex::encode(hasher.finalize());
 
-    match claim(state, &scope, &key, &fingerprint).await? {
+    match claim(state, &principal, &key, &fingerprint).await? {
         Claim::Replay(response) => return Ok(response),
         Claim::Refuse(err) => return Err(err),
         Claim::Run => {}
     }
     let marker = IdempotencyMarker {
-        scope: scope.clone(),
+        scope: principal.scope.clone(),
         key: key.clone(),
     };
     let request = Request::from_parts(parts, Body::from(bytes));
     let response = CURRENT.scope(marker, next.run(request)).await;
+    settle(state, &principal.scope, &key, response).await
+}
 
+/// Stores the answer of a request that owned its key, or frees the key when nothing
+/// was done: a server error or a lost race (`409 conflict`; a retry may run), or a
+/// refusal of the caller (`401`/`403`: not an effect, and the caller's standing may
+/// change).
+pub(super) async fn settle(
+    state: &AppState,
+    scope: &str,
+    key: &str,
+    response: Response,
+) -> Result<Response, AppError> {
     let (parts, body) = response.into_parts();
     let body = axum::body::to_bytes(body, 16 * 1024 * 1024)
         .await
         .map_err(|e| AppError::Internal(anyhow::anyhow!("buffering response: {e}")))?;
-    if parts.status.is_server_error() {
+    let refused = matches!(
+        parts.status,
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN
+    );
+    // `409 conflict` means a concurrent change won and nothing was done: retrying the
+    // request is safe, so its key must not keep answering `conflict` for 24 hours.
+    let lost_race = parts.status == StatusCode::CONFLICT
+        && serde_json::from_slice::<crate::error::ErrorBody>(&body)
+            .is_ok_and(|e| e.error.code == "conflict");
+    if parts.status.is_server_error() || refused || lost_race {
         // Nothing was stored as done; free the key so a retry can run (a key already
         // marked committed stays: its effect happened).
         sqlx::query(
             "DELETE FROM idempotency_keys WHERE scope = $1 AND key = $2 AND state = 'in_progress'",
         )
-        .bind(&scope)
-        .bind(&key)
+        .bind(scope)
+        .bind(key)
         .execute(&state.db)
         .await?;
     } else {
@@ -127,8 +188,8 @@ async fn run_keyed(state: &AppState, request: Request, next: Next) -> Result<Res
             "UPDATE idempotency_keys SET state = 'completed', status = $3, content_type = $4, body = $5
               WHERE scope = $1 AND key = $2",
         )
-        .bind(&scope)
-        .bind(&key)
+        .bind(scope)
+        .bind(key)
         .bind(parts.status.as_u16() as i32)
         .bind(content_type)
         .bind(body.to_vec())
@@ -141,6 +202,7 @@ async fn run_keyed(state: &AppState, request: Request, next: Next) -> Result<Res
 type StoredRow = (
     String,
     String,
+    Option<String>,
     Option<i32>,
     Option<String>,
     Option<Vec<u8>>,
@@ -148,27 +210,30 @@ type StoredRow = (
     bool,
 );
 
-async fn claim(
+pub(super) async fn claim(
     state: &AppState,
-    scope: &str,
+    principal: &Principal,
     key: &str,
     fingerprint: &str,
 ) -> Result<Claim, AppError> {
+    let scope = principal.scope.as_str();
     for _ in 0..3 {
         let inserted = sqlx::query(
-            "INSERT INTO idempotency_keys (scope, key, fingerprint, state) VALUES ($1, $2, $3, 'in_progress')
+            "INSERT INTO idempotency_keys (scope, key, fingerprint, state, role)
+             VALUES ($1, $2, $3, 'in_progress', $4)
              ON CONFLICT DO NOTHING",
         )
         .bind(scope)
         .bind(key)
         .bind(fingerprint)
+        .bind(&principal.role)
         .execute(&state.db)
         .await?;
         if inserted.rows_affected() == 1 {
             return Ok(Claim::Run);
         }
         let row: Option<StoredRow> = sqlx::query_as(
-            "SELECT fingerprint, state, status, content_type, body,
+            "SELECT fingerprint, state, role, status, content_type, body,
                     created_at < now() - interval '24 hours' AS expired,
                     locked_until < now() AS lock_lapsed
                FROM idempotency_keys WHERE scope = $1 AND key = $2",
@@ -180,6 +245,7 @@ async fn claim(
         let Some((
             stored_fingerprint,
             stored_state,
+            stored_role,
             status,
             content_type,
             body,
@@ -201,6 +267,15 @@ async fn claim(
             return Ok(Claim::Refuse(AppError::IdempotencyKeyReused));
         }
         match stored_state.as_str() {
+            "completed" if stored_role.is_some() && stored_role != principal.role => {
+                // The answer was authorized for another role; it cannot be re-decided
+                // without running the request again, which would be a second effect.
+                return Ok(Claim::Refuse(AppError::Forbidden(
+                    "your role changed since this Idempotency-Key was first used; \
+                     send the request again with a new key if your role allows it"
+                        .into(),
+                )));
+            }
             "completed" => {
                 let mut response = Response::new(Body::from(Bytes::from(body.unwrap_or_default())));
                 *response.status_mut() =

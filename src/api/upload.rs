@@ -9,6 +9,7 @@ use axum::Json;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -106,10 +107,13 @@ pub async fn create_file(
     State(state): State<AppState>,
     ctx: TenantContext,
     request: Request,
-) -> Result<(StatusCode, Json<UploadAccepted>), AppError> {
+) -> Result<Response, AppError> {
     ctx.require(&[Role::User, Role::Admin])?;
     let meta = caller_metadata(&ctx, request.headers());
     let upload = receive_upload(&state, &ctx, request).await?;
+    if let Some(answer) = claim_key(&state, &upload).await? {
+        return Ok(answer);
+    }
     let file_id = FileId::new();
     let display_name = upload
         .display_name
@@ -135,7 +139,7 @@ pub async fn create_version(
     ctx: TenantContext,
     id: Result<Path<Uuid>, PathRejection>,
     request: Request,
-) -> Result<(StatusCode, Json<UploadAccepted>), AppError> {
+) -> Result<Response, AppError> {
     ctx.require(&[Role::User, Role::Admin])?;
     let file_id = FileId(path(id)?);
     // Refuse before reading a byte: the caller must see the file, and it must be live.
@@ -154,6 +158,9 @@ pub async fn create_version(
             "a new version takes only the `file` part; rename and tag the file separately".into(),
         ));
     }
+    if let Some(answer) = claim_key(&state, &upload).await? {
+        return Ok(answer);
+    }
     let command = FileCommand::Upload(upload.new_version());
     commit(&state, &ctx, &meta, file_id, command, &upload).await
 }
@@ -165,7 +172,7 @@ async fn commit(
     file_id: FileId,
     command: FileCommand,
     upload: &ReceivedUpload,
-) -> Result<(StatusCode, Json<UploadAccepted>), AppError> {
+) -> Result<Response, AppError> {
     let stream = store::<File>(state, ctx.tenant_id);
     let committed = match execute(&stream, &file_id.to_string(), command, meta, &()).await {
         Ok(c) => c,
@@ -191,7 +198,42 @@ async fn commit(
             version_number,
             status: "uploaded",
         }),
-    ))
+    )
+        .into_response())
+}
+
+/// Claims the request's `Idempotency-Key`, if any, now that the body is durable
+/// (src/api/idempotency_upload.rs). A repeat of an upload already answered gets that
+/// answer; a refused or replayed upload's temporary bytes are deleted, so a retried
+/// body is never stored twice.
+async fn claim_key(
+    state: &AppState,
+    upload: &ReceivedUpload,
+) -> Result<Option<Response>, AppError> {
+    let size = upload.received.size_bytes.to_string();
+    let display_name = match &upload.display_name {
+        Some(name) => format!("={name}"),
+        None => "-".into(),
+    };
+    let mut fields = vec![
+        upload.received.sha256.as_str(),
+        size.as_str(),
+        upload.original_name.as_str(),
+        upload.declared_mime.as_str(),
+        display_name.as_str(),
+    ];
+    fields.extend(upload.tags.iter().map(String::as_str));
+    match super::idempotency_upload::claim_upload(state, &fields).await {
+        Ok(None) => Ok(None),
+        Ok(Some(answer)) => {
+            discard(state, &upload.temp_key).await;
+            Ok(Some(answer))
+        }
+        Err(err) => {
+            discard(state, &upload.temp_key).await;
+            Err(err)
+        }
+    }
 }
 
 /// Parses the multipart body, streaming the `file` part into temporary storage.

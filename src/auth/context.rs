@@ -46,10 +46,11 @@ impl TenantContext {
     }
 }
 
-/// Whether the session is alive and the user not banned, and the user's *current* role —
-/// read from the events themselves (one indexed query; streams are short). The read
-/// tables may lag; the log does not. The role comes from the log, not the token, so a
-/// demotion takes effect on the next request rather than when the token expires.
+/// Whether the session is alive and was started by `user`, whether the user is not
+/// banned, and the user's *current* role — read from the events themselves (one indexed
+/// query; streams are short). The read tables may lag; the log does not. The role comes
+/// from the log, not the token, so a demotion takes effect on the next request rather
+/// than when the token expires.
 pub async fn session_standing(
     pool: &PgPool,
     tenant: Uuid,
@@ -60,8 +61,12 @@ pub async fn session_standing(
         sqlx::query_as(
             r#"
 SELECT
+  -- Only a session the token's subject started counts: a `sid` of another user of the
+  -- tenant must not authenticate this `sub`.
   (SELECT count(*) FROM events
-    WHERE tenant_id = $1 AND aggregate_type = 'session' AND aggregate_id = $2),
+    WHERE tenant_id = $1 AND aggregate_type = 'session' AND aggregate_id = $2
+      AND event_type = 'SessionStarted'
+      AND payload->'SessionStarted'->>'user_id' = $3),
   EXISTS (SELECT 1 FROM events
     WHERE tenant_id = $1 AND aggregate_type = 'session' AND aggregate_id = $2
       AND event_type = 'SessionRevoked')

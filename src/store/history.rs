@@ -111,6 +111,20 @@ pub async fn end(pool: &PgPool, stream: StreamRef<'_>) -> Result<i64, sqlx::Erro
     .await
 }
 
+/// Whether the stream holds a `Purged` event (a file purged for good).
+pub async fn purged(pool: &PgPool, stream: StreamRef<'_>) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM events
+          WHERE tenant_id = $1 AND aggregate_type = $2 AND aggregate_id = $3
+            AND event_type = 'Purged')",
+    )
+    .bind(stream.tenant.0)
+    .bind(stream.aggregate_type)
+    .bind(stream.aggregate_id)
+    .fetch_one(pool)
+    .await
+}
+
 /// The last sequence recorded at or before `as_of` (0 when the stream started later).
 /// A stream's `recorded_at` never decreases: each append commits after the previous
 /// one, and `recorded_at` is its transaction's start.

@@ -228,7 +228,8 @@ async fn an_image_gets_a_thumbnail_and_a_metadata_free_copy() {
     .await
     .unwrap();
     assert_eq!(optimized, 2, "thumbnail and stripped copy");
-    // The original stays downloadable as uploaded, metadata and all.
+    // Downloads serve the metadata-free copy; the owner gets the bytes as uploaded,
+    // metadata and all, on request (tests/integration/private_downloads.rs has the rest).
     let r = t
         .http
         .get(t.url(&format!("/v1/files/{file_id}/content")))
@@ -237,6 +238,14 @@ async fn an_image_gets_a_thumbnail_and_a_metadata_free_copy() {
         .await
         .unwrap();
     assert_eq!(r.headers()["content-type"], "image/png");
+    assert!(!contains(&r.bytes().await.unwrap(), b"GPSLatitude"));
+    let r = t
+        .http
+        .get(t.url(&format!("/v1/files/{file_id}/content?original=true")))
+        .bearer_auth(&c.token)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(&r.bytes().await.unwrap()[..], &png[..]);
     let stripped = stored_objects(&t, "variants")
         .into_iter()
