@@ -77,6 +77,7 @@ async fn concurrent_writers_with_rollbacks_project_every_committed_event_exactly
             db.worker.clone(),
             db.url.clone(),
             all.clone(),
+            Default::default(),
             shutdown.clone(),
         ));
     }
