@@ -20,6 +20,7 @@ mod jobs;
 mod notifications;
 mod ops_api;
 mod out_of_process;
+mod parking;
 mod pipeline;
 mod process;
 mod projections;
