@@ -22,8 +22,17 @@ CREATE TABLE IF NOT EXISTS projector_failures (
     PRIMARY KEY (projector, global_position)
 );
 
--- Operational data across tenants: the API reads counts (/metrics, /health/ready), the
--- worker and the CLI (worker role) write.
+-- Operational data across tenants, like projector_checkpoints (hence no tenant RLS): the
+-- worker and the CLI (worker role) write it; the API role sees only the counts per
+-- projector (/metrics, /health/ready), not other tenants' ids or error texts.
 REVOKE ALL ON projector_failures FROM PUBLIC;
-GRANT SELECT ON projector_failures TO chronicle_app;
 GRANT SELECT, INSERT, UPDATE, DELETE ON projector_failures TO chronicle_worker;
+
+CREATE OR REPLACE VIEW projector_failure_counts AS
+SELECT projector,
+       count(*) FILTER (WHERE state = 'parked')  AS parked_events,
+       count(*) FILTER (WHERE state = 'failing') AS failing_events
+  FROM projector_failures
+ GROUP BY projector;
+REVOKE ALL ON projector_failure_counts FROM PUBLIC;
+GRANT SELECT ON projector_failure_counts TO chronicle_app, chronicle_worker;

@@ -88,7 +88,9 @@ pub(super) async fn apply_isolating(
     probe.rollback().await?;
     if i > 0
         && try_apply(conn, projector, &events[..i]).await?.is_err()
-        && apply_one_by_one(conn, projector, &events[..i]).await?.is_some()
+        && apply_one_by_one(conn, projector, &events[..i])
+            .await?
+            .is_some()
     {
         return Err(sqlx::Error::Protocol(format!(
             "projector {}: events before position {} applied a moment ago and fail now",
@@ -163,7 +165,10 @@ pub(super) async fn failing_head(
 }
 
 /// The failing event applied after all (its failure was of the moment).
-pub(super) async fn clear_failing(conn: &mut PgConnection, projector: &str) -> Result<(), sqlx::Error> {
+pub(super) async fn clear_failing(
+    conn: &mut PgConnection,
+    projector: &str,
+) -> Result<(), sqlx::Error> {
     sqlx::query("DELETE FROM projector_failures WHERE projector = $1 AND state = 'failing'")
         .bind(projector)
         .execute(conn)
@@ -319,13 +324,12 @@ pub async fn list(
         .collect()
 }
 
-/// Per projector with any: (name, parked, failing). One small query, cheap enough for
-/// readiness probes.
+/// Per projector with any: parked and failing events. One small query on the counts
+/// view (all the API role may read of failures), cheap enough for readiness probes.
 pub async fn counts(conn: impl sqlx::PgExecutor<'_>) -> Result<Vec<FailureCounts>, sqlx::Error> {
     let rows = sqlx::query(
-        "SELECT projector, count(*) FILTER (WHERE state = 'parked') AS parked,
-                count(*) FILTER (WHERE state = 'failing') AS failing
-           FROM projector_failures GROUP BY projector ORDER BY projector",
+        "SELECT projector, parked_events, failing_events
+           FROM projector_failure_counts ORDER BY projector",
     )
     .fetch_all(conn)
     .await?;
@@ -333,8 +337,8 @@ pub async fn counts(conn: impl sqlx::PgExecutor<'_>) -> Result<Vec<FailureCounts
         .map(|r| {
             Ok(FailureCounts {
                 projector: r.try_get("projector")?,
-                parked_events: r.try_get("parked")?,
-                failing_events: r.try_get("failing")?,
+                parked_events: r.try_get("parked_events")?,
+                failing_events: r.try_get("failing_events")?,
             })
         })
         .collect()

@@ -12,9 +12,9 @@ use sqlx::{PgConnection, PgPool, Row};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use super::Projector;
 use super::failures::{self, Failure, Verdict, apply_isolating};
 use super::record::{CatchUpPosition, next_batch};
-use super::Projector;
 use crate::config::ProjectorRetry;
 
 /// Events per batch: large enough to amortise the transaction, small enough to keep
@@ -133,7 +133,9 @@ pub async fn run_batch_with(
         if head.is_some() {
             failures::clear_failing(&mut tx, name).await?;
         }
-        let last = done.last().expect("a batch without failure applied its events");
+        let last = done
+            .last()
+            .expect("a batch without failure applied its events");
         save_checkpoint(&mut tx, name, last.position, applied, false).await?;
         tx.commit().await?;
         projector.after_commit(done).await;

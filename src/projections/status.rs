@@ -27,18 +27,15 @@ pub async fn status(pool: &PgPool) -> Result<Vec<ProjectorStatus>, sqlx::Error> 
 SELECT c.name, c.last_position, c.events_processed,
        coalesce(l.lag_events, 0) AS lag_events,
        coalesce(extract(epoch FROM now() - l.oldest), 0)::float8 AS lag_seconds,
-       coalesce(f.parked, 0) AS parked_events, coalesce(f.failing, 0) AS failing_events
+       coalesce(f.parked_events, 0) AS parked_events,
+       coalesce(f.failing_events, 0) AS failing_events
   FROM projector_checkpoints c
   LEFT JOIN LATERAL (
        SELECT count(*) AS lag_events, min(e.recorded_at) AS oldest
          FROM events e
         WHERE (e.transaction_id, e.global_position) > (c.last_transaction_id, c.last_position)
   ) l ON true
-  LEFT JOIN (
-       SELECT projector, count(*) FILTER (WHERE state = 'parked') AS parked,
-              count(*) FILTER (WHERE state = 'failing') AS failing
-         FROM projector_failures GROUP BY projector
-  ) f ON f.projector = c.name
+  LEFT JOIN projector_failure_counts f ON f.projector = c.name
  ORDER BY c.name"#,
     )
     .fetch_all(pool)

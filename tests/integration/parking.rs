@@ -101,26 +101,33 @@ async fn a_nul_in_a_logged_payload_projects_everywhere_as_a_replacement_characte
         Uuid::now_v7(),
     );
     // As a binary without the edge check wrote them: tus metadata `filename AG51bC50eHQ=`.
-    insert_as_old_binary(&db.owner, tenant, "upload", &upload.to_string(), &[(
-        "UploadStarted",
-        "1",
-        json!({"UploadStarted": {
+    insert_as_old_binary(
+        &db.owner,
+        tenant,
+        "upload",
+        &upload.to_string(),
+        &[(
+            "UploadStarted",
+            "1",
+            json!({"UploadStarted": {
             "expires_at": "2030-01-01T00:00:00Z", "filename": "\u{0}nul.txt",
             "filetype": "text/plain", "length": 5, "max_size": 1000,
             "owner_id": owner.to_string(),
             "target": {"file_id": file.to_string(), "new_file": true},
             "temp_key": format!("tmp/{tenant}/{upload}")}}),
-    )])
+        )],
+    )
     .await;
     insert_as_old_binary(&db.owner, tenant, "file", &file.to_string(), &[
         ("FileCreated", "1", json!({"FileCreated": {"display_name": "\u{0}nul.txt", "owner_id": owner.to_string()}})),
         ("Renamed", "1", json!({"Renamed": {"display_name": "a\u{0}b"}})),
     ])
     .await;
-    let stored: String = sqlx::query_scalar("SELECT payload::text FROM events WHERE aggregate_type = 'upload'")
-        .fetch_one(&db.owner)
-        .await
-        .unwrap();
+    let stored: String =
+        sqlx::query_scalar("SELECT payload::text FROM events WHERE aggregate_type = 'upload'")
+            .fetch_one(&db.owner)
+            .await
+            .unwrap();
     assert!(stored.contains(r"\u0000nul.txt"), "{stored}");
     // Another tenant's event after them.
     append(&db.owner, Uuid::now_v7(), "after", 1).await;
@@ -132,7 +139,10 @@ async fn a_nul_in_a_logged_payload_projects_everywhere_as_a_replacement_characte
     }
     assert_eq!(failure_rows(&db.owner).await, vec![], "nothing parked");
     for s in status(&db.worker).await.unwrap() {
-        assert_eq!((s.name.as_str(), s.lag_events, s.parked_events), (s.name.as_str(), 0, 0));
+        assert_eq!(
+            (s.name.as_str(), s.lag_events, s.parked_events),
+            (s.name.as_str(), 0, 0)
+        );
     }
     let names: Vec<&str> = all.iter().map(|p| p.name()).collect();
     assert!(runtime::caught_up(&db.worker, &names).await.unwrap());
@@ -169,7 +179,9 @@ async fn a_nul_in_a_logged_payload_projects_everywhere_as_a_replacement_characte
     for (t, rows) in tables.iter().zip(live) {
         assert_eq!(table_contents(&db.owner, t).await, rows, "{t}");
     }
-    let report = verify_chains(&db.owner, Some(TenantId(tenant))).await.unwrap();
+    let report = verify_chains(&db.owner, Some(TenantId(tenant)))
+        .await
+        .unwrap();
     assert!(report.is_intact(), "{:?}", report.breaks);
 }
 
@@ -177,10 +189,16 @@ async fn a_nul_in_a_logged_payload_projects_everywhere_as_a_replacement_characte
 async fn a_poison_event_is_retried_then_parked_while_every_other_event_projects() {
     let db = TestDb::new().await;
     let audit = projections::by_name("audit_logs").unwrap();
-    runtime::register(&db.worker, std::slice::from_ref(&audit)).await.unwrap();
+    runtime::register(&db.worker, std::slice::from_ref(&audit))
+        .await
+        .unwrap();
     refuse_stream(&db.owner, "poison").await;
     let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
-    append_together(&db.owner, &[(a, "a-1"), (a, "poison"), (a, "a-2"), (b, "b-1")]).await;
+    append_together(
+        &db.owner,
+        &[(a, "a-1"), (a, "poison"), (a, "a-2"), (b, "b-1")],
+    )
+    .await;
     let poison = position_of(&db.owner, "poison").await;
     let policy = quick();
 
@@ -188,7 +206,10 @@ async fn a_poison_event_is_retried_then_parked_while_every_other_event_projects(
     // (Idle until every older transaction of the cluster, other tests' too, has ended.)
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     let first = loop {
-        match runtime::run_batch_with(&db.worker, audit.as_ref(), &policy).await.unwrap() {
+        match runtime::run_batch_with(&db.worker, audit.as_ref(), &policy)
+            .await
+            .unwrap()
+        {
             BatchOutcome::Idle if tokio::time::Instant::now() < deadline => {
                 tokio::time::sleep(Duration::from_millis(10)).await
             }
@@ -205,12 +226,18 @@ async fn a_poison_event_is_retried_then_parked_while_every_other_event_projects(
         .fetch_one(&db.owner)
         .await
         .unwrap();
-    assert!(error.contains("refuse_poison") && error.contains("23514"), "{error}");
+    assert!(
+        error.contains("refuse_poison") && error.contains("23514"),
+        "{error}"
+    );
     // Then it backs off…
     let second = runtime::run_batch_with(&db.worker, audit.as_ref(), &policy)
         .await
         .unwrap();
-    assert!(matches!(second, BatchOutcome::Backoff(d) if d <= policy.max_delay), "{second:?}");
+    assert!(
+        matches!(second, BatchOutcome::Backoff(d) if d <= policy.max_delay),
+        "{second:?}"
+    );
     let s = &status(&db.worker).await.unwrap()[0];
     assert_eq!((s.failing_events, s.parked_events, s.lag_events), (1, 0, 3));
 
@@ -233,7 +260,11 @@ async fn a_poison_event_is_retried_then_parked_while_every_other_event_projects(
         .unwrap();
     assert_eq!(audit_targets(&db.owner).await, ["a-1", "a-2", "b-1", "b-2"]);
     // Jobs that trust a row's absence do not trust this projection meanwhile.
-    assert!(!runtime::caught_up(&db.worker, &["audit_logs"]).await.unwrap());
+    assert!(
+        !runtime::caught_up(&db.worker, &["audit_logs"])
+            .await
+            .unwrap()
+    );
 
     // Still broken: retry-parked keeps it parked, one more attempt.
     let report = retry_parked(&db.worker, audit.clone()).await.unwrap();
@@ -252,8 +283,15 @@ async fn a_poison_event_is_retried_then_parked_while_every_other_event_projects(
     targets.sort();
     assert_eq!(targets, ["a-1", "a-2", "b-1", "b-2", "poison"]);
     let s = &status(&db.worker).await.unwrap()[0];
-    assert_eq!((s.parked_events, s.lag_events, s.events_processed), (0, 0, 5));
-    assert!(runtime::caught_up(&db.worker, &["audit_logs"]).await.unwrap());
+    assert_eq!(
+        (s.parked_events, s.lag_events, s.events_processed),
+        (0, 0, 5)
+    );
+    assert!(
+        runtime::caught_up(&db.worker, &["audit_logs"])
+            .await
+            .unwrap()
+    );
 }
 
 #[tokio::test]
@@ -283,20 +321,28 @@ async fn an_unreadable_event_is_parked_by_every_projector_and_the_rest_projects(
     }
     let rows = failure_rows(&db.owner).await;
     assert_eq!(rows.len(), all.len(), "{rows:?}");
-    assert!(rows.iter().all(|r| r.1 == unreadable && r.2 == "parked"), "{rows:?}");
+    assert!(
+        rows.iter().all(|r| r.1 == unreadable && r.2 == "parked"),
+        "{rows:?}"
+    );
     assert_eq!(audit_targets(&db.owner).await, ["before", "after"]);
     let error: String = sqlx::query_scalar("SELECT error FROM projector_failures LIMIT 1")
         .fetch_one(&db.owner)
         .await
         .unwrap();
-    assert!(error.contains("unreadable event") && error.contains("upcaster"), "{error}");
+    assert!(
+        error.contains("unreadable event") && error.contains("upcaster"),
+        "{error}"
+    );
 }
 
 #[tokio::test]
 async fn a_rebuild_with_a_poison_event_completes_and_reports_it() {
     let db = TestDb::new().await;
     let audit = projections::by_name("audit_logs").unwrap();
-    runtime::register(&db.worker, std::slice::from_ref(&audit)).await.unwrap();
+    runtime::register(&db.worker, std::slice::from_ref(&audit))
+        .await
+        .unwrap();
     let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
     append(&db.owner, a, "a-1", 1).await;
     append(&db.owner, a, "poison", 1).await;
@@ -314,7 +360,11 @@ async fn a_rebuild_with_a_poison_event_completes_and_reports_it() {
     assert_eq!(report.events, 2);
     assert_eq!(report.parked.len(), 1);
     assert_eq!(report.parked[0].event.position.global_position, poison);
-    assert!(report.parked[0].error.contains("refuse_poison"), "{:?}", report.parked);
+    assert!(
+        report.parked[0].error.contains("refuse_poison"),
+        "{:?}",
+        report.parked
+    );
     assert_eq!(audit_targets(&db.owner).await, ["a-1", "b-1"]);
     assert_eq!(
         failure_rows(&db.owner).await,
@@ -357,10 +407,13 @@ fn chronicle(db_url: &str, args: &[&str]) -> (bool, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_live_instance_parks_shows_and_after_the_fix_retry_parked_applies_it() {
-    let t = TestApp::spawn(Mode::Serve, &[
-        ("PROJECTOR_MAX_ATTEMPTS", "3"),
-        ("PROJECTOR_RETRY_BASE_MS", "40"),
-    ])
+    let t = TestApp::spawn(
+        Mode::Serve,
+        &[
+            ("PROJECTOR_MAX_ATTEMPTS", "3"),
+            ("PROJECTOR_RETRY_BASE_MS", "40"),
+        ],
+    )
     .await;
     let db = &t.db;
     refuse_stream(&db.owner, "poison").await;
@@ -376,12 +429,27 @@ async fn a_live_instance_parks_shows_and_after_the_fix_retry_parked_applies_it()
     .await;
     assert_eq!(failure_rows(&db.owner).await[0].3, 3);
 
-    let metrics = t.http.get(t.url("/metrics")).send().await.unwrap().text().await.unwrap();
-    assert!(metrics.contains(r#"chronicle_projector_parked_events{projector="audit_logs"} 1"#), "{metrics}");
+    let metrics = t
+        .http
+        .get(t.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(r#"chronicle_projector_parked_events{projector="audit_logs"} 1"#),
+        "{metrics}"
+    );
     assert!(metrics.contains(r#"chronicle_projector_parked_events{projector="files"} 0"#));
     assert!(metrics.contains(r#"chronicle_projector_failing_events{projector="audit_logs"} 0"#));
     let ready = t.http.get(t.url("/health/ready")).send().await.unwrap();
-    assert_eq!(ready.status(), 200, "a parked event does not make an instance unready");
+    assert_eq!(
+        ready.status(),
+        200,
+        "a parked event does not make an instance unready"
+    );
     let body: Value = ready.json().await.unwrap();
     assert_eq!(body["status"], "ready");
     assert_eq!(
@@ -389,12 +457,26 @@ async fn a_live_instance_parks_shows_and_after_the_fix_retry_parked_applies_it()
         json!([{"projector": "audit_logs", "parked_events": 1, "failing_events": 0}])
     );
 
+    // The API role sees counts, not other tenants' failing events.
+    assert!(
+        sqlx::query("SELECT 1 FROM projector_failures")
+            .fetch_all(&db.app)
+            .await
+            .is_err()
+    );
+
     let (ok, out) = chronicle(&db.url, &["projections", "status"]);
     assert!(ok, "{out}");
     let line = out.lines().find(|l| l.starts_with("audit_logs")).unwrap();
     assert!(line.contains("(lag excludes parked events)"), "{out}");
-    assert!(line.split_whitespace().nth(6) == Some("1"), "parked column: {out}");
-    assert!(out.contains("audit_logs parked position") && out.contains("refuse_poison"), "{out}");
+    assert!(
+        line.split_whitespace().nth(6) == Some("1"),
+        "parked column: {out}"
+    );
+    assert!(
+        out.contains("audit_logs parked position") && out.contains("refuse_poison"),
+        "{out}"
+    );
 
     let (ok, out) = chronicle(&db.url, &["projections", "retry-parked", "audit_logs"]);
     assert!(!ok, "still failing: exit 1\n{out}");
@@ -406,11 +488,33 @@ async fn a_live_instance_parks_shows_and_after_the_fix_retry_parked_applies_it()
         .unwrap();
     let (ok, out) = chronicle(&db.url, &["projections", "retry-parked", "--all"]);
     assert!(ok, "{out}");
-    assert!(out.contains("audit_logs: 1 applied, 0 still parked"), "{out}");
+    assert!(
+        out.contains("audit_logs: 1 applied, 0 still parked"),
+        "{out}"
+    );
     assert_eq!(failure_rows(&db.owner).await, vec![]);
     assert_eq!(audit_targets(&db.owner).await.len(), 3);
-    let metrics = t.http.get(t.url("/metrics")).send().await.unwrap().text().await.unwrap();
-    assert!(metrics.contains(r#"chronicle_projector_parked_events{projector="audit_logs"} 0"#), "{metrics}");
-    let body: Value = t.http.get(t.url("/health/ready")).send().await.unwrap().json().await.unwrap();
+    let metrics = t
+        .http
+        .get(t.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(r#"chronicle_projector_parked_events{projector="audit_logs"} 0"#),
+        "{metrics}"
+    );
+    let body: Value = t
+        .http
+        .get(t.url("/health/ready"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(body["projection_failures"], json!([]));
 }
