@@ -135,6 +135,7 @@ impl App {
                 worker_pool,
                 listen_url,
                 all,
+                config.projectors.clone(),
                 shutdown.clone(),
             ));
         }

@@ -45,7 +45,7 @@ enum Command {
 
 #[derive(Subcommand)]
 enum ProjectionsCommand {
-    /// Each projector's checkpoint and lag.
+    /// Each projector's checkpoint, lag, and the events it parked or is retrying.
     Status,
     /// Replay from event zero into fresh tables and swap them in atomically.
     Rebuild {
@@ -55,6 +55,37 @@ enum ProjectionsCommand {
         #[arg(long, conflicts_with = "name")]
         all: bool,
     },
+    /// Apply parked events again (after fixing their cause); those that still fail stay
+    /// parked. Exit 1 if any is still parked.
+    RetryParked {
+        /// Projector name (see `status`).
+        name: Option<String>,
+        /// Every projector.
+        #[arg(long, conflicts_with = "name")]
+        all: bool,
+    },
+}
+
+/// The projectors a `rebuild` or `retry-parked` names; `Err` is the exit code of a usage
+/// error (already explained on stderr).
+fn targets(
+    name: Option<String>,
+    all: bool,
+) -> Result<Vec<std::sync::Arc<dyn projections::Projector>>, ExitCode> {
+    match (name, all) {
+        (_, true) => Ok(projections::all()),
+        (Some(name), false) => match projections::by_name(&name) {
+            Some(p) => Ok(vec![p]),
+            None => {
+                eprintln!("unknown projector {name:?}; see `chronicle projections status`");
+                Err(ExitCode::from(2))
+            }
+        },
+        (None, false) => {
+            eprintln!("name a projector or pass --all");
+            Err(ExitCode::from(2))
+        }
+    }
 }
 
 pub fn main() -> ExitCode {
@@ -128,44 +159,73 @@ async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
             projections::runtime::register(&pool, &projections::all()).await?;
             match command {
                 ProjectionsCommand::Status => {
-                    println!(
-                        "{:<16} {:>14} {:>14} {:>10} {:>10}",
-                        "projector", "position", "processed", "lag", "lag_s"
-                    );
-                    for s in projections::status::status(&pool).await? {
-                        println!(
-                            "{:<16} {:>14} {:>14} {:>10} {:>10.1}",
-                            s.name,
-                            s.last_position,
-                            s.events_processed,
-                            s.lag_events,
-                            s.lag_seconds
-                        );
-                    }
+                    print_status(&pool).await?;
                     Ok(ExitCode::SUCCESS)
                 }
                 ProjectionsCommand::Rebuild { name, all } => {
-                    let targets = match (name, all) {
-                        (_, true) => projections::all(),
-                        (Some(name), false) => match projections::by_name(&name) {
-                            Some(p) => vec![p],
-                            None => {
-                                eprintln!(
-                                    "unknown projector {name:?}; see `chronicle projections status`"
-                                );
-                                return Ok(ExitCode::from(2));
-                            }
-                        },
-                        (None, false) => {
-                            eprintln!("name a projector or pass --all");
-                            return Ok(ExitCode::from(2));
-                        }
+                    let targets = match targets(name, all) {
+                        Ok(t) => t,
+                        Err(code) => return Ok(code),
                     };
                     for p in targets {
                         let report = projections::rebuild::rebuild(&pool, p).await?;
-                        println!("rebuilt {} from {} events", report.projector, report.events);
+                        println!(
+                            "rebuilt {} from {} events, {} parked",
+                            report.projector,
+                            report.events,
+                            report.parked.len()
+                        );
+                        for parked in &report.parked {
+                            let e = &parked.event;
+                            println!(
+                                "  parked position {} ({} {} {}, tenant {}): {}",
+                                e.position.global_position,
+                                e.aggregate_type,
+                                e.aggregate_id,
+                                e.event_type,
+                                e.tenant_id,
+                                parked.error
+                            );
+                        }
                     }
                     Ok(ExitCode::SUCCESS)
+                }
+                ProjectionsCommand::RetryParked { name, all } => {
+                    let targets = match targets(name, all) {
+                        Ok(t) => t,
+                        Err(code) => return Ok(code),
+                    };
+                    let mut still_parked = 0;
+                    for p in targets {
+                        let report = projections::retry::retry_parked(&pool, p).await?;
+                        println!(
+                            "{}: {} applied, {} still parked",
+                            report.projector,
+                            report.applied(),
+                            report.still_parked()
+                        );
+                        for r in &report.events {
+                            let position = r.event.position.global_position;
+                            match &r.error {
+                                None if r.later_in_stream > 0 => println!(
+                                    "  applied position {position}; {} later events of its stream \
+                                     were applied before it: if they depend on it, run \
+                                     `chronicle projections rebuild {}`",
+                                    r.later_in_stream, report.projector
+                                ),
+                                None => println!("  applied position {position}"),
+                                Some(error) => {
+                                    println!("  still parked position {position}: {error}")
+                                }
+                            }
+                        }
+                        still_parked += report.still_parked();
+                    }
+                    Ok(if still_parked == 0 {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::FAILURE
+                    })
                 }
             }
         }
@@ -175,4 +235,51 @@ async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// The status table, then every parked or failing event: a projection with parked events
+/// says so next to its lag.
+async fn print_status(pool: &sqlx::PgPool) -> anyhow::Result<()> {
+    println!(
+        "{:<16} {:>14} {:>14} {:>10} {:>10} {:>8} {:>8}",
+        "projector", "position", "processed", "lag", "lag_s", "failing", "parked"
+    );
+    for s in projections::status::status(pool).await? {
+        let note = if s.parked_events > 0 {
+            "  (lag excludes parked events)"
+        } else {
+            ""
+        };
+        println!(
+            "{:<16} {:>14} {:>14} {:>10} {:>10.1} {:>8} {:>8}{note}",
+            s.name,
+            s.last_position,
+            s.events_processed,
+            s.lag_events,
+            s.lag_seconds,
+            s.failing_events,
+            s.parked_events
+        );
+    }
+    let failures = projections::failures::list(pool, None).await?;
+    if !failures.is_empty() {
+        println!();
+        println!("events not applied (`chronicle projections retry-parked` after a fix):");
+        for f in failures {
+            println!(
+                "  {} {} position {} ({} {} {}, tenant {}), {} attempts, last {}: {}",
+                f.projector,
+                f.state,
+                f.global_position,
+                f.aggregate_type,
+                f.aggregate_id,
+                f.event_type,
+                f.tenant_id,
+                f.attempts,
+                f.last_failed_at.to_rfc3339(),
+                f.error
+            );
+        }
+    }
+    Ok(())
 }

@@ -41,6 +41,11 @@ pub struct Metrics {
     /// Jobs in the Redis queue, read at scrape: what workers are scaled on.
     pub queue_depth: Family<QueueLabels, Gauge>,
     pub projection_lag_seconds: Family<ProjectorLabels, Gauge<f64, AtomicU64>>,
+    /// Events a projector moved past because it cannot apply them (read at scrape):
+    /// its read tables lack them until `retry-parked` or a rebuild. Alert on > 0.
+    pub projector_parked_events: Family<ProjectorLabels, Gauge>,
+    /// Events a projector is retrying with backoff (0 or 1 each; read at scrape).
+    pub projector_failing_events: Family<ProjectorLabels, Gauge>,
     /// `GET /v1/files/{id}` cache (src/cache): hits, misses, and the database loads the
     /// misses caused (fewer than misses: concurrent misses share one load).
     pub file_cache_hits: Counter,
@@ -99,6 +104,18 @@ impl Metrics {
             "Age of the oldest event a projector has not applied",
             projection_lag_seconds.clone(),
         );
+        let projector_parked_events = Family::<ProjectorLabels, Gauge>::default();
+        registry.register(
+            "projector_parked_events",
+            "Events a projector could not apply and moved past (parked)",
+            projector_parked_events.clone(),
+        );
+        let projector_failing_events = Family::<ProjectorLabels, Gauge>::default();
+        registry.register(
+            "projector_failing_events",
+            "Events a projector is retrying before parking them",
+            projector_failing_events.clone(),
+        );
         let file_cache_hits = Counter::default();
         let file_cache_misses = Counter::default();
         let file_cache_loads = Counter::default();
@@ -131,6 +148,8 @@ impl Metrics {
             projection_lag_events,
             queue_depth,
             projection_lag_seconds,
+            projector_parked_events,
+            projector_failing_events,
             file_cache_hits,
             file_cache_misses,
             file_cache_loads,

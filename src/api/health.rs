@@ -8,6 +8,7 @@ use axum::extract::State;
 use serde::Serialize;
 
 use crate::error::{AppError, ErrorBody};
+use crate::projections::{self, failures::FailureCounts};
 use crate::state::AppState;
 
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -15,16 +16,27 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct Health {
     pub status: &'static str,
+    /// Readiness only: projectors with events they could not apply (parked, or being
+    /// retried). Informational: a parked event is a data problem for an operator
+    /// (`chronicle projections status`), not a reason to take this instance out of a
+    /// load balancer, so readiness stays 200.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub projection_failures: Option<Vec<FailureCounts>>,
 }
 
 /// Liveness: the process is up. No I/O.
 #[utoipa::path(get, path = "/health", tag = "operations",
     responses((status = 200, description = "alive", body = Health)))]
 pub async fn health() -> Json<Health> {
-    Json(Health { status: "ok" })
+    Json(Health {
+        status: "ok",
+        projection_failures: None,
+    })
 }
 
-/// Readiness: Postgres, Redis and storage reachable.
+/// Readiness: Postgres, Redis and storage reachable. The body lists projectors with
+/// parked or retrying events (`projection_failures`, empty when none) without failing
+/// readiness.
 #[utoipa::path(get, path = "/health/ready", tag = "operations",
     responses(
         (status = 200, description = "ready", body = Health),
@@ -46,7 +58,16 @@ pub async fn ready(State(state): State<AppState>) -> Result<Json<Health>, AppErr
         })
         .collect();
     if failed.is_empty() {
-        Ok(Json(Health { status: "ready" }))
+        // Best effort: Postgres just answered; if this fails, the detail is left out.
+        let projection_failures =
+            tokio::time::timeout(PROBE_TIMEOUT, projections::failures::counts(&state.db))
+                .await
+                .ok()
+                .and_then(Result::ok);
+        Ok(Json(Health {
+            status: "ready",
+            projection_failures,
+        }))
     } else {
         Err(AppError::Unavailable(format!(
             "not ready: {} unreachable",

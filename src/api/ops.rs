@@ -11,8 +11,8 @@ use crate::metrics::ProjectorLabels;
 use crate::projections::status::status;
 use crate::state::AppState;
 
-/// Prometheus metrics. Projection lag is read from the database at scrape time, so it
-/// is right whichever instance runs the projectors.
+/// Prometheus metrics. Projection lag and parked events are read from the database at
+/// scrape time, so they are right whichever instance runs the projectors.
 #[utoipa::path(get, path = "/metrics", tag = "operations",
     responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
 pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, AppError> {
@@ -28,6 +28,16 @@ pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse,
             .projection_lag_seconds
             .get_or_create(&labels)
             .set(p.lag_seconds);
+        state
+            .metrics
+            .projector_parked_events
+            .get_or_create(&labels)
+            .set(p.parked_events);
+        state
+            .metrics
+            .projector_failing_events
+            .get_or_create(&labels)
+            .set(p.failing_events);
     }
     let queue = crate::queue::Queue::new(state.redis_conn.clone(), &state.config.redis_key_prefix);
     match queue.depth().await {

@@ -78,7 +78,7 @@ impl JobSettings {
 }
 
 /// `var` as a whole number within `range` (`default` when unset).
-fn parse_within(
+pub(super) fn parse_within(
     get: &impl Fn(&str) -> Option<String>,
     var: &'static str,
     default: u64,

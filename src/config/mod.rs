@@ -3,10 +3,12 @@
 
 mod checkpoints;
 mod jobs;
+mod projectors;
 mod tus;
 
 pub use checkpoints::{CheckpointKey, CheckpointSettings};
 pub use jobs::{GcSettings, JobSettings};
+pub use projectors::ProjectorRetry;
 pub use tus::TusSettings;
 
 use crate::scan::ScanSettings;
@@ -91,6 +93,9 @@ pub struct Config {
     /// Bytes a tenant may store (`TENANT_QUOTA_BYTES`); unlimited when unset.
     pub tenant_quota_bytes: Option<u64>,
     pub jobs: JobSettings,
+    /// Retries of an event a projector cannot apply, then parking (`PROJECTOR_*`;
+    /// src/config/projectors.rs).
+    pub projectors: ProjectorRetry,
     /// Virus scanning (`SCANNER`, `CLAMD_ADDR`, `SIGNATURES_DIR`; src/scan/settings.rs).
     pub scan: ScanSettings,
     /// How long a `GET /v1/files/{id}` body may live in the Redis cache; zero turns the
@@ -273,6 +278,7 @@ impl Config {
             Some(_) => Some(parse_u64(&get, "TENANT_QUOTA_BYTES", 0)?),
         };
         let jobs = JobSettings::from_lookup(&get)?;
+        let projectors = ProjectorRetry::from_lookup(&get)?;
         let tus = TusSettings::from_lookup(&get, max_upload_bytes)?;
         let scan = ScanSettings::from_lookup(&get).map_err(|reason| invalid("SCANNER", reason))?;
         let file_cache_ttl_secs = parse_u64(&get, "FILE_CACHE_TTL_SECS", 300)?;
@@ -311,6 +317,7 @@ impl Config {
             max_upload_bytes,
             tenant_quota_bytes,
             jobs,
+            projectors,
             scan,
             file_cache_ttl: Duration::from_secs(file_cache_ttl_secs),
             tus,

@@ -6,13 +6,16 @@ pub mod accounts;
 pub mod audit_log;
 pub mod blob_refs;
 pub mod devices;
+pub mod failures;
 pub mod files;
 pub mod jobs;
 pub mod notifications;
 pub mod rebuild;
 mod record;
+pub mod retry;
 pub mod runtime;
 pub mod status;
+pub mod storable;
 pub mod stream_heads;
 pub mod uploads;
 pub mod user_agent;
@@ -24,7 +27,7 @@ use sqlx::PgConnection;
 
 use crate::queue::Queue;
 
-pub use record::{EventRecord, NEXT_BATCH_SQL};
+pub use record::{Batch, EventRecord, EventRef, NEXT_BATCH_SQL, Unreadable};
 
 /// A read model built from events.
 #[async_trait]

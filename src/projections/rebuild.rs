@@ -4,10 +4,16 @@
 //! the transaction commits. Readers see the old rows until the commit and the new rows
 //! after it — never a half-built table. Indexes, policies, grants and dependent views
 //! stay as they are, because the live tables are refilled, not replaced.
+//!
+//! An event the projector cannot apply does not abort the rebuild: it is parked at once
+//! (a rebuild is one transaction and cannot wait to retry) and reported. The rebuild
+//! starts the projector's failure record afresh: the parked events are then exactly
+//! those of this replay.
 
 use sqlx::PgPool;
 
 use super::Projector;
+use super::failures::{self, Failure, apply_isolating};
 use super::record::{CatchUpPosition, next_batch};
 use super::runtime::{
     BATCH_SIZE, last_committed_position, lock_checkpoint, register, save_checkpoint,
@@ -17,7 +23,16 @@ use std::sync::Arc;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RebuildReport {
     pub projector: &'static str,
+    /// Events applied.
     pub events: u64,
+    /// Events the projector could not apply, parked (`retry-parked` applies them later).
+    pub parked: Vec<ParkedEvent>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParkedEvent {
+    pub event: super::EventRef,
+    pub error: String,
 }
 
 pub async fn rebuild(
@@ -29,6 +44,10 @@ pub async fn rebuild(
     let mut tx = pool.begin().await?;
     // Wait for the live batch to finish, then keep the lease until we commit.
     lock_checkpoint(&mut tx, name, true).await?;
+    sqlx::query("DELETE FROM projector_failures WHERE projector = $1")
+        .bind(name)
+        .execute(&mut *tx)
+        .await?;
     for table in projector.tables() {
         // Temporary tables shadow the live ones for unqualified names (pg_temp is
         // searched first), so the projector writes here without knowing.
@@ -45,19 +64,38 @@ pub async fn rebuild(
     let mut cursor = CatchUpPosition::default();
     let mut events: u64 = 0;
     let mut last = None;
+    let mut parked = Vec::new();
     loop {
         let batch = next_batch(&mut tx, cursor, BATCH_SIZE).await?;
-        let Some(tail) = batch.last() else {
+        if batch.is_empty() {
             if cursor_reached(&mut tx, cursor, target).await? {
                 break;
             }
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
             continue;
-        };
-        projector.apply(&mut tx, &batch).await?;
-        cursor = tail.position;
-        events += batch.len() as u64;
-        last = Some(tail.clone());
+        }
+        let (applied, failed) = apply_isolating(&mut tx, projector.as_ref(), &batch.events).await?;
+        if let Some(tail) = batch.events[..applied].last() {
+            cursor = tail.position;
+            last = Some(tail.position);
+        }
+        events += applied as u64;
+        if let Some(failure) = failed.or_else(|| batch.unreadable.map(Failure::from)) {
+            failures::park(&mut tx, name, &failure).await?;
+            tracing::error!(
+                projector = name,
+                global_position = failure.event.position.global_position,
+                event_type = %failure.event.event_type,
+                error = %failure.error,
+                "rebuild parked an event it cannot apply"
+            );
+            cursor = failure.event.position;
+            last = Some(cursor);
+            parked.push(ParkedEvent {
+                event: failure.event,
+                error: failure.error,
+            });
+        }
     }
     for table in projector.tables() {
         sqlx::query(&format!("TRUNCATE public.{table}"))
@@ -70,7 +108,7 @@ pub async fn rebuild(
         .await?;
     }
     match &last {
-        Some(last) => save_checkpoint(&mut tx, name, last, events as usize, true).await?,
+        Some(last) => save_checkpoint(&mut tx, name, *last, events as usize, true).await?,
         None => {
             sqlx::query(
                 "UPDATE projector_checkpoints SET last_transaction_id = '0', last_position = 0, events_processed = 0, updated_at = now() WHERE name = $1",
@@ -81,10 +119,16 @@ pub async fn rebuild(
         }
     }
     tx.commit().await?;
-    tracing::info!(projector = name, events, "projection rebuilt");
+    tracing::info!(
+        projector = name,
+        events,
+        parked = parked.len(),
+        "projection rebuilt"
+    );
     Ok(RebuildReport {
         projector: name,
         events,
+        parked,
     })
 }
 

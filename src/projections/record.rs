@@ -6,6 +6,7 @@ use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, Row};
 use uuid::Uuid;
 
+use super::storable::storable_json;
 use crate::privacy::{self, OpenError, StoredEvent};
 
 /// The position of an event in catch-up order: (writing transaction, global position).
@@ -26,9 +27,10 @@ pub struct EventRecord {
     /// The version as stored (`payload` is already upcast to the current one).
     pub event_version: String,
     /// The payload's JSON text in the current version's form, personal fields readable
-    /// or `[erased]` (`privacy::open`). Exactly the stored text (canonical JSON) for
-    /// current-version events without personal fields; the stored bytes themselves are
-    /// what `store::verify` hashes, never this.
+    /// or `[erased]` (`privacy::open`), with what Postgres cannot store (`\u0000`,
+    /// unpaired surrogates) replaced by U+FFFD (`storable::storable_json`). Exactly the
+    /// stored text (canonical JSON) for ordinary current-version events without personal
+    /// fields; the stored bytes themselves are what `store::verify` hashes, never this.
     pub payload: String,
     pub metadata: Map<String, Value>,
     pub recorded_at: DateTime<Utc>,
@@ -39,10 +41,25 @@ impl EventRecord {
         self.metadata.get(key).and_then(Value::as_str)
     }
 
-    fn from_row(row: &PgRow) -> Result<Self, sqlx::Error> {
+    /// The event's identity, for failure records and logs.
+    pub fn reference(&self) -> EventRef {
+        EventRef {
+            position: self.position,
+            tenant_id: self.tenant_id,
+            aggregate_type: self.aggregate_type.clone(),
+            aggregate_id: self.aggregate_id.clone(),
+            event_type: self.event_type.clone(),
+        }
+    }
+
+    /// A row of the catch-up query. `Err` only when the row itself cannot be read (the
+    /// database answered something else than the query asks); an event whose metadata
+    /// is not a JSON object is `Ok(Err(_))`: that event is unreadable, not the batch.
+    fn from_row(row: &PgRow) -> Result<Result<Self, Unreadable>, sqlx::Error> {
         let transaction_id: String = row.try_get("xid")?;
         let metadata: String = row.try_get("metadata")?;
-        Ok(Self {
+        let payload: String = row.try_get("payload")?;
+        let record = Self {
             position: CatchUpPosition {
                 transaction_id: transaction_id
                     .parse()
@@ -55,11 +72,51 @@ impl EventRecord {
             sequence: row.try_get("sequence")?,
             event_type: row.try_get("event_type")?,
             event_version: row.try_get("event_version")?,
-            payload: row.try_get("payload")?,
-            metadata: serde_json::from_str(&metadata)
-                .map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
+            payload: storable_json(&payload).into_owned(),
+            metadata: Map::new(),
             recorded_at: row.try_get("recorded_at")?,
+        };
+        Ok(match serde_json::from_str(&storable_json(&metadata)) {
+            Ok(metadata) => Ok(Self { metadata, ..record }),
+            Err(err) => Err(Unreadable {
+                event: record.reference(),
+                error: format!("metadata is not a JSON object: {err}"),
+            }),
         })
+    }
+}
+
+/// Which event: enough to find it again (position) and to tell an operator what it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventRef {
+    pub position: CatchUpPosition,
+    pub tenant_id: Uuid,
+    pub aggregate_type: String,
+    pub aggregate_id: String,
+    pub event_type: String,
+}
+
+/// An event that cannot be read into an [`EventRecord`]: metadata that is not an object,
+/// a version no upcaster knows, a payload that does not parse, a personal field that
+/// does not open. A failure of that one event, like a projector refusing it.
+#[derive(Debug, Clone)]
+pub struct Unreadable {
+    pub event: EventRef,
+    pub error: String,
+}
+
+/// The next events in catch-up order. Reading stops at the first unreadable event:
+/// `events` are the readable ones before it, `unreadable` (if any) comes right after
+/// them, so the runtime handles it exactly as an event its projector failed to apply.
+#[derive(Debug, Default)]
+pub struct Batch {
+    pub events: Vec<EventRecord>,
+    pub unreadable: Option<Unreadable>,
+}
+
+impl Batch {
+    pub fn is_empty(&self) -> bool {
+        self.events.is_empty() && self.unreadable.is_none()
     }
 }
 
@@ -81,27 +138,87 @@ pub async fn next_batch(
     conn: &mut PgConnection,
     after: CatchUpPosition,
     limit: i64,
-) -> Result<Vec<EventRecord>, sqlx::Error> {
+) -> Result<Batch, sqlx::Error> {
     let rows = sqlx::query(NEXT_BATCH_SQL)
         .bind(after.transaction_id.to_string())
         .bind(after.global_position)
         .bind(limit)
         .fetch_all(&mut *conn)
         .await?;
-    let mut records = rows
-        .iter()
-        .map(EventRecord::from_row)
-        .collect::<Result<Vec<_>, _>>()?;
-    open_payloads(conn, &mut records).await?;
-    Ok(records)
+    read_rows(conn, &rows).await
+}
+
+/// Reads the one event at `position` (retrying a parked event); `None` if there is no
+/// such event.
+pub async fn read_event(
+    conn: &mut PgConnection,
+    position: CatchUpPosition,
+) -> Result<Option<Result<EventRecord, Unreadable>>, sqlx::Error> {
+    let rows = sqlx::query(EVENT_AT_SQL)
+        .bind(position.transaction_id.to_string())
+        .bind(position.global_position)
+        .fetch_all(&mut *conn)
+        .await?;
+    let mut batch = read_rows(conn, &rows).await?;
+    Ok(match (batch.events.pop(), batch.unreadable) {
+        (_, Some(unreadable)) => Some(Err(unreadable)),
+        (Some(event), None) => Some(Ok(event)),
+        (None, None) => None,
+    })
+}
+
+const EVENT_AT_SQL: &str = r#"
+SELECT transaction_id::text AS xid, global_position, tenant_id, aggregate_type,
+       aggregate_id, sequence, event_type, event_version, payload::text AS payload,
+       metadata::text AS metadata, recorded_at
+  FROM events
+ WHERE transaction_id = $1::text::xid8 AND global_position = $2"#;
+
+async fn read_rows(conn: &mut PgConnection, rows: &[PgRow]) -> Result<Batch, sqlx::Error> {
+    let mut events = Vec::with_capacity(rows.len());
+    let mut unreadable = None;
+    for row in rows {
+        match EventRecord::from_row(row)? {
+            Ok(record) => events.push(record),
+            Err(u) => {
+                unreadable = Some(u);
+                break;
+            }
+        }
+    }
+    match open_payloads(conn, &mut events).await {
+        Ok(()) => {}
+        Err(OpenError::Db(err)) => return Err(err),
+        // Some event of the batch does not open (opening is all or nothing): find the
+        // first one, opening one event at a time.
+        Err(_) => {
+            for i in 0..events.len() {
+                match open_payloads(conn, &mut events[i..=i]).await {
+                    Ok(()) => {}
+                    Err(OpenError::Db(err)) => return Err(err),
+                    Err(err) => {
+                        unreadable = Some(Unreadable {
+                            event: events[i].reference(),
+                            error: err.to_string(),
+                        });
+                        events.truncate(i);
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    Ok(Batch { events, unreadable })
 }
 
 /// Upcasts and opens the batch's payloads (one key query for the whole batch), so every
-/// projector — live, catching up or rebuilding — decodes the current form.
+/// projector — live, catching up or rebuilding — decodes the current form. A decrypted
+/// personal field may hold what Postgres cannot store, so the result is made storable
+/// again.
 async fn open_payloads(
     conn: &mut PgConnection,
     records: &mut [EventRecord],
-) -> Result<(), sqlx::Error> {
+) -> Result<(), OpenError> {
     let stored: Vec<StoredEvent<'_>> = records
         .iter()
         .map(|r| StoredEvent {
@@ -113,13 +230,10 @@ async fn open_payloads(
             payload: &r.payload,
         })
         .collect();
-    let opened = privacy::open(conn, &stored).await.map_err(|e| match e {
-        OpenError::Db(e) => e,
-        other => sqlx::Error::Decode(Box::new(other)),
-    })?;
+    let opened = privacy::open(conn, &stored).await?;
     for (record, current) in records.iter_mut().zip(opened) {
         if let Some(current) = current {
-            record.payload = current;
+            record.payload = storable_json(&current).into_owned();
         }
     }
     Ok(())

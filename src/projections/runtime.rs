@@ -1,6 +1,8 @@
 //! The projector runtime: one transaction per batch holding the projector's checkpoint
 //! row lock (the lease), the read-table writes and the new checkpoint. A crash anywhere
-//! rolls the whole batch back, so no event is skipped or applied twice.
+//! rolls the whole batch back, so no event is skipped or applied twice. An event the
+//! projector cannot apply is retried with backoff, then parked (failures.rs), in the
+//! same transaction as the events before it.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,8 +12,10 @@ use sqlx::{PgConnection, PgPool, Row};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use super::Projector;
+use super::failures::{self, Failure, Verdict, apply_isolating};
 use super::record::{CatchUpPosition, next_batch};
-use super::{EventRecord, Projector};
+use crate::config::ProjectorRetry;
 
 /// Events per batch: large enough to amortise the transaction, small enough to keep
 /// lock times short.
@@ -28,6 +32,8 @@ pub enum BatchOutcome {
     Idle,
     /// Another instance holds this projector's lease right now.
     Busy,
+    /// The next event failed; it is retried after this pause.
+    Backoff(Duration),
 }
 
 /// Makes sure every projector has a checkpoint row.
@@ -67,7 +73,7 @@ pub(super) async fn lock_checkpoint(
 pub(super) async fn save_checkpoint(
     conn: &mut PgConnection,
     name: &str,
-    last: &EventRecord,
+    last: CatchUpPosition,
     applied: usize,
     reset: bool,
 ) -> Result<(), sqlx::Error> {
@@ -80,8 +86,8 @@ UPDATE projector_checkpoints
  WHERE name = $1"#,
     )
     .bind(name)
-    .bind(last.position.transaction_id.to_string())
-    .bind(last.position.global_position)
+    .bind(last.transaction_id.to_string())
+    .bind(last.global_position)
     .bind(applied as i64)
     .bind(reset)
     .execute(conn)
@@ -89,46 +95,135 @@ UPDATE projector_checkpoints
     Ok(())
 }
 
-/// Runs one batch of `projector` in its own transaction.
+/// Runs one batch of `projector` in its own transaction, with the default retry policy.
 pub async fn run_batch(pool: &PgPool, projector: &dyn Projector) -> anyhow::Result<BatchOutcome> {
+    run_batch_with(pool, projector, &ProjectorRetry::default()).await
+}
+
+/// Runs one batch of `projector` in its own transaction. When an event fails, the
+/// events before it commit with the checkpoint just before it, and the failure is
+/// recorded: retried after a pause, or, its attempts spent, parked with the checkpoint
+/// moved past it (docs/projections.md, "Failures and parking").
+pub async fn run_batch_with(
+    pool: &PgPool,
+    projector: &dyn Projector,
+    policy: &ProjectorRetry,
+) -> anyhow::Result<BatchOutcome> {
+    let name = projector.name();
     let mut tx = pool.begin().await?;
-    let Some(checkpoint) = lock_checkpoint(&mut tx, projector.name(), false).await? else {
+    let Some(checkpoint) = lock_checkpoint(&mut tx, name, false).await? else {
         return Ok(BatchOutcome::Busy);
     };
-    let events = next_batch(&mut tx, checkpoint, BATCH_SIZE).await?;
-    let Some(last) = events.last() else {
+    let head = failures::failing_head(&mut tx, name).await?;
+    if let Some((_, wait)) = head
+        && !wait.is_zero()
+    {
+        tx.commit().await?;
+        return Ok(BatchOutcome::Backoff(wait));
+    }
+    let batch = next_batch(&mut tx, checkpoint, BATCH_SIZE).await?;
+    if batch.is_empty() {
         tx.commit().await?;
         return Ok(BatchOutcome::Idle);
+    }
+    let (applied, failed) = apply_isolating(&mut tx, projector, &batch.events).await?;
+    let done = &batch.events[..applied];
+    let failed = failed.or_else(|| batch.unreadable.map(Failure::from));
+    let Some(failure) = failed else {
+        if head.is_some() {
+            failures::clear_failing(&mut tx, name).await?;
+        }
+        let last = done
+            .last()
+            .expect("a batch without failure applied its events");
+        save_checkpoint(&mut tx, name, last.position, applied, false).await?;
+        tx.commit().await?;
+        projector.after_commit(done).await;
+        return Ok(BatchOutcome::Applied(applied));
     };
-    projector.apply(&mut tx, &events).await?;
-    save_checkpoint(&mut tx, projector.name(), last, events.len(), false).await?;
+    let verdict = failures::record(&mut tx, name, &failure, policy).await?;
+    let checkpoint = match verdict {
+        Verdict::Parked { .. } => Some(failure.event.position),
+        Verdict::Retry { .. } => done.last().map(|e| e.position),
+    };
+    if let Some(position) = checkpoint {
+        save_checkpoint(&mut tx, name, position, applied, false).await?;
+    }
     tx.commit().await?;
-    projector.after_commit(&events).await;
-    Ok(BatchOutcome::Applied(events.len()))
+    projector.after_commit(done).await;
+    log_failure(name, &failure, verdict);
+    Ok(match verdict {
+        Verdict::Retry { after, .. } if applied == 0 => BatchOutcome::Backoff(after),
+        _ => BatchOutcome::Applied(applied),
+    })
+}
+
+fn log_failure(name: &str, failure: &Failure, verdict: Verdict) {
+    let e = &failure.event;
+    match verdict {
+        Verdict::Retry { attempts, after } => tracing::warn!(
+            projector = name,
+            global_position = e.position.global_position,
+            tenant_id = %e.tenant_id,
+            aggregate_type = %e.aggregate_type,
+            aggregate_id = %e.aggregate_id,
+            event_type = %e.event_type,
+            error = %failure.error,
+            attempts,
+            retry_in_ms = after.as_millis() as u64,
+            "projector cannot apply an event; retrying it after a pause"
+        ),
+        Verdict::Parked { attempts } => tracing::error!(
+            projector = name,
+            global_position = e.position.global_position,
+            tenant_id = %e.tenant_id,
+            aggregate_type = %e.aggregate_type,
+            aggregate_id = %e.aggregate_id,
+            event_type = %e.event_type,
+            error = %failure.error,
+            attempts,
+            "event parked: the projector moved past it; fix the cause, then \
+             `chronicle projections retry-parked`"
+        ),
+    }
 }
 
 /// Applies every event committed before the call, waiting where needed: an event
 /// becomes eligible only once every older transaction in the cluster has ended.
 /// Returns how many events this call applied (another instance may apply some).
+/// A failing event is retried and parked with the default policy.
 pub async fn catch_up(pool: &PgPool, projector: &dyn Projector) -> anyhow::Result<usize> {
+    catch_up_with(pool, projector, &ProjectorRetry::default()).await
+}
+
+/// [`catch_up`] with a retry policy.
+pub async fn catch_up_with(
+    pool: &PgPool,
+    projector: &dyn Projector,
+    policy: &ProjectorRetry,
+) -> anyhow::Result<usize> {
     let target = last_committed_position(pool).await?;
     let mut total = 0;
     loop {
-        match run_batch(pool, projector).await? {
-            BatchOutcome::Applied(n) => total += n,
-            BatchOutcome::Idle | BatchOutcome::Busy => {
-                if !has_pending(pool, projector.name(), target).await? {
-                    return Ok(total);
-                }
-                tokio::time::sleep(Duration::from_millis(10)).await;
+        let pause = match run_batch_with(pool, projector, policy).await? {
+            BatchOutcome::Applied(n) => {
+                total += n;
+                continue;
             }
+            BatchOutcome::Backoff(wait) => wait.max(Duration::from_millis(10)),
+            BatchOutcome::Idle | BatchOutcome::Busy => Duration::from_millis(10),
+        };
+        if !has_pending(pool, projector.name(), target).await? {
+            return Ok(total);
         }
+        tokio::time::sleep(pause).await;
     }
 }
 
-/// Whether each named projector has applied every event committed before this call:
-/// what a job that trusts a read table's *absence* of a row (the temp sweeper) must
-/// know first, or a lagging projector would make live data look orphaned.
+/// Whether each named projector has applied every event committed before this call,
+/// none of them parked: what a job that trusts a read table's *absence* of a row (the
+/// temp sweeper) must know first, or a lagging projector — or a parked event's missing
+/// row — would make live data look orphaned.
 pub async fn caught_up(pool: &PgPool, names: &[&str]) -> Result<bool, sqlx::Error> {
     let target = last_committed_position(pool).await?;
     for name in names {
@@ -136,7 +231,13 @@ pub async fn caught_up(pool: &PgPool, names: &[&str]) -> Result<bool, sqlx::Erro
             return Ok(false);
         }
     }
-    Ok(true)
+    let parked: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM projector_failures WHERE projector = ANY($1))",
+    )
+    .bind(names)
+    .fetch_one(pool)
+    .await?;
+    Ok(!parked)
 }
 
 /// The highest global position committed so far (0 for an empty log).
@@ -168,13 +269,14 @@ SELECT EXISTS (
 pub async fn run(
     pool: PgPool,
     projector: Arc<dyn Projector>,
+    policy: ProjectorRetry,
     mut wake: watch::Receiver<u64>,
     shutdown: CancellationToken,
 ) {
     let name = projector.name();
     let mut failures: u32 = 0;
     while !shutdown.is_cancelled() {
-        let pause = match run_batch(&pool, projector.as_ref()).await {
+        let pause = match run_batch_with(&pool, projector.as_ref(), &policy).await {
             Ok(BatchOutcome::Applied(_)) => {
                 failures = 0;
                 continue;
@@ -182,6 +284,11 @@ pub async fn run(
             Ok(BatchOutcome::Idle) | Ok(BatchOutcome::Busy) => {
                 failures = 0;
                 POLL_INTERVAL
+            }
+            // A wake-up before the retry is due finds it still pending: cheap.
+            Ok(BatchOutcome::Backoff(wait)) => {
+                failures = 0;
+                wait
             }
             Err(err) => {
                 failures += 1;
@@ -236,6 +343,7 @@ pub fn spawn_all(
     pool: PgPool,
     listen_url: String,
     projectors: Vec<Arc<dyn Projector>>,
+    policy: ProjectorRetry,
     shutdown: CancellationToken,
 ) -> Vec<tokio::task::JoinHandle<()>> {
     let (tx, rx) = watch::channel(0u64);
@@ -244,6 +352,7 @@ pub fn spawn_all(
         handles.push(tokio::spawn(run(
             pool.clone(),
             p,
+            policy.clone(),
             rx.clone(),
             shutdown.clone(),
         )));

@@ -22,6 +22,7 @@ mod leaks;
 mod notifications;
 mod ops_api;
 mod out_of_process;
+mod parking;
 mod pipeline;
 mod private_downloads;
 mod process;

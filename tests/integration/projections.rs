@@ -77,6 +77,7 @@ async fn concurrent_writers_with_rollbacks_project_every_committed_event_exactly
             db.worker.clone(),
             db.url.clone(),
             all.clone(),
+            Default::default(),
             shutdown.clone(),
         ));
     }
@@ -527,6 +528,9 @@ async fn every_read_table_has_tenant_id_and_forced_row_level_security() {
         "events",
         "snapshots",
         "projector_checkpoints",
+        // Operational, across tenants like the checkpoints; the app role reads only the
+        // counts view (migrations/0017_projector_failures.sql).
+        "projector_failures",
         "credentials",
         "idempotency_keys",
         // Secrets, like credentials: never read through the API, every statement names

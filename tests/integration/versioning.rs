@@ -24,7 +24,7 @@ use crate::erasure::{PERSONAL_TABLES, catch_up_all, contents, rebuild_all};
 
 /// Appends `events` to a stream as an old binary did: its own version strings and
 /// payloads, hashed over canonical JSON and chained from genesis.
-async fn insert_as_old_binary(
+pub async fn insert_as_old_binary(
     owner: &PgPool,
     tenant: Uuid,
     aggregate_type: &str,
