@@ -24,6 +24,9 @@ const LIMITS: ArchiveLimits = ArchiveLimits {
     max_depth: 3,
 };
 const REPEAT: usize = 256;
+/// Plaintext bytes one input may build: compressing is the harness's own cost, and an
+/// instrumented deflate of megabytes would time out before the scanner is reached.
+const BUILD_BUDGET: usize = 512 * 1024;
 const LOCAL_HEADER_SIG: &[u8] = b"PK\x03\x04";
 
 fn the_scanner() -> &'static BuiltinScanner {
@@ -68,7 +71,13 @@ fn has_header_sig(bytes: &[u8]) -> bool {
 }
 
 /// Builds the zip whose members sit at `depth`; `certain`: the scanner reads this stream.
-fn build(mut data: &[u8], depth: u32, certain: bool, expect: &mut Expect) -> Vec<u8> {
+fn build(
+    mut data: &[u8],
+    depth: u32,
+    certain: bool,
+    expect: &mut Expect,
+    budget: &mut usize,
+) -> Vec<u8> {
     let mut out = Vec::new();
     let mut central = Vec::new();
     let mut count = 0u16;
@@ -85,7 +94,7 @@ fn build(mut data: &[u8], depth: u32, certain: bool, expect: &mut Expect) -> Vec
         let readable = !encrypted && (deflated || !descriptor);
         let mut inner = Expect::default();
         let mut content = if ctrl & 8 != 0 {
-            build(bytes, depth + 1, certain && readable, &mut inner)
+            build(bytes, depth + 1, certain && readable, &mut inner, budget)
         } else {
             inner.raw_headers = has_header_sig(bytes);
             bytes.to_vec()
@@ -95,7 +104,12 @@ fn build(mut data: &[u8], depth: u32, certain: bool, expect: &mut Expect) -> Vec
             // Seen inside the member, or raw in this stream when stored.
             inner.marker = certain && (readable || !deflated);
         }
-        let times = if ctrl & 16 != 0 { REPEAT } else { 1 };
+        let times = if ctrl & 16 != 0 && content.len() * REPEAT <= *budget {
+            REPEAT
+        } else {
+            1
+        };
+        *budget = budget.saturating_sub(content.len() * times);
         content = content.repeat(times);
         if certain {
             expect.members += 1;
@@ -181,7 +195,7 @@ fn build(mut data: &[u8], depth: u32, certain: bool, expect: &mut Expect) -> Vec
 
 fuzz_target!(|data: &[u8]| {
     let mut expect = Expect::default();
-    let zip = build(data, 1, true, &mut expect);
+    let zip = build(data, 1, true, &mut expect, &mut BUILD_BUDGET.clone());
     let scanner = the_scanner();
     let whole = scanner.scan_slice(&zip, zip.len().max(1));
     let piece = [1, 3, 17, 512, 4096][data.len() % 5];
