@@ -195,7 +195,8 @@ fn build(
 
 fuzz_target!(|data: &[u8]| {
     let mut expect = Expect::default();
-    let zip = build(data, 1, true, &mut expect, &mut BUILD_BUDGET.clone());
+    let mut budget = BUILD_BUDGET;
+    let zip = build(data, 1, true, &mut expect, &mut budget);
     let scanner = the_scanner();
     let whole = scanner.scan_slice(&zip, zip.len().max(1));
     let piece = [1, 3, 17, 512, 4096][data.len() % 5];
