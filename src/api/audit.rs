@@ -114,11 +114,11 @@ pub(super) fn check_range(
 
 /// Audit cursors carry `audit:<created_at µs>:<id>`, signed like file cursors (the
 /// prefix keeps one kind from being accepted as the other).
-fn encode_cursor(key: &CursorKey, tenant: Uuid, at: DateTime<Utc>, id: i64) -> String {
+pub(super) fn encode_cursor(key: &CursorKey, tenant: Uuid, at: DateTime<Utc>, id: i64) -> String {
     key.seal(tenant, &format!("audit:{}:{id}", at.timestamp_micros()))
 }
 
-fn decode_cursor(
+pub(super) fn decode_cursor(
     key: &CursorKey,
     tenant: Uuid,
     cursor: &str,

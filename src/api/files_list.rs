@@ -121,14 +121,18 @@ impl CursorKey {
     }
 
     /// `<created_at in µs since the epoch>:<id>`, sealed.
-    fn encode(&self, tenant: Uuid, created_at: DateTime<Utc>, id: Uuid) -> String {
+    pub(super) fn encode(&self, tenant: Uuid, created_at: DateTime<Utc>, id: Uuid) -> String {
         self.seal(
             tenant,
             &format!("{}:{}", created_at.timestamp_micros(), id.simple()),
         )
     }
 
-    fn decode(&self, tenant: Uuid, cursor: &str) -> Result<(DateTime<Utc>, Uuid), AppError> {
+    pub(super) fn decode(
+        &self,
+        tenant: Uuid,
+        cursor: &str,
+    ) -> Result<(DateTime<Utc>, Uuid), AppError> {
         let invalid = || AppError::BadRequest("invalid cursor".into());
         let text = self.open(tenant, cursor)?;
         let (micros, id) = text.split_once(':').ok_or_else(invalid)?;

@@ -11,6 +11,8 @@ mod events;
 mod files;
 mod files_list;
 mod files_manage;
+#[doc(hidden)]
+pub mod fuzzing;
 mod health;
 mod history;
 pub mod idempotency;

@@ -22,7 +22,7 @@ use crate::aggregates::user::Role;
 use crate::auth::TenantContext;
 use crate::commands::execute;
 use crate::error::AppError;
-use crate::ids::{FileId, version_id};
+use crate::ids::{FileId, TenantId, version_id};
 use crate::state::AppState;
 use crate::storage::Storage;
 use crate::store::EventMetadata;
@@ -77,13 +77,13 @@ pub struct NewVersionForm {
 }
 
 /// What the multipart body carried, the file's bytes already durable at `temp_key`.
-struct ReceivedUpload {
-    temp_key: String,
-    received: Received,
-    original_name: String,
-    declared_mime: String,
-    display_name: Option<String>,
-    tags: Vec<String>,
+pub(super) struct ReceivedUpload {
+    pub(super) temp_key: String,
+    pub(super) received: Received,
+    pub(super) original_name: String,
+    pub(super) declared_mime: String,
+    pub(super) display_name: Option<String>,
+    pub(super) tags: Vec<String>,
 }
 
 impl ReceivedUpload {
@@ -254,13 +254,34 @@ async fn receive_upload(
     )
     .await?;
     let boundary = boundary(request.headers())?;
+    let body = request.into_body().into_data_stream();
+    let upload = read_multipart(&state.storage, ctx.tenant_id, body, boundary, max).await?;
+    if let Err(err) = check_quota(state, ctx, Some(upload.received.size_bytes)).await {
+        discard(state, &upload.temp_key).await;
+        return Err(err);
+    }
+    Ok(upload)
+}
+
+/// The multipart body's parts, the `file` part streamed into temporary storage (at most
+/// `max` bytes). Every error leaves nothing in `storage`. Fuzzed (`api::fuzzing`).
+pub(super) async fn read_multipart<S, E>(
+    storage: &Storage,
+    tenant: TenantId,
+    body: S,
+    boundary: String,
+    max: u64,
+) -> Result<ReceivedUpload, AppError>
+where
+    S: futures::Stream<Item = Result<bytes::Bytes, E>> + Send + 'static,
+    E: Into<Box<dyn std::error::Error + Send + Sync>> + 'static,
+{
     let constraints = multer::Constraints::new().size_limit(
         multer::SizeLimit::new()
             .whole_stream(max + MULTIPART_OVERHEAD)
             .for_field("display_name", MAX_TEXT_FIELD)
             .for_field("tags", MAX_TEXT_FIELD),
     );
-    let body = request.into_body().into_data_stream();
     let mut multipart = multer::Multipart::with_constraints(body, boundary, constraints);
 
     let mut file: Option<(String, Received, String, String)> = None;
@@ -275,8 +296,8 @@ async fn receive_upload(
                         .content_type()
                         .map(|m| m.essence_str().to_string())
                         .unwrap_or_else(|| "application/octet-stream".into());
-                    let key = Storage::temp_key(ctx.tenant_id, Uuid::now_v7());
-                    let received = stream_to(state, &key, field, max).await?;
+                    let key = Storage::temp_key(tenant, Uuid::now_v7());
+                    let received = stream_to(storage, &key, field, max).await?;
                     file = Some((key, received, original, declared_mime));
                 }
                 Some("file") => {
@@ -309,7 +330,7 @@ async fn receive_upload(
     .await;
     if let Err(err) = result {
         if let Some((key, ..)) = &file {
-            discard(state, key).await;
+            discard_in(storage, key).await;
         }
         return Err(err);
     }
@@ -318,29 +339,24 @@ async fn receive_upload(
             "the multipart body has no `file` part".into(),
         ));
     };
-    let upload = ReceivedUpload {
+    Ok(ReceivedUpload {
         temp_key,
         received,
         original_name,
         declared_mime,
         display_name,
         tags,
-    };
-    if let Err(err) = check_quota(state, ctx, Some(upload.received.size_bytes)).await {
-        discard(state, &upload.temp_key).await;
-        return Err(err);
-    }
-    Ok(upload)
+    })
 }
 
 /// Streams one part into `key`; on any failure nothing stays at `key`.
 async fn stream_to(
-    state: &AppState,
+    storage: &Storage,
     key: &str,
     field: multer::Field<'static>,
     max: u64,
 ) -> Result<Received, AppError> {
-    let mut writer = state.storage.writer(key).await.map_err(storage_error)?;
+    let mut writer = storage.writer(key).await.map_err(storage_error)?;
     match receive(field, &mut writer, max, IDLE_TIMEOUT).await {
         Ok(received) => {
             writer.finish().await.map_err(storage_error)?;
@@ -405,7 +421,7 @@ fn declared_length(headers: &HeaderMap) -> Result<Option<u64>, AppError> {
         .transpose()
 }
 
-fn boundary(headers: &HeaderMap) -> Result<String, AppError> {
+pub(super) fn boundary(headers: &HeaderMap) -> Result<String, AppError> {
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -451,7 +467,11 @@ pub(super) fn display_text(original: &str) -> String {
 
 /// Removes temporary bytes of an upload that will not be committed.
 async fn discard(state: &AppState, key: &str) {
-    if let Err(err) = state.storage.delete(key).await {
+    discard_in(&state.storage, key).await
+}
+
+async fn discard_in(storage: &Storage, key: &str) {
+    if let Err(err) = storage.delete(key).await {
         tracing::warn!(error = %err, key, "could not remove a refused upload's bytes");
     }
 }

@@ -108,8 +108,13 @@ impl BuiltinScanner {
     /// Scans bytes already in memory, fed in `chunk`-sized pieces (tests use odd sizes to
     /// prove that matches across chunk boundaries are found).
     pub fn scan_slice(&self, bytes: &[u8], chunk: usize) -> Verdict {
+        self.scan_pieces(bytes.chunks(chunk.max(1)))
+    }
+
+    /// Scans a stream that arrives in `pieces` of any sizes (the fuzz targets choose them).
+    pub fn scan_pieces<'a>(&self, pieces: impl IntoIterator<Item = &'a [u8]>) -> Verdict {
         let mut session = Session::new(&self.db);
-        for piece in bytes.chunks(chunk.max(1)) {
+        for piece in pieces {
             if let Err(found) = session.update(&self.db, &self.limits, piece) {
                 return verdict(Err(found));
             }

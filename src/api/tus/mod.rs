@@ -9,7 +9,7 @@ mod accept;
 mod chunk;
 mod complete;
 pub mod create;
-mod headers;
+pub(super) mod headers;
 mod s3_chunk;
 
 use axum::Router;
