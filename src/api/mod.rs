@@ -18,6 +18,7 @@ pub mod json;
 mod middleware;
 mod notifications;
 mod ops;
+mod outage;
 pub mod ratelimit;
 mod sessions;
 mod tus;
@@ -162,6 +163,10 @@ pub fn router(state: AppState) -> Router {
             idempotency::idempotency,
         ))
         .layer(RateLimitLayer::global(&state))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            outage::unavailable_when_down,
+        ))
         .layer(axum::middleware::from_fn(middleware::request_timeout))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
