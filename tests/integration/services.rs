@@ -131,7 +131,14 @@ impl Drop for OwnPostgres {
         let data = self.data_dir();
         if data.join("postmaster.pid").exists() {
             let program = self.bin.join("pg_ctl");
-            let args = ["-D", data.to_str().unwrap(), "-m", "immediate", "-w", "stop"];
+            let args = [
+                "-D",
+                data.to_str().unwrap(),
+                "-m",
+                "immediate",
+                "-w",
+                "stop",
+            ];
             let _ = if running_as_root() {
                 Command::new("runuser")
                     .args(["-u", "postgres", "--"])

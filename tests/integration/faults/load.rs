@@ -93,7 +93,10 @@ async fn postgres_stopped_mid_load_loses_and_duplicates_no_acknowledged_upload()
     // The clients keep sending while it is down: refusals pile up.
     let deadline = Instant::now() + Duration::from_secs(30);
     while outcomes.lock().unwrap().refused.len() < 6 {
-        assert!(Instant::now() < deadline, "no refusals while Postgres is down");
+        assert!(
+            Instant::now() < deadline,
+            "no refusals while Postgres is down"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     tokio::task::block_in_place(|| pg.resume());

@@ -24,7 +24,10 @@ async fn refused_fast(what: &str, request: reqwest::RequestBuilder) {
     let retry_after = r.headers().get("retry-after").cloned();
     let body: Value = r.json().await.unwrap_or_default();
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{what}: {body}");
-    assert_eq!(body["error"]["code"], "service_unavailable", "{what}: {body}");
+    assert_eq!(
+        body["error"]["code"], "service_unavailable",
+        "{what}: {body}"
+    );
     assert!(body["error"]["message"].is_string(), "{what}: {body}");
     assert!(retry_after.is_some(), "{what}: no Retry-After");
     assert!(elapsed <= FAST, "{what} took {elapsed:?}");
@@ -59,7 +62,10 @@ async fn postgres_and_redis_outages_answer_503_fast_and_the_service_recovers_by_
     };
     let c: Chronicle = deployment.start_http("serve", &[]).await;
     let token = c.account("ada").await;
-    let r = c.upload(&token, "a.bin", unique_bytes(1, 1000)).await.unwrap();
+    let r = c
+        .upload(&token, "a.bin", unique_bytes(1, 1000))
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::ACCEPTED);
     let file_id = r.json::<Value>().await.unwrap()["file_id"]
         .as_str()
@@ -107,7 +113,10 @@ async fn postgres_and_redis_outages_answer_503_fast_and_the_service_recovers_by_
 
     // Back: the same process serves again.
     tokio::task::block_in_place(|| pg.resume());
-    recovers("GET /v1/files", StatusCode::OK, async || read().send().await.unwrap()).await;
+    recovers("GET /v1/files", StatusCode::OK, async || {
+        read().send().await.unwrap()
+    })
+    .await;
     recovers("POST /v1/auth/login", StatusCode::OK, async || {
         login().send().await.unwrap()
     })

@@ -70,7 +70,10 @@ async fn one_subscription_lives_through_pings_and_delivers_every_row_once() {
     for (id, _) in &seen {
         *per_id.entry(id.as_str()).or_default() += 1;
     }
-    assert!(per_id.values().all(|&n| n == 1), "duplicate deliveries: {seen:?}");
+    assert!(
+        per_id.values().all(|&n| n == 1),
+        "duplicate deliveries: {seen:?}"
+    );
     for file in &produced {
         let rows = seen.iter().filter(|(_, f)| *f == file.to_string()).count();
         assert_eq!(rows, 3, "rows of {file}");
@@ -78,6 +81,9 @@ async fn one_subscription_lives_through_pings_and_delivers_every_row_once() {
     assert_eq!(seen.len(), produced.len() * 3);
     let metrics = t.http.get(t.url("/metrics")).send().await.unwrap();
     let text = metrics.text().await.unwrap();
-    assert!(text.contains("chronicle_live_subscriptions_total 1\n"), "{text}");
+    assert!(
+        text.contains("chronicle_live_subscriptions_total 1\n"),
+        "{text}"
+    );
     t.app.stop().await;
 }
