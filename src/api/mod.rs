@@ -164,7 +164,7 @@ pub fn router(state: AppState) -> Router {
         ))
         .layer(RateLimitLayer::global(&state))
         .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
+            outage::OutageGuard::start(state.clone(), state.live.shutdown().clone()),
             outage::unavailable_when_down,
         ))
         .layer(axum::middleware::from_fn(middleware::request_timeout))

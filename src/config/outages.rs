@@ -1,5 +1,5 @@
 //! How Chronicle behaves while a dependency is down (docs/architecture.md, "Failure
-//! behaviour"): how long a request waits for a database connection before it answers
+//! behaviour"): how long a request waits for a busy pool's connection before it answers
 //! `503`, and how often the live hub checks its Redis subscription.
 
 use std::time::Duration;
@@ -8,10 +8,10 @@ use super::{ConfigError, invalid, parse_u64};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutageSettings {
-    /// How long an API request waits for a Postgres connection (`DB_ACQUIRE_TIMEOUT_MS`,
-    /// default 500). While Postgres is unreachable every request needs a new connection
-    /// and waits this long, then answers `503 service_unavailable`: it bounds the
-    /// failure latency, and under overload it sheds load instead of queueing.
+    /// How long an API request waits for a Postgres connection when the pool is busy
+    /// (`DB_ACQUIRE_TIMEOUT_MS`, default 5000), then answers `503 service_unavailable`.
+    /// An unreachable Postgres is answered sooner: the outage layer (src/api/outage.rs)
+    /// sees it within a fraction of a second and refuses at once.
     pub db_acquire_timeout: Duration,
     /// How often the live hub pings its Redis subscription (`LIVE_PING_EVERY_SECS`,
     /// default 15): a connection that died silently (no RST) is noticed this late.
@@ -20,7 +20,7 @@ pub struct OutageSettings {
 
 impl OutageSettings {
     pub(super) fn from_lookup(get: &impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let acquire_ms = parse_u64(get, "DB_ACQUIRE_TIMEOUT_MS", 500)?;
+        let acquire_ms = parse_u64(get, "DB_ACQUIRE_TIMEOUT_MS", 5000)?;
         if !(50..=60_000).contains(&acquire_ms) {
             return Err(invalid(
                 "DB_ACQUIRE_TIMEOUT_MS",
@@ -56,7 +56,7 @@ mod tests {
     #[test]
     fn defaults_and_bounds() {
         let d = parse(&[]).unwrap();
-        assert_eq!(d.db_acquire_timeout, Duration::from_millis(500));
+        assert_eq!(d.db_acquire_timeout, Duration::from_millis(5000));
         assert_eq!(d.live_ping_every, Duration::from_secs(15));
         assert_eq!(
             parse(&[("DB_ACQUIRE_TIMEOUT_MS", "10")]).unwrap_err().var,
