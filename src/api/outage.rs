@@ -129,9 +129,15 @@ pub async fn unavailable_when_down(
     if *down.borrow_and_update() {
         return database_unavailable();
     }
+    // The watcher ends at shutdown: requests draining then must finish, not be refused.
+    let outage = async move {
+        if down.wait_for(|d| *d).await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
     let response = tokio::select! {
         response = next.run(request) => response,
-        _ = down.wait_for(|d| *d) => return database_unavailable(),
+        _ = outage => return database_unavailable(),
     };
     let state = &guard.state;
     if response.status() != StatusCode::INTERNAL_SERVER_ERROR {
