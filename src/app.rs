@@ -60,7 +60,13 @@ impl App {
             .await
             .with_context(|| format!("DATA_DIR {} cannot be created", config.data_dir.display()))?;
 
-        let app_pool = db::pool(&url, DbRole::App, config.db_max_connections).await?;
+        let app_pool = db::pool_with_acquire_timeout(
+            &url,
+            DbRole::App,
+            config.db_max_connections,
+            config.outages.db_acquire_timeout,
+        )
+        .await?;
         let redis =
             redis::Client::open(config.redis_url.expose()).context("REDIS_URL is invalid")?;
         let redis_conn = ratelimit::connection_manager(config.redis_url.expose())
@@ -80,7 +86,11 @@ impl App {
             metrics: metrics.clone(),
             tokens: crate::auth::TokenKeys::new(config.jwt_secret.expose()),
             storage: Storage::open(&config.storage).context("storage cannot be opened")?,
-            live: LiveHub::new(shutdown.clone()),
+            live: LiveHub::with_counters(
+                shutdown.clone(),
+                metrics.live_subscriptions.clone(),
+                metrics.live_pings.clone(),
+            ),
             file_cache: crate::cache::FileCache::new(
                 redis_conn.clone(),
                 &config.redis_key_prefix,
@@ -147,12 +157,11 @@ impl App {
                 .with_context(|| format!("BIND_ADDR {} cannot be bound", config.bind_addr))?;
             addr = Some(listener.local_addr()?);
             // One shared Redis subscription feeds this instance's SSE clients.
-            tasks.push(tokio::spawn(
-                state
-                    .live
-                    .clone()
-                    .run(state.redis.clone(), config.redis_key_prefix.clone()),
-            ));
+            tasks.push(tokio::spawn(state.live.clone().run(
+                state.redis.clone(),
+                config.redis_key_prefix.clone(),
+                config.outages.live_ping_every,
+            )));
             let router = crate::api::router(state.clone());
             let stop = shutdown.clone();
             tasks.push(tokio::spawn(async move {

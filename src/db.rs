@@ -77,13 +77,26 @@ pub async fn migrate(url: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A pool whose every connection runs as `role`.
+/// A pool whose every connection runs as `role`; background work may wait 5 s for a
+/// connection.
 pub async fn pool(url: &str, role: DbRole, max_connections: u32) -> anyhow::Result<PgPool> {
+    pool_with_acquire_timeout(url, role, max_connections, Duration::from_secs(5)).await
+}
+
+/// A pool whose callers wait at most `acquire_timeout` for a connection, connecting
+/// included: the API's pool uses `DB_ACQUIRE_TIMEOUT_MS`, so while Postgres is down a
+/// request fails within it (`PoolTimedOut`, answered `503`) instead of hanging.
+pub async fn pool_with_acquire_timeout(
+    url: &str,
+    role: DbRole,
+    max_connections: u32,
+    acquire_timeout: Duration,
+) -> anyhow::Result<PgPool> {
     let options = connect_options(url)?;
     PgPoolOptions::new()
         .max_connections(max_connections)
         .min_connections(0)
-        .acquire_timeout(Duration::from_secs(5))
+        .acquire_timeout(acquire_timeout)
         .after_connect(move |conn, _meta| {
             Box::pin(async move {
                 if let Some(role) = role.role_name() {

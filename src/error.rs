@@ -275,14 +275,78 @@ pub struct ErrorDetail {
     pub message: String,
 }
 
+/// `Retry-After` of every `503`: outages are usually short, and the answer is cheap.
+pub const RETRY_AFTER_UNAVAILABLE_SECS: u64 = 2;
+
+/// What a client sees when Postgres cannot be reached (message of the `503`).
+pub const DATABASE_UNAVAILABLE: &str = "the database is unavailable; retry shortly";
+
+/// Whether `err` says Postgres cannot be reached (rather than refused a query): no
+/// connection in time, connection refused/reset, or a server shutting down or starting.
+pub fn is_database_outage(err: &sqlx::Error) -> bool {
+    match err {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::WorkerCrashed => true,
+        // Class 08: connection exception; 57P01–57P03: admin/crash shutdown, cannot
+        // connect now (starting up or shutting down).
+        sqlx::Error::Database(db) => db
+            .code()
+            .is_some_and(|c| c.starts_with("08") || matches!(&*c, "57P01" | "57P02" | "57P03")),
+        _ => false,
+    }
+}
+
+/// Whether `err` says Redis cannot be reached (rather than refused a command).
+pub fn is_redis_outage(err: &redis::RedisError) -> bool {
+    err.is_io_error()
+        || err.is_connection_refusal()
+        || err.is_connection_dropped()
+        || err.is_timeout()
+}
+
+impl AppError {
+    /// An internal error caused by an unreachable Postgres or Redis is an outage:
+    /// `503` with `Retry-After`, not `500`.
+    fn outage_or_self(self) -> AppError {
+        let AppError::Internal(err) = &self else {
+            return self;
+        };
+        for cause in err.chain() {
+            if let Some(e) = cause.downcast_ref::<sqlx::Error>()
+                && is_database_outage(e)
+            {
+                tracing::warn!(error = format!("{err:#}"), "database unavailable");
+                return AppError::Unavailable(DATABASE_UNAVAILABLE.into());
+            }
+            if let Some(e) = cause.downcast_ref::<redis::RedisError>()
+                && is_redis_outage(e)
+            {
+                tracing::warn!(error = format!("{err:#}"), "redis unavailable");
+                return AppError::Unavailable("a dependency is unavailable; retry shortly".into());
+            }
+        }
+        self
+    }
+}
+
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
-        if let AppError::Internal(err) = &self {
+        let this = self.outage_or_self();
+        if let AppError::Internal(err) = &this {
             // `{:#}` prints the whole context chain; the span adds request id and route.
             tracing::error!(error = format!("{err:#}"), "internal error");
         }
-        let mut response = (self.status(), Json(self.body())).into_response();
-        match self {
+        let mut response = (this.status(), Json(this.body())).into_response();
+        match this {
+            AppError::Unavailable(_) => {
+                response.headers_mut().insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from(RETRY_AFTER_UNAVAILABLE_SECS),
+                );
+            }
             AppError::RateLimited { retry_after_secs } => {
                 response
                     .headers_mut()
@@ -301,6 +365,10 @@ impl IntoResponse for AppError {
 
 impl From<sqlx::Error> for AppError {
     fn from(err: sqlx::Error) -> Self {
+        if is_database_outage(&err) {
+            tracing::warn!(error = %err, "database unavailable");
+            return AppError::Unavailable(DATABASE_UNAVAILABLE.into());
+        }
         AppError::Internal(anyhow::Error::new(err).context("database"))
     }
 }
@@ -335,6 +403,22 @@ mod tests {
         .into_response();
         assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
         assert_eq!(response.headers()[header::RETRY_AFTER], "42");
+    }
+
+    #[test]
+    fn an_unreachable_database_is_a_503_with_retry_after() {
+        let direct = AppError::from(sqlx::Error::PoolTimedOut).into_response();
+        assert_eq!(direct.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(direct.headers()[header::RETRY_AFTER], "2");
+        // Wrapped in context on its way up: still an outage, not a 500.
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        let wrapped = anyhow::Error::new(sqlx::Error::Io(refused)).context("loading the file");
+        let response = AppError::Internal(wrapped).into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(response.headers().contains_key(header::RETRY_AFTER));
+        // A query the database refused stays internal.
+        let refused_query = AppError::from(sqlx::Error::RowNotFound).into_response();
+        assert_eq!(refused_query.status(), StatusCode::INTERNAL_SERVER_ERROR);
     }
 
     #[test]

@@ -53,6 +53,9 @@ pub struct Metrics {
     pub file_cache_loads: Counter,
     /// Redis failed or was skipped (breaker open); the request was served from Postgres.
     pub file_cache_errors: Counter,
+    /// The live hub's Redis subscriptions (1 + re-subscriptions) and answered pings.
+    pub live_subscriptions: Counter,
+    pub live_pings: Counter,
 }
 
 impl Default for Metrics {
@@ -140,6 +143,18 @@ impl Metrics {
             "File cache Redis calls that failed or were skipped",
             file_cache_errors.clone(),
         );
+        let live_subscriptions = Counter::default();
+        let live_pings = Counter::default();
+        registry.register(
+            "live_subscriptions",
+            "Redis subscriptions the live hub established (more than 1: re-subscriptions)",
+            live_subscriptions.clone(),
+        );
+        registry.register(
+            "live_pings",
+            "Pings the live hub's Redis subscription answered",
+            live_pings.clone(),
+        );
         Self {
             registry,
             http_requests,
@@ -154,6 +169,8 @@ impl Metrics {
             file_cache_misses,
             file_cache_loads,
             file_cache_errors,
+            live_subscriptions,
+            live_pings,
         }
     }
 

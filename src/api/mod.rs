@@ -23,6 +23,7 @@ mod middleware;
 mod notifications;
 mod openapi;
 mod ops;
+mod outage;
 pub mod ratelimit;
 mod register_guard;
 mod sessions;
@@ -169,6 +170,10 @@ pub fn router(state: AppState) -> Router {
             idempotency::idempotency,
         ))
         .layer(RateLimitLayer::global(&state))
+        .layer(axum::middleware::from_fn_with_state(
+            outage::OutageGuard::start(state.clone(), state.live.shutdown().clone()),
+            outage::unavailable_when_down,
+        ))
         .layer(axum::middleware::from_fn(middleware::request_timeout))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -4,11 +4,13 @@
 mod checkpoints;
 mod jobs;
 mod projectors;
+mod outages;
 mod tus;
 
 pub use checkpoints::{CheckpointKey, CheckpointSettings};
 pub use jobs::{GcSettings, JobSettings};
 pub use projectors::ProjectorRetry;
+pub use outages::OutageSettings;
 pub use tus::TusSettings;
 
 use crate::scan::ScanSettings;
@@ -106,6 +108,8 @@ pub struct Config {
     pub tus: TusSettings,
     /// Signed checkpoints of the chain heads (`CHECKPOINT_*`; src/config/checkpoints.rs).
     pub checkpoints: CheckpointSettings,
+    /// Behaviour while a dependency is down (`DB_ACQUIRE_TIMEOUT_MS`, `LIVE_PING_EVERY_SECS`).
+    pub outages: OutageSettings,
 }
 
 /// The one-line reason configuration was refused; names the variable.
@@ -290,6 +294,7 @@ impl Config {
         }
 
         let checkpoints = CheckpointSettings::from_lookup(&get, environment)?;
+        let outages = OutageSettings::from_lookup(&get)?;
 
         Ok(Self {
             environment,
@@ -322,6 +327,7 @@ impl Config {
             file_cache_ttl: Duration::from_secs(file_cache_ttl_secs),
             tus,
             checkpoints,
+            outages,
         })
     }
 }

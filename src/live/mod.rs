@@ -13,6 +13,8 @@ pub mod publish;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
+
+use prometheus_client::metrics::counter::Counter;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -25,8 +27,6 @@ pub use message::{EventId, NotificationView, Published, PublishedProgress, Uploa
 
 /// Per-user buffer: a client further behind than this is re-synced from the table.
 const CLIENT_BUFFER: usize = 256;
-/// How often the hub pings Redis: a silently dead connection (no RST) is noticed.
-const PING_EVERY: Duration = Duration::from_secs(15);
 const REDIS_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What a local SSE client receives.
@@ -54,6 +54,9 @@ struct Inner {
     shutdown: CancellationToken,
     /// Whether the Redis subscription is up right now.
     subscribed: AtomicBool,
+    /// Subscriptions established (1 + re-subscriptions) and pings answered, for /metrics.
+    subscriptions: Counter,
+    pings: Counter,
 }
 
 /// A client's receiver; dropping it removes the user's channel once unused.
@@ -87,13 +90,34 @@ impl Drop for Subscription {
 
 impl LiveHub {
     pub fn new(shutdown: CancellationToken) -> Self {
+        Self::with_counters(shutdown, Counter::default(), Counter::default())
+    }
+
+    /// A hub that counts its subscriptions and answered pings in these (/metrics).
+    pub fn with_counters(
+        shutdown: CancellationToken,
+        subscriptions: Counter,
+        pings: Counter,
+    ) -> Self {
         LiveHub {
             inner: Arc::new(Inner {
                 users: Mutex::new(HashMap::new()),
                 shutdown,
                 subscribed: AtomicBool::new(false),
+                subscriptions,
+                pings,
             }),
         }
+    }
+
+    /// Subscriptions established since start: more than 1 means re-subscriptions.
+    pub fn subscriptions(&self) -> u64 {
+        self.inner.subscriptions.get()
+    }
+
+    /// Pings the subscription answered since start.
+    pub fn pings(&self) -> u64 {
+        self.inner.pings.get()
     }
 
     pub fn shutdown(&self) -> &CancellationToken {
@@ -158,14 +182,15 @@ impl LiveHub {
     }
 
     /// The hub's one subscription: connects, dispatches, reconnects with backoff until
-    /// shutdown. Start it once per instance that serves HTTP.
-    pub async fn run(self, client: redis::Client, key_prefix: String) {
+    /// shutdown. Start it once per instance that serves HTTP. `ping_every`: how often the
+    /// connection is checked (`LIVE_PING_EVERY_SECS`).
+    pub async fn run(self, client: redis::Client, key_prefix: String, ping_every: Duration) {
         let pattern = format!("{}events:*", glob_escape(&key_prefix));
         let shutdown = self.inner.shutdown.clone();
         let mut failures: u32 = 0;
         while !shutdown.is_cancelled() {
             let outcome = self
-                .subscribed(&client, &pattern, &key_prefix, &mut failures)
+                .subscribed(&client, &pattern, &key_prefix, ping_every, &mut failures)
                 .await;
             self.inner.subscribed.store(false, Ordering::Relaxed);
             match outcome {
@@ -192,6 +217,7 @@ impl LiveHub {
         client: &redis::Client,
         pattern: &str,
         key_prefix: &str,
+        ping_every: Duration,
         failures: &mut u32,
     ) -> anyhow::Result<()> {
         let mut pubsub = tokio::time::timeout(REDIS_TIMEOUT, client.get_async_pubsub())
@@ -203,12 +229,13 @@ impl LiveHub {
         tracing::info!("live events: subscribed");
         *failures = 0;
         self.inner.subscribed.store(true, Ordering::Relaxed);
+        self.inner.subscriptions.inc();
         // Anything published before this point (or while we were away) reached nobody
         // here; clients fill the gap from the table.
         self.resync_all();
         let (mut sink, mut stream) = pubsub.split();
         let channel_prefix = format!("{key_prefix}events:");
-        let mut ping = tokio::time::interval(PING_EVERY);
+        let mut ping = tokio::time::interval(ping_every);
         ping.tick().await;
         loop {
             tokio::select! {
@@ -225,12 +252,33 @@ impl LiveHub {
                     }
                 }
                 _ = ping.tick() => {
-                    tokio::time::timeout(REDIS_TIMEOUT, sink.ping::<String>())
+                    let reply = tokio::time::timeout(REDIS_TIMEOUT, sink.ping::<redis::Value>())
                         .await
                         .map_err(|_| anyhow::anyhow!("PING timed out"))??;
+                    if !is_pong(&reply) {
+                        anyhow::bail!("unexpected PING reply {reply:?}");
+                    }
+                    self.inner.pings.inc();
                 }
             }
         }
+    }
+}
+
+/// Whether `reply` answers a PING. A connection in subscribed mode (RESP2) answers the
+/// array `["pong", ""]` instead of the status `PONG`; reading only the latter took every
+/// ping for a lost subscription, and the hub re-subscribed (and re-synced every client)
+/// at each ping.
+fn is_pong(reply: &redis::Value) -> bool {
+    use redis::Value;
+    let pong = |v: &Value| match v {
+        Value::SimpleString(s) => s.eq_ignore_ascii_case("pong"),
+        Value::BulkString(b) => b.eq_ignore_ascii_case(b"pong"),
+        _ => false,
+    };
+    match reply {
+        Value::Array(items) | Value::Push { data: items, .. } => items.first().is_some_and(pong),
+        other => pong(other),
     }
 }
 
@@ -254,6 +302,19 @@ mod tests {
     fn prefixes_are_matched_literally() {
         assert_eq!(glob_escape("app:"), "app:");
         assert_eq!(glob_escape("a*b?[c]\\"), "a\\*b\\?\\[c\\]\\\\");
+    }
+
+    #[test]
+    fn a_subscribed_connections_pong_is_a_pong() {
+        use redis::Value;
+        let subscribed = Value::Array(vec![
+            Value::BulkString(b"pong".to_vec()),
+            Value::BulkString(vec![]),
+        ]);
+        assert!(is_pong(&subscribed));
+        assert!(is_pong(&Value::SimpleString("PONG".into())));
+        assert!(!is_pong(&Value::Nil));
+        assert!(!is_pong(&Value::Array(vec![])));
     }
 
     #[tokio::test]

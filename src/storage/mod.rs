@@ -10,6 +10,7 @@
 
 mod multipart;
 mod settings;
+mod staging;
 
 use std::ops::Range;
 use std::sync::Arc;

@@ -10,7 +10,9 @@
 //! "Nothing points at it" is read from projections, so a sweep runs only when the
 //! `files` and `uploads` projectors have applied every committed event: behind a lagging
 //! projector (a backlog after a restart, a rebuild) an acknowledged upload's bytes would
-//! look orphaned. A skipped sweep is retried on the next round.
+//! look orphaned. A skipped sweep is retried on the next round. The local store's staging
+//! files (`{key}#{n}`, a write a crash interrupted; src/storage/staging.rs) go first,
+//! whatever the projections say: nothing can point at them.
 
 use uuid::Uuid;
 
@@ -22,11 +24,19 @@ impl Worker {
     pub async fn sweep_temp(&self) -> anyhow::Result<usize> {
         let before =
             chrono::Utc::now() - chrono::Duration::from_std(self.settings.temp_sweep_after)?;
+        // Staging files of writes a crash interrupted: never referenced by anything, so
+        // no projection needs to be consulted (src/storage/staging.rs).
+        let mut removed = 0;
+        for prefix in ["tmp", "blobs", "variants"] {
+            removed += self
+                .storage
+                .remove_stale_staging(prefix, before.into())
+                .await?;
+        }
         if !projections::runtime::caught_up(&self.db, &["files", "uploads"]).await? {
             tracing::info!("temp sweep skipped: projections are behind the event log");
-            return Ok(0);
+            return Ok(removed);
         }
-        let mut removed = 0;
         for key in self.storage.list_older("tmp", before).await? {
             // tmp/{tenant}/{upload}: the worker role sees every tenant, so filter by it.
             let Some(tenant) = key.split('/').nth(1).and_then(|t| Uuid::parse_str(t).ok()) else {

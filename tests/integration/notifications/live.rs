@@ -16,22 +16,22 @@ use super::{Account, Files, account, app, overrides, wait_for_rows};
 use crate::common::{TempDir, TestApp, test_config, unique_redis_prefix};
 
 #[derive(Debug, Clone)]
-struct SseEvent {
-    id: String,
-    event: String,
-    data: Value,
+pub(super) struct SseEvent {
+    pub(super) id: String,
+    pub(super) event: String,
+    pub(super) data: Value,
 }
 
 type Body = Pin<Box<dyn Stream<Item = reqwest::Result<Vec<u8>>> + Send>>;
 
 /// A minimal SSE reader: frames separated by a blank line; comments (keep-alives)
 /// skipped.
-struct Sse {
+pub(super) struct Sse {
     body: Body,
     buf: String,
 }
 
-enum Next {
+pub(super) enum Next {
     Event(SseEvent),
     Quiet,
     Ended,
@@ -60,11 +60,11 @@ impl Sse {
         }
     }
 
-    async fn connect(base: &str, who: &Account, last: Option<&str>) -> Sse {
+    pub(super) async fn connect(base: &str, who: &Account, last: Option<&str>) -> Sse {
         Sse::open(base, "/v1/events", Some(&who.access), last).await
     }
 
-    async fn next(&mut self, within: Duration) -> Next {
+    pub(super) async fn next(&mut self, within: Duration) -> Next {
         let deadline = tokio::time::Instant::now() + within;
         loop {
             if let Some(end) = self.buf.find("\n\n") {
@@ -111,7 +111,7 @@ impl Sse {
     }
 
     /// Asserts that nothing arrives for a while.
-    async fn expect_quiet(&mut self, for_: Duration) {
+    pub(super) async fn expect_quiet(&mut self, for_: Duration) {
         if let Next::Event(e) = self.next(for_).await {
             panic!("unexpected event {e:?}");
         }
@@ -132,7 +132,7 @@ async fn second_instance(first: &TestApp, prefix: &str) -> (App, String, TempDir
 /// Waits until `app`'s hub holds its Redis subscription and `n` SSE clients are
 /// connected, so rows produced next travel through Redis pub/sub (rows published
 /// before the hub subscribes reach clients through its start-up re-sync instead).
-async fn wait_for_clients(app: &App, n: usize) {
+pub(super) async fn wait_for_clients(app: &App, n: usize) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while !app.state.live.is_subscribed() || app.state.live.clients() < n {
         assert!(

@@ -1,0 +1,144 @@
+//! Issue 11, defect 4: while Postgres was unreachable requests hung 5 s and answered 500.
+//! They must fail within 1 s with `503 service_unavailable` and `Retry-After`, and the
+//! service recover by itself once the database is back. Same for Redis where a route
+//! depends on it (the auth routes' rate limiter).
+
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::Value;
+
+use super::{Chronicle, Deployment, unique_bytes};
+use crate::common::TempDir;
+use crate::services::{OwnPostgres, OwnRedis};
+
+/// The issue's bound for a refusal during an outage.
+const FAST: Duration = Duration::from_secs(1);
+
+/// Sends `request`; asserts a 503 in the error shape with `Retry-After`, within 1 s.
+async fn refused_fast(what: &str, request: reqwest::RequestBuilder) {
+    let started = Instant::now();
+    let r = request.send().await.unwrap();
+    let elapsed = started.elapsed();
+    let status = r.status();
+    let retry_after = r.headers().get("retry-after").cloned();
+    let body: Value = r.json().await.unwrap_or_default();
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{what}: {body}");
+    assert_eq!(
+        body["error"]["code"], "service_unavailable",
+        "{what}: {body}"
+    );
+    assert!(body["error"]["message"].is_string(), "{what}: {body}");
+    assert!(retry_after.is_some(), "{what}: no Retry-After");
+    assert!(elapsed <= FAST, "{what} took {elapsed:?}");
+}
+
+/// Polls `probe` until it answers `expected` (the service recovers by itself).
+async fn recovers(what: &str, expected: StatusCode, probe: impl AsyncFn() -> reqwest::Response) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let status = probe().await.status();
+        if status == expected {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what} never recovered: {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_and_redis_outages_answer_503_fast_and_the_service_recovers_by_itself() {
+    let pg = OwnPostgres::start();
+    let mut redis = OwnRedis::start();
+    let data = TempDir::new();
+    let deployment = Deployment {
+        database_url: pg.url("chronicle"),
+        redis_url: redis.url(),
+        redis_prefix: "outage:".into(),
+        data_dir: data.0.clone(),
+    };
+    let c: Chronicle = deployment.start_http("serve", &[]).await;
+    let token = c.account("ada").await;
+    let r = c
+        .upload(&token, "a.bin", unique_bytes(1, 1000))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let file_id = r.json::<Value>().await.unwrap()["file_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let read = || c.http.get(c.url("/v1/files")).bearer_auth(&token);
+    let one = || {
+        c.http
+            .get(c.url(&format!("/v1/files/{file_id}")))
+            .bearer_auth(&token)
+    };
+    let form = || {
+        reqwest::multipart::Form::new().part(
+            "file",
+            reqwest::multipart::Part::bytes(unique_bytes(2, 1000))
+                .file_name("b.bin")
+                .mime_str("application/octet-stream")
+                .unwrap(),
+        )
+    };
+    let write = || {
+        c.http
+            .post(c.url("/v1/files"))
+            .bearer_auth(&token)
+            .multipart(form())
+    };
+    let login = || {
+        c.http.post(c.url("/v1/auth/login")).json(
+            &serde_json::json!({"email": "ada@example.com", "password": "correct horse battery staple"}),
+        )
+    };
+    assert_eq!(read().send().await.unwrap().status(), StatusCode::OK);
+
+    // Postgres down: a read, a write, a login, each twice (the first meets the pool's
+    // dead connections, the second a pool that must connect).
+    tokio::task::block_in_place(|| pg.stop());
+    for _ in 0..2 {
+        refused_fast("GET /v1/files", read()).await;
+        refused_fast("GET /v1/files/{id}", one()).await;
+        refused_fast("POST /v1/files", write()).await;
+        refused_fast("POST /v1/auth/login", login()).await;
+    }
+    let ready = c.http.get(c.url("/health/ready")).send().await.unwrap();
+    assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
+
+    // Back: the same process serves again.
+    tokio::task::block_in_place(|| pg.resume());
+    recovers("GET /v1/files", StatusCode::OK, async || {
+        read().send().await.unwrap()
+    })
+    .await;
+    recovers("POST /v1/auth/login", StatusCode::OK, async || {
+        login().send().await.unwrap()
+    })
+    .await;
+    recovers("POST /v1/files", StatusCode::ACCEPTED, async || {
+        write().send().await.unwrap()
+    })
+    .await;
+
+    // Redis down: the auth routes' writes depend on it (rate limiter) → fast 503;
+    // reads of files do not (served from Postgres, limits fall back).
+    redis.stop();
+    for _ in 0..2 {
+        refused_fast("POST /v1/auth/login (redis down)", login()).await;
+        let started = Instant::now();
+        let r = one().send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "a file read without Redis");
+        assert!(started.elapsed() <= FAST, "took {:?}", started.elapsed());
+    }
+    redis.resume();
+    recovers("POST /v1/auth/login", StatusCode::OK, async || {
+        login().send().await.unwrap()
+    })
+    .await;
+}
