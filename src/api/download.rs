@@ -5,13 +5,13 @@
 //! right after completion never races the projection.
 
 use axum::body::Body;
-use axum::extract::rejection::PathRejection;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
 use uuid::Uuid;
 
-use super::files::{file_not_found, path};
+use super::extract::ApiPath;
+use super::files::file_not_found;
 use super::files_manage::load;
 use crate::aggregates::file::{File, FileStatus, VersionState};
 use crate::auth::TenantContext;
@@ -26,10 +26,10 @@ use crate::state::AppState;
 pub async fn current(
     State(state): State<AppState>,
     ctx: TenantContext,
-    id: Result<Path<Uuid>, PathRejection>,
+    ApiPath(id): ApiPath<Uuid>,
     headers: HeaderMap,
 ) -> Result<Response, AppError> {
-    let file = load_visible(&state, &ctx, path(id)?).await?;
+    let file = load_visible(&state, &ctx, id).await?;
     serve(
         &state,
         &headers,
@@ -47,10 +47,9 @@ pub async fn current(
 pub async fn version(
     State(state): State<AppState>,
     ctx: TenantContext,
-    p: Result<Path<(Uuid, u32)>, PathRejection>,
+    ApiPath((id, n)): ApiPath<(Uuid, u32)>,
     headers: HeaderMap,
 ) -> Result<Response, AppError> {
-    let (id, n) = path(p)?;
     let file = load_visible(&state, &ctx, id).await?;
     let version = file
         .versions
@@ -74,10 +73,10 @@ pub async fn version(
 pub async fn thumbnail(
     State(state): State<AppState>,
     ctx: TenantContext,
-    id: Result<Path<Uuid>, PathRejection>,
+    ApiPath(id): ApiPath<Uuid>,
     headers: HeaderMap,
 ) -> Result<Response, AppError> {
-    let file = load_visible(&state, &ctx, path(id)?).await?;
+    let file = load_visible(&state, &ctx, id).await?;
     let current = current_version(&file)?;
     let variant = current
         .variants
@@ -189,7 +188,9 @@ enum RangeSpec {
     Unsatisfiable,
 }
 
-/// `bytes=a-b`, `bytes=a-`, `bytes=-n` (RFC 9110 §14.1.2), against `size`.
+/// `bytes=a-b`, `bytes=a-`, `bytes=-n` (RFC 9110 §14.1.2), against `size`. Positions
+/// too large for a u64 saturate: an end or suffix past the file is clamped to it (206),
+/// a start past the file is unsatisfiable (416); nothing overflows.
 fn parse_range(spec: &str, size: u64) -> RangeSpec {
     let Some(set) = spec.trim().strip_prefix("bytes=") else {
         return RangeSpec::Ignore;
@@ -200,7 +201,11 @@ fn parse_range(spec: &str, size: u64) -> RangeSpec {
     let Some((first, last)) = set.trim().split_once('-') else {
         return RangeSpec::Unsatisfiable;
     };
-    let parse = |s: &str| s.trim().parse::<u64>().ok();
+    let parse = |s: &str| {
+        let s = s.trim();
+        (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| s.parse::<u64>().unwrap_or(u64::MAX))
+    };
     let range = match (first.trim().is_empty(), last.trim().is_empty()) {
         (true, false) => match parse(last) {
             Some(0) | None => return RangeSpec::Unsatisfiable,
@@ -211,7 +216,7 @@ fn parse_range(spec: &str, size: u64) -> RangeSpec {
             None => return RangeSpec::Unsatisfiable,
         },
         (false, false) => match (parse(first), parse(last)) {
-            (Some(a), Some(b)) if a <= b => a..(b + 1).min(size),
+            (Some(a), Some(b)) if a <= b => a..b.saturating_add(1).min(size),
             _ => return RangeSpec::Unsatisfiable,
         },
         (true, true) => return RangeSpec::Unsatisfiable,
@@ -283,6 +288,41 @@ mod tests {
         assert_eq!(parse_range("bytes=x-1", 100), RangeSpec::Unsatisfiable);
         assert_eq!(parse_range("bytes=0-1,5-6", 100), RangeSpec::Ignore);
         assert_eq!(parse_range("items=0-1", 100), RangeSpec::Ignore);
+        assert_eq!(parse_range("bytes=+5-9", 100), RangeSpec::Unsatisfiable);
+    }
+
+    #[test]
+    fn overflowing_ranges_clamp_or_are_unsatisfiable() {
+        let max = u64::MAX;
+        assert_eq!(
+            parse_range(&format!("bytes=0-{max}"), 100),
+            RangeSpec::One(0..100)
+        );
+        let huge = "9".repeat(40);
+        assert_eq!(
+            parse_range(&format!("bytes=0-{huge}"), 100),
+            RangeSpec::One(0..100)
+        );
+        assert_eq!(
+            parse_range(&format!("bytes=-{max}"), 100),
+            RangeSpec::One(0..100)
+        );
+        assert_eq!(
+            parse_range(&format!("bytes=-{huge}"), 100),
+            RangeSpec::One(0..100)
+        );
+        assert_eq!(
+            parse_range(&format!("bytes={max}-"), 100),
+            RangeSpec::Unsatisfiable
+        );
+        assert_eq!(
+            parse_range(&format!("bytes={huge}-"), 100),
+            RangeSpec::Unsatisfiable
+        );
+        assert_eq!(
+            parse_range(&format!("bytes={max}-{max}"), 100),
+            RangeSpec::Unsatisfiable
+        );
     }
 
     #[test]

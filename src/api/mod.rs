@@ -7,6 +7,7 @@ mod download;
 pub mod edge;
 mod erase;
 mod events;
+mod extract;
 mod files;
 mod files_list;
 mod files_manage;
@@ -20,6 +21,7 @@ mod notifications;
 mod ops;
 pub mod ratelimit;
 mod sessions;
+mod text;
 mod tus;
 mod upload;
 mod users;
@@ -161,6 +163,8 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             idempotency::idempotency,
         ))
+        // The text rule (text.rs) on the URI and request id, before anything is recorded.
+        .layer(axum::middleware::from_fn(text::guard))
         .layer(RateLimitLayer::global(&state))
         .layer(axum::middleware::from_fn(middleware::request_timeout))
         .layer(axum::middleware::from_fn_with_state(

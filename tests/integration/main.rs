@@ -7,6 +7,7 @@ mod analyst_fixture;
 mod analyst_views;
 mod audit_api;
 mod audit_verify;
+mod bad_input;
 mod bench_upload;
 mod common;
 mod devices;
