@@ -5,8 +5,7 @@
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
@@ -14,7 +13,8 @@ use serde::{Deserialize, Serialize};
 use sqlx::{Postgres, QueryBuilder, Row};
 use uuid::Uuid;
 
-use super::files_list::{CursorKey, bad_query, page_limit};
+use super::extract::ApiQuery;
+use super::files_list::{CursorKey, page_limit};
 use crate::aggregates::Role;
 use crate::auth::TenantContext;
 use crate::error::{AppError, ErrorBody};
@@ -143,10 +143,9 @@ pub(super) fn decode_cursor(
 pub async fn list(
     State(state): State<AppState>,
     ctx: TenantContext,
-    params: Result<Query<AuditParams>, QueryRejection>,
+    ApiQuery(p): ApiQuery<AuditParams>,
 ) -> Result<Json<AuditPage>, AppError> {
     ctx.require(HISTORY_ROLES)?;
-    let Query(p) = params.map_err(bad_query)?;
     let limit = page_limit(p.limit)?;
     let actor = text_filter("actor", p.actor)?;
     let action = text_filter("action", p.action)?;
@@ -276,10 +275,9 @@ pub struct ExportParams {
 pub async fn export(
     State(state): State<AppState>,
     ctx: TenantContext,
-    params: Result<Query<ExportParams>, QueryRejection>,
+    ApiQuery(p): ApiQuery<ExportParams>,
 ) -> Result<Response, AppError> {
     ctx.require(HISTORY_ROLES)?;
-    let Query(p) = params.map_err(bad_query)?;
     check_range(p.since, p.until, ("since", "until"))?;
     let filter = ExportFilter {
         tenant: ctx.tenant_id,

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 
 use axum::Json;
 use axum::extract::{ConnectInfo, State};
-use axum::http::header::{COOKIE, SET_COOKIE, USER_AGENT};
+use axum::http::header::{COOKIE, SET_COOKIE};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use cqrs_es::EventStore;
@@ -388,13 +388,7 @@ pub async fn login(
     }
     let session_id = Uuid::now_v7();
     let refresh = OpaqueToken::generate(tenant.0, session_id);
-    let user_agent = headers
-        .get(USER_AGENT)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .chars()
-        .take(512)
-        .collect();
+    let user_agent = super::text::user_agent(&headers);
     let start = SessionCommand::Start {
         user_id: user,
         user_agent,

@@ -11,15 +11,14 @@
 //! admin; an auditor (who may read the file) gets `403`, anyone else `404` as always.
 
 use axum::body::Body;
-use axum::extract::rejection::{PathRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
 use serde::Deserialize;
 use uuid::Uuid;
 
-use super::files::{file_not_found, path};
-use super::files_list::bad_query;
+use super::extract::{ApiPath, ApiQuery};
+use super::files::file_not_found;
 use super::files_manage::load;
 use crate::aggregates::Role;
 use crate::aggregates::file::{File, FileStatus, VersionState};
@@ -35,12 +34,11 @@ use crate::state::AppState;
 pub async fn current(
     State(state): State<AppState>,
     ctx: TenantContext,
-    id: Result<Path<Uuid>, PathRejection>,
-    params: Result<Query<ContentParams>, QueryRejection>,
+    ApiPath(id): ApiPath<Uuid>,
+    ApiQuery(params): ApiQuery<ContentParams>,
     headers: HeaderMap,
 ) -> Result<Response, AppError> {
-    let Query(params) = params.map_err(bad_query)?;
-    let file = load_visible(&state, &ctx, path(id)?).await?;
+    let file = load_visible(&state, &ctx, id).await?;
     let served = representation(&ctx, &file, current_version(&file)?, &params)?;
     serve(&state, &headers, &served, Disposition::Attachment).await
 }
@@ -92,12 +90,10 @@ fn representation(
 pub async fn version(
     State(state): State<AppState>,
     ctx: TenantContext,
-    p: Result<Path<(Uuid, u32)>, PathRejection>,
-    params: Result<Query<ContentParams>, QueryRejection>,
+    ApiPath((id, n)): ApiPath<(Uuid, u32)>,
+    ApiQuery(params): ApiQuery<ContentParams>,
     headers: HeaderMap,
 ) -> Result<Response, AppError> {
-    let Query(params) = params.map_err(bad_query)?;
-    let (id, n) = path(p)?;
     let file = load_visible(&state, &ctx, id).await?;
     let version = file
         .versions
@@ -122,10 +118,10 @@ pub async fn version(
 pub async fn thumbnail(
     State(state): State<AppState>,
     ctx: TenantContext,
-    id: Result<Path<Uuid>, PathRejection>,
+    ApiPath(id): ApiPath<Uuid>,
     headers: HeaderMap,
 ) -> Result<Response, AppError> {
-    let file = load_visible(&state, &ctx, path(id)?).await?;
+    let file = load_visible(&state, &ctx, id).await?;
     let current = current_version(&file)?;
     let variant = current
         .variants
@@ -237,7 +233,9 @@ enum RangeSpec {
     Unsatisfiable,
 }
 
-/// `bytes=a-b`, `bytes=a-`, `bytes=-n` (RFC 9110 §14.1.2), against `size`.
+/// `bytes=a-b`, `bytes=a-`, `bytes=-n` (RFC 9110 §14.1.2), against `size`. Positions
+/// too large for a u64 saturate: an end or suffix past the file is clamped to it (206),
+/// a start past the file is unsatisfiable (416); nothing overflows.
 fn parse_range(spec: &str, size: u64) -> RangeSpec {
     let Some(set) = spec.trim().strip_prefix("bytes=") else {
         return RangeSpec::Ignore;
@@ -248,7 +246,11 @@ fn parse_range(spec: &str, size: u64) -> RangeSpec {
     let Some((first, last)) = set.trim().split_once('-') else {
         return RangeSpec::Unsatisfiable;
     };
-    let parse = |s: &str| s.trim().parse::<u64>().ok();
+    let parse = |s: &str| {
+        let s = s.trim();
+        (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| s.parse::<u64>().unwrap_or(u64::MAX))
+    };
     let range = match (first.trim().is_empty(), last.trim().is_empty()) {
         (true, false) => match parse(last) {
             Some(0) | None => return RangeSpec::Unsatisfiable,
@@ -259,7 +261,7 @@ fn parse_range(spec: &str, size: u64) -> RangeSpec {
             None => return RangeSpec::Unsatisfiable,
         },
         (false, false) => match (parse(first), parse(last)) {
-            (Some(a), Some(b)) if a <= b => a..(b + 1).min(size),
+            (Some(a), Some(b)) if a <= b => a..b.saturating_add(1).min(size),
             _ => return RangeSpec::Unsatisfiable,
         },
         (true, true) => return RangeSpec::Unsatisfiable,
@@ -331,6 +333,41 @@ mod tests {
         assert_eq!(parse_range("bytes=x-1", 100), RangeSpec::Unsatisfiable);
         assert_eq!(parse_range("bytes=0-1,5-6", 100), RangeSpec::Ignore);
         assert_eq!(parse_range("items=0-1", 100), RangeSpec::Ignore);
+        assert_eq!(parse_range("bytes=+5-9", 100), RangeSpec::Unsatisfiable);
+    }
+
+    #[test]
+    fn overflowing_ranges_clamp_or_are_unsatisfiable() {
+        let max = u64::MAX;
+        assert_eq!(
+            parse_range(&format!("bytes=0-{max}"), 100),
+            RangeSpec::One(0..100)
+        );
+        let huge = "9".repeat(40);
+        assert_eq!(
+            parse_range(&format!("bytes=0-{huge}"), 100),
+            RangeSpec::One(0..100)
+        );
+        assert_eq!(
+            parse_range(&format!("bytes=-{max}"), 100),
+            RangeSpec::One(0..100)
+        );
+        assert_eq!(
+            parse_range(&format!("bytes=-{huge}"), 100),
+            RangeSpec::One(0..100)
+        );
+        assert_eq!(
+            parse_range(&format!("bytes={max}-"), 100),
+            RangeSpec::Unsatisfiable
+        );
+        assert_eq!(
+            parse_range(&format!("bytes={huge}-"), 100),
+            RangeSpec::Unsatisfiable
+        );
+        assert_eq!(
+            parse_range(&format!("bytes={max}-{max}"), 100),
+            RangeSpec::Unsatisfiable
+        );
     }
 
     #[test]

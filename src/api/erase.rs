@@ -1,11 +1,12 @@
 //! `POST /v1/users/{id}/erase`: crypto-shredding of one user's personal data
 //! (src/privacy/erase.rs). Admins only, within their own tenant.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use uuid::Uuid;
 
 use super::auth::caller_metadata;
+use super::extract::ApiPath;
 use crate::aggregates::Role;
 use crate::auth::TenantContext;
 use crate::error::{AppError, ErrorBody};
@@ -24,7 +25,7 @@ pub async fn erase(
     State(state): State<AppState>,
     ctx: TenantContext,
     headers: HeaderMap,
-    Path(id): Path<Uuid>,
+    ApiPath(id): ApiPath<Uuid>,
 ) -> Result<StatusCode, AppError> {
     ctx.require(&[Role::Admin])?;
     if id == ctx.user_id.0 {

@@ -12,7 +12,7 @@
 use std::convert::Infallible;
 use std::time::Duration;
 
-use axum::extract::{FromRequestParts, Query, State};
+use axum::extract::{FromRequestParts, State};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue};
@@ -22,6 +22,7 @@ use serde::Deserialize;
 use tokio::sync::{broadcast, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 
+use super::extract::ApiQuery;
 use super::notifications::{COLUMNS, row_view};
 use crate::auth::TenantContext;
 use crate::auth::context::session_standing;
@@ -59,8 +60,7 @@ impl FromRequestParts<AppState> for StreamCaller {
     type Rejection = AppError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
-        let Query(query) = Query::<EventsQuery>::try_from_uri(&parts.uri)
-            .map_err(|e| AppError::BadRequest(e.body_text()))?;
+        let ApiQuery(query) = ApiQuery::<EventsQuery>::from_uri(&parts.uri)?;
         if !parts.headers.contains_key(AUTHORIZATION)
             && let Some(token) = query.access_token
         {

@@ -9,14 +9,14 @@
 //! a file that does not exist, so neither ids nor existence leak.
 
 use axum::Json;
-use axum::extract::rejection::{PathRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sqlx::postgres::PgRow;
 use sqlx::{PgPool, Row};
 use uuid::Uuid;
 
+use super::extract::{ApiPath, ApiQuery};
 use crate::aggregates::Role;
 use crate::aggregates::file::{File, FileStatus};
 use crate::auth::TenantContext;
@@ -72,11 +72,6 @@ pub(super) fn can_see(ctx: &TenantContext, owner: Uuid) -> bool {
 
 pub(super) fn file_not_found() -> AppError {
     AppError::NotFound("file not found".into())
-}
-
-/// A path that names no file (malformed id or version) is simply not found.
-pub(super) fn path<T>(p: Result<Path<T>, PathRejection>) -> Result<T, AppError> {
-    p.map(|Path(v)| v).map_err(|_| file_not_found())
 }
 
 pub(super) fn parse_status(text: &str) -> Option<FileStatus> {
@@ -226,11 +221,9 @@ pub(super) async fn view_from_stream_at(
 pub async fn get(
     State(state): State<AppState>,
     ctx: TenantContext,
-    id: Result<Path<Uuid>, PathRejection>,
-    travel: Result<Query<super::history::TimeTravel>, QueryRejection>,
+    ApiPath(id): ApiPath<Uuid>,
+    ApiQuery(travel): ApiQuery<super::history::TimeTravel>,
 ) -> Result<Json<FileView>, AppError> {
-    let id = path(id)?;
-    let Query(travel) = travel.map_err(super::files_list::bad_query)?;
     if travel.requested() {
         return Ok(Json(
             super::history::time_travel(&state, &ctx, id, travel).await?,
@@ -293,9 +286,8 @@ pub struct DuplicateOf {
 pub async fn versions(
     State(state): State<AppState>,
     ctx: TenantContext,
-    id: Result<Path<Uuid>, PathRejection>,
+    ApiPath(id): ApiPath<Uuid>,
 ) -> Result<Json<Vec<VersionView>>, AppError> {
-    let id = path(id)?;
     let mut tx = ctx.begin(&state.db).await?;
     let owner: Option<Uuid> = sqlx::query_scalar(
         "SELECT owner_id FROM files WHERE tenant_id = $1 AND id = $2 AND NOT purged",

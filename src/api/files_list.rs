@@ -6,8 +6,7 @@
 //! client simply does not see them until it starts again.
 
 use axum::Json;
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
@@ -16,6 +15,7 @@ use sha2::{Digest, Sha256};
 use sqlx::{Postgres, QueryBuilder, Row};
 use uuid::Uuid;
 
+use super::extract::ApiQuery;
 use super::files::{FileView, VIEW_SELECT, parse_status, sees_all, view_from_row};
 use crate::auth::TenantContext;
 use crate::error::{AppError, ErrorBody};
@@ -158,11 +158,6 @@ fn escape_like(prefix: &str) -> String {
     out
 }
 
-/// A query string axum could not parse: 400 in the error shape.
-pub(super) fn bad_query(rejection: QueryRejection) -> AppError {
-    AppError::BadRequest(rejection.body_text())
-}
-
 /// A page size: `DEFAULT_LIMIT` when absent, else 1..=`MAX_LIMIT` or 400.
 pub(super) fn page_limit(limit: Option<u32>) -> Result<u32, AppError> {
     let limit = limit.unwrap_or(DEFAULT_LIMIT);
@@ -181,9 +176,8 @@ pub(super) fn page_limit(limit: Option<u32>) -> Result<u32, AppError> {
 pub async fn list(
     State(state): State<AppState>,
     ctx: TenantContext,
-    params: Result<Query<ListParams>, QueryRejection>,
+    ApiQuery(params): ApiQuery<ListParams>,
 ) -> Result<Json<FilePage>, AppError> {
-    let Query(params) = params.map_err(bad_query)?;
     let limit = page_limit(params.limit)?;
     let key = CursorKey::new(state.config.jwt_secret.expose());
     let tenant = ctx.tenant_id.0;

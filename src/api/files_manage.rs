@@ -7,8 +7,7 @@
 //! deleted the cached entry.
 
 use axum::Json;
-use axum::extract::rejection::{PathRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use cqrs_es::EventStore;
@@ -16,7 +15,8 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use super::auth::{caller_metadata, store};
-use super::files::{FileView, can_see, file_not_found, path, view_from_stream};
+use super::extract::{ApiPath, ApiQuery};
+use super::files::{FileView, can_see, file_not_found, view_from_stream};
 use super::json::JsonBody;
 use crate::aggregates::Role;
 use crate::aggregates::file::{File, FileCommand};
@@ -95,13 +95,13 @@ pub async fn rename(
     State(state): State<AppState>,
     ctx: TenantContext,
     headers: HeaderMap,
-    id: Result<Path<Uuid>, PathRejection>,
+    ApiPath(id): ApiPath<Uuid>,
     JsonBody(body): JsonBody<RenameRequest>,
 ) -> Result<Json<FileView>, AppError> {
     let command = FileCommand::Rename {
         display_name: body.display_name,
     };
-    run(&state, &ctx, &headers, path(id)?, command).await
+    run(&state, &ctx, &headers, id, command).await
 }
 
 /// Add a tag (1–64 letters, digits, `-`, `_`, `.`). Adding a tag the file has is a no-op.
@@ -113,9 +113,8 @@ pub async fn tag(
     State(state): State<AppState>,
     ctx: TenantContext,
     headers: HeaderMap,
-    p: Result<Path<(Uuid, String)>, PathRejection>,
+    ApiPath((id, tag)): ApiPath<(Uuid, String)>,
 ) -> Result<Json<FileView>, AppError> {
-    let (id, tag) = path(p)?;
     run(&state, &ctx, &headers, id, FileCommand::Tag { tag }).await
 }
 
@@ -128,9 +127,8 @@ pub async fn untag(
     State(state): State<AppState>,
     ctx: TenantContext,
     headers: HeaderMap,
-    p: Result<Path<(Uuid, String)>, PathRejection>,
+    ApiPath((id, tag)): ApiPath<(Uuid, String)>,
 ) -> Result<Json<FileView>, AppError> {
-    let (id, tag) = path(p)?;
     run(&state, &ctx, &headers, id, FileCommand::Untag { tag }).await
 }
 
@@ -153,11 +151,9 @@ pub async fn delete(
     State(state): State<AppState>,
     ctx: TenantContext,
     headers: HeaderMap,
-    id: Result<Path<Uuid>, PathRejection>,
-    params: Result<Query<DeleteParams>, QueryRejection>,
+    ApiPath(id): ApiPath<Uuid>,
+    ApiQuery(params): ApiQuery<DeleteParams>,
 ) -> Result<Response, AppError> {
-    let id = path(id)?;
-    let Query(params) = params.map_err(|r| AppError::BadRequest(r.body_text()))?;
     if params.purge == Some(true) {
         return purge(&state, &ctx, &headers, id).await;
     }
@@ -215,9 +211,9 @@ pub async fn restore(
     State(state): State<AppState>,
     ctx: TenantContext,
     headers: HeaderMap,
-    id: Result<Path<Uuid>, PathRejection>,
+    ApiPath(id): ApiPath<Uuid>,
 ) -> Result<Json<FileView>, AppError> {
-    run(&state, &ctx, &headers, path(id)?, FileCommand::Restore).await
+    run(&state, &ctx, &headers, id, FileCommand::Restore).await
 }
 
 /// Make an old completed version current again: a new version pointing at the same
@@ -230,9 +226,8 @@ pub async fn restore_version(
     State(state): State<AppState>,
     ctx: TenantContext,
     headers: HeaderMap,
-    p: Result<Path<(Uuid, u32)>, PathRejection>,
+    ApiPath((id, version_number)): ApiPath<(Uuid, u32)>,
 ) -> Result<Json<FileView>, AppError> {
-    let (id, version_number) = path(p)?;
     run(
         &state,
         &ctx,

@@ -11,15 +11,15 @@
 //! travel and history — they are the audit trail.
 
 use axum::Json;
-use axum::extract::rejection::{PathRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::audit::HISTORY_ROLES;
-use super::files::{FileView, can_see, file_not_found, path, view_from_stream_at};
-use super::files_list::{bad_query, page_limit};
+use super::extract::{ApiPath, ApiQuery};
+use super::files::{FileView, can_see, file_not_found, view_from_stream_at};
+use super::files_list::page_limit;
 use crate::aggregates::file::File;
 use crate::auth::TenantContext;
 use crate::error::{AppError, ErrorBody};
@@ -128,12 +128,10 @@ pub struct HistoryPage {
 pub async fn list(
     State(state): State<AppState>,
     ctx: TenantContext,
-    id: Result<Path<Uuid>, PathRejection>,
-    params: Result<Query<HistoryParams>, QueryRejection>,
+    ApiPath(id): ApiPath<Uuid>,
+    ApiQuery(p): ApiQuery<HistoryParams>,
 ) -> Result<Json<HistoryPage>, AppError> {
     ctx.require(HISTORY_ROLES)?;
-    let id = path(id)?;
-    let Query(p) = params.map_err(bad_query)?;
     let limit = page_limit(p.limit)?;
     let after = p.after.unwrap_or(0);
     if after < 0 {

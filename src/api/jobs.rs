@@ -2,14 +2,14 @@
 //! sending one back to the queue with a fresh budget of attempts.
 
 use axum::Json;
-use axum::extract::rejection::{PathRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::auth::{caller_metadata, store};
+use super::extract::{ApiPath, ApiQuery};
 use crate::aggregates::file::{File, FileCommand};
 use crate::aggregates::user::Role;
 use crate::auth::TenantContext;
@@ -58,10 +58,9 @@ pub struct JobQuery {
 pub async fn list(
     State(state): State<AppState>,
     ctx: TenantContext,
-    q: Result<Query<JobQuery>, QueryRejection>,
+    ApiQuery(q): ApiQuery<JobQuery>,
 ) -> Result<Json<Vec<JobView>>, AppError> {
     ctx.require(&[Role::Admin])?;
-    let Query(q) = q.map_err(|e| AppError::BadRequest(format!("invalid query: {e}")))?;
     if let Some(s) = &q.status
         && !STATUSES.contains(&s.as_str())
     {
@@ -108,12 +107,9 @@ pub async fn retry(
     State(state): State<AppState>,
     ctx: TenantContext,
     headers: HeaderMap,
-    id: Result<Path<Uuid>, PathRejection>,
+    ApiPath(id): ApiPath<Uuid>,
 ) -> Result<(StatusCode, Json<RetryAccepted>), AppError> {
     ctx.require(&[Role::Admin])?;
-    let id = id
-        .map(|Path(id)| id)
-        .map_err(|_| AppError::NotFound("job not found".into()))?;
     let mut tx = ctx.begin(&state.db).await?;
     let job: Option<(Uuid, i32)> =
         sqlx::query_as("SELECT file_id, version_number FROM jobs WHERE id = $1")

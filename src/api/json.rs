@@ -15,6 +15,7 @@ use axum::extract::{DefaultBodyLimit, FromRequest, Request};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures::future::BoxFuture;
+use serde::de::DeserializeOwned;
 use tower::{Layer, Service};
 
 use crate::error::AppError;
@@ -94,23 +95,31 @@ fn too_large(max_bytes: usize) -> AppError {
 }
 
 /// `axum::Json` as a request extractor, with rejections in the one error shape:
-/// 413 too large, 415 not `application/json`, 400 not JSON, 422 JSON of the wrong shape.
+/// 413 too large, 415 not `application/json`, 400 not JSON or text breaking the text rule
+/// (`text.rs`), 422 JSON of the wrong shape.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct JsonBody<T>(pub T);
 
 impl<T, S> FromRequest<S> for JsonBody<T>
 where
-    axum::Json<T>: FromRequest<S, Rejection = JsonRejection>,
+    T: DeserializeOwned,
     S: Send + Sync,
 {
     type Rejection = AppError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, AppError> {
         let limit = request.extensions().get::<BodyLimit>().copied();
-        match axum::Json::<T>::from_request(request, state).await {
-            Ok(axum::Json(value)) => Ok(JsonBody(value)),
-            Err(rejection) => Err(rejection_to_error(rejection, limit)),
-        }
+        // Parsed as a document first so every string is checked, whatever `T` keeps.
+        let document = match axum::Json::<serde_json::Value>::from_request(request, state).await {
+            Ok(axum::Json(document)) => document,
+            Err(rejection) => return Err(rejection_to_error(rejection, limit)),
+        };
+        super::text::check_json(&document)?;
+        serde_json::from_value(document).map(JsonBody).map_err(|e| {
+            AppError::Validation(format!(
+                "Failed to deserialize the JSON body into the target type: {e}"
+            ))
+        })
     }
 }
 

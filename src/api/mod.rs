@@ -8,6 +8,7 @@ mod download;
 pub mod edge;
 mod erase;
 mod events;
+mod extract;
 mod files;
 mod files_list;
 mod files_manage;
@@ -27,6 +28,7 @@ mod outage;
 pub mod ratelimit;
 mod register_guard;
 mod sessions;
+mod text;
 mod tus;
 mod upload;
 mod users;
@@ -169,6 +171,8 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             idempotency::idempotency,
         ))
+        // The text rule (text.rs) on the URI and request id, before anything is recorded.
+        .layer(axum::middleware::from_fn(text::guard))
         .layer(RateLimitLayer::global(&state))
         .layer(axum::middleware::from_fn_with_state(
             outage::OutageGuard::start(state.clone(), state.live.shutdown().clone()),

@@ -3,8 +3,7 @@
 //! event on the notification's own stream, so the read table can be rebuilt.
 
 use axum::Json;
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
@@ -12,6 +11,7 @@ use sqlx::postgres::PgRow;
 use uuid::Uuid;
 
 use super::auth::{caller_metadata, store};
+use super::extract::{ApiPath, ApiQuery};
 use crate::aggregates::{Notification, NotificationCommand};
 use crate::auth::TenantContext;
 use crate::commands;
@@ -91,9 +91,8 @@ pub struct NotificationPage {
 pub async fn list(
     State(state): State<AppState>,
     ctx: TenantContext,
-    query: Result<Query<ListQuery>, QueryRejection>,
+    ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Json<NotificationPage>, AppError> {
-    let Query(q) = query.map_err(|e| AppError::BadRequest(e.body_text()))?;
     let limit = q.limit.unwrap_or(DEFAULT_LIMIT);
     if !(1..=MAX_LIMIT).contains(&limit) {
         return Err(AppError::Validation(format!(
@@ -159,10 +158,9 @@ pub async fn mark_read(
     State(state): State<AppState>,
     ctx: TenantContext,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<Uuid>,
 ) -> Result<StatusCode, AppError> {
     let not_found = || AppError::NotFound("notification not found".into());
-    let id = Uuid::parse_str(&id).map_err(|_| not_found())?;
     let mut tx = ctx.begin(&state.db).await?;
     let mine: bool = sqlx::query_scalar(
         "SELECT EXISTS (SELECT 1 FROM notifications

@@ -1,7 +1,7 @@
 //! `/v1/sessions`: the caller's logins, and revoking one (a lost device).
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use chrono::{DateTime, Utc};
 use cqrs_es::EventStore;
@@ -9,6 +9,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use super::auth::{caller_metadata, store};
+use super::extract::ApiPath;
 use crate::aggregates::session::RevokeReason;
 use crate::aggregates::{Role, Session, SessionCommand};
 use crate::auth::TenantContext;
@@ -60,7 +61,7 @@ pub async fn revoke(
     State(state): State<AppState>,
     ctx: TenantContext,
     headers: HeaderMap,
-    Path(id): Path<Uuid>,
+    ApiPath(id): ApiPath<Uuid>,
 ) -> Result<StatusCode, AppError> {
     let sessions = store::<Session>(&state, ctx.tenant_id);
     let current = sessions

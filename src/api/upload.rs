@@ -6,8 +6,7 @@
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::rejection::PathRejection;
-use axum::extract::{Path, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
@@ -15,8 +14,9 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::auth::{caller_metadata, store};
-use super::files::path;
+use super::extract::ApiPath;
 use super::files_manage::{load, require_change};
+use super::text;
 use crate::aggregates::file::{File, FileCommand, NewVersion};
 use crate::aggregates::user::Role;
 use crate::auth::TenantContext;
@@ -137,11 +137,11 @@ pub async fn create_file(
 pub async fn create_version(
     State(state): State<AppState>,
     ctx: TenantContext,
-    id: Result<Path<Uuid>, PathRejection>,
+    ApiPath(id): ApiPath<Uuid>,
     request: Request,
 ) -> Result<Response, AppError> {
     ctx.require(&[Role::User, Role::Admin])?;
-    let file_id = FileId(path(id)?);
+    let file_id = FileId(id);
     // Refuse before reading a byte: the caller must see the file, and it must be live.
     let file = load(&state, &ctx, file_id.0).await?;
     require_change(&ctx)?;
@@ -291,7 +291,12 @@ where
         while let Some(field) = multipart.next_field().await.map_err(multipart_error)? {
             match field.name() {
                 Some("file") if file.is_none() => {
+                    // multer decodes the part's headers lossily: the raw bytes are checked.
+                    let disposition = field.headers().get(header::CONTENT_DISPOSITION);
+                    let raw = disposition.map(|v| v.as_bytes()).unwrap_or_default();
+                    text::from_bytes("the file part's Content-Disposition", raw)?;
                     let original = field.file_name().unwrap_or("file").to_string();
+                    text::check("the file part's filename", &original)?;
                     let declared_mime = field
                         .content_type()
                         .map(|m| m.essence_str().to_string())
@@ -306,10 +311,10 @@ where
                     ));
                 }
                 Some("display_name") => {
-                    display_name = Some(field.text().await.map_err(multipart_error)?);
+                    display_name = Some(text_field(field).await?);
                 }
                 Some("tags") => {
-                    let text = field.text().await.map_err(multipart_error)?;
+                    let text = text_field(field).await?;
                     tags.extend(
                         text.split(',')
                             .map(str::trim)
@@ -433,6 +438,13 @@ pub(super) fn boundary(headers: &HeaderMap) -> Result<String, AppError> {
     }
     multer::parse_boundary(content_type)
         .map_err(|_| AppError::BadRequest("multipart/form-data without a valid boundary".into()))
+}
+
+/// A small text field under the text rule (multer's `text()` would replace bad UTF-8).
+async fn text_field(field: multer::Field<'static>) -> Result<String, AppError> {
+    let name = format!("multipart field {:?}", field.name().unwrap_or_default());
+    let bytes = field.bytes().await.map_err(multipart_error)?;
+    Ok(text::from_bytes(&name, &bytes)?.to_string())
 }
 
 fn multipart_error(err: multer::Error) -> AppError {

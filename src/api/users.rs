@@ -2,13 +2,14 @@
 //! user's stream, so an answer never lags a change just made.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::HeaderMap;
 use cqrs_es::EventStore;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::auth::{caller_metadata, store};
+use super::extract::ApiPath;
 use super::json::JsonBody;
 use crate::aggregates::{Role, User, UserCommand};
 use crate::auth::TenantContext;
@@ -91,7 +92,7 @@ pub async fn set_role(
     State(state): State<AppState>,
     ctx: TenantContext,
     headers: HeaderMap,
-    Path(id): Path<Uuid>,
+    ApiPath(id): ApiPath<Uuid>,
     JsonBody(body): JsonBody<RoleChange>,
 ) -> Result<Json<UserView>, AppError> {
     change(
@@ -111,7 +112,7 @@ pub async fn ban(
     State(state): State<AppState>,
     ctx: TenantContext,
     headers: HeaderMap,
-    Path(id): Path<Uuid>,
+    ApiPath(id): ApiPath<Uuid>,
 ) -> Result<Json<UserView>, AppError> {
     if id == ctx.user_id.0 {
         return Err(AppError::Validation("you cannot ban yourself".into()));
@@ -126,7 +127,7 @@ pub async fn unban(
     State(state): State<AppState>,
     ctx: TenantContext,
     headers: HeaderMap,
-    Path(id): Path<Uuid>,
+    ApiPath(id): ApiPath<Uuid>,
 ) -> Result<Json<UserView>, AppError> {
     change(&state, &ctx, &headers, id, UserCommand::Unban).await
 }

@@ -3,14 +3,14 @@
 
 mod checkpoints;
 mod jobs;
-mod projectors;
 mod outages;
+mod projectors;
 mod tus;
 
 pub use checkpoints::{CheckpointKey, CheckpointSettings};
 pub use jobs::{GcSettings, JobSettings};
-pub use projectors::ProjectorRetry;
 pub use outages::OutageSettings;
+pub use projectors::ProjectorRetry;
 pub use tus::TusSettings;
 
 use crate::scan::ScanSettings;

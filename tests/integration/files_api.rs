@@ -515,13 +515,19 @@ async fn commands_round_trip_and_refuse_bad_input() {
     // Validation.
     for bad in [
         json!({"display_name": ""}),
-        json!({"display_name": "a\u{7}b"}),
         json!({"display_name": "x".repeat(256)}),
         json!({"name": "x"}),
     ] {
         let (status, body) = w.send_json("PATCH", &path, a, Some(bad.clone())).await;
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{bad}: {body}");
     }
+    // A control character breaks the text rule (docs/errors.md): refused at the edge.
+    let bad = json!({"display_name": "a\u{7}b"});
+    let (status, body) = w.send_json("PATCH", &path, a, Some(bad)).await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::BAD_REQUEST, "bad_request")
+    );
     let (status, body) = w.send("PUT", &format!("{path}/tags/no%20spaces"), a).await;
     assert_eq!(
         (status, code(&body)),

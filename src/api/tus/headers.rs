@@ -97,9 +97,10 @@ pub fn metadata(headers: &HeaderMap) -> Result<Metadata, AppError> {
     let text = |key: &str| -> Result<Option<String>, AppError> {
         match pairs.get(key) {
             None | Some(None) => Ok(None),
-            Some(Some(bytes)) => String::from_utf8(bytes.clone())
-                .map(Some)
-                .map_err(|_| bad(format!("{key} is not UTF-8"))),
+            Some(Some(bytes)) => {
+                crate::api::text::from_bytes(&format!("Upload-Metadata {key}"), bytes)
+                    .map(|text| Some(text.to_string()))
+            }
         }
     };
     let filetype = text("filetype")?;

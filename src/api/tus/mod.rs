@@ -13,8 +13,7 @@ pub(super) mod headers;
 mod s3_chunk;
 
 use axum::Router;
-use axum::extract::rejection::PathRejection;
-use axum::extract::{Path, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -24,7 +23,7 @@ use uuid::Uuid;
 use self::accept::{Accepted, Chunk, accept};
 use self::headers::{TUS_VERSION, http_date, set};
 use super::auth::{caller_metadata, store};
-use super::files::path;
+use super::extract::ApiPath;
 use super::upload::check_quota;
 use crate::aggregates::upload::{CompletedAs, Upload, UploadCommand, UploadError, UploadStatus};
 use crate::auth::TenantContext;
@@ -92,11 +91,10 @@ pub async fn options_upload(state: State<AppState>) -> Response {
 pub async fn head(
     State(state): State<AppState>,
     ctx: TenantContext,
-    id: Result<Path<Uuid>, PathRejection>,
+    ApiPath(id): ApiPath<Uuid>,
     request_headers: HeaderMap,
 ) -> Result<Response, AppError> {
     headers::require_tus_resumable(&request_headers)?;
-    let id = path(id)?;
     let mut upload = owned(&state, &ctx, id).await?;
     usable(&upload)?;
     let mut completed = upload.completed;
@@ -131,12 +129,11 @@ pub async fn head(
 pub async fn patch(
     State(state): State<AppState>,
     ctx: TenantContext,
-    id: Result<Path<Uuid>, PathRejection>,
+    ApiPath(id): ApiPath<Uuid>,
     request: Request,
 ) -> Result<Response, AppError> {
     let h = request.headers();
     headers::require_tus_resumable(h)?;
-    let id = path(id)?;
     if !headers::is_chunk(h) {
         return Err(AppError::UnsupportedMediaType(format!(
             "a PATCH body must be {}",
@@ -193,11 +190,10 @@ pub async fn patch(
 pub async fn terminate(
     State(state): State<AppState>,
     ctx: TenantContext,
-    id: Result<Path<Uuid>, PathRejection>,
+    ApiPath(id): ApiPath<Uuid>,
     request_headers: HeaderMap,
 ) -> Result<Response, AppError> {
     headers::require_tus_resumable(&request_headers)?;
-    let id = path(id)?;
     let upload = owned(&state, &ctx, id).await?;
     if matches!(
         upload.status,
