@@ -12,7 +12,9 @@
 //! is authenticated like any handler does it (token, live session of the token's
 //! subject, not banned) before a key is looked at: a replay never reaches a logged-out,
 //! revoked or banned caller. Keys are scoped to the caller (tenant and user, or
-//! "anonymous" before login), so a replay only ever goes to the principal who made the
+//! "anonymous" for registration, the only keyed route open without credentials; an
+//! anonymous keyed request to any other route goes straight to its handler and gets
+//! `401`), so a replay only ever goes to the principal who made the
 //! first request; the caller's role is stored with the key and a replay to a caller
 //! whose role changed since is refused (`403`), since the handler's authorization was
 //! decided for the old role. `401` and `403` answers are never stored: they are not
@@ -37,6 +39,9 @@ use crate::state::AppState;
 use crate::store::idempotency::{CURRENT, IdempotencyMarker};
 
 pub const HEADER: &str = "idempotency-key";
+/// The one keyed route anonymous callers may use.
+const REGISTER: &str = "/v1/auth/register";
+
 pub(super) const EXCLUDED: &[&str] = &["/v1/auth/login", "/v1/auth/refresh", "/v1/auth/logout"];
 
 /// Who is asking: the key scope and the caller's current role (`None` when anonymous).
@@ -81,7 +86,12 @@ pub async fn idempotency(State(state): State<AppState>, request: Request, next: 
         Method::POST | Method::PUT | Method::PATCH | Method::DELETE
     ) && request.headers().contains_key(HEADER)
         && !EXCLUDED.contains(&request.uri().path());
-    if !keyed {
+    // Registration is the one state-changing route open to anonymous callers; anywhere
+    // else a request without credentials goes straight to its handler, which answers 401:
+    // an anonymous key must neither be claimed nor be compared with another caller's.
+    let anonymous_elsewhere =
+        !request.headers().contains_key(AUTHORIZATION) && request.uri().path() != REGISTER;
+    if !keyed || anonymous_elsewhere {
         return next.run(request).await;
     }
     let streamed = request

@@ -222,3 +222,45 @@ async fn a_request_applied_before_a_crash_is_not_run_again() {
     assert_eq!(invitations(&t).await, 1, "the command did not run twice");
     t.app.stop().await;
 }
+
+/// Without credentials, a keyed request to an authenticated route is answered by its
+/// handler (`401`), whatever other anonymous callers sent with the same key: anonymous
+/// keys are neither claimed nor compared outside registration.
+#[tokio::test]
+async fn an_anonymous_keyed_request_gets_401_not_another_callers_key_state() {
+    let t = TestApp::spawn(Mode::Web, &[("AUTH_RATE_LIMIT_PER_MINUTE", "1000")]).await;
+    // Someone registers with the key first: that answer is stored for "anonymous".
+    let registered = t
+        .http
+        .post(t.url("/v1/auth/register"))
+        .header("Idempotency-Key", "shared-key")
+        .json(
+            &json!({"tenant_name": "Acme", "handle": "ada", "name": "Ada",
+                      "email": "ada@example.com", "password": PASSWORD}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(registered.status(), StatusCode::CREATED);
+    for body in [
+        json!({"email": "a@example.com", "role": "user"}),
+        json!({"email": "b@example.com", "role": "admin"}),
+    ] {
+        let r = t
+            .http
+            .post(t.url("/v1/tenants/current/invitations"))
+            .header("Idempotency-Key", "shared-key")
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+        let body: Value = r.json().await.unwrap();
+        assert!(body["error"]["code"].is_string(), "{body}");
+    }
+    let claimed: i64 = sqlx::query_scalar("SELECT count(*) FROM idempotency_keys")
+        .fetch_one(&t.db.owner)
+        .await
+        .unwrap();
+    assert_eq!(claimed, 1, "only the registration's key is claimed");
+}
