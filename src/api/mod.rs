@@ -88,9 +88,11 @@ impl utoipa::Modify for BearerAuth {
 }
 
 /// The whole API. Layers run outside-in: request id → security headers → CORS → metrics
-/// and logging → timeout → rate limit → JSON body limit → handler. So 429s, 413s and 404s
-/// are logged, counted, and carry CORS and security headers like any other answer, and a
-/// CORS preflight is answered before it can consume rate-limit budget.
+/// and logging → timeout → outage guard → rate limit → text rule → JSON body limit →
+/// routing → idempotency (a route layer: only for routes and methods that exist) →
+/// handler. So 429s, 413s and 404s are logged, counted, and carry CORS and security
+/// headers like any other answer, and a CORS preflight is answered before it can consume
+/// rate-limit budget.
 ///
 /// Later routers: a `/v1/auth` router adds `ratelimit::RateLimitLayer::auth(&state)`; a
 /// streaming upload route reads its body as a stream (untouched by the JSON limit), and a
@@ -164,13 +166,18 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/audit/verify", get(audit::verify))
         .route("/v1/audit/export", get(audit::export))
         .route("/v1/files/{id}/history", get(history::list))
-        .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
-        .layer(JsonBodyLimitLayer::new(config.max_json_body_bytes))
-        .layer(axum::middleware::from_fn_with_state(
+        // Idempotency keys only for a route and method that exist: a route layer runs
+        // after routing, so an unknown path is 404 and a wrong method 405 (with `Allow`)
+        // whatever key it carries, and neither claims nor compares a key. It must come
+        // before `method_not_allowed_fallback`, which then replaces each route's default
+        // fallback (that this layer wrapped) with the bare 405 handler.
+        .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             idempotency::idempotency,
         ))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(JsonBodyLimitLayer::new(config.max_json_body_bytes))
         // The text rule (text.rs) on the URI and request id, before anything is recorded.
         .layer(axum::middleware::from_fn(text::guard))
         .layer(RateLimitLayer::global(&state))

@@ -264,3 +264,48 @@ async fn an_anonymous_keyed_request_gets_401_not_another_callers_key_state() {
         .unwrap();
     assert_eq!(claimed, 1, "only the registration's key is claimed");
 }
+
+/// Keys belong to routes and methods that exist: a wrong method is `405` with `Allow`,
+/// in the error shape, whatever key it carries — neither compared with the key's first
+/// request (which would answer `422 idempotency_key_reused`) nor claimed.
+#[tokio::test]
+async fn a_wrong_method_with_a_key_is_405_and_claims_nothing() {
+    let t = TestApp::spawn(Mode::Web, &[("AUTH_RATE_LIMIT_PER_MINUTE", "1000")]).await;
+    let token = admin(&t).await;
+    let first = invite(&t, &token, "key-1", "user").send().await.unwrap();
+    assert_eq!(first.status(), StatusCode::CREATED);
+    let keys = || async {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM idempotency_keys")
+            .fetch_one(&t.db.owner)
+            .await
+            .unwrap()
+    };
+    assert_eq!(keys().await, 1);
+
+    for (method, key) in [
+        (reqwest::Method::PUT, "key-1"),
+        (reqwest::Method::DELETE, "key-2"),
+        (reqwest::Method::PATCH, "key-3"),
+    ] {
+        let r = t
+            .http
+            .request(method.clone(), t.url("/v1/tenants/current/invitations"))
+            .bearer_auth(&token)
+            .header("idempotency-key", key)
+            .json(&json!({"role": "user"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED, "{method} {key}");
+        assert_eq!(r.headers()["allow"], "POST", "{method}");
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "method_not_allowed", "{method}");
+    }
+    assert_eq!(keys().await, 1, "no key claimed by a wrong method");
+    assert_eq!(invitations(&t).await, 1);
+    // The key still replays its own request.
+    let again = invite(&t, &token, "key-1", "user").send().await.unwrap();
+    assert_eq!(again.status(), StatusCode::CREATED);
+    assert_eq!(again.headers()["idempotency-replayed"], "true");
+    t.app.stop().await;
+}
