@@ -6,24 +6,59 @@
 - An `Idempotency-Key` names one request: the same key on a different request is
   answered `422 idempotency_key_reused`, by design. Generated keys repeat (the coverage
   phase sends "0" everywhere), so every well-formed generated key is replaced by a fresh
-  one; malformed keys (the negative cases, answered 400) are sent as generated.
+  one just before the request is sent (`before_call` runs in every phase, `map_headers`
+  only in the generated ones); malformed keys (the negative cases, answered 400) are
+  sent as generated.
+- A case whose headers schemathesis calls valid must be valid. Its coverage phase makes
+  header values of letters and digits only, so for a header whose pattern needs other
+  characters (`Upload-Checksum: sha1 <base64>`) it has no valid value, seeds the
+  optional header with one breaking the schema anyway (`0`) and still calls the case
+  valid. Such an optional header is left out of the request, which is then what its
+  label says; cases meant to be invalid are sent as generated.
 """
 
 import re
 import uuid
 
 import schemathesis
+from schemathesis.core.parameters import ParameterLocation
+from schemathesis.generation import GenerationMode
 
 schemathesis.serializer.alias("application/offset+octet-stream", "application/octet-stream")
 
 WELL_FORMED_KEY = re.compile(r"[!-~]{1,255}")
 
 
-@schemathesis.hook("map_headers")
-def fresh_idempotency_keys(ctx, headers):
-    if headers:
-        for name in list(headers):
-            value = headers[name]
-            if name.lower() == "idempotency-key" and isinstance(value, str) and WELL_FORMED_KEY.fullmatch(value):
-                headers[name] = f"st-{uuid.uuid4()}"
-    return headers
+def _headers_called_valid(case):
+    meta = case.meta
+    if meta is None:
+        return False
+    component = meta.components.get(ParameterLocation.HEADER)
+    return component is not None and component.mode == GenerationMode.POSITIVE
+
+
+def _drop_invalid_optional_text_headers(case):
+    headers = case.headers
+    for parameter in case.operation.headers:
+        name = parameter.name
+        if parameter.is_required or name not in headers:
+            continue
+        schema = parameter.definition.get("schema") or {}
+        if schema.get("type") != "string":
+            continue
+        value = headers[name]
+        if not isinstance(value, str) or not parameter.is_valid(value):
+            del headers[name]
+
+
+@schemathesis.hook
+def before_call(ctx, case, **kwargs):
+    headers = case.headers
+    if not headers:
+        return
+    for name in list(headers):
+        value = headers[name]
+        if name.lower() == "idempotency-key" and isinstance(value, str) and WELL_FORMED_KEY.fullmatch(value):
+            headers[name] = f"st-{uuid.uuid4()}"
+    if _headers_called_valid(case):
+        _drop_invalid_optional_text_headers(case)

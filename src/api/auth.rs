@@ -28,7 +28,10 @@ use crate::store::{Actor, ChronicleStore, EventMetadata};
 
 const REFRESH_COOKIE: &str = "refresh_token";
 
+// Unknown fields are refused (422), as in every JSON body: a misspelt optional field
+// must not be ignored silently.
 #[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct RegisterRequest {
     /// Name of the new tenant; omit when joining with `invitation_token`.
     #[serde(default)]
@@ -39,6 +42,7 @@ pub struct RegisterRequest {
     pub tenant_name: Option<String>,
     /// Joins the inviting tenant with the invitation's role instead of creating one.
     #[serde(default)]
+    #[schema(pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$")]
     pub invitation_token: Option<String>,
     /// 3–32 of `a-z`, `0-9`, `_`, `-`, starting with a letter.
     #[schema(pattern = "^[a-z][a-z0-9_-]{2,31}$")]
@@ -66,7 +70,9 @@ pub struct RegisterResponse {
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct LoginRequest {
+    #[schema(pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$")]
     pub email: String,
     pub password: String,
 }
@@ -240,6 +246,7 @@ pub async fn register(
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct InvitationRequest {
     /// Role the invited user gets (default `user`).
     #[serde(default)]

@@ -19,6 +19,7 @@ use crate::state::AppState;
 /// their credentials, revokes their sessions and records `UserErased`. Idempotent: a
 /// repeated call answers 204 and records nothing. Another tenant's user id is 404.
 #[utoipa::path(post, path = "/v1/users/{id}/erase", tag = "users", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "user id")),
     responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
               (status = 422, body = ErrorBody)))]
 pub async fn erase(

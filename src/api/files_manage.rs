@@ -77,6 +77,7 @@ async fn run(
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct RenameRequest {
     /// 1–255 bytes, no control characters.
     #[schema(
@@ -118,7 +119,8 @@ pub async fn tag(
     run(&state, &ctx, &headers, id, FileCommand::Tag { tag }).await
 }
 
-/// Remove a tag. Removing a tag the file does not have is a no-op.
+/// Remove a tag. Removing a tag the file does not have is a no-op; a name no tag can have
+/// (see `PUT`) is 422.
 #[utoipa::path(delete, path = "/v1/files/{id}/tags/{tag}", tag = "files", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "file id"), ("tag" = String, Path, pattern = "^[\\w.-]{1,64}$", description = "tag")),
     responses((status = 200, body = FileView), (status = 403, body = ErrorBody),

@@ -20,6 +20,10 @@
 //! decided for the old role. `401` and `403` answers are never stored: they are not
 //! effects, and the same request may succeed once the caller's standing changes.
 //!
+//! The layer runs only for a route and method that exist (a route layer, see
+//! `api::router`): a wrong method is `405` with `Allow` and an unknown path `404`, with
+//! no key claimed or compared.
+//!
 //! Login, refresh and logout are excluded: replaying a response would hand out tokens
 //! again. Streaming uploads (multipart) are keyed too, but their bodies are not
 //! buffered: the upload handler claims the key once the body is received, with a

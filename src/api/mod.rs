@@ -294,4 +294,40 @@ mod tests {
             .collect();
         assert!(missing.is_empty(), "not in openapi.json: {missing:?}");
     }
+
+    /// A `{name}` in a path that no parameter declares makes the document invalid
+    /// (generators and Schemathesis refuse the operation), and a header typed `null` can
+    /// only be sent as the text "null".
+    #[test]
+    fn every_path_parameter_is_declared_and_no_header_is_null() {
+        let doc = serde_json::to_value(ApiDoc::openapi()).unwrap();
+        let mut problems = Vec::new();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            let names: Vec<&str> = path
+                .split('/')
+                .filter_map(|s| s.strip_prefix('{')?.strip_suffix('}'))
+                .collect();
+            for (method, operation) in item.as_object().unwrap() {
+                let parameters = operation["parameters"].as_array().cloned().unwrap_or_default();
+                for name in &names {
+                    let declared = parameters.iter().any(|p| {
+                        p["in"] == "path"
+                            && p["name"] == *name
+                            && p["required"] == true
+                            && p["schema"].is_object()
+                    });
+                    if !declared {
+                        problems.push(format!("{method} {path}: path parameter {name}"));
+                    }
+                }
+                for p in parameters.iter().filter(|p| p["in"] == "header") {
+                    let types = &p["schema"]["type"];
+                    if types == "null" || types.as_array().is_some_and(|t| t.contains(&"null".into())) {
+                        problems.push(format!("{method} {path}: header {} admits null", p["name"]));
+                    }
+                }
+            }
+        }
+        assert!(problems.is_empty(), "{problems:#?}");
+    }
 }

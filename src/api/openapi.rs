@@ -5,7 +5,9 @@
 //! - 400 where there are path or query parameters (a malformed id or query string);
 //! - 400, 413, 415, 422 where the body is JSON (`JsonBody`);
 //! - the `Idempotency-Key` header, and its 400/409/422, on state-changing requests;
-//! - `Tus-Resumable: 1.0.0` and its 412 on the tus routes;
+//! - `Tus-Resumable: 1.0.0` and its 412 on the tus routes, and the shapes of
+//!   `Upload-Metadata` and `Upload-Checksum`;
+//! - no `null` in a header's type (a header is text or absent);
 //! - 408 (request timeout) and 503 (a dependency is down) on every `/v1` route;
 //! - the `ErrorBody` schema on every error status a handler listed without a body.
 //!
@@ -13,13 +15,14 @@
 
 use utoipa::openapi::path::{Operation, Parameter, ParameterIn};
 use utoipa::openapi::request_body::RequestBody;
-use utoipa::openapi::schema::{ObjectBuilder, SchemaType, Type};
+use utoipa::openapi::schema::{ObjectBuilder, Schema, SchemaType, Type};
 use utoipa::openapi::{
     ContentBuilder, HeaderBuilder, OpenApi, Ref, RefOr, Required, Response, ResponseBuilder,
 };
 
 use super::idempotency;
 use super::ratelimit;
+use super::tus::headers as tus_headers;
 
 /// The `utoipa::Modify` that adds the layers' answers.
 pub struct LayerResponses;
@@ -159,8 +162,9 @@ fn document(path: &str, method: &str, operation: &mut Operation) {
         idempotency_key(operation);
     }
     if parameters(operation).any(|p| p.name == "Tus-Resumable") {
-        tus_resumable(operation);
+        tus_headers(operation);
     }
+    headers_are_never_null(operation);
     fill_error_bodies(operation);
 }
 
@@ -198,19 +202,40 @@ fn idempotency_key(operation: &mut Operation) {
     );
 }
 
-/// The tus version header must name 1.0.0; anything else is 412.
-fn tus_resumable(operation: &mut Operation) {
+/// The tus version header must name 1.0.0 (anything else is 412); `Upload-Metadata` and
+/// `Upload-Checksum` have the shapes their parsers accept (tus/headers.rs, where a test
+/// holds the two together).
+fn tus_headers(operation: &mut Operation) {
     for parameter in operation.parameters.iter_mut().flatten() {
-        if let RefOr::T(p) = parameter
-            && p.name == "Tus-Resumable"
-        {
-            p.required = Required::True;
-            p.schema = Some(RefOr::T(
-                ObjectBuilder::new()
-                    .schema_type(SchemaType::Type(Type::String))
-                    .enum_values(Some(["1.0.0"]))
-                    .into(),
-            ));
+        let RefOr::T(p) = parameter else { continue };
+        match p.name.as_str() {
+            "Tus-Resumable" => {
+                p.required = Required::True;
+                p.schema = Some(RefOr::T(
+                    ObjectBuilder::new()
+                        .schema_type(SchemaType::Type(Type::String))
+                        .enum_values(Some(["1.0.0"]))
+                        .into(),
+                ));
+            }
+            "Upload-Metadata" => {
+                p.schema = Some(RefOr::T(
+                    ObjectBuilder::new()
+                        .schema_type(SchemaType::Type(Type::String))
+                        .max_length(Some(tus_headers::MAX_METADATA))
+                        .pattern(Some(tus_headers::METADATA_PATTERN))
+                        .into(),
+                ));
+            }
+            "Upload-Checksum" => {
+                p.schema = Some(RefOr::T(
+                    ObjectBuilder::new()
+                        .schema_type(SchemaType::Type(Type::String))
+                        .pattern(Some(tus_headers::CHECKSUM_PATTERN))
+                        .into(),
+                ));
+            }
+            _ => {}
         }
     }
     answer(
@@ -218,6 +243,24 @@ fn tus_resumable(operation: &mut Operation) {
         412,
         "tus_version_unsupported: Tus-Resumable is not 1.0.0 (Tus-Version names it)",
     );
+}
+
+/// A header is text or absent, never `null`: an optional header declared with an
+/// `Option<T>` type would otherwise admit `null`, which a client can only send as the
+/// text "null" (and the API refuses).
+fn headers_are_never_null(operation: &mut Operation) {
+    for parameter in operation.parameters.iter_mut().flatten() {
+        if let RefOr::T(p) = parameter
+            && p.parameter_in == ParameterIn::Header
+            && let Some(RefOr::T(Schema::Object(object))) = &mut p.schema
+            && let SchemaType::Array(types) = &mut object.schema_type
+        {
+            types.retain(|t| *t != Type::Null);
+            if let [only] = types.as_slice() {
+                object.schema_type = SchemaType::Type(only.clone());
+            }
+        }
+    }
 }
 
 /// Error statuses a handler listed without a body get the one error shape.

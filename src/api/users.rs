@@ -59,6 +59,7 @@ pub async fn me(
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct RoleChange {
     pub role: Role,
 }
@@ -86,7 +87,8 @@ async fn change(
 }
 
 /// Admin: set a user's role.
-#[utoipa::path(put, path = "/v1/users/{id}/role", tag = "users", security(("bearer" = [])), request_body = RoleChange,
+#[utoipa::path(put, path = "/v1/users/{id}/role", tag = "users", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "user id")), request_body = RoleChange,
     responses((status = 200, body = UserView), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn set_role(
     State(state): State<AppState>,
@@ -107,6 +109,7 @@ pub async fn set_role(
 
 /// Admin: ban a user. Their sessions are refused from the next request on.
 #[utoipa::path(post, path = "/v1/users/{id}/ban", tag = "users", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "user id")),
     responses((status = 200, body = UserView), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn ban(
     State(state): State<AppState>,
@@ -122,6 +125,7 @@ pub async fn ban(
 
 /// Admin: lift a ban.
 #[utoipa::path(post, path = "/v1/users/{id}/unban", tag = "users", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "user id")),
     responses((status = 200, body = UserView), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn unban(
     State(state): State<AppState>,

@@ -232,11 +232,14 @@ impl File {
             }
             FileCommand::Untag { tag } => {
                 self.live()?;
-                Ok(if self.tags.contains(&tag) {
-                    vec![FileEvent::Untagged { tag }]
-                } else {
-                    vec![]
-                })
+                if self.tags.contains(&tag) {
+                    return Ok(vec![FileEvent::Untagged { tag }]);
+                }
+                // Removing a tag the file does not have is a no-op, but a name no tag can
+                // have is refused like `Tag` refuses it, not silently accepted. (A tag the
+                // file has is always removable, even one an older rule let in.)
+                check_tag(&tag)?;
+                Ok(vec![])
             }
             FileCommand::Delete => {
                 self.live()?;

@@ -56,6 +56,32 @@ fn tagging_twice_is_a_no_op() {
 }
 
 #[test]
+fn untagging_a_name_no_tag_can_have_is_refused_not_a_no_op() {
+    Given::with(())
+        .given(vec![created(), FileEvent::Tagged { tag: "x".into() }])
+        .when(FileCommand::Untag { tag: "y".into() })
+        .then_expect_events(vec![]);
+    Given::with(())
+        .given(vec![created()])
+        .when(FileCommand::Untag {
+            tag: "null,null".into(),
+        })
+        .then_expect_error(FileError::Invalid {
+            field: "tag",
+            reason: "may contain letters, digits, '-', '_' and '.' only",
+        });
+    // A tag the file has goes, whatever the rule says today.
+    Given::with(())
+        .given(vec![created(), FileEvent::Tagged { tag: "old,tag".into() }])
+        .when(FileCommand::Untag {
+            tag: "old,tag".into(),
+        })
+        .then_expect_events(vec![FileEvent::Untagged {
+            tag: "old,tag".into(),
+        }]);
+}
+
+#[test]
 fn control_characters_in_names_are_refused() {
     Given::with(())
         .given(vec![created()])

@@ -24,8 +24,9 @@ use crate::storage::Storage;
 /// `application/offset+octet-stream` body, the first chunk too.
 #[utoipa::path(post, path = "/v1/uploads", tag = "uploads", security(("bearer" = [])),
     params(("Tus-Resumable" = String, Header, description = "1.0.0"),
-           ("Upload-Length" = Option<u64>, Header, description = "total bytes (or Upload-Defer-Length: 1)"),
-           ("Upload-Metadata" = Option<String>, Header, description = "base64 pairs: filename, filetype, file_id (a new version of that file)")),
+           ("Upload-Length" = Option<u64>, Header, description = "total bytes; exactly one of Upload-Length and Upload-Defer-Length"),
+           ("Upload-Defer-Length" = Option<String>, Header, pattern = "^1$", description = "`1`: the length is sent with a later PATCH"),
+           ("Upload-Metadata" = Option<String>, Header, description = "comma-separated `key base64value` pairs (the value may be omitted), keys unique: `filename` (UTF-8 without control characters), `filetype` (a media type), `file_id` (a UUID: a new version of that file); other keys are ignored")),
     responses((status = 201, description = "Location: /v1/uploads/{id}; Upload-Offset; Upload-Expires"),
                (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
                (status = 412, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody)))]

@@ -17,7 +17,35 @@ pub const EXTENSIONS: &str =
 pub const CHECKSUM_ALGORITHMS: &str = "sha1,sha256";
 pub const CHUNK_CONTENT_TYPE: &str = "application/offset+octet-stream";
 /// Upload-Metadata as a whole: names and short values, never file contents.
-const MAX_METADATA: usize = 8 * 1024;
+pub const MAX_METADATA: usize = 8 * 1024;
+/// The shape of `Upload-Checksum`, for /openapi.json: exactly what `checksum` accepts
+/// of a field value as HTTP delivers it (no whitespace around, RFC 9110 §5.5); a test
+/// checks it.
+pub const CHECKSUM_PATTERN: &str = concat!(
+    r"^(?:[Ss][Hh][Aa]1 [ \t]*[A-Za-z0-9+/]{26}[AEIMQUYcgkosw048]=",
+    r"|[Ss][Hh][Aa]256 [ \t]*[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=)$"
+);
+/// One `key base64value` pair of `Upload-Metadata` (the value may be omitted).
+macro_rules! metadata_pair {
+    () => {
+        r"[\x21-\x2B\x2D-\x7E][\x21-\x2B\x2D-\x7E\t]*(?: +(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/][AQgw]==|[A-Za-z0-9+/]{2}[AEIMQUYcgkosw048]=)?)?"
+    };
+}
+/// The shape of `Upload-Metadata`, for /openapi.json: comma-separated pairs of a key
+/// (visible ASCII but `,`) and an optional canonical base64 value. It admits every field
+/// value (as HTTP delivers it: no whitespace around) that `metadata` accepts (a test
+/// checks it), so a client told by the document that a value is invalid is told the
+/// truth; what a pattern cannot say (unique keys, what the decoded values must be) the
+/// parameter's description says.
+pub const METADATA_PATTERN: &str = concat!(
+    r"^(?:(?:",
+    metadata_pair!(),
+    r"|,[ \t]*(?:",
+    metadata_pair!(),
+    r")?)(?:[ \t]*,[ \t]*(?:",
+    metadata_pair!(),
+    r")?)*)?$"
+);
 
 /// `Tus-Resumable` must name the version this server speaks (412 otherwise).
 pub fn require_tus_resumable(headers: &HeaderMap) -> Result<(), AppError> {
@@ -254,6 +282,64 @@ mod tests {
         assert!(number(&with("upload-offset", "-1"), "upload-offset").is_err());
         assert!(number(&with("upload-offset", "+1"), "upload-offset").is_err());
         assert_eq!(number(&HeaderMap::new(), "upload-offset").unwrap(), None);
+    }
+
+    /// The patterns /openapi.json gives for `Upload-Metadata` and `Upload-Checksum`
+    /// admit every field value the parsers accept (so a value the document calls invalid
+    /// is refused), and refuse plainly malformed ones. Field values as HTTP delivers
+    /// them: without whitespace around (RFC 9110 §5.5).
+    #[test]
+    fn documented_patterns_admit_what_the_parsers_accept() {
+        let metadata_shape = regex::Regex::new(METADATA_PATTERN).unwrap();
+        let checksum_shape = regex::Regex::new(CHECKSUM_PATTERN).unwrap();
+        let sha1 = STANDARD.encode([7u8; 20]);
+        let sha256 = STANDARD.encode([9u8; 32]);
+        for ok in [
+            "",
+            "filename YQ==",
+            "filename  YQ== , is_confidential,filetype dGV4dC9wbGFpbg==",
+            ", ,k",
+            "file_id",
+        ] {
+            assert!(metadata(&with("upload-metadata", ok)).is_ok(), "{ok}");
+            assert!(metadata_shape.is_match(ok), "{ok}");
+        }
+        for bad in [
+            "filename not*base64",
+            "filename YR==",
+            "filename YQ== Yg==",
+            " k",
+        ] {
+            assert!(!metadata_shape.is_match(bad), "{bad}");
+        }
+        for ok in [format!("sha1 {sha1}"), format!("SHA256 \t {sha256}")] {
+            assert!(checksum(&with("upload-checksum", &ok)).is_ok(), "{ok}");
+            assert!(checksum_shape.is_match(&ok), "{ok}");
+        }
+        for bad in [
+            format!("md5 {sha1}"),
+            format!("sha256 {sha1}"),
+            format!(" sha1 {sha1}"),
+            "sha1".into(),
+        ] {
+            assert!(!checksum_shape.is_match(&bad), "{bad}");
+        }
+
+        let pieces = [
+            "filename", "file_id", "k", " ", "  ", ",", "\t", "YQ==", "Yg==", "YR==", "Zm9v",
+            "Zg", "=", "*", "sha1", "SHA256", "Sha1", sha1.as_str(), sha256.as_str(),
+        ];
+        let piece = proptest::sample::select(pieces.map(String::from).to_vec());
+        proptest::proptest!(|(parts in proptest::collection::vec(piece, 0..8))| {
+            let raw = parts.concat();
+            let raw = raw.trim_matches([' ', '\t']);
+            if metadata(&with("upload-metadata", raw)).is_ok() {
+                proptest::prop_assert!(metadata_shape.is_match(raw), "{:?}", raw);
+            }
+            if checksum(&with("upload-checksum", raw)).is_ok_and(|c| c.is_some()) {
+                proptest::prop_assert!(checksum_shape.is_match(raw), "{:?}", raw);
+            }
+        });
     }
 
     #[test]

@@ -77,7 +77,8 @@ pub async fn options(State(state): State<AppState>) -> Response {
 
 /// Discovery at an upload's URL (tus allows OPTIONS anywhere): the same answer.
 #[utoipa::path(options, path = "/v1/uploads/{id}", tag = "uploads",
-    params(("id" = String, Path, description = "any text: the answer does not depend on it")),
+    params(("id" = String, Path, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]+$",
+            description = "any text without control characters (the text rule): the answer does not depend on it")),
     responses((status = 204, description = "Tus-Version, Tus-Extension, Tus-Max-Size, Tus-Checksum-Algorithm")))]
 pub async fn options_upload(state: State<AppState>) -> Response {
     options(state).await
@@ -120,7 +121,7 @@ pub async fn head(
 #[utoipa::path(patch, path = "/v1/uploads/{id}", tag = "uploads", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "upload id"), ("Tus-Resumable" = String, Header, description = "1.0.0"),
            ("Upload-Offset" = u64, Header, description = "where this chunk starts"),
-           ("Upload-Checksum" = Option<String>, Header, pattern = "^(sha1 [A-Za-z0-9+/]{26}[AEIMQUYcgkosw048]=|sha256 [A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=)$", description = "`sha1 <base64>` or `sha256 <base64>`")),
+           ("Upload-Checksum" = Option<String>, Header, description = "`sha1 <base64>` or `sha256 <base64>` of this chunk")),
     request_body(content = Vec<u8>, content_type = "application/offset+octet-stream"),
     responses((status = 204, description = "Upload-Offset; on the last chunk also Chronicle-File-Id, Chronicle-Version-Id, Chronicle-Version-Number"),
                (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 410, body = ErrorBody),
