@@ -186,6 +186,72 @@ async fn json_and_multipart_text_breaking_the_rule_records_nothing() {
     assert!(temp_files(&w).is_empty(), "{:?}", temp_files(&w));
 }
 
+/// Decision: JSON bodies are closed (`additionalProperties: false` in /openapi.json): a
+/// field a body does not define is `422 validation_failed`, not ignored, on every route
+/// that takes one, and nothing is recorded.
+#[tokio::test]
+async fn unknown_json_fields_are_refused_and_record_nothing() {
+    let w = World::new(&[]).await;
+    let file = w.create(&w.admin, "report").await;
+    w.settled().await;
+    let before = events(&w).await;
+    let user = w.admin.id;
+    let requests = [
+        (
+            "PATCH",
+            format!("/v1/files/{file}"),
+            json!({"display_name": "x", "dispaly_name": "y"}),
+            true,
+        ),
+        (
+            "POST",
+            "/v1/tenants/current/invitations".into(),
+            json!({"role": "user", "email": "b@example.com"}),
+            true,
+        ),
+        (
+            "PUT",
+            format!("/v1/users/{user}/role"),
+            json!({"role": "admin", "reason": "x"}),
+            true,
+        ),
+        (
+            "POST",
+            "/v1/auth/login".into(),
+            json!({"email": "ada@example.com", "password": PASSWORD, "remember": true}),
+            false,
+        ),
+        (
+            "POST",
+            "/v1/auth/register".into(),
+            json!({"tenant_name": "Beta", "handle": "bea", "name": "Bea",
+            "email": "bea@example.com", "password": PASSWORD, "plan": "free"}),
+            false,
+        ),
+    ];
+    for (method, path, body, authenticated) in requests {
+        let mut r =
+            w.t.http
+                .request(method.parse().unwrap(), w.t.url(&path))
+                .json(&body);
+        if authenticated {
+            r = r.bearer_auth(&w.admin.token);
+        }
+        let r = r.send().await.unwrap();
+        let status = r.status();
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(
+            (status, &body["error"]["code"]),
+            (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                &json!("validation_failed")
+            ),
+            "{method} {path}: {body}"
+        );
+    }
+    assert_eq!(events(&w).await, before, "something was recorded");
+}
+
 /// Decision: a User-Agent is not refused (clients rarely choose it); it is recorded with
 /// invalid UTF-8 and control characters replaced by U+FFFD. A client-chosen X-Request-Id,
 /// recorded in every event's metadata, is refused like any other text.
