@@ -2,14 +2,18 @@
 //! token whose session is alive and whose user is not banned — checked against the
 //! event log on every request, so a revocation or ban bites on the very next request.
 //! A handler that touches tenant data takes a `TenantContext`; it cannot get at tenant
-//! data without one.
+//! data without one. What a caller may do with it is `policy.rs`'s business.
+//!
+//! Once per request: the token comes verified from the `credentials::verify` layer, and
+//! the standing is looked up by the first reader that needs it (the idempotency layer
+//! or this extractor) and kept in the request's extensions for the others.
 
 use axum::extract::FromRequestParts;
-use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use sqlx::{PgPool, Postgres, Transaction};
 use uuid::Uuid;
 
+use super::credentials::Credentials;
 use crate::aggregates::Role;
 use crate::error::{AppError, AuthFailure};
 use crate::ids::{TenantId, UserId};
@@ -32,17 +36,6 @@ impl TenantContext {
             .execute(&mut *tx)
             .await?;
         Ok(tx)
-    }
-
-    /// 403 unless the caller has one of `roles`.
-    pub fn require(&self, roles: &[Role]) -> Result<(), AppError> {
-        if roles.contains(&self.role) {
-            Ok(())
-        } else {
-            Err(AppError::Forbidden(
-                "your role does not allow this action".into(),
-            ))
-        }
     }
 }
 
@@ -99,32 +92,34 @@ SELECT
     })
 }
 
+/// The outcome of authenticating one request, kept in its extensions so that the
+/// session standing is asked once. A database error is not kept: it fails the request.
+#[derive(Debug, Clone, Copy)]
+struct Standing(Result<TenantContext, AuthFailure>);
+
 impl FromRequestParts<AppState> for TenantContext {
     type Rejection = AppError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
-        let header = parts
-            .headers
-            .get(AUTHORIZATION)
-            .ok_or(AppError::Unauthorized(AuthFailure::MissingToken))?;
-        let token = header
-            .to_str()
-            .ok()
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .ok_or(AppError::Unauthorized(AuthFailure::MalformedToken))?;
-        let claims = state
-            .tokens
-            .verify_access(token.trim())
-            .map_err(AppError::Unauthorized)?;
-        let role = session_standing(&state.db, claims.tenant, claims.sid, claims.sub)
-            .await?
-            .map_err(AppError::Unauthorized)?;
-        let ctx = TenantContext {
-            tenant_id: TenantId(claims.tenant),
-            user_id: UserId(claims.sub),
-            role,
-            session_id: claims.sid,
+        let standing = match parts.extensions.get::<Standing>() {
+            Some(Standing(known)) => *known,
+            None => {
+                let claims = Credentials::of(parts, &state.tokens)
+                    .0
+                    .map_err(AppError::Unauthorized)?;
+                let known = session_standing(&state.db, claims.tenant, claims.sid, claims.sub)
+                    .await?
+                    .map(|role| TenantContext {
+                        tenant_id: TenantId(claims.tenant),
+                        user_id: UserId(claims.sub),
+                        role,
+                        session_id: claims.sid,
+                    });
+                parts.extensions.insert(Standing(known));
+                known
+            }
         };
+        let ctx = standing.map_err(AppError::Unauthorized)?;
         tracing::Span::current().record("tenant_id", tracing::field::display(ctx.tenant_id));
         Ok(ctx)
     }
