@@ -100,4 +100,41 @@ mod tests {
             AuthFailure::BadSignature
         );
     }
+
+    /// The layer verifies, and what comes after reads its outcome instead of verifying
+    /// again: `of` answers from the extension even with keys that would refuse the token.
+    #[tokio::test]
+    async fn the_layer_verifies_once_for_everything_after_it() {
+        use axum::Router;
+        use axum::body::Body;
+        use axum::routing::get;
+        use tower::ServiceExt;
+
+        let keys = TokenKeys::new(&"ab".repeat(32));
+        let other = TokenKeys::new(&"cd".repeat(32));
+        let user = Uuid::now_v7();
+        let now = chrono::Utc::now().timestamp();
+        let token = keys
+            .issue_access(user, Uuid::now_v7(), Role::User, Uuid::now_v7(), now)
+            .unwrap();
+        let app = Router::new()
+            .route(
+                "/",
+                get(move |request: Request| async move {
+                    let (mut parts, _) = request.into_parts();
+                    // Keys that would refuse the token: only the layer's result counts.
+                    let seen = Credentials::of(&mut parts, &other);
+                    seen.claims().map(|c| c.sub.to_string()).unwrap_or_default()
+                }),
+            )
+            .layer(axum::middleware::from_fn_with_state(keys.clone(), verify));
+        let request = Request::builder()
+            .uri("/")
+            .header(AUTHORIZATION, format!("Bearer {token}"))
+            .body(Body::empty())
+            .unwrap();
+        let response = app.oneshot(request).await.unwrap();
+        let body = axum::body::to_bytes(response.into_body(), 1024).await.unwrap();
+        assert_eq!(body, user.to_string());
+    }
 }
