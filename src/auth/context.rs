@@ -156,7 +156,13 @@ mod tests {
     fn request_parts(keys: &TokenKeys) -> Parts {
         let now = chrono::Utc::now().timestamp();
         let token = keys
-            .issue_access(Uuid::now_v7(), Uuid::now_v7(), Role::User, Uuid::now_v7(), now)
+            .issue_access(
+                Uuid::now_v7(),
+                Uuid::now_v7(),
+                Role::User,
+                Uuid::now_v7(),
+                now,
+            )
             .unwrap();
         let request = Request::builder()
             .header(AUTHORIZATION, format!("Bearer {token}"))
