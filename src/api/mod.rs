@@ -314,7 +314,10 @@ mod tests {
                 .filter_map(|s| s.strip_prefix('{')?.strip_suffix('}'))
                 .collect();
             for (method, operation) in item.as_object().unwrap() {
-                let parameters = operation["parameters"].as_array().cloned().unwrap_or_default();
+                let parameters = operation["parameters"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default();
                 for name in &names {
                     let declared = parameters.iter().any(|p| {
                         p["in"] == "path"
@@ -328,7 +331,9 @@ mod tests {
                 }
                 for p in parameters.iter().filter(|p| p["in"] == "header") {
                     let types = &p["schema"]["type"];
-                    if types == "null" || types.as_array().is_some_and(|t| t.contains(&"null".into())) {
+                    if types == "null"
+                        || types.as_array().is_some_and(|t| t.contains(&"null".into()))
+                    {
                         problems.push(format!("{method} {path}: header {} admits null", p["name"]));
                     }
                 }

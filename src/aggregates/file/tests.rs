@@ -72,7 +72,12 @@ fn untagging_a_name_no_tag_can_have_is_refused_not_a_no_op() {
         });
     // A tag the file has goes, whatever the rule says today.
     Given::with(())
-        .given(vec![created(), FileEvent::Tagged { tag: "old,tag".into() }])
+        .given(vec![
+            created(),
+            FileEvent::Tagged {
+                tag: "old,tag".into(),
+            },
+        ])
         .when(FileCommand::Untag {
             tag: "old,tag".into(),
         })

@@ -326,8 +326,25 @@ mod tests {
         }
 
         let pieces = [
-            "filename", "file_id", "k", " ", "  ", ",", "\t", "YQ==", "Yg==", "YR==", "Zm9v",
-            "Zg", "=", "*", "sha1", "SHA256", "Sha1", sha1.as_str(), sha256.as_str(),
+            "filename",
+            "file_id",
+            "k",
+            " ",
+            "  ",
+            ",",
+            "\t",
+            "YQ==",
+            "Yg==",
+            "YR==",
+            "Zm9v",
+            "Zg",
+            "=",
+            "*",
+            "sha1",
+            "SHA256",
+            "Sha1",
+            sha1.as_str(),
+            sha256.as_str(),
         ];
         let piece = proptest::sample::select(pieces.map(String::from).to_vec());
         proptest::proptest!(|(parts in proptest::collection::vec(piece, 0..8))| {
