@@ -1,7 +1,7 @@
 //! The auditor's API: `GET /v1/audit` (the audit log, filtered and paged),
 //! `GET /v1/audit/verify` (the chain and checkpoint report of the caller's tenant) and
 //! `GET /v1/audit/export` (the tenant's events as NDJSON). Roles `auditor` and `admin`
-//! only; the tenant always comes from the token.
+//! only (`AuditorOrAdmin`); the tenant always comes from the token.
 
 use axum::Json;
 use axum::body::Body;
@@ -10,20 +10,17 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use sqlx::{Postgres, QueryBuilder, Row};
+use sqlx::{Postgres, QueryBuilder};
 use uuid::Uuid;
 
+use super::cursor::CursorKey;
 use super::extract::ApiQuery;
-use super::files_list::{CursorKey, page_limit};
-use crate::aggregates::Role;
-use crate::auth::TenantContext;
+use super::files_list::page_limit;
+use crate::auth::AuditorOrAdmin;
 use crate::error::{AppError, ErrorBody};
 use crate::state::AppState;
 use crate::store::export::{ExportFilter, ndjson};
 use crate::store::verify::{VerifyReport, verify_log};
-
-/// Who may read history: auditors and admins of the tenant.
-pub(super) const HISTORY_ROLES: &[Role] = &[Role::Auditor, Role::Admin];
 
 /// Longest accepted text filter; longer values can match nothing.
 const MAX_FILTER_LEN: usize = 255;
@@ -60,7 +57,7 @@ fn any_json() -> utoipa::openapi::Object {
         .build()
 }
 
-#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct AuditEntry {
     /// The event's global position.
     pub id: i64,
@@ -142,10 +139,9 @@ pub(super) fn decode_cursor(
                (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn list(
     State(state): State<AppState>,
-    ctx: TenantContext,
+    AuditorOrAdmin(ctx): AuditorOrAdmin,
     ApiQuery(p): ApiQuery<AuditParams>,
 ) -> Result<Json<AuditPage>, AppError> {
-    ctx.require(HISTORY_ROLES)?;
     let limit = page_limit(p.limit)?;
     let actor = text_filter("actor", p.actor)?;
     let action = text_filter("action", p.action)?;
@@ -167,7 +163,7 @@ pub async fn list(
 
     let mut q = QueryBuilder::<Postgres>::new(
         "SELECT id, actor, actor_type, action, target_type, target_id, sequence,
-                details::text AS details, request_id, correlation_id, created_at
+                details, request_id, correlation_id, created_at
            FROM audit_logs WHERE tenant_id = ",
     );
     q.push_bind(tenant);
@@ -198,28 +194,8 @@ pub async fn list(
         .push_bind(i64::from(limit) + 1);
 
     let mut tx = ctx.begin(&state.db).await?;
-    let rows = q.build().fetch_all(&mut *tx).await?;
+    let mut items = q.build_query_as::<AuditEntry>().fetch_all(&mut *tx).await?;
     tx.commit().await?;
-    let mut items = rows
-        .iter()
-        .map(|r| {
-            let details: String = r.try_get("details")?;
-            Ok(AuditEntry {
-                id: r.try_get("id")?,
-                actor: r.try_get("actor")?,
-                actor_type: r.try_get("actor_type")?,
-                action: r.try_get("action")?,
-                target_type: r.try_get("target_type")?,
-                target_id: r.try_get("target_id")?,
-                sequence: r.try_get("sequence")?,
-                details: serde_json::from_str(&details)
-                    .map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
-                request_id: r.try_get("request_id")?,
-                correlation_id: r.try_get("correlation_id")?,
-                created_at: r.try_get("created_at")?,
-            })
-        })
-        .collect::<Result<Vec<_>, sqlx::Error>>()?;
     let next_cursor = if items.len() > limit as usize {
         items.truncate(limit as usize);
         items
@@ -245,9 +221,8 @@ pub struct VerifyAnswer {
     responses((status = 200, description = "the verify report"), (status = 403, body = ErrorBody)))]
 pub async fn verify(
     State(state): State<AppState>,
-    ctx: TenantContext,
+    AuditorOrAdmin(ctx): AuditorOrAdmin,
 ) -> Result<Json<VerifyAnswer>, AppError> {
-    ctx.require(HISTORY_ROLES)?;
     let checkpoints = &state.config.checkpoints;
     let trusted = (!checkpoints.key_generated).then(|| checkpoints.key.verifying());
     let report = verify_log(&state.db, Some(ctx.tenant_id), trusted.as_ref()).await?;
@@ -274,10 +249,9 @@ pub struct ExportParams {
                (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn export(
     State(state): State<AppState>,
-    ctx: TenantContext,
+    AuditorOrAdmin(ctx): AuditorOrAdmin,
     ApiQuery(p): ApiQuery<ExportParams>,
 ) -> Result<Response, AppError> {
-    ctx.require(HISTORY_ROLES)?;
     check_range(p.since, p.until, ("since", "until"))?;
     let filter = ExportFilter {
         tenant: ctx.tenant_id,

@@ -19,7 +19,7 @@ use crate::aggregates::{
 };
 use crate::auth::password::{self, MAX_PASSWORD_LEN, MIN_PASSWORD_LEN, Verdict};
 use crate::auth::tokens::{ACCESS_TTL_SECS, REFRESH_TTL_SECS};
-use crate::auth::{OpaqueToken, TenantContext};
+use crate::auth::{Admin, OpaqueToken, TenantContext};
 use crate::commands::{self, CommandError};
 use crate::error::{AppError, AuthFailure, ErrorBody};
 use crate::ids::{TenantId, UserId};
@@ -269,11 +269,10 @@ const INVITATION_TTL_SECS: i64 = 7 * 24 * 60 * 60;
     responses((status = 201, body = InvitationResponse), (status = 403, body = ErrorBody)))]
 pub async fn invite(
     State(state): State<AppState>,
-    ctx: TenantContext,
+    Admin(ctx): Admin,
     headers: HeaderMap,
     JsonBody(req): JsonBody<InvitationRequest>,
 ) -> Result<(StatusCode, Json<InvitationResponse>), AppError> {
-    ctx.require(&[Role::Admin])?;
     let token = OpaqueToken::generate(ctx.tenant_id.0, Uuid::now_v7());
     let expires_at = chrono::Utc::now().timestamp() + INVITATION_TTL_SECS;
     let command = TenantCommand::Invite {

@@ -11,19 +11,21 @@
 //!   that does not exist or belongs to someone else: the exemption cannot be had by
 //!   inventing upload ids.
 //!
-//! The token is only *verified* here (signature, expiry: no I/O). Whether its session is
-//! still alive is the handler's business; a revoked but genuine token still counts against
-//! its own principal, which is where its requests belong.
+//! The token is only *verified* (signature, expiry: no I/O), once per request, by the
+//! layer in front of the limiter (src/auth/credentials.rs). Whether its session is still
+//! alive is the handler's business; a revoked but genuine token still counts against its
+//! own principal, which is where its requests belong.
 
-use axum::http::header::AUTHORIZATION;
-use axum::http::{HeaderMap, Method};
+use axum::extract::Request;
+use axum::http::Method;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::auth::TokenKeys;
+use crate::auth::{Credentials, TokenKeys};
 
-/// Budgets per principal instead of per IP (the global policy): how to verify a token,
-/// where to look up an upload's owner, and the uploads' own budget.
+/// Budgets per principal instead of per IP (the global policy): how to verify a token
+/// (for a request that did not pass the verifying layer), where to look up an upload's
+/// owner, and the uploads' own budget.
 #[derive(Clone)]
 pub struct PrincipalBudgets {
     pub tokens: TokenKeys,
@@ -47,14 +49,23 @@ impl Principal {
     }
 }
 
-/// The principal of a request whose `Authorization: Bearer` access token verifies.
-pub fn principal(headers: &HeaderMap, tokens: &TokenKeys) -> Option<Principal> {
-    let token = headers
-        .get(AUTHORIZATION)?
-        .to_str()
-        .ok()?
-        .strip_prefix("Bearer ")?;
-    let claims = tokens.verify_access(token.trim()).ok()?;
+/// The principal of a request whose `Authorization: Bearer` access token verified (as
+/// the layer found it; verified here only if the request did not pass the layer).
+pub fn principal(request: &Request, tokens: &TokenKeys) -> Option<Principal> {
+    let verified;
+    let credentials = match request.extensions().get::<Credentials>() {
+        Some(credentials) => credentials,
+        None => {
+            verified = Credentials::from_headers(request.headers(), tokens);
+            &verified
+        }
+    };
+    principal_of(credentials)
+}
+
+/// The principal whose verified token `credentials` holds, if any.
+pub fn principal_of(credentials: &Credentials) -> Option<Principal> {
+    let claims = credentials.claims()?;
     Some(Principal::User {
         tenant: claims.tenant,
         user: claims.sub,
@@ -111,6 +122,10 @@ mod tests {
 
     #[test]
     fn a_principal_is_read_only_from_a_verifying_bearer_token() {
+        use axum::http::HeaderMap;
+        use axum::http::header::AUTHORIZATION;
+        let principal =
+            |h: &HeaderMap, tokens: &TokenKeys| principal_of(&Credentials::from_headers(h, tokens));
         let tokens = TokenKeys::new(&"ab".repeat(32));
         let (tenant, user) = (Uuid::now_v7(), Uuid::now_v7());
         let token = tokens

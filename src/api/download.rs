@@ -18,11 +18,10 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use super::extract::{ApiPath, ApiQuery};
-use super::files::file_not_found;
 use super::files_manage::load;
-use crate::aggregates::Role;
 use crate::aggregates::file::{File, FileStatus, VersionState};
 use crate::auth::TenantContext;
+use crate::auth::policy::{self, file_not_found};
 use crate::error::AppError;
 use crate::state::AppState;
 
@@ -60,12 +59,7 @@ fn representation(
     params: &ContentParams,
 ) -> Result<VersionState, AppError> {
     if params.original == Some(true) {
-        let owner = file.owner_id.is_some_and(|o| o == ctx.user_id);
-        if !owner && ctx.role != Role::Admin {
-            return Err(AppError::Forbidden(
-                "only the file's owner or an admin may download the original".into(),
-            ));
-        }
+        policy::can_download_original(ctx, file)?;
         return Ok(version.clone());
     }
     Ok(

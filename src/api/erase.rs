@@ -7,8 +7,7 @@ use uuid::Uuid;
 
 use super::auth::caller_metadata;
 use super::extract::ApiPath;
-use crate::aggregates::Role;
-use crate::auth::TenantContext;
+use crate::auth::Admin;
 use crate::error::{AppError, ErrorBody};
 use crate::ids::UserId;
 use crate::privacy::erase::erase_user;
@@ -24,11 +23,10 @@ use crate::state::AppState;
               (status = 422, body = ErrorBody)))]
 pub async fn erase(
     State(state): State<AppState>,
-    ctx: TenantContext,
+    Admin(ctx): Admin,
     headers: HeaderMap,
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<StatusCode, AppError> {
-    ctx.require(&[Role::Admin])?;
     if id == ctx.user_id.0 {
         // As with bans: an admin must not lock the tenant out by accident; another
         // admin erases them.

@@ -24,8 +24,8 @@ use tokio_stream::wrappers::ReceiverStream;
 
 use super::extract::ApiQuery;
 use super::notifications::{COLUMNS, row_view};
-use crate::auth::TenantContext;
 use crate::auth::context::session_standing;
+use crate::auth::{Credentials, TenantContext};
 use crate::error::{AppError, AuthFailure};
 use crate::live::message::{EventId, NotificationView, UploadProgress};
 use crate::live::{Live, Subscription};
@@ -49,7 +49,8 @@ pub struct EventsQuery {
 }
 
 /// The caller of the stream: a `TenantContext` built from the `Authorization` header
-/// or, on this route only, `?access_token=`; plus when the token expires.
+/// or, on this route only, `?access_token=`; plus when the token expires (from the
+/// claims verified once for the request, src/auth/credentials.rs).
 pub struct StreamCaller {
     ctx: TenantContext,
     expires_at: i64,
@@ -64,24 +65,20 @@ impl FromRequestParts<AppState> for StreamCaller {
         if !parts.headers.contains_key(AUTHORIZATION)
             && let Some(token) = query.access_token
         {
+            // The request's one verification: the layer found no header to verify.
             let value = HeaderValue::from_str(&format!("Bearer {token}"))
                 .map_err(|_| AppError::Unauthorized(AuthFailure::MalformedToken))?;
-            parts.headers.insert(AUTHORIZATION, value);
+            let credentials = Credentials::from_header(Some(&value), &state.tokens);
+            parts.extensions.insert(credentials);
         }
         let ctx = TenantContext::from_request_parts(parts, state).await?;
-        // Verified again only to learn `exp` (the extractor has just accepted it).
-        let token = parts.headers[AUTHORIZATION]
-            .to_str()
-            .ok()
-            .and_then(|v| v.strip_prefix("Bearer "))
+        let expires_at = Credentials::of(parts, &state.tokens)
+            .claims()
+            .map(|claims| claims.exp)
             .ok_or(AppError::Unauthorized(AuthFailure::MalformedToken))?;
-        let claims = state
-            .tokens
-            .verify_access(token.trim())
-            .map_err(AppError::Unauthorized)?;
         Ok(StreamCaller {
             ctx,
-            expires_at: claims.exp,
+            expires_at,
             last_event_id: query.last_event_id,
         })
     }

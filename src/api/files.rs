@@ -3,7 +3,7 @@
 //! (files_list.rs) and the commands (files_manage.rs), and cached in Redis
 //! (src/cache: cache-aside, single-flight, invalidated by the files projector).
 //!
-//! **Who sees what** (docs/architecture.md "Files API"): `user` sees and changes only
+//! **Who sees what** is the policy's (src/auth/policy.rs): `user` sees and changes only
 //! files it owns; `admin` sees and changes every file of its tenant; `auditor` sees
 //! every file and changes none. A file the caller may not see answers 404, exactly like
 //! a file that does not exist, so neither ids nor existence leak.
@@ -12,14 +12,13 @@ use axum::Json;
 use axum::extract::State;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use sqlx::postgres::PgRow;
-use sqlx::{PgPool, Row};
+use sqlx::PgPool;
 use uuid::Uuid;
 
 use super::extract::{ApiPath, ApiQuery};
-use crate::aggregates::Role;
 use crate::aggregates::file::{File, FileStatus};
 use crate::auth::TenantContext;
+use crate::auth::policy::{self, file_not_found};
 use crate::error::{AppError, ErrorBody};
 use crate::ids::TenantId;
 use crate::state::AppState;
@@ -61,24 +60,11 @@ pub struct LatestVersion {
     pub status: FileStatus,
 }
 
-/// Whether the caller sees every file of the tenant, not only its own.
-pub(super) fn sees_all(ctx: &TenantContext) -> bool {
-    matches!(ctx.role, Role::Admin | Role::Auditor)
-}
-
-pub(super) fn can_see(ctx: &TenantContext, owner: Uuid) -> bool {
-    sees_all(ctx) || owner == ctx.user_id.0
-}
-
-pub(super) fn file_not_found() -> AppError {
-    AppError::NotFound("file not found".into())
-}
-
 pub(super) fn parse_status(text: &str) -> Option<FileStatus> {
     serde_json::from_value(serde_json::Value::String(text.to_string())).ok()
 }
 
-/// Selects what `view_from_row` reads; callers add `WHERE` / `ORDER BY`.
+/// Selects a `FileRow`; callers add `WHERE` / `ORDER BY`.
 pub(super) const VIEW_SELECT: &str = r#"
 SELECT f.id, f.owner_id, f.display_name, f.created_at, f.updated_at, f.is_deleted, f.deleted_at,
        f.latest_version, f.latest_status::text AS latest_status,
@@ -91,48 +77,88 @@ SELECT f.id, f.owner_id, f.display_name, f.created_at, f.updated_at, f.is_delete
   LEFT JOIN file_versions cv
          ON cv.tenant_id = f.tenant_id AND cv.file_id = f.id AND cv.version_number = f.current_version"#;
 
-pub(super) fn view_from_row(row: &PgRow) -> Result<FileView, sqlx::Error> {
-    let current_version = match row.try_get::<Option<i32>, _>("cv_number")? {
-        Some(version_number) => Some(CurrentVersion {
-            version_number,
-            filename: row.try_get("cv_filename")?,
-            size_bytes: row.try_get("cv_size")?,
-            sha256: row.try_get("cv_sha256")?,
-            mime_type: row.try_get("cv_mime")?,
-        }),
-        None => None,
-    };
-    let latest_version = match (
-        row.try_get::<Option<i32>, _>("latest_version")?,
-        row.try_get::<Option<String>, _>("latest_status")?,
-    ) {
-        (Some(version_number), Some(status)) => Some(LatestVersion {
-            version_number,
-            status: parse_status(&status).ok_or_else(|| {
-                sqlx::Error::Decode(format!("unknown file_status {status:?}").into())
-            })?,
-        }),
-        _ => None,
-    };
-    Ok(FileView {
-        id: row.try_get("id")?,
-        owner_id: row.try_get("owner_id")?,
-        display_name: row.try_get("display_name")?,
-        created_at: row.try_get("created_at")?,
-        updated_at: row.try_get("updated_at")?,
-        is_deleted: row.try_get("is_deleted")?,
-        deleted_at: row.try_get("deleted_at")?,
-        current_version,
-        latest_version,
-        tags: row.try_get("tags")?,
-    })
+/// A row of `VIEW_SELECT`: the file with its current version's columns flattened (all
+/// `NULL` until a version completes).
+#[derive(sqlx::FromRow)]
+pub(super) struct FileRow {
+    id: Uuid,
+    owner_id: Uuid,
+    display_name: String,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    is_deleted: bool,
+    deleted_at: Option<DateTime<Utc>>,
+    latest_version: Option<i32>,
+    latest_status: Option<String>,
+    cv_number: Option<i32>,
+    cv_filename: Option<String>,
+    cv_size: Option<i64>,
+    cv_sha256: Option<String>,
+    cv_mime: Option<String>,
+    tags: Vec<String>,
+}
+
+impl TryFrom<FileRow> for FileView {
+    type Error = sqlx::Error;
+
+    fn try_from(row: FileRow) -> Result<Self, sqlx::Error> {
+        // The join's columns are all set or all NULL: a version that completed has them.
+        let current_version = match (
+            row.cv_number,
+            row.cv_filename,
+            row.cv_size,
+            row.cv_sha256,
+            row.cv_mime,
+        ) {
+            (None, ..) => None,
+            (
+                Some(version_number),
+                Some(filename),
+                Some(size_bytes),
+                Some(sha256),
+                Some(mime_type),
+            ) => Some(CurrentVersion {
+                version_number,
+                filename,
+                size_bytes,
+                sha256,
+                mime_type,
+            }),
+            _ => {
+                return Err(sqlx::Error::Decode(
+                    "a current version with NULL columns".into(),
+                ));
+            }
+        };
+        let latest_version = match (row.latest_version, row.latest_status) {
+            (Some(version_number), Some(status)) => Some(LatestVersion {
+                version_number,
+                status: parse_status(&status).ok_or_else(|| {
+                    sqlx::Error::Decode(format!("unknown file_status {status:?}").into())
+                })?,
+            }),
+            _ => None,
+        };
+        Ok(FileView {
+            id: row.id,
+            owner_id: row.owner_id,
+            display_name: row.display_name,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+            is_deleted: row.is_deleted,
+            deleted_at: row.deleted_at,
+            current_version,
+            latest_version,
+            tags: row.tags,
+        })
+    }
 }
 
 /// The file from the read tables, serialized as the endpoint returns it (what the cache
 /// stores); `None` if the tenant has no such file or it was purged. Runs under RLS.
 async fn load_view(pool: PgPool, ctx: TenantContext, id: Uuid) -> Result<Option<String>, AppError> {
     let mut tx = ctx.begin(&pool).await?;
-    let row = sqlx::query(&format!(
+    let row = sqlx::query_as::<_, FileRow>(&format!(
         "{VIEW_SELECT} WHERE f.tenant_id = $1 AND f.id = $2 AND NOT f.purged"
     ))
     .bind(ctx.tenant_id.0)
@@ -141,7 +167,7 @@ async fn load_view(pool: PgPool, ctx: TenantContext, id: Uuid) -> Result<Option<
     .await?;
     tx.commit().await?;
     let Some(row) = row else { return Ok(None) };
-    let view = view_from_row(&row)?;
+    let view = FileView::try_from(row)?;
     Ok(Some(
         serde_json::to_string(&view).map_err(|e| AppError::Internal(e.into()))?,
     ))
@@ -247,7 +273,7 @@ pub async fn get(
             serde_json::from_str(&body).map_err(|e| AppError::Internal(e.into()))?
         }
     };
-    if !can_see(&ctx, view.owner_id) {
+    if !policy::can_read_owned_by(&ctx, view.owner_id) {
         return Err(file_not_found());
     }
     Ok(Json(view))
@@ -273,6 +299,25 @@ pub struct VersionView {
     pub updated_at: DateTime<Utc>,
 }
 
+/// A row of the versions query: the version, and the owner and purge state of the
+/// file it duplicates (for the policy's decision whether to name that file).
+#[derive(sqlx::FromRow)]
+struct VersionRow {
+    version_number: i32,
+    status: String,
+    filename: String,
+    mime_type: String,
+    size_bytes: i64,
+    sha256: String,
+    duplicate_of_file: Option<Uuid>,
+    duplicate_of_version: Option<i32>,
+    original_owner: Option<Uuid>,
+    original_purged: bool,
+    restored_from_version: Option<i32>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct DuplicateOf {
     pub file_id: Uuid,
@@ -296,10 +341,10 @@ pub async fn versions(
     .bind(id)
     .fetch_optional(&mut *tx)
     .await?;
-    if !owner.is_some_and(|owner| can_see(&ctx, owner)) {
+    if !owner.is_some_and(|owner| policy::can_read_owned_by(&ctx, owner)) {
         return Err(file_not_found());
     }
-    let rows = sqlx::query(
+    let rows: Vec<VersionRow> = sqlx::query_as(
         "SELECT v.version_number, v.status::text AS status, v.filename, v.mime_type, v.size_bytes,
                 v.sha256, v.duplicate_of_file, v.duplicate_of_version, o.owner_id AS original_owner,
                 coalesce(o.purged, true) AS original_purged, v.restored_from_version,
@@ -315,19 +360,17 @@ pub async fn versions(
     .await?;
     tx.commit().await?;
     let versions = rows
-        .iter()
+        .into_iter()
         .map(|r| {
-            let duplicate_of = match (
-                r.try_get::<Option<Uuid>, _>("duplicate_of_file")?,
-                r.try_get::<Option<i32>, _>("duplicate_of_version")?,
-            ) {
-                // Another file is named only to a caller who may read it: to anyone
-                // else its id would prove that someone holds these exact bytes.
+            let duplicate_of = match (r.duplicate_of_file, r.duplicate_of_version) {
                 (Some(file_id), Some(version_number))
-                    if file_id == id
-                        || (!r.try_get::<bool, _>("original_purged")?
-                            && r.try_get::<Option<Uuid>, _>("original_owner")?
-                                .is_some_and(|owner| can_see(&ctx, owner))) =>
+                    if policy::can_see_duplicate_of(
+                        &ctx,
+                        id,
+                        file_id,
+                        r.original_owner,
+                        r.original_purged,
+                    ) =>
                 {
                     Some(DuplicateOf {
                         file_id,
@@ -336,19 +379,19 @@ pub async fn versions(
                 }
                 _ => None,
             };
-            Ok(VersionView {
-                version_number: r.try_get("version_number")?,
-                status: r.try_get("status")?,
-                filename: r.try_get("filename")?,
-                mime_type: r.try_get("mime_type")?,
-                size_bytes: r.try_get("size_bytes")?,
-                sha256: r.try_get("sha256")?,
+            VersionView {
+                version_number: r.version_number,
+                status: r.status,
+                filename: r.filename,
+                mime_type: r.mime_type,
+                size_bytes: r.size_bytes,
+                sha256: r.sha256,
                 duplicate_of,
-                restored_from_version: r.try_get("restored_from_version")?,
-                created_at: r.try_get("created_at")?,
-                updated_at: r.try_get("updated_at")?,
-            })
+                restored_from_version: r.restored_from_version,
+                created_at: r.created_at,
+                updated_at: r.updated_at,
+            }
         })
-        .collect::<Result<Vec<_>, sqlx::Error>>()?;
+        .collect();
     Ok(Json(versions))
 }

@@ -7,17 +7,14 @@
 
 use axum::Json;
 use axum::extract::State;
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
-use sqlx::{Postgres, QueryBuilder, Row};
-use uuid::Uuid;
+use sqlx::{Postgres, QueryBuilder};
 
+use super::cursor::CursorKey;
 use super::extract::ApiQuery;
-use super::files::{FileView, VIEW_SELECT, parse_status, sees_all, view_from_row};
+use super::files::{FileRow, FileView, VIEW_SELECT, parse_status};
 use crate::auth::TenantContext;
+use crate::auth::policy;
 use crate::error::{AppError, ErrorBody};
 use crate::state::AppState;
 
@@ -52,98 +49,6 @@ pub struct FilePage {
     pub items: Vec<FileView>,
     /// Pass as `cursor` for the next page; `null` on the last page.
     pub next_cursor: Option<String>,
-}
-
-/// Bytes of HMAC-SHA256 kept in a cursor: enough that a forged cursor is refused.
-const CURSOR_TAG_LEN: usize = 12;
-
-/// Signs cursors, so a tampered one is refused (400) instead of silently paging from
-/// wherever it points. Keyed by a hash of `JWT_SECRET` and bound to the tenant.
-pub(super) struct CursorKey([u8; 32]);
-
-impl CursorKey {
-    pub(super) fn new(secret: &str) -> Self {
-        let mut h = Sha256::new();
-        h.update(b"chronicle files cursor v1\0");
-        h.update(secret.as_bytes());
-        Self(h.finalize().into())
-    }
-
-    /// HMAC-SHA256 (RFC 2104) over the tenant and the payload.
-    fn tag(&self, tenant: Uuid, payload: &[u8]) -> [u8; CURSOR_TAG_LEN] {
-        let pad = |byte: u8| {
-            let mut block = [byte; 64];
-            block.iter_mut().zip(self.0).for_each(|(b, k)| *b ^= k);
-            block
-        };
-        let inner = Sha256::new()
-            .chain_update(pad(0x36))
-            .chain_update(tenant.as_bytes())
-            .chain_update(payload)
-            .finalize();
-        let outer = Sha256::new()
-            .chain_update(pad(0x5c))
-            .chain_update(inner)
-            .finalize();
-        let mut tag = [0u8; CURSOR_TAG_LEN];
-        tag.copy_from_slice(&outer[..CURSOR_TAG_LEN]);
-        tag
-    }
-
-    /// `text` plus its tag, in base64url: a cursor the client can hand back but not forge.
-    pub(super) fn seal(&self, tenant: Uuid, text: &str) -> String {
-        let mut bytes = text.as_bytes().to_vec();
-        let tag = self.tag(tenant, &bytes);
-        bytes.extend_from_slice(&tag);
-        URL_SAFE_NO_PAD.encode(bytes)
-    }
-
-    /// The text of a cursor `seal` made for this tenant; anything else is a 400.
-    pub(super) fn open(&self, tenant: Uuid, cursor: &str) -> Result<String, AppError> {
-        let invalid = || AppError::BadRequest("invalid cursor".into());
-        let bytes = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| invalid())?;
-        let split = bytes
-            .len()
-            .checked_sub(CURSOR_TAG_LEN)
-            .ok_or_else(invalid)?;
-        let (payload, tag) = bytes.split_at(split);
-        // Compare every byte: no early exit whose timing would help forge a tag.
-        let expected = self.tag(tenant, payload);
-        if expected
-            .iter()
-            .zip(tag)
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            != 0
-        {
-            return Err(invalid());
-        }
-        String::from_utf8(payload.to_vec()).map_err(|_| invalid())
-    }
-
-    /// `<created_at in µs since the epoch>:<id>`, sealed.
-    pub(super) fn encode(&self, tenant: Uuid, created_at: DateTime<Utc>, id: Uuid) -> String {
-        self.seal(
-            tenant,
-            &format!("{}:{}", created_at.timestamp_micros(), id.simple()),
-        )
-    }
-
-    pub(super) fn decode(
-        &self,
-        tenant: Uuid,
-        cursor: &str,
-    ) -> Result<(DateTime<Utc>, Uuid), AppError> {
-        let invalid = || AppError::BadRequest("invalid cursor".into());
-        let text = self.open(tenant, cursor)?;
-        let (micros, id) = text.split_once(':').ok_or_else(invalid)?;
-        let at = micros
-            .parse::<i64>()
-            .ok()
-            .and_then(DateTime::from_timestamp_micros)
-            .ok_or_else(invalid)?;
-        let id = Uuid::try_parse(id).map_err(|_| invalid())?;
-        Ok((at, id))
-    }
 }
 
 /// `%`, `_` and the escape character itself match literally.
@@ -206,7 +111,7 @@ pub async fn list(
     q.push(" WHERE f.tenant_id = ").push_bind(ctx.tenant_id.0);
     q.push(" AND NOT f.purged AND f.is_deleted = ")
         .push_bind(params.deleted.unwrap_or(false));
-    if !sees_all(&ctx) {
+    if !policy::reads_every_file(&ctx) {
         q.push(" AND f.owner_id = ").push_bind(ctx.user_id.0);
     }
     if let Some(status) = status {
@@ -237,11 +142,11 @@ pub async fn list(
         .push_bind(i64::from(limit) + 1);
 
     let mut tx = ctx.begin(&state.db).await?;
-    let rows = q.build().fetch_all(&mut *tx).await?;
+    let rows = q.build_query_as::<FileRow>().fetch_all(&mut *tx).await?;
     tx.commit().await?;
     let mut items = rows
-        .iter()
-        .map(view_from_row)
+        .into_iter()
+        .map(FileView::try_from)
         .collect::<Result<Vec<_>, _>>()?;
     let next_cursor = if items.len() > limit as usize {
         items.truncate(limit as usize);
@@ -252,7 +157,7 @@ pub async fn list(
     Ok(Json(FilePage { items, next_cursor }))
 }
 
-#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct TagCount {
     pub name: String,
     /// Live (not deleted) files carrying the tag that the caller can see.
@@ -268,8 +173,8 @@ pub async fn tags(
     ctx: TenantContext,
 ) -> Result<Json<Vec<TagCount>>, AppError> {
     let mut tx = ctx.begin(&state.db).await?;
-    let rows = if sees_all(&ctx) {
-        sqlx::query(
+    let tags: Vec<TagCount> = if policy::reads_every_file(&ctx) {
+        sqlx::query_as(
             "SELECT name, file_count::bigint AS file_count FROM tags
               WHERE tenant_id = $1 ORDER BY name COLLATE \"C\"",
         )
@@ -277,7 +182,7 @@ pub async fn tags(
         .fetch_all(&mut *tx)
         .await?
     } else {
-        sqlx::query(
+        sqlx::query_as(
             "SELECT t.tag AS name, count(*) AS file_count
                FROM file_tags t
                JOIN files f ON f.tenant_id = t.tenant_id AND f.id = t.file_id
@@ -290,54 +195,12 @@ pub async fn tags(
         .await?
     };
     tx.commit().await?;
-    let tags = rows
-        .iter()
-        .map(|r| {
-            Ok(TagCount {
-                name: r.try_get("name")?,
-                file_count: r.try_get("file_count")?,
-            })
-        })
-        .collect::<Result<Vec<_>, sqlx::Error>>()?;
     Ok(Json(tags))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn cursors_round_trip_and_tampering_is_refused() {
-        let key = CursorKey::new("secret");
-        let tenant = Uuid::now_v7();
-        let at = DateTime::from_timestamp_micros(1_700_000_000_123_456).unwrap();
-        let id = Uuid::now_v7();
-        let cursor = key.encode(tenant, at, id);
-        assert_eq!(key.decode(tenant, &cursor).unwrap(), (at, id));
-        // Any change to the payload breaks the tag.
-        let mut bytes = URL_SAFE_NO_PAD.decode(&cursor).unwrap();
-        bytes[3] ^= 1;
-        let flipped = URL_SAFE_NO_PAD.encode(&bytes);
-        let forged = URL_SAFE_NO_PAD.encode(format!("{}:{}", 1, id.simple()));
-        for bad in [
-            "",
-            "not base64!",
-            "AAAA",
-            &flipped,
-            &forged,
-            &cursor[..cursor.len() - 2],
-        ] {
-            assert!(key.decode(tenant, bad).is_err(), "accepted {bad:?}");
-        }
-        assert!(
-            key.decode(Uuid::now_v7(), &cursor).is_err(),
-            "another tenant's cursor"
-        );
-        assert!(
-            CursorKey::new("other").decode(tenant, &cursor).is_err(),
-            "another key"
-        );
-    }
 
     #[test]
     fn like_wildcards_are_escaped() {

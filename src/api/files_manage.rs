@@ -16,42 +16,50 @@ use uuid::Uuid;
 
 use super::auth::{caller_metadata, store};
 use super::extract::{ApiPath, ApiQuery};
-use super::files::{FileView, can_see, file_not_found, view_from_stream};
+use super::files::{FileView, view_from_stream};
 use super::json::JsonBody;
-use crate::aggregates::Role;
 use crate::aggregates::file::{File, FileCommand};
 use crate::auth::TenantContext;
+use crate::auth::policy::{self, file_not_found};
 use crate::commands;
 use crate::error::{AppError, ErrorBody};
 use crate::state::AppState;
 
-/// What a command needs to know before it runs: the file as the log has it now.
-/// The file from its stream (never a lagging read table) if the caller may see it;
-/// anything else is 404. Shared by commands, uploads of new versions and downloads.
+/// The file as the log has it now (never a lagging read table), whoever asks.
+async fn load_any(state: &AppState, ctx: &TenantContext, id: Uuid) -> Result<File, AppError> {
+    Ok(store::<File>(state, ctx.tenant_id)
+        .load_aggregate(&id.to_string())
+        .await
+        .map_err(|e| AppError::Internal(anyhow::anyhow!("event store: {e}")))?
+        .aggregate)
+}
+
+/// What a command needs to know before it runs: the file from its stream if the
+/// caller may read it (`policy::can_read`); anything else is 404. Shared by commands,
+/// uploads of new versions and downloads.
 pub(super) async fn load(
     state: &AppState,
     ctx: &TenantContext,
     id: Uuid,
 ) -> Result<File, AppError> {
-    let file = store::<File>(state, ctx.tenant_id)
-        .load_aggregate(&id.to_string())
-        .await
-        .map_err(|e| AppError::Internal(anyhow::anyhow!("event store: {e}")))?
-        .aggregate;
-    match file.owner_id {
-        Some(owner) if file.exists && !file.purged && can_see(ctx, owner.0) => Ok(file),
-        _ => Err(file_not_found()),
+    let file = load_any(state, ctx, id).await?;
+    if policy::can_read(ctx, &file) {
+        Ok(file)
+    } else {
+        Err(file_not_found())
     }
 }
 
-/// A caller who can see the file but may not change it gets 403: nothing new leaks.
-pub(super) fn require_change(ctx: &TenantContext) -> Result<(), AppError> {
-    if ctx.role == Role::Auditor {
-        return Err(AppError::Forbidden(
-            "auditors may read files but not change them".into(),
-        ));
-    }
-    Ok(())
+/// The file from its stream if the caller may change it (`policy::can_change`): 404
+/// unless it may read it, 403 if it may only read it.
+pub(super) async fn load_for_change(
+    state: &AppState,
+    ctx: &TenantContext,
+    id: Uuid,
+) -> Result<File, AppError> {
+    let file = load_any(state, ctx, id).await?;
+    policy::can_change(ctx, &file)?;
+    Ok(file)
 }
 
 async fn run(
@@ -61,8 +69,7 @@ async fn run(
     id: Uuid,
     command: FileCommand,
 ) -> Result<Json<FileView>, AppError> {
-    load(state, ctx, id).await?;
-    require_change(ctx)?;
+    load_for_change(state, ctx, id).await?;
     let done = commands::execute(
         &store::<File>(state, ctx.tenant_id),
         &id.to_string(),
@@ -159,8 +166,7 @@ pub async fn delete(
     if params.purge == Some(true) {
         return purge(&state, &ctx, &headers, id).await;
     }
-    let file = load(&state, &ctx, id).await?;
-    require_change(&ctx)?;
+    let file = load_for_change(&state, &ctx, id).await?;
     if file.deleted {
         return Ok(
             Json(view_from_stream(&state.db, ctx.tenant_id, id, &file).await?).into_response(),
@@ -181,16 +187,8 @@ async fn purge(
     headers: &HeaderMap,
     id: Uuid,
 ) -> Result<Response, AppError> {
-    let file = store::<File>(state, ctx.tenant_id)
-        .load_aggregate(&id.to_string())
-        .await
-        .map_err(|e| AppError::Internal(anyhow::anyhow!("event store: {e}")))?
-        .aggregate;
-    match file.owner_id {
-        Some(owner) if file.exists && can_see(ctx, owner.0) => {}
-        _ => return Err(file_not_found()),
-    }
-    require_change(ctx)?;
+    let file = load_any(state, ctx, id).await?;
+    policy::can_purge(ctx, &file)?;
     if !file.purged {
         commands::execute(
             &store::<File>(state, ctx.tenant_id),

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::audit::{decode_cursor, encode_cursor};
-use super::files_list::CursorKey;
+use super::cursor::CursorKey;
 use super::upload::{boundary as multipart_boundary, read_multipart};
 use crate::error::AppError;
 use crate::ids::TenantId;

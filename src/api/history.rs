@@ -16,12 +16,12 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::audit::HISTORY_ROLES;
 use super::extract::{ApiPath, ApiQuery};
-use super::files::{FileView, can_see, file_not_found, view_from_stream_at};
+use super::files::{FileView, view_from_stream_at};
 use super::files_list::page_limit;
 use crate::aggregates::file::File;
-use crate::auth::TenantContext;
+use crate::auth::policy::{self, file_not_found};
+use crate::auth::{AuditorOrAdmin, TenantContext};
 use crate::error::{AppError, ErrorBody};
 use crate::state::AppState;
 use crate::store::ChronicleStore;
@@ -59,7 +59,7 @@ pub(super) async fn time_travel(
     };
     // A purge removes the file from every read of its ordinary readers, its past
     // included; auditors and admins keep time travel (the audit trail, like history).
-    if ctx.require(HISTORY_ROLES).is_err() && history::purged(&state.db, stream).await? {
+    if !policy::reads_history(ctx) && history::purged(&state.db, stream).await? {
         return Err(file_not_found());
     }
     let point = match (travel.as_of, travel.at_version) {
@@ -95,7 +95,7 @@ pub(super) async fn time_travel(
         .await
         .map_err(|e| AppError::Internal(anyhow::anyhow!("time travel replay: {e}")))?;
     let file = loaded.aggregate;
-    if !file.exists || file.purged || !file.owner_id.is_some_and(|o| can_see(ctx, o.0)) {
+    if !policy::can_read(ctx, &file) {
         return Err(file_not_found());
     }
     view_from_stream_at(&state.db, ctx.tenant_id, id, &file, Some(point)).await
@@ -127,11 +127,10 @@ pub struct HistoryPage {
                (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn list(
     State(state): State<AppState>,
-    ctx: TenantContext,
+    AuditorOrAdmin(ctx): AuditorOrAdmin,
     ApiPath(id): ApiPath<Uuid>,
     ApiQuery(p): ApiQuery<HistoryParams>,
 ) -> Result<Json<HistoryPage>, AppError> {
-    ctx.require(HISTORY_ROLES)?;
     let limit = page_limit(p.limit)?;
     let after = p.after.unwrap_or(0);
     if after < 0 {

@@ -11,8 +11,7 @@ use uuid::Uuid;
 use super::auth::{caller_metadata, store};
 use super::extract::{ApiPath, ApiQuery};
 use crate::aggregates::file::{File, FileCommand};
-use crate::aggregates::user::Role;
-use crate::auth::TenantContext;
+use crate::auth::Admin;
 use crate::commands::execute;
 use crate::error::{AppError, ErrorBody};
 use crate::state::AppState;
@@ -57,10 +56,9 @@ pub struct JobQuery {
     responses((status = 200, body = [JobView]), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]
 pub async fn list(
     State(state): State<AppState>,
-    ctx: TenantContext,
+    Admin(ctx): Admin,
     ApiQuery(q): ApiQuery<JobQuery>,
 ) -> Result<Json<Vec<JobView>>, AppError> {
-    ctx.require(&[Role::Admin])?;
     if let Some(s) = &q.status
         && !STATUSES.contains(&s.as_str())
     {
@@ -105,11 +103,10 @@ pub struct RetryAccepted {
     responses((status = 202, body = RetryAccepted), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn retry(
     State(state): State<AppState>,
-    ctx: TenantContext,
+    Admin(ctx): Admin,
     headers: HeaderMap,
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<(StatusCode, Json<RetryAccepted>), AppError> {
-    ctx.require(&[Role::Admin])?;
     let mut tx = ctx.begin(&state.db).await?;
     let job: Option<(Uuid, i32)> =
         sqlx::query_as("SELECT file_id, version_number FROM jobs WHERE id = $1")

@@ -3,6 +3,7 @@
 mod audit;
 mod auth;
 mod budget;
+mod cursor;
 mod devices;
 mod download;
 pub mod edge;
@@ -88,11 +89,11 @@ impl utoipa::Modify for BearerAuth {
 }
 
 /// The whole API. Layers run outside-in: request id → security headers → CORS → metrics
-/// and logging → timeout → outage guard → rate limit → text rule → JSON body limit →
-/// routing → idempotency (a route layer: only for routes and methods that exist) →
-/// handler. So 429s, 413s and 404s are logged, counted, and carry CORS and security
-/// headers like any other answer, and a CORS preflight is answered before it can consume
-/// rate-limit budget.
+/// and logging → timeout → outage guard → bearer token verified → rate limit → text rule
+/// → JSON body limit → routing → idempotency (a route layer: only for routes and methods
+/// that exist) → handler. So 429s, 413s and 404s are logged, counted, and carry CORS and
+/// security headers like any other answer, and a CORS preflight is answered before it
+/// can consume rate-limit budget.
 ///
 /// Later routers: a `/v1/auth` router adds `ratelimit::RateLimitLayer::auth(&state)`; a
 /// streaming upload route reads its body as a stream (untouched by the JSON limit), and a
@@ -181,6 +182,11 @@ pub fn router(state: AppState) -> Router {
         // The text rule (text.rs) on the URI and request id, before anything is recorded.
         .layer(axum::middleware::from_fn(text::guard))
         .layer(RateLimitLayer::global(&state))
+        // The bearer token, verified once for everything inside (src/auth/credentials.rs).
+        .layer(axum::middleware::from_fn_with_state(
+            state.tokens.clone(),
+            crate::auth::credentials::verify,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             outage::OutageGuard::start(state.clone(), state.live.shutdown().clone()),
             outage::unavailable_when_down,

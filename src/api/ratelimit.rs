@@ -275,7 +275,7 @@ impl Enforcer {
         let principal = self
             .principals
             .as_ref()
-            .and_then(|p| budget::principal(request.headers(), &p.tokens));
+            .and_then(|p| budget::principal(request, &p.tokens));
         let Some(principal) = principal else {
             let peer = request
                 .extensions()

@@ -11,8 +11,8 @@ use uuid::Uuid;
 use super::auth::{caller_metadata, store};
 use super::extract::ApiPath;
 use crate::aggregates::session::RevokeReason;
-use crate::aggregates::{Role, Session, SessionCommand};
-use crate::auth::TenantContext;
+use crate::aggregates::{Session, SessionCommand};
+use crate::auth::{TenantContext, policy};
 use crate::commands;
 use crate::error::{AppError, ErrorBody};
 use crate::state::AppState;
@@ -69,8 +69,7 @@ pub async fn revoke(
         .load_aggregate(&id.to_string())
         .await
         .map_err(|e| AppError::Internal(anyhow::anyhow!("event store: {e}")))?;
-    let mine = current.aggregate.user_id == Some(ctx.user_id);
-    if !current.aggregate.exists || !(mine || ctx.role == Role::Admin) {
+    if !current.aggregate.exists || !policy::can_revoke_session(&ctx, current.aggregate.user_id) {
         return Err(AppError::NotFound("session not found".into()));
     }
     let meta = caller_metadata(&ctx, &headers);

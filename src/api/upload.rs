@@ -15,11 +15,10 @@ use uuid::Uuid;
 
 use super::auth::{caller_metadata, store};
 use super::extract::ApiPath;
-use super::files_manage::{load, require_change};
+use super::files_manage::load_for_change;
 use super::text;
 use crate::aggregates::file::{File, FileCommand, NewVersion};
-use crate::aggregates::user::Role;
-use crate::auth::TenantContext;
+use crate::auth::{TenantContext, Writer};
 use crate::commands::execute;
 use crate::error::AppError;
 use crate::ids::{FileId, TenantId, version_id};
@@ -105,10 +104,9 @@ impl ReceivedUpload {
     security(("bearer" = [])))]
 pub async fn create_file(
     State(state): State<AppState>,
-    ctx: TenantContext,
+    Writer(ctx): Writer,
     request: Request,
 ) -> Result<Response, AppError> {
-    ctx.require(&[Role::User, Role::Admin])?;
     let meta = caller_metadata(&ctx, request.headers());
     let upload = receive_upload(&state, &ctx, request).await?;
     if let Some(answer) = claim_key(&state, &upload).await? {
@@ -136,15 +134,13 @@ pub async fn create_file(
     security(("bearer" = [])))]
 pub async fn create_version(
     State(state): State<AppState>,
-    ctx: TenantContext,
+    Writer(ctx): Writer,
     ApiPath(id): ApiPath<Uuid>,
     request: Request,
 ) -> Result<Response, AppError> {
-    ctx.require(&[Role::User, Role::Admin])?;
     let file_id = FileId(id);
     // Refuse before reading a byte: the caller must see the file, and it must be live.
-    let file = load(&state, &ctx, file_id.0).await?;
-    require_change(&ctx)?;
+    let file = load_for_change(&state, &ctx, file_id.0).await?;
     if file.deleted {
         return Err(AppError::Validation(
             "file is deleted; restore it first".into(),

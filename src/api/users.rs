@@ -12,7 +12,7 @@ use super::auth::{caller_metadata, store};
 use super::extract::ApiPath;
 use super::json::JsonBody;
 use crate::aggregates::{Role, User, UserCommand};
-use crate::auth::TenantContext;
+use crate::auth::{Admin, TenantContext};
 use crate::commands;
 use crate::error::{AppError, ErrorBody};
 use crate::ids::UserId;
@@ -64,15 +64,15 @@ pub struct RoleChange {
     pub role: Role,
 }
 
+/// An admin's change to a user of the tenant (the `Admin` in the signature).
 async fn change(
     state: &AppState,
-    ctx: &TenantContext,
+    Admin(ctx): Admin,
     headers: &HeaderMap,
     id: Uuid,
     command: UserCommand,
 ) -> Result<Json<UserView>, AppError> {
-    ctx.require(&[Role::Admin])?;
-    let meta = caller_metadata(ctx, headers);
+    let meta = caller_metadata(&ctx, headers);
     // The store is bound to the caller's tenant: another tenant's user id is simply
     // not found here.
     let done = commands::execute(
@@ -83,7 +83,7 @@ async fn change(
         &(),
     )
     .await?;
-    Ok(Json(view(ctx, UserId(id), done.aggregate)?))
+    Ok(Json(view(&ctx, UserId(id), done.aggregate)?))
 }
 
 /// Admin: set a user's role.
@@ -92,14 +92,14 @@ async fn change(
     responses((status = 200, body = UserView), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn set_role(
     State(state): State<AppState>,
-    ctx: TenantContext,
+    admin: Admin,
     headers: HeaderMap,
     ApiPath(id): ApiPath<Uuid>,
     JsonBody(body): JsonBody<RoleChange>,
 ) -> Result<Json<UserView>, AppError> {
     change(
         &state,
-        &ctx,
+        admin,
         &headers,
         id,
         UserCommand::ChangeRole { role: body.role },
@@ -113,14 +113,14 @@ pub async fn set_role(
     responses((status = 200, body = UserView), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn ban(
     State(state): State<AppState>,
-    ctx: TenantContext,
+    admin: Admin,
     headers: HeaderMap,
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<Json<UserView>, AppError> {
-    if id == ctx.user_id.0 {
+    if id == admin.user_id.0 {
         return Err(AppError::Validation("you cannot ban yourself".into()));
     }
-    change(&state, &ctx, &headers, id, UserCommand::Ban).await
+    change(&state, admin, &headers, id, UserCommand::Ban).await
 }
 
 /// Admin: lift a ban.
@@ -129,9 +129,9 @@ pub async fn ban(
     responses((status = 200, body = UserView), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn unban(
     State(state): State<AppState>,
-    ctx: TenantContext,
+    admin: Admin,
     headers: HeaderMap,
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<Json<UserView>, AppError> {
-    change(&state, &ctx, &headers, id, UserCommand::Unban).await
+    change(&state, admin, &headers, id, UserCommand::Unban).await
 }

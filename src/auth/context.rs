@@ -2,14 +2,20 @@
 //! token whose session is alive and whose user is not banned — checked against the
 //! event log on every request, so a revocation or ban bites on the very next request.
 //! A handler that touches tenant data takes a `TenantContext`; it cannot get at tenant
-//! data without one.
+//! data without one. What a caller may do with it is `policy.rs`'s business.
+//!
+//! Once per request: the token comes verified from the `credentials::verify` layer, and
+//! the standing is looked up by the first reader that needs it (the idempotency layer
+//! or this extractor) and kept in the request's extensions for the others.
 
 use axum::extract::FromRequestParts;
-use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use sqlx::{PgPool, Postgres, Transaction};
 use uuid::Uuid;
 
+use super::TokenKeys;
+use super::credentials::Credentials;
+use super::tokens::AccessClaims;
 use crate::aggregates::Role;
 use crate::error::{AppError, AuthFailure};
 use crate::ids::{TenantId, UserId};
@@ -32,17 +38,6 @@ impl TenantContext {
             .execute(&mut *tx)
             .await?;
         Ok(tx)
-    }
-
-    /// 403 unless the caller has one of `roles`.
-    pub fn require(&self, roles: &[Role]) -> Result<(), AppError> {
-        if roles.contains(&self.role) {
-            Ok(())
-        } else {
-            Err(AppError::Forbidden(
-                "your role does not allow this action".into(),
-            ))
-        }
     }
 }
 
@@ -99,33 +94,118 @@ SELECT
     })
 }
 
+/// The outcome of authenticating one request, kept in its extensions so that the
+/// session standing is asked once. A database error is not kept: it fails the request.
+#[derive(Debug, Clone, Copy)]
+struct Standing(Result<TenantContext, AuthFailure>);
+
+/// The caller of the request in `parts`: its verified credentials, then its standing,
+/// which `lookup` reads from the log only if no earlier reader of this request did.
+async fn authenticate<F, Fut>(
+    parts: &mut Parts,
+    keys: &TokenKeys,
+    lookup: F,
+) -> Result<TenantContext, AppError>
+where
+    F: FnOnce(AccessClaims) -> Fut,
+    Fut: Future<Output = Result<Result<Role, AuthFailure>, sqlx::Error>>,
+{
+    let standing = match parts.extensions.get::<Standing>() {
+        Some(Standing(known)) => *known,
+        None => {
+            let claims = Credentials::of(parts, keys)
+                .0
+                .map_err(AppError::Unauthorized)?;
+            let (tenant, user, session) = (claims.tenant, claims.sub, claims.sid);
+            let known = lookup(claims).await?.map(|role| TenantContext {
+                tenant_id: TenantId(tenant),
+                user_id: UserId(user),
+                role,
+                session_id: session,
+            });
+            parts.extensions.insert(Standing(known));
+            known
+        }
+    };
+    standing.map_err(AppError::Unauthorized)
+}
+
 impl FromRequestParts<AppState> for TenantContext {
     type Rejection = AppError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
-        let header = parts
-            .headers
-            .get(AUTHORIZATION)
-            .ok_or(AppError::Unauthorized(AuthFailure::MissingToken))?;
-        let token = header
-            .to_str()
-            .ok()
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .ok_or(AppError::Unauthorized(AuthFailure::MalformedToken))?;
-        let claims = state
-            .tokens
-            .verify_access(token.trim())
-            .map_err(AppError::Unauthorized)?;
-        let role = session_standing(&state.db, claims.tenant, claims.sid, claims.sub)
-            .await?
-            .map_err(AppError::Unauthorized)?;
-        let ctx = TenantContext {
-            tenant_id: TenantId(claims.tenant),
-            user_id: UserId(claims.sub),
-            role,
-            session_id: claims.sid,
-        };
+        let db = &state.db;
+        let ctx = authenticate(parts, &state.tokens, |claims| async move {
+            session_standing(db, claims.tenant, claims.sid, claims.sub).await
+        })
+        .await?;
         tracing::Span::current().record("tenant_id", tracing::field::display(ctx.tenant_id));
         Ok(ctx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use axum::http::Request;
+    use axum::http::header::AUTHORIZATION;
+
+    use super::*;
+
+    fn request_parts(keys: &TokenKeys) -> Parts {
+        let now = chrono::Utc::now().timestamp();
+        let token = keys
+            .issue_access(
+                Uuid::now_v7(),
+                Uuid::now_v7(),
+                Role::User,
+                Uuid::now_v7(),
+                now,
+            )
+            .unwrap();
+        let request = Request::builder()
+            .header(AUTHORIZATION, format!("Bearer {token}"))
+            .body(())
+            .unwrap();
+        request.into_parts().0
+    }
+
+    /// The idempotency layer and the handler's extractor (or two extractors of one
+    /// handler) authenticate the same request: the log is asked once, and both get the
+    /// same answer, whether the session is alive or not.
+    #[tokio::test]
+    async fn the_standing_is_asked_once_per_request() {
+        let keys = TokenKeys::new(&"ab".repeat(32));
+        for answer in [Ok(Role::Admin), Err(AuthFailure::SessionRevoked)] {
+            let mut parts = request_parts(&keys);
+            let asked = AtomicUsize::new(0);
+            let lookup = |_claims: AccessClaims| async {
+                asked.fetch_add(1, Ordering::SeqCst);
+                Ok(answer)
+            };
+            let first = authenticate(&mut parts, &keys, lookup).await;
+            let second = authenticate(&mut parts, &keys, lookup).await;
+            assert_eq!(asked.load(Ordering::SeqCst), 1, "{answer:?}");
+            match (first, second) {
+                (Ok(a), Ok(b)) => assert_eq!((a, a.role), (b, Role::Admin)),
+                (Err(a), Err(b)) => {
+                    assert_eq!(a.code(), "session_revoked");
+                    assert_eq!(b.code(), "session_revoked");
+                }
+                other => panic!("the two readers disagree: {other:?}"),
+            }
+        }
+    }
+
+    /// A failed lookup (the database) is not remembered: the next reader asks again.
+    #[tokio::test]
+    async fn a_database_error_is_not_kept() {
+        let keys = TokenKeys::new(&"ab".repeat(32));
+        let mut parts = request_parts(&keys);
+        let failing = |_claims: AccessClaims| async { Err(sqlx::Error::PoolTimedOut) };
+        assert!(authenticate(&mut parts, &keys, failing).await.is_err());
+        let alive = |_claims: AccessClaims| async { Ok(Ok(Role::User)) };
+        assert!(authenticate(&mut parts, &keys, alive).await.is_ok());
     }
 }

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use sqlx::{PgConnection, Row};
+use sqlx::PgConnection;
 use uuid::Uuid;
 
 use super::seal::DataKey;
@@ -34,6 +34,14 @@ pub struct KeyRing {
     keys: HashMap<(Uuid, Uuid), KeyState>,
 }
 
+/// A row of `personal_data_keys`: `data_key` is `NULL` once the user is erased.
+#[derive(sqlx::FromRow)]
+struct KeyRow {
+    tenant_id: Uuid,
+    user_id: Uuid,
+    data_key: Option<Vec<u8>>,
+}
+
 impl KeyRing {
     pub fn get(&self, tenant: Uuid, user: Uuid) -> Option<&KeyState> {
         self.keys.get(&(tenant, user))
@@ -54,7 +62,7 @@ impl KeyRing {
             return Ok(ring);
         }
         let (tenants, users): (Vec<Uuid>, Vec<Uuid>) = wanted.iter().copied().unzip();
-        let rows = sqlx::query(
+        let rows: Vec<KeyRow> = sqlx::query_as(
             "SELECT k.tenant_id, k.user_id, k.data_key FROM personal_data_keys k
                JOIN unnest($1::uuid[], $2::uuid[]) AS w(tenant_id, user_id) USING (tenant_id, user_id)",
         )
@@ -63,15 +71,13 @@ impl KeyRing {
         .fetch_all(conn)
         .await?;
         for row in rows {
-            let key: Option<Vec<u8>> = row.try_get("data_key")?;
-            let state = match key {
+            let state = match row.data_key {
                 Some(bytes) => KeyState::Active(DataKey::from_bytes(&bytes).ok_or_else(|| {
                     sqlx::Error::Decode("personal data key is not 32 bytes".into())
                 })?),
                 None => KeyState::Erased,
             };
-            ring.keys
-                .insert((row.try_get("tenant_id")?, row.try_get("user_id")?), state);
+            ring.keys.insert((row.tenant_id, row.user_id), state);
         }
         Ok(ring)
     }

@@ -288,7 +288,7 @@ pub async fn list(
     conn: impl sqlx::PgExecutor<'_>,
     projector: Option<&str>,
 ) -> Result<Vec<FailureRow>, sqlx::Error> {
-    let rows = sqlx::query(
+    let rows: Vec<StoredFailure> = sqlx::query_as(
         "SELECT projector, global_position, transaction_id::text AS xid, tenant_id,
                 aggregate_type, aggregate_id, event_type, error, attempts, first_failed_at,
                 last_failed_at, state
@@ -299,52 +299,65 @@ pub async fn list(
     .bind(projector)
     .fetch_all(conn)
     .await?;
-    rows.into_iter()
-        .map(|r| {
-            let xid: String = r.try_get("xid")?;
-            let global_position = r.try_get("global_position")?;
-            Ok(FailureRow {
-                projector: r.try_get("projector")?,
-                global_position,
-                position: CatchUpPosition {
-                    transaction_id: xid.parse().map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
-                    global_position,
-                },
-                tenant_id: r.try_get("tenant_id")?,
-                aggregate_type: r.try_get("aggregate_type")?,
-                aggregate_id: r.try_get("aggregate_id")?,
-                event_type: r.try_get("event_type")?,
-                error: r.try_get("error")?,
-                attempts: r.try_get("attempts")?,
-                first_failed_at: r.try_get("first_failed_at")?,
-                last_failed_at: r.try_get("last_failed_at")?,
-                state: r.try_get("state")?,
-            })
+    rows.into_iter().map(FailureRow::try_from).collect()
+}
+
+/// `projector_failures` as `list` selects it: the xid8 as text (it has no Rust type).
+#[derive(sqlx::FromRow)]
+struct StoredFailure {
+    projector: String,
+    global_position: i64,
+    xid: String,
+    tenant_id: uuid::Uuid,
+    aggregate_type: String,
+    aggregate_id: String,
+    event_type: String,
+    error: String,
+    attempts: i32,
+    first_failed_at: chrono::DateTime<chrono::Utc>,
+    last_failed_at: chrono::DateTime<chrono::Utc>,
+    state: String,
+}
+
+impl TryFrom<StoredFailure> for FailureRow {
+    type Error = sqlx::Error;
+
+    fn try_from(r: StoredFailure) -> Result<Self, sqlx::Error> {
+        Ok(FailureRow {
+            projector: r.projector,
+            global_position: r.global_position,
+            position: CatchUpPosition {
+                transaction_id: r
+                    .xid
+                    .parse()
+                    .map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
+                global_position: r.global_position,
+            },
+            tenant_id: r.tenant_id,
+            aggregate_type: r.aggregate_type,
+            aggregate_id: r.aggregate_id,
+            event_type: r.event_type,
+            error: r.error,
+            attempts: r.attempts,
+            first_failed_at: r.first_failed_at,
+            last_failed_at: r.last_failed_at,
+            state: r.state,
         })
-        .collect()
+    }
 }
 
 /// Per projector with any: parked and failing events. One small query on the counts
 /// view (all the API role may read of failures), cheap enough for readiness probes.
 pub async fn counts(conn: impl sqlx::PgExecutor<'_>) -> Result<Vec<FailureCounts>, sqlx::Error> {
-    let rows = sqlx::query(
+    sqlx::query_as(
         "SELECT projector, parked_events, failing_events
            FROM projector_failure_counts ORDER BY projector",
     )
     .fetch_all(conn)
-    .await?;
-    rows.into_iter()
-        .map(|r| {
-            Ok(FailureCounts {
-                projector: r.try_get("projector")?,
-                parked_events: r.try_get("parked_events")?,
-                failing_events: r.try_get("failing_events")?,
-            })
-        })
-        .collect()
+    .await
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct FailureCounts {
     pub projector: String,
     pub parked_events: i64,

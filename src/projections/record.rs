@@ -2,8 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
-use sqlx::postgres::PgRow;
-use sqlx::{PgConnection, Row};
+use sqlx::PgConnection;
 use uuid::Uuid;
 
 use super::storable::storable_json;
@@ -55,28 +54,26 @@ impl EventRecord {
     /// A row of the catch-up query. `Err` only when the row itself cannot be read (the
     /// database answered something else than the query asks); an event whose metadata
     /// is not a JSON object is `Ok(Err(_))`: that event is unreadable, not the batch.
-    fn from_row(row: &PgRow) -> Result<Result<Self, Unreadable>, sqlx::Error> {
-        let transaction_id: String = row.try_get("xid")?;
-        let metadata: String = row.try_get("metadata")?;
-        let payload: String = row.try_get("payload")?;
+    fn from_row(row: LogRow) -> Result<Result<Self, Unreadable>, sqlx::Error> {
         let record = Self {
             position: CatchUpPosition {
-                transaction_id: transaction_id
+                transaction_id: row
+                    .xid
                     .parse()
                     .map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
-                global_position: row.try_get("global_position")?,
+                global_position: row.global_position,
             },
-            tenant_id: row.try_get("tenant_id")?,
-            aggregate_type: row.try_get("aggregate_type")?,
-            aggregate_id: row.try_get("aggregate_id")?,
-            sequence: row.try_get("sequence")?,
-            event_type: row.try_get("event_type")?,
-            event_version: row.try_get("event_version")?,
-            payload: storable_json(&payload).into_owned(),
+            tenant_id: row.tenant_id,
+            aggregate_type: row.aggregate_type,
+            aggregate_id: row.aggregate_id,
+            sequence: row.sequence,
+            event_type: row.event_type,
+            event_version: row.event_version,
+            payload: storable_json(&row.payload).into_owned(),
             metadata: Map::new(),
-            recorded_at: row.try_get("recorded_at")?,
+            recorded_at: row.recorded_at,
         };
-        Ok(match serde_json::from_str(&storable_json(&metadata)) {
+        Ok(match serde_json::from_str(&storable_json(&row.metadata)) {
             Ok(metadata) => Ok(Self { metadata, ..record }),
             Err(err) => Err(Unreadable {
                 event: record.reference(),
@@ -120,6 +117,23 @@ impl Batch {
     }
 }
 
+/// A row of `NEXT_BATCH_SQL` / `EVENT_AT_SQL`: the transaction id and the JSON columns
+/// as text (xid8 has no Rust type; the text is what the hash chain covered).
+#[derive(sqlx::FromRow)]
+struct LogRow {
+    xid: String,
+    global_position: i64,
+    tenant_id: Uuid,
+    aggregate_type: String,
+    aggregate_id: String,
+    sequence: i64,
+    event_type: String,
+    event_version: String,
+    payload: String,
+    metadata: String,
+    recorded_at: DateTime<Utc>,
+}
+
 /// The catch-up query. Public so a test can check its plan orders by the xid8 column.
 pub const NEXT_BATCH_SQL: &str = r#"
 SELECT transaction_id::text AS xid, global_position, tenant_id, aggregate_type,
@@ -139,13 +153,13 @@ pub async fn next_batch(
     after: CatchUpPosition,
     limit: i64,
 ) -> Result<Batch, sqlx::Error> {
-    let rows = sqlx::query(NEXT_BATCH_SQL)
+    let rows = sqlx::query_as(NEXT_BATCH_SQL)
         .bind(after.transaction_id.to_string())
         .bind(after.global_position)
         .bind(limit)
         .fetch_all(&mut *conn)
         .await?;
-    read_rows(conn, &rows).await
+    read_rows(conn, rows).await
 }
 
 /// Reads the one event at `position` (retrying a parked event); `None` if there is no
@@ -154,12 +168,12 @@ pub async fn read_event(
     conn: &mut PgConnection,
     position: CatchUpPosition,
 ) -> Result<Option<Result<EventRecord, Unreadable>>, sqlx::Error> {
-    let rows = sqlx::query(EVENT_AT_SQL)
+    let rows = sqlx::query_as(EVENT_AT_SQL)
         .bind(position.transaction_id.to_string())
         .bind(position.global_position)
         .fetch_all(&mut *conn)
         .await?;
-    let mut batch = read_rows(conn, &rows).await?;
+    let mut batch = read_rows(conn, rows).await?;
     Ok(match (batch.events.pop(), batch.unreadable) {
         (_, Some(unreadable)) => Some(Err(unreadable)),
         (Some(event), None) => Some(Ok(event)),
@@ -174,7 +188,7 @@ SELECT transaction_id::text AS xid, global_position, tenant_id, aggregate_type,
   FROM events
  WHERE transaction_id = $1::text::xid8 AND global_position = $2"#;
 
-async fn read_rows(conn: &mut PgConnection, rows: &[PgRow]) -> Result<Batch, sqlx::Error> {
+async fn read_rows(conn: &mut PgConnection, rows: Vec<LogRow>) -> Result<Batch, sqlx::Error> {
     let mut events = Vec::with_capacity(rows.len());
     let mut unreadable = None;
     for row in rows {

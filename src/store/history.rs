@@ -5,7 +5,7 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::Value;
-use sqlx::{PgPool, Row};
+use sqlx::PgPool;
 
 use super::metadata::keys;
 use crate::ids::TenantId;
@@ -50,7 +50,7 @@ pub async fn page(
     after: i64,
     limit: i64,
 ) -> Result<Vec<StoredEvent>, sqlx::Error> {
-    let rows = sqlx::query(
+    let rows: Vec<EventRow> = sqlx::query_as(
         r#"
 SELECT sequence, event_type, event_version, payload::text AS payload,
        metadata::text AS metadata, recorded_at
@@ -66,15 +66,25 @@ SELECT sequence, event_type, event_version, payload::text AS payload,
     .bind(limit)
     .fetch_all(pool)
     .await?;
-    rows.iter().map(stored_event).collect()
+    rows.into_iter().map(stored_event).collect()
 }
 
-fn stored_event(row: &sqlx::postgres::PgRow) -> Result<StoredEvent, sqlx::Error> {
-    let json = |column: &str| -> Result<Value, sqlx::Error> {
-        let text: String = row.try_get(column)?;
-        serde_json::from_str(&text).map_err(|e| sqlx::Error::Decode(Box::new(e)))
+/// An event row as `page` selects it (JSON columns as text).
+#[derive(sqlx::FromRow)]
+struct EventRow {
+    sequence: i64,
+    event_type: String,
+    event_version: String,
+    payload: String,
+    metadata: String,
+    recorded_at: DateTime<Utc>,
+}
+
+fn stored_event(row: EventRow) -> Result<StoredEvent, sqlx::Error> {
+    let json = |text: &str| -> Result<Value, sqlx::Error> {
+        serde_json::from_str(text).map_err(|e| sqlx::Error::Decode(Box::new(e)))
     };
-    let metadata = json("metadata")?;
+    let metadata = json(&row.metadata)?;
     let meta = |key: &str| {
         metadata
             .get(key)
@@ -82,17 +92,17 @@ fn stored_event(row: &sqlx::postgres::PgRow) -> Result<StoredEvent, sqlx::Error>
             .map(str::to_string)
     };
     Ok(StoredEvent {
-        sequence: row.try_get("sequence")?,
-        event_type: row.try_get("event_type")?,
-        event_version: row.try_get("event_version")?,
-        payload: json("payload")?,
+        sequence: row.sequence,
+        event_type: row.event_type,
+        event_version: row.event_version,
+        payload: json(&row.payload)?,
         metadata: EventMeta {
             actor: meta(keys::ACTOR),
             request_id: meta(keys::REQUEST_ID),
             correlation_id: meta(keys::CORRELATION_ID),
             causation_id: meta(keys::CAUSATION_ID),
         },
-        recorded_at: row.try_get("recorded_at")?,
+        recorded_at: row.recorded_at,
         prev_hash: meta(keys::PREV_HASH).unwrap_or_default(),
         hash: meta(keys::HASH).unwrap_or_default(),
     })

@@ -9,11 +9,10 @@ use super::accept::{Chunk, accept};
 use super::headers::{self, http_date, set};
 use super::{chunk, chunk_headers};
 use crate::aggregates::upload::{Upload, UploadCommand, UploadTarget};
-use crate::aggregates::user::Role;
 use crate::api::auth::{caller_metadata, store};
-use crate::api::files_manage::{load, require_change};
+use crate::api::files_manage::load_for_change;
 use crate::api::upload::check_quota;
-use crate::auth::TenantContext;
+use crate::auth::Writer;
 use crate::commands::execute;
 use crate::error::{AppError, ErrorBody};
 use crate::ids::FileId;
@@ -32,10 +31,9 @@ use crate::storage::Storage;
                (status = 412, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody)))]
 pub async fn create(
     State(state): State<AppState>,
-    ctx: TenantContext,
+    Writer(ctx): Writer,
     request: Request,
 ) -> Result<Response, AppError> {
-    ctx.require(&[Role::User, Role::Admin])?;
     let h = request.headers();
     headers::require_tus_resumable(h)?;
     let max = state.config.tus.max_size;
@@ -67,8 +65,7 @@ pub async fn create(
     let target = match metadata.file_id {
         Some(id) => {
             // A new version: the caller must see the file, may change it, and it is live.
-            let file = load(&state, &ctx, id).await?;
-            require_change(&ctx)?;
+            let file = load_for_change(&state, &ctx, id).await?;
             if file.deleted {
                 return Err(AppError::Validation(
                     "file is deleted; restore it first".into(),

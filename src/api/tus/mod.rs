@@ -26,7 +26,7 @@ use super::auth::{caller_metadata, store};
 use super::extract::ApiPath;
 use super::upload::check_quota;
 use crate::aggregates::upload::{CompletedAs, Upload, UploadCommand, UploadError, UploadStatus};
-use crate::auth::TenantContext;
+use crate::auth::{TenantContext, policy};
 use crate::commands::execute;
 use crate::error::{AppError, ErrorBody};
 use crate::ids::{TenantId, version_id};
@@ -242,12 +242,14 @@ async fn terminate_locked(
     Ok(())
 }
 
-/// The upload as its owner sees it; anyone else (other user, other tenant) gets 404.
+/// The upload as its owner sees it (`policy::owns_upload`); anyone else (other user,
+/// admins included, other tenant) gets 404.
 async fn owned(state: &AppState, ctx: &TenantContext, id: Uuid) -> Result<Upload, AppError> {
     let upload = load_state(state, ctx.tenant_id, id).await?;
-    match upload.owner_id {
-        Some(owner) if owner == ctx.user_id && upload.status != UploadStatus::Missing => Ok(upload),
-        _ => Err(AppError::NotFound("upload not found".into())),
+    if policy::owns_upload(ctx, upload.owner_id) && upload.status != UploadStatus::Missing {
+        Ok(upload)
+    } else {
+        Err(AppError::NotFound("upload not found".into()))
     }
 }
 

@@ -1,0 +1,246 @@
+//! Who may do what: every role and ownership rule of Chronicle, in one place. Handlers
+//! ask these functions (or take the role extractors of `roles.rs`, built on them); no
+//! handler compares roles or owners itself.
+//!
+//! | caller | files | history, audit log | accounts, jobs |
+//! |---|---|---|---|
+//! | `user` | reads and changes its own | — | its own sessions |
+//! | `admin` | reads and changes every file of the tenant | reads | manages users, invitations, jobs; revokes any session |
+//! | `auditor` | reads every file, changes none | reads | — |
+//!
+//! Two answers for a refusal: a resource the caller may not *read* is `404`, exactly
+//! like one that does not exist, so neither ids nor existence leak; a caller who may
+//! read it but not do what it asks gets `403` (it learns nothing new). Other tenants'
+//! resources are never reached at all: stores and queries are bound to the caller's
+//! tenant (`TenantContext`).
+
+use uuid::Uuid;
+
+use super::TenantContext;
+use crate::aggregates::Role;
+use crate::aggregates::file::File;
+use crate::error::AppError;
+use crate::ids::UserId;
+
+/// The answer to a file the caller may not read, whether or not it exists.
+pub fn file_not_found() -> AppError {
+    AppError::NotFound("file not found".into())
+}
+
+/// Admins manage the tenant: users' roles and bans, erasure, invitations, jobs.
+pub fn administers(caller: &TenantContext) -> bool {
+    caller.role == Role::Admin
+}
+
+/// Auditors and admins read the past: the audit log, its verification and export, a
+/// file's events, and (unlike owners) a purged file's history and time travel.
+pub fn reads_history(caller: &TenantContext) -> bool {
+    matches!(caller.role, Role::Auditor | Role::Admin)
+}
+
+/// Users and admins create content (uploads); auditors only read.
+pub fn writes(caller: &TenantContext) -> bool {
+    matches!(caller.role, Role::User | Role::Admin)
+}
+
+/// Whether the caller reads every file of the tenant, not only its own (listings,
+/// tag counts).
+pub fn reads_every_file(caller: &TenantContext) -> bool {
+    matches!(caller.role, Role::Admin | Role::Auditor)
+}
+
+/// Whether the caller may read a file owned by `owner` (a row of a read table).
+pub fn can_read_owned_by(caller: &TenantContext, owner: Uuid) -> bool {
+    reads_every_file(caller) || owner == caller.user_id.0
+}
+
+/// Whether the caller may read `file` as the log has it: it exists, is not purged, and
+/// its owner's files are readable to the caller.
+pub fn can_read(caller: &TenantContext, file: &File) -> bool {
+    file.exists && !file.purged && owner_readable(caller, file)
+}
+
+/// Whether the caller may change `file` (rename, tag, delete, restore, upload a
+/// version): `404` unless it may read it, `403` for auditors.
+pub fn can_change(caller: &TenantContext, file: &File) -> Result<(), AppError> {
+    if !can_read(caller, file) {
+        return Err(file_not_found());
+    }
+    changes_files(caller)
+}
+
+/// Whether the caller may purge `file`: the rule of `can_change`, except that a file
+/// already purged stays within reach of those who could purge it (a retried purge
+/// answers as the first did).
+pub fn can_purge(caller: &TenantContext, file: &File) -> Result<(), AppError> {
+    if !(file.exists && owner_readable(caller, file)) {
+        return Err(file_not_found());
+    }
+    changes_files(caller)
+}
+
+/// The bytes exactly as uploaded (metadata included) go to the file's owner or an
+/// admin; an auditor, who reads the file, gets `403`.
+pub fn can_download_original(caller: &TenantContext, file: &File) -> Result<(), AppError> {
+    if file.owner_id == Some(caller.user_id) || administers(caller) {
+        Ok(())
+    } else {
+        Err(AppError::Forbidden(
+            "only the file's owner or an admin may download the original".into(),
+        ))
+    }
+}
+
+/// Whether a version of file `file` may name the earlier version it duplicates, in
+/// file `original` (owned by `original_owner`, `None` if unknown). Another file is
+/// named only to a caller who may read it: to anyone else its id would prove that
+/// someone holds these exact bytes.
+pub fn can_see_duplicate_of(
+    caller: &TenantContext,
+    file: Uuid,
+    original: Uuid,
+    original_owner: Option<Uuid>,
+    original_purged: bool,
+) -> bool {
+    original == file
+        || (!original_purged && original_owner.is_some_and(|o| can_read_owned_by(caller, o)))
+}
+
+/// Sessions: one's own, and an admin any of the tenant's. Anything else is `404`.
+pub fn can_revoke_session(caller: &TenantContext, started_by: Option<UserId>) -> bool {
+    started_by == Some(caller.user_id) || administers(caller)
+}
+
+/// A resumable upload belongs to the user who started it, admins included: nobody
+/// else may resume, inspect or terminate it (`404`).
+pub fn owns_upload(caller: &TenantContext, started_by: Option<UserId>) -> bool {
+    started_by == Some(caller.user_id)
+}
+
+fn owner_readable(caller: &TenantContext, file: &File) -> bool {
+    file.owner_id
+        .is_some_and(|owner| can_read_owned_by(caller, owner.0))
+}
+
+/// A caller who can read files but may not change them gets 403: nothing new leaks.
+fn changes_files(caller: &TenantContext) -> Result<(), AppError> {
+    if caller.role == Role::Auditor {
+        return Err(AppError::Forbidden(
+            "auditors may read files but not change them".into(),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::TenantId;
+
+    fn caller(role: Role) -> TenantContext {
+        TenantContext {
+            tenant_id: TenantId(Uuid::now_v7()),
+            user_id: UserId(Uuid::now_v7()),
+            role,
+            session_id: Uuid::now_v7(),
+        }
+    }
+
+    fn file_of(owner: UserId) -> File {
+        File {
+            exists: true,
+            owner_id: Some(owner),
+            ..File::default()
+        }
+    }
+
+    fn status(result: Result<(), AppError>) -> u16 {
+        match result {
+            Ok(()) => 200,
+            Err(AppError::NotFound(_)) => 404,
+            Err(AppError::Forbidden(_)) => 403,
+            Err(other) => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn files_read_and_change_by_role_and_owner() {
+        let owner = caller(Role::User);
+        let file = file_of(owner.user_id);
+        // (caller, may read, change answer, original answer)
+        let cases = [
+            (owner, true, 200, 200),
+            (caller(Role::User), false, 404, 403),
+            (caller(Role::Admin), true, 200, 200),
+            (caller(Role::Auditor), true, 403, 403),
+        ];
+        for (who, read, change, original) in cases {
+            assert_eq!(can_read(&who, &file), read, "{:?} reads", who.role);
+            assert_eq!(status(can_change(&who, &file)), change, "{:?}", who.role);
+            assert_eq!(status(can_purge(&who, &file)), change, "{:?}", who.role);
+            assert_eq!(
+                status(can_download_original(&who, &file)),
+                original,
+                "{:?}",
+                who.role
+            );
+        }
+    }
+
+    #[test]
+    fn a_purged_file_is_unreadable_but_its_purge_can_be_repeated() {
+        let owner = caller(Role::User);
+        let file = File {
+            purged: true,
+            ..file_of(owner.user_id)
+        };
+        assert!(!can_read(&owner, &file));
+        assert_eq!(status(can_change(&owner, &file)), 404);
+        assert_eq!(status(can_purge(&owner, &file)), 200);
+        assert_eq!(status(can_purge(&caller(Role::User), &file)), 404);
+        let missing = File::default();
+        assert_eq!(status(can_purge(&caller(Role::Admin), &missing)), 404);
+    }
+
+    #[test]
+    fn roles_only_rules() {
+        let user = caller(Role::User);
+        let admin = caller(Role::Admin);
+        let auditor = caller(Role::Auditor);
+        assert!(administers(&admin) && !administers(&user) && !administers(&auditor));
+        assert!(reads_history(&admin) && reads_history(&auditor) && !reads_history(&user));
+        assert!(writes(&user) && writes(&admin) && !writes(&auditor));
+        assert!(reads_every_file(&admin) && reads_every_file(&auditor));
+        assert!(!reads_every_file(&user));
+    }
+
+    #[test]
+    fn sessions_uploads_and_duplicates() {
+        let user = caller(Role::User);
+        let other = caller(Role::User);
+        let admin = caller(Role::Admin);
+        assert!(can_revoke_session(&user, Some(user.user_id)));
+        assert!(!can_revoke_session(&user, Some(other.user_id)));
+        assert!(can_revoke_session(&admin, Some(other.user_id)));
+        assert!(owns_upload(&user, Some(user.user_id)));
+        assert!(
+            !owns_upload(&admin, Some(user.user_id)),
+            "admins too get 404"
+        );
+        assert!(!owns_upload(&user, None));
+
+        let (file, original) = (Uuid::now_v7(), Uuid::now_v7());
+        let theirs = Some(other.user_id.0);
+        assert!(can_see_duplicate_of(&user, file, file, theirs, true));
+        assert!(!can_see_duplicate_of(&user, file, original, theirs, false));
+        assert!(can_see_duplicate_of(&admin, file, original, theirs, false));
+        assert!(!can_see_duplicate_of(&admin, file, original, theirs, true));
+        assert!(can_see_duplicate_of(
+            &user,
+            file,
+            original,
+            Some(user.user_id.0),
+            false
+        ));
+    }
+}

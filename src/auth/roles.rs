@@ -1,0 +1,66 @@
+//! Role-only routes say so in the handler's signature: a handler that takes `Admin`
+//! runs for admins only, one that takes `AuditorOrAdmin` for readers of history, one
+//! that takes `Writer` for roles that create content. Each is a `TenantContext` (the
+//! verified, live caller) that also passed its rule in `policy.rs`; anyone else gets
+//! `403 forbidden` in the one error shape, after the same `401`s as any authenticated
+//! route.
+
+use std::ops::Deref;
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+
+use super::{TenantContext, policy};
+use crate::error::AppError;
+use crate::state::AppState;
+
+fn role_refused() -> AppError {
+    AppError::Forbidden("your role does not allow this action".into())
+}
+
+macro_rules! role_extractor {
+    ($(#[$doc:meta])* $name:ident, $rule:path) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy)]
+        pub struct $name(pub TenantContext);
+
+        impl Deref for $name {
+            type Target = TenantContext;
+            fn deref(&self) -> &TenantContext {
+                &self.0
+            }
+        }
+
+        impl FromRequestParts<AppState> for $name {
+            type Rejection = AppError;
+
+            async fn from_request_parts(
+                parts: &mut Parts,
+                state: &AppState,
+            ) -> Result<Self, AppError> {
+                let caller = TenantContext::from_request_parts(parts, state).await?;
+                if $rule(&caller) {
+                    Ok(Self(caller))
+                } else {
+                    Err(role_refused())
+                }
+            }
+        }
+    };
+}
+
+role_extractor!(
+    /// An admin of the tenant (`policy::administers`).
+    Admin,
+    policy::administers
+);
+role_extractor!(
+    /// An auditor or admin: a reader of history (`policy::reads_history`).
+    AuditorOrAdmin,
+    policy::reads_history
+);
+role_extractor!(
+    /// A user or admin: a role that creates content (`policy::writes`).
+    Writer,
+    policy::writes
+);
