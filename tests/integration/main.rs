@@ -6,6 +6,7 @@ mod analyst;
 mod analyst_fixture;
 mod analyst_views;
 mod audit_api;
+mod audit_fixture;
 mod audit_verify;
 mod bad_input;
 mod bench_upload;
