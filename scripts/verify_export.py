@@ -128,13 +128,14 @@ def main():
             counter = c["counter"]
         elif counter:
             bad(where, "checkpoint_chain_broken: a legacy checkpoint after the chain began")
-        if (c["format"] == 2 or c["covering"]) and not verifies(
-                checkpoint_keys, c["signature"], bytes.fromhex(c["digest"])):
+        signed = verifies(checkpoint_keys, c["signature"], bytes.fromhex(c["digest"]))
+        if (c["format"] == 2 or c["covering"]) and not signed:
             bad(where, "checkpoint_signature_invalid")
         if c["covering"]:
-            covering = c
-            if checkpoint_digest(c, tenant, heads) != c["digest"]:
+            digest_ok = checkpoint_digest(c, tenant, heads) == c["digest"]
+            if not digest_ok:
                 bad(where, "checkpoint_digest_mismatch")
+            covering = c if signed and digest_ok else None  # else it vouches for nothing
         prev = c["digest"]
     for pinned in args.trusted_digest:
         if pinned not in {c["digest"] for c in checkpoints}:
@@ -203,7 +204,7 @@ def main():
     print(f"{len(events)} events in {len(streams)} streams, {len(checkpoints)} checkpoints; "
           f"range {'complete' if complete else 'partial'}; "
           f"{unprotected} events after the covering checkpoint"
-          + ("" if covering else " (there is none)"))
+          + ("" if covering else " (no trusted covering checkpoint)"))
     for p in problems:
         print("BROKEN", p)
     sys.exit(1 if problems else 0)

@@ -1,7 +1,7 @@
 //! `chronicle audit …`: the auditor's command-line tools — verify the chains, signatures
 //! and checkpoints, take a checkpoint now, print the public keys, export NDJSON, and
 //! print one file's history readably. Exit codes: 0 fine, 1 the log is broken (verify),
-//! a checkpoint was refused (checkpoint) or the file does not exist (history), 2 bad
+//! something was left unsigned (checkpoint) or the file does not exist (history), 2 bad
 //! usage or configuration.
 
 use std::io::Write;
@@ -162,15 +162,22 @@ pub async fn run(command: AuditCommand, config: &Config) -> anyhow::Result<ExitC
             let round = take_all(&pool, &checkpointer).await?;
             for c in &round.taken {
                 println!(
-                    "checkpoint {} tenant {} (#{}): {} streams ({} changed, {} refused), digest {}",
-                    c.id, c.tenant_id, c.counter, c.streams, c.changed, c.refused, c.digest
+                    "checkpoint {} tenant {} (#{}): {} streams ({} changed), digest {}",
+                    c.id, c.tenant_id, c.counter, c.streams, c.changed, c.digest
                 );
             }
             for (tenant, why) in &round.refused {
                 println!("REFUSED tenant {tenant}: {why}");
             }
-            let refused = round.taken.iter().any(|c| c.refused > 0) || !round.refused.is_empty();
-            Ok(if refused {
+            for (tenant, streams) in &round.unsigned {
+                println!(
+                    "NOT SIGNED tenant {tenant}: new events of {} streams do not verify or \
+                     no trusted key signed them (first {}); run `chronicle audit verify`",
+                    streams.len(),
+                    streams[0]
+                );
+            }
+            Ok(if !round.refused.is_empty() || !round.unsigned.is_empty() {
                 ExitCode::FAILURE
             } else {
                 ExitCode::SUCCESS

@@ -209,15 +209,15 @@ impl Walk {
         }
         // Every chained checkpoint's signature is checked here; a legacy one only when
         // it is the newest (in `check_all`).
-        if c.link().is_some() {
-            if let Some((expected, found)) = c.signature_problem(keys) {
-                breaks.push(checkpoint_break(
-                    c,
-                    BreakKind::CheckpointSignatureInvalid,
-                    expected,
-                    found,
-                ));
-            }
+        if c.link().is_some()
+            && let Some((expected, found)) = c.signature_problem(keys)
+        {
+            breaks.push(checkpoint_break(
+                c,
+                BreakKind::CheckpointSignatureInvalid,
+                expected,
+                found,
+            ));
         }
     }
 }

@@ -62,17 +62,17 @@ pub struct CheckpointTaken {
     /// Streams whose previously signed head was kept: the log contradicts it, or what
     /// follows it does not verify.
     pub withheld: usize,
-    /// Streams with new events that were not signed (broken or unvouched).
-    pub refused: usize,
     pub digest: String,
 }
 
-/// One round: the checkpoints taken, and the tenants refused because their newest
-/// checkpoint does not verify (with the reason).
+/// One round: the checkpoints taken; the tenants refused because their newest
+/// checkpoint does not verify (with the reason); and per tenant the streams whose new
+/// events were not signed because they do not verify or no trusted key signed them.
 #[derive(Debug, Default)]
 pub struct Round {
     pub taken: Vec<CheckpointTaken>,
     pub refused: Vec<(Uuid, String)>,
+    pub unsigned: Vec<(Uuid, Vec<String>)>,
 }
 
 /// Takes a checkpoint of every tenant whose heads moved since its previous one, all
@@ -93,8 +93,12 @@ pub async fn take_all(pool: &PgPool, c: &Checkpointer) -> anyhow::Result<Round> 
     }
     for tenant in tenants(&mut tx).await? {
         match take(&mut tx, tenant, c).await? {
-            Ok(Some(taken)) => round.taken.push(taken),
-            Ok(None) => {}
+            Ok((taken, unsigned)) => {
+                round.taken.extend(taken);
+                if !unsigned.is_empty() {
+                    round.unsigned.push((tenant, unsigned));
+                }
+            }
             Err(why) => {
                 tracing::error!(tenant = %tenant, reason = %why,
                     "not taking a checkpoint: the newest one does not verify — run `chronicle audit verify`");
@@ -122,13 +126,17 @@ SELECT id FROM t WHERE id IS NOT NULL"#,
     .await
 }
 
-/// One tenant's checkpoint inside the caller's snapshot: `Ok(None)` when no head
-/// moved, the inner `Err` when the newest checkpoint does not verify.
+/// What one tenant's round did: the checkpoint (`None` when no head moved) and the
+/// streams whose new events were not signed.
+type Outcome = (Option<CheckpointTaken>, Vec<String>);
+
+/// One tenant's checkpoint inside the caller's snapshot; the inner `Err` when the
+/// newest checkpoint does not verify.
 async fn take(
     conn: &mut PgConnection,
     tenant: Uuid,
     c: &Checkpointer,
-) -> anyhow::Result<Result<Option<CheckpointTaken>, String>> {
+) -> anyhow::Result<Result<Outcome, String>> {
     let previous_row = newest(conn, tenant).await?;
     let previous = match &previous_row {
         Some(row) => {
@@ -206,7 +214,7 @@ async fn take(
         );
     }
     if merged.changed.is_empty() {
-        return Ok(Ok(None));
+        return Ok(Ok((None, vetted.refused)));
     }
     let link = ChainLink {
         counter: previous_row.as_ref().and_then(|p| p.counter).unwrap_or(0) + 1,
@@ -214,16 +222,16 @@ async fn take(
     };
     let changed: Vec<&Head> = merged.changed.iter().map(|i| &merged.heads[*i]).collect();
     let (id, digest_hex) = insert(conn, tenant, &c.key, link, &merged.heads, &changed).await?;
-    Ok(Ok(Some(CheckpointTaken {
+    let taken = CheckpointTaken {
         id,
         tenant_id: tenant,
         counter: link.counter,
         streams: merged.heads.len(),
         changed: changed.len(),
         withheld: merged.withheld,
-        refused: vetted.refused.len(),
         digest: digest_hex,
-    })))
+    };
+    Ok(Ok((Some(taken), vetted.refused)))
 }
 
 fn key(h: &Head) -> (&[u8], &[u8]) {

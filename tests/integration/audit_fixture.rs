@@ -113,6 +113,12 @@ pub async fn tamper(db: &TestDb, sql: &str, id: &str) {
 /// `chronicle …` as a separate process with the example keys configured; returns
 /// (exit code, stdout and stderr).
 pub fn chronicle(db: &TestDb, args: &[&str]) -> (i32, String) {
+    let (code, stdout, stderr) = chronicle_output(db, args);
+    (code, format!("{stdout}\n{stderr}"))
+}
+
+/// `chronicle …` as above; (exit code, stdout, stderr).
+pub fn chronicle_output(db: &TestDb, args: &[&str]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_chronicle"))
         .args(args)
         .env("DATABASE_URL", &db.url)
@@ -121,10 +127,9 @@ pub fn chronicle(db: &TestDb, args: &[&str]) -> (i32, String) {
         .env("RUST_LOG", "warn")
         .output()
         .expect("the chronicle binary runs");
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&out.stderr);
     (
         out.status.code().unwrap_or(-1),
-        format!("{stdout}\n{stderr}"),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
