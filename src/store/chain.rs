@@ -19,13 +19,25 @@ use super::trust::check_event_signature;
 use super::verify::BreakKind;
 
 /// The `events` columns a chain check reads: `SELECT {CHAIN_COLUMNS} FROM events …`.
+/// `metadata` is read as text and parsed once here: the column is `json`, which
+/// Postgres would re-parse for every `->>`.
 pub const CHAIN_COLUMNS: &str = "tenant_id::text AS tenant_id, aggregate_type, aggregate_id, \
     sequence, event_type, event_version, recorded_at, payload::text AS payload, \
-    metadata->>'prev_hash' AS prev_hash, metadata->>'hash' AS hash, \
-    metadata->>'hash_version' AS hash_version, metadata->>'actor' AS actor, \
-    metadata->>'request_id' AS request_id, metadata->>'correlation_id' AS correlation_id, \
-    metadata->>'causation_id' AS causation_id, metadata->>'signature_key' AS signature_key, \
-    metadata->>'signature' AS signature";
+    metadata::text AS metadata";
+
+/// The metadata fields a chain check needs (others are ignored).
+#[derive(Debug, Default, serde::Deserialize)]
+struct ChainMetadata {
+    prev_hash: Option<String>,
+    hash: Option<String>,
+    hash_version: Option<String>,
+    actor: Option<String>,
+    request_id: Option<String>,
+    correlation_id: Option<String>,
+    causation_id: Option<String>,
+    signature_key: Option<String>,
+    signature: Option<String>,
+}
 
 /// Signed events remembered per stream while reading it, newest last. Verify checks
 /// the newest signature first and goes back only while signatures fail, so a few are
@@ -57,9 +69,10 @@ pub struct ChainRow {
 
 impl ChainRow {
     pub fn read(row: &PgRow) -> Result<Self, sqlx::Error> {
-        let text = |name: &str| -> Result<String, sqlx::Error> {
-            Ok(row.try_get::<Option<String>, _>(name)?.unwrap_or_default())
-        };
+        let metadata: String = row.try_get("metadata")?;
+        // Metadata that is not an object of string fields (say, a duplicate key) leaves
+        // every field empty: the hash check then reports the event.
+        let m: ChainMetadata = serde_json::from_str(&metadata).unwrap_or_default();
         Ok(Self {
             tenant_id: row.try_get("tenant_id")?,
             aggregate_type: row.try_get("aggregate_type")?,
@@ -69,15 +82,15 @@ impl ChainRow {
             event_version: row.try_get("event_version")?,
             recorded_at: row.try_get("recorded_at")?,
             payload: row.try_get("payload")?,
-            prev_hash: text("prev_hash")?,
-            hash: text("hash")?,
-            hash_version: row.try_get("hash_version")?,
-            actor: text("actor")?,
-            request_id: text("request_id")?,
-            correlation_id: text("correlation_id")?,
-            causation_id: text("causation_id")?,
-            signature_key: row.try_get("signature_key")?,
-            signature: row.try_get("signature")?,
+            prev_hash: m.prev_hash.unwrap_or_default(),
+            hash: m.hash.unwrap_or_default(),
+            hash_version: m.hash_version,
+            actor: m.actor.unwrap_or_default(),
+            request_id: m.request_id.unwrap_or_default(),
+            correlation_id: m.correlation_id.unwrap_or_default(),
+            causation_id: m.causation_id.unwrap_or_default(),
+            signature_key: m.signature_key,
+            signature: m.signature,
         })
     }
 
