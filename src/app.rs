@@ -78,7 +78,9 @@ impl App {
         let shutdown = CancellationToken::new();
         let state = AppState {
             config: config.clone(),
-            events: EventLog::new(app_pool.clone()).with_counter(metrics.events_appended.clone()),
+            events: EventLog::new(app_pool.clone())
+                .with_counter(metrics.events_appended.clone())
+                .signed_by(config.event_signing.key.clone()),
             db: app_pool,
             redis,
             redis_conn: redis_conn.clone(),
@@ -135,9 +137,9 @@ impl App {
                 uploads: config.tus.clone(),
             });
             tasks.extend(worker.spawn(shutdown.clone()));
-            tasks.push(tokio::spawn(crate::store::checkpoint::run_periodically(
+            tasks.push(tokio::spawn(crate::store::checkpointer::run_periodically(
                 worker_pool.clone(),
-                config.checkpoints.key.clone(),
+                crate::store::checkpointer::Checkpointer::from_config(&config),
                 config.checkpoints.every,
                 shutdown.clone(),
             )));

@@ -1,7 +1,8 @@
-//! `chronicle audit …`: the auditor's command-line tools — verify the chains and
-//! checkpoints, take a checkpoint now, print the checkpoint public key, export NDJSON,
-//! and print one file's history readably. Exit codes: 0 fine, 1 the log is broken
-//! (verify) or the file does not exist (history), 2 bad usage or configuration.
+//! `chronicle audit …`: the auditor's command-line tools — verify the chains, signatures
+//! and checkpoints, take a checkpoint now, print the public keys, export NDJSON, and
+//! print one file's history readably. Exit codes: 0 fine, 1 the log is broken (verify),
+//! something was left unsigned (checkpoint) or the file does not exist (history), 2 bad
+//! usage or configuration.
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -15,25 +16,43 @@ use crate::aggregates::file::File;
 use crate::config::Config;
 use crate::db::{self, DbRole};
 use crate::ids::TenantId;
+use crate::store::checkpointer::{Checkpointer, take_all};
 use crate::store::export::{ExportFilter, ndjson};
 use crate::store::history::{self, StoreEventLine, StreamRef};
+use crate::store::trust::Trust;
 use crate::store::verify::{VerifyReport, verify_log};
-use crate::store::{ChronicleStore, EventLog, checkpoint};
+use crate::store::{ChronicleStore, EventLog};
 
 #[derive(Subcommand)]
 pub enum AuditCommand {
-    /// Recompute every stream's hash chain and check the newest signed checkpoint of
-    /// each tenant; exit 1 on any break.
+    /// Recompute every stream's hash chain, check who signed it and each tenant's
+    /// checkpoint chain, and report the unprotected window; exit 1 on any break.
     Verify {
         /// Only this tenant.
         #[arg(long)]
         tenant: Option<Uuid>,
+        /// Trust only the public keys in this file (`chronicle audit keys` writes one)
+        /// instead of the configured ones.
+        #[arg(long)]
+        keys: Option<std::path::PathBuf>,
+        /// The digest of a checkpoint recorded at an earlier audit: exit 1 if it is no
+        /// longer in its tenant's checkpoint chain (a rollback). Repeatable.
+        #[arg(long = "trusted-digest")]
+        trusted_digests: Vec<String>,
     },
     /// Record a signed checkpoint of every tenant's chain heads now (the worker does
     /// this every CHECKPOINT_EVERY_SECS).
-    Checkpoint,
+    Checkpoint {
+        /// Also sign chains no trusted event key signed: once, after upgrading, to
+        /// adopt the events written before Chronicle signed its commits.
+        #[arg(long)]
+        adopt_unsigned: bool,
+    },
     /// Print the checkpoint public key (base64 of 32 bytes) for auditors.
     PublicKey,
+    /// Print the trusted public keys (event and checkpoint) as the keys file that
+    /// `verify --keys` and scripts/verify_export.py read.
+    Keys,
     /// Write a tenant's events to stdout as NDJSON (one event per line, append order).
     Export {
         #[arg(long)]
@@ -76,21 +95,61 @@ pub async fn run(command: AuditCommand, config: &Config) -> anyhow::Result<ExitC
             println!("{}", config.checkpoints.key.public_base64());
             Ok(ExitCode::SUCCESS)
         }
-        AuditCommand::Verify { tenant } => {
-            let pool = open(config).await?;
-            let checkpoints = &config.checkpoints;
-            if checkpoints.key_generated {
+        AuditCommand::Verify {
+            tenant,
+            keys,
+            trusted_digests,
+        } => {
+            let mut trust = match &keys {
+                Some(path) => match std::fs::read_to_string(path)
+                    .map_err(|e| e.to_string())
+                    .and_then(|text| Trust::from_keys_file(&text))
+                {
+                    Ok(trust) => trust,
+                    Err(why) => {
+                        eprintln!("--keys {}: {why}", path.display());
+                        return Ok(ExitCode::from(2));
+                    }
+                },
+                None => Trust::from_config(config),
+            };
+            if let Some(bad) = trusted_digests
+                .iter()
+                .find(|d| !crate::store::trust::is_digest(d))
+            {
+                eprintln!("--trusted-digest {bad:?}: expected 64 lowercase hex characters");
+                return Ok(ExitCode::from(2));
+            }
+            trust.pinned_digests = trusted_digests;
+            if trust.checkpoint_keys.is_none() {
                 eprintln!(
                     "warning: CHECKPOINT_SIGNING_KEY is not set; checkpoint signatures are \
                      checked against the key stored with each checkpoint only"
                 );
             }
-            let trusted = (!checkpoints.key_generated).then(|| checkpoints.key.verifying());
-            let report = verify_log(&pool, tenant.map(TenantId), trusted.as_ref()).await?;
+            if trust.event_keys.is_none() {
+                eprintln!(
+                    "warning: EVENT_SIGNING_KEY is not set; who wrote each event is not checked"
+                );
+            }
+            let pool = open(config).await?;
+            let report = verify_log(&pool, tenant.map(TenantId), &trust).await?;
             print_report(&report);
             Ok(verify_exit_code(&report))
         }
-        AuditCommand::Checkpoint => {
+        AuditCommand::Keys => {
+            let trust = Trust::from_config(config);
+            if trust.event_keys.is_none() || trust.checkpoint_keys.is_none() {
+                eprintln!(
+                    "EVENT_SIGNING_KEY and CHECKPOINT_SIGNING_KEY must be set: a generated key \
+                     is trusted by nobody"
+                );
+                return Ok(ExitCode::from(2));
+            }
+            println!("{}", serde_json::to_string_pretty(&trust.keys_file())?);
+            Ok(ExitCode::SUCCESS)
+        }
+        AuditCommand::Checkpoint { adopt_unsigned } => {
             if config.checkpoints.key_generated {
                 eprintln!(
                     "CHECKPOINT_SIGNING_KEY is not set: a checkpoint signed by a throwaway key proves nothing"
@@ -98,13 +157,31 @@ pub async fn run(command: AuditCommand, config: &Config) -> anyhow::Result<ExitC
                 return Ok(ExitCode::from(2));
             }
             let pool = open(config).await?;
-            for c in checkpoint::take_all(&pool, &config.checkpoints.key).await? {
+            let mut checkpointer = Checkpointer::from_config(config);
+            checkpointer.adopt_unsigned = adopt_unsigned;
+            let round = take_all(&pool, &checkpointer).await?;
+            for c in &round.taken {
                 println!(
-                    "checkpoint {} tenant {}: {} streams ({} changed), digest {}",
-                    c.id, c.tenant_id, c.streams, c.changed, c.digest
+                    "checkpoint {} tenant {} (#{}): {} streams ({} changed), digest {}",
+                    c.id, c.tenant_id, c.counter, c.streams, c.changed, c.digest
                 );
             }
-            Ok(ExitCode::SUCCESS)
+            for (tenant, why) in &round.refused {
+                println!("REFUSED tenant {tenant}: {why}");
+            }
+            for (tenant, streams) in &round.unsigned {
+                println!(
+                    "NOT SIGNED tenant {tenant}: new events of {} streams do not verify or \
+                     no trusted key signed them (first {}); run `chronicle audit verify`",
+                    streams.len(),
+                    streams[0]
+                );
+            }
+            Ok(if !round.refused.is_empty() || !round.unsigned.is_empty() {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            })
         }
         AuditCommand::Export {
             tenant,
@@ -145,18 +222,39 @@ fn print_report(report: &VerifyReport) {
     );
     for c in &report.checkpoints {
         println!(
-            "checkpoint {} of tenant {} taken {}: {} streams, digest {}",
-            c.id, c.tenant_id, c.taken_at, c.streams, c.digest
+            "checkpoint {} of tenant {} (#{}) taken {}: {} streams, digest {}",
+            c.id,
+            c.tenant_id,
+            c.counter.map_or("legacy".to_string(), |n| n.to_string()),
+            c.taken_at,
+            c.streams,
+            c.digest
+        );
+    }
+    for u in &report.unprotected {
+        let since = match (&u.checkpoint_id, &u.checkpoint_taken_at) {
+            (Some(id), Some(at)) => format!("after checkpoint {id} ({at})"),
+            _ => "no checkpoint yet".to_string(),
+        };
+        println!(
+            "unprotected {}: {} events in {} streams ({} new) {since}{}",
+            u.tenant_id,
+            u.events,
+            u.streams,
+            u.new_streams,
+            u.oldest_recorded_at
+                .as_ref()
+                .map_or(String::new(), |at| format!(", oldest recorded {at}"))
         );
     }
     for b in &report.breaks {
         println!(
-            "BROKEN {} {}/{} at sequence {}: {:?} (expected {}, found {})",
+            "BROKEN {} {}/{} at sequence {}: {} (expected {}, found {})",
             b.tenant_id,
             b.aggregate_type,
             b.aggregate_id,
             b.sequence,
-            b.problem,
+            b.problem.as_str(),
             b.expected,
             b.found
         );

@@ -137,6 +137,12 @@ async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
                      key for this process only; auditors cannot check them"
                 );
             }
+            if config.event_signing.key_generated {
+                tracing::warn!(
+                    "EVENT_SIGNING_KEY is not set: commits are signed with a random key for \
+                     this process only; verify cannot tell who wrote an event"
+                );
+            }
             if config.environment != Environment::Production && config.frontend_url.is_none() {
                 tracing::info!("FRONTEND_URL is not set: no cross-origin requests are allowed");
             }

@@ -20,6 +20,7 @@ use crate::auth::AuditorOrAdmin;
 use crate::error::{AppError, ErrorBody};
 use crate::state::AppState;
 use crate::store::export::{ExportFilter, ndjson};
+use crate::store::trust::{Trust, is_digest};
 use crate::store::verify::{VerifyReport, verify_log};
 
 /// Longest accepted text filter; longer values can match nothing.
@@ -215,17 +216,38 @@ pub struct VerifyAnswer {
     pub report: VerifyReport,
 }
 
-/// Recomputes every hash chain of the caller's tenant and checks its newest signed
-/// checkpoint (docs/audit.md). 200 either way; `intact` says whether anything broke.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct VerifyParams {
+    /// The digest of a checkpoint recorded at an earlier audit (64 lowercase hex): the
+    /// report has a `checkpoint_rollback` break when it is no longer in the chain.
+    #[param(pattern = "^[0-9a-f]{64}$")]
+    pub trusted_digest: Option<String>,
+}
+
+/// Recomputes every hash chain of the caller's tenant, checks who signed it, its
+/// checkpoint chain and the newest checkpoint against the log, and reports the
+/// unprotected window (docs/audit.md). 200 either way; `intact` says whether anything
+/// broke.
 #[utoipa::path(get, path = "/v1/audit/verify", tag = "audit", security(("bearer" = [])),
-    responses((status = 200, description = "the verify report"), (status = 403, body = ErrorBody)))]
+    params(VerifyParams),
+    responses((status = 200, description = "the verify report"), (status = 400, body = ErrorBody),
+               (status = 403, body = ErrorBody)))]
 pub async fn verify(
     State(state): State<AppState>,
     AuditorOrAdmin(ctx): AuditorOrAdmin,
+    ApiQuery(p): ApiQuery<VerifyParams>,
 ) -> Result<Json<VerifyAnswer>, AppError> {
-    let checkpoints = &state.config.checkpoints;
-    let trusted = (!checkpoints.key_generated).then(|| checkpoints.key.verifying());
-    let report = verify_log(&state.db, Some(ctx.tenant_id), trusted.as_ref()).await?;
+    let mut trust = Trust::from_config(&state.config);
+    if let Some(digest) = p.trusted_digest {
+        if !is_digest(&digest) {
+            return Err(AppError::BadRequest(
+                "trusted_digest must be 64 lowercase hex characters".into(),
+            ));
+        }
+        trust.pinned_digests.push(digest);
+    }
+    let report = verify_log(&state.db, Some(ctx.tenant_id), &trust).await?;
     Ok(Json(VerifyAnswer {
         intact: report.is_intact(),
         report,

@@ -1,5 +1,6 @@
 //! `chronicle bench audit`: seeds one tenant with N events (default 1,000,000) with valid
-//! hash chains — computed here and COPYed in, much faster than appending through the
+//! hash chains (version 2) and one signature per event, as one command per event would
+//! write them — computed here and COPYed in, much faster than appending through the
 //! store — then measures the NDJSON export (events/s, and resident memory while it
 //! runs: it must stay flat), taking a signed checkpoint, and `audit verify` (events/s).
 
@@ -8,12 +9,14 @@ use std::time::Instant;
 use futures::StreamExt;
 
 use super::store::{Row, fresh_database};
-use crate::config::CheckpointKey;
+use crate::config::{CheckpointKey, EventSigningKey};
 use crate::db::{self, DbRole};
 use crate::ids::TenantId;
-use crate::store::checkpoint::take_all;
+use crate::store::checkpoint::timestamp_text;
+use crate::store::checkpointer::{Checkpointer, take_all};
 use crate::store::export::{ExportFilter, ndjson};
-use crate::store::hash::{GENESIS_HASH, HashInput, event_hash};
+use crate::store::hash::{Attribution, GENESIS_HASH, HashInput, event_hash_v2};
+use crate::store::trust::Trust;
 use crate::store::verify::verify_log;
 
 /// Events per stream: files with long histories, as an audit export meets them.
@@ -28,8 +31,9 @@ pub async fn run(server_url: &str, events: u64) -> anyhow::Result<Vec<Row>> {
     let tenant = TenantId::new();
     let mut rows = Vec::new();
 
+    let signer = EventSigningKey::new("bench", rand::random());
     let started = Instant::now();
-    seed(&url, tenant, events).await?;
+    seed(&url, tenant, events, &signer).await?;
     rows.push(rate("seed (hash in Rust + COPY)", events, started));
 
     // Peak RSS from here on only: writing 5 to clear_refs resets VmHWM (Linux).
@@ -54,7 +58,12 @@ pub async fn run(server_url: &str, events: u64) -> anyhow::Result<Vec<Row>> {
             next_sample += events / 10;
         }
     }
-    anyhow::ensure!(lines == events, "exported {lines} of {events} events");
+    // The header and the end line frame the events (no checkpoint exists yet).
+    anyhow::ensure!(
+        lines == events + 2,
+        "exported {} of {events} events",
+        lines.saturating_sub(2)
+    );
     rows.push(rate("export NDJSON", events, started));
     rows.push(Row {
         name: "export bytes",
@@ -79,17 +88,27 @@ pub async fn run(server_url: &str, events: u64) -> anyhow::Result<Vec<Row>> {
     });
 
     let key = CheckpointKey::from_seed(rand::random());
+    let trust = Trust {
+        event_keys: Some([(signer.id().to_string(), signer.verifying())].into()),
+        checkpoint_keys: Some(vec![key.verifying()]),
+        pinned_digests: Vec::new(),
+    };
+    let checkpointer = Checkpointer {
+        key,
+        trust: trust.clone(),
+        adopt_unsigned: false,
+    };
     let started = Instant::now();
-    let taken = take_all(&pool, &key).await?;
+    let round = take_all(&pool, &checkpointer).await?;
     rows.push(Row {
-        name: "checkpoint (first, all heads)",
+        name: "checkpoint (first, all heads vetted)",
         value: started.elapsed().as_secs_f64() * 1000.0,
         unit: "ms",
-        note: format!("{} streams", taken.first().map_or(0, |c| c.streams)),
+        note: format!("{} streams", round.taken.first().map_or(0, |c| c.streams)),
     });
 
     let started = Instant::now();
-    let report = verify_log(&pool, Some(tenant), Some(&key.verifying())).await?;
+    let report = verify_log(&pool, Some(tenant), &trust).await?;
     anyhow::ensure!(
         report.is_intact(),
         "the seeded log does not verify: {:?}",
@@ -100,7 +119,11 @@ pub async fn run(server_url: &str, events: u64) -> anyhow::Result<Vec<Row>> {
         "verified {} of {events}",
         report.events
     );
-    rows.push(rate("audit verify (chains + checkpoint)", events, started));
+    rows.push(rate(
+        "audit verify (chains + signatures + checkpoints)",
+        events,
+        started,
+    ));
     pool.close().await;
     super::store::drop_database(server_url, "chronicle_bench_audit").await?;
     Ok(rows)
@@ -128,14 +151,20 @@ fn status_kib(field: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// COPYs `events` events of `STREAM_LEN`-event file streams, hash chains included.
-async fn seed(url: &str, tenant: TenantId, events: u64) -> anyhow::Result<()> {
+/// COPYs `events` events of `STREAM_LEN`-event file streams, hash chains and
+/// signatures included.
+async fn seed(
+    url: &str,
+    tenant: TenantId,
+    events: u64,
+    signer: &EventSigningKey,
+) -> anyhow::Result<()> {
     let owner = db::pool(url, DbRole::Owner, 1).await?;
     let mut conn = owner.acquire().await?;
     let mut copy = conn
         .copy_in_raw(
             "COPY events (tenant_id, aggregate_type, aggregate_id, sequence, event_type, \
-             event_version, payload, metadata) FROM STDIN",
+             event_version, payload, metadata, recorded_at) FROM STDIN",
         )
         .await?;
     let tenant_text = tenant.to_string();
@@ -160,22 +189,33 @@ async fn seed(url: &str, tenant: TenantId, events: u64) -> anyhow::Result<()> {
                 format!(r#"{{"Tagged":{{"tag":"tag-{sequence}"}}}}"#),
             )
         };
-        let hash = event_hash(&HashInput {
-            tenant_id: &tenant_text,
-            aggregate_type: "file",
-            aggregate_id: &stream_id,
-            sequence,
-            event_type,
-            event_version: "1",
-            payload: &payload,
-            prev_hash: &prev,
-        });
+        let recorded_at = timestamp_text(chrono::Utc::now());
+        let hash = event_hash_v2(
+            &HashInput {
+                tenant_id: &tenant_text,
+                aggregate_type: "file",
+                aggregate_id: &stream_id,
+                sequence,
+                event_type,
+                event_version: "1",
+                payload: &payload,
+                prev_hash: &prev,
+            },
+            &Attribution {
+                recorded_at: &recorded_at,
+                actor: "system:bench",
+                request_id: "bench",
+                correlation_id: "bench",
+                causation_id: "bench",
+            },
+        );
+        let signature = signer.sign(&hex::decode(&hash)?);
         let metadata = format!(
-            r#"{{"actor":"system:bench","correlation_id":"bench","hash":"{hash}","prev_hash":"{prev}","request_id":"bench","tenant_id":"{tenant_text}"}}"#
+            r#"{{"actor":"system:bench","causation_id":"bench","correlation_id":"bench","hash":"{hash}","hash_version":"2","prev_hash":"{prev}","request_id":"bench","signature":"{signature}","signature_key":"bench","tenant_id":"{tenant_text}"}}"#
         );
         // COPY text format: no tabs, newlines or backslashes in these values.
         buf.push_str(&format!(
-            "{tenant_text}\tfile\t{stream_id}\t{sequence}\t{event_type}\t1\t{payload}\t{metadata}\n"
+            "{tenant_text}\tfile\t{stream_id}\t{sequence}\t{event_type}\t1\t{payload}\t{metadata}\t{recorded_at}\n"
         ));
         prev = hash;
         if (i + 1) % COPY_BATCH == 0 {

@@ -53,6 +53,9 @@ pub struct CheckpointSettings {
     /// True when `key` was generated at start-up (development only): its signatures
     /// cannot be checked by any other process.
     pub key_generated: bool,
+    /// `CHECKPOINT_TRUSTED_KEYS`: retired public keys (base64, comma-separated) whose
+    /// checkpoints still verify after a rotation.
+    pub retired: Vec<VerifyingKey>,
 }
 
 impl CheckpointSettings {
@@ -77,10 +80,37 @@ impl CheckpointSettings {
             }
             None => (CheckpointKey::from_seed(rand::random()), true),
         };
+        let mut retired = Vec::new();
+        for entry in get("CHECKPOINT_TRUSTED_KEYS")
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|e| !e.is_empty())
+        {
+            retired.push(
+                super::event_signing::parse_public_key(entry).ok_or_else(|| {
+                    invalid(
+                        "CHECKPOINT_TRUSTED_KEYS",
+                        "must be base64 public keys (32 bytes each) separated by commas",
+                    )
+                })?,
+            );
+        }
         Ok(Self {
             every: Duration::from_secs(every_secs),
             key,
             key_generated,
+            retired,
+        })
+    }
+
+    /// The public keys whose checkpoints verify trusts: the signing key's and the
+    /// retired ones. None when the signing key was generated for this process.
+    pub fn trusted(&self) -> Option<Vec<VerifyingKey>> {
+        (!self.key_generated).then(|| {
+            let mut keys = vec![self.key.verifying()];
+            keys.extend(self.retired.iter().copied());
+            keys
         })
     }
 }
@@ -149,6 +179,24 @@ mod tests {
             let e = settings(Environment::Local, &[("CHECKPOINT_SIGNING_KEY", bad)]).unwrap_err();
             assert_eq!(e.var, "CHECKPOINT_SIGNING_KEY", "{bad}");
         }
+        let old = CheckpointKey::from_seed([8u8; 32]).public_base64();
+        let s = settings(
+            Environment::Local,
+            &[
+                ("CHECKPOINT_SIGNING_KEY", &seed),
+                ("CHECKPOINT_TRUSTED_KEYS", &format!("{old}, ")),
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            s.trusted().unwrap(),
+            vec![
+                CheckpointKey::from_seed([7u8; 32]).verifying(),
+                CheckpointKey::from_seed([8u8; 32]).verifying()
+            ]
+        );
+        let e = settings(Environment::Local, &[("CHECKPOINT_TRUSTED_KEYS", "AAAA")]).unwrap_err();
+        assert_eq!(e.var, "CHECKPOINT_TRUSTED_KEYS");
         for bad in ["0", "86401", "x"] {
             let e = settings(Environment::Local, &[("CHECKPOINT_EVERY_SECS", bad)]).unwrap_err();
             assert_eq!(e.var, "CHECKPOINT_EVERY_SECS");

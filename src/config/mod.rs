@@ -2,12 +2,16 @@
 //! the process with one line naming the variable. Secrets never appear in `Debug`.
 
 mod checkpoints;
+mod event_signing;
 mod jobs;
 mod outages;
 mod projectors;
 mod tus;
 
 pub use checkpoints::{CheckpointKey, CheckpointSettings};
+pub use event_signing::{
+    EventSigningKey, EventSigningSettings, parse_public_key, parse_public_keys, valid_key_id,
+};
 pub use jobs::{GcSettings, JobSettings};
 pub use outages::OutageSettings;
 pub use projectors::ProjectorRetry;
@@ -108,6 +112,9 @@ pub struct Config {
     pub tus: TusSettings,
     /// Signed checkpoints of the chain heads (`CHECKPOINT_*`; src/config/checkpoints.rs).
     pub checkpoints: CheckpointSettings,
+    /// The key that signs every commit to the event log (`EVENT_SIGNING_KEY`,
+    /// `EVENT_TRUSTED_KEYS`; src/config/event_signing.rs).
+    pub event_signing: EventSigningSettings,
     /// Behaviour while a dependency is down (`DB_ACQUIRE_TIMEOUT_MS`, `LIVE_PING_EVERY_SECS`).
     pub outages: OutageSettings,
 }
@@ -294,6 +301,7 @@ impl Config {
         }
 
         let checkpoints = CheckpointSettings::from_lookup(&get, environment)?;
+        let event_signing = EventSigningSettings::from_lookup(&get, environment)?;
         let outages = OutageSettings::from_lookup(&get)?;
 
         Ok(Self {
@@ -327,6 +335,7 @@ impl Config {
             file_cache_ttl: Duration::from_secs(file_cache_ttl_secs),
             tus,
             checkpoints,
+            event_signing,
             outages,
         })
     }

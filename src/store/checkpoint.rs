@@ -1,30 +1,28 @@
 //! Signed checkpoints: per tenant, the head (last sequence and hash) of every stream,
 //! a SHA-256 digest over them in a documented canonical form, and an Ed25519 signature
 //! of that digest. A per-stream hash chain cannot show that a stream's *tail* was
-//! deleted; a checkpoint can: every head it signed must still be in the log.
+//! deleted; a checkpoint can: every head it signed must still be in the log. Since
+//! version 2 each checkpoint also signs its predecessor's digest and a counter, so the
+//! checkpoints form a chain of their own and cannot be deleted or reordered unnoticed.
 //!
-//! The encoding is specified in docs/audit.md for auditors who do not run our code;
-//! `tests::worked_example` pins it. Taking checkpoints runs in the worker
-//! (`run_periodically`); checking them is checkpoint_check.rs.
-
-use std::time::Duration;
+//! The encodings are specified in docs/audit.md for auditors who do not run our code;
+//! `tests::worked_example*` pin them. Taking checkpoints is checkpointer.rs; checking
+//! them is checkpoint_check.rs.
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use chrono::{DateTime, SubsecRound, Utc};
-use ed25519_dalek::Signer;
+use chrono::{DateTime, Utc};
+use ed25519_dalek::{Signature, Verifier, VerifyingKey};
 use futures::TryStreamExt;
 use sha2::{Digest, Sha256};
-use sqlx::{PgConnection, PgPool, Row};
-use tokio_util::sync::CancellationToken;
+use sqlx::{PgConnection, Row};
 use uuid::Uuid;
 
-use crate::config::CheckpointKey;
+const DOMAIN_TAG_V1: &[u8] = b"chronicle-checkpoint-v1\n";
+const DOMAIN_TAG_V2: &[u8] = b"chronicle-checkpoint-v2\n";
 
-const DOMAIN_TAG: &[u8] = b"chronicle-checkpoint-v1\n";
-
-/// Advisory lock key: one instance at a time takes checkpoints ("chkp" in ASCII).
-const LOCK_KEY: i64 = 0x6368_6b70;
+/// `prev_digest` of a tenant's first checkpoint when no older one exists.
+pub const GENESIS_DIGEST: &str = super::hash::GENESIS_HASH;
 
 /// The end of one stream's chain.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -41,11 +39,26 @@ pub fn timestamp_text(at: DateTime<Utc>) -> String {
     at.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
 }
 
-/// Feeds the canonical encoding to `out`: `"chronicle-checkpoint-v1\n"`, then as
-/// `<byte length>:<bytes>\n` fields the tenant, `taken_at`, the number of heads, and for
-/// each head (sorted by aggregate type, then id, by bytes) its type, id, sequence, hash.
-/// `heads` must already be sorted.
-pub fn encode(tenant: Uuid, taken_at: &str, heads: &[Head], mut out: impl FnMut(&[u8])) {
+/// Where a version 2 checkpoint sits in its tenant's chain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChainLink<'a> {
+    /// 1 for the tenant's first version 2 checkpoint, then +1 each.
+    pub counter: i64,
+    /// The digest (hex) of the tenant's previous checkpoint, or [`GENESIS_DIGEST`].
+    pub prev_digest: &'a str,
+}
+
+/// Feeds the canonical encoding (after the domain tag) to `out`: as
+/// `<byte length>:<bytes>\n` fields the tenant, `taken_at`, for version 2 the counter and
+/// the previous digest, the number of heads, and for each head (sorted by aggregate
+/// type, then id, by bytes) its type, id, sequence, hash. `heads` must already be sorted.
+pub fn encode(
+    tenant: Uuid,
+    taken_at: &str,
+    link: Option<ChainLink<'_>>,
+    heads: &[Head],
+    mut out: impl FnMut(&[u8]),
+) {
     let mut field = |text: &str| {
         out(text.len().to_string().as_bytes());
         out(b":");
@@ -54,6 +67,10 @@ pub fn encode(tenant: Uuid, taken_at: &str, heads: &[Head], mut out: impl FnMut(
     };
     field(&tenant.hyphenated().to_string());
     field(taken_at);
+    if let Some(link) = link {
+        field(&link.counter.to_string());
+        field(link.prev_digest);
+    }
     field(&heads.len().to_string());
     for h in heads {
         field(&h.aggregate_type);
@@ -63,11 +80,21 @@ pub fn encode(tenant: Uuid, taken_at: &str, heads: &[Head], mut out: impl FnMut(
     }
 }
 
-/// SHA-256 of the canonical encoding (32 bytes; what is signed).
-pub fn digest(tenant: Uuid, taken_at: &str, heads: &[Head]) -> [u8; 32] {
+/// SHA-256 of the canonical encoding (32 bytes; what is signed): version 2 with a
+/// `link`, version 1 (legacy checkpoints) without.
+pub fn digest(
+    tenant: Uuid,
+    taken_at: &str,
+    link: Option<ChainLink<'_>>,
+    heads: &[Head],
+) -> [u8; 32] {
     let mut hasher = Sha256::new();
-    hasher.update(DOMAIN_TAG);
-    encode(tenant, taken_at, heads, |bytes| hasher.update(bytes));
+    hasher.update(if link.is_some() {
+        DOMAIN_TAG_V2
+    } else {
+        DOMAIN_TAG_V1
+    });
+    encode(tenant, taken_at, link, heads, |bytes| hasher.update(bytes));
     hasher.finalize().into()
 }
 
@@ -79,56 +106,101 @@ pub fn sort_heads(heads: &mut [Head]) {
     });
 }
 
-/// What one new checkpoint recorded.
-#[derive(Debug, Clone)]
-pub struct CheckpointTaken {
+/// One row of `checkpoints`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct StoredCheckpoint {
     pub id: i64,
     pub tenant_id: Uuid,
-    pub streams: usize,
-    /// Heads stored with this checkpoint (new or moved since the previous one).
-    pub changed: usize,
+    pub taken_at: String,
+    pub streams: i64,
+    /// 1: legacy (not chained), 2: chained.
+    pub format: i16,
+    pub counter: Option<i64>,
+    pub prev_digest: Option<String>,
     pub digest: String,
+    pub signature: String,
+    pub public_key: String,
 }
 
-/// Takes a checkpoint of every tenant whose heads moved since its previous one, all
-/// from one REPEATABLE READ snapshot of the log. Returns what was recorded; nothing
-/// when another instance is taking checkpoints right now.
-pub async fn take_all(pool: &PgPool, key: &CheckpointKey) -> anyhow::Result<Vec<CheckpointTaken>> {
-    let mut tx = pool.begin().await?;
-    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-        .execute(&mut *tx)
-        .await?;
-    let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
-        .bind(LOCK_KEY)
-        .fetch_one(&mut *tx)
-        .await?;
-    if !locked {
-        return Ok(Vec::new());
+/// The columns `StoredCheckpoint::read` expects.
+pub const CHECKPOINT_COLUMNS: &str =
+    "id, tenant_id, taken_at, streams, format, counter, prev_digest, digest, signature, public_key";
+
+impl StoredCheckpoint {
+    pub fn read(row: &sqlx::postgres::PgRow) -> Result<Self, sqlx::Error> {
+        Ok(Self {
+            id: row.try_get("id")?,
+            tenant_id: row.try_get("tenant_id")?,
+            taken_at: timestamp_text(row.try_get("taken_at")?),
+            streams: row.try_get("streams")?,
+            format: row.try_get("format")?,
+            counter: row.try_get("counter")?,
+            prev_digest: row.try_get("prev_digest")?,
+            digest: row.try_get("digest")?,
+            signature: row.try_get("signature")?,
+            public_key: row.try_get("public_key")?,
+        })
     }
-    let mut taken = Vec::new();
-    for tenant in tenants(&mut tx).await? {
-        if let Some(c) = take(&mut tx, tenant, key).await? {
-            taken.push(c);
+
+    /// Its place in the chain (`None` for a legacy checkpoint).
+    pub fn link(&self) -> Option<ChainLink<'_>> {
+        match (self.format, self.counter, &self.prev_digest) {
+            (2, Some(counter), Some(prev)) => Some(ChainLink {
+                counter,
+                prev_digest: prev,
+            }),
+            _ => None,
         }
     }
-    tx.commit().await?;
-    Ok(taken)
+
+    /// The digest its heads give (hex).
+    pub fn recompute_digest(&self, heads: &[Head]) -> String {
+        hex::encode(digest(self.tenant_id, &self.taken_at, self.link(), heads))
+    }
+
+    /// `(expected, found)` when the signature does not verify with one of `trusted`
+    /// (`None`: with the key stored beside it — development only).
+    pub fn signature_problem(&self, trusted: Option<&[VerifyingKey]>) -> Option<(String, String)> {
+        let stored = crate::config::parse_public_key(&self.public_key);
+        let keys: Vec<VerifyingKey> = match trusted {
+            Some(keys) => keys.to_vec(),
+            None => stored.into_iter().collect(),
+        };
+        let expected = match trusted {
+            Some(_) => "a valid signature by a trusted key".to_string(),
+            None => format!("a valid signature by {}", self.public_key),
+        };
+        let signature = STANDARD
+            .decode(&self.signature)
+            .ok()
+            .and_then(|b| <[u8; 64]>::try_from(b).ok())
+            .map(|b| Signature::from_bytes(&b));
+        let digest = hex::decode(&self.digest).ok();
+        let ok = match (signature, digest) {
+            (Some(sig), Some(d)) => keys.iter().any(|k| k.verify(&d, &sig).is_ok()),
+            _ => false,
+        };
+        (!ok).then(|| {
+            (
+                expected,
+                format!("{} (key {})", self.signature, self.public_key),
+            )
+        })
+    }
 }
 
-/// Every tenant with events: a loose index scan over the primary key, one probe per
-/// tenant instead of reading every event.
-async fn tenants(conn: &mut PgConnection) -> Result<Vec<Uuid>, sqlx::Error> {
-    sqlx::query_scalar(
-        r#"
-WITH RECURSIVE t AS (
-    (SELECT tenant_id AS id FROM events ORDER BY tenant_id LIMIT 1)
-    UNION ALL
-    SELECT (SELECT e.tenant_id FROM events e WHERE e.tenant_id > t.id ORDER BY e.tenant_id LIMIT 1)
-      FROM t WHERE t.id IS NOT NULL)
-SELECT id FROM t WHERE id IS NOT NULL"#,
-    )
-    .fetch_all(conn)
-    .await
+/// The tenant's newest checkpoint.
+pub async fn newest(
+    conn: &mut PgConnection,
+    tenant: Uuid,
+) -> Result<Option<StoredCheckpoint>, sqlx::Error> {
+    let row = sqlx::query(&format!(
+        "SELECT {CHECKPOINT_COLUMNS} FROM checkpoints WHERE tenant_id = $1 ORDER BY id DESC LIMIT 1"
+    ))
+    .bind(tenant)
+    .fetch_optional(conn)
+    .await?;
+    row.as_ref().map(StoredCheckpoint::read).transpose()
 }
 
 /// The tenant's heads now, from the events themselves, in digest order.
@@ -188,116 +260,11 @@ SELECT DISTINCT ON (aggregate_type, aggregate_id) aggregate_type, aggregate_id,
     Ok(heads)
 }
 
-/// The tenant's newest checkpoint id.
-pub async fn newest(conn: &mut PgConnection, tenant: Uuid) -> Result<Option<i64>, sqlx::Error> {
-    sqlx::query_scalar("SELECT max(id) FROM checkpoints WHERE tenant_id = $1")
-        .bind(tenant)
-        .fetch_one(conn)
-        .await
-}
-
-/// One tenant's checkpoint inside the caller's snapshot; `None` when no head moved.
-async fn take(
-    conn: &mut PgConnection,
-    tenant: Uuid,
-    key: &CheckpointKey,
-) -> anyhow::Result<Option<CheckpointTaken>> {
-    let current = current_heads(conn, tenant).await?;
-    let previous = match newest(conn, tenant).await? {
-        Some(id) => heads_at(conn, tenant, id).await?,
-        None => Vec::new(),
-    };
-    let moved = super::checkpoint_merge::moved_forward(&current, &previous);
-    let broken = super::checkpoint_merge::contradicted(conn, tenant, &moved).await?;
-    let merged = super::checkpoint_merge::merge(&current, &previous, &broken);
-    if merged.withheld > 0 {
-        tracing::error!(
-            tenant = %tenant,
-            streams = merged.withheld,
-            "the log contradicts the previous checkpoint (deleted or replaced events); \
-             keeping the signed heads of those streams — run `chronicle audit verify`"
-        );
-    }
-    if merged.changed.is_empty() {
-        return Ok(None);
-    }
-    let heads = merged.heads;
-    let changed: Vec<&Head> = merged.changed.iter().map(|i| &heads[*i]).collect();
-    let taken_at = Utc::now().trunc_subsecs(6);
-    let digest = digest(tenant, &timestamp_text(taken_at), &heads);
-    let signature = key.signing().sign(&digest);
-    let digest_hex = hex::encode(digest);
-    let id: i64 = sqlx::query_scalar(
-        "INSERT INTO checkpoints (tenant_id, taken_at, streams, digest, signature, public_key)
-         VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
-    )
-    .bind(tenant)
-    .bind(taken_at)
-    .bind(heads.len() as i64)
-    .bind(&digest_hex)
-    .bind(STANDARD.encode(signature.to_bytes()))
-    .bind(key.public_base64())
-    .fetch_one(&mut *conn)
-    .await?;
-    for chunk in changed.chunks(5000) {
-        sqlx::query(
-            "INSERT INTO checkpoint_heads (checkpoint_id, tenant_id, aggregate_type, aggregate_id,
-                                           last_sequence, last_hash)
-             SELECT $1, $2, u.t, u.a, u.s, u.h
-               FROM unnest($3::text[], $4::text[], $5::bigint[], $6::text[]) AS u(t, a, s, h)",
-        )
-        .bind(id)
-        .bind(tenant)
-        .bind(
-            chunk
-                .iter()
-                .map(|h| h.aggregate_type.as_str())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            chunk
-                .iter()
-                .map(|h| h.aggregate_id.as_str())
-                .collect::<Vec<_>>(),
-        )
-        .bind(chunk.iter().map(|h| h.sequence).collect::<Vec<_>>())
-        .bind(chunk.iter().map(|h| h.hash.as_str()).collect::<Vec<_>>())
-        .execute(&mut *conn)
-        .await?;
-    }
-    Ok(Some(CheckpointTaken {
-        id,
-        tenant_id: tenant,
-        streams: heads.len(),
-        changed: changed.len(),
-        digest: digest_hex,
-    }))
-}
-
-/// The worker's loop: a checkpoint round every `every` until shutdown.
-pub async fn run_periodically(
-    pool: PgPool,
-    key: CheckpointKey,
-    every: Duration,
-    shutdown: CancellationToken,
-) {
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(every) => {}
-        }
-        match take_all(&pool, &key).await {
-            Ok(taken) if taken.is_empty() => {}
-            Ok(taken) => tracing::info!(tenants = taken.len(), "recorded signed checkpoints"),
-            Err(err) => tracing::warn!(error = format!("{err:#}"), "taking checkpoints failed"),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ed25519_dalek::{Signature, Verifier};
+    use crate::config::CheckpointKey;
+    use ed25519_dalek::Signer;
 
     fn example() -> (Uuid, String, Vec<Head>) {
         let tenant = Uuid::parse_str("01890a5d-ac96-774b-bcce-b302099a8057").unwrap();
@@ -320,19 +287,23 @@ mod tests {
         (tenant, "2026-11-25T14:30:00.000000Z".into(), heads)
     }
 
-    /// The example in docs/audit.md: its bytes, digest, key and signature.
-    #[test]
-    fn worked_example() {
+    /// Checks that docs/audit.md shows an example's bytes, digest, key and signature.
+    fn documented(link: Option<ChainLink<'_>>) -> String {
         let (tenant, at, heads) = example();
-        let mut bytes = DOMAIN_TAG.to_vec();
-        encode(tenant, &at, &heads, |b| bytes.extend_from_slice(b));
+        let mut bytes = if link.is_some() {
+            DOMAIN_TAG_V2
+        } else {
+            DOMAIN_TAG_V1
+        }
+        .to_vec();
+        encode(tenant, &at, link, &heads, |b| bytes.extend_from_slice(b));
         let docs = include_str!("../../docs/audit.md");
         let shown = String::from_utf8(bytes).unwrap().replace('\n', "\\n");
         assert!(
             docs.contains(&shown),
             "docs/audit.md must show the bytes {shown}"
         );
-        let digest = digest(tenant, &at, &heads);
+        let digest = digest(tenant, &at, link, &heads);
         assert!(
             docs.contains(&hex::encode(digest)),
             "digest {}",
@@ -344,12 +315,34 @@ mod tests {
         assert!(docs.contains(&public), "public key {public}");
         let signature = STANDARD.encode(key.signing().sign(&digest).to_bytes());
         assert!(docs.contains(&signature), "signature {signature}");
+        hex::encode(digest)
+    }
+
+    /// The legacy (version 1) example in docs/audit.md.
+    #[test]
+    fn worked_example() {
+        documented(None);
+    }
+
+    /// The version 2 example: the first chained checkpoint after the legacy one.
+    #[test]
+    fn worked_example_v2() {
+        let legacy = documented(None);
+        let v2 = documented(Some(ChainLink {
+            counter: 1,
+            prev_digest: &legacy,
+        }));
+        assert_ne!(v2, legacy);
     }
 
     #[test]
     fn every_head_field_and_the_order_matter() {
         let (tenant, at, heads) = example();
-        let base = digest(tenant, &at, &heads);
+        let link = Some(ChainLink {
+            counter: 2,
+            prev_digest: GENESIS_DIGEST,
+        });
+        let base = digest(tenant, &at, link, &heads);
         let mut variants = Vec::new();
         for i in 0..4 {
             let mut h = heads.clone();
@@ -359,27 +352,62 @@ mod tests {
                 2 => h.truncate(1),
                 _ => h.swap(0, 1),
             }
-            variants.push(digest(tenant, &at, &h));
+            variants.push(digest(tenant, &at, link, &h));
         }
-        variants.push(digest(Uuid::nil(), &at, &heads));
-        variants.push(digest(tenant, "2026-11-25T14:30:00.000001Z", &heads));
+        variants.push(digest(Uuid::nil(), &at, link, &heads));
+        variants.push(digest(tenant, "2026-11-25T14:30:00.000001Z", link, &heads));
+        variants.push(digest(tenant, &at, None, &heads));
+        let other = "12".repeat(32);
+        for other_link in [
+            ChainLink {
+                counter: 3,
+                prev_digest: GENESIS_DIGEST,
+            },
+            ChainLink {
+                counter: 2,
+                prev_digest: &other,
+            },
+        ] {
+            variants.push(digest(tenant, &at, Some(other_link), &heads));
+        }
         for v in variants {
             assert_ne!(v, base);
         }
     }
 
     #[test]
-    fn signatures_verify_only_for_the_signed_digest_and_key() {
+    fn signatures_verify_only_for_the_signed_digest_and_a_trusted_key() {
         let (tenant, at, heads) = example();
-        let d = digest(tenant, &at, &heads);
         let key = CheckpointKey::from_seed([3u8; 32]);
-        let sig: Signature = key.signing().sign(&d);
-        assert!(key.verifying().verify(&d, &sig).is_ok());
+        let d = digest(tenant, &at, None, &heads);
+        let mut c = StoredCheckpoint {
+            id: 1,
+            tenant_id: tenant,
+            taken_at: at.clone(),
+            streams: 2,
+            format: 1,
+            counter: None,
+            prev_digest: None,
+            digest: hex::encode(d),
+            signature: STANDARD.encode(key.signing().sign(&d).to_bytes()),
+            public_key: key.public_base64(),
+        };
+        assert_eq!(c.recompute_digest(&heads), c.digest);
+        let trusted = [key.verifying()];
+        assert_eq!(c.signature_problem(Some(&trusted)), None);
+        assert_eq!(c.signature_problem(None), None);
+        let stranger = CheckpointKey::from_seed([4u8; 32]);
+        assert!(c.signature_problem(Some(&[stranger.verifying()])).is_some());
+        // Re-signed by the stranger, who also stored its own key beside it: only the
+        // development fallback (the stored key) is fooled.
+        c.signature = STANDARD.encode(stranger.signing().sign(&d).to_bytes());
+        c.public_key = stranger.public_base64();
+        assert!(c.signature_problem(Some(&trusted)).is_some());
+        assert_eq!(c.signature_problem(None), None);
         let mut other = d;
         other[0] ^= 1;
-        assert!(key.verifying().verify(&other, &sig).is_err());
-        let stranger = CheckpointKey::from_seed([4u8; 32]);
-        assert!(stranger.verifying().verify(&d, &sig).is_err());
+        c.digest = hex::encode(other);
+        assert!(c.signature_problem(None).is_some());
     }
 
     #[test]

@@ -35,6 +35,9 @@ pub struct StreamAppend {
     pub event_versions: Vec<String>,
     pub payloads: Vec<String>,
     pub metadata: Vec<String>,
+    /// When the commit was recorded, as its hashes cover it (`None`: the database's
+    /// `now()`, for writers that do not hash it).
+    pub recorded_at: Option<chrono::DateTime<chrono::Utc>>,
     /// The idempotency key of the request that caused this append, marked committed in
     /// the same transaction.
     pub idempotency: Option<super::idempotency::IdempotencyMarker>,
@@ -64,6 +67,9 @@ pub struct EventLog {
     events_appended: Option<Counter>,
     /// Serialises the commands of one stream within this process (src/store/writers.rs).
     writers: Arc<super::StreamWriters>,
+    /// Signs every commit (docs/audit.md "Who wrote it"); `None` leaves commits
+    /// unsigned, which verify reports wherever signatures are checked.
+    signer: Option<Arc<crate::config::EventSigningKey>>,
 }
 
 impl EventLog {
@@ -83,7 +89,18 @@ impl EventLog {
             jobs: tx,
             events_appended: None,
             writers: Arc::default(),
+            signer: None,
         }
+    }
+
+    /// Sign every commit with `key` (the application always does: `App::start`).
+    pub fn signed_by(mut self, key: crate::config::EventSigningKey) -> Self {
+        self.signer = Some(Arc::new(key));
+        self
+    }
+
+    pub fn signer(&self) -> Option<&crate::config::EventSigningKey> {
+        self.signer.as_deref()
     }
 
     /// Count appended events into this counter (`/metrics`).
@@ -223,6 +240,7 @@ pub(super) async fn insert<'e>(
     let mut versions = Vec::with_capacity(rows);
     let mut payloads = Vec::with_capacity(rows);
     let mut metadata = Vec::with_capacity(rows);
+    let mut recorded = Vec::with_capacity(rows);
     for a in appends {
         for i in 0..a.sequences.len() {
             tenants.push(a.tenant_id);
@@ -233,18 +251,19 @@ pub(super) async fn insert<'e>(
             versions.push(a.event_versions[i].as_str());
             payloads.push(a.payloads[i].as_str());
             metadata.push(a.metadata[i].as_str());
+            recorded.push(a.recorded_at);
         }
     }
     sqlx::query(
         r#"
 INSERT INTO events (tenant_id, aggregate_type, aggregate_id, sequence, event_type,
-                    event_version, payload, metadata)
+                    event_version, payload, metadata, recorded_at)
 SELECT u.tenant_id, u.aggregate_type, u.aggregate_id, u.sequence, u.event_type,
-       u.event_version, u.payload::json, u.metadata::json
+       u.event_version, u.payload::json, u.metadata::json, coalesce(u.recorded_at, now())
   FROM unnest($1::uuid[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::text[],
-              $7::text[], $8::text[])
+              $7::text[], $8::text[], $9::timestamptz[])
     AS u(tenant_id, aggregate_type, aggregate_id, sequence, event_type, event_version,
-         payload, metadata)"#,
+         payload, metadata, recorded_at)"#,
     )
     .bind(&tenants)
     .bind(&types)
@@ -254,6 +273,7 @@ SELECT u.tenant_id, u.aggregate_type, u.aggregate_id, u.sequence, u.event_type,
     .bind(&versions)
     .bind(&payloads)
     .bind(&metadata)
+    .bind(&recorded)
     .execute(executor)
     .await?;
     Ok(())

@@ -13,13 +13,18 @@
 use std::collections::{BTreeMap, HashMap};
 use std::marker::PhantomData;
 
+use chrono::{SubsecRound, Utc};
 use cqrs_es::{
     Aggregate, AggregateContext, AggregateError, DomainEvent, EventEnvelope, EventStore,
 };
 use sqlx::{PgPool, Row};
 
+use super::checkpoint::timestamp_text;
 use super::event_log::{AppendError, EventLog, StreamAppend};
-use super::hash::{GENESIS_HASH, HashInput, canonical_json, event_hash};
+use super::hash::{
+    Attribution, GENESIS_HASH, HASH_VERSION_2, HashInput, canonical_json, event_hash_v2,
+    integers_only,
+};
 use super::metadata::keys;
 use super::stored_form;
 use crate::ids::TenantId;
@@ -374,8 +379,9 @@ impl<A: Aggregate> ChronicleStore<A> {
         Ok(envelopes)
     }
 
-    /// Canonical payloads, metadata and the hash chain for `events` (whose stored forms
-    /// are `payloads`); advances `context`.
+    /// Canonical payloads, metadata, the hash chain (version 2: who and when included)
+    /// and the commit's signature for `events` (whose stored forms are `payloads`);
+    /// advances `context`.
     fn prepare(
         &self,
         events: Vec<A::Event>,
@@ -389,11 +395,36 @@ impl<A: Aggregate> ChronicleStore<A> {
                 "metadata names another tenant than the store".into(),
             ));
         }
+        // One instant for the whole commit, written by us (not defaulted by the
+        // database after hashing), at the precision Postgres stores.
+        let recorded_at = Utc::now().trunc_subsecs(6);
+        let recorded_text = timestamp_text(recorded_at);
+        let mut base: BTreeMap<String, String> = metadata.clone().into_iter().collect();
+        for key in [
+            keys::ACTOR,
+            keys::REQUEST_ID,
+            keys::CORRELATION_ID,
+            keys::CAUSATION_ID,
+        ] {
+            base.entry(key.into()).or_default();
+        }
+        base.insert(keys::TENANT_ID.into(), tenant.clone());
+        base.insert(keys::HASH_VERSION.into(), HASH_VERSION_2.into());
+        base.remove(keys::SIGNATURE);
+        base.remove(keys::SIGNATURE_KEY);
+        let who = Attribution {
+            recorded_at: &recorded_text,
+            actor: &base[keys::ACTOR],
+            request_id: &base[keys::REQUEST_ID],
+            correlation_id: &base[keys::CORRELATION_ID],
+            causation_id: &base[keys::CAUSATION_ID],
+        };
         let n = events.len();
         let mut append = StreamAppend {
             tenant_id: self.tenant.0,
             aggregate_type: A::TYPE.to_string(),
             aggregate_id: context.aggregate_id.clone(),
+            recorded_at: Some(recorded_at),
             idempotency: super::idempotency::current(),
             ..StreamAppend::default()
         };
@@ -401,23 +432,37 @@ impl<A: Aggregate> ChronicleStore<A> {
         let mut prev_hash = context.last_hash.clone();
         for (i, (event, value)) in events.into_iter().zip(payloads).enumerate() {
             let sequence = context.current_sequence + 1 + i as u64;
+            if !integers_only(&value) {
+                return Err(AggregateError::UnexpectedError(
+                    format!("{} payload with a non-integer number", A::TYPE).into(),
+                ));
+            }
             // The hash covers the stored form: ciphertext for personal fields, so
             // destroying a key never breaks the chain.
             let payload = canonical_json(&value);
             let event_type = event.event_type();
             let event_version = event.event_version();
-            let hash = event_hash(&HashInput {
-                tenant_id: &tenant,
-                aggregate_type: A::TYPE,
-                aggregate_id: &context.aggregate_id,
-                sequence,
-                event_type: &event_type,
-                event_version: &event_version,
-                payload: &payload,
-                prev_hash: &prev_hash,
-            });
-            let mut meta: BTreeMap<String, String> = metadata.clone().into_iter().collect();
-            meta.insert(keys::TENANT_ID.into(), tenant.clone());
+            let hash = event_hash_v2(
+                &HashInput {
+                    tenant_id: &tenant,
+                    aggregate_type: A::TYPE,
+                    aggregate_id: &context.aggregate_id,
+                    sequence,
+                    event_type: &event_type,
+                    event_version: &event_version,
+                    payload: &payload,
+                    prev_hash: &prev_hash,
+                },
+                &who,
+            );
+            let mut meta = base.clone();
+            // The last event of the commit carries its signature; the chain vouches
+            // for the events before it.
+            if let Some(signer) = self.log.signer().filter(|_| i + 1 == n) {
+                let digest = hex::decode(&hash).expect("our own hex");
+                meta.insert(keys::SIGNATURE_KEY.into(), signer.id().to_string());
+                meta.insert(keys::SIGNATURE.into(), signer.sign(&digest));
+            }
             meta.insert(
                 keys::PREV_HASH.into(),
                 std::mem::replace(&mut prev_hash, hash.clone()),

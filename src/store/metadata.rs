@@ -75,4 +75,10 @@ pub mod keys {
     pub const CAUSATION_ID: &str = "causation_id";
     pub const PREV_HASH: &str = "prev_hash";
     pub const HASH: &str = "hash";
+    /// `"2"` on events hashed with version 2 (docs/audit.md); absent on version 1.
+    pub const HASH_VERSION: &str = "hash_version";
+    /// The id of the key that signed the commit, on the last event of each commit.
+    pub const SIGNATURE_KEY: &str = "signature_key";
+    /// Base64 Ed25519 signature of the event's hash (32 raw bytes) by that key.
+    pub const SIGNATURE: &str = "signature";
 }

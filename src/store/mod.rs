@@ -1,9 +1,13 @@
 //! The event store: postgres-es's table and cqrs-es's traits, plus what they lack —
-//! tenant scoping, a hash chain, correct snapshots and chain verification.
+//! tenant scoping, a hash chain, signed commits, correct snapshots, signed checkpoints
+//! and verification.
 
+pub mod chain;
 pub mod checkpoint;
 pub mod checkpoint_check;
 mod checkpoint_merge;
+mod checkpoint_vet;
+pub mod checkpointer;
 mod event_log;
 mod event_store;
 pub mod export;
@@ -12,6 +16,8 @@ pub mod history;
 pub mod idempotency;
 pub mod metadata;
 mod stored_form;
+pub mod trust;
+pub mod unprotected;
 pub mod upcast;
 pub mod verify;
 mod writers;

@@ -1,14 +1,18 @@
-//! Hash-chain verification: recompute every stream's chain from the stored rows and
-//! report the first broken link of each stream. Streams the log in constant memory.
-//! `verify_log` adds the newest signed checkpoint of each tenant (checkpoint_check.rs),
-//! which catches what a chain alone cannot: a deleted tail.
+//! Verification: recompute every stream's chain from the stored rows and report the
+//! first broken link of each stream (chain.rs), streaming the log in constant memory.
+//! `verify_log` adds what a chain alone cannot show: which events no trusted key
+//! vouches for (a signature, or a signed checkpoint), the whole checkpoint chain of each
+//! tenant and its newest checkpoint against the log (checkpoint_check.rs), and the
+//! unprotected window (unprotected.rs).
 
-use ed25519_dalek::VerifyingKey;
 use futures::TryStreamExt;
 use serde::Serialize;
-use sqlx::{PgConnection, PgPool, Row};
+use sqlx::{PgConnection, PgPool};
 
-use super::hash::{GENESIS_HASH, HashInput, canonical_json, event_hash};
+use super::chain::{CHAIN_COLUMNS, ChainRow, StreamChain};
+use super::checkpoint_check::{CheckpointSeen, Unvouched};
+use super::trust::Trust;
+use super::unprotected::Unprotected;
 use crate::ids::TenantId;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -22,6 +26,7 @@ pub struct ChainBreak {
     pub found: String,
 }
 
+/// The kinds of break, by the snake_case name every surface (CLI, API, docs) uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum BreakKind {
@@ -33,14 +38,45 @@ pub enum BreakKind {
     HashMismatch,
     /// The payload is not valid JSON any more.
     UnreadablePayload,
+    /// The stored payload is JSON but not in the canonical form (docs/audit.md).
+    NonCanonicalPayload,
+    /// No trusted signature and no trusted checkpoint vouches for this event and the
+    /// rest of its stream: written by someone without the signing key.
+    UnvouchedEvent,
     /// A head a checkpoint signed is gone: the stream's tail was deleted.
     TruncatedTail,
     /// A head a checkpoint signed now holds another event (the tail was replaced).
     CheckpointHeadMismatch,
     /// A checkpoint's stored heads no longer produce its digest.
     CheckpointDigestMismatch,
-    /// A checkpoint's signature does not verify with the trusted key.
+    /// A checkpoint's signature does not verify with a trusted key.
     CheckpointSignatureInvalid,
+    /// A checkpoint does not follow its predecessor (counter or previous digest):
+    /// checkpoints were deleted, inserted or reordered.
+    CheckpointChainBroken,
+    /// A checkpoint an auditor pinned (`--trusted-digest`) is no longer in the chain:
+    /// the checkpoints were rolled back.
+    CheckpointRollback,
+}
+
+impl BreakKind {
+    /// The name reports print, equal to the JSON one.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::SequenceGap => "sequence_gap",
+            Self::PrevHashMismatch => "prev_hash_mismatch",
+            Self::HashMismatch => "hash_mismatch",
+            Self::UnreadablePayload => "unreadable_payload",
+            Self::NonCanonicalPayload => "non_canonical_payload",
+            Self::UnvouchedEvent => "unvouched_event",
+            Self::TruncatedTail => "truncated_tail",
+            Self::CheckpointHeadMismatch => "checkpoint_head_mismatch",
+            Self::CheckpointDigestMismatch => "checkpoint_digest_mismatch",
+            Self::CheckpointSignatureInvalid => "checkpoint_signature_invalid",
+            Self::CheckpointChainBroken => "checkpoint_chain_broken",
+            Self::CheckpointRollback => "checkpoint_rollback",
+        }
+    }
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -49,10 +85,14 @@ pub struct VerifyReport {
     pub events: u64,
     pub breaks: Vec<ChainBreak>,
     /// The newest checkpoint of each tenant in scope, as checked (`verify_log` only).
-    pub checkpoints: Vec<super::checkpoint_check::CheckpointSeen>,
-    /// Whether checkpoint signatures were checked against the configured key (false:
+    pub checkpoints: Vec<CheckpointSeen>,
+    /// Whether checkpoint signatures were checked against configured keys (false:
     /// against the key stored beside each, because this process generated its own).
     pub checkpoint_key_trusted: bool,
+    /// Whether event signatures were checked (false: no configured event key).
+    pub signatures_checked: bool,
+    /// Per tenant in scope, what no checkpoint protects yet (`verify_log` only).
+    pub unprotected: Vec<Unprotected>,
 }
 
 impl VerifyReport {
@@ -61,40 +101,36 @@ impl VerifyReport {
     }
 }
 
-struct StreamCursor {
-    key: (String, String, String),
-    expected_sequence: i64,
-    prev_hash: String,
-    broken: bool,
-}
-
-/// Verifies every stream (of one tenant, or all). Runs in one REPEATABLE READ
-/// snapshot so concurrent appends cannot produce false alarms.
+/// Verifies every stream's chain (of one tenant, or all) — links, canonical payloads,
+/// hashes — without provenance or checkpoints. Runs in one REPEATABLE READ snapshot so
+/// concurrent appends cannot produce false alarms.
 pub async fn verify_chains(
     pool: &PgPool,
     tenant: Option<TenantId>,
 ) -> Result<VerifyReport, sqlx::Error> {
     let mut tx = begin_snapshot(pool, tenant).await?;
-    let report = chains(&mut tx, tenant).await?;
+    let (report, _) = chains(&mut tx, tenant, None).await?;
     tx.commit().await?;
     Ok(report)
 }
 
-/// Chains plus the newest checkpoint of each tenant in scope, in one snapshot: what
-/// `chronicle audit verify` and `GET /v1/audit/verify` report. `trusted` as in
-/// `checkpoint_check::check_newest`.
+/// Everything, in one snapshot: chains, provenance, the checkpoint chains and the
+/// unprotected window — what `chronicle audit verify` and `GET /v1/audit/verify`
+/// report. Keys come from `trust` only (configuration or a keys file).
 pub async fn verify_log(
     pool: &PgPool,
     tenant: Option<TenantId>,
-    trusted: Option<&VerifyingKey>,
+    trust: &Trust,
 ) -> Result<VerifyReport, sqlx::Error> {
     let mut tx = begin_snapshot(pool, tenant).await?;
-    let mut report = chains(&mut tx, tenant).await?;
-    let (seen, breaks) =
-        super::checkpoint_check::check_newest(&mut tx, tenant.map(|t| t.0), trusted).await?;
-    report.checkpoints = seen;
-    report.breaks.extend(breaks);
-    report.checkpoint_key_trusted = trusted.is_some();
+    let (mut report, unvouched) = chains(&mut tx, tenant, trust.event_keys.as_ref()).await?;
+    let checked =
+        super::checkpoint_check::check_all(&mut tx, tenant.map(|t| t.0), trust, &unvouched).await?;
+    report.checkpoints = checked.newest;
+    report.breaks.extend(checked.breaks);
+    report.checkpoint_key_trusted = trust.checkpoint_keys.is_some();
+    report.signatures_checked = trust.event_keys.is_some();
+    report.unprotected = super::unprotected::window(&mut tx, tenant.map(|t| t.0)).await?;
     tx.commit().await?;
     Ok(report)
 }
@@ -118,106 +154,91 @@ async fn begin_snapshot(
     Ok(tx)
 }
 
+/// One stream being read: its key and its chain so far.
+struct Cursor {
+    key: (String, String, String),
+    chain: StreamChain,
+}
+
+/// The chains; with `keys`, also the streams whose tail no signature vouches for
+/// (checkpoints may still vouch for them: checkpoint_check.rs decides).
 async fn chains(
     conn: &mut PgConnection,
     tenant: Option<TenantId>,
-) -> Result<VerifyReport, sqlx::Error> {
-    let mut rows = sqlx::query(
-        r#"
-SELECT tenant_id::text AS tenant_id, aggregate_type, aggregate_id, sequence, event_type,
-       event_version, payload::text AS payload,
-       metadata->>'prev_hash' AS prev_hash, metadata->>'hash' AS hash
-  FROM events
- WHERE $1::uuid IS NULL OR tenant_id = $1
- ORDER BY tenant_id, aggregate_type, aggregate_id, sequence"#,
-    )
-    .bind(tenant.map(|t| t.0))
-    .fetch(&mut *conn);
-
+    keys: Option<&std::collections::BTreeMap<String, ed25519_dalek::VerifyingKey>>,
+) -> Result<(VerifyReport, Vec<Unvouched>), sqlx::Error> {
+    let sql = format!(
+        "SELECT {CHAIN_COLUMNS} FROM events WHERE $1::uuid IS NULL OR tenant_id = $1
+          ORDER BY tenant_id, aggregate_type, aggregate_id, sequence"
+    );
+    let mut rows = sqlx::query(&sql)
+        .bind(tenant.map(|t| t.0))
+        .fetch(&mut *conn);
     let mut report = VerifyReport::default();
-    let mut cursor: Option<StreamCursor> = None;
+    let mut unvouched = Vec::new();
+    let mut cursor: Option<Cursor> = None;
     while let Some(row) = rows.try_next().await? {
+        let row = ChainRow::read(&row)?;
         report.events += 1;
-        let key: (String, String, String) = (
-            row.get("tenant_id"),
-            row.get("aggregate_type"),
-            row.get("aggregate_id"),
-        );
-        if cursor.as_ref().is_none_or(|c| c.key != key) {
+        let same = cursor.as_ref().is_some_and(|c| {
+            c.key.0 == row.tenant_id && c.key.1 == row.aggregate_type && c.key.2 == row.aggregate_id
+        });
+        if !same {
             report.streams += 1;
-            cursor = Some(StreamCursor {
+            let key = (
+                row.tenant_id.clone(),
+                row.aggregate_type.clone(),
+                row.aggregate_id.clone(),
+            );
+            let next = Cursor {
                 key,
-                expected_sequence: 1,
-                prev_hash: GENESIS_HASH.to_string(),
-                broken: false,
-            });
+                chain: StreamChain::from_genesis(),
+            };
+            if let Some(done) = cursor.replace(next) {
+                unvouched.extend(finish(done, keys));
+            }
         }
         let c = cursor.as_mut().expect("set above");
-        if c.broken {
+        if c.chain.is_broken() {
             continue; // report the first break of a stream only
         }
-        let sequence: i64 = row.get("sequence");
-        let stored_prev: String = row
-            .get::<Option<String>, _>("prev_hash")
-            .unwrap_or_default();
-        let stored_hash: String = row.get::<Option<String>, _>("hash").unwrap_or_default();
-        let problem = check_link(c, sequence, &stored_prev, &stored_hash, &row);
-        if let Some((problem, expected, found)) = problem {
+        if let Err(p) = c.chain.push(&row) {
             report.breaks.push(ChainBreak {
                 tenant_id: c.key.0.clone(),
                 aggregate_type: c.key.1.clone(),
                 aggregate_id: c.key.2.clone(),
-                sequence,
-                problem,
-                expected,
-                found,
+                sequence: p.sequence,
+                problem: p.kind,
+                expected: p.expected,
+                found: p.found,
             });
-            c.broken = true;
-            continue;
         }
-        c.expected_sequence += 1;
-        c.prev_hash = stored_hash;
     }
     drop(rows);
-    Ok(report)
+    if let Some(done) = cursor {
+        unvouched.extend(finish(done, keys));
+    }
+    Ok((report, unvouched))
 }
 
-/// Checks one event against its stream's chain so far; the problem, expected, found.
-fn check_link(
-    c: &StreamCursor,
-    sequence: i64,
-    stored_prev: &str,
-    stored_hash: &str,
-    row: &sqlx::postgres::PgRow,
-) -> Option<(BreakKind, String, String)> {
-    if sequence != c.expected_sequence {
-        return Some((
-            BreakKind::SequenceGap,
-            c.expected_sequence.to_string(),
-            sequence.to_string(),
-        ));
+/// An intact stream whose tail no trusted signature vouches for.
+fn finish(
+    c: Cursor,
+    keys: Option<&std::collections::BTreeMap<String, ed25519_dalek::VerifyingKey>>,
+) -> Option<Unvouched> {
+    let keys = keys?;
+    if c.chain.is_broken() {
+        return None; // already reported
     }
-    if stored_prev != c.prev_hash {
-        return Some((
-            BreakKind::PrevHashMismatch,
-            c.prev_hash.clone(),
-            stored_prev.to_string(),
-        ));
-    }
-    let payload_text: String = row.get("payload");
-    let Ok(value) = serde_json::from_str(&payload_text) else {
-        return Some((BreakKind::UnreadablePayload, "JSON".into(), payload_text));
-    };
-    let recomputed = event_hash(&HashInput {
-        tenant_id: &c.key.0,
-        aggregate_type: &c.key.1,
-        aggregate_id: &c.key.2,
-        sequence: sequence as u64,
-        event_type: row.get("event_type"),
-        event_version: row.get("event_version"),
-        payload: &canonical_json(&value),
-        prev_hash: stored_prev,
-    });
-    (recomputed != stored_hash)
-        .then(|| (BreakKind::HashMismatch, recomputed, stored_hash.to_string()))
+    let (end, _) = c.chain.last();
+    let vouched = c.chain.vouched(keys);
+    let through = vouched.through.as_ref().map_or(0, |(s, _)| *s);
+    (through < end).then(|| Unvouched {
+        tenant_id: c.key.0,
+        aggregate_type: c.key.1,
+        aggregate_id: c.key.2,
+        signed_through: through,
+        end,
+        why: vouched.rejected.unwrap_or_else(|| "no signature".into()),
+    })
 }

@@ -8,7 +8,7 @@ use chronicle::aggregates::{File, FileCommand};
 use chronicle::commands;
 use chronicle::ids::{TenantId, UserId};
 use chronicle::projections::status::status;
-use chronicle::store::hash::{HashInput, canonical_json, event_hash};
+use chronicle::store::hash::{Attribution, HashInput, canonical_json, event_hash, event_hash_v2};
 use chronicle::store::{Actor, ChronicleStore, EventMetadata};
 use reqwest::StatusCode;
 use serde_json::Value;
@@ -239,9 +239,11 @@ async fn the_audit_log_filters_pages_and_is_for_auditors_and_admins_of_the_tenan
 async fn verify_reports_the_callers_tenant_only_with_the_workers_checkpoints() {
     // The worker inside this app takes a checkpoint every second with this key.
     let seed = "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=";
+    let event_key = crate::audit_fixture::event_key_env();
     let w = World::new(&[
         ("CHECKPOINT_EVERY_SECS", "1"),
         ("CHECKPOINT_SIGNING_KEY", seed),
+        ("EVENT_SIGNING_KEY", event_key.as_str()),
     ])
     .await;
     let auditor = w.join("audrey", "auditor").await;
@@ -257,9 +259,43 @@ async fn verify_reports_the_callers_tenant_only_with_the_workers_checkpoints() {
         .await;
     assert_eq!(report["intact"], true, "{report}");
     assert_eq!(report["checkpoint_key_trusted"], true);
+    assert_eq!(report["signatures_checked"], true);
     let checkpoints = report["checkpoints"].as_array().unwrap();
     assert_eq!(checkpoints.len(), 1, "the caller's tenant only: {report}");
     assert_eq!(checkpoints[0]["tenant_id"], w.tenant.to_string().as_str());
+    let unprotected = report["unprotected"].as_array().unwrap();
+    assert_eq!(unprotected.len(), 1, "{report}");
+    assert_eq!(unprotected[0]["tenant_id"], w.tenant.to_string().as_str());
+    assert!(unprotected[0]["events"].is_i64(), "{report}");
+
+    // A digest kept from an earlier audit must still be in the chain.
+    let kept = checkpoints[0]["digest"].as_str().unwrap().to_string();
+    let (status, pinned) = w
+        .send(
+            "GET",
+            &format!("/v1/audit/verify?trusted_digest={kept}"),
+            &auditor,
+        )
+        .await;
+    assert_eq!(
+        (status, &pinned["intact"]),
+        (StatusCode::OK, &Value::Bool(true)),
+        "{pinned}"
+    );
+    let unknown = "0f".repeat(32);
+    let (_, rolled) = w
+        .send(
+            "GET",
+            &format!("/v1/audit/verify?trusted_digest={unknown}"),
+            &auditor,
+        )
+        .await;
+    assert_eq!(rolled["intact"], false, "{rolled}");
+    assert_eq!(rolled["breaks"][0]["problem"], "checkpoint_rollback");
+    let (status, body) = w
+        .send("GET", "/v1/audit/verify?trusted_digest=XYZ", &auditor)
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     assert!(report["events"].as_i64().unwrap() >= 2);
     let (status, _) = w.send("GET", "/v1/audit/verify", &user).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
@@ -275,17 +311,41 @@ async fn verify_reports_the_callers_tenant_only_with_the_workers_checkpoints() {
     assert_eq!(theirs["intact"], true, "another tenant's report: {theirs}");
 }
 
+/// An export line's hash recomputed from the line alone (docs/audit.md), by version.
 fn recomputed_hash(line: &Value) -> String {
-    event_hash(&HashInput {
+    let meta = &line["metadata"];
+    let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
+    let payload = canonical_json(&line["payload"]);
+    let input = HashInput {
         tenant_id: line["tenant_id"].as_str().unwrap(),
         aggregate_type: line["aggregate_type"].as_str().unwrap(),
         aggregate_id: line["aggregate_id"].as_str().unwrap(),
         sequence: line["sequence"].as_u64().unwrap(),
         event_type: line["event_type"].as_str().unwrap(),
         event_version: line["event_version"].as_str().unwrap(),
-        payload: &canonical_json(&line["payload"]),
-        prev_hash: line["prev_hash"].as_str().unwrap(),
-    })
+        payload: &payload,
+        prev_hash: meta["prev_hash"].as_str().unwrap(),
+    };
+    match meta["hash_version"].as_str() {
+        Some("2") => event_hash_v2(
+            &input,
+            &Attribution {
+                recorded_at: line["recorded_at"].as_str().unwrap(),
+                actor: &text(&meta["actor"]),
+                request_id: &text(&meta["request_id"]),
+                correlation_id: &text(&meta["correlation_id"]),
+                causation_id: &text(&meta["causation_id"]),
+            },
+        ),
+        _ => event_hash(&input),
+    }
+}
+
+/// The event lines of an export, and its other lines (header, checkpoints, end).
+fn event_lines(body: &str) -> (Vec<Value>, Vec<Value>) {
+    body.lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .partition(|l| l["type"] == "event")
 }
 
 async fn export(w: &World, who: &Caller, query: &str) -> (StatusCode, Option<String>, String) {
@@ -324,10 +384,11 @@ async fn export_streams_ndjson_whose_hashes_recompute_and_matches_the_cli() {
     let (status, kind, body) = export(&w, &auditor, "").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(kind.as_deref(), Some("application/x-ndjson"));
-    let lines: Vec<Value> = body
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let (lines, others) = event_lines(&body);
+    assert_eq!(others[0]["type"], "export");
+    assert_eq!(others[0]["complete"], true);
+    assert_eq!(others.last().unwrap()["type"], "end");
+    assert_eq!(others.last().unwrap()["events"], lines.len());
     let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM events WHERE tenant_id = $1")
         .bind(w.tenant)
         .fetch_one(&w.t.db.owner)
@@ -343,10 +404,13 @@ async fn export_streams_ndjson_whose_hashes_recompute_and_matches_the_cli() {
         assert_eq!(line["tenant_id"], w.tenant.to_string().as_str());
         assert_eq!(
             recomputed_hash(line),
-            line["hash"].as_str().unwrap(),
+            line["metadata"]["hash"].as_str().unwrap(),
             "{line}"
         );
-        assert_eq!(line["metadata"]["hash"], line["hash"]);
+        assert!(
+            line.get("hash").is_none(),
+            "one copy of the hash: in metadata"
+        );
         positions.push(line["global_position"].as_i64().unwrap());
     }
     assert!(positions.windows(2).all(|p| p[0] < p[1]), "append order");
@@ -364,10 +428,8 @@ async fn export_streams_ndjson_whose_hashes_recompute_and_matches_the_cli() {
     let since = of_file[10]["recorded_at"].as_str().unwrap();
     let until = of_file[20]["recorded_at"].as_str().unwrap();
     let (_, _, part) = export(&w, &auditor, &format!("?since={since}&until={until}")).await;
-    let part: Vec<Value> = part
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let (part, part_others) = event_lines(&part);
+    assert_eq!(part_others[0]["complete"], false);
     let expected: Vec<&Value> = lines
         .iter()
         .filter(|l| {

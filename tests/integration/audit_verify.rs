@@ -3,76 +3,18 @@
 //! checkpoint, a tampered checkpoint and a forged signature are each reported; and the
 //! real binary exits 1 on each kind of break (edit, delete, reorder, truncate).
 
-use std::process::Command;
-
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use chronicle::aggregates::{File, FileCommand};
-use chronicle::commands;
+use chronicle::aggregates::FileCommand;
 use chronicle::config::CheckpointKey;
-use chronicle::ids::{TenantId, UserId};
-use chronicle::store::checkpoint::{current_heads, heads_at, take_all};
-use chronicle::store::verify::{BreakKind, ChainBreak, verify_chains, verify_log};
-use chronicle::store::{Actor, ChronicleStore, EventLog, EventMetadata};
+use chronicle::ids::TenantId;
+use chronicle::store::checkpoint::{current_heads, heads_at};
+use chronicle::store::verify::{BreakKind, verify_chains};
 use ed25519_dalek::Signer;
 
+pub use crate::audit_fixture::tamper;
+use crate::audit_fixture::{breaks, checkpoint, chronicle, key, report, run, stream_of};
 use crate::common::TestDb;
-
-const SEED: [u8; 32] = [7; 32];
-
-fn key() -> CheckpointKey {
-    CheckpointKey::from_seed(SEED)
-}
-
-/// A file stream of `1 + tags` events; returns its id.
-async fn stream_of(db: &TestDb, tenant: TenantId, tags: usize) -> String {
-    let id = uuid::Uuid::now_v7().to_string();
-    let create = FileCommand::Create {
-        owner_id: UserId::new(),
-        display_name: "a".into(),
-    };
-    run(db, tenant, &id, create).await;
-    for i in 0..tags {
-        run(
-            db,
-            tenant,
-            &id,
-            FileCommand::Tag {
-                tag: format!("t{i}"),
-            },
-        )
-        .await;
-    }
-    id
-}
-
-async fn run(db: &TestDb, tenant: TenantId, id: &str, command: FileCommand) {
-    let store = ChronicleStore::<File>::new(EventLog::new(db.app.clone()), tenant, 3);
-    let m = EventMetadata::system(tenant, Actor::System("test"));
-    commands::execute(&store, id, command, &m, &())
-        .await
-        .unwrap();
-}
-
-/// Runs `sql` (binding `id`) with triggers off, as an attacker with superuser would.
-pub async fn tamper(db: &TestDb, sql: &str, id: &str) {
-    let mut tx = db.owner.begin().await.unwrap();
-    sqlx::query("SET LOCAL session_replication_role = replica")
-        .execute(&mut *tx)
-        .await
-        .unwrap();
-    let done = sqlx::query(sql).bind(id).execute(&mut *tx).await.unwrap();
-    assert!(done.rows_affected() > 0, "tampering changed nothing: {sql}");
-    tx.commit().await.unwrap();
-}
-
-async fn breaks(db: &TestDb, tenant: TenantId) -> Vec<ChainBreak> {
-    let trusted = key().verifying();
-    verify_log(&db.worker, Some(tenant), Some(&trusted))
-        .await
-        .unwrap()
-        .breaks
-}
 
 #[tokio::test]
 async fn checkpoints_of_an_intact_log_verify_and_store_only_moved_heads() {
@@ -81,23 +23,21 @@ async fn checkpoints_of_an_intact_log_verify_and_store_only_moved_heads() {
     let first = stream_of(&db, a, 2).await;
     stream_of(&db, a, 1).await;
     stream_of(&db, b, 0).await;
-    let taken = take_all(&db.worker, &key()).await.unwrap();
+    let taken = checkpoint(&db).await;
     assert_eq!(taken.len(), 2, "{taken:?}");
     let of_a = taken.iter().find(|c| c.tenant_id == a.0).unwrap();
     assert_eq!((of_a.streams, of_a.changed), (2, 2));
 
-    let report = verify_log(&db.worker, None, Some(&key().verifying()))
-        .await
-        .unwrap();
+    let report = report(&db, None).await;
     assert!(report.is_intact(), "{:?}", report.breaks);
     assert_eq!(report.checkpoints.len(), 2);
     assert!(report.checkpoint_key_trusted);
 
     // Nothing moved: no new checkpoint.
-    assert!(take_all(&db.worker, &key()).await.unwrap().is_empty());
+    assert!(checkpoint(&db).await.is_empty());
     // One stream moved: the new checkpoint stores that head only but signs all.
     run(&db, a, &first, FileCommand::Tag { tag: "late".into() }).await;
-    let taken = take_all(&db.worker, &key()).await.unwrap();
+    let taken = checkpoint(&db).await;
     assert_eq!(taken.len(), 1);
     assert_eq!((taken[0].streams, taken[0].changed), (2, 1));
     let mut conn = db.worker.acquire().await.unwrap();
@@ -112,7 +52,7 @@ async fn a_truncated_tail_after_a_checkpoint_is_detected_though_the_chain_is_val
     let tenant = TenantId::new();
     let id = stream_of(&db, tenant, 4).await;
     stream_of(&db, tenant, 1).await; // an untouched neighbour stays green
-    take_all(&db.worker, &key()).await.unwrap();
+    checkpoint(&db).await;
     tamper(
         &db,
         "DELETE FROM events WHERE aggregate_id = $1 AND sequence = 5",
@@ -135,7 +75,7 @@ async fn a_truncated_tail_after_a_checkpoint_is_detected_though_the_chain_is_val
         assert_eq!(b.problem, BreakKind::TruncatedTail);
         assert_eq!(b.found, "stream ends at sequence 4");
         stream_of(&db, tenant, 0).await;
-        assert_eq!(take_all(&db.worker, &key()).await.unwrap().len(), 1);
+        assert_eq!(checkpoint(&db).await.len(), 1);
     }
 }
 
@@ -144,7 +84,7 @@ async fn a_replaced_tail_after_a_checkpoint_is_detected() {
     let db = TestDb::new().await;
     let tenant = TenantId::new();
     let id = stream_of(&db, tenant, 3).await;
-    take_all(&db.worker, &key()).await.unwrap();
+    checkpoint(&db).await;
     // Delete the last event (and the snapshot that remembers it), then append another:
     // the chain is valid again, but sequence 4 is not the event that was signed.
     tamper(
@@ -180,7 +120,7 @@ async fn a_replaced_tail_after_a_checkpoint_is_detected() {
         let tag = format!("more{round}");
         run(&db, tenant, &id, FileCommand::Tag { tag }).await;
         stream_of(&db, tenant, 0).await;
-        assert_eq!(take_all(&db.worker, &key()).await.unwrap().len(), 1);
+        assert_eq!(checkpoint(&db).await.len(), 1);
     }
 }
 
@@ -189,7 +129,7 @@ async fn tampered_checkpoints_and_forged_signatures_are_detected() {
     let db = TestDb::new().await;
     let tenant = TenantId::new();
     let id = stream_of(&db, tenant, 1).await;
-    let taken = take_all(&db.worker, &key()).await.unwrap();
+    let taken = checkpoint(&db).await;
     let cid = taken[0].id.to_string();
 
     // A damaged signature.
@@ -247,23 +187,6 @@ async fn tampered_checkpoints_and_forged_signatures_are_detected() {
     );
 }
 
-/// `chronicle audit …` as a separate process; returns (exit code, stdout).
-fn chronicle(db: &TestDb, args: &[&str]) -> (i32, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_chronicle"))
-        .args(args)
-        .env("DATABASE_URL", &db.url)
-        .env("CHECKPOINT_SIGNING_KEY", STANDARD.encode(SEED))
-        .env("RUST_LOG", "warn")
-        .output()
-        .expect("the chronicle binary runs");
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    (
-        out.status.code().unwrap_or(-1),
-        format!("{stdout}\n{stderr}"),
-    )
-}
-
 #[tokio::test]
 async fn the_verify_command_exits_1_on_each_kind_of_break_and_0_when_intact() {
     let db = TestDb::new().await;
@@ -301,10 +224,10 @@ async fn the_verify_command_exits_1_on_each_kind_of_break_and_0_when_intact() {
     )
     .await;
     let expected = [
-        "HashMismatch",
-        "SequenceGap",
-        "PrevHashMismatch",
-        "TruncatedTail",
+        "hash_mismatch",
+        "sequence_gap",
+        "prev_hash_mismatch",
+        "truncated_tail",
     ];
     for (tenant, kind) in tenants.iter().zip(expected) {
         let (code, out) = chronicle(&db, &["audit", "verify", "--tenant", &tenant.to_string()]);

@@ -382,10 +382,14 @@ async fn production_adds_strict_transport_security() {
         &[
             ("APP_ENV", "production"),
             ("JWT_SECRET", secret.as_str()),
-            // Production also requires the checkpoint signing key (any 32-byte seed).
+            // Production also requires the checkpoint and event signing keys.
             (
                 "CHECKPOINT_SIGNING_KEY",
                 "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=",
+            ),
+            (
+                "EVENT_SIGNING_KEY",
+                "k1:BQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQU=",
             ),
         ],
     )
