@@ -5,12 +5,14 @@ mod checkpoints;
 mod jobs;
 mod outages;
 mod projectors;
+mod transparency;
 mod tus;
 
 pub use checkpoints::{CheckpointKey, CheckpointSettings};
 pub use jobs::{GcSettings, JobSettings};
 pub use outages::OutageSettings;
 pub use projectors::ProjectorRetry;
+pub use transparency::TransparencySettings;
 pub use tus::TusSettings;
 
 use crate::scan::ScanSettings;
@@ -110,6 +112,9 @@ pub struct Config {
     pub checkpoints: CheckpointSettings,
     /// Behaviour while a dependency is down (`DB_ACQUIRE_TIMEOUT_MS`, `LIVE_PING_EVERY_SECS`).
     pub outages: OutageSettings,
+    /// The transparency log's origin and signing cadence (`TRANSPARENCY_*`;
+    /// src/config/transparency.rs).
+    pub transparency: TransparencySettings,
 }
 
 /// The one-line reason configuration was refused; names the variable.
@@ -295,6 +300,7 @@ impl Config {
 
         let checkpoints = CheckpointSettings::from_lookup(&get, environment)?;
         let outages = OutageSettings::from_lookup(&get)?;
+        let transparency = TransparencySettings::from_lookup(&get)?;
 
         Ok(Self {
             environment,
@@ -328,6 +334,7 @@ impl Config {
             tus,
             checkpoints,
             outages,
+            transparency,
         })
     }
 }

@@ -36,6 +36,7 @@ mod scan;
 mod schema_docs;
 mod services;
 mod store;
+mod transparency;
 mod tus;
 mod upload_keys;
 mod verify;
