@@ -145,9 +145,13 @@ def check_inclusion(proof, vkey, event_hash=None):
     _, size, root = verify_note(proof["tree_head"]["checkpoint"], vkey)
     if size != proof["tree_head"]["tree_size"] or root != b64(proof["tree_head"]["root_hash"]):
         raise Invalid("the proof's tree head is not the signed one")
-    chain_hash = proof["event"]["hash"] or ""
-    if event_hash is not None and chain_hash != event_hash:
-        raise Invalid("the proof is about another event")
+    if proof["event"] is None and event_hash is None:
+        raise Invalid("the event is gone from the log: pass --event-hash of the event you hold")
+    chain_hash = (proof["event"] or {}).get("hash") or ""
+    if event_hash is not None:
+        if proof["event"] is not None and chain_hash != event_hash:
+            raise Invalid("the proof is about another event")
+        chain_hash = event_hash
     leaf = leaf_hash(chain_hash.encode())
     path = [b64(p) for p in proof["inclusion_path"]]
     verify_inclusion(proof["leaf_index"], size, leaf, path, root)

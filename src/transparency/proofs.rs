@@ -91,10 +91,12 @@ pub struct ProvenEvent {
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct InclusionProof {
     pub tenant_id: Uuid,
-    pub event: ProvenEvent,
+    /// The event as the log holds it now; `null` if it was deleted after it was logged.
+    pub event: Option<ProvenEvent>,
     /// The event's index in the tenant's tree (0-based, commit order).
     pub leaf_index: u64,
-    /// base64 of SHA-256(0x00 || `event.hash` as UTF-8).
+    /// base64 of the leaf hash the tree holds: SHA-256(0x00 || the event's chain hash as
+    /// UTF-8) when it was logged. Check it against the event you hold.
     pub leaf_hash: String,
     /// The signed head the proof leads to.
     pub tree_head: TreeHead,
@@ -135,29 +137,15 @@ pub async fn tree_head(
 }
 
 /// Proves that the tenant's event at `global_position` is leaf `i` of the signed tree
-/// of `tree_size` (default: the newest signed head).
+/// of `tree_size` (default: the newest signed head). The proof comes from the tree, so an
+/// event deleted from the log after it was logged still has one (with `event: null`):
+/// whoever holds the event can show it was there.
 pub async fn prove_inclusion(
     conn: &mut PgConnection,
     tenant: Uuid,
     global_position: i64,
     tree_size: Option<u64>,
 ) -> Result<InclusionProof, ProofError> {
-    let row = sqlx::query(
-        "SELECT aggregate_type, aggregate_id, sequence, metadata->>'hash' AS hash
-           FROM events WHERE tenant_id = $1 AND global_position = $2",
-    )
-    .bind(tenant)
-    .bind(global_position)
-    .fetch_optional(&mut *conn)
-    .await?
-    .ok_or(ProofError::NoSuchEvent)?;
-    let event = ProvenEvent {
-        global_position,
-        aggregate_type: row.try_get("aggregate_type")?,
-        aggregate_id: row.try_get("aggregate_id")?,
-        sequence: row.try_get("sequence")?,
-        hash: row.try_get("hash")?,
-    };
     let leaf: Option<i64> = sqlx::query_scalar(
         "SELECT leaf_index FROM merkle_leaves WHERE tenant_id = $1 AND global_position = $2",
     )
@@ -165,10 +153,31 @@ pub async fn prove_inclusion(
     .bind(global_position)
     .fetch_optional(&mut *conn)
     .await?;
-    let head = tree_head(conn, tenant, tree_size).await?;
-    let Some(leaf) = leaf.map(|l| l as u64) else {
-        return Err(ProofError::NotYetSigned);
+    let row = sqlx::query(
+        "SELECT aggregate_type, aggregate_id, sequence, metadata->>'hash' AS hash
+           FROM events WHERE tenant_id = $1 AND global_position = $2",
+    )
+    .bind(tenant)
+    .bind(global_position)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let event = row
+        .map(|row| -> Result<ProvenEvent, sqlx::Error> {
+            Ok(ProvenEvent {
+                global_position,
+                aggregate_type: row.try_get("aggregate_type")?,
+                aggregate_id: row.try_get("aggregate_id")?,
+                sequence: row.try_get("sequence")?,
+                hash: row.try_get("hash")?,
+            })
+        })
+        .transpose()?;
+    let leaf = match (leaf, &event) {
+        (Some(leaf), _) => leaf as u64,
+        (None, None) => return Err(ProofError::NoSuchEvent),
+        (None, Some(_)) => return Err(ProofError::NotYetSigned),
     };
+    let head = tree_head(conn, tenant, tree_size).await?;
     if leaf >= head.tree_size {
         return Err(match tree_size {
             Some(size) => ProofError::LoggedLater { leaf, size },
@@ -176,22 +185,29 @@ pub async fn prove_inclusion(
         });
     }
     let size = head.tree_size;
-    let path = compute(conn, tenant, |r| tlog_tiles::prove_record(size, leaf, &r)).await?;
-    let leaf_hash = super::leaf_hash(event.hash.as_deref());
-    if tlog_tiles::check_record(&path, size, head.root, leaf, leaf_hash).is_err() {
-        // Handed out all the same: the auditor's check fails, which is the finding.
+    let (path, logged) = compute(conn, tenant, |r| {
+        let path = tlog_tiles::prove_record(size, leaf, &r)?;
+        let logged = r.read(&[tlog_tiles::stored_hash_index(0, leaf)])?[0];
+        Ok((path, logged))
+    })
+    .await?;
+    let now = event.as_ref().map(|e| super::leaf_hash(e.hash.as_deref()));
+    if now != Some(logged) {
+        // Handed out all the same: the auditor's check against the event they hold
+        // shows it, which is the finding.
         tracing::error!(
             tenant = %tenant,
             global_position,
             leaf,
-            "an event's stored hash no longer matches its logged leaf (edited after it was logged?)"
+            deleted = event.is_none(),
+            "an event was deleted or its hash changed after it was logged"
         );
     }
     Ok(InclusionProof {
         tenant_id: tenant,
         event,
         leaf_index: leaf,
-        leaf_hash: leaf_hash.to_string(),
+        leaf_hash: logged.to_string(),
         tree_head: head.into(),
         inclusion_path: base64_all(path),
     })

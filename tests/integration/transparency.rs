@@ -717,6 +717,43 @@ async fn an_event_edited_after_it_was_logged_fails_its_proof(log: &Log) {
         !checker(&["inclusion", "--vkey", &log.vkey], &proof.to_string()),
         "the edit shows"
     );
+    let original = &positions[1].1;
+    assert!(
+        !checker(
+            &["inclusion", "--vkey", &log.vkey, "--event-hash", original],
+            &proof.to_string()
+        ),
+        "the proof names the edited event, not the one the auditor holds"
+    );
+
+    // An event deleted after it was logged: the tree still proves it was there, to
+    // whoever holds it.
+    let (gone, gone_hash) = &positions[4];
+    tamper(
+        &log.w.t.db,
+        "DELETE FROM events WHERE global_position = $1::text::bigint",
+        &gone.to_string(),
+    )
+    .await;
+    let (status, proof) = log
+        .w
+        .send(
+            "GET",
+            &format!("/v1/audit/proofs/inclusion?global_position={gone}"),
+            &log.auditor,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{proof}");
+    assert!(proof["event"].is_null(), "{proof}");
+    let json = proof.to_string();
+    assert!(checker(
+        &["inclusion", "--vkey", &log.vkey, "--event-hash", gone_hash],
+        &json
+    ));
+    assert!(
+        !checker(&["inclusion", "--vkey", &log.vkey], &json),
+        "no event to check"
+    );
 }
 
 #[tokio::test]
