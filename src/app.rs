@@ -143,6 +143,13 @@ impl App {
                 config.checkpoints.every,
                 shutdown.clone(),
             )));
+            // The transparency log's Merkle trees and signed heads (src/transparency).
+            tasks.push(tokio::spawn(crate::transparency::builder::run(
+                worker_pool.clone(),
+                config.checkpoints.key.clone(),
+                config.transparency.clone(),
+                shutdown.clone(),
+            )));
             tasks.extend(projections::runtime::spawn_all(
                 worker_pool,
                 listen_url,

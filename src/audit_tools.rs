@@ -72,6 +72,9 @@ pub enum AuditCommand {
         #[arg(long)]
         as_of: Option<DateTime<Utc>>,
     },
+    /// The transparency log: signed tree heads and Merkle proofs (docs/transparency.md).
+    #[command(flatten)]
+    Transparency(crate::transparency::cli::TransparencyCommand),
 }
 
 /// The exit code of a verify run: 0 intact, 1 anything broken.
@@ -205,6 +208,7 @@ pub async fn run(command: AuditCommand, config: &Config) -> anyhow::Result<ExitC
         AuditCommand::History { file, as_of } => {
             history_of(&open(config).await?, config, file, as_of).await
         }
+        AuditCommand::Transparency(command) => crate::transparency::cli::run(command, config).await,
     }
 }
 

@@ -28,5 +28,6 @@ pub mod state;
 pub mod storage;
 pub mod store;
 pub mod telemetry;
+pub mod transparency;
 pub mod uploads;
 pub mod worker;

@@ -30,6 +30,7 @@ pub mod ratelimit;
 mod register_guard;
 mod sessions;
 mod text;
+mod transparency;
 mod tus;
 mod upload;
 mod users;
@@ -62,6 +63,7 @@ use ratelimit::RateLimitLayer;
         files_manage::rename, files_manage::tag, files_manage::untag, files_manage::delete,
         files_manage::restore, files_manage::restore_version,
         audit::list, audit::verify, audit::export, history::list,
+        transparency::tree_head, transparency::inclusion, transparency::consistency,
         tus::options, tus::options_upload, tus::create::create, tus::head, tus::patch, tus::terminate,
     ),
     components(schemas(ErrorBody, ErrorDetail, health::Health, upload::UploadAccepted)),
@@ -167,6 +169,13 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/audit/verify", get(audit::verify))
         .route("/v1/audit/export", get(audit::export))
         .route("/v1/files/{id}/history", get(history::list))
+        // The transparency log: signed heads and Merkle proofs (src/api/transparency.rs).
+        .route("/v1/audit/tree-head", get(transparency::tree_head))
+        .route("/v1/audit/proofs/inclusion", get(transparency::inclusion))
+        .route(
+            "/v1/audit/proofs/consistency",
+            get(transparency::consistency),
+        )
         // Idempotency keys only for a route and method that exist: a route layer runs
         // after routing, so an unknown path is 404 and a wrong method 405 (with `Allow`)
         // whatever key it carries, and neither claims nor compares a key. It must come

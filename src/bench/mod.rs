@@ -4,6 +4,7 @@
 mod audit;
 mod auth;
 mod store;
+mod tlog;
 pub mod upload;
 
 use clap::Subcommand;
@@ -25,6 +26,12 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 1_000_000)]
         events: u64,
     },
+    /// Transparency log: N events of one tenant, the tree built (cost and storage per
+    /// event), a head signed, 1,000 inclusion and consistency proofs (latency, size).
+    Tlog {
+        #[arg(long, default_value_t = 1_000_000)]
+        events: u64,
+    },
 }
 
 pub async fn run(command: BenchCommand, config: &Config) -> anyhow::Result<()> {
@@ -39,6 +46,10 @@ pub async fn run(command: BenchCommand, config: &Config) -> anyhow::Result<()> {
         }
         BenchCommand::Audit { events } => {
             let rows = audit::run(config.database_url.expose(), events).await?;
+            store::print(&rows);
+        }
+        BenchCommand::Tlog { events } => {
+            let rows = tlog::run(config.database_url.expose(), events).await?;
             store::print(&rows);
         }
         BenchCommand::Upload => {

@@ -6,6 +6,7 @@ mod event_signing;
 mod jobs;
 mod outages;
 mod projectors;
+mod transparency;
 mod tus;
 
 pub use checkpoints::{CheckpointKey, CheckpointSettings};
@@ -15,6 +16,7 @@ pub use event_signing::{
 pub use jobs::{GcSettings, JobSettings};
 pub use outages::OutageSettings;
 pub use projectors::ProjectorRetry;
+pub use transparency::TransparencySettings;
 pub use tus::TusSettings;
 
 use crate::scan::ScanSettings;
@@ -117,6 +119,9 @@ pub struct Config {
     pub event_signing: EventSigningSettings,
     /// Behaviour while a dependency is down (`DB_ACQUIRE_TIMEOUT_MS`, `LIVE_PING_EVERY_SECS`).
     pub outages: OutageSettings,
+    /// The transparency log's origin and signing cadence (`TRANSPARENCY_*`;
+    /// src/config/transparency.rs).
+    pub transparency: TransparencySettings,
 }
 
 /// The one-line reason configuration was refused; names the variable.
@@ -303,6 +308,7 @@ impl Config {
         let checkpoints = CheckpointSettings::from_lookup(&get, environment)?;
         let event_signing = EventSigningSettings::from_lookup(&get, environment)?;
         let outages = OutageSettings::from_lookup(&get)?;
+        let transparency = TransparencySettings::from_lookup(&get)?;
 
         Ok(Self {
             environment,
@@ -337,6 +343,7 @@ impl Config {
             checkpoints,
             event_signing,
             outages,
+            transparency,
         })
     }
 }

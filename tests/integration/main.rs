@@ -39,6 +39,7 @@ mod scan;
 mod schema_docs;
 mod services;
 mod store;
+mod transparency;
 mod tus;
 mod upload_keys;
 mod verify;
