@@ -136,8 +136,9 @@ pub async fn purged(pool: &PgPool, stream: StreamRef<'_>) -> Result<bool, sqlx::
 }
 
 /// The last sequence recorded at or before `as_of` (0 when the stream started later).
-/// A stream's `recorded_at` never decreases: each append commits after the previous
-/// one, and `recorded_at` is its transaction's start.
+/// A stream's `recorded_at` never decreases: one writer at a time prepares a stream's
+/// next commit after loading the previous one, and stamps it then (instances' clocks
+/// must agree, docs/audit.md); older events hold their transaction's start.
 pub async fn sequence_at(
     pool: &PgPool,
     stream: StreamRef<'_>,
