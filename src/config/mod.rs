@@ -8,6 +8,7 @@ mod outages;
 mod projectors;
 mod transparency;
 mod tus;
+mod webhooks;
 
 pub use checkpoints::{CheckpointKey, CheckpointSettings};
 pub use event_signing::{
@@ -18,6 +19,7 @@ pub use outages::OutageSettings;
 pub use projectors::ProjectorRetry;
 pub use transparency::TransparencySettings;
 pub use tus::TusSettings;
+pub use webhooks::WebhookSettings;
 
 use crate::scan::ScanSettings;
 use crate::storage::StorageSettings;
@@ -122,6 +124,9 @@ pub struct Config {
     /// The transparency log's origin and signing cadence (`TRANSPARENCY_*`;
     /// src/config/transparency.rs).
     pub transparency: TransparencySettings,
+    /// Webhook delivery: SSRF allowlist, timeout, retries, auto-disable (`WEBHOOK_*`;
+    /// src/config/webhooks.rs).
+    pub webhooks: WebhookSettings,
 }
 
 /// The one-line reason configuration was refused; names the variable.
@@ -309,6 +314,7 @@ impl Config {
         let event_signing = EventSigningSettings::from_lookup(&get, environment)?;
         let outages = OutageSettings::from_lookup(&get)?;
         let transparency = TransparencySettings::from_lookup(&get)?;
+        let webhooks = WebhookSettings::from_lookup(&get)?;
 
         Ok(Self {
             environment,
@@ -344,6 +350,7 @@ impl Config {
             event_signing,
             outages,
             transparency,
+            webhooks,
         })
     }
 }
