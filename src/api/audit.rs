@@ -52,7 +52,7 @@ pub struct AuditParams {
 }
 
 /// Any JSON value (no `type` in the schema).
-pub(super) fn any_json() -> utoipa::openapi::Object {
+fn any_json() -> utoipa::openapi::Object {
     utoipa::openapi::ObjectBuilder::new()
         .schema_type(utoipa::openapi::schema::SchemaType::AnyValue)
         .build()

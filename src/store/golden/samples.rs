@@ -291,6 +291,7 @@ pub(super) fn event_enum_of(aggregate_type: &str) -> &'static str {
         "tenant" => "TenantEvent",
         "upload" => "UploadEvent",
         "user" => "UserEvent",
+        "webhook_endpoint" => "WebhookEvent",
         other => panic!("no event enum known for {other}"),
     }
 }
