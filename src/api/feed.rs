@@ -22,6 +22,7 @@ use uuid::Uuid;
 
 use super::cursor::CursorKey;
 use super::extract::ApiQuery;
+use crate::aggregates::Role;
 use crate::auth::context::session_standing;
 use crate::auth::{AuditorOrAdmin, TenantContext};
 use crate::error::{AppError, ErrorBody};
@@ -290,7 +291,7 @@ async fn pump(
             _ = tokio::time::sleep(STREAM_POLL) => {}
             _ = standing.tick() => {
                 match session_standing(&state.db, tenant, ctx.session_id, ctx.user_id.0).await {
-                    Ok(Ok(role)) if matches!(role, crate::aggregates::Role::Auditor | crate::aggregates::Role::Admin) => {}
+                    Ok(Ok(Role::Auditor | Role::Admin)) => {}
                     Ok(_) => return,
                     Err(err) => {
                         tracing::warn!(error = %err, "feed stream ended: standing unknown");

@@ -253,11 +253,14 @@ impl Dispatcher {
         .bind(next)
         .execute(&mut *tx)
         .await?;
-        tracing::info!(
-            endpoint = %endpoint, delivery = %id, position,
-            status = attempt.status_code, error = attempt.error.as_deref(),
-            latency_ms = attempt.latency.as_millis() as u64, "webhook attempt"
-        );
+        if attempt.succeeded() {
+            tracing::debug!(endpoint = %endpoint, delivery = %id, position,
+                latency_ms = attempt.latency.as_millis() as u64, "webhook delivered");
+        } else {
+            tracing::warn!(endpoint = %endpoint, delivery = %id, position,
+                status = attempt.status_code, error = attempt.error.as_deref(), failures,
+                "webhook attempt failed; retried after a pause");
+        }
         let disable = (failures as u32 >= self.settings.disable_after).then(|| {
             format!(
                 "{failures} deliveries failed in a row (last: {})",
