@@ -140,13 +140,15 @@ impl Dispatcher {
     /// Sends one due delivery, if any endpoint has one and is free. True when it did.
     pub async fn deliver_next(&self) -> anyhow::Result<bool> {
         let mut tx = self.db.begin().await?;
-        // The head (oldest pending delivery) of every enabled endpoint, if due.
+        // The head (oldest pending delivery) of every enabled endpoint, if due: one
+        // index probe per endpoint (webhook_deliveries_pending), whatever the backlog.
         let candidates: Vec<(Uuid, Uuid)> = sqlx::query_as(
-            "SELECT h.tenant_id, h.endpoint_id
-               FROM (SELECT DISTINCT ON (endpoint_id) tenant_id, endpoint_id, next_attempt_at
-                       FROM webhook_deliveries WHERE status = 'pending'
-                      ORDER BY endpoint_id, transaction_id, global_position) h
-               JOIN webhook_endpoints e ON e.tenant_id = h.tenant_id AND e.id = h.endpoint_id
+            "SELECT e.tenant_id, e.id
+               FROM webhook_endpoints e
+              CROSS JOIN LATERAL (
+                    SELECT d.next_attempt_at FROM webhook_deliveries d
+                     WHERE d.endpoint_id = e.id AND d.status = 'pending'
+                     ORDER BY d.transaction_id, d.global_position LIMIT 1) h
               WHERE e.enabled AND h.next_attempt_at <= now()
               ORDER BY h.next_attempt_at LIMIT 32",
         )
