@@ -17,6 +17,7 @@ use crate::common::TempDir;
 use crate::files_api::World;
 
 const LOOPBACK: &[(&str, &str)] = &[
+    ("WEBHOOK_CONCURRENCY", "2"),
     ("WEBHOOK_ALLOW_NETWORKS", "127.0.0.0/8,::1/128"),
     ("WEBHOOK_RETRY_BASE_MS", "50"),
     ("WEBHOOK_RETRY_MAX_MS", "400"),
