@@ -54,6 +54,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# No webhook deliveries: generated endpoints may name public IP literals, and nothing
+# here may send traffic off this machine.
 # Generous budgets: this run measures the document, not the rate limiter (whose 429 is
 # still documented on every operation it guards, and checked whenever it answers one).
 DATABASE_URL="postgres://root@127.0.0.1:5432/${db}" \
@@ -62,6 +64,7 @@ DATABASE_URL="postgres://root@127.0.0.1:5432/${db}" \
   DATA_DIR="$work/data" \
   RATE_LIMIT_PER_MINUTE=1000000 \
   AUTH_RATE_LIMIT_PER_MINUTE=100000 \
+  WEBHOOK_CONCURRENCY=0 \
   LOG_FORMAT=json RUST_LOG="${RUST_LOG:-warn}" \
   "$bin" serve >"$reports/server.log" 2>&1 &
 server=$!

@@ -150,6 +150,20 @@ impl App {
                 config.transparency.clone(),
                 shutdown.clone(),
             )));
+            // Webhook deliveries (src/webhooks): a pool of their own, since each delivery in
+            // flight holds a connection (its endpoint's lease) for up to the timeout.
+            if config.webhooks.concurrency > 0 {
+                let pool =
+                    db::pool(&url, DbRole::Worker, config.webhooks.concurrency as u32 + 1).await?;
+                let dispatcher = crate::worker::webhooks::Dispatcher::new(
+                    pool,
+                    state.events.clone(),
+                    config.snapshot_every,
+                    config.webhooks.clone(),
+                )
+                .context("webhook HTTP client cannot be set up")?;
+                tasks.extend(Arc::new(dispatcher).spawn(shutdown.clone()));
+            }
             tasks.extend(projections::runtime::spawn_all(
                 worker_pool,
                 listen_url,

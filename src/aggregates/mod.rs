@@ -7,6 +7,7 @@ pub mod tenant;
 pub mod upcast;
 pub mod upload;
 pub mod user;
+pub mod webhook;
 
 pub use file::{File, FileCommand, FileError, FileEvent};
 pub use notification::{Notification, NotificationCommand, NotificationEvent};
@@ -14,6 +15,7 @@ pub use session::{Session, SessionCommand, SessionError, SessionEvent};
 pub use tenant::{Tenant, TenantCommand, TenantError, TenantEvent};
 pub use upload::{Upload, UploadCommand, UploadError, UploadEvent};
 pub use user::{Role, User, UserCommand, UserError, UserEvent};
+pub use webhook::{WebhookCommand, WebhookEndpoint, WebhookError, WebhookEvent};
 
 /// What a personal field reads as once its user's key is destroyed (and what a pre-v2
 /// plaintext field of an erased user reads as): aggregates replay erased events too.

@@ -11,6 +11,7 @@ pub mod edge;
 mod erase;
 mod events;
 mod extract;
+mod feed;
 mod files;
 mod files_list;
 mod files_manage;
@@ -35,6 +36,7 @@ mod transparency;
 mod tus;
 mod upload;
 mod users;
+mod webhooks;
 
 use axum::Router;
 use axum::http::HeaderName;
@@ -64,6 +66,9 @@ use ratelimit::RateLimitLayer;
         files_manage::rename, files_manage::tag, files_manage::untag, files_manage::delete,
         files_manage::restore, files_manage::restore_version,
         audit::list, audit::verify, audit::export, history::list,
+        feed::page, feed::stream,
+        webhooks::create, webhooks::list, webhooks::get, webhooks::update, webhooks::delete,
+        webhooks::deliveries, webhooks::redeliver,
         transparency::tree_head, transparency::inclusion, transparency::consistency,
         tus::options, tus::options_upload, tus::create::create, tus::head, tus::patch, tus::terminate,
     ),
@@ -169,6 +174,20 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/audit", get(audit::list))
         .route("/v1/audit/verify", get(audit::verify))
         .route("/v1/audit/export", get(audit::export))
+        .route("/v1/feed", get(feed::page))
+        .route("/v1/feed/stream", get(feed::stream))
+        .route("/v1/webhooks", get(webhooks::list).post(webhooks::create))
+        .route(
+            "/v1/webhooks/{id}",
+            get(webhooks::get)
+                .patch(webhooks::update)
+                .delete(webhooks::delete),
+        )
+        .route("/v1/webhooks/{id}/deliveries", get(webhooks::deliveries))
+        .route(
+            "/v1/webhooks/{id}/deliveries/{delivery_id}/redeliver",
+            post(webhooks::redeliver),
+        )
         .route("/v1/files/{id}/history", get(history::list))
         // The transparency log: signed heads and Merkle proofs (src/api/transparency.rs).
         .route("/v1/audit/tree-head", get(transparency::tree_head))

@@ -153,7 +153,7 @@ fn status_kib(field: &str) -> u64 {
 
 /// COPYs `events` events of `STREAM_LEN`-event file streams, hash chains and
 /// signatures included.
-async fn seed(
+pub(super) async fn seed(
     url: &str,
     tenant: TenantId,
     events: u64,

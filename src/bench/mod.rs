@@ -3,6 +3,7 @@
 
 mod audit;
 mod auth;
+mod feed;
 mod store;
 mod tlog;
 pub mod upload;
@@ -26,6 +27,12 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 1_000_000)]
         events: u64,
     },
+    /// Feed: catch-up of N events by pages of 1,000 (unfiltered and filtered) beside a
+    /// plain SELECT of the same rows.
+    Feed {
+        #[arg(long, default_value_t = 1_000_000)]
+        events: u64,
+    },
     /// Transparency log: N events of one tenant, the tree built (cost and storage per
     /// event), a head signed, 1,000 inclusion and consistency proofs (latency, size).
     Tlog {
@@ -46,6 +53,10 @@ pub async fn run(command: BenchCommand, config: &Config) -> anyhow::Result<()> {
         }
         BenchCommand::Audit { events } => {
             let rows = audit::run(config.database_url.expose(), events).await?;
+            store::print(&rows);
+        }
+        BenchCommand::Feed { events } => {
+            let rows = feed::run(config.database_url.expose(), events).await?;
             store::print(&rows);
         }
         BenchCommand::Tlog { events } => {

@@ -10,6 +10,7 @@
 //! `409 conflict`. docs/architecture.md, "Concurrent writers".
 
 pub mod erase;
+pub mod webhooks;
 
 use std::time::{Duration, Instant};
 

@@ -9,6 +9,7 @@ mod projectors;
 mod storage;
 mod transparency;
 mod tus;
+mod webhooks;
 
 pub use checkpoints::{CheckpointKey, CheckpointSettings};
 pub use event_signing::{
@@ -20,6 +21,7 @@ pub use projectors::ProjectorRetry;
 pub use storage::StorageSettings;
 pub use transparency::TransparencySettings;
 pub use tus::TusSettings;
+pub use webhooks::WebhookSettings;
 
 use crate::scan::ScanSettings;
 use std::fmt;
@@ -123,6 +125,9 @@ pub struct Config {
     /// The transparency log's origin and signing cadence (`TRANSPARENCY_*`;
     /// src/config/transparency.rs).
     pub transparency: TransparencySettings,
+    /// Webhook delivery: SSRF allowlist, timeout, retries, auto-disable (`WEBHOOK_*`;
+    /// src/config/webhooks.rs).
+    pub webhooks: WebhookSettings,
 }
 
 /// The one-line reason configuration was refused; names the variable.
@@ -310,6 +315,7 @@ impl Config {
         let event_signing = EventSigningSettings::from_lookup(&get, environment)?;
         let outages = OutageSettings::from_lookup(&get)?;
         let transparency = TransparencySettings::from_lookup(&get)?;
+        let webhooks = WebhookSettings::from_lookup(&get)?;
 
         Ok(Self {
             environment,
@@ -345,6 +351,7 @@ impl Config {
             event_signing,
             outages,
             transparency,
+            webhooks,
         })
     }
 }

@@ -19,6 +19,7 @@ pub mod storable;
 pub mod stream_heads;
 pub mod uploads;
 pub mod user_agent;
+pub mod webhooks;
 
 use std::sync::Arc;
 
@@ -27,7 +28,7 @@ use sqlx::PgConnection;
 
 use crate::queue::Queue;
 
-pub use record::{Batch, EventRecord, EventRef, NEXT_BATCH_SQL, Unreadable};
+pub use record::{Batch, CatchUpPosition, EventRecord, EventRef, NEXT_BATCH_SQL, Unreadable};
 
 /// A read model built from events.
 #[async_trait]
@@ -90,6 +91,9 @@ fn build(reactions: Option<&Reactions>) -> Vec<Arc<dyn Projector>> {
         Arc::new(stream_heads::StreamHeadsProjector),
         // Resumable uploads: what the expiry job and the temp sweeper query.
         Arc::new(uploads::UploadsProjector),
+        // Webhook endpoints, and one pending delivery per (endpoint, event) for the
+        // dispatcher (src/webhooks).
+        Arc::new(webhooks::WebhooksProjector),
     ]
 }
 

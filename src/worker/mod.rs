@@ -8,6 +8,7 @@ mod gc;
 mod pipeline;
 mod reconcile;
 mod sweep;
+pub mod webhooks;
 
 use std::sync::Arc;
 use std::time::Duration;

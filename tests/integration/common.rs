@@ -127,6 +127,9 @@ pub fn test_config(db_url: &str, data_dir: &std::path::Path, overrides: &[(&str,
         // Most tests drive the worker's File commands themselves; a real worker taking
         // the jobs of their fake uploads would race them. Pipeline tests turn it on.
         ("WORKER_CONCURRENCY".into(), "0".into()),
+        // Likewise webhook delivery (its own pool of connections): the webhook tests
+        // turn it on.
+        ("WEBHOOK_CONCURRENCY".into(), "0".into()),
     ]);
     for (k, v) in overrides {
         vars.insert(k.to_string(), v.to_string());

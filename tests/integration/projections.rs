@@ -536,6 +536,8 @@ async fn every_read_table_has_tenant_id_and_forced_row_level_security() {
         // Secrets, like credentials: never read through the API, every statement names
         // the tenant, no grant beyond the service roles (tests/integration/versioning.rs).
         "personal_data_keys",
+        // Webhook signing secrets, likewise (migrations/0036_webhooks.sql).
+        "webhook_secrets",
         "_sqlx_migrations",
         // Owner-managed analyst pins (0015); its own RLS shows a login its row only.
         "analyst_tenants",

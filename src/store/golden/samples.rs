@@ -12,6 +12,7 @@ use crate::aggregates::session::RevokeReason;
 use crate::aggregates::upload::{StoredParts, Tail, UploadTarget};
 use crate::aggregates::{
     FileEvent, NotificationEvent, Role, SessionEvent, TenantEvent, UploadEvent, UserEvent,
+    WebhookEvent,
 };
 use crate::ids::{FileId, UserId};
 
@@ -111,6 +112,30 @@ fn tenant_samples() -> Vec<Sample> {
     ]
     .into_iter()
     .map(|e| sample("tenant", TENANT, e))
+    .collect()
+}
+
+fn webhook_samples() -> Vec<Sample> {
+    [
+        WebhookEvent::WebhookEndpointCreated {
+            url: "https://hooks.example.com/chronicle".into(),
+            event_types: vec!["FileCreated".into(), "VersionCompleted".into()],
+            secret_fingerprint: "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+                .into(),
+        },
+        WebhookEvent::WebhookEndpointUpdated {
+            url: "https://hooks.example.com/v2".into(),
+            event_types: vec!["*".into()],
+        },
+        WebhookEvent::WebhookEndpointDisabled {
+            automatic: true,
+            reason: "20 deliveries failed in a row".into(),
+        },
+        WebhookEvent::WebhookEndpointEnabled,
+        WebhookEvent::WebhookEndpointDeleted,
+    ]
+    .into_iter()
+    .map(|e| sample("webhook_endpoint", STREAM, e))
     .collect()
 }
 
@@ -266,6 +291,7 @@ pub(super) fn event_enum_of(aggregate_type: &str) -> &'static str {
         "tenant" => "TenantEvent",
         "upload" => "UploadEvent",
         "user" => "UserEvent",
+        "webhook_endpoint" => "WebhookEvent",
         other => panic!("no event enum known for {other}"),
     }
 }
@@ -283,5 +309,10 @@ pub(super) fn all_samples() -> Vec<(&'static str, &'static [&'static str], Vec<S
         ("tenant", TenantEvent::VARIANTS, tenant_samples()),
         ("upload", UploadEvent::VARIANTS, upload_samples()),
         ("user", UserEvent::VARIANTS, user_samples()),
+        (
+            "webhook_endpoint",
+            WebhookEvent::VARIANTS,
+            webhook_samples(),
+        ),
     ]
 }

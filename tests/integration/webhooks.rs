@@ -1,0 +1,447 @@
+//! Webhooks against a real receiver (tests/webhook_receiver.py, a Python HTTP server):
+//! every request verifies with the `standardwebhooks` package; a receiver that fails at
+//! first gets every event afterwards, in commit order, each delivered once; the delivery
+//! log and redelivery; a run of failures disables the endpoint; URLs at loopback,
+//! private addresses or names resolving to loopback are refused unless allowlisted.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use chronicle::aggregates::FileCommand;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::common::TempDir;
+use crate::files_api::World;
+
+const LOOPBACK: &[(&str, &str)] = &[
+    ("WEBHOOK_CONCURRENCY", "2"),
+    ("WEBHOOK_ALLOW_NETWORKS", "127.0.0.0/8,::1/128"),
+    ("WEBHOOK_RETRY_BASE_MS", "50"),
+    ("WEBHOOK_RETRY_MAX_MS", "400"),
+];
+
+fn script() -> String {
+    format!("{}/tests/webhook_receiver.py", env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The Python receiver, killed when dropped.
+struct Receiver {
+    child: Child,
+    port: u16,
+    log: std::path::PathBuf,
+    _dir: TempDir,
+}
+
+impl Receiver {
+    fn start(fail_first: u32) -> Receiver {
+        let dir = TempDir::new();
+        let log = dir.0.join("requests.jsonl");
+        let mut child = Command::new("python3")
+            .arg(script())
+            .arg("serve")
+            .arg("--log")
+            .arg(&log)
+            .arg("--fail-first")
+            .arg(fail_first.to_string())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("python3 runs");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let port = line.trim().parse().expect("the receiver prints its port");
+        Receiver {
+            child,
+            port,
+            log,
+            _dir: dir,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/hook", self.port)
+    }
+
+    fn requests(&self) -> Vec<Value> {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    /// What `standardwebhooks` says of every request received so far.
+    fn verify(&self, secret: &str) -> Value {
+        let out = Command::new("python3")
+            .arg(script())
+            .arg("verify")
+            .arg("--log")
+            .arg(&self.log)
+            .arg("--secret")
+            .arg(secret)
+            .output()
+            .expect("python3 runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn create(w: &World, url: &str, types: Value) -> (StatusCode, Value) {
+    w.send_json(
+        "POST",
+        "/v1/webhooks",
+        &w.admin,
+        Some(json!({"url": url, "event_types": types})),
+    )
+    .await
+}
+
+/// The tenant's global positions from the event `from` on, in catch-up order.
+async fn positions_from(w: &World, from: i64) -> Vec<i64> {
+    sqlx::query_scalar(
+        "SELECT global_position FROM events
+          WHERE tenant_id = $1 AND (transaction_id, global_position) >=
+                (SELECT transaction_id, global_position FROM events WHERE global_position = $2)
+          ORDER BY transaction_id, global_position",
+    )
+    .bind(w.tenant)
+    .bind(from)
+    .fetch_all(&w.t.db.owner)
+    .await
+    .unwrap()
+}
+
+async fn created_position(w: &World, endpoint: &str) -> i64 {
+    sqlx::query_scalar(
+        "SELECT global_position FROM events
+          WHERE tenant_id = $1 AND aggregate_type = 'webhook_endpoint' AND aggregate_id = $2
+            AND sequence = 1",
+    )
+    .bind(w.tenant)
+    .bind(endpoint)
+    .fetch_one(&w.t.db.owner)
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_receiver_failing_at_first_gets_every_event_in_order_verified_by_standardwebhooks() {
+    let w = World::new(LOOPBACK).await;
+    let receiver = Receiver::start(6);
+    let (status, endpoint) = create(&w, &receiver.url(), json!(["*"])).await;
+    assert_eq!(status, StatusCode::CREATED, "{endpoint}");
+    let secret = endpoint["secret"].as_str().unwrap().to_string();
+    assert!(secret.starts_with("whsec_"));
+    let id = endpoint["id"].as_str().unwrap().to_string();
+    // The secret is shown once: never in a listing, never in the event log.
+    let (_, listed) = w.send("GET", "/v1/webhooks", &w.admin).await;
+    assert!(!listed.to_string().contains(&secret));
+    let in_log: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM events WHERE payload::text LIKE '%' || $1 || '%'")
+            .bind(&secret[6..])
+            .fetch_one(&w.t.db.owner)
+            .await
+            .unwrap();
+    assert_eq!(in_log, 0);
+
+    // Events from several writers while the receiver is failing.
+    let user = w.join("bob", "user").await;
+    let mut files = Vec::new();
+    for i in 0..3 {
+        files.push(w.create(&user, &format!("f{i}")).await);
+    }
+    let writers: Vec<_> = files
+        .iter()
+        .map(|f| {
+            let (w, f) = (&w, *f);
+            async move {
+                for n in 0..4 {
+                    w.run(
+                        f,
+                        FileCommand::Rename {
+                            display_name: format!("r{n}"),
+                        },
+                    )
+                    .await;
+                }
+            }
+        })
+        .collect();
+    futures::future::join_all(writers).await;
+
+    let expected = positions_from(&w, created_position(&w, &id).await).await;
+    assert!(expected.len() >= 3 + 12, "{expected:?}");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let delivered = receiver
+            .requests()
+            .iter()
+            .filter(|r| r["status"] == 204)
+            .count();
+        if delivered >= expected.len() {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{delivered} of {} delivered",
+            expected.len()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Give a buggy dispatcher the chance to send something twice.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let summary = receiver.verify(&secret);
+    assert_eq!(summary["rejected"], json!([]), "{summary}");
+    assert_eq!(
+        summary["verified"].as_u64().unwrap() as usize,
+        receiver.requests().len(),
+        "every request verifies"
+    );
+    let positions: Vec<i64> = summary["positions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_i64().unwrap())
+        .collect();
+    assert_eq!(positions, expected, "every event once, in commit order");
+    let failed = receiver
+        .requests()
+        .iter()
+        .filter(|r| r["status"] == 500)
+        .count();
+    assert_eq!(failed, 6, "the first six attempts failed and were retried");
+
+    // The delivery log: all delivered; the first one needed seven attempts.
+    let (status, log) = w
+        .send(
+            "GET",
+            &format!("/v1/webhooks/{id}/deliveries?limit=200"),
+            &w.admin,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{log}");
+    let items = log["items"].as_array().unwrap();
+    assert_eq!(items.len(), expected.len());
+    assert!(items.iter().all(|d| d["status"] == "delivered"
+        && d["last_status_code"] == 204
+        && d["last_latency_ms"].is_i64()));
+    let first = items.last().unwrap();
+    assert_eq!(first["attempts"], 7, "{first}");
+    assert_eq!(first["position"], expected[0]);
+
+    // Manual redelivery: the same webhook-id arrives again.
+    let delivery = first["id"].as_str().unwrap();
+    let (status, _) = w
+        .send(
+            "POST",
+            &format!("/v1/webhooks/{id}/deliveries/{delivery}/redeliver"),
+            &w.admin,
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let message_id = format!("msg_{}", Uuid::parse_str(delivery).unwrap().simple());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while receiver
+        .requests()
+        .iter()
+        .filter(|r| r["headers"]["webhook-id"] == message_id.as_str() && r["status"] == 204)
+        .count()
+        < 2
+    {
+        assert!(tokio::time::Instant::now() < deadline, "not redelivered");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (status, _) = w
+        .send(
+            "POST",
+            &format!("/v1/webhooks/{id}/deliveries/{}/redeliver", Uuid::now_v7()),
+            &w.admin,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // Only admins manage webhooks.
+    let (status, _) = w.send("GET", "/v1/webhooks", &user).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn a_run_of_failures_disables_the_endpoint() {
+    let mut overrides = LOOPBACK.to_vec();
+    overrides.push(("WEBHOOK_DISABLE_AFTER", "3"));
+    let w = World::new(&overrides).await;
+    let receiver = Receiver::start(1_000_000);
+    let (status, endpoint) = create(&w, &receiver.url(), json!(["*"])).await;
+    assert_eq!(status, StatusCode::CREATED, "{endpoint}");
+    let id = endpoint["id"].as_str().unwrap().to_string();
+    let view = w
+        .get_until(&format!("/v1/webhooks/{id}"), &w.admin, |v| {
+            v["enabled"] == false
+        })
+        .await;
+    assert!(
+        view["disabled_reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("3 deliveries failed in a row"),
+        "{view}"
+    );
+    let automatic: bool = sqlx::query_scalar(
+        "SELECT (payload->'WebhookEndpointDisabled'->>'automatic')::boolean FROM events
+          WHERE tenant_id = $1 AND aggregate_id = $2 AND event_type = 'WebhookEndpointDisabled'",
+    )
+    .bind(w.tenant)
+    .bind(&id)
+    .fetch_one(&w.t.db.owner)
+    .await
+    .unwrap();
+    assert!(automatic);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(
+        receiver.requests().len(),
+        3,
+        "nothing is sent once disabled"
+    );
+
+    // Enabled again by an admin, it resumes.
+    let (status, body) = w
+        .send_json(
+            "PATCH",
+            &format!("/v1/webhooks/{id}"),
+            &w.admin,
+            Some(json!({"enabled": true})),
+        )
+        .await;
+    assert_eq!((status, &body["enabled"]), (StatusCode::OK, &json!(true)));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while receiver.requests().len() <= 3 {
+        assert!(tokio::time::Instant::now() < deadline, "not resumed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn internal_addresses_are_refused_unless_allowlisted() {
+    let w = World::new(&[]).await;
+    for url in [
+        "http://127.0.0.1:9/hook",
+        "http://10.0.0.1/hook",
+        "http://localhost:9/hook",
+        "http://[::1]:9/hook",
+        "http://[::ffff:127.0.0.1]:9/hook",
+        "http://169.254.169.254/latest/meta-data",
+        "http://2130706433:9/",
+    ] {
+        let (status, body) = create(&w, url, json!(["*"])).await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (StatusCode::UNPROCESSABLE_ENTITY, Some("validation_failed")),
+            "{url}: {body}"
+        );
+    }
+    for (url, types) in [
+        ("ftp://example.com/", json!(["*"])),
+        ("https://u:p@example.com/", json!(["*"])),
+        ("https://example.com/", json!([])),
+    ] {
+        let (status, _) = create(&w, url, types).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{url}");
+    }
+    let none: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM events WHERE tenant_id = $1 AND aggregate_type = 'webhook_endpoint'",
+    )
+    .bind(w.tenant)
+    .fetch_one(&w.t.db.owner)
+    .await
+    .unwrap();
+    assert_eq!(none, 0, "nothing recorded");
+
+    let allowed = World::new(&[("WEBHOOK_ALLOW_NETWORKS", "127.0.0.0/8,::1/128")]).await;
+    for url in ["http://127.0.0.1:9/hook", "http://localhost:9/hook"] {
+        let (status, body) = create(&allowed, url, json!(["FileCreated"])).await;
+        assert_eq!(status, StatusCode::CREATED, "{url}: {body}");
+    }
+    let (status, _) = create(&allowed, "http://10.0.0.1/hook", json!(["*"])).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+}
+
+/// Deliveries per second to a local receiver (an in-process HTTP server answering 204),
+/// end to end: N events committed at once, then projected into the outbox and sent;
+/// one endpoint (sequential: order) and four endpoints (in parallel). Figures for
+/// docs/benchmarks.md: `cargo test --test integration webhook_deliveries_per_second
+/// -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "benchmark"]
+async fn webhook_deliveries_per_second() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    const EVENTS: i64 = 2000;
+    for endpoints in [1usize, 4] {
+        let w = World::new(LOOPBACK).await;
+        let received = Arc::new(AtomicUsize::new(0));
+        let counter = received.clone();
+        let app = axum::Router::new().route(
+            "/hook",
+            axum::routing::post(move || {
+                let counter = counter.clone();
+                async move {
+                    counter.fetch_add(1, Ordering::Relaxed);
+                    StatusCode::NO_CONTENT
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        for _ in 0..endpoints {
+            let (status, body) = create(
+                &w,
+                &format!("http://127.0.0.1:{port}/hook"),
+                json!(["Loaded"]),
+            )
+            .await;
+            assert_eq!(status, StatusCode::CREATED, "{body}");
+        }
+        // Let the projector see the endpoints before the events.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let started = std::time::Instant::now();
+        sqlx::query(
+            "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata, tenant_id)
+             SELECT 'load', 'bench-' || g, 1, 'Loaded', '1', '{\"Loaded\":{}}',
+                    json_build_object('actor', 'system:test', 'tenant_id', $1::text, 'hash', 'h' || g), $1
+               FROM generate_series(1, $2) g",
+        )
+        .bind(w.tenant)
+        .bind(EVENTS)
+        .execute(&w.t.db.owner)
+        .await
+        .unwrap();
+        let want = EVENTS as usize * endpoints;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(300);
+        while received.load(Ordering::Relaxed) < want {
+            assert!(tokio::time::Instant::now() < deadline, "too slow");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let secs = started.elapsed().as_secs_f64();
+        println!(
+            "webhooks: {endpoints} endpoint(s), {want} deliveries in {secs:.2} s = {:.0} deliveries/s",
+            want as f64 / secs
+        );
+    }
+}
