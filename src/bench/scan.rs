@@ -104,8 +104,7 @@ fn random_bytes(len: usize) -> Vec<u8> {
 fn deflate_bomb() -> anyhow::Result<(Vec<u8>, u64)> {
     let inflated = ArchiveLimits::default().max_archive_bytes + 64 * 1024 * 1024;
     let zeros = vec![0u8; PIECE];
-    let mut encoder =
-        flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::fast());
+    let mut encoder = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::fast());
     for _ in 0..inflated / PIECE as u64 {
         encoder.write_all(&zeros)?;
     }

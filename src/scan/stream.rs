@@ -108,8 +108,7 @@ impl StreamScan {
         let keep = db.max_body_len - 1;
         self.seam.clear();
         self.seam.extend_from_slice(&self.tail);
-        self.seam
-            .extend_from_slice(&chunk[..keep.min(chunk.len())]);
+        self.seam.extend_from_slice(&chunk[..keep.min(chunk.len())]);
         let seam_start = chunk_start - self.tail.len() as u64;
         let result = self.match_body(db, chunk, chunk_start, seam_start);
         if chunk.len() >= keep {

@@ -93,7 +93,9 @@ fn hdb_matches_md5_and_size_of_the_whole_input() {
 /// signature of the longest size still matches, in any chunking, and `*` hashes it all.
 #[test]
 fn hashing_reaches_exactly_as_far_as_the_signatures_sizes() {
-    let big: Vec<u8> = (0..300_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    let big: Vec<u8> = (0..300_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
     let md5 = hex::encode(<md5::Md5 as sha2::Digest>::digest(&big));
     let sha256 = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&big));
     // The big input's own size next to a small one: its hash must be kept to the end.
@@ -102,8 +104,16 @@ fn hashing_reaches_exactly_as_far_as_the_signatures_sizes() {
         &format!("{EICAR_MD5}:68:Test.Small\n{md5}:300000:Test.Big\n"),
     )]);
     for chunk in [1, 4096, 65_536, 299_999, 300_000] {
-        assert_eq!(sized.scan_slice(&big, chunk), infected("Test.Big"), "{chunk}");
-        assert_eq!(sized.scan_slice(EICAR, chunk), infected("Test.Small"), "{chunk}");
+        assert_eq!(
+            sized.scan_slice(&big, chunk),
+            infected("Test.Big"),
+            "{chunk}"
+        );
+        assert_eq!(
+            sized.scan_slice(EICAR, chunk),
+            infected("Test.Small"),
+            "{chunk}"
+        );
     }
     let any = scanner(&[("t.hsb", &format!("{sha256}:*:Test.Any"))]);
     assert_eq!(any.scan_slice(&big, 4096), infected("Test.Any"));

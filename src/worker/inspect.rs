@@ -108,7 +108,8 @@ fn read_file(path: &std::path::Path, mut pass: Pass) -> std::io::Result<Inspecte
 /// Object storage yields small pieces: gathered into blocks, each processed off the
 /// async threads.
 async fn read_stream(storage: &Storage, key: &str, mut pass: Pass) -> Result<Inspected, JobError> {
-    let retry = |e: &dyn std::fmt::Display| JobError::Retry(format!("reading temporary bytes: {e}"));
+    let retry =
+        |e: &dyn std::fmt::Display| JobError::Retry(format!("reading temporary bytes: {e}"));
     let object = storage.read(key, None).await.map_err(|e| retry(&e))?;
     let mut stream = object.stream;
     let mut block = Vec::with_capacity(BLOCK);

@@ -1,7 +1,8 @@
 //! One job: hash → dedup (tenant only) → scan → optimise → finalize, each step recorded
-//! as a File command (a job's steps committed together: see `process`). Every step is idempotent: the aggregate turns a repeated command
-//! into no events, storage keys are content-addressed, so a redelivered job (worker
-//! killed, visibility timeout) changes nothing twice.
+//! as a File command, a job's steps committed together (see `process`). Every step is
+//! idempotent: the aggregate turns a repeated command into no events, storage keys are
+//! content-addressed, so a redelivered job (worker killed, visibility timeout) changes
+//! nothing twice.
 
 use futures::TryStreamExt;
 use uuid::Uuid;

@@ -348,8 +348,13 @@ fn parts_replace_from_their_first_number_and_the_tail_follows_the_last_chunk() {
 #[test]
 fn a_carried_sha256_is_recorded_with_its_chunk_and_forgotten_by_one_without() {
     let with_state = |from, bytes, state: &str| UploadCommand::AcceptChunk {
+        from_offset: from,
+        bytes,
+        declared_length: None,
+        now: t(10),
+        expires_at: t(200),
+        parts: None,
         sha256_state: Some(state.into()),
-        ..chunk(from, bytes)
     };
     Given::with(())
         .given(vec![started(Some(10))])
@@ -362,9 +367,13 @@ fn a_carried_sha256_is_recorded_with_its_chunk_and_forgotten_by_one_without() {
         ]);
     // A PATCH that only declares the length adds no bytes: nothing to carry.
     let declare_only = UploadCommand::AcceptChunk {
+        from_offset: 0,
+        bytes: 0,
         declared_length: Some(10),
+        now: t(10),
+        expires_at: t(200),
+        parts: None,
         sha256_state: Some("s0".into()),
-        ..chunk(0, 0)
     };
     Given::with(())
         .given(vec![started(None)])

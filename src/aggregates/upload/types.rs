@@ -108,7 +108,9 @@ pub enum UploadEvent {
     /// Recorded with a `ChunkAccepted` that carried bytes, when the SHA-256 of the bytes
     /// before the new offset was carried across the PATCHes: the hash function's
     /// intermediate state, serialized (no bytes of the file can be read back from it).
-    Sha256Carried { sha256_state: String },
+    Sha256Carried {
+        sha256_state: String,
+    },
 }
 
 impl DomainEvent for UploadEvent {

@@ -123,7 +123,10 @@ async fn locked(
             // no second read of the whole file.
             let running = match upload.offset {
                 0 => Some(Sha256::new()),
-                _ => upload.sha256_state.as_deref().and_then(chunk::resume_sha256),
+                _ => upload
+                    .sha256_state
+                    .as_deref()
+                    .and_then(chunk::resume_sha256),
             };
             let written = chunk::write(
                 &path,

@@ -50,7 +50,10 @@ pub async fn finish(
     let mut version_number = version_of(&file, upload, target.new_file);
     let mut sha256 = None;
     if version_number.is_none() {
-        let carried = upload.sha256_state.as_deref().and_then(chunk::resume_sha256);
+        let carried = upload
+            .sha256_state
+            .as_deref()
+            .and_then(chunk::resume_sha256);
         let digest = match (state.storage.local_path(&upload.temp_key), carried) {
             // Every byte was hashed as it was written (the worker verifies it again).
             (Some(_), Some(hasher)) => Ok(hex::encode(hasher.finalize())),
