@@ -50,13 +50,14 @@ impl Worker {
         } else {
             v.failed_attempt + 1
         };
-        // Committed with the job's first other step (see `process`); repeating it for a
-        // redelivered job records nothing.
+        // Its own commit, before any work: the jobs read table shows the job in progress
+        // before its outcome, and a redelivery repeating it records nothing.
         let start = FileCommand::StartProcessing {
             version_number: v.number,
             attempt,
         };
-        match self.process(job, &file, v, start.clone()).await {
+        self.commit(job, &[start]).await?;
+        match self.process(job, &file, v).await {
             Ok(()) => Ok(Outcome::Finished),
             Err(JobError::Retry(reason)) => {
                 tracing::warn!(job = %job.job_id, attempt, reason, "processing attempt failed");
@@ -66,7 +67,7 @@ impl Worker {
                     max_attempts: self.settings.max_attempts,
                     reason,
                 };
-                let after = self.commit(job, &[start, fail]).await?;
+                let after = self.commit(job, &[fail]).await?;
                 let now = after.versions.iter().find(|x| x.number == v.number);
                 Ok(match now.map(|x| x.status) {
                     Some(FileStatus::Failed) => Outcome::DeadLettered,
@@ -84,7 +85,6 @@ impl Worker {
         job: &JobMessage,
         file: &File,
         v: &VersionState,
-        start: FileCommand,
     ) -> Result<(), JobError> {
         let tenant = job.tenant_id;
         let n = v.number;
@@ -100,18 +100,13 @@ impl Worker {
                 bytes.sha256
             )));
         }
-        // The steps decided below are committed together: one append per job for the
-        // start, hash, duplicate, variants and verdict instead of one each. Each command
-        // is still idempotent, so a redelivery that repeats them changes nothing twice;
-        // a crash before the append leaves the version as it was, and the redelivery
-        // runs as the same attempt.
-        let mut steps = vec![
-            start,
-            FileCommand::RecordHash {
-                version_number: n,
-                sha256: bytes.sha256.clone(),
-            },
-        ];
+        // The steps decided below are committed together: one append for the hash,
+        // duplicate, variants and verdict instead of one each. Each command is still
+        // idempotent, so a redelivery that repeats them changes nothing twice.
+        let mut steps = vec![FileCommand::RecordHash {
+            version_number: n,
+            sha256: bytes.sha256.clone(),
+        }];
 
         // Dedup, within the tenant only. Same file: the version is a duplicate, done.
         if let Some(earlier) = file.versions.iter().find(|o| {
