@@ -3,6 +3,7 @@
 mod audit;
 mod auth;
 mod budget;
+mod caller;
 mod cursor;
 mod devices;
 mod download;
