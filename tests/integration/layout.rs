@@ -9,7 +9,11 @@ use std::path::{Path, PathBuf};
 
 /// `(file, text)` of every non-test `.rs` file under `dir`.
 fn sources(dir: &Path, out: &mut Vec<(PathBuf, String)>, test_only: &mut BTreeSet<PathBuf>) {
-    let mut entries: Vec<_> = std::fs::read_dir(dir).unwrap().flatten().map(|e| e.path()).collect();
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
     entries.sort();
     // Files first: they name the test-only modules among their siblings.
     entries.sort_by_key(|p| p.is_dir());
@@ -29,7 +33,9 @@ fn sources(dir: &Path, out: &mut Vec<(PathBuf, String)>, test_only: &mut BTreeSe
             let lines: Vec<&str> = text.lines().map(str::trim).collect();
             for pair in lines.windows(2) {
                 if pair[0] == "#[cfg(test)]"
-                    && let Some(name) = pair[1].strip_prefix("mod ").and_then(|m| m.strip_suffix(';'))
+                    && let Some(name) = pair[1]
+                        .strip_prefix("mod ")
+                        .and_then(|m| m.strip_suffix(';'))
                 {
                     test_only.insert(children.join(format!("{name}.rs")));
                     test_only.insert(children.join(name));
@@ -63,9 +69,17 @@ fn dependencies() -> BTreeMap<String, BTreeMap<String, PathBuf>> {
     for (path, text) in files {
         let relative = path.strip_prefix(&src).unwrap();
         let first = relative.components().next().unwrap();
-        let module = first.as_os_str().to_str().unwrap().trim_end_matches(".rs").to_string();
+        let module = first
+            .as_os_str()
+            .to_str()
+            .unwrap()
+            .trim_end_matches(".rs")
+            .to_string();
         let code = code(&text);
-        let mut named: Vec<String> = single.captures_iter(&code).map(|c| c[1].to_string()).collect();
+        let mut named: Vec<String> = single
+            .captures_iter(&code)
+            .map(|c| c[1].to_string())
+            .collect();
         for group in grouped.captures_iter(&code) {
             for item in group[1].split(',') {
                 let head = item.trim().split("::").next().unwrap_or("").trim();
@@ -113,9 +127,17 @@ fn cycle(
 #[test]
 fn the_top_level_modules_have_no_cycles() {
     let graph = dependencies();
-    assert!(graph.len() > 20, "the scan found too few modules: {:?}", graph.keys());
+    assert!(
+        graph.len() > 20,
+        "the scan found too few modules: {:?}",
+        graph.keys()
+    );
     // The check can fail: the store depends on the aggregates.
-    assert!(graph["store"].contains_key("aggregates"), "{:?}", graph["store"]);
+    assert!(
+        graph["store"].contains_key("aggregates"),
+        "{:?}",
+        graph["store"]
+    );
     let mut done = BTreeSet::new();
     for module in graph.keys() {
         if let Some(found) = cycle(&graph, module, &mut Vec::new(), &mut done) {
@@ -131,10 +153,22 @@ fn the_top_level_modules_have_no_cycles() {
 #[test]
 fn a_cycle_is_reported() {
     let graph: BTreeMap<String, BTreeMap<String, PathBuf>> = BTreeMap::from([
-        ("a".into(), BTreeMap::from([("b".into(), PathBuf::from("a.rs"))])),
-        ("b".into(), BTreeMap::from([("c".into(), PathBuf::from("b.rs"))])),
-        ("c".into(), BTreeMap::from([("a".into(), PathBuf::from("c.rs"))])),
+        (
+            "a".into(),
+            BTreeMap::from([("b".into(), PathBuf::from("a.rs"))]),
+        ),
+        (
+            "b".into(),
+            BTreeMap::from([("c".into(), PathBuf::from("b.rs"))]),
+        ),
+        (
+            "c".into(),
+            BTreeMap::from([("a".into(), PathBuf::from("c.rs"))]),
+        ),
     ]);
     let found = cycle(&graph, "a", &mut Vec::new(), &mut BTreeSet::new());
-    assert_eq!(found, Some(vec!["a".into(), "b".into(), "c".into(), "a".into()]));
+    assert_eq!(
+        found,
+        Some(vec!["a".into(), "b".into(), "c".into(), "a".into()])
+    );
 }
