@@ -1,9 +1,11 @@
 //! Benchmarks (`chronicle bench …`). Figures go in docs/benchmarks.md; targets are
 //! checked by reading the table, never by timed tests.
 
+mod all;
 mod audit;
 mod auth;
 mod feed;
+mod scan;
 mod store;
 mod tlog;
 pub mod upload;
@@ -14,10 +16,21 @@ use crate::config::Config;
 
 #[derive(Subcommand)]
 pub enum BenchCommand {
+    /// Scan, uploads, event store and accounts in one go, then one table of the speed
+    /// targets: each figure beside its limit measured in the same run, and the ratio.
+    All,
     /// Event store: W1–W4, the plain-INSERT limit L1 and the cqrs-es baseline.
     Store,
     /// Accounts: login latency, authenticated request throughput, per-request auth cost.
     Auth,
+    /// The builtin scanner alone over random bytes in memory, beside SHA-256 of the same
+    /// bytes, and a deflate bomb stopped at the archive limit.
+    Scan {
+        #[arg(long, default_value_t = 256)]
+        mib: usize,
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+    },
     /// Uploads: 1 GiB over loopback vs sha256sum with the server's RSS, 1,000 small
     /// uploads from 16 clients end to end, file reads with the cache on and off.
     Upload,
@@ -51,6 +64,10 @@ pub async fn run(command: BenchCommand, config: &Config) -> anyhow::Result<()> {
             let rows = auth::run(config.database_url.expose()).await?;
             store::print(&rows);
         }
+        BenchCommand::Scan { mib, runs } => {
+            let rows = tokio::task::spawn_blocking(move || scan::run(mib, runs)).await??;
+            store::print(&rows);
+        }
         BenchCommand::Audit { events } => {
             let rows = audit::run(config.database_url.expose(), events).await?;
             store::print(&rows);
@@ -63,6 +80,7 @@ pub async fn run(command: BenchCommand, config: &Config) -> anyhow::Result<()> {
             let rows = tlog::run(config.database_url.expose(), events).await?;
             store::print(&rows);
         }
+        BenchCommand::All => all::run(config).await?,
         BenchCommand::Upload => {
             let exe = std::env::current_exe()?;
             let target = upload::Target {

@@ -60,6 +60,31 @@ where
     A: Aggregate + Clone,
     A::Command: Clone,
 {
+    execute_all(
+        store,
+        aggregate_id,
+        std::slice::from_ref(&command),
+        metadata,
+        services,
+    )
+    .await
+}
+
+/// Executes `commands` in order as one decision: each is decided on the state the ones
+/// before it left, and all their events are appended in one commit (all or none). For a
+/// writer that knows several steps at once (the worker's hash, duplicate and verdict):
+/// one load and one round trip instead of one per step. Nothing to do for no commands.
+pub async fn execute_all<A>(
+    store: &ChronicleStore<A>,
+    aggregate_id: &str,
+    commands: &[A::Command],
+    metadata: &EventMetadata,
+    services: &A::Services,
+) -> Result<Committed<A>, CommandError<A::Error>>
+where
+    A: Aggregate + Clone,
+    A::Command: Clone,
+{
     let map = metadata.to_map();
     let _turn = store.writer_turn(aggregate_id).await;
     let since = Instant::now();
@@ -71,11 +96,13 @@ where
             .await
             .map_err(store_error)?;
         let sink = EventSink::default();
-        context
-            .aggregate()
-            .handle(command.clone(), services, &sink)
-            .await
-            .map_err(CommandError::Domain)?;
+        for command in commands {
+            context
+                .aggregate()
+                .handle(command.clone(), services, &sink)
+                .await
+                .map_err(CommandError::Domain)?;
+        }
         let events = sink.collect().await;
         let sequence = context.current_sequence + events.len() as u64;
         // The context's aggregate already has `events` applied; keep a copy to return.

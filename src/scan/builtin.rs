@@ -8,9 +8,12 @@ use tokio::io::AsyncReadExt;
 
 use super::signatures::SignatureDb;
 use super::stream::{Budget, ContentScan, Ctx, Found};
-use super::{ScanError, Scanner, Verdict};
+use super::{ScanError, ScanSession, Scanner, Verdict};
 
-const READ_CHUNK: usize = 64 * 1024;
+/// Bytes handed to a blocking thread at a time. Reads are gathered up to this size first:
+/// storage streams yield 8 KiB pieces, and a thread hand-off per piece cost more than the
+/// matching itself.
+const READ_CHUNK: usize = 1024 * 1024;
 
 /// Bounds on the work one input may cause inside archives (zip bombs). Exceeding one is a
 /// detection named like ClamAV's (`Heuristics.Limits.Exceeded.*`): an archive that cannot
@@ -123,10 +126,38 @@ impl BuiltinScanner {
     }
 }
 
+/// The builtin scanner fed by a caller that reads the input itself.
+struct FedSession {
+    db: Arc<SignatureDb>,
+    limits: ArchiveLimits,
+    session: Session,
+}
+
+impl ScanSession for FedSession {
+    fn update(&mut self, chunk: &[u8]) -> Option<Verdict> {
+        self.session
+            .update(&self.db, &self.limits, chunk)
+            .err()
+            .map(|found| verdict(Err(found)))
+    }
+
+    fn finish(self: Box<Self>) -> Verdict {
+        self.session.finish(&self.db, &self.limits)
+    }
+}
+
 #[async_trait::async_trait]
 impl Scanner for BuiltinScanner {
     fn name(&self) -> &'static str {
         "builtin"
+    }
+
+    fn session(&self) -> Option<Box<dyn ScanSession>> {
+        Some(Box::new(FedSession {
+            db: Arc::clone(&self.db),
+            limits: self.limits,
+            session: Session::new(&self.db),
+        }))
     }
 
     async fn scan(
@@ -136,7 +167,13 @@ impl Scanner for BuiltinScanner {
         let mut session = Session::new(&self.db);
         let mut buf = vec![0u8; READ_CHUNK];
         loop {
-            let n = input.read(&mut buf).await?;
+            let mut n = 0;
+            while n < buf.len() {
+                match input.read(&mut buf[n..]).await? {
+                    0 => break,
+                    read => n += read,
+                }
+            }
             if n == 0 {
                 break;
             }

@@ -62,11 +62,28 @@ pub trait Scanner: Send + Sync {
         input: &mut (dyn tokio::io::AsyncRead + Unpin + Send),
     ) -> Result<Verdict, ScanError>;
 
+    /// A scan the caller feeds itself, synchronously, for scanners that run in-process
+    /// (`None`: use `scan`). The worker reads an upload once for its hash, its type and
+    /// this scan, instead of once per purpose.
+    fn session(&self) -> Option<Box<dyn ScanSession>> {
+        None
+    }
+
     /// Whether the scanner can take work now (for readiness probes). Embedded scanners are
     /// always ready; clamd answers `PING`.
     async fn health(&self) -> Result<(), ScanError> {
         Ok(())
     }
+}
+
+/// A scan fed chunk by chunk (CPU work: call it off the async threads).
+pub trait ScanSession: Send {
+    /// Scans the next bytes of the input; `Some` once the verdict is known early (a
+    /// detection), after which the rest need not be read.
+    fn update(&mut self, chunk: &[u8]) -> Option<Verdict>;
+
+    /// The input ended: the verdict.
+    fn finish(self: Box<Self>) -> Verdict;
 }
 
 /// `SCANNER=none`: every input is reported clean without being read.
@@ -83,5 +100,19 @@ impl Scanner for DisabledScanner {
         _input: &mut (dyn tokio::io::AsyncRead + Unpin + Send),
     ) -> Result<Verdict, ScanError> {
         Ok(Verdict::Clean)
+    }
+
+    fn session(&self) -> Option<Box<dyn ScanSession>> {
+        Some(Box::new(DisabledScanner))
+    }
+}
+
+impl ScanSession for DisabledScanner {
+    fn update(&mut self, _chunk: &[u8]) -> Option<Verdict> {
+        None
+    }
+
+    fn finish(self: Box<Self>) -> Verdict {
+        Verdict::Clean
     }
 }

@@ -62,9 +62,10 @@ struct HashEntry {
 pub struct SignatureDb {
     /// Keyed by digest bytes; MD5/SHA-1/SHA-256 digests differ in length, so one map holds all.
     hashes: HashMap<Vec<u8>, Vec<HashEntry>>,
-    pub(crate) needs_md5: bool,
-    pub(crate) needs_sha1: bool,
-    pub(crate) needs_sha256: bool,
+    /// How far into a stream each digest (MD5, SHA-1, SHA-256) can still match.
+    pub(crate) md5: HashReach,
+    pub(crate) sha1: HashReach,
+    pub(crate) sha256: HashReach,
     pub(crate) body: Vec<BodySignature>,
     /// One automaton over the distinct anchors of the `offset *` signatures…
     pub(crate) anchors: Option<AhoCorasick>,
@@ -139,6 +140,41 @@ impl SignatureDb {
     }
 }
 
+/// How long a stream a hash signature type can match. Hash signatures name the size of
+/// what they match (or `*`), so once a stream is longer than every size named for a digest,
+/// no signature of that digest can match it and hashing the rest would be wasted work: a
+/// large upload is then hashed only for its first bytes, and the scan runs at the speed of
+/// the body-pattern search.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) enum HashReach {
+    /// No signature uses this digest.
+    #[default]
+    Unused,
+    /// Every signature of this digest names a size, the largest being this.
+    UpTo(u64),
+    /// Some signature matches any size (`*`).
+    Any,
+}
+
+impl HashReach {
+    fn widen(&mut self, size: Option<u64>) {
+        *self = match (*self, size) {
+            (Self::Any, _) | (_, None) => Self::Any,
+            (Self::Unused, Some(s)) => Self::UpTo(s),
+            (Self::UpTo(m), Some(s)) => Self::UpTo(m.max(s)),
+        };
+    }
+
+    /// Whether a stream of `len` bytes (or more) may still match a signature.
+    pub fn covers(self, len: u64) -> bool {
+        match self {
+            Self::Unused => false,
+            Self::UpTo(max) => len <= max,
+            Self::Any => true,
+        }
+    }
+}
+
 #[derive(Clone, Copy)]
 enum FileFormat {
     Md5,
@@ -161,7 +197,7 @@ impl FileFormat {
 #[derive(Default)]
 struct Builder {
     hashes: HashMap<Vec<u8>, Vec<HashEntry>>,
-    digest_lens: [bool; 3],
+    reach: [HashReach; 3],
     body: Vec<BodySignature>,
 }
 
@@ -226,7 +262,7 @@ impl Builder {
             20 => 1,
             _ => 2,
         };
-        self.digest_lens[slot] = true;
+        self.reach[slot].widen(size);
         self.hashes
             .entry(digest)
             .or_default()
@@ -263,9 +299,9 @@ impl Builder {
         let max_body_len = self.body.iter().map(|s| s.pattern.len()).max().unwrap_or(0);
         SignatureDb {
             hashes: self.hashes,
-            needs_md5: self.digest_lens[0],
-            needs_sha1: self.digest_lens[1],
-            needs_sha256: self.digest_lens[2],
+            md5: self.reach[0],
+            sha1: self.reach[1],
+            sha256: self.reach[2],
             body: self.body,
             anchors,
             anchor_sigs,

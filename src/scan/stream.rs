@@ -5,13 +5,14 @@
 //! whole-stream hashes (`StreamScan`), plus a `ZipScan` that finds zip members inside it
 //! and scans each with a nested `ContentScan`.
 
+use aho_corasick::AhoCorasick;
 use md5::Md5;
 use sha1::Sha1;
 use sha2::{Digest, Sha256};
 
 use super::builtin::ArchiveLimits;
 use super::pattern::BodyOffset;
-use super::signatures::SignatureDb;
+use super::signatures::{HashReach, SignatureDb};
 use super::zip::ZipScan;
 
 /// A detection: the signature (or limit heuristic) name. Returned as an `Err` so `?`
@@ -47,28 +48,48 @@ pub(crate) struct Ctx<'a> {
 }
 
 /// Body patterns and hashes over one stream.
+///
+/// Each chunk is searched where it lies, without being copied: a pattern occurrence is
+/// found when its last byte arrives, inside the chunk if it starts there, otherwise in
+/// the `seam` (the `max_body_len - 1` bytes before the chunk followed by as many of the
+/// chunk's first bytes), which holds every occurrence that straddles the boundary.
 pub(crate) struct StreamScan {
-    /// The last `max_body_len - 1` bytes seen, then the current chunk: a pattern that
-    /// straddles a chunk boundary is whole in here.
-    window: Vec<u8>,
-    /// Bytes of the stream seen so far (absolute offset of the window's end).
+    /// The last `max_body_len - 1` bytes of the stream before the current chunk.
+    tail: Vec<u8>,
+    /// Scratch for `tail` + the current chunk's head; reused, so no allocation per chunk.
+    seam: Vec<u8>,
+    /// Bytes of the stream seen so far, the current chunk included.
     seen: u64,
     /// Per `db.fixed` entry: decided already (its bytes have all been seen).
     fixed_done: Vec<bool>,
+    /// Dropped once the stream is longer than any signature of that digest can match.
     md5: Option<Md5>,
     sha1: Option<Sha1>,
     sha256: Option<Sha256>,
 }
 
+/// Hashes `chunk` into `hasher` while a stream ending at `end` bytes can still match a
+/// signature of that digest; drops the hasher for good once it cannot.
+fn feed<H: Digest>(hasher: &mut Option<H>, reach: HashReach, end: u64, chunk: &[u8]) {
+    if let Some(h) = hasher {
+        if reach.covers(end) {
+            h.update(chunk);
+        } else {
+            *hasher = None;
+        }
+    }
+}
+
 impl StreamScan {
     pub fn new(db: &SignatureDb) -> Self {
         Self {
-            window: Vec::new(),
+            tail: Vec::new(),
+            seam: Vec::new(),
             seen: 0,
             fixed_done: vec![false; db.fixed.len()],
-            md5: db.needs_md5.then(Md5::new),
-            sha1: db.needs_sha1.then(Sha1::new),
-            sha256: db.needs_sha256.then(Sha256::new),
+            md5: db.md5.covers(0).then(Md5::new),
+            sha1: db.sha1.covers(0).then(Sha1::new),
+            sha256: db.sha256.covers(0).then(Sha256::new),
         }
     }
 
@@ -76,40 +97,43 @@ impl StreamScan {
         if chunk.is_empty() {
             return Ok(());
         }
-        if let Some(h) = &mut self.md5 {
-            h.update(chunk);
-        }
-        if let Some(h) = &mut self.sha1 {
-            h.update(chunk);
-        }
-        if let Some(h) = &mut self.sha256 {
-            h.update(chunk);
-        }
+        let chunk_start = self.seen;
+        self.seen += chunk.len() as u64;
+        feed(&mut self.md5, db.md5, self.seen, chunk);
+        feed(&mut self.sha1, db.sha1, self.seen, chunk);
+        feed(&mut self.sha256, db.sha256, self.seen, chunk);
         if db.max_body_len == 0 {
-            self.seen += chunk.len() as u64;
             return Ok(());
         }
-        let window_start = self.seen - self.window.len() as u64;
-        self.window.extend_from_slice(chunk);
-        self.seen += chunk.len() as u64;
-        let result = self.match_body(db, window_start);
-        let keep = (db.max_body_len - 1).min(self.window.len());
-        self.window.drain(..self.window.len() - keep);
+        let keep = db.max_body_len - 1;
+        self.seam.clear();
+        self.seam.extend_from_slice(&self.tail);
+        self.seam.extend_from_slice(&chunk[..keep.min(chunk.len())]);
+        let seam_start = chunk_start - self.tail.len() as u64;
+        let result = self.match_body(db, chunk, chunk_start, seam_start);
+        if chunk.len() >= keep {
+            self.tail.clear();
+            self.tail.extend_from_slice(&chunk[chunk.len() - keep..]);
+        } else {
+            self.tail.extend_from_slice(chunk);
+            let excess = self.tail.len().saturating_sub(keep);
+            self.tail.drain(..excess);
+        }
         result
     }
 
-    fn match_body(&mut self, db: &SignatureDb, window_start: u64) -> Result<(), Found> {
-        let window = &self.window;
+    fn match_body(
+        &mut self,
+        db: &SignatureDb,
+        chunk: &[u8],
+        chunk_start: u64,
+        seam_start: u64,
+    ) -> Result<(), Found> {
         if let Some(anchors) = &db.anchors {
-            for hit in anchors.find_overlapping_iter(window.as_slice()) {
-                for &i in &db.anchor_sigs[hit.pattern().as_usize()] {
-                    let sig = &db.body[i];
-                    if let Some(start) = hit.start().checked_sub(sig.anchor_at)
-                        && sig.matches_at(&window[start..])
-                    {
-                        return Err(Found(sig.name.clone()));
-                    }
-                }
+            search(db, anchors, &self.seam)?;
+            // A chunk shorter than the seam's share of it was searched whole in there.
+            if chunk.len() > db.max_body_len - 1 {
+                search(db, anchors, chunk)?;
             }
         }
         for (done, &i) in self.fixed_done.iter_mut().zip(&db.fixed) {
@@ -121,17 +145,23 @@ impl StreamScan {
                 continue;
             }
             *done = true;
-            // The window always reaches back far enough: see the tail kept in `update`.
-            if let Some(rel) = at.checked_sub(window_start)
-                && sig.matches_at(&window[rel as usize..])
-            {
+            // Undecided until now, so the pattern ends in this chunk: it lies in the chunk
+            // if it starts there, otherwise in the seam (it is at most `keep + 1` long).
+            let bytes = match at.checked_sub(chunk_start) {
+                Some(rel) => &chunk[rel as usize..],
+                None => match at.checked_sub(seam_start) {
+                    Some(rel) => &self.seam[rel as usize..],
+                    None => continue, // unreachable: the seam reaches back far enough
+                },
+            };
+            if sig.matches_at(bytes) {
                 return Err(Found(sig.name.clone()));
             }
         }
         Ok(())
     }
 
-    /// The stream ended: compare its hashes.
+    /// The stream ended: compare its hashes (those still kept: see `HashReach`).
     pub fn finish(self, db: &SignatureDb) -> Result<(), Found> {
         let size = self.seen;
         let digests = [
@@ -146,6 +176,22 @@ impl StreamScan {
         }
         Ok(())
     }
+}
+
+/// Every `offset *` signature whose anchor occurs in `bytes` and whose whole pattern
+/// lies there too. Overlapping: one anchor occurrence must not hide another.
+fn search(db: &SignatureDb, anchors: &AhoCorasick, bytes: &[u8]) -> Result<(), Found> {
+    for hit in anchors.find_overlapping_iter(bytes) {
+        for &i in &db.anchor_sigs[hit.pattern().as_usize()] {
+            let sig = &db.body[i];
+            if let Some(start) = hit.start().checked_sub(sig.anchor_at)
+                && sig.matches_at(&bytes[start..])
+            {
+                return Err(Found(sig.name.clone()));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// One stream at one nesting depth (0 = the input itself).

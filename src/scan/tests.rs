@@ -89,6 +89,40 @@ fn hdb_matches_md5_and_size_of_the_whole_input() {
     assert_eq!(any_size.scan_slice(EICAR, 5), infected("Test.MD5"));
 }
 
+/// Hashing stops once a stream is longer than every size its signatures name; a
+/// signature of the longest size still matches, in any chunking, and `*` hashes it all.
+#[test]
+fn hashing_reaches_exactly_as_far_as_the_signatures_sizes() {
+    let big: Vec<u8> = (0..300_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let md5 = hex::encode(<md5::Md5 as sha2::Digest>::digest(&big));
+    let sha256 = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&big));
+    // The big input's own size next to a small one: its hash must be kept to the end.
+    let sized = scanner(&[(
+        "t.hdb",
+        &format!("{EICAR_MD5}:68:Test.Small\n{md5}:300000:Test.Big\n"),
+    )]);
+    for chunk in [1, 4096, 65_536, 299_999, 300_000] {
+        assert_eq!(
+            sized.scan_slice(&big, chunk),
+            infected("Test.Big"),
+            "{chunk}"
+        );
+        assert_eq!(
+            sized.scan_slice(EICAR, chunk),
+            infected("Test.Small"),
+            "{chunk}"
+        );
+    }
+    let any = scanner(&[("t.hsb", &format!("{sha256}:*:Test.Any"))]);
+    assert_eq!(any.scan_slice(&big, 4096), infected("Test.Any"));
+    // One byte more than any named size: no longer hashed, and correctly not matched.
+    let mut longer = big.clone();
+    longer.push(0);
+    assert_eq!(sized.scan_slice(&longer, 4096), Verdict::Clean);
+}
+
 #[test]
 fn hsb_matches_sha1_and_sha256() {
     let s = scanner(&[(
@@ -427,5 +461,32 @@ proptest! {
             Member::new("b", EICAR, Method::Stored),
         ]);
         let _ = shipped().scan_slice(&archive[..cut.min(archive.len())], chunk);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Chunks are searched in place plus a seam over each boundary: wherever the
+    /// boundaries fall, a floating and a fixed-offset pattern are each found exactly
+    /// when present.
+    #[test]
+    fn patterns_are_found_wherever_the_chunk_boundaries_fall(
+        at in 0usize..3000,
+        chunk in 1usize..4000,
+    ) {
+        let sigs = format!(
+            "Test.Body:0:*:{}\nTest.Fixed:0:1500:0011223344\n",
+            hex::encode(EICAR)
+        );
+        let s = scanner(&[("t.ndb", &sigs)]);
+        let mut input = vec![b'.'; 3100];
+        input.splice(at..at, EICAR.iter().copied());
+        prop_assert_eq!(s.scan_slice(&input, chunk), infected("Test.Body"));
+        let mut fixed = vec![b'.'; 3000];
+        fixed[1500..1505].copy_from_slice(&[0x00, 0x11, 0x22, 0x33, 0x44]);
+        prop_assert_eq!(s.scan_slice(&fixed, chunk), infected("Test.Fixed"));
+        fixed[1504] = 0x45;
+        prop_assert_eq!(s.scan_slice(&fixed, chunk), Verdict::Clean);
     }
 }

@@ -5,6 +5,7 @@
 
 mod expire;
 mod gc;
+mod inspect;
 mod pipeline;
 mod reconcile;
 mod sweep;

@@ -1,12 +1,13 @@
 //! One job: hash → dedup (tenant only) → scan → optimise → finalize, each step recorded
-//! as a File command. Every step is idempotent: the aggregate turns a repeated command
-//! into no events, storage keys are content-addressed, so a redelivered job (worker
-//! killed, visibility timeout) changes nothing twice.
+//! as a File command, a job's steps committed together (see `process`). Every step is
+//! idempotent: the aggregate turns a repeated command into no events, storage keys are
+//! content-addressed, so a redelivered job (worker killed, visibility timeout) changes
+//! nothing twice.
 
-use futures::{StreamExt, TryStreamExt};
-use sha2::{Digest, Sha256};
+use futures::TryStreamExt;
 use uuid::Uuid;
 
+use super::inspect::{Inspected, inspect};
 use super::{JobError, Worker};
 use crate::aggregates::file::{
     File, FileCommand, FileError, FileStatus, FinalBlob, Original, Variant, VersionState,
@@ -29,13 +30,6 @@ pub enum Outcome {
     DeadLettered,
 }
 
-/// What the bytes turned out to be.
-struct Inspected {
-    sha256: String,
-    size: u64,
-    head: Vec<u8>,
-}
-
 impl Worker {
     pub async fn run_job(&self, job: &JobMessage) -> Result<Outcome, JobError> {
         let file = self.load(job).await?;
@@ -56,29 +50,24 @@ impl Worker {
         } else {
             v.failed_attempt + 1
         };
-        self.command(
-            job,
-            FileCommand::StartProcessing {
-                version_number: v.number,
-                attempt,
-            },
-        )
-        .await?;
+        // Its own commit, before any work: the jobs read table shows the job in progress
+        // before its outcome, and a redelivery repeating it records nothing.
+        let start = FileCommand::StartProcessing {
+            version_number: v.number,
+            attempt,
+        };
+        self.commit(job, &[start]).await?;
         match self.process(job, &file, v).await {
             Ok(()) => Ok(Outcome::Finished),
             Err(JobError::Retry(reason)) => {
                 tracing::warn!(job = %job.job_id, attempt, reason, "processing attempt failed");
-                let after = self
-                    .command(
-                        job,
-                        FileCommand::FailProcessing {
-                            version_number: v.number,
-                            attempt,
-                            max_attempts: self.settings.max_attempts,
-                            reason,
-                        },
-                    )
-                    .await?;
+                let fail = FileCommand::FailProcessing {
+                    version_number: v.number,
+                    attempt,
+                    max_attempts: self.settings.max_attempts,
+                    reason,
+                };
+                let after = self.commit(job, &[fail]).await?;
                 let now = after.versions.iter().find(|x| x.number == v.number);
                 Ok(match now.map(|x| x.status) {
                     Some(FileStatus::Failed) => Outcome::DeadLettered,
@@ -103,21 +92,21 @@ impl Worker {
             JobError::Retry("the upload's temporary bytes are not recorded".into())
         })?;
 
-        let bytes = self.inspect(&temp).await?;
+        // One read for the hash, the type and, with an in-process scanner, the scan.
+        let bytes = inspect(&self.storage, &temp, self.scanner.session()).await?;
         if bytes.sha256 != v.sha256 {
             return Err(JobError::Retry(format!(
                 "temporary bytes do not match the upload's SHA-256 (got {})",
                 bytes.sha256
             )));
         }
-        self.command(
-            job,
-            FileCommand::RecordHash {
-                version_number: n,
-                sha256: bytes.sha256.clone(),
-            },
-        )
-        .await?;
+        // The steps decided below are committed together: one append for the hash,
+        // duplicate, variants and verdict instead of one each. Each command is still
+        // idempotent, so a redelivery that repeats them changes nothing twice.
+        let mut steps = vec![FileCommand::RecordHash {
+            version_number: n,
+            sha256: bytes.sha256.clone(),
+        }];
 
         // Dedup, within the tenant only. Same file: the version is a duplicate, done.
         if let Some(earlier) = file.versions.iter().find(|o| {
@@ -127,16 +116,13 @@ impl Worker {
                 && !o.pruned
                 && o.sha256 == bytes.sha256
         }) {
-            self.command(
-                job,
-                FileCommand::RecordDuplicate {
-                    version_number: n,
-                    original: Original::ThisFile {
-                        version_number: earlier.number,
-                    },
+            steps.push(FileCommand::RecordDuplicate {
+                version_number: n,
+                original: Original::ThisFile {
+                    version_number: earlier.number,
                 },
-            )
-            .await?;
+            });
+            self.commit(job, &steps).await?;
             self.release(&temp).await;
             return Ok(());
         }
@@ -146,83 +132,55 @@ impl Worker {
                 .find_original(tenant, job.file_id, &bytes.sha256)
                 .await?
         {
-            self.command(
-                job,
-                FileCommand::RecordDuplicate {
-                    version_number: n,
-                    original,
-                },
-            )
-            .await?;
+            steps.push(FileCommand::RecordDuplicate {
+                version_number: n,
+                original,
+            });
         }
 
-        match self.scan(&temp).await? {
-            Verdict::Clean => {}
-            Verdict::Infected { signature } => {
-                self.command(
-                    job,
-                    FileCommand::FailVirusScan {
-                        version_number: n,
-                        signature,
-                    },
-                )
-                .await?;
-                self.release(&temp).await;
-                return Ok(());
+        let verdict = match &bytes.verdict {
+            Some(verdict) => verdict.clone(),
+            None => {
+                // An external scanner (clamd) reads the bytes itself and may be slow or
+                // hang: what is known is on record before it starts.
+                self.commit(job, &std::mem::take(&mut steps)).await?;
+                self.scan(&temp).await?
             }
+        };
+        if let Verdict::Infected { signature } = verdict {
+            steps.push(FileCommand::FailVirusScan {
+                version_number: n,
+                signature,
+            });
+            self.commit(job, &steps).await?;
+            self.release(&temp).await;
+            return Ok(());
         }
 
         let detected = mime::detect(&bytes.head);
-        self.optimise(job, tenant, &temp, &bytes, detected, v)
-            .await?;
+        steps.extend(
+            self.optimise(job, tenant, &temp, &bytes, detected, v)
+                .await?,
+        );
 
+        // On local storage a hard link: the bytes are not copied.
         let storage_key = Storage::blob_key(tenant, &bytes.sha256);
         self.storage
             .copy_if_absent(&temp, &storage_key)
             .await
             .map_err(retry("finalizing into storage"))?;
-        self.command(
-            job,
-            FileCommand::Complete {
-                version_number: n,
-                result: FinalBlob {
-                    storage_key,
-                    size_bytes: bytes.size,
-                    sha256: bytes.sha256,
-                    detected_mime: detected.to_string(),
-                },
+        steps.push(FileCommand::Complete {
+            version_number: n,
+            result: FinalBlob {
+                storage_key,
+                size_bytes: bytes.size,
+                sha256: bytes.sha256,
+                detected_mime: detected.to_string(),
             },
-        )
-        .await?;
+        });
+        self.commit(job, &steps).await?;
         self.release(&temp).await;
         Ok(())
-    }
-
-    /// Streams the temporary bytes once: SHA-256, size and the first bytes.
-    async fn inspect(&self, key: &str) -> Result<Inspected, JobError> {
-        let object = self
-            .storage
-            .read(key, None)
-            .await
-            .map_err(retry("reading temporary bytes"))?;
-        let mut stream = object.stream;
-        let mut hasher = Sha256::new();
-        let mut size = 0u64;
-        let mut head = Vec::with_capacity(512);
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(retry("reading temporary bytes"))?;
-            if head.len() < 512 {
-                let take = (512 - head.len()).min(chunk.len());
-                head.extend_from_slice(&chunk[..take]);
-            }
-            size += chunk.len() as u64;
-            hasher.update(&chunk);
-        }
-        Ok(Inspected {
-            sha256: hex::encode(hasher.finalize()),
-            size,
-            head,
-        })
     }
 
     async fn scan(&self, key: &str) -> Result<Verdict, JobError> {
@@ -241,8 +199,9 @@ impl Worker {
         })
     }
 
-    /// Images get an EXIF-free copy and a thumbnail. A picture the optimiser cannot
-    /// handle is still a valid file: it completes without variants.
+    /// Images get an EXIF-free copy and a thumbnail, stored here and recorded by the
+    /// commands returned. A picture the optimiser cannot handle is still a valid file: it
+    /// completes without variants.
     async fn optimise(
         &self,
         job: &JobMessage,
@@ -251,9 +210,9 @@ impl Worker {
         bytes: &Inspected,
         detected: &'static str,
         v: &VersionState,
-    ) -> Result<(), JobError> {
+    ) -> Result<Vec<FileCommand>, JobError> {
         if !detected.starts_with("image/") || bytes.size > self.media.max_input_bytes {
-            return Ok(());
+            return Ok(vec![]);
         }
         let input = self
             .storage
@@ -267,13 +226,14 @@ impl Worker {
                 .map_err(retry("image optimiser crashed"))?;
         let optimised = match result {
             Ok(Some(o)) => o,
-            Ok(None) => return Ok(()),
+            Ok(None) => return Ok(vec![]),
             Err(err) => {
                 tracing::info!(job = %job.job_id, error = %err, "image not optimised; completing without variants");
-                return Ok(());
+                return Ok(vec![]);
             }
         };
         let mut variants = vec![("thumbnail", optimised.thumbnail_mime, optimised.thumbnail)];
+        let mut steps = Vec::new();
         if let Some(stripped) = optimised.stripped {
             variants.push(("stripped", detected, stripped));
         }
@@ -287,21 +247,17 @@ impl Worker {
                 .put(&storage_key, data)
                 .await
                 .map_err(|e| JobError::Retry(format!("storing the {name}: {e}")))?;
-            self.command(
-                job,
-                FileCommand::RecordOptimized {
-                    version_number: v.number,
-                    variant: Variant {
-                        name: name.into(),
-                        storage_key,
-                        mime_type: mime_type.into(),
-                        size_bytes,
-                    },
+            steps.push(FileCommand::RecordOptimized {
+                version_number: v.number,
+                variant: Variant {
+                    name: name.into(),
+                    storage_key,
+                    mime_type: mime_type.into(),
+                    size_bytes,
                 },
-            )
-            .await?;
+            });
         }
-        Ok(())
+        Ok(steps)
     }
 
     /// A completed version of another, not purged file of the same tenant with these
@@ -348,16 +304,17 @@ impl Worker {
             .map_err(retry("loading the file"))
     }
 
-    /// Runs a File command as the worker. Domain refusals mean the job no longer
-    /// applies (the version settled differently): dropped, not retried.
-    async fn command(&self, job: &JobMessage, command: FileCommand) -> Result<File, JobError> {
+    /// Runs File commands as the worker, in one commit. Domain refusals mean the job no
+    /// longer applies (the version settled differently): dropped, not retried.
+    async fn commit(&self, job: &JobMessage, commands: &[FileCommand]) -> Result<File, JobError> {
         let meta = crate::store::EventMetadata::new(
             job.tenant_id,
             crate::store::Actor::Worker,
             job.job_id.to_string(),
         );
         let store = self.store(job.tenant_id);
-        match crate::commands::execute(&store, &job.file_id.to_string(), command, &meta, &()).await
+        match crate::commands::execute_all(&store, &job.file_id.to_string(), commands, &meta, &())
+            .await
         {
             Ok(committed) => Ok(committed.aggregate),
             Err(crate::commands::CommandError::Domain(err)) => Err(domain(err)),

@@ -51,6 +51,9 @@ pub struct Upload {
     /// S3 mode only (`None` under local storage, where bytes append to a file).
     #[serde(default)]
     pub multipart: Option<Multipart>,
+    /// The running SHA-256 of the bytes before `offset`, if every chunk carried it.
+    #[serde(default)]
+    pub sha256_state: Option<String>,
 }
 
 /// An upload's S3 multipart state: everything an instance needs to continue it.
@@ -123,6 +126,7 @@ impl Upload {
                 now,
                 expires_at,
                 parts,
+                sha256_state,
             } => {
                 self.open(now)?;
                 if from_offset != self.offset {
@@ -171,6 +175,11 @@ impl Upload {
                     && let Some(parts) = parts
                 {
                     events.push(UploadEvent::PartsStored(parts));
+                }
+                if bytes > 0
+                    && let Some(sha256_state) = sha256_state
+                {
+                    events.push(UploadEvent::Sha256Carried { sha256_state });
                 }
                 Ok(events)
             }
@@ -259,6 +268,7 @@ impl Aggregate for Upload {
                     expires_at: Some(expires_at),
                     completed: None,
                     multipart: None,
+                    sha256_state: None,
                 }
             }
             UploadEvent::ChunkAccepted {
@@ -267,6 +277,10 @@ impl Aggregate for Upload {
                 expires_at,
                 ..
             } => {
+                if offset != self.offset {
+                    // New bytes: a carried hash, if any, follows in `Sha256Carried`.
+                    self.sha256_state = None;
+                }
                 self.offset = offset;
                 if declared_length.is_some() {
                     self.length = declared_length;
@@ -298,6 +312,9 @@ impl Aggregate for Upload {
                     m.e_tags.extend(parts.e_tags);
                     m.tail = parts.tail;
                 }
+            }
+            UploadEvent::Sha256Carried { sha256_state } => {
+                self.sha256_state = Some(sha256_state);
             }
         }
     }

@@ -40,6 +40,7 @@ fn chunk(from: u64, bytes: u64) -> UploadCommand {
         now: t(10),
         expires_at: t(200),
         parts: None,
+        sha256_state: None,
     }
 }
 
@@ -97,6 +98,7 @@ fn an_expired_upload_takes_no_chunk_even_before_the_job_ran() {
         now: t(100),
         expires_at: t(300),
         parts: None,
+        sha256_state: None,
     };
     Given::with(())
         .given(vec![started(Some(10))])
@@ -113,6 +115,7 @@ fn a_deferred_length_is_declared_once_and_bounded_by_the_limit() {
         now: t(10),
         expires_at: t(200),
         parts: None,
+        sha256_state: None,
     };
     Given::with(())
         .given(vec![started(None), accepted(0, 3)])
@@ -299,6 +302,7 @@ fn s3_mode_records_parts_with_the_chunk_but_not_for_a_length_only_patch() {
         now: t(10),
         expires_at: t(200),
         parts: Some(parts),
+        sha256_state: None,
     };
     let opened = UploadEvent::MultipartOpened {
         multipart_id: "mp-1".into(),
@@ -339,4 +343,56 @@ fn parts_replace_from_their_first_number_and_the_tail_follows_the_last_chunk() {
     let m = upload.multipart.unwrap();
     assert_eq!(m.e_tags, vec!["a".to_string(), "x".to_string()]);
     assert_eq!(m.tail.unwrap().key, "k/9");
+}
+
+#[test]
+fn a_carried_sha256_is_recorded_with_its_chunk_and_forgotten_by_one_without() {
+    let with_state = |from, bytes, state: &str| UploadCommand::AcceptChunk {
+        from_offset: from,
+        bytes,
+        declared_length: None,
+        now: t(10),
+        expires_at: t(200),
+        parts: None,
+        sha256_state: Some(state.into()),
+    };
+    Given::with(())
+        .given(vec![started(Some(10))])
+        .when(with_state(0, 4, "s4"))
+        .then_expect_events(vec![
+            accepted(0, 4),
+            UploadEvent::Sha256Carried {
+                sha256_state: "s4".into(),
+            },
+        ]);
+    // A PATCH that only declares the length adds no bytes: nothing to carry.
+    let declare_only = UploadCommand::AcceptChunk {
+        from_offset: 0,
+        bytes: 0,
+        declared_length: Some(10),
+        now: t(10),
+        expires_at: t(200),
+        parts: None,
+        sha256_state: Some("s0".into()),
+    };
+    Given::with(())
+        .given(vec![started(None)])
+        .when(declare_only)
+        .then_expect_events(vec![UploadEvent::ChunkAccepted {
+            from_offset: 0,
+            offset: 0,
+            declared_length: Some(10),
+            expires_at: t(200),
+        }]);
+
+    let mut upload = Upload::default();
+    upload.apply(started(Some(10)));
+    upload.apply(accepted(0, 4));
+    upload.apply(UploadEvent::Sha256Carried {
+        sha256_state: "s4".into(),
+    });
+    assert_eq!(upload.sha256_state.as_deref(), Some("s4"));
+    // Bytes without a carried state: the old state no longer covers the offset.
+    upload.apply(accepted(4, 6));
+    assert_eq!(upload.sha256_state, None);
 }

@@ -57,6 +57,9 @@ pub enum UploadCommand {
         expires_at: DateTime<Utc>,
         /// S3 mode: where the bytes went.
         parts: Option<StoredParts>,
+        /// The running SHA-256 of every byte up to the new offset (`chunk::save_sha256`),
+        /// so completion needs no re-read; `None` when it was not carried along.
+        sha256_state: Option<String>,
     },
     /// The File command for the bytes has committed; records which version they became.
     Complete { version_number: u32, sha256: String },
@@ -102,6 +105,12 @@ pub enum UploadEvent {
     },
     /// S3 mode, recorded with each `ChunkAccepted` that carried bytes.
     PartsStored(StoredParts),
+    /// Recorded with a `ChunkAccepted` that carried bytes, when the SHA-256 of the bytes
+    /// before the new offset was carried across the PATCHes: the hash function's
+    /// intermediate state, serialized (no bytes of the file can be read back from it).
+    Sha256Carried {
+        sha256_state: String,
+    },
 }
 
 impl DomainEvent for UploadEvent {
@@ -114,6 +123,7 @@ impl DomainEvent for UploadEvent {
             UploadEvent::UploadTerminated => "UploadTerminated",
             UploadEvent::MultipartOpened { .. } => "MultipartOpened",
             UploadEvent::PartsStored(_) => "PartsStored",
+            UploadEvent::Sha256Carried { .. } => "Sha256Carried",
         }
         .into()
     }

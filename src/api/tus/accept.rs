@@ -7,6 +7,7 @@
 use std::time::Duration;
 
 use axum::body::Body;
+use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use super::chunk::{self, Ending, Throttle};
@@ -118,12 +119,22 @@ async fn locked(
             (written, Sink::Parts(pending))
         }
         (None, Some(path)) => {
+            // The SHA-256 so far, carried in the upload's events: completion then needs
+            // no second read of the whole file.
+            let running = match upload.offset {
+                0 => Some(Sha256::new()),
+                _ => upload
+                    .sha256_state
+                    .as_deref()
+                    .and_then(chunk::resume_sha256),
+            };
             let written = chunk::write(
                 &path,
                 upload.offset,
                 room,
                 body,
                 checksum,
+                running,
                 lock,
                 IDLE_TIMEOUT,
                 &mut progress,
@@ -190,6 +201,7 @@ async fn locked(
         now,
         expires_at: now + state.config.tus.expiry,
         parts,
+        sha256_state: written.sha256.as_ref().map(chunk::save_sha256),
     };
     let committed = execute(&uploads, &id, command, &chunk.meta, &())
         .await

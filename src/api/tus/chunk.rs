@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use sha1::Sha1;
+use sha2::digest::common::hazmat::{SerializableState, SerializedState};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncSeekExt, AsyncWriteExt, BufWriter};
 
@@ -38,6 +39,21 @@ pub struct Written {
     pub ending: Ending,
     /// Whether `Upload-Checksum` matched (`None` without one, or when the body was cut).
     pub checksum_ok: Option<bool>,
+    /// The running SHA-256 passed in, advanced over the bytes written.
+    pub sha256: Option<Sha256>,
+}
+
+/// The SHA-256 state carried from PATCH to PATCH in the upload's events.
+pub fn save_sha256(hasher: &Sha256) -> String {
+    hex::encode(hasher.serialize())
+}
+
+/// The state `save_sha256` wrote; `None` if it does not decode (the upload is then
+/// hashed by reading it back at completion, as before states were carried).
+pub fn resume_sha256(state: &str) -> Option<Sha256> {
+    let bytes = hex::decode(state).ok()?;
+    let serialized = SerializedState::<Sha256>::try_from(bytes.as_slice()).ok()?;
+    Sha256::deserialize(&serialized).ok()
 }
 
 pub(super) enum Hasher {
@@ -71,8 +87,9 @@ pub trait Progress {
     fn received(&mut self, total_in_chunk: u64);
 }
 
-/// Appends `body` at `from` (after truncating to it), at most `room` bytes. Stops early
-/// when the body breaks, goes silent for `idle`, or the lock lapses.
+/// Appends `body` at `from` (after truncating to it), at most `room` bytes, advancing
+/// `sha256` (the running hash of the bytes before `from`) over them. Stops early when
+/// the body breaks, goes silent for `idle`, or the lock lapses.
 #[allow(clippy::too_many_arguments)]
 pub async fn write<S, E>(
     path: &Path,
@@ -80,6 +97,7 @@ pub async fn write<S, E>(
     room: u64,
     mut body: S,
     checksum: Option<&Checksum>,
+    mut sha256: Option<Sha256>,
     lock: &UploadLock,
     idle: Duration,
     progress: &mut impl Progress,
@@ -115,6 +133,9 @@ where
         if let Some(h) = hasher.as_mut() {
             h.update(&frame);
         }
+        if let Some(h) = sha256.as_mut() {
+            h.update(&frame);
+        }
         out.write_all(&frame).await?;
         written += frame.len() as u64;
         progress.received(written);
@@ -130,6 +151,7 @@ where
         bytes: written,
         ending,
         checksum_ok,
+        sha256,
     })
 }
 
@@ -158,8 +180,8 @@ pub async fn create(path: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
-/// SHA-256 of the whole file, for the File pipeline's `Uploaded` (the per-chunk hashers
-/// cannot be carried across requests and instances; re-reading runs at disk speed).
+/// SHA-256 of the whole file, for the File pipeline's `Uploaded` when no running hash
+/// was carried across the PATCHes (see `save_sha256`).
 pub async fn sha256_of(path: &Path) -> std::io::Result<String> {
     let path = path.to_path_buf();
     tokio::task::spawn_blocking(move || {

@@ -8,6 +8,7 @@
 //! the completion without a second version.
 
 use cqrs_es::EventStore;
+use sha2::Digest;
 use uuid::Uuid;
 
 use super::chunk;
@@ -49,9 +50,15 @@ pub async fn finish(
     let mut version_number = version_of(&file, upload, target.new_file);
     let mut sha256 = None;
     if version_number.is_none() {
-        let digest = match state.storage.local_path(&upload.temp_key) {
-            Some(path) => chunk::sha256_of(&path).await.map_err(|e| e.to_string()),
-            None => {
+        let carried = upload
+            .sha256_state
+            .as_deref()
+            .and_then(chunk::resume_sha256);
+        let digest = match (state.storage.local_path(&upload.temp_key), carried) {
+            // Every byte was hashed as it was written (the worker verifies it again).
+            (Some(_), Some(hasher)) => Ok(hex::encode(hasher.finalize())),
+            (Some(path), None) => chunk::sha256_of(&path).await.map_err(|e| e.to_string()),
+            (None, _) => {
                 parts::assemble(&state.storage, tenant, upload_id, upload)
                     .await
                     .map_err(|e| AppError::Internal(anyhow::anyhow!("assembling parts: {e}")))?;

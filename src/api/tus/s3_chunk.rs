@@ -124,6 +124,8 @@ where
         bytes: written,
         ending,
         checksum_ok,
+        // S3: completion hashes the assembled object.
+        sha256: None,
     };
     Ok((
         written,

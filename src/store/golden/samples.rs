@@ -276,6 +276,9 @@ fn upload_samples() -> Vec<Sample> {
             e_tags: vec!["\"etag-1\"".into(), "\"etag-2\"".into()],
             tail: Some(tail),
         }),
+        UploadEvent::Sha256Carried {
+            sha256_state: "6a09e667bb67ae853c6ef372a54ff53a510e527f9b05688c1f83d9ab5be0cd19".into(),
+        },
     ]
     .into_iter()
     .map(|e| sample("upload", STREAM, e))
