@@ -6,10 +6,16 @@
 //! - a path that cannot name a resource (a malformed id or version number): 404
 //!   `not_found`, as an unknown id: the path names nothing;
 //! - a query string breaking the text rule or not parsable into the parameters: 400
-//!   `bad_request`.
+//!   `bad_request`. Listing parameter structs are `deny_unknown_fields`, so a parameter
+//!   the route does not know (`?q=` on a route without search, a typo) is a 400 too,
+//!   never silently ignored.
+//!
+//! `ApiQuery` parses with `serde_html_form`, which (unlike `serde_urlencoded`) reads a
+//! repeated key (`?tag=a&tag=b`) into a `Vec` field; a repeated key of a single-valued
+//! field is refused.
 
 use axum::extract::rejection::{PathRejection, RawPathParamsRejection};
-use axum::extract::{FromRequestParts, Path, Query, RawPathParams};
+use axum::extract::{FromRequestParts, Path, RawPathParams};
 use axum::http::Uri;
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
@@ -62,9 +68,9 @@ impl<T: DeserializeOwned> ApiQuery<T> {
     /// The query of `uri`, for extractors that read it themselves.
     pub fn from_uri(uri: &Uri) -> Result<Self, AppError> {
         text::check_query(uri.query().unwrap_or_default())?;
-        Query::<T>::try_from_uri(uri)
-            .map(|Query(value)| ApiQuery(value))
-            .map_err(|rejection| AppError::BadRequest(rejection.body_text()))
+        serde_html_form::from_str(uri.query().unwrap_or_default())
+            .map(ApiQuery)
+            .map_err(|e| AppError::BadRequest(format!("invalid query string: {e}")))
     }
 }
 
@@ -79,3 +85,9 @@ where
         Self::from_uri(&parts.uri)
     }
 }
+
+/// The parameters of a listing that takes none: any query parameter is a 400.
+#[derive(Debug, Default, serde::Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct NoParams {}

@@ -9,6 +9,8 @@
 //! that persists for `CONFLICT_PATIENCE` (no race does: it is a fault) ends in
 //! `409 conflict`. docs/architecture.md, "Concurrent writers".
 
+pub mod sharing;
+
 use std::time::{Duration, Instant};
 
 use cqrs_es::event_sink::EventSink;
@@ -142,7 +144,11 @@ impl From<crate::aggregates::FileError> for AppError {
         use crate::aggregates::FileError;
         match err {
             // A purged file is gone, as far as any client can tell.
-            FileError::NotFound | FileError::Purged | FileError::VersionNotFound => {
+            FileError::LegalHold => AppError::LegalHold,
+            FileError::NotFound
+            | FileError::Purged
+            | FileError::VersionNotFound
+            | FileError::LinkNotFound => {
                 AppError::NotFound(err.to_string())
             }
             FileError::AlreadyExists
