@@ -17,8 +17,6 @@ use axum::Json;
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
 use sqlx::{Postgres, QueryBuilder};
-use uuid::Uuid;
-
 use super::cursor::{CursorKey, SortedCursor};
 use super::extract::{ApiQuery, NoParams};
 use super::files::{FileRow, FileView, VIEW_COLUMNS, VIEW_FROM, parse_status};
@@ -310,7 +308,7 @@ pub async fn list(
             .push(r") || '%') ESCAPE '\'");
     }
     if let Some(search) = search {
-        push_search(&mut q, tenant, &search);
+        push_search(&mut q, &search);
     }
     if let Some(cursor) = cursor {
         sort.push_after(&mut q, cursor)?;
@@ -345,19 +343,14 @@ pub async fn list(
     Ok(Json(FilePage { items, next_cursor }))
 }
 
-/// `AND f.id IN (files whose name or a tag contains `search`)`: two trigram index scans
-/// (name, tags) united, rather than an `OR` over a join that no index serves.
-fn push_search(q: &mut QueryBuilder<'_, Postgres>, tenant: Uuid, search: &str) {
-    let pattern = format!("%{}%", escape_like(search));
-    q.push(" AND f.id IN (SELECT s.id FROM files s WHERE s.tenant_id = ")
-        .push_bind(tenant)
-        .push(" AND lower(s.display_name) LIKE lower(")
-        .push_bind(pattern.clone())
-        .push(r") ESCAPE '\' UNION SELECT t.file_id FROM file_tags t WHERE t.tenant_id = ")
-        .push_bind(tenant)
-        .push(" AND lower(t.tag) LIKE lower(")
-        .push_bind(pattern)
-        .push(r") ESCAPE '\')");
+/// `AND f.id IN (files whose name or a tag contains `search`)`: the ids come from
+/// `chronicle_search_file_ids` (migrations/0040_search.sql), which lets the trigram
+/// indexes serve the `LIKE` (under the tenant policy they could not) and returns the
+/// caller's tenant's files only.
+fn push_search(q: &mut QueryBuilder<'_, Postgres>, search: &str) {
+    q.push(" AND f.id IN (SELECT chronicle_search_file_ids(lower(")
+        .push_bind(format!("%{}%", escape_like(search)))
+        .push(")))");
 }
 
 #[derive(Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]

@@ -116,6 +116,14 @@ async fn a_grantee_reads_and_downloads_and_loses_access_on_the_next_request() {
         .get_until("/v1/files?shared_with_me=true", &carol, |b| b.to_string().contains(&id))
         .await;
     assert_eq!(listed["items"].as_array().unwrap().len(), 1);
+    // carol is told, in her notifications (and so her live stream).
+    let told = w
+        .get_until("/v1/notifications", &carol, |b| b.to_string().contains("file_shared"))
+        .await;
+    assert_eq!(told["items"][0]["file_id"], id.as_str(), "{told}");
+    assert_eq!(told["items"][0]["details"]["access"], "viewer", "{told}");
+    assert_eq!(told["items"][0]["version_number"], 1, "{told}");
+    assert_eq!(told["items"][0]["status"], "completed", "{told}");
     let (_, own) = w.send("GET", "/v1/files", &carol).await;
     assert!(!own.to_string().contains(&id), "not among carol's own files");
 
@@ -467,4 +475,78 @@ async fn search_sort_tags_and_unknown_parameters() {
         let (status, body) = w.send("GET", &path, &w.admin).await;
         assert_eq!((status, code(&body)), (StatusCode::BAD_REQUEST, "bad_request"), "{path}: {body}");
     }
+}
+
+fn browser_dir() -> &'static std::path::Path {
+    std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/browser"))
+}
+
+/// node, `npm ci` in tests/browser and /usr/bin/chromium: required in CI (.ci/run
+/// installs them), a loud skip elsewhere.
+fn browser_available(test: &str) -> bool {
+    let node = std::process::Command::new("node")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    let installed = browser_dir().join("node_modules/playwright-core").is_dir();
+    let chromium = std::path::Path::new("/usr/bin/chromium").exists();
+    let ready = node && installed && chromium;
+    if !ready {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{test}: node, tests/browser/node_modules and /usr/bin/chromium are required in CI"
+        );
+        eprintln!(
+            "!!! SKIPPED {test}: needs node, `npm ci` in tests/browser and /usr/bin/chromium !!!"
+        );
+    }
+    ready
+}
+
+#[tokio::test]
+async fn a_link_works_in_a_headless_browsers_img_without_credentials() {
+    if !browser_available("a_link_works_in_a_headless_browsers_img") {
+        return;
+    }
+    let w = world(&[]).await;
+    let img = image::RgbImage::from_fn(40, 30, |x, y| image::Rgb([x as u8 * 6, y as u8 * 8, 90]));
+    let mut png = Vec::new();
+    image::DynamicImage::ImageRgb8(img)
+        .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+        .unwrap();
+    let id = uploaded(&w, &w.admin, "picture.png", &png).await;
+    let in_an_hour = (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339();
+    let (status, link) = w
+        .send_json(
+            "POST",
+            &format!("/v1/files/{id}/links"),
+            &w.admin,
+            Some(json!({ "expires_at": in_an_hour, "max_downloads": 1 })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{link}");
+    let url = w.t.url(link["url"].as_str().unwrap());
+    let seen = |url: String| async move {
+        let out = tokio::task::spawn_blocking(move || {
+            std::process::Command::new("node")
+                .current_dir(browser_dir())
+                .args(["img.mjs", &url])
+                .output()
+                .unwrap()
+        })
+        .await
+        .unwrap();
+        assert!(
+            out.status.success(),
+            "the browser failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()
+    };
+    assert_eq!(
+        seen(url.clone()).await,
+        json!({ "loaded": true, "width": 40, "height": 30 })
+    );
+    // Its one download is used: the browser gets the 404, the image does not load.
+    assert_eq!(seen(url).await["loaded"], false);
 }
