@@ -126,7 +126,8 @@ mod tests {
             value: "1700000000123456".into(),
         };
         let cursor = key.encode_sorted(tenant, &sorted);
-        let decode = |key: &CursorKey, tenant, c: &str| key.decode_sorted(tenant, "created:desc", c);
+        let decode =
+            |key: &CursorKey, tenant, c: &str| key.decode_sorted(tenant, "created:desc", c);
         assert_eq!(decode(&key, tenant, &cursor).unwrap(), sorted);
         // Any change to the payload breaks the tag.
         let mut bytes = URL_SAFE_NO_PAD.decode(&cursor).unwrap();
@@ -185,7 +186,10 @@ mod tests {
         assert_eq!(key.decode_sorted(tenant, "name:asc", &text).unwrap(), c);
         assert!(key.decode_sorted(tenant, "name:desc", &text).is_err());
         assert!(key.decode_sorted(tenant, "size:asc", &text).is_err());
-        assert!(key.decode_sorted(Uuid::now_v7(), "name:asc", &text).is_err());
+        assert!(
+            key.decode_sorted(Uuid::now_v7(), "name:asc", &text)
+                .is_err()
+        );
     }
 
     const PINNED: &str = "MTcwMDAwMDAwMDEyMzQ1NjowdmrrBiK9DmKn7r_s";

@@ -13,10 +13,6 @@
 //! or removed between pages; a row whose key changes between pages (a rename under
 //! `sort=name`) moves to where its new key sorts.
 
-use axum::Json;
-use axum::extract::State;
-use serde::{Deserialize, Serialize};
-use sqlx::{Postgres, QueryBuilder};
 use super::cursor::{CursorKey, SortedCursor};
 use super::extract::{ApiQuery, NoParams};
 use super::files::{FileRow, FileView, VIEW_COLUMNS, VIEW_FROM, parse_status};
@@ -24,6 +20,10 @@ use crate::auth::TenantContext;
 use crate::auth::policy;
 use crate::error::{AppError, ErrorBody};
 use crate::state::AppState;
+use axum::Json;
+use axum::extract::State;
+use serde::{Deserialize, Serialize};
+use sqlx::{Postgres, QueryBuilder};
 
 pub const DEFAULT_LIMIT: u32 = 50;
 pub const MAX_LIMIT: u32 = 200;
@@ -265,9 +265,7 @@ pub async fn list(
     };
 
     let mut q = QueryBuilder::<Postgres>::new(VIEW_COLUMNS);
-    q.push(
-        ", lower(f.display_name) AS sort_name, coalesce(f.size_bytes, -1) AS sort_size",
-    );
+    q.push(", lower(f.display_name) AS sort_name, coalesce(f.size_bytes, -1) AS sort_size");
     q.push(VIEW_FROM);
     // RLS limits rows to the tenant; naming it too lets the planner use the
     // (tenant_id, [owner_id,] is_deleted, created_at DESC, id DESC) indexes.

@@ -182,7 +182,11 @@ pub async fn unshare_role(
 #[serde(deny_unknown_fields)]
 pub struct HoldRequest {
     /// Why the file is held (1–1000 bytes), kept in the file's history.
-    #[schema(min_length = 1, max_length = 1000, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*[^\\s\\u0000-\\u001F\\u007F-\\u009F][^\\u0000-\\u001F\\u007F-\\u009F]*$")]
+    #[schema(
+        min_length = 1,
+        max_length = 1000,
+        pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*[^\\s\\u0000-\\u001F\\u007F-\\u009F][^\\u0000-\\u001F\\u007F-\\u009F]*$"
+    )]
     pub reason: String,
 }
 
@@ -314,12 +318,7 @@ pub async fn links(
     let file = uc::load_for_sharing_view(&state, &ctx, id).await?;
     let ids: Vec<Uuid> = file.links.iter().map(|l| l.link_id).collect();
     let counts = uc::link_downloads(&state, &ids).await?;
-    let count = |id: Uuid| {
-        counts
-            .iter()
-            .find(|(l, _)| *l == id)
-            .map_or(0, |(_, n)| *n)
-    };
+    let count = |id: Uuid| counts.iter().find(|(l, _)| *l == id).map_or(0, |(_, n)| *n);
     Ok(Json(
         file.links
             .iter()

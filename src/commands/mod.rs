@@ -148,9 +148,7 @@ impl From<crate::aggregates::FileError> for AppError {
             FileError::NotFound
             | FileError::Purged
             | FileError::VersionNotFound
-            | FileError::LinkNotFound => {
-                AppError::NotFound(err.to_string())
-            }
+            | FileError::LinkNotFound => AppError::NotFound(err.to_string()),
             FileError::AlreadyExists
             | FileError::Deleted
             | FileError::NotDeleted

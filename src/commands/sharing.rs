@@ -10,9 +10,7 @@ use cqrs_es::EventStore;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use crate::aggregates::file::{
-    Access, File, FileCommand, Grantee, Link, VersionState,
-};
+use crate::aggregates::file::{Access, File, FileCommand, Grantee, Link, VersionState};
 use crate::auth::password::{self, Verdict};
 use crate::auth::{TenantContext, policy};
 use crate::error::AppError;
@@ -45,8 +43,14 @@ async fn commit(
     id: Uuid,
     command: FileCommand,
 ) -> Result<File, AppError> {
-    let done =
-        super::execute(&file_store(state, tenant), &id.to_string(), command, meta, &()).await?;
+    let done = super::execute(
+        &file_store(state, tenant),
+        &id.to_string(),
+        command,
+        meta,
+        &(),
+    )
+    .await?;
     Ok(done.aggregate)
 }
 
@@ -76,7 +80,14 @@ pub async fn share(
             return Err(AppError::NotFound("user not found".into()));
         }
     }
-    commit(state, ctx.tenant_id, meta, id, FileCommand::Share { grantee, access }).await
+    commit(
+        state,
+        ctx.tenant_id,
+        meta,
+        id,
+        FileCommand::Share { grantee, access },
+    )
+    .await
 }
 
 /// Revoke a grant (owner or admin); revoking one that does not exist is a no-op.
@@ -89,7 +100,14 @@ pub async fn unshare(
 ) -> Result<File, AppError> {
     let file = load_file(state, ctx.tenant_id, id).await?;
     policy::can_manage(ctx, &file)?;
-    commit(state, ctx.tenant_id, meta, id, FileCommand::Unshare { grantee }).await
+    commit(
+        state,
+        ctx.tenant_id,
+        meta,
+        id,
+        FileCommand::Unshare { grantee },
+    )
+    .await
 }
 
 /// The file, if the caller may see its grants and links: its owner, admins, auditors.
@@ -116,7 +134,14 @@ pub async fn place_hold(
 ) -> Result<File, AppError> {
     let file = load_file(state, ctx.tenant_id, id).await?;
     policy::can_hold(ctx, &file)?;
-    commit(state, ctx.tenant_id, meta, id, FileCommand::PlaceHold { reason }).await
+    commit(
+        state,
+        ctx.tenant_id,
+        meta,
+        id,
+        FileCommand::PlaceHold { reason },
+    )
+    .await
 }
 
 /// Release the legal hold (auditor or admin); releasing a file not held is a no-op.
@@ -202,7 +227,14 @@ pub async fn create_link(
     .bind(link.link_id)
     .execute(&state.db)
     .await?;
-    commit(state, ctx.tenant_id, meta, id, FileCommand::CreateLink(link.clone())).await?;
+    commit(
+        state,
+        ctx.tenant_id,
+        meta,
+        id,
+        FileCommand::CreateLink(link.clone()),
+    )
+    .await?;
     Ok((link, token))
 }
 
@@ -216,17 +248,27 @@ pub async fn revoke_link(
 ) -> Result<File, AppError> {
     let file = load_file(state, ctx.tenant_id, id).await?;
     policy::can_manage(ctx, &file)?;
-    commit(state, ctx.tenant_id, meta, id, FileCommand::RevokeLink { link_id }).await
+    commit(
+        state,
+        ctx.tenant_id,
+        meta,
+        id,
+        FileCommand::RevokeLink { link_id },
+    )
+    .await
 }
 
 /// How many times each link was used.
-pub async fn link_downloads(state: &AppState, links: &[Uuid]) -> Result<Vec<(Uuid, i64)>, AppError> {
-    Ok(sqlx::query_as(
-        "SELECT link_id, downloads FROM link_tokens WHERE link_id = ANY($1)",
+pub async fn link_downloads(
+    state: &AppState,
+    links: &[Uuid],
+) -> Result<Vec<(Uuid, i64)>, AppError> {
+    Ok(
+        sqlx::query_as("SELECT link_id, downloads FROM link_tokens WHERE link_id = ANY($1)")
+            .bind(links)
+            .fetch_all(&state.db)
+            .await?,
     )
-    .bind(links)
-    .fetch_all(&state.db)
-    .await?)
 }
 
 /// The one answer to a link that cannot be used, whatever the reason (unknown, expired,

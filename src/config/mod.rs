@@ -207,7 +207,10 @@ impl Config {
 
         let min_retention_days = parse_u64(&get, "MIN_RETENTION_DAYS", 0)?;
         if min_retention_days > 36_500 {
-            return Err(invalid("MIN_RETENTION_DAYS", "must be at most 36500 (100 years)"));
+            return Err(invalid(
+                "MIN_RETENTION_DAYS",
+                "must be at most 36500 (100 years)",
+            ));
         }
 
         let frontend_url = get("FRONTEND_URL").map(|u| parse_origin(&u)).transpose()?;

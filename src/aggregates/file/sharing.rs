@@ -179,11 +179,7 @@ impl File {
             }
             None if self.current_version().is_none() => {
                 return Err(FileError::WrongStatus {
-                    status: self
-                        .versions
-                        .last()
-                        .map(|v| v.status)
-                        .unwrap_or_default(),
+                    status: self.versions.last().map(|v| v.status).unwrap_or_default(),
                     action: "link to it (no completed version yet)",
                 });
             }

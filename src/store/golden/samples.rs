@@ -220,7 +220,9 @@ fn file_samples() -> Vec<Sample> {
             token_sha256: sha.into(),
             version_number: Some(1),
             expires_at: chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap(),
-            password_hash: Some("$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA".into()),
+            password_hash: Some(
+                "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA".into(),
+            ),
             max_downloads: Some(3),
             revoked: false,
         }),
