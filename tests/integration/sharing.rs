@@ -2,13 +2,13 @@
 //! legal holds and the retention lock, bulk commands. Uploads go through the API and a
 //! real worker, so downloads serve real bytes.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
+use crate::common::{Client, bytes_of, eventually};
 use crate::files_api::{Caller, World};
-use crate::pipeline::{Client, bytes_of, settled_status, upload_ok};
 
 async fn world(extra: &[(&str, &str)]) -> World {
     let mut vars = vec![
@@ -24,10 +24,12 @@ async fn world(extra: &[(&str, &str)]) -> World {
 async fn uploaded(w: &World, who: &Caller, name: &str, bytes: &[u8]) -> String {
     let client = Client {
         token: who.token.clone(),
+        tenant_id: w.tenant.to_string(),
+        user_id: who.id.to_string(),
     };
-    let accepted = upload_ok(&w.t, &client, name, bytes.to_vec()).await;
+    let accepted = w.t.upload_ok(&client, name, bytes.to_vec()).await;
     let id = accepted["file_id"].as_str().unwrap().to_string();
-    assert_eq!(settled_status(&w.t, &id, 1).await, "completed");
+    assert_eq!(w.t.settled_status(&id, 1).await, "completed");
     id
 }
 
@@ -56,14 +58,6 @@ async fn bytes_as(w: &World, path: &str, who: &Caller) -> (StatusCode, Vec<u8>) 
             .unwrap();
     let status = r.status();
     (status, r.bytes().await.unwrap().to_vec())
-}
-
-async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !check().await {
-        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 fn code(body: &Value) -> &str {
@@ -553,7 +547,7 @@ async fn a_held_file_cannot_be_deleted_or_purged_and_its_bytes_survive_gc_until_
         hex::encode(Sha256::digest(&bytes))
     };
     eventually("blob collected after release and purge", async || {
-        !crate::pipeline::stored_objects(&w.t, "blobs")
+        !w.t.stored_objects("blobs")
             .iter()
             .any(|k| k.ends_with(&sha))
     })
