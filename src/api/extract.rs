@@ -10,12 +10,11 @@
 //!   the route does not know (`?q=` on a route without search, a typo) is a 400 too,
 //!   never silently ignored.
 //!
-//! `ApiQuery` parses with `serde_html_form`, which (unlike `serde_urlencoded`) reads a
-//! repeated key (`?tag=a&tag=b`) into a `Vec` field; a repeated key of a single-valued
-//! field is refused.
+//! A repeated key of a single-valued field is refused. A listing with a repeatable
+//! parameter (`?tag=a&tag=b`) takes its values apart first (`ApiQuery::from_uri_split`).
 
 use axum::extract::rejection::{PathRejection, RawPathParamsRejection};
-use axum::extract::{FromRequestParts, Path, RawPathParams};
+use axum::extract::{FromRequestParts, Path, Query, RawPathParams};
 use axum::http::Uri;
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
@@ -68,9 +67,24 @@ impl<T: DeserializeOwned> ApiQuery<T> {
     /// The query of `uri`, for extractors that read it themselves.
     pub fn from_uri(uri: &Uri) -> Result<Self, AppError> {
         text::check_query(uri.query().unwrap_or_default())?;
-        serde_html_form::from_str(uri.query().unwrap_or_default())
-            .map(ApiQuery)
-            .map_err(|e| AppError::BadRequest(format!("invalid query string: {e}")))
+        Query::<T>::try_from_uri(uri)
+            .map(|Query(value)| ApiQuery(value))
+            .map_err(|rejection| AppError::BadRequest(rejection.body_text()))
+    }
+
+    /// The query of `uri` without the repeatable parameter `key`, parsed into `T`, and
+    /// the values of `key` in order (`?tag=a&tag=b` → `["a", "b"]`).
+    pub fn from_uri_split(uri: &Uri, key: &str) -> Result<(T, Vec<String>), AppError> {
+        let query = uri.query().unwrap_or_default();
+        text::check_query(query)?;
+        let bad =
+            |e: String| AppError::BadRequest(format!("Failed to deserialize query string: {e}"));
+        let pairs: Vec<(String, String)> =
+            serde_urlencoded::from_str(query).map_err(|e| bad(e.to_string()))?;
+        let (repeated, rest): (Vec<_>, Vec<_>) = pairs.into_iter().partition(|(k, _)| k == key);
+        let rest = serde_urlencoded::to_string(rest).map_err(|e| bad(e.to_string()))?;
+        let value = serde_urlencoded::from_str(&rest).map_err(|e| bad(e.to_string()))?;
+        Ok((value, repeated.into_iter().map(|(_, v)| v).collect()))
     }
 }
 

@@ -22,6 +22,7 @@ use crate::error::{AppError, ErrorBody};
 use crate::state::AppState;
 use axum::Json;
 use axum::extract::State;
+use axum::http::Uri;
 use serde::{Deserialize, Serialize};
 use sqlx::{Postgres, QueryBuilder};
 
@@ -223,8 +224,10 @@ fn non_empty(value: Option<String>) -> Option<String> {
 pub async fn list(
     State(state): State<AppState>,
     ctx: TenantContext,
-    ApiQuery(params): ApiQuery<ListParams>,
+    uri: Uri,
 ) -> Result<Json<FilePage>, AppError> {
+    let (mut params, tags) = ApiQuery::<ListParams>::from_uri_split(&uri, "tag")?;
+    params.tag = tags;
     let limit = page_limit(params.limit)?;
     let sort = Sort::parse(params.sort.as_deref(), params.order.as_deref())?;
     let key = CursorKey::new(state.config.jwt_secret.expose());
