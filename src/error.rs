@@ -73,6 +73,13 @@ pub enum AppError {
     /// tus checksum extension: the chunk's bytes do not match `Upload-Checksum` (460).
     #[error("the chunk does not match its Upload-Checksum; it was discarded")]
     ChecksumMismatch,
+    /// A legal hold is in force on the file: delete, purge and version retention are
+    /// refused for everyone, admins included, until an auditor or admin releases it.
+    #[error("the file is under legal hold")]
+    LegalHold,
+    /// The tenant's minimum retention (`MIN_RETENTION_DAYS`) forbids purging the file yet.
+    #[error("{0}")]
+    RetentionLocked(String),
     /// The resource existed and is gone for good (an expired or terminated upload).
     #[error("{0}")]
     Gone(String),
@@ -108,6 +115,8 @@ impl AppError {
             AppError::UploadLocked => "upload_locked",
             AppError::ChecksumMismatch => "checksum_mismatch",
             AppError::Gone(_) => "gone",
+            AppError::LegalHold => "legal_hold",
+            AppError::RetentionLocked(_) => "retention_locked",
             AppError::Internal(_) => "internal_error",
         }
     }
@@ -140,6 +149,7 @@ impl AppError {
                 StatusCode::from_u16(460).unwrap_or(StatusCode::BAD_REQUEST)
             }
             AppError::Gone(_) => StatusCode::GONE,
+            AppError::LegalHold | AppError::RetentionLocked(_) => StatusCode::CONFLICT,
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -202,6 +212,8 @@ impl AppError {
             AppError::UploadLocked,
             AppError::ChecksumMismatch,
             AppError::Gone("example".into()),
+            AppError::LegalHold,
+            AppError::RetentionLocked("example".into()),
             AppError::Internal(anyhow::anyhow!("example")),
         ]
     }

@@ -27,6 +27,7 @@ use crate::store::verify::{VerifyReport, verify_log};
 const MAX_FILTER_LEN: usize = 255;
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct AuditParams {
     /// A user id or `system:<component>`.

@@ -13,7 +13,6 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use chrono::{DateTime, Utc};
 use hkdf::Hkdf;
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
@@ -68,29 +67,47 @@ impl CursorKey {
             .map_err(|_| invalid())?;
         String::from_utf8(text.to_vec()).map_err(|_| invalid())
     }
+}
 
-    /// A files cursor: `<created_at in µs since the epoch>:<id>`, sealed.
-    pub(super) fn encode(&self, tenant: Uuid, created_at: DateTime<Utc>, id: Uuid) -> String {
+/// A position in a listing sorted by some key: the key's name and direction, the last
+/// row's id and its value of the key, sealed. The sort is part of the cursor, so a
+/// cursor is refused (400) by a request that sorts another way.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct SortedCursor {
+    /// e.g. `name:asc`.
+    pub sort: String,
+    pub id: Uuid,
+    /// The row's value of the sort key, as text (the value may contain `:`).
+    pub value: String,
+}
+
+impl CursorKey {
+    pub(super) fn encode_sorted(&self, tenant: Uuid, cursor: &SortedCursor) -> String {
+        // `sort` is `<key>:<direction>`, neither containing ':'; the value comes last.
         self.seal(
             tenant,
-            &format!("{}:{}", created_at.timestamp_micros(), id.simple()),
+            &format!("{}:{}:{}", cursor.sort, cursor.id.simple(), cursor.value),
         )
     }
 
-    pub(super) fn decode(
+    /// The cursor, if it was sealed for this tenant and for `sort`; anything else is 400.
+    pub(super) fn decode_sorted(
         &self,
         tenant: Uuid,
+        sort: &str,
         cursor: &str,
-    ) -> Result<(DateTime<Utc>, Uuid), AppError> {
+    ) -> Result<SortedCursor, AppError> {
         let text = self.open(tenant, cursor)?;
-        let (micros, id) = text.split_once(':').ok_or_else(invalid)?;
-        let at = micros
-            .parse::<i64>()
-            .ok()
-            .and_then(DateTime::from_timestamp_micros)
-            .ok_or_else(invalid)?;
-        let id = Uuid::try_parse(id).map_err(|_| invalid())?;
-        Ok((at, id))
+        let rest = text
+            .strip_prefix(sort)
+            .and_then(|r| r.strip_prefix(':'))
+            .ok_or_else(|| AppError::BadRequest("the cursor belongs to another sort".into()))?;
+        let (id, value) = rest.split_once(':').ok_or_else(invalid)?;
+        Ok(SortedCursor {
+            sort: sort.to_string(),
+            id: Uuid::try_parse(id).map_err(|_| invalid())?,
+            value: value.to_string(),
+        })
     }
 }
 
@@ -102,10 +119,16 @@ mod tests {
     fn cursors_round_trip_and_tampering_is_refused() {
         let key = CursorKey::new("secret");
         let tenant = Uuid::now_v7();
-        let at = DateTime::from_timestamp_micros(1_700_000_000_123_456).unwrap();
         let id = Uuid::now_v7();
-        let cursor = key.encode(tenant, at, id);
-        assert_eq!(key.decode(tenant, &cursor).unwrap(), (at, id));
+        let sorted = SortedCursor {
+            sort: "created:desc".into(),
+            id,
+            value: "1700000000123456".into(),
+        };
+        let cursor = key.encode_sorted(tenant, &sorted);
+        let decode =
+            |key: &CursorKey, tenant, c: &str| key.decode_sorted(tenant, "created:desc", c);
+        assert_eq!(decode(&key, tenant, &cursor).unwrap(), sorted);
         // Any change to the payload breaks the tag.
         let mut bytes = URL_SAFE_NO_PAD.decode(&cursor).unwrap();
         bytes[3] ^= 1;
@@ -119,14 +142,14 @@ mod tests {
             &forged,
             &cursor[..cursor.len() - 2],
         ] {
-            assert!(key.decode(tenant, bad).is_err(), "accepted {bad:?}");
+            assert!(decode(&key, tenant, bad).is_err(), "accepted {bad:?}");
         }
         assert!(
-            key.decode(Uuid::now_v7(), &cursor).is_err(),
+            decode(&key, Uuid::now_v7(), &cursor).is_err(),
             "another tenant's cursor"
         );
         assert!(
-            CursorKey::new("other").decode(tenant, &cursor).is_err(),
+            decode(&CursorKey::new("other"), tenant, &cursor).is_err(),
             "another key"
         );
     }
@@ -148,6 +171,25 @@ mod tests {
         let cursor = key.seal(tenant, "1700000000123456:0");
         assert_eq!(cursor, PINNED);
         assert_eq!(key.open(tenant, PINNED).unwrap(), "1700000000123456:0");
+    }
+
+    #[test]
+    fn sorted_cursors_round_trip_and_are_bound_to_their_sort() {
+        let key = CursorKey::new("secret");
+        let tenant = Uuid::now_v7();
+        let c = SortedCursor {
+            sort: "name:asc".into(),
+            id: Uuid::now_v7(),
+            value: "q3: report".into(),
+        };
+        let text = key.encode_sorted(tenant, &c);
+        assert_eq!(key.decode_sorted(tenant, "name:asc", &text).unwrap(), c);
+        assert!(key.decode_sorted(tenant, "name:desc", &text).is_err());
+        assert!(key.decode_sorted(tenant, "size:asc", &text).is_err());
+        assert!(
+            key.decode_sorted(Uuid::now_v7(), "name:asc", &text)
+                .is_err()
+        );
     }
 
     const PINNED: &str = "MTcwMDAwMDAwMDEyMzQ1NjowdmrrBiK9DmKn7r_s";

@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use uuid::Uuid;
 
+use super::extract::{ApiQuery, NoParams};
 use crate::auth::TenantContext;
 use crate::error::{AppError, ErrorBody};
 use crate::state::AppState;
@@ -27,10 +28,12 @@ pub struct DeviceView {
 /// My devices, most recently seen first (from the `devices` projection; a login made a
 /// moment ago may take a few hundred milliseconds to appear).
 #[utoipa::path(get, path = "/v1/devices", tag = "sessions", security(("bearer" = [])),
+    params(NoParams),
     responses((status = 200, body = [DeviceView]), (status = 401, body = ErrorBody)))]
 pub async fn list(
     State(state): State<AppState>,
     ctx: TenantContext,
+    _: ApiQuery<NoParams>,
 ) -> Result<Json<Vec<DeviceView>>, AppError> {
     let mut tx = ctx.begin(&state.db).await?;
     // RLS already limits rows to the tenant; naming it too lets the planner use the

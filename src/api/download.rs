@@ -62,18 +62,22 @@ fn representation(
         policy::can_download_original(ctx, file)?;
         return Ok(version.clone());
     }
-    Ok(
-        match version.variants.iter().find(|v| v.name == "stripped") {
-            Some(stripped) => VersionState {
-                storage_key: Some(stripped.storage_key.clone()),
-                mime_type: stripped.mime_type.clone(),
-                size_bytes: stripped.size_bytes,
-                sha256: format!("{}-stripped", version.sha256),
-                ..version.clone()
-            },
-            None => version.clone(),
+    Ok(representation_for_link(version))
+}
+
+/// What a download without `?original=true` serves (content routes and links): the
+/// metadata-free copy when the version has one.
+pub(super) fn representation_for_link(version: &VersionState) -> VersionState {
+    match version.variants.iter().find(|v| v.name == "stripped") {
+        Some(stripped) => VersionState {
+            storage_key: Some(stripped.storage_key.clone()),
+            mime_type: stripped.mime_type.clone(),
+            size_bytes: stripped.size_bytes,
+            sha256: format!("{}-stripped", version.sha256),
+            ..version.clone()
         },
-    )
+        None => version.clone(),
+    }
 }
 
 /// A given version's bytes.
@@ -148,12 +152,12 @@ async fn load_visible(state: &AppState, ctx: &TenantContext, id: Uuid) -> Result
 }
 
 #[derive(Clone, Copy)]
-enum Disposition {
+pub(super) enum Disposition {
     Attachment,
     Inline,
 }
 
-async fn serve(
+pub(super) async fn serve(
     state: &AppState,
     headers: &HeaderMap,
     version: &VersionState,

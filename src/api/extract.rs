@@ -6,7 +6,12 @@
 //! - a path that cannot name a resource (a malformed id or version number): 404
 //!   `not_found`, as an unknown id: the path names nothing;
 //! - a query string breaking the text rule or not parsable into the parameters: 400
-//!   `bad_request`.
+//!   `bad_request`. Listing parameter structs are `deny_unknown_fields`, so a parameter
+//!   the route does not know (`?q=` on a route without search, a typo) is a 400 too,
+//!   never silently ignored.
+//!
+//! A repeated key of a single-valued field is refused. A listing with a repeatable
+//! parameter (`?tag=a&tag=b`) takes its values apart first (`ApiQuery::from_uri_split`).
 
 use axum::extract::rejection::{PathRejection, RawPathParamsRejection};
 use axum::extract::{FromRequestParts, Path, Query, RawPathParams};
@@ -66,6 +71,21 @@ impl<T: DeserializeOwned> ApiQuery<T> {
             .map(|Query(value)| ApiQuery(value))
             .map_err(|rejection| AppError::BadRequest(rejection.body_text()))
     }
+
+    /// The query of `uri` without the repeatable parameter `key`, parsed into `T`, and
+    /// the values of `key` in order (`?tag=a&tag=b` → `["a", "b"]`).
+    pub fn from_uri_split(uri: &Uri, key: &str) -> Result<(T, Vec<String>), AppError> {
+        let query = uri.query().unwrap_or_default();
+        text::check_query(query)?;
+        let bad =
+            |e: String| AppError::BadRequest(format!("Failed to deserialize query string: {e}"));
+        let pairs: Vec<(String, String)> =
+            serde_urlencoded::from_str(query).map_err(|e| bad(e.to_string()))?;
+        let (repeated, rest): (Vec<_>, Vec<_>) = pairs.into_iter().partition(|(k, _)| k == key);
+        let rest = serde_urlencoded::to_string(rest).map_err(|e| bad(e.to_string()))?;
+        let value = serde_urlencoded::from_str(&rest).map_err(|e| bad(e.to_string()))?;
+        Ok((value, repeated.into_iter().map(|(_, v)| v).collect()))
+    }
 }
 
 impl<T, S> FromRequestParts<S> for ApiQuery<T>
@@ -79,3 +99,9 @@ where
         Self::from_uri(&parts.uri)
     }
 }
+
+/// The parameters of a listing that takes none: any query parameter is a 400.
+#[derive(Debug, Default, serde::Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct NoParams {}

@@ -64,18 +64,34 @@ pub(super) fn parse_status(text: &str) -> Option<FileStatus> {
     serde_json::from_value(serde_json::Value::String(text.to_string())).ok()
 }
 
-/// Selects a `FileRow`; callers add `WHERE` / `ORDER BY`.
-pub(super) const VIEW_SELECT: &str = r#"
+/// The columns of a `FileRow` (`VIEW_SELECT` without its `FROM`), for queries that add
+/// columns of their own.
+macro_rules! view_columns {
+    () => {
+        r#"
 SELECT f.id, f.owner_id, f.display_name, f.created_at, f.updated_at, f.is_deleted, f.deleted_at,
        f.latest_version, f.latest_status::text AS latest_status,
        cv.version_number AS cv_number, cv.filename AS cv_filename, cv.size_bytes AS cv_size,
        cv.sha256 AS cv_sha256, cv.mime_type AS cv_mime,
        ARRAY(SELECT ft.tag FROM file_tags ft
               WHERE ft.tenant_id = f.tenant_id AND ft.file_id = f.id
-              ORDER BY ft.tag COLLATE "C") AS tags
+              ORDER BY ft.tag COLLATE "C") AS tags"#
+    };
+}
+
+macro_rules! view_from {
+    () => {
+        r#"
   FROM files f
   LEFT JOIN file_versions cv
-         ON cv.tenant_id = f.tenant_id AND cv.file_id = f.id AND cv.version_number = f.current_version"#;
+         ON cv.tenant_id = f.tenant_id AND cv.file_id = f.id AND cv.version_number = f.current_version"#
+    };
+}
+
+pub(super) const VIEW_COLUMNS: &str = view_columns!();
+pub(super) const VIEW_FROM: &str = view_from!();
+/// Selects a `FileRow`; callers add `WHERE` / `ORDER BY`.
+pub(super) const VIEW_SELECT: &str = concat!(view_columns!(), view_from!());
 
 /// A row of `VIEW_SELECT`: the file with its current version's columns flattened (all
 /// `NULL` until a version completes).
@@ -273,9 +289,7 @@ pub async fn get(
             serde_json::from_str(&body).map_err(|e| AppError::Internal(e.into()))?
         }
     };
-    if !policy::can_read_owned_by(&ctx, view.owner_id) {
-        return Err(file_not_found());
-    }
+    super::files_manage::authorize_view(&state, &ctx, id, view.owner_id).await?;
     Ok(Json(view))
 }
 
@@ -341,8 +355,14 @@ pub async fn versions(
     .bind(id)
     .fetch_optional(&mut *tx)
     .await?;
-    if !owner.is_some_and(|owner| policy::can_read_owned_by(&ctx, owner)) {
+    let Some(owner) = owner else {
         return Err(file_not_found());
+    };
+    if !policy::can_read_owned_by(&ctx, owner) {
+        // A grantee: decided from the log, outside this transaction.
+        tx.commit().await?;
+        super::files_manage::authorize_view(&state, &ctx, id, owner).await?;
+        tx = ctx.begin(&state.db).await?;
     }
     let rows: Vec<VersionRow> = sqlx::query_as(
         "SELECT v.version_number, v.status::text AS status, v.filename, v.mime_type, v.size_bytes,

@@ -1,47 +1,77 @@
-//! `GET /v1/files` (keyset pagination, filters) and `GET /v1/tags`.
+//! `GET /v1/files` (search, filters, sorts, keyset pagination) and `GET /v1/tags`.
 //!
-//! Order is `created_at DESC, id DESC`; the cursor is the last row's (created_at, id),
-//! opaque to clients (base64url). Keyset paging never skips or repeats a row while files
-//! are added or removed between pages: newer files sort before the cursor, so a paging
-//! client simply does not see them until it starts again.
+//! - `q`: a case-insensitive substring of the display name or of a tag, served by the
+//!   trigram indexes `files_name_trgm` and `file_tags_trgm` (migrations/0040_search.sql;
+//!   the plan on 100k files is in docs/schema.md);
+//! - `sort` (`created`, `updated`, `name`, `size`) and `order` (`asc`, `desc`); default
+//!   newest first. Ties are broken by id, so the order is total;
+//! - `tag` (repeatable) with `tag_mode=all` (default: every tag) or `any`;
+//! - unknown parameters are a 400, never ignored.
+//!
+//! The cursor is the last row's (sort key, id), sealed with the sort it belongs to
+//! (src/api/cursor.rs). Keyset paging never skips or repeats a row while files are added
+//! or removed between pages; a row whose key changes between pages (a rename under
+//! `sort=name`) moves to where its new key sorts.
 
-use axum::Json;
-use axum::extract::State;
-use serde::{Deserialize, Serialize};
-use sqlx::{Postgres, QueryBuilder};
-
-use super::cursor::CursorKey;
-use super::extract::ApiQuery;
-use super::files::{FileRow, FileView, VIEW_SELECT, parse_status};
+use super::cursor::{CursorKey, SortedCursor};
+use super::extract::{ApiQuery, NoParams};
+use super::files::{FileRow, FileView, VIEW_COLUMNS, VIEW_FROM, parse_status};
 use crate::auth::TenantContext;
 use crate::auth::policy;
 use crate::error::{AppError, ErrorBody};
 use crate::state::AppState;
+use axum::Json;
+use axum::extract::State;
+use axum::http::Uri;
+use serde::{Deserialize, Serialize};
+use sqlx::{Postgres, QueryBuilder};
 
 pub const DEFAULT_LIMIT: u32 = 50;
 pub const MAX_LIMIT: u32 = 200;
 /// Longer than any display name (255 bytes): such a prefix can match nothing.
 const MAX_NAME_PREFIX: usize = 255;
+/// More tags than a file can sensibly be filtered by.
+const MAX_TAG_FILTERS: usize = 20;
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct ListParams {
-    /// `next_cursor` of the previous page.
+    /// `next_cursor` of the previous page (of the same `sort` and `order`).
     pub cursor: Option<String>,
     /// 1 to 200, default 50.
     #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u32>,
-    /// Only files carrying this tag.
-    #[param(pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$")]
-    pub tag: Option<String>,
+    /// Only files carrying this tag; repeat for several (`tag=a&tag=b`), combined by
+    /// `tag_mode`. At most 20.
+    #[serde(default)]
+    #[param(max_items = 20, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$")]
+    pub tag: Vec<String>,
+    /// `all` (default): files carrying every `tag`; `any`: at least one.
+    #[param(pattern = "^(all|any)$")]
+    pub tag_mode: Option<String>,
     /// Only files whose latest version has this status.
     #[param(pattern = "^(|uploaded|queued|processing|virus_failed|duplicate|failed|completed)$")]
     pub status: Option<String>,
     /// Case-insensitive display-name prefix (`%` and `_` match themselves).
     #[param(pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$")]
     pub name: Option<String>,
+    /// Search: a case-insensitive substring of the display name or of one of the tags
+    /// (`%` and `_` match themselves). At most 255 bytes.
+    #[param(pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$")]
+    pub q: Option<String>,
+    /// `created` (default), `updated`, `name` (case-insensitive) or `size` (of the
+    /// current version; files without one sort as smallest).
+    #[param(pattern = "^(created|updated|name|size)$")]
+    pub sort: Option<String>,
+    /// `desc` (default for `created`, `updated`, `size`) or `asc` (default for `name`).
+    #[param(pattern = "^(asc|desc)$")]
+    pub order: Option<String>,
     /// `true`: only soft-deleted files (the trash). Default: only live files.
     pub deleted: Option<bool>,
+    /// `true`: only files others shared with the caller (or with its role), instead of
+    /// the caller's own (or, for admins and auditors, the tenant's).
+    pub shared_with_me: Option<bool>,
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -74,44 +104,187 @@ pub(super) fn page_limit(limit: Option<u32>) -> Result<u32, AppError> {
     Ok(limit)
 }
 
-/// Files the caller may see, newest first, one page at a time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SortKey {
+    Created,
+    Updated,
+    Name,
+    Size,
+}
+
+/// What a listing is ordered by.
+#[derive(Debug, Clone, Copy)]
+struct Sort {
+    key: SortKey,
+    descending: bool,
+}
+
+impl Sort {
+    fn parse(sort: Option<&str>, order: Option<&str>) -> Result<Self, AppError> {
+        let key = match sort.unwrap_or("created") {
+            "created" => SortKey::Created,
+            "updated" => SortKey::Updated,
+            "name" => SortKey::Name,
+            "size" => SortKey::Size,
+            _ => {
+                return Err(AppError::BadRequest(
+                    "sort must be one of created, updated, name, size".into(),
+                ));
+            }
+        };
+        let descending = match order {
+            None => key != SortKey::Name,
+            Some("desc") => true,
+            Some("asc") => false,
+            Some(_) => return Err(AppError::BadRequest("order must be asc or desc".into())),
+        };
+        Ok(Sort { key, descending })
+    }
+
+    /// `<key>:<direction>`, as sealed into cursors.
+    fn label(self) -> String {
+        let key = match self.key {
+            SortKey::Created => "created",
+            SortKey::Updated => "updated",
+            SortKey::Name => "name",
+            SortKey::Size => "size",
+        };
+        format!("{key}:{}", if self.descending { "desc" } else { "asc" })
+    }
+
+    /// The SQL expression rows are ordered by (then by id). Names compare by their
+    /// lower-case bytes (`COLLATE "C"`), so the order never depends on the locale.
+    fn expr(self) -> &'static str {
+        match self.key {
+            SortKey::Created => "f.created_at",
+            SortKey::Updated => "f.updated_at",
+            SortKey::Name => "(lower(f.display_name) COLLATE \"C\")",
+            SortKey::Size => "coalesce(f.size_bytes, -1)",
+        }
+    }
+
+    /// The row's value of the key, as a cursor holds it.
+    fn value_of(self, view: &FileView, sort_name: &str, sort_size: i64) -> String {
+        match self.key {
+            SortKey::Created => view.created_at.timestamp_micros().to_string(),
+            SortKey::Updated => view.updated_at.timestamp_micros().to_string(),
+            SortKey::Name => sort_name.to_string(),
+            SortKey::Size => sort_size.to_string(),
+        }
+    }
+
+    /// `AND (key, id) < / > (cursor)`: rows after the cursor in this order.
+    fn push_after(
+        self,
+        q: &mut QueryBuilder<'_, Postgres>,
+        cursor: SortedCursor,
+    ) -> Result<(), AppError> {
+        let invalid = || AppError::BadRequest("invalid cursor".into());
+        q.push(format_args!(" AND ({}, f.id) ", self.expr()));
+        q.push(if self.descending { "< (" } else { "> (" });
+        match self.key {
+            SortKey::Created | SortKey::Updated => {
+                let at = cursor
+                    .value
+                    .parse::<i64>()
+                    .ok()
+                    .and_then(chrono::DateTime::from_timestamp_micros)
+                    .ok_or_else(invalid)?;
+                q.push_bind(at);
+            }
+            SortKey::Name => {
+                q.push_bind(cursor.value).push(" COLLATE \"C\"");
+            }
+            SortKey::Size => {
+                q.push_bind(cursor.value.parse::<i64>().map_err(|_| invalid())?);
+            }
+        }
+        q.push(", ").push_bind(cursor.id).push(")");
+        Ok(())
+    }
+}
+
+/// A listed file with the values its sort keys are computed from in SQL.
+#[derive(sqlx::FromRow)]
+struct ListedRow {
+    #[sqlx(flatten)]
+    file: FileRow,
+    sort_name: String,
+    sort_size: i64,
+}
+
+fn non_empty(value: Option<String>) -> Option<String> {
+    value.filter(|v| !v.is_empty())
+}
+
+/// Files the caller may see, newest first unless sorted otherwise, one page at a time.
 #[utoipa::path(get, path = "/v1/files", tag = "files", security(("bearer" = [])),
     params(ListParams),
     responses((status = 200, body = FilePage), (status = 400, body = ErrorBody)))]
 pub async fn list(
     State(state): State<AppState>,
     ctx: TenantContext,
-    ApiQuery(params): ApiQuery<ListParams>,
+    uri: Uri,
 ) -> Result<Json<FilePage>, AppError> {
+    let (mut params, tags) = ApiQuery::<ListParams>::from_uri_split(&uri, "tag")?;
+    params.tag = tags;
     let limit = page_limit(params.limit)?;
+    let sort = Sort::parse(params.sort.as_deref(), params.order.as_deref())?;
     let key = CursorKey::new(state.config.jwt_secret.expose());
     let tenant = ctx.tenant_id.0;
     let cursor = params
         .cursor
         .as_deref()
-        .map(|c| key.decode(tenant, c))
+        .map(|c| key.decode_sorted(tenant, &sort.label(), c))
         .transpose()?;
-    let status = match params.status.as_deref().filter(|s| !s.is_empty()) {
-        Some(s) => Some(parse_status(s).ok_or_else(|| {
+    let status = match non_empty(params.status) {
+        Some(s) => Some(parse_status(&s).ok_or_else(|| {
             AppError::BadRequest(
                 "status must be one of uploaded, queued, processing, virus_failed, duplicate, failed, completed".into(),
             )
         })?),
         None => None,
     };
-    let name = params.name.filter(|n| !n.is_empty());
+    let name = non_empty(params.name);
     if name.as_ref().is_some_and(|n| n.len() > MAX_NAME_PREFIX) {
         return Err(AppError::BadRequest("name prefix is too long".into()));
     }
-    let tag = params.tag.filter(|t| !t.is_empty());
+    let search = non_empty(params.q);
+    if search.as_ref().is_some_and(|n| n.len() > MAX_NAME_PREFIX) {
+        return Err(AppError::BadRequest("q is too long".into()));
+    }
+    let mut tags: Vec<String> = params.tag.into_iter().filter(|t| !t.is_empty()).collect();
+    tags.sort();
+    tags.dedup();
+    if tags.len() > MAX_TAG_FILTERS {
+        return Err(AppError::BadRequest(format!(
+            "at most {MAX_TAG_FILTERS} tag filters"
+        )));
+    }
+    let match_any = match params.tag_mode.as_deref() {
+        None | Some("") | Some("all") => false,
+        Some("any") => true,
+        Some(_) => return Err(AppError::BadRequest("tag_mode must be all or any".into())),
+    };
 
-    let mut q = QueryBuilder::<Postgres>::new(VIEW_SELECT);
+    let mut q = QueryBuilder::<Postgres>::new(VIEW_COLUMNS);
+    q.push(", lower(f.display_name) AS sort_name, coalesce(f.size_bytes, -1) AS sort_size");
+    q.push(VIEW_FROM);
     // RLS limits rows to the tenant; naming it too lets the planner use the
     // (tenant_id, [owner_id,] is_deleted, created_at DESC, id DESC) indexes.
-    q.push(" WHERE f.tenant_id = ").push_bind(ctx.tenant_id.0);
+    q.push(" WHERE f.tenant_id = ").push_bind(tenant);
     q.push(" AND NOT f.purged AND f.is_deleted = ")
         .push_bind(params.deleted.unwrap_or(false));
-    if !policy::reads_every_file(&ctx) {
+    if params.shared_with_me == Some(true) {
+        q.push(" AND f.owner_id <> ").push_bind(ctx.user_id.0);
+        q.push(" AND f.id IN (SELECT g.file_id FROM file_grants g WHERE g.tenant_id = ")
+            .push_bind(tenant)
+            .push(" AND (g.user_id = ")
+            .push_bind(ctx.user_id.0)
+            .push(" OR g.role = ")
+            .push_bind(ctx.role.as_str())
+            .push("))");
+    } else if !policy::reads_every_file(&ctx) {
         q.push(" AND f.owner_id = ").push_bind(ctx.user_id.0);
     }
     if let Some(status) = status {
@@ -119,10 +292,14 @@ pub async fn list(
             .push_bind(status.as_str())
             .push("::file_status");
     }
-    if let Some(tag) = tag {
-        q.push(" AND EXISTS (SELECT 1 FROM file_tags t WHERE t.tenant_id = f.tenant_id AND t.file_id = f.id AND t.tag = ")
-            .push_bind(tag)
-            .push(")");
+    if !tags.is_empty() {
+        let wanted = if match_any { 1 } else { tags.len() as i64 };
+        q.push(
+            " AND (SELECT count(*) FROM file_tags t WHERE t.tenant_id = f.tenant_id AND t.file_id = f.id AND t.tag = ANY(",
+        )
+        .push_bind(tags)
+        .push(")) >= ")
+        .push_bind(wanted);
     }
     if let Some(name) = name {
         // lower() on both sides (Postgres's, not Rust's, so they agree); the pattern is
@@ -131,30 +308,50 @@ pub async fn list(
             .push_bind(escape_like(&name))
             .push(r") || '%') ESCAPE '\'");
     }
-    if let Some((at, id)) = cursor {
-        q.push(" AND (f.created_at, f.id) < (")
-            .push_bind(at)
-            .push(", ")
-            .push_bind(id)
-            .push(")");
+    if let Some(search) = search {
+        push_search(&mut q, &search);
     }
-    q.push(" ORDER BY f.created_at DESC, f.id DESC LIMIT ")
-        .push_bind(i64::from(limit) + 1);
+    if let Some(cursor) = cursor {
+        sort.push_after(&mut q, cursor)?;
+    }
+    let direction = if sort.descending { "DESC" } else { "ASC" };
+    q.push(format_args!(
+        " ORDER BY {} {direction}, f.id {direction} LIMIT ",
+        sort.expr()
+    ))
+    .push_bind(i64::from(limit) + 1);
 
     let mut tx = ctx.begin(&state.db).await?;
-    let rows = q.build_query_as::<FileRow>().fetch_all(&mut *tx).await?;
+    let rows = q.build_query_as::<ListedRow>().fetch_all(&mut *tx).await?;
     tx.commit().await?;
-    let mut items = rows
-        .into_iter()
-        .map(FileView::try_from)
-        .collect::<Result<Vec<_>, _>>()?;
-    let next_cursor = if items.len() > limit as usize {
-        items.truncate(limit as usize);
-        items.last().map(|f| key.encode(tenant, f.created_at, f.id))
-    } else {
-        None
-    };
+    let more = rows.len() > limit as usize;
+    let mut items = Vec::with_capacity(rows.len().min(limit as usize));
+    let mut next_cursor = None;
+    for (i, row) in rows.into_iter().take(limit as usize).enumerate() {
+        let view = FileView::try_from(row.file)?;
+        if more && i + 1 == limit as usize {
+            next_cursor = Some(key.encode_sorted(
+                tenant,
+                &SortedCursor {
+                    sort: sort.label(),
+                    id: view.id,
+                    value: sort.value_of(&view, &row.sort_name, row.sort_size),
+                },
+            ));
+        }
+        items.push(view);
+    }
     Ok(Json(FilePage { items, next_cursor }))
+}
+
+/// `AND f.id IN (files whose name or a tag contains `search`)`: the ids come from
+/// `chronicle_search_file_ids` (migrations/0040_search.sql), which lets the trigram
+/// indexes serve the `LIKE` (under the tenant policy they could not) and returns the
+/// caller's tenant's files only.
+fn push_search(q: &mut QueryBuilder<'_, Postgres>, search: &str) {
+    q.push(" AND f.id IN (SELECT chronicle_search_file_ids(lower(")
+        .push_bind(format!("%{}%", escape_like(search)))
+        .push(")))");
 }
 
 #[derive(Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
@@ -167,10 +364,12 @@ pub struct TagCount {
 /// Tags with the number of files carrying them, by name. A `user` counts only its own
 /// files (other users' tags would reveal their files); admins and auditors the tenant's.
 #[utoipa::path(get, path = "/v1/tags", tag = "files", security(("bearer" = [])),
+    params(NoParams),
     responses((status = 200, body = [TagCount]), (status = 401, body = ErrorBody)))]
 pub async fn tags(
     State(state): State<AppState>,
     ctx: TenantContext,
+    _: ApiQuery<NoParams>,
 ) -> Result<Json<Vec<TagCount>>, AppError> {
     let mut tx = ctx.begin(&state.db).await?;
     let tags: Vec<TagCount> = if policy::reads_every_file(&ctx) {

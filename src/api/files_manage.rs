@@ -11,7 +11,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use cqrs_es::EventStore;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::auth::{caller_metadata, store};
@@ -22,7 +22,7 @@ use crate::aggregates::file::{File, FileCommand};
 use crate::auth::TenantContext;
 use crate::auth::policy::{self, file_not_found};
 use crate::commands;
-use crate::error::{AppError, ErrorBody};
+use crate::error::{AppError, ErrorBody, ErrorDetail};
 use crate::state::AppState;
 
 /// The file as the log has it now (never a lagging read table), whoever asks.
@@ -50,6 +50,21 @@ pub(super) async fn load(
     }
 }
 
+/// For read-table answers (`GET /v1/files/{id}`, versions): the owner's readers pass
+/// at once; anyone else only with a grant in the log (`policy::can_read`), so a revoked
+/// grant stops working on the next request, not when the projection catches up.
+pub(super) async fn authorize_view(
+    state: &AppState,
+    ctx: &TenantContext,
+    id: Uuid,
+    owner: Uuid,
+) -> Result<(), AppError> {
+    if policy::can_read_owned_by(ctx, owner) {
+        return Ok(());
+    }
+    load(state, ctx, id).await.map(|_| ())
+}
+
 /// The file from its stream if the caller may change it (`policy::can_change`): 404
 /// unless it may read it, 403 if it may only read it.
 pub(super) async fn load_for_change(
@@ -69,7 +84,12 @@ async fn run(
     id: Uuid,
     command: FileCommand,
 ) -> Result<Json<FileView>, AppError> {
-    load_for_change(state, ctx, id).await?;
+    let file = load_any(state, ctx, id).await?;
+    // Deleting and restoring are the owner's (or an admin's), not a grantee's.
+    match command {
+        FileCommand::Delete | FileCommand::Restore => policy::can_manage(ctx, &file)?,
+        _ => policy::can_change(ctx, &file)?,
+    }
     let done = commands::execute(
         &store::<File>(state, ctx.tenant_id),
         &id.to_string(),
@@ -166,7 +186,8 @@ pub async fn delete(
     if params.purge == Some(true) {
         return purge(&state, &ctx, &headers, id).await;
     }
-    let file = load_for_change(&state, &ctx, id).await?;
+    let file = load_any(&state, &ctx, id).await?;
+    policy::can_manage(&ctx, &file)?;
     if file.deleted {
         return Ok(
             Json(view_from_stream(&state.db, ctx.tenant_id, id, &file).await?).into_response(),
@@ -177,7 +198,9 @@ pub async fn delete(
         .into_response())
 }
 
-/// Purge: owners and admins (the rule of delete), live or trashed files alike.
+/// Purge: owners and admins (the rule of delete), live or trashed files alike; never a
+/// file under legal hold (`409 legal_hold`) or one uploaded within `MIN_RETENTION_DAYS`
+/// (`409 retention_locked`), whoever asks.
 /// **Purging a purged file again answers `204` too** for a caller who could have
 /// purged it (a retried DELETE must not fail); to anyone else it is 404, like any
 /// file they cannot see.
@@ -190,6 +213,10 @@ async fn purge(
     let file = load_any(state, ctx, id).await?;
     policy::can_purge(ctx, &file)?;
     if !file.purged {
+        if file.legal_hold.is_some() {
+            return Err(AppError::LegalHold);
+        }
+        commands::sharing::check_min_retention(state, ctx.tenant_id, id).await?;
         commands::execute(
             &store::<File>(state, ctx.tenant_id),
             &id.to_string(),
@@ -236,4 +263,115 @@ pub async fn restore_version(
         FileCommand::RestoreVersion { version_number },
     )
     .await
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BulkRequest {
+    /// `delete` (to the trash), `restore`, `tag` or `untag`.
+    #[schema(pattern = "^(delete|restore|tag|untag)$")]
+    pub action: String,
+    /// 1 to 100 files; each is its own command.
+    #[schema(min_items = 1, max_items = 100)]
+    pub file_ids: Vec<Uuid>,
+    /// The tag, for `tag` and `untag`.
+    #[schema(pattern = "^[\\w.-]{1,64}$")]
+    pub tag: Option<String>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct BulkItem {
+    pub file_id: Uuid,
+    /// The status the single-file request would have answered (200, 403, 404, 409, 422 …).
+    pub status: u16,
+    /// Set when `status` is not 200: the error the single-file request would have given.
+    pub error: Option<ErrorDetail>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct BulkResult {
+    /// One per requested file, in request order.
+    pub results: Vec<BulkItem>,
+    pub succeeded: usize,
+    pub failed: usize,
+}
+
+/// Bulk delete, restore, tag or untag: each file is its own command with its own answer,
+/// so a partial success is explicit (`200` with per-item statuses, never all-or-nothing).
+/// Each item follows the rules of its single-file route (a deleted file deleted again is
+/// a success, a held file is `409 legal_hold`, another user's file `404`).
+#[utoipa::path(post, path = "/v1/files/bulk", tag = "files", security(("bearer" = [])),
+    request_body = BulkRequest,
+    responses((status = 200, body = BulkResult), (status = 422, body = ErrorBody)))]
+pub async fn bulk(
+    State(state): State<AppState>,
+    ctx: TenantContext,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody<BulkRequest>,
+) -> Result<Json<BulkResult>, AppError> {
+    if body.file_ids.is_empty() || body.file_ids.len() > MAX_BULK {
+        return Err(AppError::Validation(format!(
+            "invalid file_ids: 1 to {MAX_BULK} files"
+        )));
+    }
+    let tag = || {
+        body.tag
+            .clone()
+            .ok_or_else(|| AppError::Validation("invalid tag: required for tag and untag".into()))
+    };
+    let command = match body.action.as_str() {
+        "delete" => FileCommand::Delete,
+        "restore" => FileCommand::Restore,
+        "tag" => FileCommand::Tag { tag: tag()? },
+        "untag" => FileCommand::Untag { tag: tag()? },
+        _ => {
+            return Err(AppError::Validation(
+                "invalid action: must be delete, restore, tag or untag".into(),
+            ));
+        }
+    };
+    let mut results = Vec::with_capacity(body.file_ids.len());
+    for id in body.file_ids {
+        let outcome = match command {
+            FileCommand::Delete => delete_one(&state, &ctx, &headers, id).await,
+            _ => run(&state, &ctx, &headers, id, command.clone())
+                .await
+                .map(|_| ()),
+        };
+        results.push(match outcome {
+            Ok(()) => BulkItem {
+                file_id: id,
+                status: 200,
+                error: None,
+            },
+            Err(err) => BulkItem {
+                file_id: id,
+                status: err.status().as_u16(),
+                error: Some(err.body().error),
+            },
+        });
+    }
+    let succeeded = results.iter().filter(|r| r.status == 200).count();
+    Ok(Json(BulkResult {
+        failed: results.len() - succeeded,
+        succeeded,
+        results,
+    }))
+}
+
+const MAX_BULK: usize = 100;
+
+/// Soft delete as `DELETE /v1/files/{id}` does it (a deleted file is a no-op).
+async fn delete_one(
+    state: &AppState,
+    ctx: &TenantContext,
+    headers: &HeaderMap,
+    id: Uuid,
+) -> Result<(), AppError> {
+    let file = load_any(state, ctx, id).await?;
+    policy::can_manage(ctx, &file)?;
+    if !file.deleted {
+        let _view = run(state, ctx, headers, id, FileCommand::Delete).await?;
+    }
+    Ok(())
 }

@@ -58,17 +58,32 @@ pub async fn multipart(
     })
 }
 
-/// `GET /v1/files?cursor=`: a files cursor as the listing decodes it.
+/// `GET /v1/files?cursor=`: a files cursor of the default sort (`created:desc`) as the
+/// listing decodes it.
 pub fn files_cursor_decode(
     secret: &str,
     tenant: Uuid,
     cursor: &str,
 ) -> Result<(DateTime<Utc>, Uuid), AppError> {
-    CursorKey::new(secret).decode(tenant, cursor)
+    let sorted = CursorKey::new(secret).decode_sorted(tenant, "created:desc", cursor)?;
+    let at = sorted
+        .value
+        .parse::<i64>()
+        .ok()
+        .and_then(DateTime::from_timestamp_micros)
+        .ok_or_else(|| AppError::BadRequest("invalid cursor".into()))?;
+    Ok((at, sorted.id))
 }
 
 pub fn files_cursor_encode(secret: &str, tenant: Uuid, at: DateTime<Utc>, id: Uuid) -> String {
-    CursorKey::new(secret).encode(tenant, at, id)
+    CursorKey::new(secret).encode_sorted(
+        tenant,
+        &super::cursor::SortedCursor {
+            sort: "created:desc".into(),
+            id,
+            value: at.timestamp_micros().to_string(),
+        },
+    )
 }
 
 /// `GET /v1/audit?cursor=`: an audit cursor as the listing decodes it.

@@ -102,6 +102,7 @@ pub(super) async fn time_travel(
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct HistoryParams {
     /// Events after this sequence (`next_after` of the previous page); default 0.

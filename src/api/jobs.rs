@@ -39,6 +39,7 @@ pub struct JobView {
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct JobQuery {
     /// queued, in_progress, succeeded, failed (retry scheduled) or dead_letter.

@@ -31,6 +31,7 @@ mod outage;
 pub mod ratelimit;
 mod register_guard;
 mod sessions;
+mod sharing;
 mod text;
 mod transparency;
 mod tus;
@@ -64,7 +65,10 @@ use ratelimit::RateLimitLayer;
         notifications::list, notifications::mark_read, events::stream,
         files_list::list, files::get, files::versions, files_list::tags,
         files_manage::rename, files_manage::tag, files_manage::untag, files_manage::delete,
-        files_manage::restore, files_manage::restore_version,
+        files_manage::restore, files_manage::restore_version, files_manage::bulk,
+        sharing::grants, sharing::share_user, sharing::share_role, sharing::unshare_user,
+        sharing::unshare_role, sharing::hold, sharing::release, sharing::create_link,
+        sharing::links, sharing::revoke_link, sharing::download,
         audit::list, audit::verify, audit::export, history::list,
         feed::page, feed::stream,
         webhooks::create, webhooks::list, webhooks::get, webhooks::update, webhooks::delete,
@@ -160,6 +164,30 @@ pub fn router(state: AppState) -> Router {
             get(download::version),
         )
         .route("/v1/files/{id}/thumbnail", get(download::thumbnail))
+        // Sharing: grants, legal holds, links (src/api/sharing.rs, docs/sharing.md).
+        .route("/v1/files/bulk", post(files_manage::bulk))
+        .route("/v1/files/{id}/grants", get(sharing::grants))
+        .route(
+            "/v1/files/{id}/grants/users/{user_id}",
+            put(sharing::share_user).delete(sharing::unshare_user),
+        )
+        .route(
+            "/v1/files/{id}/grants/roles/{role}",
+            put(sharing::share_role).delete(sharing::unshare_role),
+        )
+        .route(
+            "/v1/files/{id}/hold",
+            put(sharing::hold).delete(sharing::release),
+        )
+        .route(
+            "/v1/files/{id}/links",
+            get(sharing::links).post(sharing::create_link),
+        )
+        .route(
+            "/v1/files/{id}/links/{link_id}",
+            delete(sharing::revoke_link),
+        )
+        .route("/l/{token}", get(sharing::download))
         .route("/v1/jobs", get(jobs::list))
         .route("/v1/jobs/{id}/retry", post(jobs::retry))
         .route("/v1/notifications", get(notifications::list))

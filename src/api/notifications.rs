@@ -60,6 +60,7 @@ pub(super) fn row_view(row: &PgRow) -> Result<(i64, NotificationView), sqlx::Err
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// Only notifications not yet marked read.

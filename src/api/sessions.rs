@@ -9,7 +9,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use super::auth::{caller_metadata, store};
-use super::extract::ApiPath;
+use super::extract::{ApiPath, ApiQuery, NoParams};
 use crate::aggregates::session::RevokeReason;
 use crate::aggregates::{Session, SessionCommand};
 use crate::auth::{TenantContext, policy};
@@ -34,10 +34,12 @@ pub struct SessionView {
 /// My sessions, newest first (from the `sessions` read table; a login made a moment ago
 /// may take a few hundred milliseconds to appear).
 #[utoipa::path(get, path = "/v1/sessions", tag = "sessions", security(("bearer" = [])),
+    params(NoParams),
     responses((status = 200, body = [SessionView]), (status = 401, body = ErrorBody)))]
 pub async fn list(
     State(state): State<AppState>,
     ctx: TenantContext,
+    _: ApiQuery<NoParams>,
 ) -> Result<Json<Vec<SessionView>>, AppError> {
     let mut tx = ctx.begin(&state.db).await?;
     let mut rows: Vec<SessionView> = sqlx::query_as(

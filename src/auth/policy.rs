@@ -8,6 +8,14 @@
 //! | `admin` | reads and changes every file of the tenant | reads | manages users, invitations, jobs; revokes any session |
 //! | `auditor` | reads every file, changes none | reads | — |
 //!
+//! Grants (docs/sharing.md) widen the file columns for one file: a `viewer` grant (to
+//! the caller, or to its role) reads it like its owner does, an `editor` grant also
+//! changes its content (rename, tags, new versions). Deleting, restoring, purging,
+//! sharing and links stay with the owner and admins; legal holds with auditors and
+//! admins. Every file route asks these functions with the file *as the log has it*, so
+//! a grant works on every route that touches the file and a revocation takes effect on
+//! the next request.
+//!
 //! Two answers for a refusal: a resource the caller may not *read* is `404`, exactly
 //! like one that does not exist, so neither ids nor existence leak; a caller who may
 //! read it but not do what it asks gets `403` (it learns nothing new). Other tenants'
@@ -18,7 +26,7 @@ use uuid::Uuid;
 
 use super::TenantContext;
 use crate::aggregates::Role;
-use crate::aggregates::file::File;
+use crate::aggregates::file::{Access, File};
 use crate::error::AppError;
 use crate::ids::UserId;
 
@@ -54,29 +62,67 @@ pub fn can_read_owned_by(caller: &TenantContext, owner: Uuid) -> bool {
     reads_every_file(caller) || owner == caller.user_id.0
 }
 
-/// Whether the caller may read `file` as the log has it: it exists, is not purged, and
-/// its owner's files are readable to the caller.
-pub fn can_read(caller: &TenantContext, file: &File) -> bool {
-    file.exists && !file.purged && owner_readable(caller, file)
+/// The access a grant on `file` gives the caller (to it, or to its role).
+pub fn granted(caller: &TenantContext, file: &File) -> Option<Access> {
+    file.granted_access(caller.user_id, caller.role)
 }
 
-/// Whether the caller may change `file` (rename, tag, delete, restore, upload a
-/// version): `404` unless it may read it, `403` for auditors.
+/// Whether the caller may read `file` as the log has it: it exists, is not purged, and
+/// its owner's files are readable to the caller or a grant lets it read this one.
+pub fn can_read(caller: &TenantContext, file: &File) -> bool {
+    file.exists && !file.purged && (owner_readable(caller, file) || granted(caller, file).is_some())
+}
+
+/// Whether the caller may change `file`'s content (rename, tag, upload or restore a
+/// version): `404` unless it may read it; `403` for auditors and `viewer` grantees.
 pub fn can_change(caller: &TenantContext, file: &File) -> Result<(), AppError> {
     if !can_read(caller, file) {
         return Err(file_not_found());
     }
-    changes_files(caller)
+    changes_files(caller)?;
+    if owner_readable(caller, file) || granted(caller, file) == Some(Access::Editor) {
+        Ok(())
+    } else {
+        Err(AppError::Forbidden(
+            "a viewer may read this file but not change it".into(),
+        ))
+    }
 }
 
-/// Whether the caller may purge `file`: the rule of `can_change`, except that a file
+/// Whether the caller may delete, restore, share or link `file`: its owner or an admin.
+/// `404` unless it may read it, `403` for anyone else who may (auditors, grantees).
+pub fn can_manage(caller: &TenantContext, file: &File) -> Result<(), AppError> {
+    if !can_read(caller, file) {
+        return Err(file_not_found());
+    }
+    changes_files(caller)?;
+    manages(caller, file)
+}
+
+/// Whether the caller may purge `file`: the rule of `can_manage`, except that a file
 /// already purged stays within reach of those who could purge it (a retried purge
 /// answers as the first did).
 pub fn can_purge(caller: &TenantContext, file: &File) -> Result<(), AppError> {
-    if !(file.exists && owner_readable(caller, file)) {
+    if !(file.exists && (owner_readable(caller, file) || can_read(caller, file))) {
         return Err(file_not_found());
     }
-    changes_files(caller)
+    changes_files(caller)?;
+    manages(caller, file)
+}
+
+/// Legal holds: auditors and admins who may read the file; `404` for those who may not
+/// read it, `403` for those who may read it with another role.
+pub fn can_hold(caller: &TenantContext, file: &File) -> Result<(), AppError> {
+    if !(file.exists && (owner_readable(caller, file) || can_read(caller, file))) {
+        return Err(file_not_found());
+    }
+    if reads_history(caller) {
+        Ok(())
+    } else {
+        Err(AppError::Forbidden(
+            "only auditors and admins place or release legal holds".into(),
+        ))
+    }
 }
 
 /// The bytes exactly as uploaded (metadata included) go to the file's owner or an
@@ -115,6 +161,16 @@ pub fn can_revoke_session(caller: &TenantContext, started_by: Option<UserId>) ->
 /// else may resume, inspect or terminate it (`404`).
 pub fn owns_upload(caller: &TenantContext, started_by: Option<UserId>) -> bool {
     started_by == Some(caller.user_id)
+}
+
+fn manages(caller: &TenantContext, file: &File) -> Result<(), AppError> {
+    if file.owner_id == Some(caller.user_id) || administers(caller) {
+        Ok(())
+    } else {
+        Err(AppError::Forbidden(
+            "only the file's owner or an admin may do this".into(),
+        ))
+    }
 }
 
 fn owner_readable(caller: &TenantContext, file: &File) -> bool {
@@ -185,6 +241,54 @@ mod tests {
                 who.role
             );
         }
+    }
+
+    #[test]
+    fn grants_widen_reading_and_editing_but_not_managing() {
+        use crate::aggregates::file::{Grant, Grantee};
+        let owner = caller(Role::User);
+        let viewer = caller(Role::User);
+        let editor = caller(Role::User);
+        let stranger = caller(Role::User);
+        let file = File {
+            grants: vec![
+                Grant {
+                    grantee: Grantee::User(viewer.user_id),
+                    access: Access::Viewer,
+                },
+                Grant {
+                    grantee: Grantee::User(editor.user_id),
+                    access: Access::Editor,
+                },
+            ],
+            ..file_of(owner.user_id)
+        };
+        // (caller, read, change, manage, hold)
+        let cases = [
+            (owner, true, 200, 200, 403),
+            (viewer, true, 403, 403, 403),
+            (editor, true, 200, 403, 403),
+            (stranger, false, 404, 404, 404),
+            (caller(Role::Auditor), true, 403, 403, 200),
+            (caller(Role::Admin), true, 200, 200, 200),
+        ];
+        for (who, read, change, manage, hold) in cases {
+            assert_eq!(can_read(&who, &file), read);
+            assert_eq!(status(can_change(&who, &file)), change);
+            assert_eq!(status(can_manage(&who, &file)), manage);
+            assert_eq!(status(can_purge(&who, &file)), manage);
+            assert_eq!(status(can_hold(&who, &file)), hold);
+        }
+        // A grant to a role reaches every holder of the role.
+        let by_role = File {
+            grants: vec![Grant {
+                grantee: Grantee::Role(Role::User),
+                access: Access::Viewer,
+            }],
+            ..file_of(owner.user_id)
+        };
+        assert!(can_read(&stranger, &by_role));
+        assert_eq!(status(can_change(&stranger, &by_role)), 403);
     }
 
     #[test]

@@ -10,6 +10,7 @@
 //! `409 conflict`. docs/architecture.md, "Concurrent writers".
 
 pub mod erase;
+pub mod sharing;
 pub mod webhooks;
 
 use std::time::{Duration, Instant};
@@ -172,9 +173,11 @@ impl From<crate::aggregates::FileError> for AppError {
         use crate::aggregates::FileError;
         match err {
             // A purged file is gone, as far as any client can tell.
-            FileError::NotFound | FileError::Purged | FileError::VersionNotFound => {
-                AppError::NotFound(err.to_string())
-            }
+            FileError::LegalHold => AppError::LegalHold,
+            FileError::NotFound
+            | FileError::Purged
+            | FileError::VersionNotFound
+            | FileError::LinkNotFound => AppError::NotFound(err.to_string()),
             FileError::AlreadyExists
             | FileError::Deleted
             | FileError::NotDeleted

@@ -74,6 +74,9 @@ pub struct Config {
     /// True when `jwt_secret` was generated at start-up (tokens die with the process).
     pub jwt_secret_generated: bool,
     pub snapshot_every: u64,
+    /// `MIN_RETENTION_DAYS`: no file is purged within this many days of its latest upload
+    /// (every tenant; 0 = no minimum). docs/sharing.md, "Retention lock".
+    pub min_retention_days: u64,
     pub frontend_url: Option<String>,
     pub log_format: LogFormat,
     /// `IS_WORKER=true` turns `serve` into `worker` (the deployment flag of platforms that run one image as web and worker).
@@ -208,6 +211,14 @@ impl Config {
             return Err(invalid("SNAPSHOT_EVERY", "must be at least 1"));
         }
 
+        let min_retention_days = parse_u64(&get, "MIN_RETENTION_DAYS", 0)?;
+        if min_retention_days > 36_500 {
+            return Err(invalid(
+                "MIN_RETENTION_DAYS",
+                "must be at most 36500 (100 years)",
+            ));
+        }
+
         let frontend_url = get("FRONTEND_URL").map(|u| parse_origin(&u)).transpose()?;
 
         let log_format = match get("LOG_FORMAT").as_deref() {
@@ -327,6 +338,7 @@ impl Config {
             jwt_secret,
             jwt_secret_generated,
             snapshot_every,
+            min_retention_days,
             frontend_url,
             log_format,
             is_worker,

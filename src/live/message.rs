@@ -15,8 +15,10 @@ pub struct NotificationView {
     pub id: Uuid,
     /// The SSE event id of this row, `<transaction_id>-<global_position>`.
     pub event_id: String,
-    /// `version_completed`, `duplicate`, `virus_found`, `processing_failed`, or
-    /// `version_status` (a status change that is not a notification; SSE only).
+    /// `version_completed`, `duplicate`, `virus_found`, `processing_failed`,
+    /// `file_shared` (the file was shared with you: `version_number` and `status` are
+    /// its latest version's), or `version_status` (a status change that is not a
+    /// notification; SSE only).
     pub kind: String,
     pub file_id: Uuid,
     /// The file's display name when the event happened.
@@ -66,6 +68,10 @@ pub fn message(
             None => format!("\"{file_name}\" version {version} failed the virus scan"),
         },
         "processing_failed" => format!("\"{file_name}\" version {version} could not be processed"),
+        "file_shared" => match details["access"].as_str() {
+            Some(access) => format!("\"{file_name}\" was shared with you as {access}"),
+            None => format!("\"{file_name}\" was shared with you"),
+        },
         _ => format!("\"{file_name}\" version {version} is {status}"),
     }
 }

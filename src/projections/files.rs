@@ -1,4 +1,7 @@
-//! `files`, `file_versions`, `tags`, `file_tags`: the read side of the File aggregate.
+//! `files`, `file_versions`, `tags`, `file_tags`, `file_grants`: the read side of the
+//! File aggregate. `file_grants` serves `GET /v1/files?shared_with_me=true`; whether a
+//! grant lets a request through is decided from the log (src/auth/policy.rs), never
+//! from this table, so a revocation is not delayed by the projection.
 //!
 //! One statement (or a few) per event, every value taken from the event or its
 //! `recorded_at`, so a rebuild reproduces the rows exactly. `tags.file_count` counts
@@ -16,7 +19,7 @@ use uuid::Uuid;
 
 use super::{EventRecord, Projector, Reactions};
 use crate::aggregates::FileEvent;
-use crate::aggregates::file::{FileStatus, Original};
+use crate::aggregates::file::{FileStatus, Grantee, Original};
 
 #[derive(Default)]
 pub struct FilesProjector {
@@ -40,7 +43,7 @@ impl Projector for FilesProjector {
     }
 
     fn tables(&self) -> &'static [&'static str] {
-        &["files", "file_versions", "tags", "file_tags"]
+        &["files", "file_versions", "tags", "file_tags", "file_grants"]
     }
 
     async fn apply(
@@ -435,11 +438,15 @@ async fn apply_file(
             if deleted == Some(false) {
                 count_file_tags(conn, tenant, file_id, false).await?;
             }
-            sqlx::query("DELETE FROM file_tags WHERE tenant_id = $1 AND file_id = $2")
+            for table in ["file_tags", "file_grants"] {
+                sqlx::query(&format!(
+                    "DELETE FROM {table} WHERE tenant_id = $1 AND file_id = $2"
+                ))
                 .bind(tenant)
                 .bind(file_id)
                 .execute(&mut *conn)
                 .await?;
+            }
             sqlx::query(
                 "UPDATE files SET purged = true, is_deleted = true, deleted_at = coalesce(deleted_at, $3)
                   WHERE tenant_id = $1 AND id = $2",
@@ -450,8 +457,49 @@ async fn apply_file(
             .execute(conn)
             .await?;
         }
+        FileEvent::FileShared { grantee, access } => {
+            let (key, user, role) = grantee_columns(grantee);
+            sqlx::query(
+                "INSERT INTO file_grants (tenant_id, file_id, grantee, user_id, role, access, granted_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)
+                 ON CONFLICT (tenant_id, file_id, grantee)
+                 DO UPDATE SET access = EXCLUDED.access, granted_at = EXCLUDED.granted_at",
+            )
+            .bind(tenant)
+            .bind(file_id)
+            .bind(key)
+            .bind(user)
+            .bind(role)
+            .bind(access.as_str())
+            .bind(at)
+            .execute(conn)
+            .await?;
+        }
+        FileEvent::FileUnshared { grantee } => {
+            sqlx::query(
+                "DELETE FROM file_grants WHERE tenant_id = $1 AND file_id = $2 AND grantee = $3",
+            )
+            .bind(tenant)
+            .bind(file_id)
+            .bind(grantee_columns(grantee).0)
+            .execute(conn)
+            .await?;
+        }
+        // Holds and links are decided from the log; they change only `updated_at`.
+        FileEvent::LegalHoldPlaced { .. }
+        | FileEvent::LegalHoldReleased
+        | FileEvent::LinkCreated(_)
+        | FileEvent::LinkRevoked { .. } => {}
     }
     Ok(())
+}
+
+/// A grant's key (`user:<id>` or `role:<name>`) and its user or role column.
+fn grantee_columns(grantee: Grantee) -> (String, Option<Uuid>, Option<&'static str>) {
+    match grantee {
+        Grantee::User(user) => (format!("user:{}", user.0), Some(user.0), None),
+        Grantee::Role(role) => (format!("role:{}", role.as_str()), None, Some(role.as_str())),
+    }
 }
 
 /// The file's current version is its newest completed one; completions may arrive

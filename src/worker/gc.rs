@@ -100,6 +100,10 @@ impl Worker {
                 Ok(_) => pruned += 1,
                 // Purged meanwhile: nothing left to keep.
                 Err(CommandError::Domain(FileError::Purged)) => {}
+                // A legal hold keeps every version until it is released.
+                Err(CommandError::Domain(FileError::LegalHold)) => {
+                    tracing::debug!(%file, "retention skipped: the file is under legal hold");
+                }
                 Err(err) => tracing::warn!(%file, error = %err, "retention failed for a file"),
             }
         }

@@ -17,6 +17,7 @@ const READABLE: &[&str] = &[
     "blob_collections",
     "blob_references",
     "devices",
+    "file_grants",
     "file_tags",
     "file_versions",
     "files",

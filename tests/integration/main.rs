@@ -40,6 +40,7 @@ mod s3;
 mod scan;
 mod schema_docs;
 mod services;
+mod sharing;
 mod store;
 mod transparency;
 mod tus;

@@ -4,6 +4,7 @@
 
 mod processing;
 mod retention;
+mod sharing;
 mod types;
 
 #[cfg(test)]
@@ -17,6 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::ids::UserId;
 
+pub use sharing::{Access, Grant, Grantee, Link};
 pub use types::{
     FileCommand, FileError, FileEvent, FileStatus, FinalBlob, NewVersion, Original, Variant,
 };
@@ -79,6 +81,15 @@ pub struct File {
     #[serde(default)]
     pub purged: bool,
     pub versions: Vec<VersionState>,
+    /// Who else may read (or edit) the file (`FileShared` / `FileUnshared`).
+    #[serde(default)]
+    pub grants: Vec<Grant>,
+    /// Links, revoked ones included (a revoked link stays known, and stays dead).
+    #[serde(default)]
+    pub links: Vec<Link>,
+    /// The reason of the legal hold in force, if any: no delete, purge or pruning.
+    #[serde(default)]
+    pub legal_hold: Option<String>,
 }
 
 const MAX_NAME_LEN: usize = 255;
@@ -243,6 +254,7 @@ impl File {
             }
             FileCommand::Delete => {
                 self.live()?;
+                self.not_held()?;
                 Ok(vec![FileEvent::Deleted])
             }
             FileCommand::Restore => {
@@ -258,6 +270,7 @@ impl File {
                 if !self.exists {
                     return Err(FileError::NotFound);
                 }
+                self.not_held()?;
                 Ok(vec![FileEvent::Purged])
             }
             FileCommand::RestoreVersion { version_number } => {
@@ -280,6 +293,12 @@ impl File {
                 }])
             }
             FileCommand::PruneVersions { keep } => self.decide_prune(keep),
+            FileCommand::Share { grantee, access } => self.decide_share(grantee, access),
+            FileCommand::Unshare { grantee } => self.decide_unshare(grantee),
+            FileCommand::PlaceHold { reason } => self.decide_hold(reason),
+            FileCommand::ReleaseHold => self.decide_release(),
+            FileCommand::CreateLink(link) => self.decide_link(link),
+            FileCommand::RevokeLink { link_id } => self.decide_revoke_link(link_id),
             worker => self.decide_processing(worker),
         }
     }
@@ -351,6 +370,12 @@ impl Aggregate for File {
             FileEvent::Deleted => self.deleted = true,
             FileEvent::Restored => self.deleted = false,
             FileEvent::Purged => self.purged = true,
+            event @ (FileEvent::FileShared { .. }
+            | FileEvent::FileUnshared { .. }
+            | FileEvent::LegalHoldPlaced { .. }
+            | FileEvent::LegalHoldReleased
+            | FileEvent::LinkCreated(_)
+            | FileEvent::LinkRevoked { .. }) => self.apply_sharing(event),
             FileEvent::ProcessingStarted {
                 version_number,
                 attempt,

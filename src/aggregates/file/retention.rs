@@ -13,6 +13,8 @@ impl File {
         if !self.exists {
             return Err(FileError::NotFound);
         }
+        // A legal hold keeps every version (and so its bytes) until it is released.
+        self.not_held()?;
         if keep == 0 {
             // The current version is never pruned: a file keeps at least one.
             return Err(FileError::Invalid {

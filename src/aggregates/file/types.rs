@@ -3,6 +3,7 @@
 use cqrs_es::DomainEvent;
 use serde::{Deserialize, Serialize};
 
+use super::sharing::{Access, Grantee, Link};
 use crate::ids::{FileId, UserId};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,6 +79,23 @@ pub enum FileCommand {
     /// prune every settled version older than them. Run by the worker's GC loop.
     PruneVersions {
         keep: u32,
+    },
+    /// Grant `grantee` `access` (replacing an earlier grant to the same grantee).
+    Share {
+        grantee: Grantee,
+        access: Access,
+    },
+    Unshare {
+        grantee: Grantee,
+    },
+    /// A legal hold: no delete, purge or version pruning until released.
+    PlaceHold {
+        reason: String,
+    },
+    ReleaseHold,
+    CreateLink(Link),
+    RevokeLink {
+        link_id: uuid::Uuid,
     },
 }
 
@@ -195,6 +213,21 @@ pub enum FileEvent {
     VersionPruned {
         version_number: u32,
     },
+    FileShared {
+        grantee: Grantee,
+        access: Access,
+    },
+    FileUnshared {
+        grantee: Grantee,
+    },
+    LegalHoldPlaced {
+        reason: String,
+    },
+    LegalHoldReleased,
+    LinkCreated(Link),
+    LinkRevoked {
+        link_id: uuid::Uuid,
+    },
 }
 
 impl DomainEvent for FileEvent {
@@ -218,6 +251,12 @@ impl DomainEvent for FileEvent {
             FileEvent::VersionRestored { .. } => "VersionRestored",
             FileEvent::ProcessingRetried { .. } => "ProcessingRetried",
             FileEvent::VersionPruned { .. } => "VersionPruned",
+            FileEvent::FileShared { .. } => "FileShared",
+            FileEvent::FileUnshared { .. } => "FileUnshared",
+            FileEvent::LegalHoldPlaced { .. } => "LegalHoldPlaced",
+            FileEvent::LegalHoldReleased => "LegalHoldReleased",
+            FileEvent::LinkCreated(_) => "LinkCreated",
+            FileEvent::LinkRevoked { .. } => "LinkRevoked",
         }
         .to_string()
     }
@@ -291,6 +330,11 @@ pub enum FileError {
     /// The worker recorded a different outcome for the same step before.
     #[error("version already has a different {what}")]
     Conflicting { what: &'static str },
+    /// A legal hold is in force: delete, purge and pruning are refused (409).
+    #[error("the file is under legal hold")]
+    LegalHold,
+    #[error("link not found")]
+    LinkNotFound,
     #[error("invalid {field}: {reason}")]
     Invalid {
         field: &'static str,

@@ -24,10 +24,13 @@ use uuid::Uuid;
 
 use super::record::CatchUpPosition;
 use super::{EventRecord, Projector, Reactions};
-use crate::aggregates::file::Original;
+use crate::aggregates::file::{Grantee, Original};
 use crate::aggregates::{FileEvent, NotificationEvent};
 use crate::live::message::{Published, STATUS_KIND};
 use rows::{Recipient, insert_rows, load_recipients, mark_read, save_recipients};
+
+/// The kind of the row that tells a user a file was shared with them.
+pub const SHARED_KIND: &str = "file_shared";
 
 /// Without reactions (CLI, rebuilds, tests) nothing is published.
 #[derive(Default)]
@@ -201,6 +204,8 @@ impl Projector for NotificationsProjector {
                         Recipient {
                             owner_id: owner_id.0,
                             display_name: display_name.clone(),
+                            latest_version: 0,
+                            latest_status: "uploaded",
                         },
                     );
                     changed.insert(key);
@@ -211,15 +216,42 @@ impl Projector for NotificationsProjector {
                         changed.insert(key);
                     }
                 }
+                // A grant to a user tells the grantee (a grant to a role tells no one:
+                // it may reach many users, and later holders of the role too).
+                FileEvent::FileShared {
+                    grantee: Grantee::User(user),
+                    access,
+                } => {
+                    if let Some(r) = files.get(&key) {
+                        rows.push(NewRow {
+                            tenant_id: e.tenant_id,
+                            recipient_id: user.0,
+                            position: e.position,
+                            kind: SHARED_KIND,
+                            file_id,
+                            file_name: r.display_name.clone(),
+                            version_number: r.latest_version,
+                            status: r.latest_status,
+                            details: json!({ "access": access.as_str() }),
+                            created_at: e.recorded_at,
+                        });
+                    }
+                    continue;
+                }
                 _ => {}
             }
             let Some((kind, version_number, status, details)) = classify(&event) else {
                 continue;
             };
-            let Some(r) = files.get(&key) else {
+            let Some(r) = files.get_mut(&key) else {
                 tracing::warn!(file = %file_id, "file event without FileCreated; no notification");
                 continue;
             };
+            if version_number >= r.latest_version {
+                r.latest_version = version_number;
+                r.latest_status = status;
+                changed.insert(key);
+            }
             rows.push(NewRow {
                 tenant_id: e.tenant_id,
                 recipient_id: r.owner_id,

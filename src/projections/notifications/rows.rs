@@ -8,12 +8,17 @@ use sqlx::{PgConnection, Row};
 use uuid::Uuid;
 
 use super::{EventRecord, NewRow, notification_id};
+use crate::aggregates::file::FileStatus;
 use crate::live::message::{self, EventId, NotificationView, Published};
 
 #[derive(Clone)]
 pub(super) struct Recipient {
     pub(super) owner_id: Uuid,
     pub(super) display_name: String,
+    /// The file's highest version and its status as this projector saw them (0 and
+    /// `uploaded` before any upload): what a sharing notification names.
+    pub(super) latest_version: u32,
+    pub(super) latest_status: &'static str,
 }
 
 /// The recipients of the files these events concern, as stored before this batch.
@@ -30,7 +35,9 @@ pub(super) async fn load_recipients(
     }
     let (tenants, ids): (Vec<Uuid>, Vec<Uuid>) = keys.into_iter().unzip();
     let rows = sqlx::query(
-        "SELECT r.tenant_id, r.file_id, r.owner_id, r.display_name
+        "SELECT r.tenant_id, r.file_id, r.owner_id, r.display_name,
+                coalesce(r.latest_version, 0) AS latest_version,
+                coalesce(r.latest_status::text, 'uploaded') AS latest_status
            FROM notification_recipients r
            JOIN unnest($1::uuid[], $2::uuid[]) AS k(tenant_id, file_id) USING (tenant_id, file_id)",
     )
@@ -46,6 +53,8 @@ pub(super) async fn load_recipients(
                 Recipient {
                     owner_id: row.get("owner_id"),
                     display_name: row.get("display_name"),
+                    latest_version: row.get::<i32, _>("latest_version").max(0) as u32,
+                    latest_status: static_status(&row.get::<String, _>("latest_status")),
                 },
             )
         })
@@ -61,22 +70,32 @@ pub(super) async fn save_recipients(
         return Ok(());
     }
     let (mut tenants, mut ids, mut owners, mut names) = (vec![], vec![], vec![], vec![]);
+    let (mut versions, mut statuses) = (vec![], vec![]);
     for key in changed {
         let r = &files[key];
         tenants.push(key.0);
         ids.push(key.1);
         owners.push(r.owner_id);
         names.push(r.display_name.clone());
+        versions.push(r.latest_version as i32);
+        statuses.push(r.latest_status);
     }
     sqlx::query(
-        "INSERT INTO notification_recipients (tenant_id, file_id, owner_id, display_name)
-         SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[])
-         ON CONFLICT (tenant_id, file_id) DO UPDATE SET display_name = EXCLUDED.display_name",
+        "INSERT INTO notification_recipients (tenant_id, file_id, owner_id, display_name,
+                                              latest_version, latest_status)
+         SELECT t, f, o, n, v, s::file_status
+           FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::int[], $6::text[])
+                AS u(t, f, o, n, v, s)
+         ON CONFLICT (tenant_id, file_id) DO UPDATE
+            SET display_name = EXCLUDED.display_name, latest_version = EXCLUDED.latest_version,
+                latest_status = EXCLUDED.latest_status",
     )
     .bind(tenants)
     .bind(ids)
     .bind(owners)
     .bind(names)
+    .bind(versions)
+    .bind(statuses)
     .execute(conn)
     .await?;
     Ok(())
@@ -239,4 +258,11 @@ pub(super) async fn mark_read(
     .execute(conn)
     .await?;
     Ok(())
+}
+
+/// A `file_status` label as the static text rows carry.
+pub(super) fn static_status(label: &str) -> &'static str {
+    serde_json::from_value::<FileStatus>(serde_json::Value::String(label.to_string()))
+        .unwrap_or_default()
+        .as_str()
 }

@@ -7,7 +7,7 @@ use serde_json::Value;
 use strum::VariantNames;
 use uuid::Uuid;
 
-use crate::aggregates::file::{FinalBlob, NewVersion, Original, Variant};
+use crate::aggregates::file::{Access, FinalBlob, Grantee, Link, NewVersion, Original, Variant};
 use crate::aggregates::session::RevokeReason;
 use crate::aggregates::upload::{StoredParts, Tail, UploadTarget};
 use crate::aggregates::{
@@ -229,6 +229,31 @@ fn file_samples() -> Vec<Sample> {
             blob,
         },
         FileEvent::VersionPruned { version_number: 1 },
+        FileEvent::FileShared {
+            grantee: Grantee::User(UserId(USER)),
+            access: Access::Viewer,
+        },
+        FileEvent::FileUnshared {
+            grantee: Grantee::Role(Role::Auditor),
+        },
+        FileEvent::LegalHoldPlaced {
+            reason: "litigation 2026-17".into(),
+        },
+        FileEvent::LegalHoldReleased,
+        FileEvent::LinkCreated(Link {
+            link_id: Uuid::from_u128(0x0190_0000_0000_7000_8000_0000_0000_0004),
+            token_sha256: sha.into(),
+            version_number: Some(1),
+            expires_at: chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap(),
+            password_hash: Some(
+                "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA".into(),
+            ),
+            max_downloads: Some(3),
+            revoked: false,
+        }),
+        FileEvent::LinkRevoked {
+            link_id: Uuid::from_u128(0x0190_0000_0000_7000_8000_0000_0000_0004),
+        },
     ]
     .into_iter()
     .map(|e| sample("file", STREAM, e))
