@@ -56,6 +56,9 @@ pub struct Metrics {
     /// The live hub's Redis subscriptions (1 + re-subscriptions) and answered pings.
     pub live_subscriptions: Counter,
     pub live_pings: Counter,
+    /// Request body bytes this API instance received (all routes): what direct-to-S3
+    /// uploads keep off the API's network.
+    pub http_request_body_bytes: Counter,
 }
 
 impl Default for Metrics {
@@ -155,8 +158,15 @@ impl Metrics {
             "Pings the live hub's Redis subscription answered",
             live_pings.clone(),
         );
+        let http_request_body_bytes = Counter::default();
+        registry.register(
+            "http_request_body_bytes",
+            "Request body bytes received by this API instance",
+            http_request_body_bytes.clone(),
+        );
         Self {
             registry,
+            http_request_body_bytes,
             http_requests,
             http_latency,
             events_appended,

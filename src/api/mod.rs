@@ -1,10 +1,11 @@
 //! The HTTP API: one router per resource, assembled here with the edge layers.
 
 mod audit;
-mod auth;
+pub(crate) mod auth;
 mod budget;
 mod cursor;
 mod devices;
+mod direct;
 mod download;
 pub mod edge;
 mod erase;
@@ -12,7 +13,7 @@ mod events;
 mod extract;
 mod files;
 mod files_list;
-mod files_manage;
+pub(crate) mod files_manage;
 #[doc(hidden)]
 pub mod fuzzing;
 mod health;
@@ -31,8 +32,8 @@ mod register_guard;
 mod sessions;
 mod text;
 mod transparency;
-mod tus;
-mod upload;
+pub(crate) mod tus;
+pub(crate) mod upload;
 mod users;
 
 use axum::Router;
@@ -55,7 +56,7 @@ use ratelimit::RateLimitLayer;
         auth::register, auth::login, auth::refresh, auth::logout, auth::invite,
         users::me, users::set_role, users::ban, users::unban, erase::erase,
         sessions::list, sessions::revoke, devices::list,
-        upload::create_file, upload::create_version,
+        upload::create_file, upload::create_version, direct::start, direct::complete,
         download::current, download::version, download::thumbnail,
         jobs::list, jobs::retry,
         notifications::list, notifications::mark_read, events::stream,
@@ -66,7 +67,8 @@ use ratelimit::RateLimitLayer;
         transparency::tree_head, transparency::inclusion, transparency::consistency,
         tus::options, tus::options_upload, tus::create::create, tus::head, tus::patch, tus::terminate,
     ),
-    components(schemas(ErrorBody, ErrorDetail, health::Health, upload::UploadAccepted)),
+    components(schemas(ErrorBody, ErrorDetail, health::Health, upload::UploadAccepted,
+        direct::NewDirectUpload, direct::DirectUploadSession, direct::DirectPart, direct::CompleteDirectUpload)),
     modifiers(&BearerAuth, &LayerResponses)
 )]
 pub struct ApiDoc;
@@ -148,6 +150,9 @@ pub fn router(state: AppState) -> Router {
             post(files_manage::restore_version),
         )
         .route("/v1/tags", get(files_list::tags))
+        // Direct-to-S3 uploads: presigned part URLs (src/api/direct.rs).
+        .route("/v1/files/direct", post(direct::start))
+        .route("/v1/files/direct/{id}/complete", post(direct::complete))
         .route("/v1/files/{id}/content", get(download::current))
         .route(
             "/v1/files/{id}/versions/{n}/content",

@@ -6,6 +6,7 @@ mod event_signing;
 mod jobs;
 mod outages;
 mod projectors;
+mod scale;
 mod transparency;
 mod tus;
 
@@ -16,6 +17,7 @@ pub use event_signing::{
 pub use jobs::{GcSettings, JobSettings};
 pub use outages::OutageSettings;
 pub use projectors::ProjectorRetry;
+pub use scale::ScaleSettings;
 pub use transparency::TransparencySettings;
 pub use tus::TusSettings;
 
@@ -122,6 +124,8 @@ pub struct Config {
     /// The transparency log's origin and signing cadence (`TRANSPARENCY_*`;
     /// src/config/transparency.rs).
     pub transparency: TransparencySettings,
+    /// Read replicas, direct-to-S3 uploads, presigned downloads (src/config/scale.rs).
+    pub scale: ScaleSettings,
 }
 
 /// The one-line reason configuration was refused; names the variable.
@@ -309,6 +313,7 @@ impl Config {
         let event_signing = EventSigningSettings::from_lookup(&get, environment)?;
         let outages = OutageSettings::from_lookup(&get)?;
         let transparency = TransparencySettings::from_lookup(&get)?;
+        let scale = ScaleSettings::from_lookup(&get)?;
 
         Ok(Self {
             environment,
@@ -344,6 +349,7 @@ impl Config {
             event_signing,
             outages,
             transparency,
+            scale,
         })
     }
 }

@@ -103,7 +103,9 @@ async fn apply_event(
             None,
         ),
         // Where S3 keeps the bytes is no reader's business.
-        UploadEvent::MultipartOpened { .. } | UploadEvent::PartsStored(_) => return Ok(()),
+        UploadEvent::MultipartOpened { .. }
+        | UploadEvent::PartsStored(_)
+        | UploadEvent::DirectOpened(_) => return Ok(()),
         UploadEvent::UploadTerminated => (
             "UPDATE uploads SET state = 'terminated', updated_at = $3
               WHERE tenant_id = $1 AND id = $2",

@@ -37,6 +37,9 @@ pub enum JobError {
     Retry(String),
     /// The job no longer applies (the version settled differently): acknowledged.
     Drop(String),
+    /// The bytes can never pass (a direct upload whose object does not match the
+    /// client's declared SHA-256 or size): the version fails now, no retries.
+    Reject(String),
 }
 
 pub struct Worker {
@@ -173,7 +176,7 @@ impl Worker {
                     .retry_later(&delivery, self.backoff(attempt))
                     .await
             }
-            Err(JobError::Drop(reason)) => {
+            Err(JobError::Drop(reason)) | Err(JobError::Reject(reason)) => {
                 tracing::warn!(reason, "job dropped");
                 self.queue.ack(&delivery, true).await
             }

@@ -64,31 +64,32 @@ impl Worker {
             },
         )
         .await?;
-        match self.process(job, &file, v).await {
-            Ok(()) => Ok(Outcome::Finished),
-            Err(JobError::Retry(reason)) => {
-                tracing::warn!(job = %job.job_id, attempt, reason, "processing attempt failed");
-                let after = self
-                    .command(
-                        job,
-                        FileCommand::FailProcessing {
-                            version_number: v.number,
-                            attempt,
-                            max_attempts: self.settings.max_attempts,
-                            reason,
-                        },
-                    )
-                    .await?;
-                let now = after.versions.iter().find(|x| x.number == v.number);
-                Ok(match now.map(|x| x.status) {
-                    Some(FileStatus::Failed) => Outcome::DeadLettered,
-                    _ => Outcome::RetryLater {
-                        attempt: attempt - v.attempt_base,
-                    },
-                })
-            }
-            Err(other) => Err(other),
-        }
+        let (reason, max_attempts) = match self.process(job, &file, v).await {
+            Ok(()) => return Ok(Outcome::Finished),
+            Err(JobError::Retry(reason)) => (reason, self.settings.max_attempts),
+            // This attempt is the last: retrying cannot change the bytes.
+            Err(JobError::Reject(reason)) => (reason, attempt - v.attempt_base),
+            Err(other) => return Err(other),
+        };
+        tracing::warn!(job = %job.job_id, attempt, reason, "processing attempt failed");
+        let after = self
+            .command(
+                job,
+                FileCommand::FailProcessing {
+                    version_number: v.number,
+                    attempt,
+                    max_attempts,
+                    reason,
+                },
+            )
+            .await?;
+        let now = after.versions.iter().find(|x| x.number == v.number);
+        Ok(match now.map(|x| x.status) {
+            Some(FileStatus::Failed) => Outcome::DeadLettered,
+            _ => Outcome::RetryLater {
+                attempt: attempt - v.attempt_base,
+            },
+        })
     }
 
     async fn process(
@@ -104,10 +105,13 @@ impl Worker {
         })?;
 
         let bytes = self.inspect(&temp).await?;
-        if bytes.sha256 != v.sha256 {
-            return Err(JobError::Retry(format!(
-                "temporary bytes do not match the upload's SHA-256 (got {})",
-                bytes.sha256
+        // The recorded SHA-256 is the server's own for a proxied upload, the client's
+        // declaration for a direct one (the API never saw those bytes): either way bytes
+        // that differ are never served, and retrying would not change them.
+        if bytes.sha256 != v.sha256 || bytes.size != v.size_bytes {
+            return Err(JobError::Reject(format!(
+                "the stored bytes do not match the upload's SHA-256 and size (got {}, {} bytes)",
+                bytes.sha256, bytes.size
             )));
         }
         self.command(

@@ -14,6 +14,7 @@ mod bad_input;
 mod bench_upload;
 mod common;
 mod devices;
+mod direct_s3;
 mod edge;
 mod erasure;
 mod faults;

@@ -49,9 +49,12 @@ pub async fn finish(
     let mut version_number = version_of(&file, upload, target.new_file);
     let mut sha256 = None;
     if version_number.is_none() {
-        let digest = match state.storage.local_path(&upload.temp_key) {
-            Some(path) => chunk::sha256_of(&path).await.map_err(|e| e.to_string()),
-            None => {
+        let digest = match (&upload.direct, state.storage.local_path(&upload.temp_key)) {
+            // A direct upload: the client's declaration, which the worker checks before
+            // anything is served (the API never saw the bytes).
+            (Some(direct), _) => Ok(direct.sha256.clone()),
+            (None, Some(path)) => chunk::sha256_of(&path).await.map_err(|e| e.to_string()),
+            (None, None) => {
                 parts::assemble(&state.storage, tenant, upload_id, upload)
                     .await
                     .map_err(|e| AppError::Internal(anyhow::anyhow!("assembling parts: {e}")))?;

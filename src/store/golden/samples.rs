@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use crate::aggregates::file::{FinalBlob, NewVersion, Original, Variant};
 use crate::aggregates::session::RevokeReason;
-use crate::aggregates::upload::{StoredParts, Tail, UploadTarget};
+use crate::aggregates::upload::{Direct, StoredParts, Tail, UploadTarget};
 use crate::aggregates::{
     FileEvent, NotificationEvent, Role, SessionEvent, TenantEvent, UploadEvent, UserEvent,
 };
@@ -250,6 +250,11 @@ fn upload_samples() -> Vec<Sample> {
             first_part: 1,
             e_tags: vec!["\"etag-1\"".into(), "\"etag-2\"".into()],
             tail: Some(tail),
+        }),
+        UploadEvent::DirectOpened(Direct {
+            sha256: "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855".into(),
+            part_size: 8_388_608,
+            parts: 13,
         }),
     ]
     .into_iter()
