@@ -13,6 +13,7 @@ use sqlx::{Postgres, QueryBuilder};
 use super::cursor::CursorKey;
 use super::extract::ApiQuery;
 use super::files::{FileRow, FileView, VIEW_SELECT, parse_status};
+use super::read_routing::Fresh;
 use crate::auth::TenantContext;
 use crate::auth::policy;
 use crate::error::{AppError, ErrorBody};
@@ -81,6 +82,7 @@ pub(super) fn page_limit(limit: Option<u32>) -> Result<u32, AppError> {
 pub async fn list(
     State(state): State<AppState>,
     ctx: TenantContext,
+    Fresh(fresh): Fresh,
     ApiQuery(params): ApiQuery<ListParams>,
 ) -> Result<Json<FilePage>, AppError> {
     let limit = page_limit(params.limit)?;
@@ -105,45 +107,58 @@ pub async fn list(
     }
     let tag = params.tag.filter(|t| !t.is_empty());
 
-    let mut q = QueryBuilder::<Postgres>::new(VIEW_SELECT);
-    // RLS limits rows to the tenant; naming it too lets the planner use the
-    // (tenant_id, [owner_id,] is_deleted, created_at DESC, id DESC) indexes.
-    q.push(" WHERE f.tenant_id = ").push_bind(ctx.tenant_id.0);
-    q.push(" AND NOT f.purged AND f.is_deleted = ")
-        .push_bind(params.deleted.unwrap_or(false));
-    if !policy::reads_every_file(&ctx) {
-        q.push(" AND f.owner_id = ").push_bind(ctx.user_id.0);
-    }
-    if let Some(status) = status {
-        q.push(" AND f.latest_status = ")
-            .push_bind(status.as_str())
-            .push("::file_status");
-    }
-    if let Some(tag) = tag {
-        q.push(" AND EXISTS (SELECT 1 FROM file_tags t WHERE t.tenant_id = f.tenant_id AND t.file_id = f.id AND t.tag = ")
-            .push_bind(tag)
-            .push(")");
-    }
-    if let Some(name) = name {
-        // lower() on both sides (Postgres's, not Rust's, so they agree); the pattern is
-        // a plain prefix, which the files_name_prefix index serves.
-        q.push(" AND lower(f.display_name) LIKE (lower(")
-            .push_bind(escape_like(&name))
-            .push(r") || '%') ESCAPE '\'");
-    }
-    if let Some((at, id)) = cursor {
-        q.push(" AND (f.created_at, f.id) < (")
-            .push_bind(at)
-            .push(", ")
-            .push_bind(id)
-            .push(")");
-    }
-    q.push(" ORDER BY f.created_at DESC, f.id DESC LIMIT ")
-        .push_bind(i64::from(limit) + 1);
+    // Built per attempt: a read that failed on a replica runs again on the primary.
+    let build = || {
+        let mut q = QueryBuilder::<Postgres>::new(VIEW_SELECT);
+        // RLS limits rows to the tenant; naming it too lets the planner use the
+        // (tenant_id, [owner_id,] is_deleted, created_at DESC, id DESC) indexes.
+        q.push(" WHERE f.tenant_id = ").push_bind(ctx.tenant_id.0);
+        q.push(" AND NOT f.purged AND f.is_deleted = ")
+            .push_bind(params.deleted.unwrap_or(false));
+        if !policy::reads_every_file(&ctx) {
+            q.push(" AND f.owner_id = ").push_bind(ctx.user_id.0);
+        }
+        if let Some(status) = status {
+            q.push(" AND f.latest_status = ")
+                .push_bind(status.as_str())
+                .push("::file_status");
+        }
+        if let Some(tag) = &tag {
+            q.push(" AND EXISTS (SELECT 1 FROM file_tags t WHERE t.tenant_id = f.tenant_id AND t.file_id = f.id AND t.tag = ")
+                .push_bind(tag.clone())
+                .push(")");
+        }
+        if let Some(name) = &name {
+            // lower() on both sides (Postgres's, not Rust's, so they agree); the pattern is
+            // a plain prefix, which the files_name_prefix index serves.
+            q.push(" AND lower(f.display_name) LIKE (lower(")
+                .push_bind(escape_like(name))
+                .push(r") || '%') ESCAPE '\'");
+        }
+        if let Some((at, id)) = cursor {
+            q.push(" AND (f.created_at, f.id) < (")
+                .push_bind(at)
+                .push(", ")
+                .push_bind(id)
+                .push(")");
+        }
+        q.push(" ORDER BY f.created_at DESC, f.id DESC LIMIT ")
+            .push_bind(i64::from(limit) + 1);
+        q
+    };
 
-    let mut tx = ctx.begin(&state.db).await?;
-    let rows = q.build_query_as::<FileRow>().fetch_all(&mut *tx).await?;
-    tx.commit().await?;
+    let rows = state
+        .reads
+        .read(fresh, |pool| {
+            let mut q = build();
+            async move {
+                let mut tx = ctx.begin(&pool).await?;
+                let rows = q.build_query_as::<FileRow>().fetch_all(&mut *tx).await?;
+                tx.commit().await?;
+                Ok(rows)
+            }
+        })
+        .await?;
     let mut items = rows
         .into_iter()
         .map(FileView::try_from)
@@ -171,30 +186,37 @@ pub struct TagCount {
 pub async fn tags(
     State(state): State<AppState>,
     ctx: TenantContext,
+    Fresh(fresh): Fresh,
 ) -> Result<Json<Vec<TagCount>>, AppError> {
-    let mut tx = ctx.begin(&state.db).await?;
-    let tags: Vec<TagCount> = if policy::reads_every_file(&ctx) {
-        sqlx::query_as(
-            "SELECT name, file_count::bigint AS file_count FROM tags
-              WHERE tenant_id = $1 ORDER BY name COLLATE \"C\"",
-        )
-        .bind(ctx.tenant_id.0)
-        .fetch_all(&mut *tx)
-        .await?
-    } else {
-        sqlx::query_as(
-            "SELECT t.tag AS name, count(*) AS file_count
-               FROM file_tags t
-               JOIN files f ON f.tenant_id = t.tenant_id AND f.id = t.file_id
-              WHERE t.tenant_id = $1 AND f.owner_id = $2 AND NOT f.is_deleted
-              GROUP BY t.tag ORDER BY t.tag COLLATE \"C\"",
-        )
-        .bind(ctx.tenant_id.0)
-        .bind(ctx.user_id.0)
-        .fetch_all(&mut *tx)
-        .await?
-    };
-    tx.commit().await?;
+    let tags = state
+        .reads
+        .read(fresh, |pool| async move {
+            let mut tx = ctx.begin(&pool).await?;
+            let tags: Vec<TagCount> = if policy::reads_every_file(&ctx) {
+                sqlx::query_as(
+                    "SELECT name, file_count::bigint AS file_count FROM tags
+                      WHERE tenant_id = $1 ORDER BY name COLLATE \"C\"",
+                )
+                .bind(ctx.tenant_id.0)
+                .fetch_all(&mut *tx)
+                .await?
+            } else {
+                sqlx::query_as(
+                    "SELECT t.tag AS name, count(*) AS file_count
+                       FROM file_tags t
+                       JOIN files f ON f.tenant_id = t.tenant_id AND f.id = t.file_id
+                      WHERE t.tenant_id = $1 AND f.owner_id = $2 AND NOT f.is_deleted
+                      GROUP BY t.tag ORDER BY t.tag COLLATE \"C\"",
+                )
+                .bind(ctx.tenant_id.0)
+                .bind(ctx.user_id.0)
+                .fetch_all(&mut *tx)
+                .await?
+            };
+            tx.commit().await?;
+            Ok(tags)
+        })
+        .await?;
     Ok(Json(tags))
 }
 

@@ -28,6 +28,7 @@ mod openapi;
 mod ops;
 mod outage;
 pub mod ratelimit;
+mod read_routing;
 mod register_guard;
 mod sessions;
 mod text;
@@ -195,6 +196,11 @@ pub fn router(state: AppState) -> Router {
         .layer(JsonBodyLimitLayer::new(config.max_json_body_bytes))
         // The text rule (text.rs) on the URI and request id, before anything is recorded.
         .layer(axum::middleware::from_fn(text::guard))
+        // Read-your-writes marks for read replicas (needs the verified token).
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            read_routing::read_your_writes,
+        ))
         .layer(RateLimitLayer::global(&state))
         // The bearer token, verified once for everything inside (src/auth/credentials.rs).
         .layer(axum::middleware::from_fn_with_state(
