@@ -167,6 +167,10 @@ impl Worker {
                 tracing::info!("job finished");
                 self.queue.ack(&delivery, true).await
             }
+            Ok(Outcome::AlreadySettled) => {
+                tracing::info!("job already settled; acknowledged");
+                self.queue.ack(&delivery, true).await
+            }
             Ok(Outcome::DeadLettered) => {
                 tracing::warn!("job dead-lettered");
                 self.queue.ack(&delivery, true).await

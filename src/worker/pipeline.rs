@@ -21,8 +21,11 @@ use crate::uploads::mime;
 /// How a job ended, for the queue.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Outcome {
-    /// The version reached a verdict (or had one already): forget the job.
+    /// The version reached a verdict: forget the job.
     Finished,
+    /// The version had its verdict before this delivery (a redelivery, or a job the
+    /// reconciler queued again while the `jobs` table lagged): forget it, no work done.
+    AlreadySettled,
     /// This attempt failed; run again after the backoff for `attempt`.
     RetryLater { attempt: u32 },
     /// Attempts exhausted: the version is `failed`, the job dead-lettered.
@@ -47,7 +50,7 @@ impl Worker {
             return Err(JobError::Drop("the version does not exist".into()));
         };
         if v.status.is_settled() {
-            return Ok(Outcome::Finished);
+            return Ok(Outcome::AlreadySettled);
         }
         // A redelivery of a job whose worker died keeps its attempt number: a crash is
         // not the job's fault.

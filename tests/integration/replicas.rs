@@ -325,3 +325,68 @@ async fn a_replica_killed_under_read_load_is_skipped_without_errors_and_used_aga
         ok.load(Ordering::Relaxed)
     );
 }
+
+/// The report's benchmark (`--ignored`): listing requests/s from one instance with 0, 1
+/// and 2 replicas (ports 7503, 7504), 16 concurrent clients for 5 s each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark: run with --ignored --nocapture (REPLICA_TEST=1)"]
+async fn bench_listing_throughput_with_0_1_2_replicas() {
+    if !(replica(7503, "0") && replica(7504, "0")) {
+        return;
+    }
+    for replicas in [0usize, 1, 2] {
+        let db = TestDb::new().await;
+        let urls: Vec<String> = [7503u16, 7504][..replicas]
+            .iter()
+            .map(|p| read_url(&db, *p))
+            .collect();
+        let joined = urls.join(",");
+        let mut env = vec![
+            ("RATE_LIMIT_PER_MINUTE", "100000000"),
+            ("FILE_CACHE_TTL_SECS", "0"),
+        ];
+        if replicas > 0 {
+            env.push(("DATABASE_READ_URL", joined.as_str()));
+        }
+        let t = Arc::new(TestApp::spawn_on(db, Mode::Serve, &env).await);
+        for port in &[7503u16, 7504][..replicas] {
+            wait_replica_up(&t, *port).await;
+        }
+        let c = Arc::new(signup(&t, "bench").await);
+        for i in 0..20 {
+            upload_ok(&t, &c, &format!("f{i}.txt"), bytes_of(i, 100)).await;
+        }
+        // Past the uploads' read-your-writes window: plain reads from here on.
+        tokio::time::sleep(chronicle::replicas::RYW_WINDOW + Duration::from_secs(1)).await;
+        let done = Arc::new(AtomicUsize::new(0));
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let tasks: Vec<_> = (0..16)
+            .map(|_| {
+                let (t, c, done) = (t.clone(), c.clone(), done.clone());
+                tokio::spawn(async move {
+                    while Instant::now() < deadline {
+                        let r = list(&t, &c).await;
+                        assert_eq!(r.status(), StatusCode::OK);
+                        r.bytes().await.unwrap();
+                        done.fetch_add(1, Ordering::Relaxed);
+                    }
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await.unwrap();
+        }
+        let on_replicas: f64 = {
+            let mut sum = 0.0;
+            for port in &[7503u16, 7504][..replicas] {
+                sum += replica_reads(&t, *port).await;
+            }
+            sum
+        };
+        eprintln!(
+            "{replicas} replica(s): {:.0} listings/s ({} served by replicas)",
+            done.load(Ordering::Relaxed) as f64 / 5.0,
+            on_replicas
+        );
+    }
+}
