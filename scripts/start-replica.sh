@@ -36,7 +36,15 @@ up() { pg_isready -h 127.0.0.1 -p "$port" -q; }
 if [ ! -f "$dir/standby.signal" ]; then
   rm -rf "$dir"
   install -d -o postgres -g postgres -m 700 "$dir"
-  as_pg "$bin/pg_basebackup" -h 127.0.0.1 -p 5432 -U postgres -D "$dir" -R -X stream -c fast
+  # A replication slot keeps the WAL the replica has not received yet (without one, a
+  # busy primary may recycle it first and the replica stops for good). A stopped
+  # replica's slot holds WAL on the primary: drop it (SELECT
+  # pg_drop_replication_slot('chronicle_replica_PORT')) when the replica is retired.
+  slot="chronicle_replica_${port}"
+  psql_primary "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots
+                 WHERE slot_name = '$slot' AND NOT active" >/dev/null
+  as_pg "$bin/pg_basebackup" -h 127.0.0.1 -p 5432 -U postgres -D "$dir" -R -X stream -c fast \
+    -C -S "$slot"
   # Debian keeps the primary's configuration under /etc: the replica gets its own.
   as_pg tee "$dir/pg_hba.conf" >/dev/null <<HBA
 local all all trust

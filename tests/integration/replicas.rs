@@ -342,7 +342,7 @@ async fn bench_listing_throughput_with_0_1_2_replicas() {
             .collect();
         let joined = urls.join(",");
         let mut env = vec![
-            ("RATE_LIMIT_PER_MINUTE", "100000000"),
+            ("RATE_LIMIT_PER_MINUTE", "1000000"),
             ("FILE_CACHE_TTL_SECS", "0"),
         ];
         if replicas > 0 {
