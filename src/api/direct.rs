@@ -83,8 +83,8 @@ pub struct CompleteDirectUpload {
 #[utoipa::path(post, path = "/v1/files/direct", tag = "files", security(("bearer" = [])),
     request_body = NewDirectUpload,
     responses((status = 201, body = DirectUploadSession), (status = 403, body = ErrorBody),
-              (status = 404, body = ErrorBody), (status = 413, body = ErrorBody),
-              (status = 422, body = ErrorBody, description = "invalid declaration, or the server stores files locally (no S3)")))]
+              (status = 404, body = ErrorBody, description = "`file_id` not found, or the server stores files locally (no S3: no direct uploads)"),
+              (status = 413, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn start(
     State(state): State<AppState>,
     Writer(ctx): Writer,

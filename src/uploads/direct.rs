@@ -71,8 +71,9 @@ pub async fn start(
     meta: &EventMetadata,
     request: DirectRequest,
 ) -> Result<DirectSession, AppError> {
+    // Not offered without S3: like a route this deployment does not have.
     if !state.storage.presigns() {
-        return Err(AppError::Validation(
+        return Err(AppError::NotFound(
             "direct uploads need S3 storage (S3_BUCKET); use POST /v1/files or /v1/uploads".into(),
         ));
     }

@@ -348,7 +348,7 @@ async fn direct_uploads_need_s3_storage() {
     let t = TestApp::spawn(Mode::Web, &[]).await;
     let c = signup(&t, "local").await;
     let r = start(&t, &c, json!({"size": 10, "sha256": "ab".repeat(32)})).await;
-    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
     let body: Value = r.json().await.unwrap();
     assert!(
         body["error"]["message"].as_str().unwrap().contains("S3"),
