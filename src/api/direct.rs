@@ -1,6 +1,6 @@
 //! `POST /v1/files/direct` and `POST /v1/files/direct/{id}/complete`: direct-to-S3
 //! uploads. The bytes go from the client to the bucket through presigned part URLs;
-//! these handlers only parse, call the use case (src/uploads/direct.rs) and render.
+//! these handlers only parse, call the use case (src/api/direct_session.rs) and render.
 
 use axum::Json;
 use axum::extract::State;
@@ -12,6 +12,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::auth::caller_metadata;
+use super::direct_session::{self as direct, DirectRequest};
 use super::extract::ApiPath;
 use super::json::JsonBody;
 use super::upload::UploadAccepted;
@@ -19,7 +20,6 @@ use crate::auth::Writer;
 use crate::error::{AppError, ErrorBody};
 use crate::ids::version_id;
 use crate::state::AppState;
-use crate::uploads::direct::{self, DirectRequest};
 
 /// What the client declares before sending a byte.
 #[derive(Debug, Deserialize, ToSchema)]

@@ -3,9 +3,11 @@
 mod audit;
 pub(crate) mod auth;
 mod budget;
+mod caller;
 mod cursor;
 mod devices;
 mod direct;
+mod direct_session;
 mod download;
 pub mod edge;
 mod erase;

@@ -7,6 +7,7 @@ mod jobs;
 mod outages;
 mod projectors;
 mod scale;
+mod storage;
 mod transparency;
 mod tus;
 
@@ -18,11 +19,11 @@ pub use jobs::{GcSettings, JobSettings};
 pub use outages::OutageSettings;
 pub use projectors::ProjectorRetry;
 pub use scale::ScaleSettings;
+pub use storage::StorageSettings;
 pub use transparency::TransparencySettings;
 pub use tus::TusSettings;
 
 use crate::scan::ScanSettings;
-use crate::storage::StorageSettings;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;

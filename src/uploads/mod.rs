@@ -2,7 +2,6 @@
 //! written (safe filenames, detected content type). The streaming upload endpoint
 //! builds on these (files issue).
 
-pub mod direct;
 pub mod filename;
 pub mod lock;
 pub mod mime;

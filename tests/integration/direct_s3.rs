@@ -10,8 +10,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::common::TestApp;
-use crate::pipeline::{Client, WORKER, bytes_of, settled_status, signup, upload_ok};
+use crate::common::{Client, TestApp, WORKER, bytes_of};
 
 const MIB: usize = 1024 * 1024;
 
@@ -124,7 +123,7 @@ async fn a_100_mib_direct_upload_never_passes_the_api_and_downloads_byte_identic
         return;
     };
     let t = s3_app(&endpoint, &bucket, &[("S3_PRESIGNED_DOWNLOAD_SECS", "60")]).await;
-    let c = signup(&t, "direct").await;
+    let c = t.signup("direct").await;
     let bytes = bytes_of(7, 100 * MIB);
     let sha = sha256_hex(&bytes);
 
@@ -159,7 +158,7 @@ async fn a_100_mib_direct_upload_never_passes_the_api_and_downloads_byte_identic
     assert_eq!(r.status(), StatusCode::ACCEPTED);
     assert_eq!(r.json::<Value>().await.unwrap()["version_number"], 1);
 
-    assert_eq!(settled_status(&t, &file_id, 1).await, "completed");
+    assert_eq!(t.settled_status(&file_id, 1).await, "completed");
 
     // The download redirects to the bucket after the same authorization …
     let no_redirects = reqwest::Client::builder()
@@ -169,7 +168,7 @@ async fn a_100_mib_direct_upload_never_passes_the_api_and_downloads_byte_identic
     let content = t.url(&format!("/v1/files/{file_id}/content"));
     let r = no_redirects.get(&content).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
-    let other = signup(&t, "outsider").await;
+    let other = t.signup("outsider").await;
     let r = no_redirects
         .get(&content)
         .bearer_auth(&other.token)
@@ -201,7 +200,7 @@ async fn a_100_mib_direct_upload_never_passes_the_api_and_downloads_byte_identic
 
     // The same size through the API (proxied), for the comparison in the report.
     let started = Instant::now();
-    let proxied = upload_ok(&t, &c, "proxied.bin", bytes_of(8, 100 * MIB)).await;
+    let proxied = t.upload_ok(&c, "proxied.bin", bytes_of(8, 100 * MIB)).await;
     let proxied_secs = started.elapsed().as_secs_f64();
     eprintln!(
         "100 MiB upload: direct {:.1} MB/s ({direct_secs:.2} s), proxied {:.1} MB/s ({proxied_secs:.2} s); API body bytes for the direct one: {received}",
@@ -209,7 +208,7 @@ async fn a_100_mib_direct_upload_never_passes_the_api_and_downloads_byte_identic
         104.857_6 / proxied_secs,
     );
     let proxied_id = proxied["file_id"].as_str().unwrap().to_string();
-    assert_eq!(settled_status(&t, &proxied_id, 1).await, "completed");
+    assert_eq!(t.settled_status(&proxied_id, 1).await, "completed");
 }
 
 #[tokio::test]
@@ -218,7 +217,7 @@ async fn a_direct_upload_whose_bytes_differ_from_the_declared_sha256_fails_and_s
         return;
     };
     let t = s3_app(&endpoint, &bucket, &[]).await;
-    let c = signup(&t, "liar").await;
+    let c = t.signup("liar").await;
     let bytes = bytes_of(3, 6 * MIB + 5);
     let declared = sha256_hex(b"something else");
 
@@ -254,7 +253,7 @@ async fn a_direct_upload_whose_bytes_differ_from_the_declared_sha256_fails_and_s
     let r = complete(&t, &c, &session, &[]).await;
     assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
     // Only its owner may complete it.
-    let other = signup(&t, "other").await;
+    let other = t.signup("other").await;
     let r = complete(&t, &other, &session, &e_tags).await;
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
     let r = complete(&t, &c, &session, &e_tags).await;
@@ -263,7 +262,7 @@ async fn a_direct_upload_whose_bytes_differ_from_the_declared_sha256_fails_and_s
 
     // The worker hashes the object: not what was declared, so the version fails at
     // once (no retries) and nothing is served.
-    assert_eq!(settled_status(&t, &file_id, 1).await, "failed");
+    assert_eq!(t.settled_status(&file_id, 1).await, "failed");
     let failures: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM events WHERE aggregate_id = $1 AND event_type = 'ProcessingFailed'",
     )
@@ -296,7 +295,7 @@ async fn an_unfinished_direct_session_expires_and_its_multipart_upload_is_aborte
         ],
     )
     .await;
-    let c = signup(&t, "slowpoke").await;
+    let c = t.signup("slowpoke").await;
     let bytes = bytes_of(5, 1000);
     let r = start(
         &t,
@@ -346,7 +345,7 @@ async fn an_unfinished_direct_session_expires_and_its_multipart_upload_is_aborte
 #[tokio::test]
 async fn direct_uploads_need_s3_storage() {
     let t = TestApp::spawn(Mode::Web, &[]).await;
-    let c = signup(&t, "local").await;
+    let c = t.signup("local").await;
     let r = start(&t, &c, json!({"size": 10, "sha256": "ab".repeat(32)})).await;
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
     let body: Value = r.json().await.unwrap();

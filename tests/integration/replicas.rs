@@ -11,8 +11,7 @@ use chronicle::app::Mode;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::common::{TestApp, TestDb};
-use crate::pipeline::{Client, WORKER, bytes_of, settled_status, signup, upload_ok};
+use crate::common::{Client, TestApp, TestDb, WORKER, bytes_of};
 
 /// Starts (or reuses) the replica on `port` with `delay`; false (skip) unless enabled.
 pub fn replica(port: u16, delay: &str) -> bool {
@@ -146,11 +145,11 @@ async fn reads_go_to_a_replica_yet_a_writer_never_reads_its_own_change_stale() {
     )
     .await;
     wait_replica_up(&t, PORT).await;
-    let writer = signup(&t, "writer").await;
-    let reader = signup(&t, "reader").await;
-    let accepted = upload_ok(&t, &writer, "old-name.txt", bytes_of(1, 100)).await;
+    let writer = t.signup("writer").await;
+    let reader = t.signup("reader").await;
+    let accepted = t.upload_ok(&writer, "old-name.txt", bytes_of(1, 100)).await;
     let file_id = accepted["file_id"].as_str().unwrap().to_string();
-    assert_eq!(settled_status(&t, &file_id, 1).await, "completed");
+    assert_eq!(t.settled_status(&file_id, 1).await, "completed");
 
     // The writer renames, then lists at once and again and again: whenever the primary
     // already showed the new name before a listing was asked for, that listing shows it.
@@ -257,7 +256,7 @@ async fn a_replica_killed_under_read_load_is_skipped_without_errors_and_used_aga
         .await,
     );
     wait_replica_up(&t, PORT).await;
-    let c = Arc::new(signup(&t, "loader").await);
+    let c = Arc::new(t.signup("loader").await);
 
     let stop = Arc::new(AtomicBool::new(false));
     let ok = Arc::new(AtomicUsize::new(0));
@@ -352,9 +351,10 @@ async fn bench_listing_throughput_with_0_1_2_replicas() {
         for port in &[7503u16, 7504][..replicas] {
             wait_replica_up(&t, *port).await;
         }
-        let c = Arc::new(signup(&t, "bench").await);
+        let c = Arc::new(t.signup("bench").await);
         for i in 0..20 {
-            upload_ok(&t, &c, &format!("f{i}.txt"), bytes_of(i, 100)).await;
+            t.upload_ok(&c, &format!("f{i}.txt"), bytes_of(i, 100))
+                .await;
         }
         // Past the uploads' read-your-writes window: plain reads from here on.
         tokio::time::sleep(chronicle::replicas::RYW_WINDOW + Duration::from_secs(1)).await;

@@ -8,8 +8,7 @@ use std::time::{Duration, Instant};
 use chronicle::app::Mode;
 use futures::StreamExt;
 
-use crate::common::{TestApp, redis_url};
-use crate::pipeline::{Client, bytes_of, signup, upload_ok};
+use crate::common::{Client, TestApp, bytes_of, redis_url};
 use crate::process::Process;
 
 const JOBS: usize = 1000;
@@ -60,13 +59,13 @@ async fn three_workers_drain_1000_jobs_following_the_queue_depth_and_run_each_on
     // queue fills up as it would while workers are scaled to zero.
     let _projectors = Process::spawn(&["worker"], &env("0"), &config.data_dir);
 
-    let c: Client = signup(&t, "fleet").await;
+    let c: Client = t.signup("fleet").await;
     futures::stream::iter(0..JOBS)
         .for_each_concurrent(8, |i| {
             let (t, c) = (&t, &c);
             async move {
                 let bytes = bytes_of((i % 251) as u8, 64 + i);
-                upload_ok(t, c, &format!("f{i}.bin"), bytes).await;
+                t.upload_ok(c, &format!("f{i}.bin"), bytes).await;
             }
         })
         .await;

@@ -1,4 +1,5 @@
-//! Direct-to-S3 uploads (`POST /v1/files/direct`, docs/deployment.md): the client gets
+//! The direct-upload use cases (`POST /v1/files/direct`, docs/deployment.md), next to
+//! the tus completion they share (src/api/tus/complete.rs). The client gets
 //! presigned part URLs, PUTs the parts straight to the bucket, and asks Chronicle to
 //! complete. Chronicle never sees the bytes: it completes the multipart upload, checks
 //! the assembled size, and records `Uploaded` with the client's declared SHA-256 through
