@@ -76,8 +76,16 @@ impl App {
         let config = Arc::new(config);
         let metrics = Arc::new(Metrics::new());
         let shutdown = CancellationToken::new();
+        let reads = crate::replicas::Replicas::open(
+            app_pool.clone(),
+            &config.scale,
+            "chronicle_app",
+            config.db_max_connections,
+            metrics.clone(),
+        )?;
         let state = AppState {
             config: config.clone(),
+            reads,
             events: EventLog::new(app_pool.clone())
                 .with_counter(metrics.events_appended.clone())
                 .signed_by(config.event_signing.key.clone()),
@@ -179,6 +187,7 @@ impl App {
                 .await
                 .with_context(|| format!("BIND_ADDR {} cannot be bound", config.bind_addr))?;
             addr = Some(listener.local_addr()?);
+            tasks.extend(state.reads.spawn_monitor(shutdown.clone()));
             // One shared Redis subscription feeds this instance's SSE clients.
             tasks.push(tokio::spawn(state.live.clone().run(
                 state.redis.clone(),

@@ -24,6 +24,7 @@ pub mod privacy;
 pub mod projections;
 pub mod queue;
 pub mod ratelimit;
+pub mod replicas;
 pub mod scan;
 pub mod state;
 pub mod storage;

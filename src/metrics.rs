@@ -28,6 +28,12 @@ pub struct QueueLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReplicaLabels {
+    /// `host:port` of a replica, or `primary` (for `db_reads`).
+    pub replica: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ProjectorLabels {
     pub projector: String,
 }
@@ -56,6 +62,17 @@ pub struct Metrics {
     /// The live hub's Redis subscriptions (1 + re-subscriptions) and answered pings.
     pub live_subscriptions: Counter,
     pub live_pings: Counter,
+    /// Request body bytes this API instance received (all routes): what direct-to-S3
+    /// uploads keep off the API's network.
+    pub http_request_body_bytes: Counter,
+    /// Read-only queries routed by src/replicas.rs, by where they ran.
+    pub db_reads: Family<ReplicaLabels, Counter>,
+    /// 1 while a replica serves reads, 0 while it is skipped.
+    pub replica_up: Family<ReplicaLabels, Gauge>,
+    /// Replay lag: age of the last replayed transaction while WAL waits to be replayed.
+    pub replica_lag_seconds: Family<ReplicaLabels, Gauge<f64, AtomicU64>>,
+    /// WAL bytes the replica has not replayed yet (primary position − replay position).
+    pub replica_lag_bytes: Family<ReplicaLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -155,8 +172,43 @@ impl Metrics {
             "Pings the live hub's Redis subscription answered",
             live_pings.clone(),
         );
+        let http_request_body_bytes = Counter::default();
+        registry.register(
+            "http_request_body_bytes",
+            "Request body bytes received by this API instance",
+            http_request_body_bytes.clone(),
+        );
+        let db_reads = Family::<ReplicaLabels, Counter>::default();
+        registry.register(
+            "db_reads",
+            "Routed read-only queries by where they ran (a replica's host:port, or primary)",
+            db_reads.clone(),
+        );
+        let replica_up = Family::<ReplicaLabels, Gauge>::default();
+        registry.register(
+            "replica_up",
+            "1 while a read replica serves reads, 0 while it is skipped",
+            replica_up.clone(),
+        );
+        let replica_lag_seconds = Family::<ReplicaLabels, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            "replica_lag_seconds",
+            "Read replica replay lag in seconds",
+            replica_lag_seconds.clone(),
+        );
+        let replica_lag_bytes = Family::<ReplicaLabels, Gauge>::default();
+        registry.register(
+            "replica_lag_bytes",
+            "WAL bytes a read replica has not replayed",
+            replica_lag_bytes.clone(),
+        );
         Self {
             registry,
+            db_reads,
+            replica_up,
+            replica_lag_seconds,
+            replica_lag_bytes,
+            http_request_body_bytes,
             http_requests,
             http_latency,
             events_appended,

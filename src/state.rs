@@ -18,6 +18,8 @@ pub struct AppState {
     pub config: Arc<Config>,
     /// Runs as `chronicle_app`: read tables under RLS, event appends.
     pub db: PgPool,
+    /// Where read-only queries go: a streaming replica or `db` (src/replicas.rs).
+    pub reads: crate::replicas::Replicas,
     /// The event store's shared write side (group commit), on `db`.
     pub events: EventLog,
     pub redis: redis::Client,

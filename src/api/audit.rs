@@ -16,6 +16,7 @@ use uuid::Uuid;
 use super::cursor::CursorKey;
 use super::extract::ApiQuery;
 use super::files_list::page_limit;
+use super::read_routing::Fresh;
 use crate::auth::AuditorOrAdmin;
 use crate::error::{AppError, ErrorBody};
 use crate::state::AppState;
@@ -142,6 +143,7 @@ pub(super) fn decode_cursor(
 pub async fn list(
     State(state): State<AppState>,
     AuditorOrAdmin(ctx): AuditorOrAdmin,
+    Fresh(fresh): Fresh,
     ApiQuery(p): ApiQuery<AuditParams>,
 ) -> Result<Json<AuditPage>, AppError> {
     let limit = page_limit(p.limit)?;
@@ -163,41 +165,55 @@ pub async fn list(
         .map(|c| decode_cursor(&key, tenant, c))
         .transpose()?;
 
-    let mut q = QueryBuilder::<Postgres>::new(
-        "SELECT id, actor, actor_type, action, target_type, target_id, sequence,
-                details, request_id, correlation_id, created_at
-           FROM audit_logs WHERE tenant_id = ",
-    );
-    q.push_bind(tenant);
-    for (column, value) in [
-        ("actor", actor),
-        ("action", action),
-        ("target_type", target_type),
-        ("target_id", target_id),
-    ] {
-        if let Some(v) = value {
-            q.push(format_args!(" AND {column} = ")).push_bind(v);
+    // Built per attempt: a read that failed on a replica runs again on the primary.
+    let build = || {
+        let mut q = QueryBuilder::<Postgres>::new(
+            "SELECT id, actor, actor_type, action, target_type, target_id, sequence,
+                    details, request_id, correlation_id, created_at
+               FROM audit_logs WHERE tenant_id = ",
+        );
+        q.push_bind(tenant);
+        for (column, value) in [
+            ("actor", &actor),
+            ("action", &action),
+            ("target_type", &target_type),
+            ("target_id", &target_id),
+        ] {
+            if let Some(v) = value {
+                q.push(format_args!(" AND {column} = "))
+                    .push_bind(v.clone());
+            }
         }
-    }
-    if let Some(from) = p.from {
-        q.push(" AND created_at >= ").push_bind(from);
-    }
-    if let Some(to) = p.to {
-        q.push(" AND created_at < ").push_bind(to);
-    }
-    if let Some((at, id)) = cursor {
-        q.push(" AND (created_at, id) < (")
-            .push_bind(at)
-            .push(", ")
-            .push_bind(id)
-            .push(")");
-    }
-    q.push(" ORDER BY created_at DESC, id DESC LIMIT ")
-        .push_bind(i64::from(limit) + 1);
+        if let Some(from) = p.from {
+            q.push(" AND created_at >= ").push_bind(from);
+        }
+        if let Some(to) = p.to {
+            q.push(" AND created_at < ").push_bind(to);
+        }
+        if let Some((at, id)) = cursor {
+            q.push(" AND (created_at, id) < (")
+                .push_bind(at)
+                .push(", ")
+                .push_bind(id)
+                .push(")");
+        }
+        q.push(" ORDER BY created_at DESC, id DESC LIMIT ")
+            .push_bind(i64::from(limit) + 1);
+        q
+    };
 
-    let mut tx = ctx.begin(&state.db).await?;
-    let mut items = q.build_query_as::<AuditEntry>().fetch_all(&mut *tx).await?;
-    tx.commit().await?;
+    let mut items = state
+        .reads
+        .read(fresh, |pool| {
+            let mut q = build();
+            async move {
+                let mut tx = ctx.begin(&pool).await?;
+                let items = q.build_query_as::<AuditEntry>().fetch_all(&mut *tx).await?;
+                tx.commit().await?;
+                Ok(items)
+            }
+        })
+        .await?;
     let next_cursor = if items.len() > limit as usize {
         items.truncate(limit as usize);
         items

@@ -28,7 +28,7 @@ use crate::state::AppState;
 /// The latest completed version's bytes.
 #[utoipa::path(get, path = "/v1/files/{id}/content", tag = "files",
     params(("id" = Uuid, Path, description = "file id"), ContentParams),
-    responses((status = 200, description = "the bytes"), (status = 206), (status = 304), (status = 400), (status = 403), (status = 404), (status = 416)),
+    responses((status = 200, description = "the bytes"), (status = 302, description = "S3 mode with S3_PRESIGNED_DOWNLOAD_SECS: Location is a short-lived presigned URL of the bytes"), (status = 206), (status = 304), (status = 400), (status = 403), (status = 404), (status = 416)),
     security(("bearer" = [])))]
 pub async fn current(
     State(state): State<AppState>,
@@ -83,7 +83,7 @@ pub(super) fn representation_for_link(version: &VersionState) -> VersionState {
 /// A given version's bytes.
 #[utoipa::path(get, path = "/v1/files/{id}/versions/{n}/content", tag = "files",
     params(("id" = Uuid, Path, description = "file id"), ("n" = u32, Path, description = "version number"), ContentParams),
-    responses((status = 200, description = "the bytes"), (status = 206), (status = 304), (status = 400), (status = 403), (status = 404), (status = 416)),
+    responses((status = 200, description = "the bytes"), (status = 302, description = "S3 mode with S3_PRESIGNED_DOWNLOAD_SECS: Location is a short-lived presigned URL of the bytes"), (status = 206), (status = 304), (status = 400), (status = 403), (status = 404), (status = 416)),
     security(("bearer" = [])))]
 pub async fn version(
     State(state): State<AppState>,
@@ -176,6 +176,9 @@ pub(super) async fn serve(
             .body(Body::empty())
             .expect("static headers"));
     }
+    if let Some(redirect) = presigned(state, key, version, disposition).await? {
+        return Ok(redirect);
+    }
     let range = match headers.get(header::RANGE).and_then(|v| v.to_str().ok()) {
         None => None,
         Some(spec) => match parse_range(spec, size) {
@@ -214,6 +217,43 @@ pub(super) async fn serve(
         .header(header::CONTENT_LENGTH, length)
         .body(Body::from_stream(object.stream))
         .expect("valid headers"))
+}
+
+/// S3 mode with `S3_PRESIGNED_DOWNLOAD_SECS`: after the same authorization, a `302` to
+/// a short-lived presigned GET, so the bucket serves the bytes (ranges included) with
+/// this download's name and type. `Cache-Control: no-store`: the URL expires.
+async fn presigned(
+    state: &AppState,
+    key: &str,
+    version: &VersionState,
+    disposition: Disposition,
+) -> Result<Option<Response>, AppError> {
+    let Some(ttl) = state.config.scale.download_redirect else {
+        return Ok(None);
+    };
+    if !state.storage.presigns() {
+        return Ok(None);
+    }
+    let disposition = content_disposition(&version.filename, disposition);
+    let kind = content_type(&version.mime_type);
+    let url = state
+        .storage
+        .presign_get(
+            key,
+            ttl,
+            disposition.to_str().unwrap_or("attachment"),
+            kind.to_str().unwrap_or("application/octet-stream"),
+        )
+        .await
+        .map_err(|e| AppError::Internal(anyhow::anyhow!("presigning a download: {e}")))?;
+    Ok(Some(
+        Response::builder()
+            .status(StatusCode::FOUND)
+            .header(header::LOCATION, url)
+            .header(header::CACHE_CONTROL, "no-store")
+            .body(Body::empty())
+            .expect("a presigned URL is a valid header"),
+    ))
 }
 
 fn if_none_match(headers: &HeaderMap, etag: &str) -> bool {

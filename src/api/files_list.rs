@@ -16,6 +16,7 @@
 use super::cursor::{CursorKey, SortedCursor};
 use super::extract::{ApiQuery, NoParams};
 use super::files::{FileRow, FileView, VIEW_COLUMNS, VIEW_FROM, parse_status};
+use super::read_routing::Fresh;
 use crate::auth::TenantContext;
 use crate::auth::policy;
 use crate::error::{AppError, ErrorBody};
@@ -224,6 +225,7 @@ fn non_empty(value: Option<String>) -> Option<String> {
 pub async fn list(
     State(state): State<AppState>,
     ctx: TenantContext,
+    Fresh(fresh): Fresh,
     uri: Uri,
 ) -> Result<Json<FilePage>, AppError> {
     let (mut params, tags) = ApiQuery::<ListParams>::from_uri_split(&uri, "tag")?;
@@ -267,63 +269,77 @@ pub async fn list(
         Some(_) => return Err(AppError::BadRequest("tag_mode must be all or any".into())),
     };
 
-    let mut q = QueryBuilder::<Postgres>::new(VIEW_COLUMNS);
-    q.push(", lower(f.display_name) AS sort_name, coalesce(f.size_bytes, -1) AS sort_size");
-    q.push(VIEW_FROM);
-    // RLS limits rows to the tenant; naming it too lets the planner use the
-    // (tenant_id, [owner_id,] is_deleted, created_at DESC, id DESC) indexes.
-    q.push(" WHERE f.tenant_id = ").push_bind(tenant);
-    q.push(" AND NOT f.purged AND f.is_deleted = ")
-        .push_bind(params.deleted.unwrap_or(false));
-    if params.shared_with_me == Some(true) {
-        q.push(" AND f.owner_id <> ").push_bind(ctx.user_id.0);
-        q.push(" AND f.id IN (SELECT g.file_id FROM file_grants g WHERE g.tenant_id = ")
-            .push_bind(tenant)
-            .push(" AND (g.user_id = ")
-            .push_bind(ctx.user_id.0)
-            .push(" OR g.role = ")
-            .push_bind(ctx.role.as_str())
-            .push("))");
-    } else if !policy::reads_every_file(&ctx) {
-        q.push(" AND f.owner_id = ").push_bind(ctx.user_id.0);
-    }
-    if let Some(status) = status {
-        q.push(" AND f.latest_status = ")
-            .push_bind(status.as_str())
-            .push("::file_status");
-    }
-    if !tags.is_empty() {
-        let wanted = if match_any { 1 } else { tags.len() as i64 };
-        q.push(
-            " AND (SELECT count(*) FROM file_tags t WHERE t.tenant_id = f.tenant_id AND t.file_id = f.id AND t.tag = ANY(",
-        )
-        .push_bind(tags)
-        .push(")) >= ")
-        .push_bind(wanted);
-    }
-    if let Some(name) = name {
-        // lower() on both sides (Postgres's, not Rust's, so they agree); the pattern is
-        // a plain prefix, which the files_name_prefix index serves.
-        q.push(" AND lower(f.display_name) LIKE (lower(")
-            .push_bind(escape_like(&name))
-            .push(r") || '%') ESCAPE '\'");
-    }
-    if let Some(search) = search {
-        push_search(&mut q, &search);
-    }
-    if let Some(cursor) = cursor {
-        sort.push_after(&mut q, cursor)?;
-    }
-    let direction = if sort.descending { "DESC" } else { "ASC" };
-    q.push(format_args!(
-        " ORDER BY {} {direction}, f.id {direction} LIMIT ",
-        sort.expr()
-    ))
-    .push_bind(i64::from(limit) + 1);
+    // Built per attempt: a read that failed on a replica runs again on the primary.
+    let build = || -> Result<QueryBuilder<'_, Postgres>, AppError> {
+        let mut q = QueryBuilder::<Postgres>::new(VIEW_COLUMNS);
+        q.push(", lower(f.display_name) AS sort_name, coalesce(f.size_bytes, -1) AS sort_size");
+        q.push(VIEW_FROM);
+        // RLS limits rows to the tenant; naming it too lets the planner use the
+        // (tenant_id, [owner_id,] is_deleted, created_at DESC, id DESC) indexes.
+        q.push(" WHERE f.tenant_id = ").push_bind(tenant);
+        q.push(" AND NOT f.purged AND f.is_deleted = ")
+            .push_bind(params.deleted.unwrap_or(false));
+        if params.shared_with_me == Some(true) {
+            q.push(" AND f.owner_id <> ").push_bind(ctx.user_id.0);
+            q.push(" AND f.id IN (SELECT g.file_id FROM file_grants g WHERE g.tenant_id = ")
+                .push_bind(tenant)
+                .push(" AND (g.user_id = ")
+                .push_bind(ctx.user_id.0)
+                .push(" OR g.role = ")
+                .push_bind(ctx.role.as_str())
+                .push("))");
+        } else if !policy::reads_every_file(&ctx) {
+            q.push(" AND f.owner_id = ").push_bind(ctx.user_id.0);
+        }
+        if let Some(status) = status {
+            q.push(" AND f.latest_status = ")
+                .push_bind(status.as_str())
+                .push("::file_status");
+        }
+        if !tags.is_empty() {
+            let wanted = if match_any { 1 } else { tags.len() as i64 };
+            q.push(
+                " AND (SELECT count(*) FROM file_tags t WHERE t.tenant_id = f.tenant_id AND t.file_id = f.id AND t.tag = ANY(",
+            )
+            .push_bind(tags.clone())
+            .push(")) >= ")
+            .push_bind(wanted);
+        }
+        if let Some(name) = &name {
+            // lower() on both sides (Postgres's, not Rust's, so they agree); the pattern is
+            // a plain prefix, which the files_name_prefix index serves.
+            q.push(" AND lower(f.display_name) LIKE (lower(")
+                .push_bind(escape_like(name))
+                .push(r") || '%') ESCAPE '\'");
+        }
+        if let Some(search) = &search {
+            push_search(&mut q, search);
+        }
+        if let Some(cursor) = &cursor {
+            sort.push_after(&mut q, cursor.clone())?;
+        }
+        let direction = if sort.descending { "DESC" } else { "ASC" };
+        q.push(format_args!(
+            " ORDER BY {} {direction}, f.id {direction} LIMIT ",
+            sort.expr()
+        ))
+        .push_bind(i64::from(limit) + 1);
+        Ok(q)
+    };
 
-    let mut tx = ctx.begin(&state.db).await?;
-    let rows = q.build_query_as::<ListedRow>().fetch_all(&mut *tx).await?;
-    tx.commit().await?;
+    let rows = state
+        .reads
+        .read(fresh, |pool| {
+            let q = build();
+            async move {
+                let mut q = q?;
+                let mut tx = ctx.begin(&pool).await?;
+                let rows = q.build_query_as::<ListedRow>().fetch_all(&mut *tx).await?;
+                tx.commit().await?;
+                Ok(rows)
+            }
+        })
+        .await?;
     let more = rows.len() > limit as usize;
     let mut items = Vec::with_capacity(rows.len().min(limit as usize));
     let mut next_cursor = None;
@@ -369,31 +385,38 @@ pub struct TagCount {
 pub async fn tags(
     State(state): State<AppState>,
     ctx: TenantContext,
+    Fresh(fresh): Fresh,
     _: ApiQuery<NoParams>,
 ) -> Result<Json<Vec<TagCount>>, AppError> {
-    let mut tx = ctx.begin(&state.db).await?;
-    let tags: Vec<TagCount> = if policy::reads_every_file(&ctx) {
-        sqlx::query_as(
-            "SELECT name, file_count::bigint AS file_count FROM tags
-              WHERE tenant_id = $1 ORDER BY name COLLATE \"C\"",
-        )
-        .bind(ctx.tenant_id.0)
-        .fetch_all(&mut *tx)
-        .await?
-    } else {
-        sqlx::query_as(
-            "SELECT t.tag AS name, count(*) AS file_count
-               FROM file_tags t
-               JOIN files f ON f.tenant_id = t.tenant_id AND f.id = t.file_id
-              WHERE t.tenant_id = $1 AND f.owner_id = $2 AND NOT f.is_deleted
-              GROUP BY t.tag ORDER BY t.tag COLLATE \"C\"",
-        )
-        .bind(ctx.tenant_id.0)
-        .bind(ctx.user_id.0)
-        .fetch_all(&mut *tx)
-        .await?
-    };
-    tx.commit().await?;
+    let tags = state
+        .reads
+        .read(fresh, |pool| async move {
+            let mut tx = ctx.begin(&pool).await?;
+            let tags: Vec<TagCount> = if policy::reads_every_file(&ctx) {
+                sqlx::query_as(
+                    "SELECT name, file_count::bigint AS file_count FROM tags
+                      WHERE tenant_id = $1 ORDER BY name COLLATE \"C\"",
+                )
+                .bind(ctx.tenant_id.0)
+                .fetch_all(&mut *tx)
+                .await?
+            } else {
+                sqlx::query_as(
+                    "SELECT t.tag AS name, count(*) AS file_count
+                       FROM file_tags t
+                       JOIN files f ON f.tenant_id = t.tenant_id AND f.id = t.file_id
+                      WHERE t.tenant_id = $1 AND f.owner_id = $2 AND NOT f.is_deleted
+                      GROUP BY t.tag ORDER BY t.tag COLLATE \"C\"",
+                )
+                .bind(ctx.tenant_id.0)
+                .bind(ctx.user_id.0)
+                .fetch_all(&mut *tx)
+                .await?
+            };
+            tx.commit().await?;
+            Ok(tags)
+        })
+        .await?;
     Ok(Json(tags))
 }
 

@@ -67,7 +67,7 @@ pub(super) async fn authorize_view(
 
 /// The file from its stream if the caller may change it (`policy::can_change`): 404
 /// unless it may read it, 403 if it may only read it.
-pub(super) async fn load_for_change(
+pub(crate) async fn load_for_change(
     state: &AppState,
     ctx: &TenantContext,
     id: Uuid,

@@ -34,6 +34,16 @@ pub async fn observe(State(state): State<AppState>, request: Request, next: Next
         request_id = %request_id,
         tenant_id = tracing::field::Empty
     );
+    // Counted as the handler reads it: a body nobody reads costs no network either.
+    let received = state.metrics.http_request_body_bytes.clone();
+    let request = request.map(|body| {
+        axum::body::Body::new(http_body_util::BodyExt::map_frame(body, move |frame| {
+            if let Some(data) = frame.data_ref() {
+                received.inc_by(data.len() as u64);
+            }
+            frame
+        }))
+    });
     let response = next.run(request).instrument(span.clone()).await;
     let elapsed = started.elapsed();
     let status = response.status().as_u16();

@@ -1,11 +1,13 @@
 //! The HTTP API: one router per resource, assembled here with the edge layers.
 
 mod audit;
-mod auth;
+pub(crate) mod auth;
 mod budget;
 mod caller;
 mod cursor;
 mod devices;
+mod direct;
+mod direct_session;
 mod download;
 pub mod edge;
 mod erase;
@@ -14,7 +16,7 @@ mod extract;
 mod feed;
 mod files;
 mod files_list;
-mod files_manage;
+pub(crate) mod files_manage;
 #[doc(hidden)]
 pub mod fuzzing;
 mod health;
@@ -29,13 +31,14 @@ mod openapi;
 mod ops;
 mod outage;
 pub mod ratelimit;
+mod read_routing;
 mod register_guard;
 mod sessions;
 mod sharing;
 mod text;
 mod transparency;
-mod tus;
-mod upload;
+pub(crate) mod tus;
+pub(crate) mod upload;
 mod users;
 mod webhooks;
 
@@ -59,7 +62,7 @@ use ratelimit::RateLimitLayer;
         auth::register, auth::login, auth::refresh, auth::logout, auth::invite,
         users::me, users::set_role, users::ban, users::unban, erase::erase,
         sessions::list, sessions::revoke, devices::list,
-        upload::create_file, upload::create_version,
+        upload::create_file, upload::create_version, direct::start, direct::complete,
         download::current, download::version, download::thumbnail,
         jobs::list, jobs::retry,
         notifications::list, notifications::mark_read, events::stream,
@@ -76,7 +79,8 @@ use ratelimit::RateLimitLayer;
         transparency::tree_head, transparency::inclusion, transparency::consistency,
         tus::options, tus::options_upload, tus::create::create, tus::head, tus::patch, tus::terminate,
     ),
-    components(schemas(ErrorBody, ErrorDetail, health::Health, upload::UploadAccepted)),
+    components(schemas(ErrorBody, ErrorDetail, health::Health, upload::UploadAccepted,
+        direct::NewDirectUpload, direct::DirectUploadSession, direct::DirectPart, direct::CompleteDirectUpload)),
     modifiers(&BearerAuth, &LayerResponses)
 )]
 pub struct ApiDoc;
@@ -158,6 +162,9 @@ pub fn router(state: AppState) -> Router {
             post(files_manage::restore_version),
         )
         .route("/v1/tags", get(files_list::tags))
+        // Direct-to-S3 uploads: presigned part URLs (src/api/direct.rs).
+        .route("/v1/files/direct", post(direct::start))
+        .route("/v1/files/direct/{id}/complete", post(direct::complete))
         .route("/v1/files/{id}/content", get(download::current))
         .route(
             "/v1/files/{id}/versions/{n}/content",
@@ -238,6 +245,11 @@ pub fn router(state: AppState) -> Router {
         .layer(JsonBodyLimitLayer::new(config.max_json_body_bytes))
         // The text rule (text.rs) on the URI and request id, before anything is recorded.
         .layer(axum::middleware::from_fn(text::guard))
+        // Read-your-writes marks for read replicas (needs the verified token).
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            read_routing::read_your_writes,
+        ))
         .layer(RateLimitLayer::global(&state))
         // The bearer token, verified once for everything inside (src/auth/credentials.rs).
         .layer(axum::middleware::from_fn_with_state(

@@ -380,7 +380,7 @@ async fn stream_to(
 /// Sum of the tenant's live bytes (uploaded or stored versions of files not purged)
 /// plus `incoming`, against `TENANT_QUOTA_BYTES`. Read from the projection, so uploads
 /// racing each other can pass the quota by what is in flight (documented).
-pub(super) async fn check_quota(
+pub(crate) async fn check_quota(
     state: &AppState,
     ctx: &TenantContext,
     incoming: Option<u64>,
@@ -461,7 +461,7 @@ fn storage_error(err: crate::storage::StorageError) -> AppError {
 }
 
 /// The client's name as display text: control characters dropped, at most 255 bytes.
-pub(super) fn display_text(original: &str) -> String {
+pub(crate) fn display_text(original: &str) -> String {
     let mut text: String = original.chars().filter(|c| !c.is_control()).collect();
     while text.len() > 255 {
         text.pop();

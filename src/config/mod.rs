@@ -6,6 +6,7 @@ mod event_signing;
 mod jobs;
 mod outages;
 mod projectors;
+mod scale;
 mod storage;
 mod transparency;
 mod tus;
@@ -18,6 +19,7 @@ pub use event_signing::{
 pub use jobs::{GcSettings, JobSettings};
 pub use outages::OutageSettings;
 pub use projectors::ProjectorRetry;
+pub use scale::ScaleSettings;
 pub use storage::StorageSettings;
 pub use transparency::TransparencySettings;
 pub use tus::TusSettings;
@@ -131,6 +133,8 @@ pub struct Config {
     /// Webhook delivery: SSRF allowlist, timeout, retries, auto-disable (`WEBHOOK_*`;
     /// src/config/webhooks.rs).
     pub webhooks: WebhookSettings,
+    /// Read replicas, direct-to-S3 uploads, presigned downloads (src/config/scale.rs).
+    pub scale: ScaleSettings,
 }
 
 /// The one-line reason configuration was refused; names the variable.
@@ -327,6 +331,7 @@ impl Config {
         let outages = OutageSettings::from_lookup(&get)?;
         let transparency = TransparencySettings::from_lookup(&get)?;
         let webhooks = WebhookSettings::from_lookup(&get)?;
+        let scale = ScaleSettings::from_lookup(&get)?;
 
         Ok(Self {
             environment,
@@ -364,6 +369,7 @@ impl Config {
             outages,
             transparency,
             webhooks,
+            scale,
         })
     }
 }

@@ -106,6 +106,7 @@ async fn apply_event(
         UploadEvent::MultipartOpened { .. }
         | UploadEvent::PartsStored(_)
         | UploadEvent::Sha256Carried { .. } => return Ok(()),
+        UploadEvent::DirectOpened(_) => return Ok(()),
         UploadEvent::UploadTerminated => (
             "UPDATE uploads SET state = 'terminated', updated_at = $3
               WHERE tenant_id = $1 AND id = $2",

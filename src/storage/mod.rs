@@ -10,6 +10,7 @@
 
 mod build;
 mod multipart;
+mod presign;
 mod staging;
 
 use std::ops::Range;
@@ -68,6 +69,8 @@ pub struct Storage {
     local_root: Option<std::path::PathBuf>,
     /// S3's multipart API, which resumable uploads drive part by part (multipart.rs).
     multipart: Option<Arc<dyn object_store::multipart::MultipartStore>>,
+    /// S3's request signer, for presigned part and download URLs (presign.rs).
+    signer: Option<Arc<object_store::aws::AmazonS3>>,
 }
 
 impl Storage {
@@ -87,6 +90,7 @@ impl Storage {
             kind: "local",
             local_root: Some(root.to_path_buf()),
             multipart: None,
+            signer: None,
         })
     }
 
@@ -95,7 +99,8 @@ impl Storage {
             store: store.clone(),
             kind: "s3",
             local_root: None,
-            multipart: Some(store),
+            multipart: Some(store.clone()),
+            signer: Some(store),
         }
     }
 

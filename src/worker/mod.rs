@@ -39,6 +39,9 @@ pub enum JobError {
     Retry(String),
     /// The job no longer applies (the version settled differently): acknowledged.
     Drop(String),
+    /// The bytes can never pass (a direct upload whose object does not match the
+    /// client's declared SHA-256 or size): the version fails now, no retries.
+    Reject(String),
 }
 
 pub struct Worker {
@@ -166,6 +169,10 @@ impl Worker {
                 tracing::info!("job finished");
                 self.queue.ack(&delivery, true).await
             }
+            Ok(Outcome::AlreadySettled) => {
+                tracing::info!("job already settled; acknowledged");
+                self.queue.ack(&delivery, true).await
+            }
             Ok(Outcome::DeadLettered) => {
                 tracing::warn!("job dead-lettered");
                 self.queue.ack(&delivery, true).await
@@ -175,7 +182,7 @@ impl Worker {
                     .retry_later(&delivery, self.backoff(attempt))
                     .await
             }
-            Err(JobError::Drop(reason)) => {
+            Err(JobError::Drop(reason)) | Err(JobError::Reject(reason)) => {
                 tracing::warn!(reason, "job dropped");
                 self.queue.ack(&delivery, true).await
             }

@@ -22,8 +22,11 @@ use crate::uploads::mime;
 /// How a job ended, for the queue.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Outcome {
-    /// The version reached a verdict (or had one already): forget the job.
+    /// The version reached a verdict: forget the job.
     Finished,
+    /// The version had its verdict before this delivery (a redelivery, or a job the
+    /// reconciler queued again while the `jobs` table lagged): forget it, no work done.
+    AlreadySettled,
     /// This attempt failed; run again after the backoff for `attempt`.
     RetryLater { attempt: u32 },
     /// Attempts exhausted: the version is `failed`, the job dead-lettered.
@@ -41,7 +44,7 @@ impl Worker {
             return Err(JobError::Drop("the version does not exist".into()));
         };
         if v.status.is_settled() {
-            return Ok(Outcome::Finished);
+            return Ok(Outcome::AlreadySettled);
         }
         // A redelivery of a job whose worker died keeps its attempt number: a crash is
         // not the job's fault.
@@ -57,27 +60,28 @@ impl Worker {
             attempt,
         };
         self.commit(job, &[start]).await?;
-        match self.process(job, &file, v).await {
-            Ok(()) => Ok(Outcome::Finished),
-            Err(JobError::Retry(reason)) => {
-                tracing::warn!(job = %job.job_id, attempt, reason, "processing attempt failed");
-                let fail = FileCommand::FailProcessing {
-                    version_number: v.number,
-                    attempt,
-                    max_attempts: self.settings.max_attempts,
-                    reason,
-                };
-                let after = self.commit(job, &[fail]).await?;
-                let now = after.versions.iter().find(|x| x.number == v.number);
-                Ok(match now.map(|x| x.status) {
-                    Some(FileStatus::Failed) => Outcome::DeadLettered,
-                    _ => Outcome::RetryLater {
-                        attempt: attempt - v.attempt_base,
-                    },
-                })
-            }
-            Err(other) => Err(other),
-        }
+        let (reason, max_attempts) = match self.process(job, &file, v).await {
+            Ok(()) => return Ok(Outcome::Finished),
+            Err(JobError::Retry(reason)) => (reason, self.settings.max_attempts),
+            // This attempt is the last: retrying cannot change the bytes.
+            Err(JobError::Reject(reason)) => (reason, attempt - v.attempt_base),
+            Err(other) => return Err(other),
+        };
+        tracing::warn!(job = %job.job_id, attempt, reason, "processing attempt failed");
+        let fail = FileCommand::FailProcessing {
+            version_number: v.number,
+            attempt,
+            max_attempts,
+            reason,
+        };
+        let after = self.commit(job, &[fail]).await?;
+        let now = after.versions.iter().find(|x| x.number == v.number);
+        Ok(match now.map(|x| x.status) {
+            Some(FileStatus::Failed) => Outcome::DeadLettered,
+            _ => Outcome::RetryLater {
+                attempt: attempt - v.attempt_base,
+            },
+        })
     }
 
     async fn process(
@@ -92,12 +96,15 @@ impl Worker {
             JobError::Retry("the upload's temporary bytes are not recorded".into())
         })?;
 
-        // One read for the hash, the type and, with an in-process scanner, the scan.
+        // One read for the hash, the size, the type and, with an in-process scanner, the scan.
         let bytes = inspect(&self.storage, &temp, self.scanner.session()).await?;
-        if bytes.sha256 != v.sha256 {
-            return Err(JobError::Retry(format!(
-                "temporary bytes do not match the upload's SHA-256 (got {})",
-                bytes.sha256
+        // The recorded SHA-256 is the server's own for a proxied upload, the client's
+        // declaration for a direct one (the API never saw those bytes): either way bytes
+        // that differ are never served, and retrying would not change them.
+        if bytes.sha256 != v.sha256 || bytes.size != v.size_bytes {
+            return Err(JobError::Reject(format!(
+                "the stored bytes do not match the upload's SHA-256 and size (got {}, {} bytes)",
+                bytes.sha256, bytes.size
             )));
         }
         // The steps decided below are committed together: one append for the hash,

@@ -17,11 +17,21 @@ impl Worker {
     /// Re-enqueues lost jobs; returns how many.
     pub async fn reconcile(&self) -> anyhow::Result<usize> {
         let grace = self.settings.reconcile_every.as_secs_f64();
+        // The `jobs` table is a projection and lags under load: a job acknowledged a
+        // moment ago may still read `queued`. Re-queueing it would deliver a settled job
+        // again (harmless, but each such duplicate, once acknowledged, made the next
+        // round re-queue it again). So a version with a verdict in the log is skipped.
         let rows: Vec<(Uuid, Uuid, i32)> = sqlx::query_as(
-            "SELECT tenant_id, file_id, version_number FROM jobs
-              WHERE status IN ('queued', 'in_progress', 'failed')
-                AND updated_at < now() - make_interval(secs => $1)
-              ORDER BY updated_at LIMIT $2",
+            "SELECT j.tenant_id, j.file_id, j.version_number FROM jobs j
+              WHERE j.status IN ('queued', 'in_progress', 'failed')
+                AND j.updated_at < now() - make_interval(secs => $1)
+                AND NOT EXISTS (
+                    SELECT 1 FROM events e
+                     WHERE e.tenant_id = j.tenant_id AND e.aggregate_type = 'file'
+                       AND e.aggregate_id = j.file_id::text
+                       AND e.event_type IN ('VersionCompleted', 'DuplicateDetected', 'VirusFailed')
+                       AND (e.payload::jsonb -> e.event_type ->> 'version_number')::int = j.version_number)
+              ORDER BY j.updated_at LIMIT $2",
         )
         .bind(grace)
         .bind(BATCH)

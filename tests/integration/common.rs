@@ -139,7 +139,11 @@ pub fn test_config(db_url: &str, data_dir: &std::path::Path, overrides: &[(&str,
 
 impl TestApp {
     pub async fn spawn(mode: Mode, overrides: &[(&str, &str)]) -> TestApp {
-        let db = TestDb::new().await;
+        Self::spawn_on(TestDb::new().await, mode, overrides).await
+    }
+
+    /// On a database made beforehand (settings that name it, e.g. a replica's URL).
+    pub async fn spawn_on(db: TestDb, mode: Mode, overrides: &[(&str, &str)]) -> TestApp {
         let data_dir = TempDir::new();
         let config = test_config(&db.url, &data_dir.0, overrides);
         let app = App::start(config, mode).await.expect("app starts");

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::ids::{FileId, UserId};
 
-pub use types::{StoredParts, Tail, UploadCommand, UploadError, UploadEvent, UploadTarget};
+pub use types::{Direct, StoredParts, Tail, UploadCommand, UploadError, UploadEvent, UploadTarget};
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub enum UploadStatus {
@@ -54,6 +54,9 @@ pub struct Upload {
     /// The running SHA-256 of the bytes before `offset`, if every chunk carried it.
     #[serde(default)]
     pub sha256_state: Option<String>,
+    /// A direct upload (S3 only): the client's declared SHA-256 and part layout.
+    #[serde(default)]
+    pub direct: Option<Direct>,
 }
 
 /// An upload's S3 multipart state: everything an instance needs to continue it.
@@ -97,6 +100,7 @@ impl Upload {
                 temp_key,
                 expires_at,
                 multipart_id,
+                direct,
             } => {
                 if self.status != UploadStatus::Missing {
                     return Err(UploadError::AlreadyExists);
@@ -117,6 +121,9 @@ impl Upload {
                 if let Some(multipart_id) = multipart_id {
                     events.push(UploadEvent::MultipartOpened { multipart_id });
                 }
+                if let Some(direct) = direct {
+                    events.push(UploadEvent::DirectOpened(direct));
+                }
                 Ok(events)
             }
             UploadCommand::AcceptChunk {
@@ -129,6 +136,9 @@ impl Upload {
                 sha256_state,
             } => {
                 self.open(now)?;
+                if self.direct.is_some() {
+                    return Err(UploadError::Direct);
+                }
                 if from_offset != self.offset {
                     return Err(UploadError::OffsetMismatch {
                         expected: self.offset,
@@ -189,7 +199,9 @@ impl Upload {
             } => match self.status {
                 // Completing is retried after crashes: the second time records nothing.
                 UploadStatus::Completed => Ok(vec![]),
-                UploadStatus::InProgress if self.is_full() => {
+                // A direct upload's bytes never pass the API: the use case checked the
+                // assembled object's size before the File command.
+                UploadStatus::InProgress if self.is_full() || self.direct.is_some() => {
                     let target = self.target.ok_or(UploadError::NotFound)?;
                     Ok(vec![UploadEvent::UploadCompleted {
                         file_id: target.file_id,
@@ -269,6 +281,7 @@ impl Aggregate for Upload {
                     completed: None,
                     multipart: None,
                     sha256_state: None,
+                    direct: None,
                 }
             }
             UploadEvent::ChunkAccepted {
@@ -306,6 +319,7 @@ impl Aggregate for Upload {
                     ..Multipart::default()
                 });
             }
+            UploadEvent::DirectOpened(direct) => self.direct = Some(direct),
             UploadEvent::PartsStored(parts) => {
                 if let Some(m) = self.multipart.as_mut() {
                     m.e_tags.truncate(parts.first_part as usize);

@@ -243,6 +243,7 @@ fn starting_twice_or_too_large_is_refused() {
         temp_key: "tmp/t/u".into(),
         expires_at: t(100),
         multipart_id: None,
+        direct: None,
     };
     Given::with(())
         .given_no_previous_events()
@@ -281,6 +282,7 @@ fn s3_mode_records_the_multipart_id_with_the_start() {
         temp_key: "tmp/t/u".into(),
         expires_at: t(100),
         multipart_id: Some("mp-1".into()),
+        direct: None,
     };
     Given::with(())
         .given_no_previous_events()
@@ -395,4 +397,74 @@ fn a_carried_sha256_is_recorded_with_its_chunk_and_forgotten_by_one_without() {
     // Bytes without a carried state: the old state no longer covers the offset.
     upload.apply(accepted(4, 6));
     assert_eq!(upload.sha256_state, None);
+}
+
+fn direct() -> Direct {
+    Direct {
+        sha256: "ab".repeat(32),
+        part_size: 8,
+        parts: 2,
+    }
+}
+
+fn direct_history() -> Vec<UploadEvent> {
+    vec![
+        started(Some(10)),
+        UploadEvent::MultipartOpened {
+            multipart_id: "mp-1".into(),
+        },
+        UploadEvent::DirectOpened(direct()),
+    ]
+}
+
+#[test]
+fn a_direct_upload_records_what_the_client_declared() {
+    let start = UploadCommand::Start {
+        owner_id: UserId(Uuid::from_u128(1)),
+        length: Some(10),
+        max_size: 1000,
+        filename: "a.bin".into(),
+        filetype: "application/octet-stream".into(),
+        target: target(),
+        temp_key: "tmp/t/u".into(),
+        expires_at: t(100),
+        multipart_id: Some("mp-1".into()),
+        direct: Some(direct()),
+    };
+    Given::with(())
+        .given_no_previous_events()
+        .when(start)
+        .then_expect_events(direct_history());
+}
+
+#[test]
+fn a_direct_upload_takes_no_chunks_through_the_api_but_completes_without_them() {
+    Given::with(())
+        .given(direct_history())
+        .when(UploadCommand::AcceptChunk {
+            from_offset: 0,
+            bytes: 10,
+            declared_length: None,
+            now: t(10),
+            expires_at: t(200),
+            parts: None,
+            sha256_state: None,
+        })
+        .then_expect_error(UploadError::Direct);
+    Given::with(())
+        .given(direct_history())
+        .when(UploadCommand::Complete {
+            version_number: 1,
+            sha256: "ab".repeat(32),
+        })
+        .then_expect_events(vec![UploadEvent::UploadCompleted {
+            file_id: target().file_id,
+            version_number: 1,
+            sha256: "ab".repeat(32),
+        }]);
+    // Expiry applies to direct sessions like any other.
+    Given::with(())
+        .given(direct_history())
+        .when(UploadCommand::Expire { now: t(100) })
+        .then_expect_events(vec![UploadEvent::UploadExpired]);
 }

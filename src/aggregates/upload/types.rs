@@ -46,6 +46,8 @@ pub enum UploadCommand {
         expires_at: DateTime<Utc>,
         /// S3 mode: the multipart upload the bytes go to.
         multipart_id: Option<String>,
+        /// A direct upload: the client PUTs the parts to presigned URLs itself.
+        direct: Option<Direct>,
     },
     /// `bytes` bytes were appended durably at `from_offset` (possibly zero, when a PATCH
     /// only declares a deferred length).
@@ -111,6 +113,20 @@ pub enum UploadEvent {
     Sha256Carried {
         sha256_state: String,
     },
+    /// A direct upload (`POST /v1/files/direct`), recorded with `UploadStarted` and
+    /// `MultipartOpened`: the client sends the parts straight to the bucket and declared
+    /// the bytes' SHA-256, which the worker checks.
+    DirectOpened(Direct),
+}
+
+/// What a direct upload's client declared and was given: Chronicle never sees the bytes,
+/// so the SHA-256 is the client's word until the worker has hashed the object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Direct {
+    pub sha256: String,
+    /// Every part but the last is this long.
+    pub part_size: u64,
+    pub parts: u32,
 }
 
 impl DomainEvent for UploadEvent {
@@ -124,6 +140,7 @@ impl DomainEvent for UploadEvent {
             UploadEvent::MultipartOpened { .. } => "MultipartOpened",
             UploadEvent::PartsStored(_) => "PartsStored",
             UploadEvent::Sha256Carried { .. } => "Sha256Carried",
+            UploadEvent::DirectOpened(_) => "DirectOpened",
         }
         .into()
     }
@@ -159,4 +176,6 @@ pub enum UploadError {
     Incomplete,
     #[error("the upload has not expired yet")]
     NotExpired,
+    #[error("a direct upload's parts go to its presigned URLs, not through the API")]
+    Direct,
 }

@@ -54,11 +54,15 @@ pub async fn finish(
             .sha256_state
             .as_deref()
             .and_then(chunk::resume_sha256);
-        let digest = match (state.storage.local_path(&upload.temp_key), carried) {
+        let local = state.storage.local_path(&upload.temp_key);
+        let digest = match (&upload.direct, local, carried) {
+            // A direct upload: the client's declaration, which the worker checks before
+            // anything is served (the API never saw the bytes).
+            (Some(direct), _, _) => Ok(direct.sha256.clone()),
             // Every byte was hashed as it was written (the worker verifies it again).
-            (Some(_), Some(hasher)) => Ok(hex::encode(hasher.finalize())),
-            (Some(path), None) => chunk::sha256_of(&path).await.map_err(|e| e.to_string()),
-            (None, _) => {
+            (None, Some(_), Some(hasher)) => Ok(hex::encode(hasher.finalize())),
+            (None, Some(path), None) => chunk::sha256_of(&path).await.map_err(|e| e.to_string()),
+            (None, None, _) => {
                 parts::assemble(&state.storage, tenant, upload_id, upload)
                     .await
                     .map_err(|e| AppError::Internal(anyhow::anyhow!("assembling parts: {e}")))?;

@@ -117,6 +117,7 @@ pub async fn create(
         temp_key: temp_key.clone(),
         expires_at: now + state.config.tus.expiry,
         multipart_id: multipart_id.clone(),
+        direct: None,
     };
     let uploads = store::<Upload>(&state, ctx.tenant_id);
     let started = match execute(&uploads, &upload_id.to_string(), command, &meta, &()).await {

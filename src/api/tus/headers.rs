@@ -149,7 +149,7 @@ pub fn metadata(headers: &HeaderMap) -> Result<Metadata, AppError> {
 
 /// `type/subtype` of RFC 6838 token characters (parameters dropped by the caller's rules:
 /// we refuse them rather than guess).
-fn is_mime(t: &str) -> bool {
+pub(crate) fn is_mime(t: &str) -> bool {
     let token = |s: &str| {
         !s.is_empty()
             && s.len() <= 127

@@ -7,9 +7,9 @@
 
 mod accept;
 mod chunk;
-mod complete;
+pub(crate) mod complete;
 pub mod create;
-pub(super) mod headers;
+pub(crate) mod headers;
 mod s3_chunk;
 
 use axum::Router;
@@ -253,7 +253,7 @@ async fn owned(state: &AppState, ctx: &TenantContext, id: Uuid) -> Result<Upload
     }
 }
 
-pub(super) async fn load_state(
+pub(crate) async fn load_state(
     state: &AppState,
     tenant: TenantId,
     id: Uuid,
@@ -337,9 +337,10 @@ impl From<UploadError> for AppError {
                 AppError::BadRequest(err.to_string())
             }
             UploadError::AlreadyExists => AppError::AlreadyExists(err.to_string()),
-            UploadError::Completed | UploadError::Incomplete | UploadError::NotExpired => {
-                AppError::Validation(err.to_string())
-            }
+            UploadError::Completed
+            | UploadError::Incomplete
+            | UploadError::NotExpired
+            | UploadError::Direct => AppError::Validation(err.to_string()),
         }
     }
 }

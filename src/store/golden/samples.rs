@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use crate::aggregates::file::{Access, FinalBlob, Grantee, Link, NewVersion, Original, Variant};
 use crate::aggregates::session::RevokeReason;
-use crate::aggregates::upload::{StoredParts, Tail, UploadTarget};
+use crate::aggregates::upload::{Direct, StoredParts, Tail, UploadTarget};
 use crate::aggregates::{
     FileEvent, NotificationEvent, Role, SessionEvent, TenantEvent, UploadEvent, UserEvent,
     WebhookEvent,
@@ -304,6 +304,11 @@ fn upload_samples() -> Vec<Sample> {
         UploadEvent::Sha256Carried {
             sha256_state: "6a09e667bb67ae853c6ef372a54ff53a510e527f9b05688c1f83d9ab5be0cd19".into(),
         },
+        UploadEvent::DirectOpened(Direct {
+            sha256: "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855".into(),
+            part_size: 8_388_608,
+            parts: 13,
+        }),
     ]
     .into_iter()
     .map(|e| sample("upload", STREAM, e))
