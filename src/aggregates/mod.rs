@@ -1,5 +1,6 @@
 //! Aggregates: commands → events → state. Pure, no I/O; tested as given/when/then.
 
+pub mod api_key;
 pub mod file;
 pub mod notification;
 pub mod session;
@@ -7,6 +8,7 @@ pub mod tenant;
 pub mod upload;
 pub mod user;
 
+pub use api_key::{ApiKey, ApiKeyCommand, ApiKeyError, ApiKeyEvent};
 pub use file::{File, FileCommand, FileError, FileEvent};
 pub use notification::{Notification, NotificationCommand, NotificationEvent};
 pub use session::{Session, SessionCommand, SessionError, SessionEvent};

@@ -13,7 +13,7 @@ use sqlx::{Postgres, QueryBuilder};
 use super::cursor::CursorKey;
 use super::extract::ApiQuery;
 use super::files::{FileRow, FileView, VIEW_SELECT, parse_status};
-use crate::auth::TenantContext;
+use crate::auth::FileReader;
 use crate::auth::policy;
 use crate::error::{AppError, ErrorBody};
 use crate::state::AppState;
@@ -80,7 +80,7 @@ pub(super) fn page_limit(limit: Option<u32>) -> Result<u32, AppError> {
     responses((status = 200, body = FilePage), (status = 400, body = ErrorBody)))]
 pub async fn list(
     State(state): State<AppState>,
-    ctx: TenantContext,
+    FileReader(ctx): FileReader,
     ApiQuery(params): ApiQuery<ListParams>,
 ) -> Result<Json<FilePage>, AppError> {
     let limit = page_limit(params.limit)?;
@@ -170,7 +170,7 @@ pub struct TagCount {
     responses((status = 200, body = [TagCount]), (status = 401, body = ErrorBody)))]
 pub async fn tags(
     State(state): State<AppState>,
-    ctx: TenantContext,
+    FileReader(ctx): FileReader,
 ) -> Result<Json<Vec<TagCount>>, AppError> {
     let mut tx = ctx.begin(&state.db).await?;
     let tags: Vec<TagCount> = if policy::reads_every_file(&ctx) {

@@ -11,6 +11,8 @@
 
 use std::time::{Duration, Instant};
 
+pub mod api_keys;
+
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::{Aggregate, AggregateContext, AggregateError, EventEnvelope, EventStore};
 

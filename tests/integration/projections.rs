@@ -542,6 +542,10 @@ async fn every_read_table_has_tenant_id_and_forced_row_level_security() {
         // The transparency log builder's one catch-up position, across tenants like the
         // projector checkpoints (migrations/0025_transparency_log.sql).
         "merkle_builder",
+        // When each API key was last used: written by the API for the key it just
+        // verified, before any tenant is set; every statement names the tenant
+        // (migrations/0030_api_keys.sql).
+        "api_key_usage",
     ];
     let db = TestDb::new().await;
     let tables: Vec<(String, bool, bool, bool)> = sqlx::query_as(
