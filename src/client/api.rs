@@ -26,6 +26,10 @@ pub enum ClientError {
     Io { path: String, message: String },
     #[error("unexpected answer: {0}")]
     Protocol(String),
+    /// Already reported by the command (e.g. in its JSON document): only its exit code
+    /// is left to give.
+    #[error("{0}")]
+    Reported(Box<ClientError>),
 }
 
 impl ClientError {
@@ -47,6 +51,7 @@ impl ClientError {
                 _ => 6,
             },
             ClientError::Network(_) | ClientError::Protocol(_) => 5,
+            ClientError::Reported(inner) => inner.exit_code(),
         }
     }
 
@@ -57,6 +62,7 @@ impl ClientError {
             ClientError::Network(_) => "network".into(),
             ClientError::Io { .. } => "io".into(),
             ClientError::Protocol(_) => "protocol".into(),
+            ClientError::Reported(inner) => inner.code(),
         }
     }
 

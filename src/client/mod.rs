@@ -96,6 +96,7 @@ pub fn main(args: ClientArgs) -> ExitCode {
             }
             ExitCode::from(1)
         }
+        Err(ClientError::Reported(err)) => ExitCode::from(err.exit_code()),
         Err(err) => {
             if json {
                 let body =

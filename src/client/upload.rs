@@ -113,20 +113,23 @@ pub async fn run(api: &Api, args: UploadArgs, json: bool) -> Result<Exit, Client
             .collect()
             .await;
     let mut done = Vec::new();
+    let mut errors = Vec::new();
     let mut first_error = None;
-    for result in results {
+    for (path, result) in args.paths.iter().zip(results) {
         match result {
             Ok(v) => done.push(v),
             Err(e) => {
                 if !json {
-                    eprintln!("error: {e}");
+                    eprintln!("error: {}: {e}", path.display());
                 }
+                errors.push(json!({"path": path, "code": e.code(), "message": e.to_string()}));
                 first_error.get_or_insert(e);
             }
         }
     }
     if json {
-        println!("{}", json!({"uploads": done}));
+        // One document, whatever happened; the exit code is the first failure's.
+        println!("{}", json!({"uploads": done, "errors": errors}));
     } else {
         for d in &done {
             println!(
@@ -144,7 +147,7 @@ pub async fn run(api: &Api, args: UploadArgs, json: bool) -> Result<Exit, Client
         }
     }
     match first_error {
-        Some(e) => Err(e),
+        Some(e) => Err(ClientError::Reported(Box::new(e))),
         None => Ok(Exit::Ok),
     }
 }

@@ -121,7 +121,13 @@ async fn a_key_uploads_as_itself_until_it_is_revoked() {
     assert_eq!(r.status(), StatusCode::ACCEPTED);
     let file: Value = r.json().await.unwrap();
     let file_id = file["file_id"].as_str().unwrap().to_string();
-    // The key owns what it uploads: it reads it back; the log names the key.
+    // The key owns what it uploads: it reads it back (once the read table has it); the
+    // log names the key.
+    let listed = eventually(&t, "/v1/files", &key, |b| {
+        b["items"].as_array().is_some_and(|i| !i.is_empty())
+    })
+    .await;
+    assert_eq!(listed["items"][0]["id"], file_id.as_str());
     assert_eq!(
         get(&t, &format!("/v1/files/{file_id}"), &key)
             .await
