@@ -232,10 +232,10 @@ async fn upload_one(
                 Err(e) if attempt < ATTEMPTS && (e.is_transient() || is_offset_conflict(&e)) => {
                     tokio::time::sleep(Duration::from_millis(250 << attempt)).await;
                     // Where the server really is (a chunk may have landed before the error).
-                    if let Some(at) = offset_of(api, &url).await? {
-                        if at != offset {
-                            break (at, None);
-                        }
+                    if let Some(at) = offset_of(api, &url).await?
+                        && at != offset
+                    {
+                        break (at, None);
                     }
                 }
                 Err(e) => {

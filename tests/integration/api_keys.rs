@@ -379,7 +379,7 @@ async fn bad_input_is_refused_and_records_nothing() {
     for bad in [
         format!("{other_secret}.{ids}"),
         format!("{secret}.{}", "A".repeat(43)),
-        format!("{secret}"),
+        secret.to_string(),
         "chk_".to_string(),
         format!("{key}x"),
     ] {
