@@ -5,6 +5,7 @@ pub mod file;
 pub mod notification;
 pub mod session;
 pub mod tenant;
+pub mod upcast;
 pub mod upload;
 pub mod user;
 
@@ -15,3 +16,7 @@ pub use session::{Session, SessionCommand, SessionError, SessionEvent};
 pub use tenant::{Tenant, TenantCommand, TenantError, TenantEvent};
 pub use upload::{Upload, UploadCommand, UploadError, UploadEvent};
 pub use user::{Role, User, UserCommand, UserError, UserEvent};
+
+/// What a personal field reads as once its user's key is destroyed (and what a pre-v2
+/// plaintext field of an erased user reads as): aggregates replay erased events too.
+pub const ERASED: &str = "[erased]";

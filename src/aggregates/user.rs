@@ -39,7 +39,7 @@ pub enum UserCommand {
     },
     Ban,
     Unban,
-    /// Records an erasure (the key is destroyed by `privacy::erase`, not here).
+    /// Records an erasure (the key is destroyed by `commands::erase`, not here).
     Erase {
         plaintext_events: u64,
     },
@@ -243,8 +243,8 @@ impl Aggregate for User {
             UserEvent::UserUnbanned => self.banned = false,
             UserEvent::UserErased { .. } => {
                 self.erased = true;
-                self.name = crate::privacy::ERASED.into();
-                self.email = crate::privacy::ERASED.into();
+                self.name = super::ERASED.into();
+                self.email = super::ERASED.into();
             }
         }
     }

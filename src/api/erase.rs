@@ -1,5 +1,5 @@
 //! `POST /v1/users/{id}/erase`: crypto-shredding of one user's personal data
-//! (src/privacy/erase.rs). Admins only, within their own tenant.
+//! (src/commands/erase.rs). Admins only, within their own tenant.
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -8,9 +8,9 @@ use uuid::Uuid;
 use super::auth::caller_metadata;
 use super::extract::ApiPath;
 use crate::auth::Admin;
+use crate::commands::erase::erase_user;
 use crate::error::{AppError, ErrorBody};
 use crate::ids::UserId;
-use crate::privacy::erase::erase_user;
 use crate::state::AppState;
 
 /// Admin: erase a user's personal data. Destroys the user's data key (their name, email,

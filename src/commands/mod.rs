@@ -9,6 +9,8 @@
 //! that persists for `CONFLICT_PATIENCE` (no race does: it is a fault) ends in
 //! `409 conflict`. docs/architecture.md, "Concurrent writers".
 
+pub mod erase;
+
 use std::time::{Duration, Instant};
 
 pub mod api_keys;

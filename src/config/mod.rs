@@ -6,6 +6,7 @@ mod event_signing;
 mod jobs;
 mod outages;
 mod projectors;
+mod storage;
 mod transparency;
 mod tus;
 
@@ -16,11 +17,11 @@ pub use event_signing::{
 pub use jobs::{GcSettings, JobSettings};
 pub use outages::OutageSettings;
 pub use projectors::ProjectorRetry;
+pub use storage::StorageSettings;
 pub use transparency::TransparencySettings;
 pub use tus::TusSettings;
 
 use crate::scan::ScanSettings;
-use crate::storage::StorageSettings;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -1,6 +1,6 @@
 //! Which fields of which events are personal data, and whose they are.
 //! Adding a field here changes the event's stored form: that is a new event version
-//! with an upcaster (src/store/upcast.rs) and a golden file (snapshots/).
+//! with an upcaster (src/aggregates/upcast.rs) and a golden file (snapshots/).
 
 use serde_json::Value;
 use uuid::Uuid;

@@ -10,7 +10,6 @@
 //! (upcast, then decrypt or mark `[erased]`); the event store and the projector runtime
 //! both call it, so aggregates and read models never see ciphertext.
 
-pub mod erase;
 pub mod fields;
 pub mod keys;
 mod open;
@@ -23,6 +22,4 @@ pub use open::{
     subjects_to_seal,
 };
 
-/// What a personal field reads as once its user's key is destroyed (and what a pre-v2
-/// plaintext field of an erased user reads as).
-pub const ERASED: &str = "[erased]";
+pub use crate::aggregates::ERASED;

@@ -9,7 +9,7 @@ use super::ERASED;
 use super::fields::{personal_fields, subject_of};
 use super::keys::{KeyRing, KeyState};
 use super::seal::{self, FieldPlace, PLAINTEXT, SEALED, SealError};
-use crate::store::upcast::{UpcastError, is_current, upcast};
+use crate::aggregates::upcast::{UpcastError, is_current, upcast};
 
 /// An event as stored, borrowed from whatever row type the caller read.
 #[derive(Debug, Clone, Copy)]

@@ -9,10 +9,9 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use uuid::Uuid;
 
-/// JSON key of a sealed field's object.
-pub const SEALED: &str = "aes256gcm";
-/// JSON key of an upcast pre-v2 field: plaintext as an old binary wrote it.
-pub const PLAINTEXT: &str = "plaintext";
+// The stored forms of a personal field are part of the events' stored forms, which the
+// upcasters own.
+pub use crate::aggregates::upcast::{PLAINTEXT, SEALED};
 
 const NONCE_LEN: usize = 12;
 

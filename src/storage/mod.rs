@@ -8,8 +8,8 @@
 //!   however many versions repeat them (dedup is tenant-scoped);
 //! - `variants/{tenant}/{sha256}/{name}` — derived renditions (thumbnail, stripped copy).
 
+mod build;
 mod multipart;
-mod settings;
 mod staging;
 
 use std::ops::Range;
@@ -23,10 +23,10 @@ use object_store::path::Path;
 use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
 use uuid::Uuid;
 
+use crate::config::StorageSettings;
 use crate::ids::TenantId;
 
 pub use multipart::part_size;
-pub use settings::StorageSettings;
 
 /// Multipart part size: S3 needs ≥ 5 MiB parts; the local store writes each part in place.
 const PART_SIZE: usize = 8 * 1024 * 1024;
@@ -72,7 +72,7 @@ pub struct Storage {
 
 impl Storage {
     pub fn open(settings: &StorageSettings) -> anyhow::Result<Self> {
-        settings.build()
+        build::build(settings)
     }
 
     /// The local filesystem under `root` (created if missing), with fsync on every

@@ -18,7 +18,6 @@ pub mod metadata;
 mod stored_form;
 pub mod trust;
 pub mod unprotected;
-pub mod upcast;
 pub mod verify;
 mod writers;
 

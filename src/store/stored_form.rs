@@ -1,13 +1,13 @@
 //! Between an aggregate's events and their stored form, for `ChronicleStore`: sealing
 //! personal fields on the way in, upcasting and opening them on the way out
-//! (src/privacy, src/store/upcast.rs).
+//! (src/privacy, src/aggregates/upcast.rs).
 
 use cqrs_es::{Aggregate, AggregateError, DomainEvent};
 use serde_json::Value;
 use sqlx::{PgConnection, PgPool};
 
 use super::event_store::db_error;
-use super::upcast;
+use crate::aggregates::upcast;
 use crate::ids::TenantId;
 use crate::privacy::{self, KeyError, KeyRing, OpenError, StoredEvent};
 

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use crate::common::TestApp;
 
 const SECRET: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
-const PASSWORD: &str = "correct horse battery staple";
+use crate::common::PASSWORD;
 
 /// A generous auth budget: these tests log in many times from one address.
 async fn app() -> TestApp {
@@ -44,38 +44,16 @@ fn refresh_cookie(r: &reqwest::Response) -> String {
     set.split(';').next().unwrap().to_string()
 }
 
-async fn register(t: &TestApp, body: Value) -> reqwest::Response {
-    t.http
-        .post(t.url("/v1/auth/register"))
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
-}
-
-async fn login(t: &TestApp, email: &str) -> reqwest::Response {
-    t.http
-        .post(t.url("/v1/auth/login"))
-        .header(
-            "user-agent",
-            "Mozilla/5.0 (X11; Linux x86_64) Firefox/120.0",
-        )
-        .json(&json!({"email": email, "password": PASSWORD}))
-        .send()
-        .await
-        .unwrap()
-}
-
 async fn account(t: &TestApp, handle: &str) -> Account {
     let email = format!("{handle}@example.com");
-    let r = register(t, json!({"tenant_name": format!("{handle} inc"), "handle": handle, "name": handle, "email": email, "password": PASSWORD})).await;
+    let r = t.register(json!({"tenant_name": format!("{handle} inc"), "handle": handle, "name": handle, "email": email, "password": PASSWORD})).await;
     assert_eq!(r.status(), StatusCode::CREATED);
     let ids: Value = r.json().await.unwrap();
     signed_in(t, &email, &ids).await
 }
 
 async fn signed_in(t: &TestApp, email: &str, ids: &Value) -> Account {
-    let r = login(t, email).await;
+    let r = t.login(email).await;
     assert_eq!(r.status(), StatusCode::OK);
     let cookie = refresh_cookie(&r);
     let body: Value = r.json().await.unwrap();
@@ -217,7 +195,7 @@ async fn bad_registrations_change_nothing() {
         ),
     ];
     for (body, status, expected) in cases {
-        let r = register(&t, body.clone()).await;
+        let r = t.register(body.clone()).await;
         let got = code(r).await;
         assert_eq!(got, (status, expected.to_string()), "{body}");
     }
@@ -367,7 +345,7 @@ async fn invitations_roles_and_bans() {
     let invitation: Value = r.json().await.unwrap();
     let token = invitation["invitation_token"].as_str().unwrap();
     let body = json!({"invitation_token": token, "handle": "bob", "name": "Bob", "email": "bob@example.com", "password": PASSWORD});
-    let r = register(&t, body.clone()).await;
+    let r = t.register(body.clone()).await;
     assert_eq!(r.status(), StatusCode::CREATED);
     let ids: Value = r.json().await.unwrap();
     assert_eq!(
@@ -376,7 +354,7 @@ async fn invitations_roles_and_bans() {
         "joined the inviting tenant"
     );
     // An invitation works once.
-    let again = register(&t, json!({"invitation_token": token, "handle": "eve", "name": "Eve", "email": "eve@example.com", "password": PASSWORD})).await;
+    let again = t.register(json!({"invitation_token": token, "handle": "eve", "name": "Eve", "email": "eve@example.com", "password": PASSWORD})).await;
     assert_eq!(code(again).await.0, StatusCode::UNPROCESSABLE_ENTITY);
 
     let bob = signed_in(&t, "bob@example.com", &ids).await;
@@ -426,7 +404,7 @@ async fn invitations_roles_and_bans() {
         (StatusCode::UNAUTHORIZED, "user_banned".into())
     );
     assert_eq!(
-        code(login(&t, "bob@example.com").await).await,
+        code(t.login("bob@example.com").await).await,
         (StatusCode::UNAUTHORIZED, "user_banned".into())
     );
     assert_eq!(
@@ -623,7 +601,7 @@ async fn password_guessing_is_rate_limited_per_account_and_per_ip() {
         &[("JWT_SECRET", SECRET), ("AUTH_RATE_LIMIT_PER_MINUTE", "4")],
     )
     .await;
-    let r = register(&t, json!({"tenant_name": "x", "handle": "ada", "name": "Ada", "email": "ada@example.com", "password": PASSWORD})).await;
+    let r = t.register(json!({"tenant_name": "x", "handle": "ada", "name": "Ada", "email": "ada@example.com", "password": PASSWORD})).await;
     assert_eq!(r.status(), StatusCode::CREATED);
     let guess = || {
         t.http
@@ -658,7 +636,7 @@ async fn a_demotion_takes_effect_on_the_next_request() {
         .unwrap();
     let invitation: Value = r.json().await.unwrap();
     let body = json!({"invitation_token": invitation["invitation_token"], "handle": "bob", "name": "Bob", "email": "bob@example.com", "password": PASSWORD});
-    let ids: Value = register(&t, body).await.json().await.unwrap();
+    let ids: Value = t.register(body).await.json().await.unwrap();
     let bob = signed_in(&t, "bob@example.com", &ids).await;
     let invite = |token: &str| {
         t.http

@@ -11,7 +11,7 @@ use chronicle::aggregates::FileEvent;
 
 use crate::analyst_fixture::{Login, append_to_file, seed};
 use crate::common::{TestApp, TestDb, table_contents};
-use crate::pipeline::{WORKER, bytes_of, settled_status, signup, upload_ok};
+use crate::common::{WORKER, bytes_of, eventually};
 use crate::scan::EICAR;
 
 async fn rows<T>(conn: &mut PgConnection, sql: &str) -> Vec<T>
@@ -252,7 +252,7 @@ async fn a_retried_dead_letter_leaves_the_views_until_it_settles_again() {
 #[tokio::test]
 async fn the_views_count_what_the_real_pipeline_did() {
     let t = TestApp::spawn(chronicle::app::Mode::Serve, WORKER).await;
-    let c = signup(&t, "analytics").await;
+    let c = t.signup("analytics").await;
     let bytes = bytes_of(7, 30_000);
     let mut files = Vec::new();
     for (name, body) in [
@@ -260,31 +260,30 @@ async fn the_views_count_what_the_real_pipeline_did() {
         ("y.bin", bytes),
         ("e.com", EICAR.to_vec()),
     ] {
-        let accepted = upload_ok(&t, &c, name, body).await;
+        let accepted = t.upload_ok(&c, name, body).await;
         files.push(accepted["file_id"].as_str().unwrap().to_string());
     }
-    assert_eq!(settled_status(&t, &files[0], 1).await, "completed");
-    assert_eq!(settled_status(&t, &files[1], 1).await, "completed");
-    assert_eq!(settled_status(&t, &files[2], 1).await, "virus_failed");
+    assert_eq!(t.settled_status(&files[0], 1).await, "completed");
+    assert_eq!(t.settled_status(&files[1], 1).await, "completed");
+    assert_eq!(t.settled_status(&files[2], 1).await, "virus_failed");
 
     let all = Login::create(&t.db, "analyst_all").await;
     let mut conn = all.connect(&t.db).await;
     // The audit log's projector runs on its own: wait until it has caught up.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    let uploads = loop {
-        let uploads: Vec<(i64, i64)> = rows(
+    eventually(
+        "uploads_daily counts three uploads and one detection",
+        async || {
+            let uploads: Vec<(i64, i64)> = rows(
             &mut conn,
             // Summed over days: a run at midnight UTC may span two.
             "SELECT sum(uploads)::bigint, sum(virus_detections)::bigint FROM analytics.uploads_daily
               HAVING count(*) > 0",
         )
         .await;
-        if uploads == vec![(3, 1)] || std::time::Instant::now() > deadline {
-            break uploads;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    };
-    assert_eq!(uploads, vec![(3, 1)]);
+            uploads == vec![(3, 1)]
+        },
+    )
+    .await;
     let dedup: Vec<(i64, i64, i64, i64)> = rows(
         &mut conn,
         "SELECT versions, blobs, logical_bytes, physical_bytes FROM analytics.dedup_savings",

@@ -2,8 +2,6 @@
 //! `GET /v1/audit/verify` for the caller's tenant; `GET /v1/audit/export` NDJSON whose
 //! lines parse and whose hashes recompute, equal to `chronicle audit export`.
 
-use std::time::Duration;
-
 use chronicle::aggregates::{File, FileCommand};
 use chronicle::commands;
 use chronicle::ids::{TenantId, UserId};
@@ -14,6 +12,7 @@ use reqwest::StatusCode;
 use serde_json::Value;
 use uuid::Uuid;
 
+use crate::common::eventually;
 use crate::files_api::{Caller, World};
 
 /// Runs `command` on `file` as `actor`.
@@ -26,21 +25,12 @@ async fn act(w: &World, actor: Uuid, file: Uuid, command: FileCommand) {
 }
 
 async fn audit_caught_up(w: &World) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-    loop {
+    eventually("the audit_logs projector catches up", async || {
         let all = status(&w.t.db.worker).await.unwrap();
-        if all
-            .iter()
+        all.iter()
             .any(|p| p.name == "audit_logs" && p.lag_events == 0)
-        {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "audit_logs projector lags"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    })
+    .await;
 }
 
 /// Every entry of `query`, following cursors with pages of `limit`.

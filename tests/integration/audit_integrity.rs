@@ -9,9 +9,9 @@ use std::collections::BTreeMap;
 
 use chronicle::aggregates::{Role, User, UserCommand};
 use chronicle::commands;
+use chronicle::commands::erase::{Erasure, erase_user};
 use chronicle::config::{CheckpointKey, EventSigningKey};
 use chronicle::ids::{TenantId, UserId};
-use chronicle::privacy::erase::{Erasure, erase_user};
 use chronicle::store::checkpoint::{Head, digest, sort_heads, timestamp_text};
 use chronicle::store::hash::{Attribution, HashInput, canonical_json, event_hash_v2};
 use chronicle::store::verify::verify_chains;

@@ -165,3 +165,213 @@ pub async fn table_contents(pool: &PgPool, table: &str) -> Vec<String> {
     .await
     .unwrap()
 }
+
+// ---------------------------------------------------------------------------------------
+// The harness: what tests do through the API, named as the spec names it. Test files use
+// these instead of writing their own register/login/upload/poll helpers.
+
+/// The password every test account gets.
+pub const PASSWORD: &str = "correct horse battery staple";
+
+/// Overrides for a real worker taking jobs (the test config's default is none).
+pub const WORKER: &[(&str, &str)] = &[("WORKER_CONCURRENCY", "2")];
+
+/// The user agent tests log in with unless they say otherwise.
+pub const BROWSER: &str = "Mozilla/5.0 (X11; Linux x86_64) Firefox/120.0";
+
+/// A signed-in caller: the admin of a new tenant (`TestApp::signup`).
+pub struct Client {
+    pub token: String,
+    pub tenant_id: String,
+    pub user_id: String,
+}
+
+/// Deterministic bytes of a given length; different seeds give different contents.
+pub fn bytes_of(seed: u8, len: usize) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+        .collect()
+}
+
+/// How long `eventually` waits before failing the test. Generous: it bounds only a
+/// failing test; a passing one returns as soon as its condition holds.
+pub const PATIENCE: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Polls `check` every 50 ms until it returns `Some`, and returns that; fails the test
+/// naming `what` when `PATIENCE` passes first. For everything that becomes true
+/// asynchronously (projections, the worker, notifications, garbage collection).
+pub async fn eventually_some<T>(what: &str, mut check: impl AsyncFnMut() -> Option<T>) -> T {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        if let Some(found) = check().await {
+            return found;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not within {PATIENCE:?}: {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// Polls `check` until it holds (see `eventually_some`).
+pub async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
+    eventually_some(what, async || check().await.then_some(())).await
+}
+
+impl TestApp {
+    /// `POST /v1/auth/register` with `body`, as sent.
+    pub async fn register(&self, body: serde_json::Value) -> reqwest::Response {
+        self.http
+            .post(self.url("/v1/auth/register"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Registers a new tenant `"{handle} inc"` whose admin is `{handle}@example.com`;
+    /// returns the response body (`tenant_id`, `user_id`).
+    pub async fn register_tenant(&self, handle: &str) -> serde_json::Value {
+        let email = format!("{handle}@example.com");
+        self.register_ok(
+            serde_json::json!({"tenant_name": format!("{handle} inc"), "handle": handle,
+            "name": handle, "email": email, "password": PASSWORD}),
+        )
+        .await
+    }
+
+    /// `POST /v1/auth/register` that must succeed (201); returns the body.
+    pub async fn register_ok(&self, body: serde_json::Value) -> serde_json::Value {
+        let r = self.register(body).await;
+        assert_eq!(r.status(), reqwest::StatusCode::CREATED);
+        r.json().await.unwrap()
+    }
+
+    /// `POST /v1/auth/login` with `PASSWORD` from a desktop browser.
+    pub async fn login(&self, email: &str) -> reqwest::Response {
+        self.login_as(email, BROWSER).await
+    }
+
+    /// `POST /v1/auth/login` with `PASSWORD` and the given user agent.
+    pub async fn login_as(&self, email: &str, user_agent: &str) -> reqwest::Response {
+        self.http
+            .post(self.url("/v1/auth/login"))
+            .header("user-agent", user_agent)
+            .json(&serde_json::json!({"email": email, "password": PASSWORD}))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// A new tenant and its admin, signed in.
+    pub async fn signup(&self, handle: &str) -> Client {
+        let ids = self.register_tenant(handle).await;
+        self.signed_in(&format!("{handle}@example.com"), &ids).await
+    }
+
+    /// Invites `handle` into the tenant of `admin_token` with `role`, registers them
+    /// through the invitation and signs them in.
+    pub async fn join(&self, admin_token: &str, handle: &str, role: &str) -> Client {
+        let r = self
+            .http
+            .post(self.url("/v1/tenants/current/invitations"))
+            .bearer_auth(admin_token)
+            .json(&serde_json::json!({"role": role}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), reqwest::StatusCode::CREATED, "invite {handle}");
+        let invitation: serde_json::Value = r.json().await.unwrap();
+        let email = format!("{handle}@example.com");
+        let ids = self
+            .register_ok(
+                serde_json::json!({"invitation_token": invitation["invitation_token"],
+                "handle": handle, "name": handle, "email": email, "password": PASSWORD}),
+            )
+            .await;
+        self.signed_in(&email, &ids).await
+    }
+
+    /// Logs `email` in (it must succeed) as the user `ids` (a register response) names.
+    pub async fn signed_in(&self, email: &str, ids: &serde_json::Value) -> Client {
+        let r = self.login(email).await;
+        assert_eq!(r.status(), reqwest::StatusCode::OK, "login {email}");
+        let body: serde_json::Value = r.json().await.unwrap();
+        Client {
+            token: body["access_token"].as_str().unwrap().to_string(),
+            tenant_id: ids["tenant_id"].as_str().unwrap().to_string(),
+            user_id: ids["user_id"].as_str().unwrap().to_string(),
+        }
+    }
+
+    /// `POST /v1/files` (multipart) of `bytes` named `name`, as answered.
+    pub async fn upload(&self, c: &Client, name: &str, bytes: Vec<u8>) -> reqwest::Response {
+        let form = reqwest::multipart::Form::new().part(
+            "file",
+            reqwest::multipart::Part::bytes(bytes)
+                .file_name(name.to_string())
+                .mime_str("application/octet-stream")
+                .unwrap(),
+        );
+        self.http
+            .post(self.url("/v1/files"))
+            .bearer_auth(&c.token)
+            .multipart(form)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// An upload that must be accepted (202); returns its body.
+    pub async fn upload_ok(&self, c: &Client, name: &str, bytes: Vec<u8>) -> serde_json::Value {
+        let r = self.upload(c, name, bytes).await;
+        assert_eq!(r.status(), reqwest::StatusCode::ACCEPTED);
+        r.json().await.unwrap()
+    }
+
+    /// Waits (60 s at most) until the version's status in the read table is settled
+    /// (completed, duplicate, virus_failed or failed); returns it.
+    pub async fn settled_status(&self, file_id: &str, version: i32) -> String {
+        eventually_some(
+            &format!("version {file_id}/{version} settles"),
+            async || {
+                let status: Option<String> = sqlx::query_scalar(
+                    "SELECT status::text FROM file_versions WHERE file_id = $1::uuid AND version_number = $2",
+                )
+                .bind(file_id)
+                .bind(version)
+                .fetch_optional(&self.db.owner)
+                .await
+                .unwrap();
+                status.filter(|s| {
+                    ["completed", "duplicate", "virus_failed", "failed"].contains(&s.as_str())
+                })
+            },
+        )
+        .await
+    }
+
+    /// Every object file under the app's local storage root below `prefix`, relative,
+    /// sorted.
+    pub fn stored_objects(&self, prefix: &str) -> Vec<String> {
+        let root = self.app.state.config.data_dir.join("objects").join(prefix);
+        let mut out = Vec::new();
+        let mut dirs = vec![root.clone()];
+        while let Some(dir) = dirs.pop() {
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for e in entries.flatten() {
+                let path = e.path();
+                if path.is_dir() {
+                    dirs.push(path);
+                } else {
+                    out.push(path.strip_prefix(&root).unwrap().display().to_string());
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+}

@@ -2,18 +2,15 @@
 //! parsed names, refreshes bump last-seen, tenants never see each other's devices, and a
 //! rebuild reproduces the tables exactly.
 
-use std::time::Duration;
-
 use chronicle::app::Mode;
 use chronicle::projections::{self, rebuild::rebuild, runtime};
 use reqwest::StatusCode;
-use serde_json::{Value, json};
+use serde_json::Value;
 use sqlx::Row;
 
-use crate::common::{TestApp, table_contents};
+use crate::common::{TestApp, eventually_some, table_contents};
 
 const SECRET: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
-const PASSWORD: &str = "correct horse battery staple";
 const FIREFOX_LINUX: &str =
     "Mozilla/5.0 (X11; Linux x86_64; rv:120.0) Gecko/20100101 Firefox/120.0";
 const SAFARI_IPHONE: &str = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_1_2 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.1.2 Mobile/15E148 Safari/604.1";
@@ -44,29 +41,9 @@ struct Login {
     refresh_cookie: String,
 }
 
-/// Registers `handle` (a new tenant) and returns its email.
-async fn register(t: &TestApp, handle: &str) -> String {
-    let email = format!("{handle}@example.com");
-    let r = t
-        .http
-        .post(t.url("/v1/auth/register"))
-        .json(&json!({"tenant_name": format!("{handle} inc"), "handle": handle, "name": handle, "email": email, "password": PASSWORD}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::CREATED);
-    email
-}
-
-async fn login(t: &TestApp, email: &str, user_agent: &str) -> Login {
-    let r = t
-        .http
-        .post(t.url("/v1/auth/login"))
-        .header("user-agent", user_agent)
-        .json(&json!({"email": email, "password": PASSWORD}))
-        .send()
-        .await
-        .unwrap();
+/// Signs in from a device with `user_agent`: the tokens, the refresh cookie and who.
+async fn sign_in(t: &TestApp, email: &str, user_agent: &str) -> Login {
+    let r = t.login_as(email, user_agent).await;
     assert_eq!(r.status(), StatusCode::OK);
     let set = r.headers()["set-cookie"].to_str().unwrap();
     let refresh_cookie = set.split(';').next().unwrap().to_string();
@@ -103,28 +80,27 @@ async fn devices(t: &TestApp, access: &str) -> Vec<Value> {
 
 /// Polls `/v1/devices` until `done` holds (the projector runs asynchronously).
 async fn devices_until(t: &TestApp, access: &str, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
+    eventually_some("the devices reach the expected state", async || {
         let list = devices(t, access).await;
-        if done(&list) {
-            return list;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "devices never reached the expected state: {list:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        done(&list).then_some(list)
+    })
+    .await
+}
+
+/// Registers `handle`'s tenant; returns the admin's email.
+async fn registered(t: &TestApp, handle: &str) -> String {
+    t.register_tenant(handle).await;
+    format!("{handle}@example.com")
 }
 
 #[tokio::test]
 async fn two_clients_are_two_devices_and_refresh_bumps_last_seen() {
     let t = app().await;
-    let email = register(&t, "ada").await;
-    let firefox = login(&t, &email, FIREFOX_LINUX).await;
-    let iphone = login(&t, &email, SAFARI_IPHONE).await;
+    let email = registered(&t, "ada").await;
+    let firefox = sign_in(&t, &email, FIREFOX_LINUX).await;
+    let iphone = sign_in(&t, &email, SAFARI_IPHONE).await;
     // A second login from the same client is the same device.
-    login(&t, &email, FIREFOX_LINUX).await;
+    sign_in(&t, &email, FIREFOX_LINUX).await;
 
     let list = devices_until(&t, &iphone.access, |l| {
         l.len() == 2 && l[0]["name"] == "Firefox 120"
@@ -182,11 +158,11 @@ async fn two_clients_are_two_devices_and_refresh_bumps_last_seen() {
 #[tokio::test]
 async fn tenants_never_see_each_others_devices() {
     let t = app().await;
-    let ada_email = register(&t, "ada").await;
-    let bob_email = register(&t, "bob").await;
-    let ada = login(&t, &ada_email, FIREFOX_LINUX).await;
+    let ada_email = registered(&t, "ada").await;
+    let bob_email = registered(&t, "bob").await;
+    let ada = sign_in(&t, &ada_email, FIREFOX_LINUX).await;
     // Same client, same address, other tenant: must not become a shared device.
-    let bob = login(&t, &bob_email, FIREFOX_LINUX).await;
+    let bob = sign_in(&t, &bob_email, FIREFOX_LINUX).await;
     let bob_list = devices_until(&t, &bob.access, |l| !l.is_empty()).await;
     let ada_list = devices_until(&t, &ada.access, |l| !l.is_empty()).await;
     assert_eq!(ada_list.len(), 1);
@@ -231,9 +207,9 @@ async fn a_rebuild_reproduces_the_device_tables() {
     let t = app().await;
     let mut accesses = vec![];
     for handle in ["ada", "bob"] {
-        let email = register(&t, handle).await;
+        let email = registered(&t, handle).await;
         for ua in [FIREFOX_LINUX, SAFARI_IPHONE, "curl/8.4.0", ""] {
-            let l = login(&t, &email, ua).await;
+            let l = sign_in(&t, &email, ua).await;
             let r = t
                 .http
                 .post(t.url("/v1/auth/refresh"))

@@ -18,7 +18,7 @@ use uuid::Uuid;
 use crate::common::{TestApp, table_contents};
 
 const SECRET: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
-const PASSWORD: &str = "correct horse battery staple";
+use crate::common::PASSWORD;
 const BOB_EMAIL: &str = "bob.builder@example.com";
 const BOB_NAME: &str = "Bob Builder";
 const BOB_AGENT: &str = "BobBrowser/7.3 (Plan9)";
@@ -52,30 +52,8 @@ struct Login {
     access: String,
 }
 
-async fn register(t: &TestApp, body: Value) -> Value {
-    let r = t
-        .http
-        .post(t.url("/v1/auth/register"))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::CREATED);
-    r.json().await.unwrap()
-}
-
-async fn login(t: &TestApp, email: &str, agent: &str) -> reqwest::Response {
-    t.http
-        .post(t.url("/v1/auth/login"))
-        .header("user-agent", agent)
-        .json(&json!({"email": email, "password": PASSWORD}))
-        .send()
-        .await
-        .unwrap()
-}
-
 async fn signed_in(t: &TestApp, email: &str, agent: &str, ids: &Value) -> Login {
-    let r = login(t, email, agent).await;
+    let r = t.login_as(email, agent).await;
     assert_eq!(r.status(), StatusCode::OK);
     let body: Value = r.json().await.unwrap();
     Login {
@@ -87,7 +65,7 @@ async fn signed_in(t: &TestApp, email: &str, agent: &str, ids: &Value) -> Login 
 
 async fn tenant_admin(t: &TestApp, handle: &str) -> Login {
     let email = format!("{handle}@example.com");
-    let ids = register(t, json!({"tenant_name": format!("{handle} inc"), "handle": handle, "name": handle, "email": email, "password": PASSWORD})).await;
+    let ids = t.register_ok(json!({"tenant_name": format!("{handle} inc"), "handle": handle, "name": handle, "email": email, "password": PASSWORD})).await;
     signed_in(
         t,
         &email,
@@ -114,7 +92,7 @@ async fn invited(
         .await
         .unwrap();
     let invitation: Value = r.json().await.unwrap();
-    let ids = register(t, json!({"invitation_token": invitation["invitation_token"], "handle": handle, "name": name, "email": email, "password": PASSWORD})).await;
+    let ids = t.register_ok(json!({"invitation_token": invitation["invitation_token"], "handle": handle, "name": name, "email": email, "password": PASSWORD})).await;
     signed_in(t, email, agent, &ids).await
 }
 
@@ -324,7 +302,7 @@ async fn erasure_shreds_personal_data_and_keeps_history_verifiable() {
         .unwrap();
     assert_eq!(me.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(
-        error_code(login(&t, BOB_EMAIL, BOB_AGENT).await).await,
+        error_code(t.login_as(BOB_EMAIL, BOB_AGENT).await).await,
         (StatusCode::UNAUTHORIZED, "invalid_credentials".into())
     );
 
@@ -450,7 +428,7 @@ async fn a_login_racing_an_erasure_is_refused_as_invalid_credentials() {
             .await
             .unwrap();
     assert_eq!(
-        error_code(login(&t, "carol@example.com", "curl/8").await).await,
+        error_code(t.login_as("carol@example.com", "curl/8").await).await,
         (StatusCode::UNAUTHORIZED, "invalid_credentials".into())
     );
     let sessions_after: i64 =

@@ -19,14 +19,22 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::common::TestApp;
+use crate::common::{Client, TestApp};
 
 const SECRET: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
-const PASSWORD: &str = "correct horse battery staple";
 
 pub struct Caller {
     pub id: Uuid,
     pub token: String,
+}
+
+impl From<Client> for Caller {
+    fn from(c: Client) -> Caller {
+        Caller {
+            id: c.user_id.parse().unwrap(),
+            token: c.token,
+        }
+    }
 }
 
 /// One tenant with an admin; more callers join by invitation.
@@ -46,33 +54,10 @@ pub async fn app(overrides: &[(&str, &str)]) -> TestApp {
     TestApp::spawn(Mode::Serve, &all).await
 }
 
-async fn login(t: &TestApp, email: &str, user_id: Uuid) -> Caller {
-    let r = t
-        .http
-        .post(t.url("/v1/auth/login"))
-        .json(&json!({"email": email, "password": PASSWORD}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
-    let body: Value = r.json().await.unwrap();
-    Caller {
-        id: user_id,
-        token: body["access_token"].as_str().unwrap().into(),
-    }
-}
-
 /// Registers a new tenant and signs its admin in.
 pub async fn tenant(t: &TestApp, handle: &str) -> (Uuid, Caller) {
-    let email = format!("{handle}@example.com");
-    let r = t.http.post(t.url("/v1/auth/register"))
-        .json(&json!({"tenant_name": format!("{handle} inc"), "handle": handle, "name": handle, "email": email, "password": PASSWORD}))
-        .send().await.unwrap();
-    assert_eq!(r.status(), StatusCode::CREATED);
-    let ids: Value = r.json().await.unwrap();
-    let user: Uuid = ids["user_id"].as_str().unwrap().parse().unwrap();
-    let tenant: Uuid = ids["tenant_id"].as_str().unwrap().parse().unwrap();
-    (tenant, login(t, &email, user).await)
+    let admin = t.signup(handle).await;
+    (admin.tenant_id.parse().unwrap(), Caller::from(admin))
 }
 
 impl World {
@@ -84,24 +69,7 @@ impl World {
 
     /// Invites `handle` with `role` and signs them in.
     pub async fn join(&self, handle: &str, role: &str) -> Caller {
-        let t = &self.t;
-        let r = t
-            .http
-            .post(t.url("/v1/tenants/current/invitations"))
-            .bearer_auth(&self.admin.token)
-            .json(&json!({"role": role}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), StatusCode::CREATED);
-        let invitation: Value = r.json().await.unwrap();
-        let email = format!("{handle}@example.com");
-        let r = t.http.post(t.url("/v1/auth/register"))
-            .json(&json!({"invitation_token": invitation["invitation_token"], "handle": handle, "name": handle, "email": email, "password": PASSWORD}))
-            .send().await.unwrap();
-        assert_eq!(r.status(), StatusCode::CREATED);
-        let ids: Value = r.json().await.unwrap();
-        login(t, &email, ids["user_id"].as_str().unwrap().parse().unwrap()).await
+        Caller::from(self.t.join(&self.admin.token, handle, role).await)
     }
 
     fn store(&self) -> ChronicleStore<File> {

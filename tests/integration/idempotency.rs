@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 
 use crate::common::{TestApp, TestDb};
 
-const PASSWORD: &str = "correct horse battery staple";
+use crate::common::PASSWORD;
 
 async fn admin(t: &TestApp) -> String {
     let r = t.http.post(t.url("/v1/auth/register"))

@@ -5,44 +5,10 @@ use std::time::{Duration, Instant};
 
 use chronicle::app::Mode;
 use reqwest::StatusCode;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::common::TestApp;
-use crate::pipeline::{
-    Client, WORKER, bytes_of, settled_status, signup, stored_objects, upload, upload_ok,
-};
-
-const PASSWORD: &str = "correct horse battery staple";
-
-/// A plain `user` of the admin's tenant.
-async fn invited_user(t: &TestApp, admin: &Client, handle: &str) -> Client {
-    let r = t
-        .http
-        .post(t.url("/v1/tenants/current/invitations"))
-        .bearer_auth(&admin.token)
-        .json(&json!({}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::CREATED);
-    let invitation: Value = r.json().await.unwrap();
-    let email = format!("{handle}@example.com");
-    let r = t.http.post(t.url("/v1/auth/register"))
-        .json(&json!({"invitation_token": invitation["invitation_token"], "handle": handle, "name": handle, "email": email, "password": PASSWORD}))
-        .send().await.unwrap();
-    assert_eq!(r.status(), StatusCode::CREATED);
-    let r = t
-        .http
-        .post(t.url("/v1/auth/login"))
-        .json(&json!({"email": email, "password": PASSWORD}))
-        .send()
-        .await
-        .unwrap();
-    let body: Value = r.json().await.unwrap();
-    Client {
-        token: body["access_token"].as_str().unwrap().to_string(),
-    }
-}
+use crate::common::{Client, WORKER, bytes_of};
 
 async fn jobs(t: &TestApp, c: &Client, query: &str) -> reqwest::Response {
     t.http
@@ -87,10 +53,10 @@ async fn dead_letters_are_listed_for_admins_and_a_retry_grants_fresh_attempts() 
         ],
     )
     .await;
-    let admin = signup(&t, "ops").await;
-    let accepted = upload_ok(&t, &admin, "a.bin", bytes_of(4, 2000)).await;
+    let admin = t.signup("ops").await;
+    let accepted = t.upload_ok(&admin, "a.bin", bytes_of(4, 2000)).await;
     let file_id = accepted["file_id"].as_str().unwrap().to_string();
-    assert_eq!(settled_status(&t, &file_id, 1).await, "failed");
+    assert_eq!(t.settled_status(&file_id, 1).await, "failed");
 
     let dead = wait_for_job(&t, &admin, "?status=dead_letter", 1).await;
     assert_eq!(dead[0]["id"], accepted["version_id"]);
@@ -114,9 +80,9 @@ async fn dead_letters_are_listed_for_admins_and_a_retry_grants_fresh_attempts() 
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["error"]["code"], "bad_request");
-    let user = invited_user(&t, &admin, "opsuser").await;
+    let user = t.join(&admin.token, "opsuser", "user").await;
     assert_eq!(jobs(&t, &user, "").await.status(), StatusCode::FORBIDDEN);
-    let other_tenant = signup(&t, "otherops").await;
+    let other_tenant = t.signup("otherops").await;
     assert_eq!(wait_for_job(&t, &other_tenant, "", 0).await.len(), 0);
     let retry_url = |id: &str| t.url(&format!("/v1/jobs/{id}/retry"));
     let job_id = dead[0]["id"].as_str().unwrap();
@@ -173,17 +139,17 @@ async fn dead_letters_are_listed_for_admins_and_a_retry_grants_fresh_attempts() 
     .await
     .unwrap();
     assert_eq!(retried, 1);
-    assert!(stored_objects(&t, "blobs").is_empty());
+    assert!(t.stored_objects("blobs").is_empty());
 }
 
 #[tokio::test]
 async fn an_upload_past_the_tenant_quota_is_refused_and_stores_nothing() {
     let t = TestApp::spawn(Mode::Serve, &[WORKER[0], ("TENANT_QUOTA_BYTES", "1500")]).await;
-    let c = signup(&t, "quota").await;
-    let first = upload_ok(&t, &c, "a.bin", bytes_of(1, 1000)).await;
+    let c = t.signup("quota").await;
+    let first = t.upload_ok(&c, "a.bin", bytes_of(1, 1000)).await;
     let first_id = first["file_id"].as_str().unwrap();
-    assert_eq!(settled_status(&t, first_id, 1).await, "completed");
-    let r = upload(&t, &c, "b.bin", bytes_of(2, 1000)).await;
+    assert_eq!(t.settled_status(first_id, 1).await, "completed");
+    let r = t.upload(&c, "b.bin", bytes_of(2, 1000)).await;
     assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["error"]["code"], "quota_exceeded");
@@ -193,20 +159,20 @@ async fn an_upload_past_the_tenant_quota_is_refused_and_stores_nothing() {
             .await
             .unwrap();
     assert_eq!(uploads, 1);
-    assert!(stored_objects(&t, "tmp").is_empty());
+    assert!(t.stored_objects("tmp").is_empty());
     // Another tenant has its own quota.
-    let other = signup(&t, "quota2").await;
-    upload_ok(&t, &other, "c.bin", bytes_of(3, 1000)).await;
+    let other = t.signup("quota2").await;
+    t.upload_ok(&other, "c.bin", bytes_of(3, 1000)).await;
 }
 
 #[tokio::test]
 async fn an_image_gets_a_thumbnail_and_a_metadata_free_copy() {
     let t = TestApp::spawn(Mode::Serve, WORKER).await;
-    let c = signup(&t, "pics").await;
+    let c = t.signup("pics").await;
     let png = png_with_text_chunk(64, 32);
-    let accepted = upload_ok(&t, &c, "photo.png", png.clone()).await;
+    let accepted = t.upload_ok(&c, "photo.png", png.clone()).await;
     let file_id = accepted["file_id"].as_str().unwrap();
-    assert_eq!(settled_status(&t, file_id, 1).await, "completed");
+    assert_eq!(t.settled_status(file_id, 1).await, "completed");
 
     let r = t
         .http
@@ -247,7 +213,8 @@ async fn an_image_gets_a_thumbnail_and_a_metadata_free_copy() {
         .await
         .unwrap();
     assert_eq!(&r.bytes().await.unwrap()[..], &png[..]);
-    let stripped = stored_objects(&t, "variants")
+    let stripped = t
+        .stored_objects("variants")
         .into_iter()
         .find(|k| k.ends_with("stripped"))
         .expect("a stripped variant is stored");
@@ -259,9 +226,9 @@ async fn an_image_gets_a_thumbnail_and_a_metadata_free_copy() {
     );
     assert!(contains(&png, b"GPSLatitude"));
     // A file that is not an image has no thumbnail.
-    let other = upload_ok(&t, &c, "a.bin", bytes_of(1, 100)).await;
+    let other = t.upload_ok(&c, "a.bin", bytes_of(1, 100)).await;
     let other_id = other["file_id"].as_str().unwrap();
-    assert_eq!(settled_status(&t, other_id, 1).await, "completed");
+    assert_eq!(t.settled_status(other_id, 1).await, "completed");
     let r = t
         .http
         .get(t.url(&format!("/v1/files/{other_id}/thumbnail")))
@@ -275,8 +242,8 @@ async fn an_image_gets_a_thumbnail_and_a_metadata_free_copy() {
 #[tokio::test]
 async fn queue_depth_is_in_metrics_and_unreachable_storage_fails_readiness() {
     let t = TestApp::spawn(Mode::Web, &[]).await;
-    let c = signup(&t, "depth").await;
-    upload_ok(&t, &c, "a.bin", bytes_of(1, 100)).await;
+    let c = t.signup("depth").await;
+    t.upload_ok(&c, "a.bin", bytes_of(1, 100)).await;
     let metrics = t
         .http
         .get(t.url("/metrics"))
@@ -344,10 +311,10 @@ async fn orphaned_temporary_uploads_are_swept_and_a_dead_letters_bytes_are_kept(
         ],
     )
     .await;
-    let c = signup(&t, "sweep").await;
-    let accepted = upload_ok(&t, &c, "a.bin", bytes_of(6, 500)).await;
+    let c = t.signup("sweep").await;
+    let accepted = t.upload_ok(&c, "a.bin", bytes_of(6, 500)).await;
     let file_id = accepted["file_id"].as_str().unwrap();
-    assert_eq!(settled_status(&t, file_id, 1).await, "failed");
+    assert_eq!(t.settled_status(file_id, 1).await, "failed");
     // An orphan: bytes a crashed upload left behind, with no Uploaded event.
     let orphan = format!("tmp/{}/{}", uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
     t.app
@@ -370,7 +337,7 @@ async fn orphaned_temporary_uploads_are_swept_and_a_dead_letters_bytes_are_kept(
             .await
             .unwrap();
     assert!(t.app.state.storage.exists(&temp).await.unwrap());
-    assert_eq!(stored_objects(&t, "tmp").len(), 1);
+    assert_eq!(t.stored_objects("tmp").len(), 1);
 }
 
 /// The sweeper decides "orphan" from read tables; while the projectors that would show
@@ -380,7 +347,7 @@ async fn orphaned_temporary_uploads_are_swept_and_a_dead_letters_bytes_are_kept(
 #[tokio::test]
 async fn the_sweeper_waits_for_lagging_projections_instead_of_deleting_acknowledged_bytes() {
     let t = TestApp::spawn(Mode::Serve, &[WORKER[0], ("TEMP_SWEEP_AFTER_SECS", "1")]).await;
-    let c = signup(&t, "lag").await;
+    let c = t.signup("lag").await;
     let mut stall = t.db.owner.begin().await.unwrap();
     sqlx::query(
         "SELECT name FROM projector_checkpoints WHERE name IN ('files', 'jobs') FOR UPDATE",
@@ -389,18 +356,18 @@ async fn the_sweeper_waits_for_lagging_projections_instead_of_deleting_acknowled
     .await
     .unwrap();
     let bytes = bytes_of(9, 4000);
-    let accepted = upload_ok(&t, &c, "kept.bin", bytes.clone()).await;
+    let accepted = t.upload_ok(&c, "kept.bin", bytes.clone()).await;
     let file_id = accepted["file_id"].as_str().unwrap().to_string();
     // The bytes are now older than the sweep age, and the sweeper (every 250 ms) has had
     // several rounds with no file_versions row pointing at them.
     tokio::time::sleep(Duration::from_millis(2500)).await;
     assert_eq!(
-        stored_objects(&t, "tmp").len(),
+        t.stored_objects("tmp").len(),
         1,
         "an acknowledged upload's bytes were swept while projections lagged"
     );
     stall.rollback().await.unwrap();
-    assert_eq!(settled_status(&t, &file_id, 1).await, "completed");
+    assert_eq!(t.settled_status(&file_id, 1).await, "completed");
     let body = t
         .http
         .get(t.url(&format!("/v1/files/{file_id}/content")))

@@ -11,8 +11,8 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
+use crate::common::bytes_of;
 use crate::common::{TempDir, TestApp, TestDb, redis_url, unique_redis_prefix};
-use crate::pipeline::{bytes_of, settled_status, signup, upload_ok};
 use crate::process::{Process, free_port, wait_ready};
 
 async fn count(db: &sqlx::PgPool, file_id: &str, event_type: &str) -> i64 {
@@ -42,7 +42,7 @@ async fn a_worker_killed_mid_job_is_replaced_and_the_job_completes_exactly_once(
     // The API in this process; workers as separate processes on the same database,
     // storage and Redis prefix.
     let t = TestApp::spawn(Mode::Web, &[]).await;
-    let c = signup(&t, "crash").await;
+    let c = t.signup("crash").await;
     let config = &t.app.state.config;
     let data_dir = config.data_dir.display().to_string();
     let hung = hung_scanner().await.to_string();
@@ -67,7 +67,7 @@ async fn a_worker_killed_mid_job_is_replaced_and_the_job_completes_exactly_once(
     let mut worker_a = Process::spawn(&["worker"], &env_a, &config.data_dir);
 
     let bytes = bytes_of(5, 3_000_000);
-    let accepted = upload_ok(&t, &c, "big.bin", bytes.clone()).await;
+    let accepted = t.upload_ok(&c, "big.bin", bytes.clone()).await;
     let file_id = accepted["file_id"].as_str().unwrap().to_string();
 
     // Wait until worker A is inside the job (started, hashed, now hanging in the scan).
@@ -87,7 +87,7 @@ async fn a_worker_killed_mid_job_is_replaced_and_the_job_completes_exactly_once(
     // Worker B, with a working scanner, claims the job once its visibility timeout passed.
     let env_b = worker_env(&[("SCANNER", "builtin".into())]);
     let worker_b = Process::spawn(&["worker"], &env_b, &config.data_dir);
-    let status = tokio::time::timeout(Duration::from_secs(60), settled_status(&t, &file_id, 1))
+    let status = tokio::time::timeout(Duration::from_secs(60), t.settled_status(&file_id, 1))
         .await
         .unwrap_or_else(|_| panic!("not settled: {}", worker_b.output()));
     assert_eq!(status, "completed");

@@ -6,87 +6,10 @@ use std::time::{Duration, Instant};
 
 use chronicle::app::Mode;
 use reqwest::StatusCode;
-use serde_json::{Value, json};
+use serde_json::Value;
 
-use crate::common::TestApp;
+use crate::common::{TestApp, WORKER, bytes_of};
 use crate::scan::{EICAR, Member, Method, zip};
-
-const PASSWORD: &str = "correct horse battery staple";
-
-/// A real worker taking jobs (the test config's default is none).
-pub const WORKER: &[(&str, &str)] = &[("WORKER_CONCURRENCY", "2")];
-
-pub struct Client {
-    pub token: String,
-}
-
-/// Registers a new tenant and logs its admin in.
-pub async fn signup(t: &TestApp, handle: &str) -> Client {
-    let email = format!("{handle}@example.com");
-    let r = t.http.post(t.url("/v1/auth/register"))
-        .json(&json!({"tenant_name": format!("{handle} inc"), "handle": handle, "name": handle, "email": email, "password": PASSWORD}))
-        .send().await.unwrap();
-    assert_eq!(r.status(), StatusCode::CREATED);
-    let r = t
-        .http
-        .post(t.url("/v1/auth/login"))
-        .json(&json!({"email": email, "password": PASSWORD}))
-        .send()
-        .await
-        .unwrap();
-    let body: Value = r.json().await.unwrap();
-    Client {
-        token: body["access_token"].as_str().unwrap().to_string(),
-    }
-}
-
-pub async fn upload(t: &TestApp, c: &Client, name: &str, bytes: Vec<u8>) -> reqwest::Response {
-    let form = reqwest::multipart::Form::new().part(
-        "file",
-        reqwest::multipart::Part::bytes(bytes)
-            .file_name(name.to_string())
-            .mime_str("application/octet-stream")
-            .unwrap(),
-    );
-    t.http
-        .post(t.url("/v1/files"))
-        .bearer_auth(&c.token)
-        .multipart(form)
-        .send()
-        .await
-        .unwrap()
-}
-
-pub async fn upload_ok(t: &TestApp, c: &Client, name: &str, bytes: Vec<u8>) -> Value {
-    let r = upload(t, c, name, bytes).await;
-    assert_eq!(r.status(), StatusCode::ACCEPTED);
-    r.json().await.unwrap()
-}
-
-/// Waits until the version's status (from the read table) is settled; returns it.
-pub async fn settled_status(t: &TestApp, file_id: &str, version: i32) -> String {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let status: Option<String> = sqlx::query_scalar(
-            "SELECT status::text FROM file_versions WHERE file_id = $1::uuid AND version_number = $2",
-        )
-        .bind(file_id)
-        .bind(version)
-        .fetch_optional(&t.db.owner)
-        .await
-        .unwrap();
-        if let Some(s) = &status
-            && ["completed", "duplicate", "virus_failed", "failed"].contains(&s.as_str())
-        {
-            return s.clone();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "version {file_id}/{version} not settled: {status:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 async fn event_count(t: &TestApp, file_id: &str, event_type: &str) -> i64 {
     sqlx::query_scalar("SELECT count(*) FROM events WHERE aggregate_id = $1 AND event_type = $2")
@@ -97,44 +20,16 @@ async fn event_count(t: &TestApp, file_id: &str, event_type: &str) -> i64 {
         .unwrap()
 }
 
-/// Every object file under the app's storage root, relative.
-pub fn stored_objects(t: &TestApp, prefix: &str) -> Vec<String> {
-    let root = t.app.state.config.data_dir.join("objects").join(prefix);
-    let mut out = Vec::new();
-    let mut dirs = vec![root.clone()];
-    while let Some(dir) = dirs.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for e in entries.flatten() {
-            let path = e.path();
-            if path.is_dir() {
-                dirs.push(path);
-            } else {
-                out.push(path.strip_prefix(&root).unwrap().display().to_string());
-            }
-        }
-    }
-    out.sort();
-    out
-}
-
-pub fn bytes_of(seed: u8, len: usize) -> Vec<u8> {
-    (0..len)
-        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
-        .collect()
-}
-
 #[tokio::test]
 async fn a_clean_upload_completes_and_its_blob_is_byte_identical() {
     let t = TestApp::spawn(Mode::Serve, WORKER).await;
-    let c = signup(&t, "clean").await;
+    let c = t.signup("clean").await;
     let bytes = bytes_of(7, 300_000);
-    let accepted = upload_ok(&t, &c, "report.bin", bytes.clone()).await;
+    let accepted = t.upload_ok(&c, "report.bin", bytes.clone()).await;
     assert_eq!(accepted["status"], "uploaded");
     assert_eq!(accepted["version_number"], 1);
     let file_id = accepted["file_id"].as_str().unwrap().to_string();
-    assert_eq!(settled_status(&t, &file_id, 1).await, "completed");
+    assert_eq!(t.settled_status(&file_id, 1).await, "completed");
 
     let (key, sha): (String, String) =
         sqlx::query_as("SELECT storage_key, sha256 FROM file_versions WHERE file_id = $1::uuid")
@@ -151,9 +46,9 @@ async fn a_clean_upload_completes_and_its_blob_is_byte_identical() {
     assert!(key.contains(&sha) && key.starts_with("blobs/"));
     // The temporary bytes are gone; the job succeeded after one attempt.
     assert!(
-        stored_objects(&t, "tmp").is_empty(),
+        t.stored_objects("tmp").is_empty(),
         "{:?}",
-        stored_objects(&t, "tmp")
+        t.stored_objects("tmp")
     );
     // The jobs projector may trail the files projector that settled_status watched.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
@@ -219,7 +114,7 @@ async fn a_clean_upload_completes_and_its_blob_is_byte_identical() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(r.bytes().await.unwrap().len(), bytes.len());
-    let stranger = signup(&t, "stranger").await;
+    let stranger = t.signup("stranger").await;
     let r = get(None, None, &stranger.token).await.unwrap();
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
     // A malformed id is not found either, in the one error shape.
@@ -243,12 +138,14 @@ async fn a_clean_upload_completes_and_its_blob_is_byte_identical() {
 #[tokio::test]
 async fn eicar_plain_and_zipped_fails_its_virus_scan_and_is_never_stored() {
     let t = TestApp::spawn(Mode::Serve, WORKER).await;
-    let c = signup(&t, "virus").await;
-    let plain = upload_ok(&t, &c, "eicar.com", EICAR.to_vec()).await;
-    let in_zip = upload_ok(&t, &c, "eicar.zip", zipped("eicar.com", EICAR)).await;
+    let c = t.signup("virus").await;
+    let plain = t.upload_ok(&c, "eicar.com", EICAR.to_vec()).await;
+    let in_zip = t
+        .upload_ok(&c, "eicar.zip", zipped("eicar.com", EICAR))
+        .await;
     for accepted in [plain, in_zip] {
         let file_id = accepted["file_id"].as_str().unwrap();
-        assert_eq!(settled_status(&t, file_id, 1).await, "virus_failed");
+        assert_eq!(t.settled_status(file_id, 1).await, "virus_failed");
         let key: Option<String> =
             sqlx::query_scalar("SELECT storage_key FROM file_versions WHERE file_id = $1::uuid")
                 .bind(file_id)
@@ -258,19 +155,19 @@ async fn eicar_plain_and_zipped_fails_its_virus_scan_and_is_never_stored() {
         assert_eq!(key, None);
         assert_eq!(event_count(&t, file_id, "VirusFailed").await, 1);
     }
-    assert!(stored_objects(&t, "blobs").is_empty());
-    assert!(stored_objects(&t, "tmp").is_empty());
+    assert!(t.stored_objects("blobs").is_empty());
+    assert!(t.stored_objects("tmp").is_empty());
 }
 
 #[tokio::test]
 async fn the_same_bytes_twice_are_deduplicated_within_the_tenant_only() {
     let t = TestApp::spawn(Mode::Serve, WORKER).await;
-    let a = signup(&t, "deda").await;
-    let b = signup(&t, "dedb").await;
+    let a = t.signup("deda").await;
+    let b = t.signup("dedb").await;
     let bytes = bytes_of(3, 50_000);
-    let first = upload_ok(&t, &a, "one.bin", bytes.clone()).await;
+    let first = t.upload_ok(&a, "one.bin", bytes.clone()).await;
     let first_id = first["file_id"].as_str().unwrap().to_string();
-    assert_eq!(settled_status(&t, &first_id, 1).await, "completed");
+    assert_eq!(t.settled_status(&first_id, 1).await, "completed");
 
     // Same file, same bytes: the new version is a duplicate of version 1.
     let form = reqwest::multipart::Form::new().part(
@@ -288,7 +185,7 @@ async fn the_same_bytes_twice_are_deduplicated_within_the_tenant_only() {
     assert_eq!(r.status(), StatusCode::ACCEPTED);
     let v2: Value = r.json().await.unwrap();
     assert_eq!(v2["version_number"], 2);
-    assert_eq!(settled_status(&t, &first_id, 2).await, "duplicate");
+    assert_eq!(t.settled_status(&first_id, 2).await, "duplicate");
     let dup_of: (Option<String>, Option<i32>) = sqlx::query_as(
         "SELECT duplicate_of_file::text, duplicate_of_version FROM file_versions
           WHERE file_id = $1::uuid AND version_number = 2",
@@ -300,14 +197,14 @@ async fn the_same_bytes_twice_are_deduplicated_within_the_tenant_only() {
     assert_eq!(dup_of, (Some(first_id.clone()), Some(1)));
 
     // Another file of the same tenant: completes, shares the blob, records the original.
-    let second = upload_ok(&t, &a, "two.bin", bytes.clone()).await;
+    let second = t.upload_ok(&a, "two.bin", bytes.clone()).await;
     let second_id = second["file_id"].as_str().unwrap().to_string();
-    assert_eq!(settled_status(&t, &second_id, 1).await, "completed");
+    assert_eq!(t.settled_status(&second_id, 1).await, "completed");
     assert_eq!(event_count(&t, &second_id, "DuplicateDetected").await, 1);
     // Another tenant: never deduplicated against tenant A.
-    let other = upload_ok(&t, &b, "three.bin", bytes.clone()).await;
+    let other = t.upload_ok(&b, "three.bin", bytes.clone()).await;
     let other_id = other["file_id"].as_str().unwrap().to_string();
-    assert_eq!(settled_status(&t, &other_id, 1).await, "completed");
+    assert_eq!(t.settled_status(&other_id, 1).await, "completed");
     assert_eq!(event_count(&t, &other_id, "DuplicateDetected").await, 0);
     let keys: Vec<String> = sqlx::query_scalar(
         "SELECT DISTINCT storage_key FROM file_versions WHERE storage_key IS NOT NULL ORDER BY 1",
@@ -316,13 +213,13 @@ async fn the_same_bytes_twice_are_deduplicated_within_the_tenant_only() {
     .await
     .unwrap();
     assert_eq!(keys.len(), 2, "one blob per tenant: {keys:?}");
-    assert_eq!(stored_objects(&t, "blobs").len(), 2);
+    assert_eq!(t.stored_objects("blobs").len(), 2);
 }
 
 #[tokio::test]
 async fn bad_uploads_get_a_clear_4xx_and_store_nothing() {
     let t = TestApp::spawn(Mode::Serve, &[WORKER[0], ("MAX_UPLOAD_BYTES", "1000")]).await;
-    let c = signup(&t, "bad").await;
+    let c = t.signup("bad").await;
     let post = |body: Vec<u8>, content_type: &'static str| {
         t.http
             .post(t.url("/v1/files"))
@@ -403,7 +300,7 @@ async fn bad_uploads_get_a_clear_4xx_and_store_nothing() {
             // A traversal name is accepted but stored sanitised; the original is only
             // display text.
             let file_id = body["file_id"].as_str().unwrap();
-            assert_eq!(settled_status(&t, file_id, 1).await, "completed");
+            assert_eq!(t.settled_status(file_id, 1).await, "completed");
             let (filename, display): (String, String) = sqlx::query_as(
                 "SELECT v.filename, f.display_name FROM file_versions v JOIN files f ON f.id = v.file_id
                   WHERE v.file_id = $1::uuid",
@@ -448,9 +345,9 @@ async fn bad_uploads_get_a_clear_4xx_and_store_nothing() {
     assert_eq!(uploads, 1);
     assert!(!accepted_id.is_empty());
     assert!(
-        stored_objects(&t, "tmp").is_empty(),
+        t.stored_objects("tmp").is_empty(),
         "{:?}",
-        stored_objects(&t, "tmp")
+        t.stored_objects("tmp")
     );
 }
 
@@ -466,10 +363,10 @@ async fn a_dead_scanner_means_retries_then_dead_letter_and_nothing_passes() {
         ],
     )
     .await;
-    let c = signup(&t, "down").await;
-    let accepted = upload_ok(&t, &c, "a.bin", bytes_of(1, 1000)).await;
+    let c = t.signup("down").await;
+    let accepted = t.upload_ok(&c, "a.bin", bytes_of(1, 1000)).await;
     let file_id = accepted["file_id"].as_str().unwrap().to_string();
-    assert_eq!(settled_status(&t, &file_id, 1).await, "failed");
+    assert_eq!(t.settled_status(&file_id, 1).await, "failed");
     let deadline = Instant::now() + Duration::from_secs(30);
     let (status, attempts, error) = loop {
         let row: (String, i32, Option<String>) = sqlx::query_as(
@@ -488,7 +385,7 @@ async fn a_dead_scanner_means_retries_then_dead_letter_and_nothing_passes() {
     assert!(error.unwrap().contains("scanner unavailable"));
     assert_eq!(event_count(&t, &file_id, "ProcessingFailed").await, 3);
     assert_eq!(event_count(&t, &file_id, "VersionCompleted").await, 0);
-    assert!(stored_objects(&t, "blobs").is_empty());
+    assert!(t.stored_objects("blobs").is_empty());
 }
 
 #[tokio::test]
@@ -505,8 +402,8 @@ async fn jobs_lost_by_redis_are_reconciled_from_postgres() {
         ],
     )
     .await;
-    let c = signup(&t, "lost").await;
-    let accepted = upload_ok(&t, &c, "a.bin", bytes_of(2, 1000)).await;
+    let c = t.signup("lost").await;
+    let accepted = t.upload_ok(&c, "a.bin", bytes_of(2, 1000)).await;
     let file_id = accepted["file_id"].as_str().unwrap().to_string();
     let attempts = || async {
         sqlx::query_scalar::<_, i64>(
@@ -598,13 +495,15 @@ async fn with_real_clamd_eicar_fails_and_clean_bytes_complete() {
         ],
     )
     .await;
-    let c = signup(&t, "clamd").await;
-    let infected = upload_ok(&t, &c, "eicar.zip", zipped("eicar.com", EICAR)).await;
-    let clean = upload_ok(&t, &c, "clean.bin", bytes_of(9, 100_000)).await;
+    let c = t.signup("clamd").await;
+    let infected = t
+        .upload_ok(&c, "eicar.zip", zipped("eicar.com", EICAR))
+        .await;
+    let clean = t.upload_ok(&c, "clean.bin", bytes_of(9, 100_000)).await;
     let infected_id = infected["file_id"].as_str().unwrap();
     let clean_id = clean["file_id"].as_str().unwrap();
-    assert_eq!(settled_status(&t, infected_id, 1).await, "virus_failed");
-    assert_eq!(settled_status(&t, clean_id, 1).await, "completed");
+    assert_eq!(t.settled_status(infected_id, 1).await, "virus_failed");
+    assert_eq!(t.settled_status(clean_id, 1).await, "completed");
     let signature: String = sqlx::query_scalar(
         "SELECT payload::jsonb #>> '{VirusFailed,signature}' FROM events
           WHERE aggregate_id = $1 AND event_type = 'VirusFailed'",
@@ -614,5 +513,5 @@ async fn with_real_clamd_eicar_fails_and_clean_bytes_complete() {
     .await
     .unwrap();
     assert!(signature.starts_with("Chronicle.Test.EICAR"), "{signature}");
-    assert_eq!(stored_objects(&t, "blobs").len(), 1);
+    assert_eq!(t.stored_objects("blobs").len(), 1);
 }

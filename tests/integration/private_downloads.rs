@@ -4,12 +4,10 @@
 
 use chronicle::app::Mode;
 use reqwest::StatusCode;
-use serde_json::{Value, json};
 
 use crate::common::TestApp;
-use crate::pipeline::{Client, WORKER, settled_status, signup};
+use crate::common::{Client, WORKER};
 
-const PASSWORD: &str = "correct horse battery staple";
 const NAME: &[u8] = b"Jane Q. Photographer";
 const PLACE: &[u8] = b"SECRET-PLACE";
 
@@ -67,35 +65,6 @@ fn jpeg_with_gps() -> Vec<u8> {
     out
 }
 
-/// Invites `handle` with `role` into the admin's tenant and logs them in.
-async fn join(t: &TestApp, admin: &Client, handle: &str, role: &str) -> Client {
-    let r = t
-        .http
-        .post(t.url("/v1/tenants/current/invitations"))
-        .bearer_auth(&admin.token)
-        .json(&json!({"role": role}))
-        .send()
-        .await
-        .unwrap();
-    let invitation: Value = r.json().await.unwrap();
-    let email = format!("{handle}@example.com");
-    let r = t.http.post(t.url("/v1/auth/register"))
-        .json(&json!({"invitation_token": invitation["invitation_token"], "handle": handle, "name": handle, "email": email, "password": PASSWORD}))
-        .send().await.unwrap();
-    assert_eq!(r.status(), StatusCode::CREATED);
-    let r = t
-        .http
-        .post(t.url("/v1/auth/login"))
-        .json(&json!({"email": email, "password": PASSWORD}))
-        .send()
-        .await
-        .unwrap();
-    let body: Value = r.json().await.unwrap();
-    Client {
-        token: body["access_token"].as_str().unwrap().to_string(),
-    }
-}
-
 async fn get(t: &TestApp, who: &Client, path: &str, range: Option<&str>) -> reqwest::Response {
     let mut r = t.http.get(t.url(path)).bearer_auth(&who.token);
     if let Some(range) = range {
@@ -111,18 +80,18 @@ async fn downloads_serve_the_metadata_free_copy_and_the_original_only_on_request
         &[WORKER[0], ("AUTH_RATE_LIMIT_PER_MINUTE", "1000")],
     )
     .await;
-    let admin = signup(&t, "pics").await;
-    let owner = join(&t, &admin, "olga", "user").await;
-    let other = join(&t, &admin, "oscar", "user").await;
-    let auditor = join(&t, &admin, "audrey", "auditor").await;
+    let admin = t.signup("pics").await;
+    let owner = t.join(&admin.token, "olga", "user").await;
+    let other = t.join(&admin.token, "oscar", "user").await;
+    let auditor = t.join(&admin.token, "audrey", "auditor").await;
     for (name, original, secret) in [
         ("portrait.png", png_with_author(), NAME),
         ("holiday.jpg", jpeg_with_gps(), PLACE),
     ] {
         assert!(contains(&original, secret));
-        let accepted = crate::pipeline::upload_ok(&t, &owner, name, original.clone()).await;
+        let accepted = t.upload_ok(&owner, name, original.clone()).await;
         let id = accepted["file_id"].as_str().unwrap().to_string();
-        assert_eq!(settled_status(&t, &id, 1).await, "completed");
+        assert_eq!(t.settled_status(&id, 1).await, "completed");
         for path in [
             format!("/v1/files/{id}/content"),
             format!("/v1/files/{id}/versions/1/content"),

@@ -8,8 +8,9 @@ use reqwest::StatusCode;
 use serde_json::Value;
 
 use crate::common::TestApp;
+use crate::common::eventually;
+use crate::common::{Client, bytes_of};
 use crate::files_api::World;
-use crate::pipeline::{Client, bytes_of, settled_status, signup, stored_objects, upload_ok};
 
 /// A worker whose GC runs every second with the given grace (and retention).
 async fn app(grace: &str, retention: Option<&str>) -> TestApp {
@@ -32,7 +33,7 @@ fn sha256_hex(bytes: &[u8]) -> String {
 /// Whether the tenant's blob of these bytes is on disk.
 fn blob_stored(t: &TestApp, file_id_tenant: &str, bytes: &[u8]) -> bool {
     let sha = sha256_hex(bytes);
-    stored_objects(t, "blobs")
+    t.stored_objects("blobs")
         .iter()
         .any(|k| k.starts_with(file_id_tenant) && k.ends_with(&sha))
 }
@@ -46,9 +47,9 @@ async fn tenant_of(t: &TestApp, file_id: &str) -> String {
 }
 
 async fn uploaded_file(t: &TestApp, c: &Client, name: &str, bytes: &[u8]) -> String {
-    let accepted = upload_ok(t, c, name, bytes.to_vec()).await;
+    let accepted = t.upload_ok(c, name, bytes.to_vec()).await;
     let id = accepted["file_id"].as_str().unwrap().to_string();
-    assert_eq!(settled_status(t, &id, 1).await, "completed");
+    assert_eq!(t.settled_status(&id, 1).await, "completed");
     id
 }
 
@@ -71,15 +72,6 @@ async fn purge(t: &TestApp, c: &Client, file_id: &str) -> StatusCode {
         .0
 }
 
-/// Polls `check` until it holds (GC rounds and projections are asynchronous).
-async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !check().await {
-        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 /// Waits until the blob_refs projector has released every reference of the file, then
 /// lets at least two GC rounds pass.
 async fn released_and_two_rounds(t: &TestApp, file_id: &str) {
@@ -100,8 +92,8 @@ async fn released_and_two_rounds(t: &TestApp, file_id: &str) {
 #[tokio::test]
 async fn a_purged_file_is_gone_from_every_read_its_events_stay() {
     let t = app("0", None).await;
-    let c = signup(&t, "purger").await;
-    let other = signup(&t, "stranger").await;
+    let c = t.signup("purger").await;
+    let other = t.signup("stranger").await;
     let bytes = bytes_of(3, 50_000);
     let id = uploaded_file(&t, &c, "gone.bin", &bytes).await;
     let tenant = tenant_of(&t, &id).await;
@@ -174,8 +166,8 @@ async fn a_purged_file_is_gone_from_every_read_its_events_stay() {
 #[tokio::test]
 async fn a_shared_blob_goes_only_after_every_file_using_it_is_purged() {
     let t = app("0", None).await;
-    let a = signup(&t, "sharer").await;
-    let b = signup(&t, "neighbour").await;
+    let a = t.signup("sharer").await;
+    let b = t.signup("neighbour").await;
     let bytes = bytes_of(9, 80_000);
     let first = uploaded_file(&t, &a, "one.bin", &bytes).await;
     let second = uploaded_file(&t, &a, "two.bin", &bytes).await;
@@ -184,7 +176,7 @@ async fn a_shared_blob_goes_only_after_every_file_using_it_is_purged() {
     let (tenant_a, tenant_b) = (tenant_of(&t, &first).await, tenant_of(&t, &theirs).await);
     assert!(blob_stored(&t, &tenant_a, &bytes) && blob_stored(&t, &tenant_b, &bytes));
     assert_eq!(
-        stored_objects(&t, &format!("blobs/{tenant_a}")).len(),
+        t.stored_objects(&format!("blobs/{tenant_a}")).len(),
         1,
         "one blob for both files of the tenant"
     );
@@ -227,7 +219,7 @@ async fn a_shared_blob_goes_only_after_every_file_using_it_is_purged() {
 #[tokio::test]
 async fn bytes_stay_for_the_grace_period_and_go_after_it() {
     let t = app("4", None).await;
-    let c = signup(&t, "patient").await;
+    let c = t.signup("patient").await;
     let bytes = bytes_of(5, 20_000);
     let id = uploaded_file(&t, &c, "wait.bin", &bytes).await;
     let tenant = tenant_of(&t, &id).await;
@@ -268,14 +260,14 @@ async fn upload_version(t: &TestApp, c: &Client, file_id: &str, bytes: Vec<u8>) 
     assert_eq!(r.status(), StatusCode::ACCEPTED);
     let body: Value = r.json().await.unwrap();
     let n = body["version_number"].as_i64().unwrap() as i32;
-    assert_eq!(settled_status(t, file_id, n).await, "completed");
+    assert_eq!(t.settled_status(file_id, n).await, "completed");
     n
 }
 
 #[tokio::test]
 async fn retention_prunes_the_oldest_versions_and_gc_removes_their_bytes() {
     let t = app("0", Some("2")).await;
-    let c = signup(&t, "keeper").await;
+    let c = t.signup("keeper").await;
     let (v1, v2, v3) = (
         bytes_of(1, 10_000),
         bytes_of(2, 10_000),

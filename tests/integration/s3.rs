@@ -5,7 +5,7 @@ use chronicle::app::Mode;
 use reqwest::StatusCode;
 
 use crate::common::TestApp;
-use crate::pipeline::{WORKER, bytes_of, settled_status, signup, upload, upload_ok};
+use crate::common::{WORKER, bytes_of};
 
 #[tokio::test]
 async fn s3_mode_uploads_processes_and_downloads_byte_identical() {
@@ -46,11 +46,11 @@ async fn s3_mode_uploads_processes_and_downloads_byte_identical() {
     let r = t.http.get(t.url("/health/ready")).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::OK);
 
-    let c = signup(&t, "bucketeer").await;
+    let c = t.signup("bucketeer").await;
     let bytes = bytes_of(13, 20 * 1024 * 1024 + 123);
-    let accepted = upload_ok(&t, &c, "big.bin", bytes.clone()).await;
+    let accepted = t.upload_ok(&c, "big.bin", bytes.clone()).await;
     let file_id = accepted["file_id"].as_str().unwrap().to_string();
-    assert_eq!(settled_status(&t, &file_id, 1).await, "completed");
+    assert_eq!(t.settled_status(&file_id, 1).await, "completed");
     let r = t
         .http
         .get(t.url(&format!("/v1/files/{file_id}/content")))
@@ -85,6 +85,6 @@ async fn s3_mode_uploads_processes_and_downloads_byte_identical() {
     assert!(t.app.state.storage.exists(&key).await.unwrap());
 
     // Too large is refused the same way, and nothing stays in the bucket's tmp/.
-    let r = upload(&t, &c, "huge.bin", vec![0u8; 33 * 1024 * 1024]).await;
+    let r = t.upload(&c, "huge.bin", vec![0u8; 33 * 1024 * 1024]).await;
     assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
 }

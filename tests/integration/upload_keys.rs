@@ -7,7 +7,7 @@ use reqwest::StatusCode;
 use serde_json::Value;
 
 use crate::common::TestApp;
-use crate::pipeline::{Client, bytes_of, signup, stored_objects};
+use crate::common::{Client, bytes_of};
 
 fn upload(
     t: &TestApp,
@@ -40,7 +40,7 @@ async fn uploaded_events(t: &TestApp) -> i64 {
 #[tokio::test]
 async fn an_upload_retried_with_its_key_is_committed_once() {
     let t = TestApp::spawn(Mode::Serve, &[("AUTH_RATE_LIMIT_PER_MINUTE", "1000")]).await;
-    let c = signup(&t, "keys").await;
+    let c = t.signup("keys").await;
     let first = upload(&t, &c, "/v1/files", "u-1", bytes_of(1, 5000))
         .send()
         .await
@@ -56,7 +56,7 @@ async fn an_upload_retried_with_its_key_is_committed_once() {
     assert_eq!(again.bytes().await.unwrap(), first_body, "the first answer");
     assert_eq!(uploaded_events(&t).await, 1, "committed once");
     assert_eq!(
-        stored_objects(&t, "tmp").len(),
+        t.stored_objects("tmp").len(),
         1,
         "the retry's bytes are not kept"
     );
@@ -70,7 +70,7 @@ async fn an_upload_retried_with_its_key_is_committed_once() {
     let body: Value = other.json().await.unwrap();
     assert_eq!(body["error"]["code"], "idempotency_key_reused");
     assert_eq!(uploaded_events(&t).await, 1);
-    assert_eq!(stored_objects(&t, "tmp").len(), 1);
+    assert_eq!(t.stored_objects("tmp").len(), 1);
 
     // New versions too.
     let file: Value = serde_json::from_slice(&first_body).unwrap();
@@ -90,7 +90,7 @@ async fn an_upload_retried_with_its_key_is_committed_once() {
     let parsed: Value = serde_json::from_slice(&v_body).unwrap();
     assert_eq!(parsed["version_number"], 2);
     assert_eq!(uploaded_events(&t).await, 2);
-    assert_eq!(stored_objects(&t, "tmp").len(), 2);
+    assert_eq!(t.stored_objects("tmp").len(), 2);
 
     // Without a key, a repeat is a new upload (unchanged).
     let plain = |n| {
@@ -113,7 +113,7 @@ async fn an_upload_retried_with_its_key_is_committed_once() {
 #[tokio::test]
 async fn identical_uploads_in_flight_with_one_key_commit_once() {
     let t = TestApp::spawn(Mode::Serve, &[("AUTH_RATE_LIMIT_PER_MINUTE", "1000")]).await;
-    let c = signup(&t, "race").await;
+    let c = t.signup("race").await;
     let requests: Vec<_> = (0..8)
         .map(|_| upload(&t, &c, "/v1/files", "same", bytes_of(9, 200_000)).send())
         .collect();
@@ -133,7 +133,7 @@ async fn identical_uploads_in_flight_with_one_key_commit_once() {
     assert!(accepted.windows(2).all(|w| w[0] == w[1]), "one answer");
     assert_eq!(uploaded_events(&t).await, 1, "exactly one commit");
     assert_eq!(
-        stored_objects(&t, "tmp").len(),
+        t.stored_objects("tmp").len(),
         1,
         "the others' bytes are gone"
     );

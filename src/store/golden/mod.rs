@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use super::upcast::current_version;
+use crate::aggregates::upcast::current_version;
 use crate::privacy::seal::DataKey;
 use crate::privacy::{KeyRing, KeyState, StoredEvent, open_with, seal_payload_with_nonces};
 use samples::{GOLDEN_KEY, Sample, TENANT, USER, all_samples, user_samples};

@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use crate::files_api::World;
 use crate::tus::{create, meta, tus};
 
-const PASSWORD: &str = "correct horse battery staple";
+use crate::common::PASSWORD;
 
 /// Every event of the test's database (one tenant, nothing else writes).
 async fn events(w: &World) -> i64 {

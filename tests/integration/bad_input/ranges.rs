@@ -6,7 +6,7 @@ use reqwest::StatusCode;
 use serde_json::Value;
 
 use crate::common::TestApp;
-use crate::pipeline::{WORKER, settled_status, signup, upload_ok};
+use crate::common::WORKER;
 
 fn png(width: u32, height: u32) -> Vec<u8> {
     let img = image::RgbImage::from_fn(width, height, |x, y| image::Rgb([x as u8, y as u8, 9]));
@@ -20,10 +20,10 @@ fn png(width: u32, height: u32) -> Vec<u8> {
 #[tokio::test]
 async fn overflowing_ranges_are_clamped_or_unsatisfiable_never_500() {
     let t = TestApp::spawn(Mode::Serve, WORKER).await;
-    let c = signup(&t, "ranges").await;
-    let accepted = upload_ok(&t, &c, "picture.png", png(64, 32)).await;
+    let c = t.signup("ranges").await;
+    let accepted = t.upload_ok(&c, "picture.png", png(64, 32)).await;
     let id = accepted["file_id"].as_str().unwrap().to_string();
-    assert_eq!(settled_status(&t, &id, 1).await, "completed");
+    assert_eq!(t.settled_status(&id, 1).await, "completed");
     let get = |path: String, range: Option<String>| {
         let mut r = t.http.get(t.url(&path)).bearer_auth(&c.token);
         if let Some(range) = range {

@@ -23,7 +23,7 @@ use sqlx::PgPool;
 use crate::process::{Process, free_port, wait_ready};
 
 pub const SECRET: &str = "fa17fa17fa17fa17fa17fa17fa17fa17fa17fa17fa17fa17fa17fa17fa17fa17";
-const PASSWORD: &str = "correct horse battery staple";
+use crate::common::PASSWORD;
 
 /// Where a set of Chronicle processes keep their state: they share all of it.
 pub struct Deployment {

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use super::{SECRET, World};
-use crate::common::{TempDir, redis_url, test_config};
+use crate::common::{TempDir, eventually, redis_url, test_config};
 
 async fn redis() -> redis::aio::MultiplexedConnection {
     redis::Client::open(redis_url())
@@ -65,14 +65,10 @@ async fn quiet_file(w: &World, name: &str) -> Uuid {
     w.settled().await;
     let mut conn = redis().await;
     let generation = format!("{}:gen", key(w, file));
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-    while !conn.exists::<_, bool>(&generation).await.unwrap() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the projector never invalidated {file}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    eventually(&format!("the projector invalidates {file}"), async || {
+        conn.exists::<_, bool>(&generation).await.unwrap()
+    })
+    .await;
     file
 }
 

@@ -12,7 +12,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-const PASSWORD: &str = "correct horse battery staple";
+use crate::common::PASSWORD;
 /// A client's pause before reconnecting or retrying (EventSource's default is ~3 s).
 const RETRY_PAUSE: Duration = Duration::from_millis(200);
 

@@ -1,8 +1,6 @@
 //! Notifications for the file's owner only, newest first with cursors, unread filter,
 //! read once (and only by the recipient), and rebuilds that reproduce both tables.
 
-use std::time::Duration;
-
 use chronicle::aggregates::file::Original;
 use chronicle::aggregates::{FileCommand, Notification, NotificationCommand};
 use chronicle::app::Mode;
@@ -14,7 +12,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use super::{Files, account, app, wait_for_rows};
-use crate::common::{TestApp, TestDb, table_contents, unique_redis_prefix};
+use crate::common::{TestApp, TestDb, eventually_some, table_contents, unique_redis_prefix};
 
 async fn get(t: &TestApp, access: &str, query: &str) -> (StatusCode, Value) {
     let r = t
@@ -192,18 +190,11 @@ async fn pages_unread_filter_and_reading_once() {
     .unwrap();
     assert_eq!(recorded, 1, "reading twice records once");
 
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    let page = loop {
+    let page = eventually_some("the read is projected", async || {
         let (_, page) = get(&t, &ada.access, "?unread=true").await;
-        if page["unread_count"] == 4 {
-            break page;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "read never projected"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    };
+        (page["unread_count"] == 4).then_some(page)
+    })
+    .await;
     assert_eq!(kinds(&page).len(), 4);
     assert!(
         page.to_string().find(&newest).is_none(),

@@ -22,7 +22,7 @@ use sqlx::PgPool;
 use crate::common::TestApp;
 
 pub const SECRET: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
-const PASSWORD: &str = "correct horse battery staple";
+use crate::common::PASSWORD;
 
 /// Overrides every notification test app uses (plus a shared prefix where two
 /// instances must share channels).

@@ -11,8 +11,8 @@ use sha1::Digest;
 use tokio::io::AsyncWriteExt;
 
 use super::*;
+use crate::common::{WORKER, bytes_of};
 use crate::files_api::World;
-use crate::pipeline::{WORKER, bytes_of, settled_status};
 
 const MIB: usize = 1024 * 1024;
 
@@ -102,7 +102,7 @@ async fn patch_checked(w: &World, at: &str, offset: u64, bytes: &[u8], sum: &str
 }
 
 async fn download(w: &World, file_id: &str) -> Vec<u8> {
-    assert_eq!(settled_status(&w.t, file_id, 1).await, "completed");
+    assert_eq!(w.t.settled_status(file_id, 1).await, "completed");
     let r =
         w.t.http
             .get(w.t.url(&format!("/v1/files/{file_id}/content")))

@@ -11,6 +11,11 @@
 
 use serde_json::{Map, Value};
 
+/// JSON key of a sealed personal field's object (src/privacy/seal.rs writes and opens it).
+pub const SEALED: &str = "aes256gcm";
+/// JSON key of an upcast pre-v2 personal field: plaintext as an old binary wrote it.
+pub const PLAINTEXT: &str = "plaintext";
+
 /// The version the running code writes and reads for each event type.
 pub fn current_version(aggregate_type: &str, event_type: &str) -> &'static str {
     match (aggregate_type, event_type) {
@@ -75,10 +80,7 @@ fn mark_plaintext(body: &mut Map<String, Value>, fields: &[&str]) -> Result<(), 
             return Err(format!("field {field} is not a string"));
         }
         let text = value.take();
-        *value = Value::Object(Map::from_iter([(
-            crate::privacy::seal::PLAINTEXT.to_string(),
-            text,
-        )]));
+        *value = Value::Object(Map::from_iter([(PLAINTEXT.to_string(), text)]));
     }
     Ok(())
 }

@@ -80,7 +80,7 @@ pub async fn erase_user(
             .bind(user.0)
             .fetch_one(&mut *tx)
             .await?;
-        super::keys::destroy(&mut tx, tenant.0, user.0).await?;
+        crate::privacy::keys::destroy(&mut tx, tenant.0, user.0).await?;
         sqlx::query("DELETE FROM credentials WHERE user_id = $1 AND tenant_id = $2")
             .bind(user.0)
             .bind(tenant.0)

@@ -1,12 +1,9 @@
-//! Storage configuration: local under `DATA_DIR` unless `S3_BUCKET` is set.
+//! Storage configuration: local under `DATA_DIR` unless `S3_BUCKET` is set. Building the
+//! store from it is `Storage::open` (src/storage/build.rs).
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
-use object_store::aws::AmazonS3Builder;
-
-use super::Storage;
-use crate::config::{ConfigError, Secret, invalid};
+use super::{ConfigError, Secret, invalid};
 
 #[derive(Debug, Clone)]
 pub enum StorageSettings {
@@ -75,33 +72,5 @@ impl StorageSettings {
             secret_access_key,
             allow_http,
         })
-    }
-
-    pub(super) fn build(&self) -> anyhow::Result<Storage> {
-        match self {
-            StorageSettings::Local { root } => Storage::local(root),
-            StorageSettings::S3 {
-                bucket,
-                endpoint,
-                region,
-                access_key_id,
-                secret_access_key,
-                allow_http,
-            } => {
-                let mut builder = AmazonS3Builder::new()
-                    .with_bucket_name(bucket)
-                    .with_region(region)
-                    .with_allow_http(*allow_http);
-                if let Some(endpoint) = endpoint {
-                    builder = builder.with_endpoint(endpoint);
-                }
-                if let (Some(id), Some(secret)) = (access_key_id, secret_access_key) {
-                    builder = builder
-                        .with_access_key_id(id)
-                        .with_secret_access_key(secret.expose());
-                }
-                Ok(Storage::from_s3(Arc::new(builder.build()?)))
-            }
-        }
     }
 }
