@@ -12,8 +12,6 @@ use serde_json::{Value, json};
 
 use crate::common::TestApp;
 
-const PASSWORD: &str = "correct horse battery staple";
-
 async fn app(overrides: &[(&str, &str)]) -> TestApp {
     let mut all = vec![("AUTH_RATE_LIMIT_PER_MINUTE", "1000")];
     all.extend_from_slice(overrides);
@@ -22,29 +20,7 @@ async fn app(overrides: &[(&str, &str)]) -> TestApp {
 
 /// A new tenant's first user (an admin): its access token.
 async fn admin(t: &TestApp, handle: &str) -> String {
-    let email = format!("{handle}@example.com");
-    let r = t
-        .http
-        .post(t.url("/v1/auth/register"))
-        .json(&json!({"tenant_name": format!("{handle} inc"), "handle": handle, "name": handle, "email": email, "password": PASSWORD}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::CREATED);
-    login(t, &email).await
-}
-
-async fn login(t: &TestApp, email: &str) -> String {
-    let r = t
-        .http
-        .post(t.url("/v1/auth/login"))
-        .json(&json!({"email": email, "password": PASSWORD}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
-    let body: Value = r.json().await.unwrap();
-    body["access_token"].as_str().unwrap().to_string()
+    t.signup(handle).await.token
 }
 
 async fn create_key(t: &TestApp, token: &str, body: Value) -> (StatusCode, Value) {
@@ -99,7 +75,7 @@ async fn code(r: reqwest::Response) -> (StatusCode, String) {
 }
 
 /// Polls `path` (as `token`) until `done` holds for its JSON, for read tables.
-async fn eventually(t: &TestApp, path: &str, token: &str, done: impl Fn(&Value) -> bool) -> Value {
+async fn poll_json(t: &TestApp, path: &str, token: &str, done: impl Fn(&Value) -> bool) -> Value {
     for _ in 0..100 {
         let body: Value = get(t, path, token).await.json().await.unwrap();
         if done(&body) {
@@ -123,7 +99,7 @@ async fn a_key_uploads_as_itself_until_it_is_revoked() {
     let file_id = file["file_id"].as_str().unwrap().to_string();
     // The key owns what it uploads: it reads it back (once the read table has it); the
     // log names the key.
-    let listed = eventually(&t, "/v1/files", &key, |b| {
+    let listed = poll_json(&t, "/v1/files", &key, |b| {
         b["items"].as_array().is_some_and(|i| !i.is_empty())
     })
     .await;
@@ -135,7 +111,7 @@ async fn a_key_uploads_as_itself_until_it_is_revoked() {
         StatusCode::OK
     );
     let actor = format!("key:{id}");
-    let audit = eventually(
+    let audit = poll_json(
         &t,
         &format!("/v1/audit?target_type=file&target_id={file_id}"),
         &ada,
@@ -146,7 +122,7 @@ async fn a_key_uploads_as_itself_until_it_is_revoked() {
     assert_eq!(first["actor"], actor.as_str(), "{audit}");
     assert_eq!(first["actor_type"], "api_key");
     // The listing shows it (never the secret), with its last use.
-    let keys = eventually(&t, "/v1/api-keys", &ada, |b| {
+    let keys = poll_json(&t, "/v1/api-keys", &ada, |b| {
         b[0]["last_used_at"].is_string()
     })
     .await;
@@ -186,7 +162,7 @@ async fn a_key_uploads_as_itself_until_it_is_revoked() {
         .await
         .unwrap();
     assert_eq!(again.status(), StatusCode::NO_CONTENT);
-    eventually(&t, "/v1/api-keys", &ada, |b| b[0]["revoked_at"].is_string()).await;
+    poll_json(&t, "/v1/api-keys", &ada, |b| b[0]["revoked_at"].is_string()).await;
 }
 
 #[tokio::test]
@@ -393,7 +369,7 @@ async fn bad_input_is_refused_and_records_nothing() {
     let bob = admin(&t, "bob").await;
     let listed: Value = get(&t, "/v1/api-keys", &bob).await.json().await.unwrap();
     assert_eq!(listed, json!([]));
-    let key_id = eventually(&t, "/v1/api-keys", &ada, |b| b[0]["id"].is_string()).await[0]["id"]
+    let key_id = poll_json(&t, "/v1/api-keys", &ada, |b| b[0]["id"].is_string()).await[0]["id"]
         .as_str()
         .unwrap()
         .to_string();

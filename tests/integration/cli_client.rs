@@ -10,8 +10,7 @@ use chronicle::app::Mode;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::common::{TempDir, TestApp};
-use crate::pipeline::{WORKER, settled_status, signup};
+use crate::common::{TempDir, TestApp, WORKER};
 
 const SIZE: usize = 200 * 1024 * 1024;
 
@@ -71,7 +70,7 @@ async fn chunks_accepted(t: &TestApp) -> i64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_upload_killed_mid_way_resumes_and_the_download_matches() {
     let t = TestApp::spawn(Mode::Serve, WORKER).await;
-    let admin = signup(&t, "cli").await;
+    let admin = t.signup("cli").await;
     let created: Value = t
         .http
         .post(t.url("/v1/api-keys"))
@@ -153,7 +152,7 @@ async fn an_upload_killed_mid_way_resumes_and_the_download_matches() {
     );
 
     let file_id = done["file_id"].as_str().unwrap().to_string();
-    assert_eq!(settled_status(&t, &file_id, 1).await, "completed");
+    assert_eq!(t.settled_status(&file_id, 1).await, "completed");
     let target = dir.0.join("copy.bin");
     let target_text = target.display().to_string();
     let out = client(
@@ -199,7 +198,7 @@ async fn an_upload_killed_mid_way_resumes_and_the_download_matches() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn verify_checks_the_chain_locally_and_a_corrupt_download_keeps_nothing() {
     let t = TestApp::spawn(Mode::Serve, WORKER).await;
-    let admin = signup(&t, "verify").await;
+    let admin = t.signup("verify").await;
     let created: Value = t
         .http
         .post(t.url("/v1/api-keys"))
@@ -233,7 +232,7 @@ async fn verify_checks_the_chain_locally_and_a_corrupt_download_keeps_nothing() 
         .as_str()
         .unwrap()
         .to_string();
-    assert_eq!(settled_status(&t, &file_id, 1).await, "completed");
+    assert_eq!(t.settled_status(&file_id, 1).await, "completed");
 
     let out = client(&t, &key, &dir.0, &["--json", "verify"])
         .output()
@@ -322,7 +321,7 @@ async fn verify_checks_the_chain_locally_and_a_corrupt_download_keeps_nothing() 
 #[ignore = "needs GET /v1/feed/stream (the feed branch); run with --ignored once it is merged"]
 async fn watch_follows_the_feed_and_resumes_after_its_cursor() {
     let t = TestApp::spawn(Mode::Serve, WORKER).await;
-    let admin = signup(&t, "watch").await;
+    let admin = t.signup("watch").await;
     let created: Value = t
         .http
         .post(t.url("/v1/api-keys"))
