@@ -7,7 +7,7 @@ use cqrs_es::{Aggregate, DomainEvent};
 use serde::{Deserialize, Serialize};
 
 use crate::aggregates::Role;
-use crate::auth::scopes::Scope;
+use crate::aggregates::scope::Scope;
 use crate::ids::UserId;
 
 /// Longest key name, in bytes.

@@ -3,6 +3,7 @@
 pub mod api_key;
 pub mod file;
 pub mod notification;
+pub mod scope;
 pub mod session;
 pub mod tenant;
 pub mod upcast;

@@ -4,6 +4,7 @@ mod api_keys;
 mod audit;
 mod auth;
 mod budget;
+mod caller;
 mod cursor;
 mod devices;
 mod download;

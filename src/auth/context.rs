@@ -7,9 +7,9 @@
 //!
 //! Once per request: the token comes verified from the `credentials::verify` layer, and
 //! the standing is looked up by the first reader that needs it (the idempotency layer
-//! or this extractor) and kept in the request's extensions for the others.
+//! or the extractor) and kept in the request's extensions for the others. The extractor
+//! itself (src/api/caller.rs) only hands `authenticate` the app state's pool and keys.
 
-use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use sqlx::{PgPool, Postgres, Transaction};
 use uuid::Uuid;
@@ -22,7 +22,6 @@ use super::tokens::AccessClaims;
 use crate::aggregates::Role;
 use crate::error::{AppError, AuthFailure};
 use crate::ids::{TenantId, UserId};
-use crate::state::AppState;
 use crate::store::Actor;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -157,7 +156,7 @@ struct Standing(Result<TenantContext, AuthFailure>);
 
 /// The caller of the request in `parts`: its verified credentials, then its standing,
 /// which `lookup` reads from the log only if no earlier reader of this request did.
-async fn authenticate<F, Fut>(
+pub async fn authenticate<F, Fut>(
     parts: &mut Parts,
     keys: &TokenKeys,
     lookup: F,
@@ -184,20 +183,6 @@ where
         }
     };
     standing.map_err(AppError::Unauthorized)
-}
-
-impl FromRequestParts<AppState> for TenantContext {
-    type Rejection = AppError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
-        let db = &state.db;
-        let ctx = authenticate(parts, &state.tokens, |claims| async move {
-            session_standing(db, claims.tenant, claims.sid, claims.sub).await
-        })
-        .await?;
-        tracing::Span::current().record("tenant_id", tracing::field::display(ctx.tenant_id));
-        Ok(ctx)
-    }
 }
 
 #[cfg(test)]

@@ -14,7 +14,6 @@ use axum::http::request::Parts;
 
 use super::{TenantContext, policy};
 use crate::error::AppError;
-use crate::state::AppState;
 
 fn role_refused() -> AppError {
     AppError::Forbidden("your role (or your API key's scopes) does not allow this action".into())
@@ -33,13 +32,16 @@ macro_rules! role_extractor {
             }
         }
 
-        impl FromRequestParts<AppState> for $name {
+        // Generic over the state: whatever state `TenantContext` is extracted from
+        // (src/api/caller.rs), so this module needs no app state of its own.
+        impl<S> FromRequestParts<S> for $name
+        where
+            S: Send + Sync,
+            TenantContext: FromRequestParts<S, Rejection = AppError>,
+        {
             type Rejection = AppError;
 
-            async fn from_request_parts(
-                parts: &mut Parts,
-                state: &AppState,
-            ) -> Result<Self, AppError> {
+            async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, AppError> {
                 let caller = TenantContext::from_request_parts(parts, state).await?;
                 if $rule(&caller) {
                     Ok(Self(caller))

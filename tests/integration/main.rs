@@ -24,6 +24,7 @@ mod files_api;
 mod history;
 mod idempotency;
 mod jobs;
+mod layout;
 mod leaks;
 mod multi_instance;
 mod notifications;

@@ -8,13 +8,13 @@ use strum::VariantNames;
 use uuid::Uuid;
 
 use crate::aggregates::file::{FinalBlob, NewVersion, Original, Variant};
+use crate::aggregates::scope::Scope;
 use crate::aggregates::session::RevokeReason;
 use crate::aggregates::upload::{StoredParts, Tail, UploadTarget};
 use crate::aggregates::{
     ApiKeyEvent, FileEvent, NotificationEvent, Role, SessionEvent, TenantEvent, UploadEvent,
     UserEvent,
 };
-use crate::auth::scopes::Scope;
 use crate::ids::{FileId, UserId};
 
 /// Fixed ids and key: golden files are byte-for-byte reproducible.
