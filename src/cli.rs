@@ -41,6 +41,9 @@ enum Command {
         #[command(subcommand)]
         command: crate::bench::BenchCommand,
     },
+    /// The command-line client for API users: upload, download, list, watch, verify
+    /// against a Chronicle server with an API key (docs/cli.md).
+    Client(crate::client::ClientArgs),
 }
 
 #[derive(Subcommand)]
@@ -90,6 +93,11 @@ fn targets(
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    // The client needs none of the server's configuration (nor its database).
+    let cli = match cli.command {
+        Command::Client(args) => return crate::client::main(args),
+        command => Cli { command },
+    };
     let config = match Config::from_env() {
         Ok(c) => c,
         Err(err) => {
@@ -239,6 +247,9 @@ async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
         Command::Bench { command } => {
             crate::bench::run(command, &config).await?;
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Client(_) => {
+            unreachable!("the client is dispatched before the server configuration is read")
         }
     }
 }

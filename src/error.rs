@@ -186,6 +186,10 @@ impl AppError {
             AppError::Unauthorized(AuthFailure::RefreshTokenReused),
             AppError::Unauthorized(AuthFailure::SessionRevoked),
             AppError::Unauthorized(AuthFailure::UserBanned),
+            AppError::Unauthorized(AuthFailure::ApiKeyInvalid),
+            AppError::Unauthorized(AuthFailure::ApiKeyRevoked),
+            AppError::Unauthorized(AuthFailure::ApiKeyExpired),
+            AppError::Unauthorized(AuthFailure::ApiKeyCreatorRemoved),
             AppError::Forbidden("example".into()),
             AppError::NotFound("example".into()),
             AppError::MethodNotAllowed,
@@ -238,6 +242,12 @@ pub enum AuthFailure {
     RefreshTokenReused,
     SessionRevoked,
     UserBanned,
+    /// An API key that does not parse, does not exist, or whose secret does not match.
+    ApiKeyInvalid,
+    ApiKeyRevoked,
+    ApiKeyExpired,
+    /// The admin who created the key was banned, erased or is no longer an admin.
+    ApiKeyCreatorRemoved,
 }
 
 impl AuthFailure {
@@ -254,6 +264,10 @@ impl AuthFailure {
             AuthFailure::RefreshTokenReused => "refresh_token_reused",
             AuthFailure::SessionRevoked => "session_revoked",
             AuthFailure::UserBanned => "user_banned",
+            AuthFailure::ApiKeyInvalid => "api_key_invalid",
+            AuthFailure::ApiKeyRevoked => "api_key_revoked",
+            AuthFailure::ApiKeyExpired => "api_key_expired",
+            AuthFailure::ApiKeyCreatorRemoved => "api_key_creator_removed",
         }
     }
 
@@ -272,6 +286,12 @@ impl AuthFailure {
             }
             AuthFailure::SessionRevoked => "the session has been revoked",
             AuthFailure::UserBanned => "the account is banned",
+            AuthFailure::ApiKeyInvalid => "the API key is not valid",
+            AuthFailure::ApiKeyRevoked => "the API key has been revoked",
+            AuthFailure::ApiKeyExpired => "the API key has expired",
+            AuthFailure::ApiKeyCreatorRemoved => {
+                "the admin who created this API key is banned, erased or no longer an admin"
+            }
         }
     }
 }

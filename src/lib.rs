@@ -11,6 +11,7 @@ pub mod auth;
 pub mod bench;
 pub mod cache;
 pub mod cli;
+pub mod client;
 pub mod commands;
 pub mod config;
 pub mod db;

@@ -38,3 +38,13 @@ pub struct AppState {
     /// Cache-aside for `GET /v1/files/{id}` (src/cache), on `redis_conn`.
     pub file_cache: FileCache,
 }
+
+impl AppState {
+    /// What the credentials layer verifies bearer values with (tokens and API keys).
+    pub fn verifier(&self) -> crate::auth::credentials::Verifier {
+        crate::auth::credentials::Verifier {
+            tokens: self.tokens.clone(),
+            db: self.db.clone(),
+        }
+    }
+}

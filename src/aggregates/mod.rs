@@ -1,7 +1,9 @@
 //! Aggregates: commands → events → state. Pure, no I/O; tested as given/when/then.
 
+pub mod api_key;
 pub mod file;
 pub mod notification;
+pub mod scope;
 pub mod session;
 pub mod tenant;
 pub mod upcast;
@@ -9,6 +11,7 @@ pub mod upload;
 pub mod user;
 pub mod webhook;
 
+pub use api_key::{ApiKey, ApiKeyCommand, ApiKeyError, ApiKeyEvent};
 pub use file::{File, FileCommand, FileError, FileEvent};
 pub use notification::{Notification, NotificationCommand, NotificationEvent};
 pub use session::{Session, SessionCommand, SessionError, SessionEvent};

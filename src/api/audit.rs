@@ -31,7 +31,7 @@ const MAX_FILTER_LEN: usize = 255;
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct AuditParams {
-    /// A user id or `system:<component>`.
+    /// A user id, `key:<API key id>` or `system:<component>`.
     #[param(pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$")]
     pub actor: Option<String>,
     /// e.g. `file.renamed`.

@@ -32,6 +32,7 @@ const REFRESH_COOKIE: &str = "refresh_token";
 // must not be ignored silently.
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"tenant_name": "Acme", "handle": "ada", "name": "Ada Lovelace", "email": "ada@example.com", "password": "correct horse battery staple"}))]
 pub struct RegisterRequest {
     /// Name of the new tenant; omit when joining with `invitation_token`.
     #[serde(default)]
@@ -71,6 +72,7 @@ pub struct RegisterResponse {
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"email": "ada@example.com", "password": "correct horse battery staple"}))]
 pub struct LoginRequest {
     #[schema(pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$")]
     pub email: String,
@@ -78,6 +80,7 @@ pub struct LoginRequest {
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
+#[schema(example = json!({"access_token": "eyJ0eXAiOiJKV1QiLCJhbGciOiJIUzI1NiJ9.e30.sig", "token_type": "Bearer", "expires_in": 900, "session_id": "0190f5a0-0000-7000-8000-000000000003"}))]
 pub struct TokenResponse {
     pub access_token: String,
     pub token_type: &'static str,
@@ -100,7 +103,7 @@ pub(super) fn request_id(headers: &HeaderMap) -> String {
 
 /// Metadata for a command issued by the authenticated caller.
 pub(super) fn caller_metadata(ctx: &TenantContext, headers: &HeaderMap) -> EventMetadata {
-    EventMetadata::new(ctx.tenant_id, Actor::User(ctx.user_id), request_id(headers))
+    EventMetadata::new(ctx.tenant_id, ctx.actor(), request_id(headers))
 }
 
 fn check_password(password: &str) -> Result<(), AppError> {

@@ -1,7 +1,8 @@
 //! Which request budget a request counts against (the global rate-limit policy):
 //!
 //! - **an anonymous request** (no token, or one that does not verify): its client IP;
-//! - **an authenticated request**: its principal, whatever address it comes from — offices
+//! - **an authenticated request**: its principal (a person, or an API key: each key has
+//!   a budget of its own), whatever address it comes from — offices
 //!   and mobile carriers put many people behind one IP, and one person's requests must
 //!   not use up their colleagues' budget;
 //! - **`PATCH`/`HEAD` on a tus upload the principal owns**: the principal's separate, generous
@@ -21,6 +22,7 @@ use axum::http::Method;
 use sqlx::PgPool;
 use uuid::Uuid;
 
+use crate::auth::credentials::Bearer;
 use crate::auth::{Credentials, TokenKeys};
 
 /// Budgets per principal instead of per IP (the global policy): how to verify a token
@@ -34,10 +36,12 @@ pub struct PrincipalBudgets {
     pub upload_limit: u64,
 }
 
-/// Who is asking, for budgeting. API keys will be another variant with their own key.
+/// Who is asking, for budgeting: a person, or an API key with a budget of its own
+/// (not its creator's: a busy integration must not lock its admin out).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Principal {
     User { tenant: Uuid, user: Uuid },
+    ApiKey { tenant: Uuid, key: Uuid },
 }
 
 impl Principal {
@@ -45,6 +49,15 @@ impl Principal {
     pub fn key(&self) -> String {
         match self {
             Principal::User { tenant, user } => format!("user:{tenant}:{user}"),
+            Principal::ApiKey { tenant, key } => format!("key:{tenant}:{key}"),
+        }
+    }
+
+    /// The tenant, and the id that owns what this principal creates.
+    fn owner(&self) -> (Uuid, Uuid) {
+        match *self {
+            Principal::User { tenant, user } => (tenant, user),
+            Principal::ApiKey { tenant, key } => (tenant, key),
         }
     }
 }
@@ -63,12 +76,19 @@ pub fn principal(request: &Request, tokens: &TokenKeys) -> Option<Principal> {
     principal_of(credentials)
 }
 
-/// The principal whose verified token `credentials` holds, if any.
+/// The principal whose verified token or key `credentials` holds, if any. A key is
+/// verified against the log by the layer: one that is revoked or unknown spends its
+/// client IP's budget, not the key's.
 pub fn principal_of(credentials: &Credentials) -> Option<Principal> {
-    let claims = credentials.claims()?;
-    Some(Principal::User {
-        tenant: claims.tenant,
-        user: claims.sub,
+    Some(match credentials.bearer()? {
+        Bearer::Token(claims) => Principal::User {
+            tenant: claims.tenant,
+            user: claims.sub,
+        },
+        Bearer::Key(grant) => Principal::ApiKey {
+            tenant: grant.tenant_id,
+            key: grant.key_id,
+        },
     })
 }
 
@@ -85,7 +105,7 @@ pub fn tus_upload(method: &Method, path: &str) -> Option<Uuid> {
 /// (the log, not a read table, so a `PATCH` right after creation already qualifies).
 /// When the lookup fails the request is ordinary traffic (the handler fails the same way).
 pub async fn owns_upload(db: &PgPool, principal: Principal, id: Uuid) -> bool {
-    let Principal::User { tenant, user } = principal;
+    let (tenant, user) = principal.owner();
     let owner: Result<Option<Option<String>>, _> = sqlx::query_scalar(
         "SELECT payload->'UploadStarted'->>'owner_id' FROM events
           WHERE tenant_id = $1 AND aggregate_type = 'upload' AND aggregate_id = $2

@@ -20,8 +20,8 @@ use uuid::Uuid;
 use super::extract::{ApiPath, ApiQuery};
 use super::files_manage::load;
 use crate::aggregates::file::{File, FileStatus, VersionState};
-use crate::auth::TenantContext;
 use crate::auth::policy::{self, file_not_found};
+use crate::auth::{FileReader, TenantContext};
 use crate::error::AppError;
 use crate::state::AppState;
 
@@ -32,7 +32,7 @@ use crate::state::AppState;
     security(("bearer" = [])))]
 pub async fn current(
     State(state): State<AppState>,
-    ctx: TenantContext,
+    FileReader(ctx): FileReader,
     ApiPath(id): ApiPath<Uuid>,
     ApiQuery(params): ApiQuery<ContentParams>,
     headers: HeaderMap,
@@ -87,7 +87,7 @@ pub(super) fn representation_for_link(version: &VersionState) -> VersionState {
     security(("bearer" = [])))]
 pub async fn version(
     State(state): State<AppState>,
-    ctx: TenantContext,
+    FileReader(ctx): FileReader,
     ApiPath((id, n)): ApiPath<(Uuid, u32)>,
     ApiQuery(params): ApiQuery<ContentParams>,
     headers: HeaderMap,
@@ -115,7 +115,7 @@ pub async fn version(
     security(("bearer" = [])))]
 pub async fn thumbnail(
     State(state): State<AppState>,
-    ctx: TenantContext,
+    FileReader(ctx): FileReader,
     ApiPath(id): ApiPath<Uuid>,
     headers: HeaderMap,
 ) -> Result<Response, AppError> {

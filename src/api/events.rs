@@ -24,7 +24,7 @@ use tokio_stream::wrappers::ReceiverStream;
 
 use super::extract::ApiQuery;
 use super::notifications::{COLUMNS, row_view};
-use crate::auth::context::session_standing;
+use crate::auth::credentials::Bearer;
 use crate::auth::{Credentials, TenantContext};
 use crate::error::{AppError, AuthFailure};
 use crate::live::message::{EventId, NotificationView, UploadProgress};
@@ -68,14 +68,16 @@ impl FromRequestParts<AppState> for StreamCaller {
             // The request's one verification: the layer found no header to verify.
             let value = HeaderValue::from_str(&format!("Bearer {token}"))
                 .map_err(|_| AppError::Unauthorized(AuthFailure::MalformedToken))?;
-            let credentials = Credentials::from_header(Some(&value), &state.tokens);
+            let credentials = Credentials::verify(Some(&value), &state.verifier()).await?;
             parts.extensions.insert(credentials);
         }
         let ctx = TenantContext::from_request_parts(parts, state).await?;
-        let expires_at = Credentials::of(parts, &state.tokens)
-            .claims()
-            .map(|claims| claims.exp)
-            .ok_or(AppError::Unauthorized(AuthFailure::MalformedToken))?;
+        let expires_at = match Credentials::of(parts, &state.tokens).bearer() {
+            Some(Bearer::Token(claims)) => claims.exp,
+            // A key without expiry: the stream ends only with its standing.
+            Some(Bearer::Key(grant)) => grant.expires_at.unwrap_or(i64::MAX / 2),
+            None => return Err(AppError::Unauthorized(AuthFailure::MalformedToken)),
+        };
         Ok(StreamCaller {
             ctx,
             expires_at,
@@ -166,9 +168,9 @@ async fn pump(
             _ = tx.closed() => return,
             _ = &mut expiry => return,
             _ = standing.tick() => {
-                match session_standing(&state.db, ctx.tenant_id.0, ctx.session_id, ctx.user_id.0).await {
-                    Ok(Ok(_)) => Ok(()),
-                    Ok(Err(_)) => return,
+                match ctx.still_standing(&state.db).await {
+                    Ok(true) => Ok(()),
+                    Ok(false) => return,
                     Err(err) => Err(anyhow::Error::from(err)),
                 }
             }

@@ -17,8 +17,8 @@ use uuid::Uuid;
 
 use super::extract::{ApiPath, ApiQuery};
 use crate::aggregates::file::{File, FileStatus};
-use crate::auth::TenantContext;
 use crate::auth::policy::{self, file_not_found};
+use crate::auth::{FileReader, TenantContext};
 use crate::error::{AppError, ErrorBody};
 use crate::ids::TenantId;
 use crate::state::AppState;
@@ -262,7 +262,7 @@ pub(super) async fn view_from_stream_at(
                (status = 404, body = ErrorBody)))]
 pub async fn get(
     State(state): State<AppState>,
-    ctx: TenantContext,
+    FileReader(ctx): FileReader,
     ApiPath(id): ApiPath<Uuid>,
     ApiQuery(travel): ApiQuery<super::history::TimeTravel>,
 ) -> Result<Json<FileView>, AppError> {
@@ -344,7 +344,7 @@ pub struct DuplicateOf {
     responses((status = 200, body = [VersionView]), (status = 404, body = ErrorBody)))]
 pub async fn versions(
     State(state): State<AppState>,
-    ctx: TenantContext,
+    FileReader(ctx): FileReader,
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<Json<Vec<VersionView>>, AppError> {
     let mut tx = ctx.begin(&state.db).await?;

@@ -17,8 +17,8 @@ use super::cursor::{CursorKey, SortedCursor};
 use super::extract::{ApiQuery, NoParams};
 use super::files::{FileRow, FileView, VIEW_COLUMNS, VIEW_FROM, parse_status};
 use super::read_routing::Fresh;
-use crate::auth::TenantContext;
 use crate::auth::policy;
+use crate::auth::FileReader;
 use crate::error::{AppError, ErrorBody};
 use crate::state::AppState;
 use axum::Json;
@@ -224,7 +224,7 @@ fn non_empty(value: Option<String>) -> Option<String> {
     responses((status = 200, body = FilePage), (status = 400, body = ErrorBody)))]
 pub async fn list(
     State(state): State<AppState>,
-    ctx: TenantContext,
+    FileReader(ctx): FileReader,
     Fresh(fresh): Fresh,
     uri: Uri,
 ) -> Result<Json<FilePage>, AppError> {
@@ -384,7 +384,7 @@ pub struct TagCount {
     responses((status = 200, body = [TagCount]), (status = 401, body = ErrorBody)))]
 pub async fn tags(
     State(state): State<AppState>,
-    ctx: TenantContext,
+    FileReader(ctx): FileReader,
     Fresh(fresh): Fresh,
     _: ApiQuery<NoParams>,
 ) -> Result<Json<Vec<TagCount>>, AppError> {

@@ -46,7 +46,15 @@ pub const HEADER: &str = "idempotency-key";
 /// The one keyed route anonymous callers may use.
 const REGISTER: &str = "/v1/auth/register";
 
-pub(super) const EXCLUDED: &[&str] = &["/v1/auth/login", "/v1/auth/refresh", "/v1/auth/logout"];
+/// Routes whose requests are never keyed. Creating an API key is among them: its answer
+/// holds the secret, which must not be kept in `idempotency_keys` (a retry makes a new
+/// key; the lost one is never usable without its secret, and can be revoked).
+pub(super) const EXCLUDED: &[&str] = &[
+    "/v1/auth/login",
+    "/v1/auth/refresh",
+    "/v1/auth/logout",
+    "/v1/api-keys",
+];
 
 /// Who is asking: the key scope and the caller's current role (`None` when anonymous).
 pub(super) struct Principal {

@@ -1,5 +1,6 @@
 //! The HTTP API: one router per resource, assembled here with the edge layers.
 
+mod api_keys;
 mod audit;
 pub(crate) mod auth;
 mod budget;
@@ -62,6 +63,7 @@ use ratelimit::RateLimitLayer;
         auth::register, auth::login, auth::refresh, auth::logout, auth::invite,
         users::me, users::set_role, users::ban, users::unban, erase::erase,
         sessions::list, sessions::revoke, devices::list,
+        api_keys::create, api_keys::list, api_keys::revoke,
         upload::create_file, upload::create_version, direct::start, direct::complete,
         download::current, download::version, download::thumbnail,
         jobs::list, jobs::retry,
@@ -138,6 +140,9 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/users/{id}/unban", post(users::unban))
         .route("/v1/users/{id}/erase", post(erase::erase))
         .route("/v1/sessions", get(sessions::list))
+        // API keys for integrations (src/api/api_keys.rs).
+        .route("/v1/api-keys", get(api_keys::list).post(api_keys::create))
+        .route("/v1/api-keys/{id}", delete(api_keys::revoke))
         .route("/v1/sessions/{id}", delete(sessions::revoke))
         .route("/v1/devices", get(devices::list))
         // Files: upload, read, manage (src/api/upload.rs, files*.rs), download.
@@ -253,7 +258,7 @@ pub fn router(state: AppState) -> Router {
         .layer(RateLimitLayer::global(&state))
         // The bearer token, verified once for everything inside (src/auth/credentials.rs).
         .layer(axum::middleware::from_fn_with_state(
-            state.tokens.clone(),
+            state.verifier(),
             crate::auth::credentials::verify,
         ))
         .layer(axum::middleware::from_fn_with_state(

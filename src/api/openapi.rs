@@ -9,7 +9,8 @@
 //!   `Upload-Metadata` and `Upload-Checksum`;
 //! - no `null` in a header's type (a header is text or absent);
 //! - 408 (request timeout) and 503 (a dependency is down) on every `/v1` route;
-//! - the `ErrorBody` schema on every error status a handler listed without a body.
+//! - the `ErrorBody` schema on every error status a handler listed without a body;
+//! - a description on every response (required by OpenAPI and by client generators).
 //!
 //! Handlers still document their own statuses (403, 404, 409, …) in `#[utoipa::path]`.
 
@@ -166,6 +167,26 @@ fn document(path: &str, method: &str, operation: &mut Operation) {
     }
     headers_are_never_null(operation);
     fill_error_bodies(operation);
+    describe_every_response(operation);
+}
+
+/// OpenAPI requires a description on every response; client generators refuse a
+/// document without one. A handler's bare `(status = 200, body = …)` gets the status's
+/// reason phrase.
+fn describe_every_response(operation: &mut Operation) {
+    for (status, response) in operation.responses.responses.iter_mut() {
+        if let RefOr::T(response) = response
+            && response.description.is_empty()
+        {
+            let reason = status
+                .parse::<u16>()
+                .ok()
+                .and_then(|s| axum::http::StatusCode::from_u16(s).ok())
+                .and_then(|s| s.canonical_reason())
+                .unwrap_or("response");
+            response.description = reason.to_string();
+        }
+    }
 }
 
 fn idempotency_key(operation: &mut Operation) {

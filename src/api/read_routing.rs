@@ -10,7 +10,7 @@ use axum::middleware::Next;
 use axum::response::Response;
 use uuid::Uuid;
 
-use crate::auth::credentials::Credentials;
+use crate::auth::credentials::{Bearer, Credentials};
 use crate::error::AppError;
 use crate::replicas::RYW_WINDOW;
 use crate::state::AppState;
@@ -41,7 +41,11 @@ pub async fn read_your_writes(
         .extensions()
         .get::<Credentials>()
         .and_then(|c| c.0.as_ref().ok())
-        .map(|claims| claims.sub);
+        // A key is its own principal: its writes mark it as a person's mark them.
+        .map(|bearer| match bearer {
+            Bearer::Token(claims) => claims.sub,
+            Bearer::Key(grant) => grant.key_id,
+        });
     let (true, Some(user)) = (state.reads.enabled(), user) else {
         return next.run(request).await;
     };

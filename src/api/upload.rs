@@ -37,6 +37,7 @@ const MAX_TEXT_FIELD: u64 = 8 * 1024;
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"file_id": "0190f5a0-0000-7000-8000-000000000003", "version_id": "5b1f3c2e-9a4d-5e6f-8a7b-0c1d2e3f4a5b", "version_number": 1, "status": "uploaded"}))]
 pub struct UploadAccepted {
     pub file_id: Uuid,
     /// Stable id of this version (derived from file id and version number).

@@ -1,6 +1,7 @@
 //! `TenantContext`: who is calling, for which tenant. Built only from a verified access
-//! token whose session is alive and whose user is not banned — checked against the
-//! event log on every request, so a revocation or ban bites on the very next request.
+//! token whose session is alive and whose user is not banned, or from an API key in good
+//! standing (`api_keys.rs`) — checked against the event log on every request, so a
+//! revocation or ban bites on the very next request.
 //! A handler that touches tenant data takes a `TenantContext`; it cannot get at tenant
 //! data without one. What a caller may do with it is `policy.rs`'s business.
 //!
@@ -14,21 +15,76 @@ use sqlx::{PgPool, Postgres, Transaction};
 use uuid::Uuid;
 
 use super::TokenKeys;
-use super::credentials::Credentials;
+use super::api_keys::{self, KeyGrant};
+use super::credentials::{Bearer, Credentials};
+use super::scopes::Scopes;
 use super::tokens::AccessClaims;
 use crate::aggregates::Role;
 use crate::error::{AppError, AuthFailure};
 use crate::ids::{TenantId, UserId};
+use crate::store::Actor;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TenantContext {
     pub tenant_id: TenantId,
+    /// The acting principal: a user, or an API key (its key id; `via_key` is set). A key
+    /// acts as itself: it owns what it uploads and the log names it, not a person.
     pub user_id: UserId,
     pub role: Role,
+    /// The session of a person; the key id again for a key.
     pub session_id: Uuid,
+    /// What the caller may do within its role: everything for a person, a key's scopes.
+    pub scopes: Scopes,
+    pub via_key: bool,
 }
 
 impl TenantContext {
+    /// A person signed in with `session`, with every right of `role`.
+    pub fn person(tenant_id: TenantId, user_id: UserId, role: Role, session_id: Uuid) -> Self {
+        Self {
+            tenant_id,
+            user_id,
+            role,
+            session_id,
+            scopes: Scopes::UNRESTRICTED,
+            via_key: false,
+        }
+    }
+
+    /// The caller an API key in good standing makes.
+    pub fn key(grant: &KeyGrant) -> Self {
+        Self {
+            tenant_id: TenantId(grant.tenant_id),
+            user_id: UserId(grant.key_id),
+            role: grant.role,
+            session_id: grant.key_id,
+            scopes: grant.scopes,
+            via_key: true,
+        }
+    }
+
+    /// Who the events this caller causes name as their actor.
+    pub fn actor(&self) -> Actor {
+        if self.via_key {
+            Actor::ApiKey(self.user_id.0)
+        } else {
+            Actor::User(self.user_id)
+        }
+    }
+
+    /// Whether the caller is still in good standing (long-lived streams ask again).
+    pub async fn still_standing(&self, pool: &PgPool) -> Result<bool, sqlx::Error> {
+        if self.via_key {
+            let (tenant, key) = (self.tenant_id.0, self.user_id.0);
+            let alive =
+                api_keys::standing_by_id(pool, tenant, key, chrono::Utc::now().timestamp()).await?;
+            return Ok(alive);
+        }
+        let standing =
+            session_standing(pool, self.tenant_id.0, self.session_id, self.user_id.0).await?;
+        Ok(standing.is_ok())
+    }
+
     /// A transaction in which row-level security shows only this tenant's rows.
     pub async fn begin<'a>(&self, pool: &'a PgPool) -> Result<Transaction<'a, Postgres>, AppError> {
         let mut tx = pool.begin().await?;
@@ -112,16 +168,16 @@ where
     let standing = match parts.extensions.get::<Standing>() {
         Some(Standing(known)) => *known,
         None => {
-            let claims = Credentials::of(parts, keys)
-                .0
-                .map_err(AppError::Unauthorized)?;
+            let claims = match Credentials::of(parts, keys).0 {
+                // The layer read a key's whole standing already.
+                Ok(Bearer::Key(grant)) => return Ok(TenantContext::key(&grant)),
+                Ok(Bearer::Token(claims)) => claims,
+                Err(failure) => return Err(AppError::Unauthorized(failure)),
+            };
             let (tenant, user, session) = (claims.tenant, claims.sub, claims.sid);
-            let known = lookup(claims).await?.map(|role| TenantContext {
-                tenant_id: TenantId(tenant),
-                user_id: UserId(user),
-                role,
-                session_id: session,
-            });
+            let known = lookup(claims)
+                .await?
+                .map(|role| TenantContext::person(TenantId(tenant), UserId(user), role, session));
             parts.extensions.insert(Standing(known));
             known
         }

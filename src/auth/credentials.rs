@@ -1,43 +1,106 @@
-//! The bearer token of a request, verified once. The `verify` layer (outermost of the
-//! API's authentication: before rate limiting, which budgets by principal) checks the
-//! `Authorization: Bearer` access token — signature, algorithm, expiry, purpose; no I/O
-//! — and puts the outcome into the request's extensions. Everything after reads it
-//! from there: the rate limiter's budget, the idempotency layer and the `TenantContext`
-//! extractor (which adds the session standing, once: `context.rs`), and the event
-//! stream (which also takes the token from `?access_token=`, on that route only).
+//! The bearer credential of a request, verified once. The `verify` layer (outermost of
+//! the API's authentication: before rate limiting, which budgets by principal) checks
+//! the `Authorization: Bearer` value and puts the outcome into the request's extensions.
+//! Two kinds, told apart by the `chk_` prefix:
+//! - an access token (JWT): signature, algorithm, expiry, purpose — no I/O; whether its
+//!   session is alive is looked up later, once (`context.rs`);
+//! - an API key (`chk_…`, `api_keys.rs`): its whole standing (secret, revocation,
+//!   expiry, creator) is read from the log here, in one query, since nothing about a
+//!   key can be checked without it.
+//!
+//! Everything after reads the outcome from there: the rate limiter's budget, the
+//! idempotency layer and the `TenantContext` extractor, and the event stream (which
+//! also takes the token from `?access_token=`, on that route only).
 
 use axum::extract::{Request, State};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue};
 use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
+use sqlx::PgPool;
 
 use super::TokenKeys;
+use super::api_keys::{self, KeyGrant, PresentedKey};
 use super::tokens::AccessClaims;
-use crate::error::AuthFailure;
+use crate::error::{AppError, AuthFailure};
 
-/// A request's bearer token after verification: its claims, or why it has none.
+/// What a verified bearer value is.
 #[derive(Debug, Clone)]
-pub struct Credentials(pub Result<AccessClaims, AuthFailure>);
+pub enum Bearer {
+    /// An access token whose signature and expiry verified (its session not yet looked at).
+    Token(AccessClaims),
+    /// An API key in good standing.
+    Key(KeyGrant),
+}
+
+/// A request's bearer value after verification: who it is, or why it is nobody.
+#[derive(Debug, Clone)]
+pub struct Credentials(pub Result<Bearer, AuthFailure>);
+
+/// What the layer needs to verify both kinds.
+#[derive(Clone)]
+pub struct Verifier {
+    pub tokens: TokenKeys,
+    pub db: PgPool,
+}
+
+/// The `Bearer` value of the header; no header is `missing_token`, another scheme or
+/// non-ASCII text `malformed_token`.
+fn bearer_value(header: Option<&HeaderValue>) -> Result<&str, AuthFailure> {
+    let header = header.ok_or(AuthFailure::MissingToken)?;
+    header
+        .to_str()
+        .ok()
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .ok_or(AuthFailure::MalformedToken)
+}
 
 impl Credentials {
-    /// The `Authorization` header's access token, verified.
+    /// The `Authorization` header verified without I/O: access tokens only. An API key
+    /// needs the log ([`Credentials::verify`]); here it is `api_key_invalid`.
     pub fn from_headers(headers: &HeaderMap, keys: &TokenKeys) -> Self {
         Self::from_header(headers.get(AUTHORIZATION), keys)
     }
 
-    /// `Bearer <token>` verified; no header is `missing_token`, another scheme or
-    /// non-ASCII text `malformed_token`.
+    /// See [`Credentials::from_headers`].
     pub fn from_header(header: Option<&HeaderValue>, keys: &TokenKeys) -> Self {
-        let Some(header) = header else {
-            return Self(Err(AuthFailure::MissingToken));
+        Self(bearer_value(header).and_then(|value| {
+            if PresentedKey::looks_like_key(value) {
+                Err(AuthFailure::ApiKeyInvalid)
+            } else {
+                keys.verify_access(value).map(Bearer::Token)
+            }
+        }))
+    }
+
+    /// The header verified, API keys included (their standing read from the log).
+    pub async fn verify(
+        header: Option<&HeaderValue>,
+        verifier: &Verifier,
+    ) -> Result<Self, sqlx::Error> {
+        let value = match bearer_value(header) {
+            Ok(value) if PresentedKey::looks_like_key(value) => value,
+            _ => return Ok(Self::from_header(header, &verifier.tokens)),
         };
-        let token = header.to_str().ok().and_then(|v| v.strip_prefix("Bearer "));
-        Self(match token {
-            Some(token) => keys.verify_access(token.trim()),
-            None => Err(AuthFailure::MalformedToken),
-        })
+        let Some(key) = PresentedKey::parse(value) else {
+            return Ok(Self(Err(AuthFailure::ApiKeyInvalid)));
+        };
+        let now = chrono::Utc::now().timestamp();
+        let standing = api_keys::standing(&verifier.db, &key, now).await?;
+        if let Ok(grant) = standing
+            && grant.needs_touch(now)
+        {
+            // Off the request path: the answer does not wait for the bookkeeping.
+            let db = verifier.db.clone();
+            tokio::spawn(async move {
+                if let Err(err) = api_keys::touch(&db, &grant).await {
+                    tracing::debug!(error = %err, "could not record the API key's last use");
+                }
+            });
+        }
+        Ok(Self(standing.map(Bearer::Key)))
     }
 
     /// What the `verify` layer found in this request; verified here (and kept) only if
@@ -51,15 +114,32 @@ impl Credentials {
         found
     }
 
-    /// The verified claims, if the token verified.
+    /// The verified access token's claims, if the bearer is one.
     pub fn claims(&self) -> Option<&AccessClaims> {
+        match &self.0 {
+            Ok(Bearer::Token(claims)) => Some(claims),
+            _ => None,
+        }
+    }
+
+    /// The verified bearer, if any.
+    pub fn bearer(&self) -> Option<&Bearer> {
         self.0.as_ref().ok()
     }
 }
 
-/// The layer: verifies the request's bearer token once, for everything after it.
-pub async fn verify(State(keys): State<TokenKeys>, mut request: Request, next: Next) -> Response {
-    let credentials = Credentials::from_headers(request.headers(), &keys);
+/// The layer: verifies the request's bearer value once, for everything after it. A
+/// database that cannot answer for a key fails the request (503), as it would later.
+pub async fn verify(
+    State(verifier): State<Verifier>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let header = request.headers().get(AUTHORIZATION).cloned();
+    let credentials = match Credentials::verify(header.as_ref(), &verifier).await {
+        Ok(credentials) => credentials,
+        Err(err) => return AppError::from(err).into_response(),
+    };
     request.extensions_mut().insert(credentials);
     next.run(request).await
 }
@@ -89,7 +169,8 @@ mod tests {
             AuthFailure::MalformedToken
         );
         headers.insert(AUTHORIZATION, format!("Bearer  {token} ").parse().unwrap());
-        let claims = Credentials::from_headers(&headers, &keys).0.unwrap();
+        let claims = Credentials::from_headers(&headers, &keys);
+        let claims = claims.claims().unwrap();
         assert_eq!(
             (claims.sub, claims.tenant, claims.sid),
             (user, tenant, session)
@@ -98,6 +179,16 @@ mod tests {
         assert_eq!(
             Credentials::from_headers(&headers, &other).0.unwrap_err(),
             AuthFailure::BadSignature
+        );
+        // A key cannot be verified without the log: never taken for a JWT.
+        let key = PresentedKey::generate(uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
+        headers.insert(
+            AUTHORIZATION,
+            format!("Bearer {}", key.expose()).parse().unwrap(),
+        );
+        assert_eq!(
+            Credentials::from_headers(&headers, &keys).0.unwrap_err(),
+            AuthFailure::ApiKeyInvalid
         );
     }
 
@@ -127,7 +218,13 @@ mod tests {
                     seen.claims().map(|c| c.sub.to_string()).unwrap_or_default()
                 }),
             )
-            .layer(axum::middleware::from_fn_with_state(keys.clone(), verify));
+            .layer(axum::middleware::from_fn_with_state(
+                Verifier {
+                    tokens: keys.clone(),
+                    db: sqlx::PgPool::connect_lazy("postgres://nobody@127.0.0.1:1/none").unwrap(),
+                },
+                verify,
+            ));
         let request = Request::builder()
             .uri("/")
             .header(AUTHORIZATION, format!("Bearer {token}"))

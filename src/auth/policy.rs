@@ -16,6 +16,14 @@
 //! a grant works on every route that touches the file and a revocation takes effect on
 //! the next request.
 //!
+//! **API keys** (docs/api-keys.md) act as their own principal with a role, and may be
+//! narrowed to scopes: a key may do a thing only if its role allows it *and* its scopes
+//! name it (`files:read`, `files:write`, `audit:read`, `feed:read`). A person, or a key
+//! created with a role only, has every scope of the role (`Scopes::UNRESTRICTED`).
+//! Administration (users, invitations, jobs, erasure) needs an unrestricted admin;
+//! managing API keys needs an admin *person*: a key never mints or revokes keys, so a
+//! leaked key cannot make itself successors that outlive its revocation.
+//!
 //! Two answers for a refusal: a resource the caller may not *read* is `404`, exactly
 //! like one that does not exist, so neither ids nor existence leak; a caller who may
 //! read it but not do what it asks gets `403` (it learns nothing new). Other tenants'
@@ -25,6 +33,7 @@
 use uuid::Uuid;
 
 use super::TenantContext;
+use super::scopes::Scope;
 use crate::aggregates::Role;
 use crate::aggregates::file::{Access, File};
 use crate::error::AppError;
@@ -37,29 +46,45 @@ pub fn file_not_found() -> AppError {
 
 /// Admins manage the tenant: users' roles and bans, erasure, invitations, jobs.
 pub fn administers(caller: &TenantContext) -> bool {
-    caller.role == Role::Admin
+    caller.role == Role::Admin && caller.scopes.is_unrestricted()
+}
+
+/// Creating, listing and revoking API keys: an admin signed in as a person.
+pub fn manages_keys(caller: &TenantContext) -> bool {
+    administers(caller) && !caller.via_key
 }
 
 /// Auditors and admins read the past: the audit log, its verification and export, a
 /// file's events, and (unlike owners) a purged file's history and time travel.
 pub fn reads_history(caller: &TenantContext) -> bool {
-    matches!(caller.role, Role::Auditor | Role::Admin)
+    matches!(caller.role, Role::Auditor | Role::Admin) && caller.scopes.has(Scope::AuditRead)
+}
+
+/// Auditors and admins read the tenant-wide event feed (`GET /v1/feed`): it shows every
+/// change of the tenant, not only the caller's.
+pub fn reads_feed(caller: &TenantContext) -> bool {
+    matches!(caller.role, Role::Auditor | Role::Admin) && caller.scopes.has(Scope::FeedRead)
 }
 
 /// Users and admins create content (uploads); auditors only read.
 pub fn writes(caller: &TenantContext) -> bool {
-    matches!(caller.role, Role::User | Role::Admin)
+    matches!(caller.role, Role::User | Role::Admin) && caller.scopes.has(Scope::FilesWrite)
+}
+
+/// Whether the caller reads files at all (its own, or the tenant's by its role).
+pub fn reads_files(caller: &TenantContext) -> bool {
+    caller.scopes.has(Scope::FilesRead)
 }
 
 /// Whether the caller reads every file of the tenant, not only its own (listings,
 /// tag counts).
 pub fn reads_every_file(caller: &TenantContext) -> bool {
-    matches!(caller.role, Role::Admin | Role::Auditor)
+    matches!(caller.role, Role::Admin | Role::Auditor) && reads_files(caller)
 }
 
 /// Whether the caller may read a file owned by `owner` (a row of a read table).
 pub fn can_read_owned_by(caller: &TenantContext, owner: Uuid) -> bool {
-    reads_every_file(caller) || owner == caller.user_id.0
+    reads_every_file(caller) || (reads_files(caller) && owner == caller.user_id.0)
 }
 
 /// The access a grant on `file` gives the caller (to it, or to its role).
@@ -185,6 +210,11 @@ fn changes_files(caller: &TenantContext) -> Result<(), AppError> {
             "auditors may read files but not change them".into(),
         ));
     }
+    if !caller.scopes.has(Scope::FilesWrite) {
+        return Err(AppError::Forbidden(
+            "this API key may not change files (it lacks the files:write scope)".into(),
+        ));
+    }
     Ok(())
 }
 
@@ -194,12 +224,27 @@ mod tests {
     use crate::ids::TenantId;
 
     fn caller(role: Role) -> TenantContext {
-        TenantContext {
-            tenant_id: TenantId(Uuid::now_v7()),
-            user_id: UserId(Uuid::now_v7()),
+        TenantContext::person(
+            TenantId(Uuid::now_v7()),
+            UserId(Uuid::now_v7()),
             role,
-            session_id: Uuid::now_v7(),
-        }
+            Uuid::now_v7(),
+        )
+    }
+
+    fn key(role: Role, scopes: &[Scope]) -> TenantContext {
+        TenantContext::key(&crate::auth::api_keys::KeyGrant {
+            tenant_id: Uuid::now_v7(),
+            key_id: Uuid::now_v7(),
+            role,
+            scopes: if scopes.is_empty() {
+                crate::auth::Scopes::UNRESTRICTED
+            } else {
+                crate::auth::Scopes::only(scopes.iter().copied())
+            },
+            expires_at: None,
+            last_used_at: None,
+        })
     }
 
     fn file_of(owner: UserId) -> File {
@@ -316,6 +361,30 @@ mod tests {
         assert!(writes(&user) && writes(&admin) && !writes(&auditor));
         assert!(reads_every_file(&admin) && reads_every_file(&auditor));
         assert!(!reads_every_file(&user));
+    }
+
+    #[test]
+    fn keys_have_the_rights_of_their_role_narrowed_by_their_scopes() {
+        // A key with a role only: the role's rights, but never key management.
+        let admin_key = key(Role::Admin, &[]);
+        assert!(administers(&admin_key) && !manages_keys(&admin_key));
+        assert!(manages_keys(&caller(Role::Admin)) && !manages_keys(&caller(Role::User)));
+        assert!(reads_history(&admin_key) && reads_feed(&admin_key) && writes(&admin_key));
+        // Narrowed: only what the scopes name, and no administration.
+        let reader = key(Role::Admin, &[Scope::FilesRead]);
+        assert!(!administers(&reader) && !writes(&reader) && !reads_history(&reader));
+        assert!(reads_every_file(&reader) && !reads_feed(&reader));
+        let mine = file_of(reader.user_id);
+        assert!(can_read(&reader, &mine));
+        assert_eq!(status(can_change(&reader, &mine)), 403);
+        let writer = key(Role::User, &[Scope::FilesWrite]);
+        assert!(writes(&writer) && !reads_files(&writer));
+        assert!(!can_read(&writer, &file_of(writer.user_id)));
+        let feed = key(Role::Auditor, &[Scope::FeedRead]);
+        assert!(reads_feed(&feed) && !reads_history(&feed) && !reads_files(&feed));
+        // People: users never read the feed; auditors and admins do.
+        assert!(!reads_feed(&caller(Role::User)));
+        assert!(reads_feed(&caller(Role::Auditor)) && reads_feed(&caller(Role::Admin)));
     }
 
     #[test]

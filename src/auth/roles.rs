@@ -1,9 +1,11 @@
-//! Role-only routes say so in the handler's signature: a handler that takes `Admin`
-//! runs for admins only, one that takes `AuditorOrAdmin` for readers of history, one
-//! that takes `Writer` for roles that create content. Each is a `TenantContext` (the
-//! verified, live caller) that also passed its rule in `policy.rs`; anyone else gets
-//! `403 forbidden` in the one error shape, after the same `401`s as any authenticated
-//! route.
+//! Role- and scope-bound routes say so in the handler's signature: a handler that takes
+//! `Admin` runs for admins only, one that takes `AuditorOrAdmin` for readers of history
+//! (`audit:read`), `Writer` for roles that create content (`files:write`), `FileReader`
+//! for callers that read files (`files:read`), `FeedReader` for readers of the
+//! tenant-wide feed (`feed:read`: auditors and admins), `KeyManager` for admins signed in
+//! as people (API key management). Each is a `TenantContext` (the verified, live caller)
+//! that also passed its rule in `policy.rs`; anyone else gets `403 forbidden` in the one
+//! error shape, after the same `401`s as any authenticated route.
 
 use std::ops::Deref;
 
@@ -14,7 +16,7 @@ use super::{TenantContext, policy};
 use crate::error::AppError;
 
 fn role_refused() -> AppError {
-    AppError::Forbidden("your role does not allow this action".into())
+    AppError::Forbidden("your role (or your API key's scopes) does not allow this action".into())
 }
 
 macro_rules! role_extractor {
@@ -65,4 +67,21 @@ role_extractor!(
     /// A user or admin: a role that creates content (`policy::writes`).
     Writer,
     policy::writes
+);
+role_extractor!(
+    /// A caller that reads files (`policy::reads_files`: the `files:read` scope).
+    FileReader,
+    policy::reads_files
+);
+role_extractor!(
+    /// A reader of the tenant-wide event feed (`policy::reads_feed`: an auditor or admin
+    /// with the `feed:read` scope, which people always have).
+    FeedReader,
+    policy::reads_feed
+);
+role_extractor!(
+    /// An admin signed in as a person: creates, lists and revokes API keys
+    /// (`policy::manages_keys`).
+    KeyManager,
+    policy::manages_keys
 );

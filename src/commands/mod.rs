@@ -15,6 +15,8 @@ pub mod webhooks;
 
 use std::time::{Duration, Instant};
 
+pub mod api_keys;
+
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::{Aggregate, AggregateContext, AggregateError, EventEnvelope, EventStore};
 

@@ -1,4 +1,4 @@
-//! `tenants`, `users` and `sessions`: the read side of the account aggregates.
+//! `tenants`, `users`, `sessions` and `api_keys`: the read side of the account aggregates.
 //! Low volume, so one statement per event keeps it plain.
 
 use async_trait::async_trait;
@@ -26,7 +26,7 @@ impl Projector for AccountsProjector {
     }
 
     fn tables(&self) -> &'static [&'static str] {
-        &["tenants", "users", "sessions"]
+        &["tenants", "users", "sessions", "api_keys"]
     }
 
     async fn apply(
@@ -39,6 +39,7 @@ impl Projector for AccountsProjector {
                 "tenant" => apply_tenant(conn, e).await?,
                 "user" => apply_user(conn, e).await?,
                 "session" => apply_session(conn, e).await?,
+                "api_key" => super::api_keys::apply(conn, e).await?,
                 _ => {}
             }
         }

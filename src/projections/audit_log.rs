@@ -13,10 +13,12 @@ use crate::store::metadata::keys;
 
 pub struct AuditLogProjector;
 
-/// `user` for user ids, `worker` for `system:worker`, `system` for other components.
+/// `user` for user ids, `api_key` for `key:<id>`, `worker` for `system:worker`,
+/// `system` for other components.
 pub fn actor_type(actor: &str) -> &'static str {
     match actor {
         "system:worker" => "worker",
+        a if a.starts_with("key:") => "api_key",
         a if a.starts_with("system:") => "system",
         _ => "user",
     }
@@ -168,6 +170,10 @@ mod tests {
     fn actor_types() {
         assert_eq!(actor_type("system:worker"), "worker");
         assert_eq!(actor_type("system:cli"), "system");
+        assert_eq!(
+            actor_type("key:0190f5a0-0000-7000-8000-000000000000"),
+            "api_key"
+        );
         assert_eq!(actor_type("0190f5a0-0000-7000-8000-000000000000"), "user");
     }
 }

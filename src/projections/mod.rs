@@ -3,6 +3,7 @@
 //! docs/projections.md explains the ordering argument.
 
 pub mod accounts;
+pub mod api_keys;
 pub mod audit_log;
 pub mod blob_refs;
 pub mod devices;

@@ -94,6 +94,43 @@ impl ChainRow {
         })
     }
 
+    /// An event line of an export (`store::export`, `GET /v1/audit/export`), as a chain
+    /// check reads it: what `chronicle client verify` checks on the caller's machine.
+    /// The payload is hashed in its canonical form, which is the form it is stored in.
+    pub fn from_export_line(line: &serde_json::Value) -> Result<Self, String> {
+        let text = |k: &str| {
+            line[k]
+                .as_str()
+                .map(str::to_string)
+                .ok_or_else(|| format!("the event line has no {k}"))
+        };
+        let m: ChainMetadata = serde_json::from_value(line["metadata"].clone()).unwrap_or_default();
+        let recorded_at = DateTime::parse_from_rfc3339(&text("recorded_at")?)
+            .map_err(|e| format!("recorded_at: {e}"))?
+            .with_timezone(&Utc);
+        Ok(Self {
+            tenant_id: text("tenant_id")?,
+            aggregate_type: text("aggregate_type")?,
+            aggregate_id: text("aggregate_id")?,
+            sequence: line["sequence"]
+                .as_i64()
+                .ok_or("the event line has no sequence")?,
+            event_type: text("event_type")?,
+            event_version: text("event_version")?,
+            recorded_at,
+            payload: super::hash::canonical_json(&line["payload"]),
+            prev_hash: m.prev_hash.unwrap_or_default(),
+            hash: m.hash.unwrap_or_default(),
+            hash_version: m.hash_version,
+            actor: m.actor.unwrap_or_default(),
+            request_id: m.request_id.unwrap_or_default(),
+            correlation_id: m.correlation_id.unwrap_or_default(),
+            causation_id: m.causation_id.unwrap_or_default(),
+            signature_key: m.signature_key,
+            signature: m.signature,
+        })
+    }
+
     /// The hash this row should carry, recomputed from its fields (`Err`: an unknown
     /// `hash_version`).
     pub fn recompute_hash(&self) -> Result<String, String> {

@@ -9,6 +9,8 @@ use crate::ids::{TenantId, UserId};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Actor {
     User(UserId),
+    /// An API key acting as itself (`key:<key id>`): the log names the key, not a person.
+    ApiKey(uuid::Uuid),
     /// The background worker (`system:worker`).
     Worker,
     /// Another internal component, e.g. `system:bench`, `system:cli`.
@@ -19,6 +21,7 @@ impl Actor {
     pub fn as_text(&self) -> String {
         match self {
             Actor::User(id) => id.to_string(),
+            Actor::ApiKey(id) => format!("key:{id}"),
             Actor::Worker => "system:worker".into(),
             Actor::System(component) => format!("system:{component}"),
         }

@@ -547,6 +547,10 @@ async fn every_read_table_has_tenant_id_and_forced_row_level_security() {
         // Link tokens' hashes → tenant and file, and download counters: found by the
         // hash of a link's token, which carries no tenant (migrations/0041_sharing.sql).
         "link_tokens",
+        // When each API key was last used: written by the API for the key it just
+        // verified, before any tenant is set; every statement names the tenant
+        // (migrations/0030_api_keys.sql).
+        "api_key_usage",
     ];
     let db = TestDb::new().await;
     let tables: Vec<(String, bool, bool, bool)> = sqlx::query_as(

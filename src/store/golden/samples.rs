@@ -8,11 +8,12 @@ use strum::VariantNames;
 use uuid::Uuid;
 
 use crate::aggregates::file::{Access, FinalBlob, Grantee, Link, NewVersion, Original, Variant};
+use crate::aggregates::scope::Scope;
 use crate::aggregates::session::RevokeReason;
 use crate::aggregates::upload::{Direct, StoredParts, Tail, UploadTarget};
 use crate::aggregates::{
-    FileEvent, NotificationEvent, Role, SessionEvent, TenantEvent, UploadEvent, UserEvent,
-    WebhookEvent,
+    ApiKeyEvent, FileEvent, NotificationEvent, Role, SessionEvent, TenantEvent, UploadEvent,
+    UserEvent, WebhookEvent,
 };
 use crate::ids::{FileId, UserId};
 
@@ -88,6 +89,24 @@ fn session_samples() -> Vec<Sample> {
     ]
     .into_iter()
     .map(|e| sample("session", STREAM, e))
+    .collect()
+}
+
+fn api_key_samples() -> Vec<Sample> {
+    [
+        ApiKeyEvent::ApiKeyCreated {
+            name: "nightly backup".into(),
+            role: Role::User,
+            scopes: Some(vec![Scope::FilesRead, Scope::FilesWrite]),
+            expires_at: Some(1_900_000_000),
+            created_by: UserId(USER),
+            secret_hash: "5e884898da28047151d0e56f8dc6292773603d0d6aabbdd62a11ef721d1542d8".into(),
+            prefix: "chk_q0aVd1c2".into(),
+        },
+        ApiKeyEvent::ApiKeyRevoked,
+    ]
+    .into_iter()
+    .map(|e| sample("api_key", STREAM, e))
     .collect()
 }
 
@@ -318,6 +337,7 @@ fn upload_samples() -> Vec<Sample> {
 /// The event enum each aggregate type's samples come from (checked against the source).
 pub(super) fn event_enum_of(aggregate_type: &str) -> &'static str {
     match aggregate_type {
+        "api_key" => "ApiKeyEvent",
         "file" => "FileEvent",
         "notification" => "NotificationEvent",
         "session" => "SessionEvent",
@@ -332,6 +352,7 @@ pub(super) fn event_enum_of(aggregate_type: &str) -> &'static str {
 /// Every aggregate: its samples and the variant names the compiler knows of.
 pub(super) fn all_samples() -> Vec<(&'static str, &'static [&'static str], Vec<Sample>)> {
     vec![
+        ("api_key", ApiKeyEvent::VARIANTS, api_key_samples()),
         ("file", FileEvent::VARIANTS, file_samples()),
         (
             "notification",
