@@ -1,6 +1,6 @@
 //! `GET /v1/feed` (pages) and `GET /v1/feed/stream` (SSE): the tenant's events in commit
 //! order from an opaque cursor (src/feed, docs/feed.md). Readers of history only
-//! (`AuditorOrAdmin`; an API key's `feed:read` scope is meant to pass the same gate).
+//! (`FeedReader`: auditors and admins, and API keys of those roles with `feed:read`).
 //!
 //! A cursor is `feed:<transaction_id>:<global_position>`, sealed like the listing
 //! cursors (src/api/cursor.rs: HMAC bound to the tenant), so it carries everything a
@@ -24,7 +24,7 @@ use super::cursor::CursorKey;
 use super::extract::ApiQuery;
 use crate::aggregates::Role;
 use crate::auth::context::session_standing;
-use crate::auth::{AuditorOrAdmin, TenantContext};
+use crate::auth::{FeedReader, TenantContext};
 use crate::error::{AppError, ErrorBody};
 use crate::feed::{self, FeedEvent, FeedFilter, FeedItem, FeedPosition, MAX_FILTER_LEN, MAX_TYPES};
 use crate::state::AppState;
@@ -184,7 +184,7 @@ fn start(key: &CursorKey, tenant: Uuid, after: Option<&str>) -> Result<FeedPosit
                (status = 403, body = ErrorBody)))]
 pub async fn page(
     State(state): State<AppState>,
-    AuditorOrAdmin(ctx): AuditorOrAdmin,
+    FeedReader(ctx): FeedReader,
     uri: Uri,
 ) -> Result<Json<FeedPage>, AppError> {
     let q = FeedQuery::parse(&uri)?;
@@ -213,7 +213,7 @@ pub async fn page(
         (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]
 pub async fn stream(
     State(state): State<AppState>,
-    AuditorOrAdmin(ctx): AuditorOrAdmin,
+    FeedReader(ctx): FeedReader,
     headers: HeaderMap,
     uri: Uri,
 ) -> Result<impl IntoResponse, AppError> {
@@ -290,9 +290,18 @@ async fn pump(
             _ = tx.closed() => return,
             _ = tokio::time::sleep(STREAM_POLL) => {}
             _ = standing.tick() => {
-                match session_standing(&state.db, tenant, ctx.session_id, ctx.user_id.0).await {
-                    Ok(Ok(Role::Auditor | Role::Admin)) => {}
-                    Ok(_) => return,
+                // A key's role is fixed at creation: its standing is revocation, expiry
+                // and its creator; a person's role can change under the stream.
+                let allowed = if ctx.via_key {
+                    ctx.still_standing(&state.db).await
+                } else {
+                    session_standing(&state.db, tenant, ctx.session_id, ctx.user_id.0)
+                        .await
+                        .map(|s| matches!(s, Ok(Role::Auditor | Role::Admin)))
+                };
+                match allowed {
+                    Ok(true) => {}
+                    Ok(false) => return,
                     Err(err) => {
                         tracing::warn!(error = %err, "feed stream ended: standing unknown");
                         return;

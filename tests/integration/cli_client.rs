@@ -318,7 +318,6 @@ async fn verify_checks_the_chain_locally_and_a_corrupt_download_keeps_nothing() 
 /// `watch` against the feed (`GET /v1/feed/stream`, built on another branch): one line
 /// per event, in order, and a second run resumes after the cursor the first printed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "needs GET /v1/feed/stream (the feed branch); run with --ignored once it is merged"]
 async fn watch_follows_the_feed_and_resumes_after_its_cursor() {
     let t = TestApp::spawn(Mode::Serve, WORKER).await;
     let admin = t.signup("watch").await;
