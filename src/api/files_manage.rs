@@ -314,6 +314,11 @@ pub async fn bulk(
             "invalid file_ids: 1 to {MAX_BULK} files"
         )));
     }
+    // A tag sent with any action must be one a file can carry: a request naming an
+    // impossible tag is refused whole, even where the action does not use it.
+    if let Some(tag) = &body.tag {
+        crate::aggregates::file::check_tag(tag).map_err(|e| AppError::Validation(e.to_string()))?;
+    }
     let tag = || {
         body.tag
             .clone()

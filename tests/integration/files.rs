@@ -4,8 +4,8 @@
 
 use std::sync::Arc;
 
-use chronicle::aggregates::file::{FinalBlob, NewVersion, Original};
-use chronicle::aggregates::{File, FileCommand};
+use chronicle::aggregates::file::{Access, FinalBlob, Grantee, NewVersion, Original};
+use chronicle::aggregates::{File, FileCommand, Role};
 use chronicle::commands;
 use chronicle::ids::{FileId, TenantId, UserId};
 use chronicle::projections::{self, Projector, rebuild::rebuild, runtime};
@@ -486,6 +486,23 @@ async fn a_rebuild_reproduces_all_four_tables_exactly() {
             f.run(file, FileCommand::Restore).await;
             f.run(file, FileCommand::Untag { tag: "t0".into() }).await;
         }
+        // Grants: to a user (one later revoked) and to a role.
+        if i % 3 == 1 {
+            let grantee = Grantee::User(UserId(uuid::Uuid::from_u128(u128::from(i) + 1)));
+            let share = FileCommand::Share {
+                grantee: grantee.clone(),
+                access: Access::Viewer,
+            };
+            f.run(file, share).await;
+            let role = FileCommand::Share {
+                grantee: Grantee::Role(Role::Auditor),
+                access: Access::Editor,
+            };
+            f.run(file, role).await;
+            if i == 4 {
+                f.run(file, FileCommand::Unshare { grantee }).await;
+            }
+        }
     }
     f.catch_up().await;
     let tables = f.projector.tables();
@@ -501,6 +518,7 @@ async fn a_rebuild_reproduces_all_four_tables_exactly() {
         "UPDATE file_versions SET status = 'failed'",
         "UPDATE tags SET file_count = 99",
         "DELETE FROM file_tags WHERE tag = 'all'",
+        "DELETE FROM file_grants WHERE access = 'viewer'",
     ] {
         sqlx::query(sql).execute(&f.db.worker).await.unwrap();
     }

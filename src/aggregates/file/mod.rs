@@ -112,7 +112,8 @@ fn check_display_name(name: &str) -> Result<(), FileError> {
     Ok(())
 }
 
-fn check_tag(tag: &str) -> Result<(), FileError> {
+/// The rule every tag follows (also checked by the bulk route before any command).
+pub fn check_tag(tag: &str) -> Result<(), FileError> {
     let invalid = |reason| FileError::Invalid {
         field: "tag",
         reason,
