@@ -132,7 +132,8 @@ pub async fn start(
 #[utoipa::path(post, path = "/v1/files/direct/{id}/complete", tag = "files", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "upload id")),
     request_body = CompleteDirectUpload,
-    responses((status = 202, body = UploadAccepted), (status = 404, body = ErrorBody),
+    responses((status = 202, body = UploadAccepted), (status = 403, body = ErrorBody),
+              (status = 404, body = ErrorBody),
               (status = 410, body = ErrorBody), (status = 422, body = ErrorBody),
               (status = 423, body = ErrorBody)))]
 pub async fn complete(

@@ -264,7 +264,8 @@ pub async fn list(
         )));
     }
     let match_any = match params.tag_mode.as_deref() {
-        None | Some("") | Some("all") => false,
+        // An empty value is refused like any other outside the schema's `all|any`.
+        None | Some("all") => false,
         Some("any") => true,
         Some(_) => return Err(AppError::BadRequest("tag_mode must be all or any".into())),
     };

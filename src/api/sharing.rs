@@ -347,6 +347,7 @@ pub async fn revoke_link(
 pub struct LinkParams {
     /// The link's password, if it has one (or the `X-Link-Password` header, which
     /// keeps it out of logs and browser history).
+    #[param(pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$")]
     pub password: Option<String>,
 }
 
@@ -357,7 +358,7 @@ const PASSWORD_HEADER: &str = "x-link-password";
 /// answers (a `304` or a range included) counts as a download. An unknown, expired, revoked or exhausted link, and a
 /// missing or wrong password, all answer the same `404`.
 #[utoipa::path(get, path = "/l/{token}", tag = "sharing",
-    params(("token" = String, Path, description = "the link's token"), LinkParams),
+    params(("token" = String, Path, pattern = "^[A-Za-z0-9_-]{1,128}$", description = "the link's token"), LinkParams),
     responses((status = 200, description = "the bytes"), (status = 206), (status = 304),
         (status = 404, body = ErrorBody), (status = 416)))]
 pub async fn download(

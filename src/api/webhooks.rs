@@ -209,7 +209,8 @@ pub async fn delete(
 /// and error — newest event first.
 #[utoipa::path(get, path = "/v1/webhooks/{id}/deliveries", tag = "webhooks", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "endpoint id"), DeliveryParams),
-    responses((status = 200, body = DeliveryList), (status = 403, body = ErrorBody)))]
+    responses((status = 200, body = DeliveryList), (status = 400, body = ErrorBody),
+              (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn deliveries(
     State(state): State<AppState>,
     Admin(ctx): Admin,

@@ -490,7 +490,7 @@ async fn a_rebuild_reproduces_all_four_tables_exactly() {
         if i % 3 == 1 {
             let grantee = Grantee::User(UserId(uuid::Uuid::from_u128(u128::from(i) + 1)));
             let share = FileCommand::Share {
-                grantee: grantee.clone(),
+                grantee,
                 access: Access::Viewer,
             };
             f.run(file, share).await;
