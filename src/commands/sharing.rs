@@ -54,6 +54,21 @@ async fn commit(
     Ok(done.aggregate)
 }
 
+/// Loads the file, lets `rule` (a policy check) decide whether the caller may, then
+/// commits `command`: the shape of every sharing use case without extra work.
+async fn checked(
+    state: &AppState,
+    ctx: &TenantContext,
+    meta: &EventMetadata,
+    id: Uuid,
+    rule: fn(&TenantContext, &File) -> Result<(), AppError>,
+    command: FileCommand,
+) -> Result<File, AppError> {
+    let file = load_file(state, ctx.tenant_id, id).await?;
+    rule(ctx, &file)?;
+    commit(state, ctx.tenant_id, meta, id, command).await
+}
+
 /// Share the file with a user of the tenant or a role (owner or admin). A user who is
 /// not in the caller's tenant is `404`, like any unknown id.
 pub async fn share(
@@ -98,13 +113,12 @@ pub async fn unshare(
     id: Uuid,
     grantee: Grantee,
 ) -> Result<File, AppError> {
-    let file = load_file(state, ctx.tenant_id, id).await?;
-    policy::can_manage(ctx, &file)?;
-    commit(
+    checked(
         state,
-        ctx.tenant_id,
+        ctx,
         meta,
         id,
+        policy::can_manage,
         FileCommand::Unshare { grantee },
     )
     .await
@@ -132,13 +146,12 @@ pub async fn place_hold(
     id: Uuid,
     reason: String,
 ) -> Result<File, AppError> {
-    let file = load_file(state, ctx.tenant_id, id).await?;
-    policy::can_hold(ctx, &file)?;
-    commit(
+    checked(
         state,
-        ctx.tenant_id,
+        ctx,
         meta,
         id,
+        policy::can_hold,
         FileCommand::PlaceHold { reason },
     )
     .await
@@ -151,9 +164,15 @@ pub async fn release_hold(
     meta: &EventMetadata,
     id: Uuid,
 ) -> Result<File, AppError> {
-    let file = load_file(state, ctx.tenant_id, id).await?;
-    policy::can_hold(ctx, &file)?;
-    commit(state, ctx.tenant_id, meta, id, FileCommand::ReleaseHold).await
+    checked(
+        state,
+        ctx,
+        meta,
+        id,
+        policy::can_hold,
+        FileCommand::ReleaseHold,
+    )
+    .await
 }
 
 /// What a new link asks for.
@@ -246,13 +265,12 @@ pub async fn revoke_link(
     id: Uuid,
     link_id: Uuid,
 ) -> Result<File, AppError> {
-    let file = load_file(state, ctx.tenant_id, id).await?;
-    policy::can_manage(ctx, &file)?;
-    commit(
+    checked(
         state,
-        ctx.tenant_id,
+        ctx,
         meta,
         id,
+        policy::can_manage,
         FileCommand::RevokeLink { link_id },
     )
     .await
