@@ -227,6 +227,18 @@ pub async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
 }
 
 impl TestApp {
+    /// The `/metrics` text (Prometheus exposition).
+    pub async fn metrics(&self) -> String {
+        self.http
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     /// `POST /v1/auth/register` with `body`, as sent.
     pub async fn register(&self, body: serde_json::Value) -> reqwest::Response {
         self.http

@@ -54,15 +54,7 @@ async fn s3_app(endpoint: &str, bucket: &str, extra: &[(&str, &str)]) -> TestApp
 
 /// `chronicle_http_request_body_bytes_total` of the app's /metrics.
 async fn body_bytes_received(t: &TestApp) -> u64 {
-    let text = t
-        .http
-        .get(t.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = t.metrics().await;
     text.lines()
         .find_map(|l| l.strip_prefix("chronicle_http_request_body_bytes_total "))
         .and_then(|v| v.trim().parse::<f64>().ok())

@@ -244,15 +244,7 @@ async fn queue_depth_is_in_metrics_and_unreachable_storage_fails_readiness() {
     let t = TestApp::spawn(Mode::Web, &[]).await;
     let c = t.signup("depth").await;
     t.upload_ok(&c, "a.bin", bytes_of(1, 100)).await;
-    let metrics = t
-        .http
-        .get(t.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = t.metrics().await;
     assert!(
         metrics.contains("chronicle_queue_depth{state=\"ready\"}")
             && metrics.contains("chronicle_queue_depth{state=\"delayed\"} 0"),

@@ -50,15 +50,7 @@ async fn health_ready_metrics_and_openapi() {
         "bearer"
     );
 
-    let text = t
-        .http
-        .get(t.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = t.metrics().await;
     assert!(
         text.contains(
             r#"chronicle_http_requests_total{method="GET",route="/health",status="200"} 1"#

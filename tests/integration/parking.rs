@@ -429,15 +429,7 @@ async fn a_live_instance_parks_shows_and_after_the_fix_retry_parked_applies_it()
     .await;
     assert_eq!(failure_rows(&db.owner).await[0].3, 3);
 
-    let metrics = t
-        .http
-        .get(t.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = t.metrics().await;
     assert!(
         metrics.contains(r#"chronicle_projector_parked_events{projector="audit_logs"} 1"#),
         "{metrics}"
@@ -494,15 +486,7 @@ async fn a_live_instance_parks_shows_and_after_the_fix_retry_parked_applies_it()
     );
     assert_eq!(failure_rows(&db.owner).await, vec![]);
     assert_eq!(audit_targets(&db.owner).await.len(), 3);
-    let metrics = t
-        .http
-        .get(t.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = t.metrics().await;
     assert!(
         metrics.contains(r#"chronicle_projector_parked_events{projector="audit_logs"} 0"#),
         "{metrics}"

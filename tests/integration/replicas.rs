@@ -63,15 +63,7 @@ pub fn read_url(db: &TestDb, port: u16) -> String {
 }
 
 pub async fn metric(t: &TestApp, line_prefix: &str) -> f64 {
-    let text = t
-        .http
-        .get(t.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = t.metrics().await;
     text.lines()
         .find_map(|l| l.strip_prefix(line_prefix))
         .and_then(|v| v.trim().parse().ok())
@@ -222,15 +214,7 @@ async fn reads_go_to_a_replica_yet_a_writer_never_reads_its_own_change_stale() {
     )
     .await;
     assert!(lag >= 0.0);
-    let text = t
-        .http
-        .get(t.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = t.metrics().await;
     assert!(text.contains("chronicle_replica_lag_seconds{replica=\"127.0.0.1:7501\"}"));
 }
 

@@ -15,15 +15,7 @@ const JOBS: usize = 1000;
 
 /// `chronicle_queue_depth{state="ready"}` as the web instance's /metrics reports it.
 async fn ready_depth(t: &TestApp) -> i64 {
-    let text = t
-        .http
-        .get(t.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = t.metrics().await;
     text.lines()
         .find_map(|l| l.strip_prefix("chronicle_queue_depth{state=\"ready\"} "))
         .and_then(|v| v.trim().parse().ok())
