@@ -1,6 +1,6 @@
 //! `/v1/auth`: register, login, refresh (rotation with reuse detection), logout.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use axum::Json;
 use axum::extract::{ConnectInfo, State};
@@ -134,10 +134,23 @@ pub async fn register(
     headers: HeaderMap,
     JsonBody(req): JsonBody<RegisterRequest>,
 ) -> Result<(StatusCode, Json<RegisterResponse>), AppError> {
+    let registered = register_account(&state, peer.ip(), &headers, req).await?;
+    Ok((StatusCode::CREATED, Json(registered)))
+}
+
+/// The registration use case, shared by `POST /v1/auth/register` and the console's
+/// sign-up form (src/console): same checks, same events, same guard.
+pub(crate) async fn register_account(
+    state: &AppState,
+    peer: IpAddr,
+    headers: &HeaderMap,
+    req: RegisterRequest,
+) -> Result<RegisterResponse, AppError> {
+    let state = state.clone();
+    let headers = headers.clone();
     // Email enumeration is limited by a budget of taken-email answers per IP
     // (register_guard.rs); once spent, every registration from the IP waits.
-    let ip =
-        super::ratelimit::client_ip(&headers, Some(peer.ip()), state.config.trust_proxy_headers);
+    let ip = super::ratelimit::client_ip(&headers, Some(peer), state.config.trust_proxy_headers);
     super::register_guard::refuse_if_spent(&state, ip).await?;
     check_password(&req.password)?;
     let user = UserId::new();
@@ -239,13 +252,10 @@ pub async fn register(
         .await
         .map_err(store_failure)?;
     tx.commit().await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(RegisterResponse {
-            tenant_id: tenant.0,
-            user_id: user.0,
-        }),
-    ))
+    Ok(RegisterResponse {
+        tenant_id: tenant.0,
+        user_id: user.0,
+    })
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -348,10 +358,37 @@ pub async fn login(
     headers: HeaderMap,
     JsonBody(req): JsonBody<LoginRequest>,
 ) -> Result<Response, AppError> {
+    let signed = sign_in(&state, peer.ip(), &headers, req).await?;
+    token_response(
+        &state,
+        signed.user,
+        signed.tenant,
+        signed.role,
+        &signed.refresh,
+    )
+}
+
+/// A new session: who signed in, and its refresh token (the console keeps it in its
+/// session cookie, the API in the refresh cookie).
+pub(crate) struct SignedIn {
+    pub user: UserId,
+    pub tenant: TenantId,
+    pub role: Role,
+    pub refresh: OpaqueToken,
+}
+
+/// The login use case, shared by `POST /v1/auth/login` and the console's sign-in form:
+/// the per-account budget, the password check, and a `SessionStarted` that Devices lists.
+pub(crate) async fn sign_in(
+    state: &AppState,
+    peer: IpAddr,
+    headers: &HeaderMap,
+    req: LoginRequest,
+) -> Result<SignedIn, AppError> {
     let email = req.email.trim().to_lowercase();
     // Per-account budget, on top of the per-IP one: guessing one account's password from
     // many addresses is limited too.
-    super::ratelimit::check_auth_attempt(&state, &super::ratelimit::account_key(&email)).await?;
+    super::ratelimit::check_auth_attempt(state, &super::ratelimit::account_key(&email)).await?;
     let row: Option<(Uuid, Uuid, String)> = sqlx::query_as(
         "SELECT user_id, tenant_id, password_hash FROM credentials WHERE email = $1",
     )
@@ -372,7 +409,7 @@ pub async fn login(
         return Err(AppError::Unauthorized(AuthFailure::InvalidCredentials));
     };
     let (user, tenant) = (UserId(user_id), TenantId(tenant_id));
-    let account = store::<User>(&state, tenant)
+    let account = store::<User>(state, tenant)
         .load_aggregate(&user.to_string())
         .await
         .map_err(store_failure)?;
@@ -397,17 +434,17 @@ pub async fn login(
     }
     let session_id = Uuid::now_v7();
     let refresh = OpaqueToken::generate(tenant.0, session_id);
-    let user_agent = super::text::user_agent(&headers);
+    let user_agent = super::text::user_agent(headers);
     let start = SessionCommand::Start {
         user_id: user,
         user_agent,
-        ip: peer.ip().to_string(),
+        ip: peer.to_string(),
         refresh_hash: refresh.hash(),
         refresh_expires_at: chrono::Utc::now().timestamp() + REFRESH_TTL_SECS,
     };
-    let meta = EventMetadata::new(tenant, Actor::User(user), request_id(&headers));
+    let meta = EventMetadata::new(tenant, Actor::User(user), request_id(headers));
     if let Err(err) = commands::execute(
-        &store::<Session>(&state, tenant),
+        &store::<Session>(state, tenant),
         &session_id.to_string(),
         start,
         &meta,
@@ -417,7 +454,7 @@ pub async fn login(
     {
         // An erasure that landed after the check above destroyed the user's key, so the
         // session's personal fields cannot be sealed: the user is gone, not a server fault.
-        let now = store::<User>(&state, tenant)
+        let now = store::<User>(state, tenant)
             .load_aggregate(&user.to_string())
             .await
             .map_err(store_failure)?;
@@ -426,7 +463,12 @@ pub async fn login(
         }
         return Err(err.into());
     }
-    token_response(&state, user, tenant, role, &refresh)
+    Ok(SignedIn {
+        user,
+        tenant,
+        role,
+        refresh,
+    })
 }
 
 fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
@@ -514,21 +556,32 @@ pub async fn logout(
     ctx: TenantContext,
     headers: HeaderMap,
 ) -> Result<Response, AppError> {
-    let meta = caller_metadata(&ctx, &headers);
+    sign_out(&state, &ctx, &headers).await?;
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    response
+        .headers_mut()
+        .insert(SET_COOKIE, refresh_cookie("", 0));
+    Ok(response)
+}
+
+/// The logout use case (the API and the console's sign-out): the caller's session is
+/// revoked, so every token and cookie of it stops working at once.
+pub(crate) async fn sign_out(
+    state: &AppState,
+    ctx: &TenantContext,
+    headers: &HeaderMap,
+) -> Result<(), AppError> {
+    let meta = caller_metadata(ctx, headers);
     let revoke = SessionCommand::Revoke {
         reason: RevokeReason::Logout,
     };
     commands::execute(
-        &store::<Session>(&state, ctx.tenant_id),
+        &store::<Session>(state, ctx.tenant_id),
         &ctx.session_id.to_string(),
         revoke,
         &meta,
         &(),
     )
     .await?;
-    let mut response = StatusCode::NO_CONTENT.into_response();
-    response
-        .headers_mut()
-        .insert(SET_COOKIE, refresh_cookie("", 0));
-    Ok(response)
+    Ok(())
 }
