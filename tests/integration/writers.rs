@@ -42,32 +42,51 @@ fn bytes(client: usize, round: usize) -> Vec<u8> {
 
 /// One client's requests: uploads (half the clients), renames or tag/untag; returns
 /// (status, the version number of an upload).
+///
+/// Like any well-behaved client, it retries `503` ("retry shortly": the app's database
+/// pool was exhausted, which a suite running beside this test on two cores can cause)
+/// with the same `Idempotency-Key`, so a retried request still takes effect once.
 async fn client(w: &World, who: &Caller, file: &str, i: usize) -> Vec<(StatusCode, Option<u64>)> {
     let mut answers = Vec::new();
     for round in 0..ROUNDS {
-        let request = match i % 4 {
-            0 | 1 => {
-                w.t.http
-                    .post(w.t.url(&format!("/v1/files/{file}/versions")))
-                    .multipart(form(bytes(i, round), &format!("v-{i}-{round}.bin")))
+        let key = format!("writer-{i}-{round}-{}", uuid::Uuid::new_v4());
+        let mut attempt = 0;
+        let (status, body) = loop {
+            attempt += 1;
+            let request = match i % 4 {
+                0 | 1 => {
+                    w.t.http
+                        .post(w.t.url(&format!("/v1/files/{file}/versions")))
+                        .multipart(form(bytes(i, round), &format!("v-{i}-{round}.bin")))
+                }
+                2 => {
+                    w.t.http
+                        .patch(w.t.url(&format!("/v1/files/{file}")))
+                        .json(&serde_json::json!({"display_name": format!("name {i}.{round}")}))
+                }
+                _ if round % 2 == 0 => {
+                    w.t.http
+                        .put(w.t.url(&format!("/v1/files/{file}/tags/t{i}")))
+                }
+                _ => {
+                    w.t.http
+                        .delete(w.t.url(&format!("/v1/files/{file}/tags/t{i}")))
+                }
+            };
+            let r = request
+                .bearer_auth(&who.token)
+                .header("Idempotency-Key", &key)
+                .send()
+                .await
+                .unwrap();
+            let status = r.status();
+            let body: Value = r.json().await.unwrap_or(Value::Null);
+            if status == StatusCode::SERVICE_UNAVAILABLE && attempt < 10 {
+                tokio::time::sleep(Duration::from_millis(250 * attempt)).await;
+                continue;
             }
-            2 => {
-                w.t.http
-                    .patch(w.t.url(&format!("/v1/files/{file}")))
-                    .json(&serde_json::json!({"display_name": format!("name {i}.{round}")}))
-            }
-            _ if round % 2 == 0 => {
-                w.t.http
-                    .put(w.t.url(&format!("/v1/files/{file}/tags/t{i}")))
-            }
-            _ => {
-                w.t.http
-                    .delete(w.t.url(&format!("/v1/files/{file}/tags/t{i}")))
-            }
+            break (status, body);
         };
-        let r = request.bearer_auth(&who.token).send().await.unwrap();
-        let status = r.status();
-        let body: Value = r.json().await.unwrap_or(Value::Null);
         assert!(status.is_success(), "client {i}: {status} {body}");
         answers.push((status, body["version_number"].as_u64()));
     }
