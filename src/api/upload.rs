@@ -15,11 +15,11 @@ use uuid::Uuid;
 
 use super::auth::{caller_metadata, store};
 use super::extract::ApiPath;
-use super::files_manage::load_for_change;
 use super::text;
 use crate::aggregates::file::{File, FileCommand, NewVersion};
 use crate::auth::{TenantContext, Writer};
 use crate::commands::execute;
+use crate::commands::files::load_for_change;
 use crate::error::AppError;
 use crate::ids::{FileId, TenantId, version_id};
 use crate::state::AppState;
