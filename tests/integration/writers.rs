@@ -15,9 +15,9 @@ use futures::future::join_all;
 use reqwest::StatusCode;
 use serde_json::Value;
 
+use crate::common::eventually_within;
 use crate::common::table_contents;
 use crate::files_api::{Caller, World};
-use crate::tus::eventually;
 
 const CLIENTS: usize = 32;
 /// Requests per client.
@@ -127,16 +127,20 @@ async fn thirty_two_clients_write_one_file_and_nobody_gets_a_conflict() {
 
     // The worker completes every version (it writes to the same stream meanwhile).
     let id: uuid::Uuid = file.parse().unwrap();
-    eventually(Duration::from_secs(180), || async {
-        let completed: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM file_versions WHERE file_id = $1 AND status = 'completed'",
-        )
-        .bind(id)
-        .fetch_one(&w.t.db.owner)
-        .await
-        .unwrap();
-        (completed == uploads as i64 + 1).then_some(())
-    })
+    eventually_within(
+        "every version completed",
+        Duration::from_secs(180),
+        async || {
+            let completed: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM file_versions WHERE file_id = $1 AND status = 'completed'",
+            )
+            .bind(id)
+            .fetch_one(&w.t.db.owner)
+            .await
+            .unwrap();
+            (completed == uploads as i64 + 1).then_some(())
+        },
+    )
     .await;
     let failed: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM events WHERE aggregate_id = $1 AND event_type = 'ProcessingFailed'",
