@@ -102,7 +102,7 @@ pub(super) fn request_id(headers: &HeaderMap) -> String {
 }
 
 /// Metadata for a command issued by the authenticated caller.
-pub(super) fn caller_metadata(ctx: &TenantContext, headers: &HeaderMap) -> EventMetadata {
+pub(crate) fn caller_metadata(ctx: &TenantContext, headers: &HeaderMap) -> EventMetadata {
     EventMetadata::new(ctx.tenant_id, ctx.actor(), request_id(headers))
 }
 

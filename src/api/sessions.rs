@@ -4,16 +4,13 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use chrono::{DateTime, Utc};
-use cqrs_es::EventStore;
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::auth::{caller_metadata, store};
+use super::auth::caller_metadata;
 use super::extract::{ApiPath, ApiQuery, NoParams};
-use crate::aggregates::session::RevokeReason;
-use crate::aggregates::{Session, SessionCommand};
-use crate::auth::{TenantContext, policy};
-use crate::commands;
+use crate::auth::TenantContext;
+use crate::commands::sessions;
 use crate::error::{AppError, ErrorBody};
 use crate::state::AppState;
 
@@ -74,30 +71,6 @@ pub async fn revoke(
     headers: HeaderMap,
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<StatusCode, AppError> {
-    revoke_session(&state, &ctx, &headers, id).await?;
+    sessions::revoke(&state, &ctx, &caller_metadata(&ctx, &headers), id).await?;
     Ok(StatusCode::NO_CONTENT)
-}
-
-/// The revocation use case (the API and the console): the caller's own session, or any
-/// of the tenant's for an admin; anything else is `404`.
-pub(crate) async fn revoke_session(
-    state: &AppState,
-    ctx: &TenantContext,
-    headers: &HeaderMap,
-    id: Uuid,
-) -> Result<(), AppError> {
-    let sessions = store::<Session>(state, ctx.tenant_id);
-    let current = sessions
-        .load_aggregate(&id.to_string())
-        .await
-        .map_err(|e| AppError::Internal(anyhow::anyhow!("event store: {e}")))?;
-    if !current.aggregate.exists || !policy::can_revoke_session(ctx, current.aggregate.user_id) {
-        return Err(AppError::NotFound("session not found".into()));
-    }
-    let meta = caller_metadata(ctx, headers);
-    let revoke = SessionCommand::Revoke {
-        reason: RevokeReason::Revoked,
-    };
-    commands::execute(&sessions, &id.to_string(), revoke, &meta, &()).await?;
-    Ok(())
 }

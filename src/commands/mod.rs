@@ -10,7 +10,13 @@
 //! `409 conflict`. docs/architecture.md, "Concurrent writers".
 
 pub mod erase;
+pub mod files;
+pub mod jobs;
+pub mod notifications;
+pub mod sessions;
 pub mod sharing;
+pub mod uploads;
+pub mod users;
 pub mod webhooks;
 
 use std::time::{Duration, Instant};

@@ -14,7 +14,8 @@ use super::page::{Layout, Nav, render};
 use super::session::Viewer;
 use crate::api::devices::{DeviceView, devices_of};
 use crate::api::extract::ApiPath;
-use crate::api::sessions::{SessionView, revoke_session, sessions_of};
+use crate::api::sessions::{SessionView, sessions_of};
+use crate::commands::sessions;
 use crate::state::AppState;
 
 #[derive(Template)]
@@ -44,7 +45,8 @@ pub async fn revoke(
     path: Result<ApiPath<Uuid>, crate::error::AppError>,
 ) -> Result<Response, ConsoleError> {
     let ApiPath(id) = path?;
-    revoke_session(&state, &viewer.ctx, &headers, id).await?;
+    let meta = crate::api::auth::caller_metadata(&viewer.ctx, &headers);
+    sessions::revoke(&state, &viewer.ctx, &meta, id).await?;
     let to = if id == viewer.ctx.session_id {
         "/sign-in"
     } else {
