@@ -9,6 +9,7 @@
 //! that persists for `CONFLICT_PATIENCE` (no race does: it is a fault) ends in
 //! `409 conflict`. docs/architecture.md, "Concurrent writers".
 
+pub mod accounts;
 pub mod erase;
 pub mod files;
 pub mod jobs;
