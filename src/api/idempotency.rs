@@ -40,7 +40,7 @@ use sha2::{Digest, Sha256};
 use crate::auth::TenantContext;
 use crate::error::AppError;
 use crate::state::AppState;
-use crate::store::idempotency::{CURRENT, IdempotencyMarker};
+use crate::store::idempotency::{self as keys, CURRENT, IdempotencyMarker};
 
 pub const HEADER: &str = "idempotency-key";
 /// The one keyed route anonymous callers may use.
@@ -197,44 +197,25 @@ pub(super) async fn settle(
     if parts.status.is_server_error() || refused || lost_race {
         // Nothing was stored as done; free the key so a retry can run (a key already
         // marked committed stays: its effect happened).
-        sqlx::query(
-            "DELETE FROM idempotency_keys WHERE scope = $1 AND key = $2 AND state = 'in_progress'",
-        )
-        .bind(scope)
-        .bind(key)
-        .execute(&state.db)
-        .await?;
+        keys::release(&state.db, scope, key).await?;
     } else {
         let content_type = parts
             .headers
             .get(CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
-        sqlx::query(
-            "UPDATE idempotency_keys SET state = 'completed', status = $3, content_type = $4, body = $5
-              WHERE scope = $1 AND key = $2",
+        keys::complete(
+            &state.db,
+            scope,
+            key,
+            parts.status.as_u16(),
+            content_type,
+            &body,
         )
-        .bind(scope)
-        .bind(key)
-        .bind(parts.status.as_u16() as i32)
-        .bind(content_type)
-        .bind(body.to_vec())
-        .execute(&state.db)
         .await?;
     }
     Ok(Response::from_parts(parts, Body::from(body)))
 }
-
-type StoredRow = (
-    String,
-    String,
-    Option<String>,
-    Option<i32>,
-    Option<String>,
-    Option<Vec<u8>>,
-    bool,
-    bool,
-);
 
 pub(super) async fn claim(
     state: &AppState,
@@ -244,53 +225,35 @@ pub(super) async fn claim(
 ) -> Result<Claim, AppError> {
     let scope = principal.scope.as_str();
     for _ in 0..3 {
-        let inserted = sqlx::query(
-            "INSERT INTO idempotency_keys (scope, key, fingerprint, state, role)
-             VALUES ($1, $2, $3, 'in_progress', $4)
-             ON CONFLICT DO NOTHING",
-        )
-        .bind(scope)
-        .bind(key)
-        .bind(fingerprint)
-        .bind(&principal.role)
-        .execute(&state.db)
-        .await?;
-        if inserted.rows_affected() == 1 {
+        if keys::insert_claim(&state.db, scope, key, fingerprint, &principal.role).await? {
             return Ok(Claim::Run);
         }
-        let row: Option<StoredRow> = sqlx::query_as(
-            "SELECT fingerprint, state, role, status, content_type, body,
-                    created_at < now() - interval '24 hours' AS expired,
-                    locked_until < now() AS lock_lapsed
-               FROM idempotency_keys WHERE scope = $1 AND key = $2",
-        )
-        .bind(scope)
-        .bind(key)
-        .fetch_optional(&state.db)
-        .await?;
-        let Some((
-            stored_fingerprint,
-            stored_state,
-            stored_role,
+        let Some(keys::StoredKey {
+            fingerprint: stored_fingerprint,
+            state: stored_state,
+            role: stored_role,
             status,
             content_type,
             body,
             expired,
             lock_lapsed,
-        )) = row
+        }) = keys::stored(&state.db, scope, key).await?
         else {
             continue; // deleted meanwhile: try to claim again
         };
         if expired {
-            sqlx::query("DELETE FROM idempotency_keys WHERE scope = $1 AND key = $2 AND created_at < now() - interval '24 hours'")
-                .bind(scope)
-                .bind(key)
-                .execute(&state.db)
-                .await?;
+            keys::delete_expired(&state.db, scope, key).await?;
             continue;
         }
         if stored_fingerprint != fingerprint {
             return Ok(Claim::Refuse(AppError::IdempotencyKeyReused));
+        }
+        // Its owner died before committing anything: take the key over.
+        if stored_state == "in_progress"
+            && lock_lapsed
+            && keys::take_over_lapsed(&state.db, scope, key).await?
+        {
+            return Ok(Claim::Run);
         }
         match stored_state.as_str() {
             "completed" if stored_role.is_some() && stored_role != principal.role => {
@@ -313,20 +276,6 @@ pub(super) async fn claim(
                     .headers_mut()
                     .insert("idempotency-replayed", HeaderValue::from_static("true"));
                 return Ok(Claim::Replay(response));
-            }
-            "in_progress" if lock_lapsed => {
-                // Its owner died before committing anything: take the key over.
-                let taken = sqlx::query(
-                    "UPDATE idempotency_keys SET locked_until = now() + interval '60 seconds'
-                      WHERE scope = $1 AND key = $2 AND state = 'in_progress' AND locked_until < now()",
-                )
-                .bind(scope)
-                .bind(key)
-                .execute(&state.db)
-                .await?;
-                if taken.rows_affected() == 1 {
-                    return Ok(Claim::Run);
-                }
             }
             "committed" => {
                 return Ok(Claim::Refuse(AppError::IdempotencyInProgress(

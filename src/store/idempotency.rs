@@ -1,7 +1,11 @@
 //! The idempotency marker a request carries down to the event store, so the key is
 //! marked `committed` in the same transaction as the command's events. A crash after
 //! that commit can then never lead to the command running a second time.
+//!
+//! Also the key table's reads and writes for the idempotency layer (src/api/idempotency.rs),
+//! which decides what they mean.
 
+use sqlx::PgPool;
 use tokio::task_local;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,6 +42,124 @@ pub async fn mark_committed(
     .bind(&scopes)
     .bind(&keys)
     .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// A key as stored (`idempotency_keys`), with its two deadlines already evaluated by
+/// the database's clock (instances' clocks may differ).
+#[derive(Debug, sqlx::FromRow)]
+pub struct StoredKey {
+    pub fingerprint: String,
+    /// `in_progress`, `committed` (the effect happened, the answer is not stored yet) or
+    /// `completed` (the answer is stored).
+    pub state: String,
+    /// The role the first request was authorized with.
+    pub role: Option<String>,
+    pub status: Option<i32>,
+    pub content_type: Option<String>,
+    pub body: Option<Vec<u8>>,
+    /// Older than 24 hours: the key may be used afresh.
+    pub expired: bool,
+    /// Its owner's lock lapsed (it died before committing anything).
+    pub lock_lapsed: bool,
+}
+
+/// Claims `key` in `scope` for a request with `fingerprint`; `false` when the key exists.
+pub async fn insert_claim(
+    db: &PgPool,
+    scope: &str,
+    key: &str,
+    fingerprint: &str,
+    role: &Option<String>,
+) -> Result<bool, sqlx::Error> {
+    let inserted = sqlx::query(
+        "INSERT INTO idempotency_keys (scope, key, fingerprint, state, role)
+         VALUES ($1, $2, $3, 'in_progress', $4)
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(scope)
+    .bind(key)
+    .bind(fingerprint)
+    .bind(role)
+    .execute(db)
+    .await?;
+    Ok(inserted.rows_affected() == 1)
+}
+
+/// The stored key, if any.
+pub async fn stored(db: &PgPool, scope: &str, key: &str) -> Result<Option<StoredKey>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT fingerprint, state, role, status, content_type, body,
+                created_at < now() - interval '24 hours' AS expired,
+                locked_until < now() AS lock_lapsed
+           FROM idempotency_keys WHERE scope = $1 AND key = $2",
+    )
+    .bind(scope)
+    .bind(key)
+    .fetch_optional(db)
+    .await
+}
+
+/// Deletes the key if it is older than 24 hours.
+pub async fn delete_expired(db: &PgPool, scope: &str, key: &str) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "DELETE FROM idempotency_keys
+          WHERE scope = $1 AND key = $2 AND created_at < now() - interval '24 hours'",
+    )
+    .bind(scope)
+    .bind(key)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// Takes over an in-progress key whose owner's lock lapsed; `false` if another request
+/// took it first.
+pub async fn take_over_lapsed(db: &PgPool, scope: &str, key: &str) -> Result<bool, sqlx::Error> {
+    let taken = sqlx::query(
+        "UPDATE idempotency_keys SET locked_until = now() + interval '60 seconds'
+          WHERE scope = $1 AND key = $2 AND state = 'in_progress' AND locked_until < now()",
+    )
+    .bind(scope)
+    .bind(key)
+    .execute(db)
+    .await?;
+    Ok(taken.rows_affected() == 1)
+}
+
+/// Frees a key whose request did nothing, so a retry can run (a key already marked
+/// committed stays: its effect happened).
+pub async fn release(db: &PgPool, scope: &str, key: &str) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "DELETE FROM idempotency_keys WHERE scope = $1 AND key = $2 AND state = 'in_progress'",
+    )
+    .bind(scope)
+    .bind(key)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// Stores the answer a repeat of the request gets.
+pub async fn complete(
+    db: &PgPool,
+    scope: &str,
+    key: &str,
+    status: u16,
+    content_type: Option<String>,
+    body: &[u8],
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE idempotency_keys SET state = 'completed', status = $3, content_type = $4, body = $5
+          WHERE scope = $1 AND key = $2",
+    )
+    .bind(scope)
+    .bind(key)
+    .bind(status as i32)
+    .bind(content_type)
+    .bind(body)
+    .execute(db)
     .await?;
     Ok(())
 }
