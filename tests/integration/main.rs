@@ -33,6 +33,7 @@ mod notifications;
 mod ops_api;
 mod out_of_process;
 mod parking;
+mod pgbouncer;
 mod pipeline;
 mod private_downloads;
 mod process;
