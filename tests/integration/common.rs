@@ -46,6 +46,18 @@ fn authority(url: &str) -> String {
     rest.split('/').next().unwrap_or(rest).to_string()
 }
 
+/// The settings besides `DATABASE_URL` a process started by a test needs for `url`:
+/// behind the PgBouncer, the pooler mode and the direct URL (nothing otherwise).
+pub fn pooler_env(url: &str) -> Vec<(&'static str, String)> {
+    if direct(url) == url {
+        return Vec::new();
+    }
+    vec![
+        ("DATABASE_POOLER", "transaction".into()),
+        ("DATABASE_DIRECT_URL", direct(url)),
+    ]
+}
+
 pub fn redis_url() -> String {
     std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
 }
@@ -172,9 +184,8 @@ pub fn test_config(db_url: &str, data_dir: &std::path::Path, overrides: &[(&str,
     ]);
     // Through the PgBouncer (a URL of the test database on its port): what a
     // deployment behind a transaction pooler sets.
-    if pgbouncer_port().is_some() && direct(db_url) != db_url {
-        vars.insert("DATABASE_POOLER".into(), "transaction".into());
-        vars.insert("DATABASE_DIRECT_URL".into(), direct(db_url));
+    for (k, v) in pooler_env(db_url) {
+        vars.insert(k.into(), v);
     }
     for (k, v) in overrides {
         vars.insert(k.to_string(), v.to_string());
