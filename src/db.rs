@@ -216,7 +216,10 @@ async fn allow_role_logins(url: &str) -> anyhow::Result<()> {
         .connect()
         .await
         .context("cannot reach Postgres (DATABASE_DIRECT_URL)")?;
-    for role in [DbRole::App, DbRole::Worker].into_iter().filter_map(DbRole::role_name) {
+    for role in [DbRole::App, DbRole::Worker]
+        .into_iter()
+        .filter_map(DbRole::role_name)
+    {
         for attempt in 0.. {
             let can_login: bool =
                 sqlx::query_scalar("SELECT rolcanlogin FROM pg_roles WHERE rolname = $1")

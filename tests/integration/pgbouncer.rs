@@ -63,7 +63,10 @@ async fn pools_log_in_as_their_roles_and_only_listen_goes_direct() {
             .fetch_one(&t.app.state.db)
             .await
             .unwrap();
-    assert_eq!((session_user.as_str(), current_user.as_str()), ("chronicle_app", "chronicle_app"));
+    assert_eq!(
+        (session_user.as_str(), current_user.as_str()),
+        ("chronicle_app", "chronicle_app")
+    );
 
     // Real traffic went through the pooler: it has pools of both runtime roles for this
     // database.
@@ -72,23 +75,28 @@ async fn pools_log_in_as_their_roles_and_only_listen_goes_direct() {
     let pools = pgbouncer_show(port, "POOLS");
     for role in ["chronicle_app", "chronicle_worker"] {
         assert!(
-            pools.iter().any(|p| p.first() == Some(&name) && p.get(1).map(String::as_str) == Some(role)),
+            pools
+                .iter()
+                .any(|p| p.first() == Some(&name) && p.get(1).map(String::as_str) == Some(role)),
             "no PgBouncer pool of {role} for {name}: {pools:?}"
         );
     }
 
     // The projectors' LISTEN runs on the direct connection, and on nothing else.
-    eventually("the projectors LISTEN on the direct connection", async || {
-        let listeners: Vec<String> = sqlx::query_scalar(
-            "SELECT application_name FROM pg_stat_activity
+    eventually(
+        "the projectors LISTEN on the direct connection",
+        async || {
+            let listeners: Vec<String> = sqlx::query_scalar(
+                "SELECT application_name FROM pg_stat_activity
               WHERE datname = $1 AND query ILIKE 'LISTEN%'",
-        )
-        .bind(&name)
-        .fetch_all(&t.db.owner)
-        .await
-        .unwrap();
-        !listeners.is_empty() && listeners.iter().all(|a| a == "chronicle-direct")
-    })
+            )
+            .bind(&name)
+            .fetch_all(&t.db.owner)
+            .await
+            .unwrap();
+            !listeners.is_empty() && listeners.iter().all(|a| a == "chronicle-direct")
+        },
+    )
     .await;
     // ...and the notification arrives: the upload's file reaches the read table.
     eventually("the upload is projected", async || {
@@ -137,7 +145,10 @@ async fn a_session_setting_would_leak_through_the_pooler() {
         seen += task.await.unwrap();
     }
     assert!(seen > 0, "no statement saw the session setting");
-    assert!(seen < 16 * 50, "every statement ran on the same session: not pooled");
+    assert!(
+        seen < 16 * 50,
+        "every statement ran on the same session: not pooled"
+    );
 }
 
 async fn files_of(t: &TestApp, c: &Client) -> HashSet<String> {
