@@ -44,8 +44,14 @@ max_prepared_statements = 200
 ignore_startup_parameters = extra_float_digits
 max_client_conn = 2000
 default_pool_size = 6
-; Several test databases at once share the local Postgres (max_connections 100).
+; Several test databases at once share the local Postgres (max_connections 100): at
+; most 12 server connections per database and 20 per user (the owner and the two roles).
 max_db_connections = 12
+max_user_connections = 20
+; A refused server login (Postgres momentarily full) is retried after 1 s, not 15.
+server_login_retry = 1
+; Loopback: no TLS between PgBouncer and Postgres.
+server_tls_sslmode = disable
 ; Tests drop their databases: do not keep idle server connections to them for long.
 server_idle_timeout = 10
 autodb_idle_timeout = 30
