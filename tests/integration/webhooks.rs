@@ -13,7 +13,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::common::TempDir;
+use crate::common::{TempDir, table_contents};
 use crate::files_api::World;
 
 const LOOPBACK: &[(&str, &str)] = &[
@@ -564,4 +564,26 @@ async fn an_automatic_disable_notifies_every_admin_and_no_one_else() {
         rows, 2,
         "one per admin of the automatic disable, none for the manual one"
     );
+
+    // From the log alone: a rebuild gives the same rows and the same members.
+    let tables = ["notifications", "notification_members"];
+    let mut before = Vec::new();
+    for table in tables {
+        before.push(table_contents(&w.t.db.worker, table).await);
+    }
+    sqlx::query("DELETE FROM notification_members")
+        .execute(&w.t.db.worker)
+        .await
+        .unwrap();
+    let projector = chronicle::projections::by_name("notifications").unwrap();
+    chronicle::projections::rebuild::rebuild(&w.t.db.worker, projector)
+        .await
+        .unwrap();
+    for (table, before) in tables.into_iter().zip(before) {
+        assert_eq!(
+            table_contents(&w.t.db.worker, table).await,
+            before,
+            "{table}"
+        );
+    }
 }
