@@ -84,8 +84,13 @@ pub fn init_tracing() {
 
 impl TestDb {
     pub async fn new() -> Self {
+        Self::on(&format!("chronicle_test_{}", uuid::Uuid::now_v7().simple())).await
+    }
+
+    /// The database `name` (created if missing), migrated; dropped with the value.
+    pub async fn on(name: &str) -> Self {
         init_tracing();
-        let name = format!("chronicle_test_{}", uuid::Uuid::now_v7().simple());
+        let name = name.to_string();
         let base = base_url();
         let url = match base.rsplit_once('/') {
             Some((prefix, _)) => format!("{prefix}/{name}"),
