@@ -43,10 +43,10 @@ max_prepared_statements = 200
 ; sqlx sends it at startup; the server default is right for it.
 ignore_startup_parameters = extra_float_digits
 max_client_conn = 2000
-default_pool_size = 6
+default_pool_size = 10
 ; Several test databases at once share the local Postgres (max_connections 100): at
-; most 12 server connections per database and 20 per user (the owner and the two roles).
-max_db_connections = 12
+; most 15 server connections per database and 20 per user (the owner and the two roles).
+max_db_connections = 15
 max_user_connections = 20
 ; A refused server login (Postgres momentarily full) is retried after 1 s, not 15.
 server_login_retry = 1
