@@ -54,19 +54,19 @@ impl App {
     /// Migrates the database (creating it if missing), opens pools, binds the listener
     /// and starts the parts `mode` asks for.
     pub async fn start(config: Config, mode: Mode) -> anyhow::Result<App> {
-        let url = config.database_url.expose().to_string();
-        db::migrate(&url).await?;
+        let endpoints = db::Endpoints::from_config(&config);
+        endpoints.migrate().await?;
         tokio::fs::create_dir_all(&config.data_dir)
             .await
             .with_context(|| format!("DATA_DIR {} cannot be created", config.data_dir.display()))?;
 
-        let app_pool = db::pool_with_acquire_timeout(
-            &url,
-            DbRole::App,
-            config.db_max_connections,
-            config.outages.db_acquire_timeout,
-        )
-        .await?;
+        let app_pool = endpoints
+            .pool_with_acquire_timeout(
+                DbRole::App,
+                config.db_max_connections,
+                config.outages.db_acquire_timeout,
+            )
+            .await?;
         let redis =
             redis::Client::open(config.redis_url.expose()).context("REDIS_URL is invalid")?;
         let redis_conn = ratelimit::connection_manager(config.redis_url.expose())
@@ -112,7 +112,7 @@ impl App {
         let mut tasks = Vec::new();
 
         if mode.runs_worker() {
-            let worker_pool = db::pool(&url, DbRole::Worker, 4).await?;
+            let worker_pool = endpoints.pool(DbRole::Worker, 4).await?;
             if let Some(path) = &config.geoip_db {
                 // The `devices` projector takes a `GeoLookup`; no file reader ships yet.
                 tracing::warn!(path = %path.display(), "GEOIP_DB is set but this build has no GeoIP reader; locations.geo_json stays NULL");
@@ -122,12 +122,8 @@ impl App {
                 key_prefix: config.redis_key_prefix.clone(),
             });
             projections::runtime::register(&worker_pool, &all).await?;
-            let listen_url = config
-                .database_direct_url
-                .as_ref()
-                .unwrap_or(&config.database_url)
-                .expose()
-                .to_string();
+            // LISTEN is session state: it needs a direct connection.
+            let listen_url = endpoints.direct().to_string();
             let worker = Arc::new(Worker {
                 db: worker_pool.clone(),
                 events: state.events.clone(),
@@ -162,8 +158,9 @@ impl App {
             // Webhook deliveries (src/webhooks): a pool of their own, since each delivery in
             // flight holds a connection (its endpoint's lease) for up to the timeout.
             if config.webhooks.concurrency > 0 {
-                let pool =
-                    db::pool(&url, DbRole::Worker, config.webhooks.concurrency as u32 + 1).await?;
+                let pool = endpoints
+                    .pool(DbRole::Worker, config.webhooks.concurrency as u32 + 1)
+                    .await?;
                 let dispatcher = crate::worker::webhooks::Dispatcher::new(
                     pool,
                     state.events.clone(),

@@ -214,9 +214,9 @@ pub async fn run(command: AuditCommand, config: &Config) -> anyhow::Result<ExitC
 
 /// The worker role sees every tenant, as an auditor's tool must.
 async fn open(config: &Config) -> anyhow::Result<sqlx::PgPool> {
-    let url = config.database_url.expose();
-    db::migrate(url).await?;
-    db::pool(url, DbRole::Worker, 2).await
+    let endpoints = db::Endpoints::from_config(config);
+    endpoints.migrate().await?;
+    endpoints.pool(DbRole::Worker, 2).await
 }
 
 fn print_report(report: &VerifyReport) {

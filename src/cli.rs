@@ -124,7 +124,7 @@ pub fn main() -> ExitCode {
 }
 
 async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
-    let url = config.database_url.expose().to_string();
+    let endpoints = db::Endpoints::from_config(&config);
     match command {
         Command::Serve | Command::Web | Command::Worker => {
             let mode = match command {
@@ -163,13 +163,13 @@ async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Migrate => {
-            db::migrate(&url).await?;
+            endpoints.migrate().await?;
             println!("database migrated");
             Ok(ExitCode::SUCCESS)
         }
         Command::Projections { command } => {
-            db::migrate(&url).await?;
-            let pool = db::pool(&url, DbRole::Worker, 2).await?;
+            endpoints.migrate().await?;
+            let pool = endpoints.pool(DbRole::Worker, 2).await?;
             projections::runtime::register(&pool, &projections::all()).await?;
             match command {
                 ProjectionsCommand::Status => {

@@ -264,6 +264,9 @@ fn member(url: &Secret, role: &'static str, max_connections: u32) -> anyhow::Res
         .map_err(|_| anyhow::anyhow!("DATABASE_READ_URL holds an invalid Postgres URL"))?
         .application_name("chronicle-read");
     let name = format!("{}:{}", options.get_host(), options.get_port());
+    // A URL whose login is the role itself (how a replica is reached through a
+    // transaction pooler) needs no `SET ROLE`, which would be session state there.
+    let switch_role = options.get_username() != role;
     let pool = PgPoolOptions::new()
         .max_connections(max_connections)
         .min_connections(0)
@@ -272,9 +275,11 @@ fn member(url: &Secret, role: &'static str, max_connections: u32) -> anyhow::Res
         .acquire_timeout(Duration::from_millis(500))
         .after_connect(move |conn, _meta| {
             Box::pin(async move {
-                sqlx::query(&format!("SET ROLE {role}"))
-                    .execute(&mut *conn)
-                    .await?;
+                if switch_role {
+                    sqlx::query(&format!("SET ROLE {role}"))
+                        .execute(&mut *conn)
+                        .await?;
+                }
                 Ok(())
             })
         })

@@ -37,15 +37,21 @@ pub(super) fn row_view(row: &PgRow) -> Result<(i64, NotificationView), sqlx::Err
     let details: serde_json::Value =
         serde_json::from_str(row.get("details")).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
     let kind: String = row.get("kind");
-    let file_name: String = row.get("file_name");
-    let version_number: i32 = row.get("version_number");
-    let status: String = row.get("status");
+    let file_name: Option<String> = row.get("file_name");
+    let version_number: Option<i32> = row.get("version_number");
+    let status: Option<String> = row.get("status");
     Ok((
         row.get("seq"),
         NotificationView {
             id: row.get("id"),
             event_id: event_id.to_string(),
-            message: message::message(&kind, &file_name, version_number, &status, &details),
+            message: message::message(
+                &kind,
+                file_name.as_deref(),
+                version_number,
+                status.as_deref(),
+                &details,
+            ),
             kind,
             file_id: row.get("file_id"),
             file_name,
@@ -82,7 +88,8 @@ pub struct NotificationPage {
     pub unread_count: i64,
 }
 
-/// My notifications (completed, duplicate, virus found, failed), newest first. A
+/// My notifications (completed, duplicate, virus found, failed, shared with me; for admins,
+/// webhook endpoints disabled after failures), newest first. A
 /// notification appears a moment after its event (the projection runs asynchronously).
 #[utoipa::path(get, path = "/v1/notifications", tag = "notifications", security(("bearer" = [])),
     params(ListQuery),

@@ -2,6 +2,7 @@
 //! the process with one line naming the variable. Secrets never appear in `Debug`.
 
 mod checkpoints;
+mod database;
 mod event_signing;
 mod jobs;
 mod outages;
@@ -13,6 +14,7 @@ mod tus;
 mod webhooks;
 
 pub use checkpoints::{CheckpointKey, CheckpointSettings};
+pub use database::Pooler;
 pub use event_signing::{
     EventSigningKey, EventSigningSettings, parse_public_key, parse_public_keys, valid_key_id,
 };
@@ -67,8 +69,11 @@ pub enum LogFormat {
 pub struct Config {
     pub environment: Environment,
     pub database_url: Secret,
-    /// Direct (non-pooled) connection for LISTEN/NOTIFY; defaults to `database_url`.
+    /// Direct (non-pooled) connection for migrations and LISTEN/NOTIFY; defaults to
+    /// `database_url`.
     pub database_direct_url: Option<Secret>,
+    /// `DATABASE_POOLER`: whether `database_url` goes through a transaction pooler.
+    pub database_pooler: Pooler,
     pub redis_url: Secret,
     pub bind_addr: SocketAddr,
     pub data_dir: PathBuf,
@@ -180,6 +185,7 @@ impl Config {
             return Err(invalid("DATABASE_URL", "must start with postgres://"));
         }
         let database_direct_url = get("DATABASE_DIRECT_URL").map(Secret::new);
+        let database_pooler = Pooler::from_lookup(&get, database_direct_url.is_some())?;
 
         let redis_url = get("REDIS_URL").unwrap_or_else(|| "redis://127.0.0.1:6379".into());
         if !(redis_url.starts_with("redis://") || redis_url.starts_with("rediss://")) {
@@ -337,6 +343,7 @@ impl Config {
             environment,
             database_url: Secret::new(database_url),
             database_direct_url,
+            database_pooler,
             redis_url: Secret::new(redis_url),
             bind_addr,
             data_dir,

@@ -17,18 +17,21 @@ pub struct NotificationView {
     pub event_id: String,
     /// `version_completed`, `duplicate`, `virus_found`, `processing_failed`,
     /// `file_shared` (the file was shared with you: `version_number` and `status` are
-    /// its latest version's), or `version_status` (a status change that is not a
-    /// notification; SSE only).
+    /// its latest version's), `version_status` (a status change that is not a
+    /// notification; SSE only), or `webhook_disabled` (to every admin of the tenant:
+    /// a webhook endpoint was disabled after a run of failed deliveries; names no file).
     pub kind: String,
-    pub file_id: Uuid,
+    /// The file; null for tenant-level kinds (`webhook_disabled`), as are the next three.
+    pub file_id: Option<Uuid>,
     /// The file's display name when the event happened.
-    pub file_name: String,
-    pub version_number: i32,
+    pub file_name: Option<String>,
+    pub version_number: Option<i32>,
     /// The version's status after the event (`file_status`).
-    pub status: String,
+    pub status: Option<String>,
     /// Kind-specific: `signature` (virus_found), `duplicate_of_version` (duplicate),
     /// `attempt` (processing, queued, processing_failed), `size_bytes`/`mime_type`
-    /// (version_completed), `restored_from_version` (a restore).
+    /// (version_completed), `restored_from_version` (a restore), `access`
+    /// (file_shared), `endpoint_id`/`reason` (webhook_disabled).
     #[schema(value_type = Object)]
     pub details: serde_json::Value,
     /// A sentence for people, derived from the fields above.
@@ -47,14 +50,29 @@ impl NotificationView {
 /// The kind of rows that only report a status change.
 pub const STATUS_KIND: &str = "version_status";
 
+/// The kind of the tenant-level row that tells admins a webhook endpoint was disabled.
+pub const WEBHOOK_DISABLED_KIND: &str = "webhook_disabled";
+
 /// The text shown to people; one place, so the list and the stream agree.
 pub fn message(
     kind: &str,
-    file_name: &str,
-    version: i32,
-    status: &str,
+    file_name: Option<&str>,
+    version: Option<i32>,
+    status: Option<&str>,
     details: &serde_json::Value,
 ) -> String {
+    if kind == WEBHOOK_DISABLED_KIND {
+        let endpoint = details["endpoint_id"].as_str().unwrap_or("?");
+        return match details["reason"].as_str() {
+            Some(reason) => format!("Webhook endpoint {endpoint} was disabled: {reason}"),
+            None => format!("Webhook endpoint {endpoint} was disabled"),
+        };
+    }
+    let (file_name, version, status) = (
+        file_name.unwrap_or("?"),
+        version.unwrap_or(0),
+        status.unwrap_or("?"),
+    );
     match kind {
         "version_completed" => format!("\"{file_name}\" version {version} is ready"),
         "duplicate" => match details["duplicate_of_version"].as_i64() {
@@ -189,12 +207,18 @@ mod tests {
     fn messages_name_the_file_and_version() {
         let d = serde_json::json!({"duplicate_of_version": 1});
         assert_eq!(
-            message("duplicate", "a.pdf", 2, "duplicate", &d),
+            message("duplicate", Some("a.pdf"), Some(2), Some("duplicate"), &d),
             "\"a.pdf\" version 2 duplicates version 1"
         );
         let d = serde_json::json!({"signature": "Eicar-Test-Signature"});
         assert!(
-            message("virus_found", "a", 1, "virus_failed", &d).ends_with("Eicar-Test-Signature")
+            message("virus_found", Some("a"), Some(1), Some("virus_failed"), &d)
+                .ends_with("Eicar-Test-Signature")
+        );
+        let d = serde_json::json!({"endpoint_id": "e1", "reason": "20 deliveries failed"});
+        assert_eq!(
+            message(WEBHOOK_DISABLED_KIND, None, None, None, &d),
+            "Webhook endpoint e1 was disabled: 20 deliveries failed"
         );
     }
 }

@@ -69,10 +69,10 @@ pub async fn run(command: TransparencyCommand, config: &Config) -> anyhow::Resul
         );
         return Ok(ExitCode::SUCCESS);
     }
-    let url = config.database_url.expose();
-    db::migrate(url).await?;
+    let endpoints = db::Endpoints::from_config(config);
+    endpoints.migrate().await?;
     // The worker role sees every tenant, as an operator's tool must.
-    let pool = db::pool(url, DbRole::Worker, 2).await?;
+    let pool = endpoints.pool(DbRole::Worker, 2).await?;
     let mut conn = pool.acquire().await?;
     let answer = match command {
         TransparencyCommand::LogKey { .. } => unreachable!("answered above"),

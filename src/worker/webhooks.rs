@@ -199,12 +199,15 @@ impl Dispatcher {
         let (Some(true), Some(url)) = (enabled, url) else {
             return Ok(Sent::Nothing);
         };
+        // The head itself, due or not: another dispatcher may have just failed it and
+        // pushed it back, and the next pending delivery must then wait behind it, not
+        // overtake it.
         let Some(head) = sqlx::query(
-            "SELECT d.id, d.global_position, d.failures, s.secret
+            "SELECT d.id, d.global_position, d.failures, s.secret,
+                    d.next_attempt_at <= now() AS due
                FROM webhook_deliveries d
                JOIN webhook_secrets s ON s.tenant_id = d.tenant_id AND s.endpoint_id = d.endpoint_id
               WHERE d.tenant_id = $1 AND d.endpoint_id = $2 AND d.status = 'pending'
-                AND d.next_attempt_at <= now()
               ORDER BY d.transaction_id, d.global_position LIMIT 1",
         )
         .bind(tenant)
@@ -214,6 +217,9 @@ impl Dispatcher {
         else {
             return Ok(Sent::Nothing);
         };
+        if !head.get::<bool, _>("due") {
+            return Ok(Sent::Nothing);
+        }
         let id: Uuid = head.get("id");
         let position: i64 = head.get("global_position");
         let failures: i32 = head.get("failures");

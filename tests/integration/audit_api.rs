@@ -443,6 +443,7 @@ async fn export_streams_ndjson_whose_hashes_recompute_and_matches_the_cli() {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_chronicle"))
         .args(["audit", "export", "--tenant", &w.tenant.to_string()])
         .env("DATABASE_URL", &w.t.db.url)
+        .envs(crate::common::pooler_env(&w.t.db.url))
         .env("RUST_LOG", "warn")
         .output()
         .unwrap();

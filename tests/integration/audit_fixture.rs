@@ -122,6 +122,7 @@ pub fn chronicle_output(db: &TestDb, args: &[&str]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_chronicle"))
         .args(args)
         .env("DATABASE_URL", &db.url)
+        .envs(crate::common::pooler_env(&db.url))
         .env("CHECKPOINT_SIGNING_KEY", STANDARD.encode(SEED))
         .env("EVENT_SIGNING_KEY", event_key_env())
         .env("RUST_LOG", "warn")

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use chronicle::app::{App, Mode};
-use chronicle::config::Config;
+use chronicle::config::{Config, Pooler};
 use chronicle::db::{self, DbRole};
 use sqlx::PgPool;
 
@@ -14,12 +14,57 @@ pub fn base_url() -> String {
         .unwrap_or_else(|_| "postgres://root@127.0.0.1:5432/postgres".into())
 }
 
+/// The port of a transaction-mode PgBouncer in front of the test Postgres
+/// (`PGBOUNCER_TEST_PORT`, started by scripts/start-pgbouncer.sh): when set, every test
+/// app and the test's own pools go through it (docs/testing.md, "Through PgBouncer").
+pub fn pgbouncer_port() -> Option<u16> {
+    std::env::var("PGBOUNCER_TEST_PORT")
+        .ok()
+        .map(|p| p.parse().expect("PGBOUNCER_TEST_PORT is a port"))
+}
+
+/// `url` (of the test Postgres) through the PgBouncer, when one is configured.
+pub fn through_pgbouncer(url: &str) -> String {
+    match pgbouncer_port() {
+        Some(port) => url.replacen(&authority(&base_url()), &format!("127.0.0.1:{port}"), 1),
+        None => url.to_string(),
+    }
+}
+
+/// `url` with the PgBouncer (if any) taken out: the test Postgres itself.
+pub fn direct(url: &str) -> String {
+    match pgbouncer_port() {
+        Some(port) => url.replacen(&format!("127.0.0.1:{port}"), &authority(&base_url()), 1),
+        None => url.to_string(),
+    }
+}
+
+/// `host:port` of a `postgres://user@host:port/db` URL.
+fn authority(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let rest = rest.rsplit_once('@').map_or(rest, |(_, r)| r);
+    rest.split('/').next().unwrap_or(rest).to_string()
+}
+
+/// The settings besides `DATABASE_URL` a process started by a test needs for `url`:
+/// behind the PgBouncer, the pooler mode and the direct URL (nothing otherwise).
+pub fn pooler_env(url: &str) -> Vec<(&'static str, String)> {
+    if direct(url) == url {
+        return Vec::new();
+    }
+    vec![
+        ("DATABASE_POOLER", "transaction".into()),
+        ("DATABASE_DIRECT_URL", direct(url)),
+    ]
+}
+
 pub fn redis_url() -> String {
     std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
 }
 
 pub struct TestDb {
     pub name: String,
+    /// What apps get as `DATABASE_URL`: through the PgBouncer when the run has one.
     pub url: String,
     /// The owner (superuser locally): for fixtures and tampering.
     pub owner: PgPool,
@@ -39,17 +84,28 @@ pub fn init_tracing() {
 
 impl TestDb {
     pub async fn new() -> Self {
+        Self::on(&format!("chronicle_test_{}", uuid::Uuid::now_v7().simple())).await
+    }
+
+    /// The database `name` (created if missing), migrated; dropped with the value.
+    pub async fn on(name: &str) -> Self {
         init_tracing();
-        let name = format!("chronicle_test_{}", uuid::Uuid::now_v7().simple());
+        let name = name.to_string();
         let base = base_url();
         let url = match base.rsplit_once('/') {
             Some((prefix, _)) => format!("{prefix}/{name}"),
             None => panic!("TEST_DATABASE_URL must end with /<database>"),
         };
-        db::migrate(&url).await.expect("migrate test database");
-        let owner = db::pool(&url, DbRole::Owner, 4).await.unwrap();
-        let app = db::pool(&url, DbRole::App, 8).await.unwrap();
-        let worker = db::pool(&url, DbRole::Worker, 8).await.unwrap();
+        let url = through_pgbouncer(&url);
+        let pooler = match pgbouncer_port() {
+            Some(_) => Pooler::Transaction,
+            None => Pooler::None,
+        };
+        let endpoints = db::Endpoints::new(url.clone(), Some(direct(&url)), pooler);
+        endpoints.migrate().await.expect("migrate test database");
+        let owner = endpoints.pool(DbRole::Owner, 4).await.unwrap();
+        let app = endpoints.pool(DbRole::App, 8).await.unwrap();
+        let worker = endpoints.pool(DbRole::Worker, 8).await.unwrap();
         TestDb {
             name,
             url,
@@ -131,6 +187,11 @@ pub fn test_config(db_url: &str, data_dir: &std::path::Path, overrides: &[(&str,
         // turn it on.
         ("WEBHOOK_CONCURRENCY".into(), "0".into()),
     ]);
+    // Through the PgBouncer (a URL of the test database on its port): what a
+    // deployment behind a transaction pooler sets.
+    for (k, v) in pooler_env(db_url) {
+        vars.insert(k.into(), v);
+    }
     for (k, v) in overrides {
         vars.insert(k.to_string(), v.to_string());
     }

@@ -357,6 +357,7 @@ async fn the_history_command_prints_one_line_per_event_then_the_state() {
             .args(["audit", "history", "--file", &file.to_string()])
             .args(extra)
             .env("DATABASE_URL", &w.t.db.url)
+            .envs(crate::common::pooler_env(&w.t.db.url))
             .env("RUST_LOG", "warn")
             .output()
             .unwrap();

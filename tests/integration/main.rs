@@ -34,6 +34,7 @@ mod notifications;
 mod ops_api;
 mod out_of_process;
 mod parking;
+mod pgbouncer;
 mod pipeline;
 mod private_downloads;
 mod process;

@@ -396,6 +396,7 @@ fn chronicle(db_url: &str, args: &[&str]) -> (bool, String) {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_chronicle"))
         .args(args)
         .env("DATABASE_URL", db_url)
+        .envs(crate::common::pooler_env(db_url))
         .env("REDIS_URL", redis_url())
         .env("LOG_FORMAT", "json")
         .env("RUST_LOG", "warn")

@@ -231,6 +231,7 @@ fn chronicle(db_url: &str, args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_chronicle"))
         .args(args)
         .env("DATABASE_URL", db_url)
+        .envs(crate::common::pooler_env(db_url))
         .env("CHECKPOINT_SIGNING_KEY", STANDARD.encode(SEED))
         .env("RUST_LOG", "warn")
         .output()

@@ -13,7 +13,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::common::{TempDir, eventually};
+use crate::common::{TempDir, eventually, table_contents};
 use crate::files_api::World;
 
 const LOOPBACK: &[(&str, &str)] = &[
@@ -433,6 +433,148 @@ async fn webhook_deliveries_per_second() {
         println!(
             "webhooks: {endpoints} endpoint(s), {want} deliveries in {secs:.2} s = {:.0} deliveries/s",
             want as f64 / secs
+        );
+    }
+}
+
+/// The tenant's admins — and only they — are told when the dispatcher disables an
+/// endpoint: listed, unread until marked read, naming the endpoint and the reason; an
+/// admin's own disable tells no one; a rebuild of the projection gives the same rows.
+#[tokio::test]
+async fn an_automatic_disable_notifies_every_admin_and_no_one_else() {
+    let mut overrides = LOOPBACK.to_vec();
+    overrides.push(("WEBHOOK_DISABLE_AFTER", "2"));
+    let w = World::new(&overrides).await;
+    let second_admin = w.join("bea", "admin").await;
+    let user = w.join("cyd", "user").await;
+    let demoted = w.join("dan", "admin").await;
+    let (status, _) = w
+        .send_json(
+            "PUT",
+            &format!("/v1/users/{}/role", demoted.id),
+            &w.admin,
+            Some(json!({"role": "user"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+
+    let receiver = Receiver::start(1_000_000);
+    let (status, endpoint) = create(&w, &receiver.url(), json!(["*"])).await;
+    assert_eq!(status, StatusCode::CREATED, "{endpoint}");
+    let id = endpoint["id"].as_str().unwrap().to_string();
+    let told = |page: &Value| -> Vec<Value> {
+        page["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|n| n["kind"] == "webhook_disabled")
+            .cloned()
+            .collect()
+    };
+    for admin in [&w.admin, &second_admin] {
+        let page = w
+            .get_until("/v1/notifications", admin, |p| told(p).len() == 1)
+            .await;
+        let n = &told(&page)[0];
+        assert_eq!(n["details"]["endpoint_id"], id.as_str(), "{n}");
+        assert!(
+            n["details"]["reason"]
+                .as_str()
+                .unwrap()
+                .starts_with("2 deliveries failed in a row"),
+            "{n}"
+        );
+        assert!(n["message"].as_str().unwrap().contains(&id), "{n}");
+        for field in [
+            "file_id",
+            "file_name",
+            "version_number",
+            "status",
+            "read_at",
+        ] {
+            assert!(n[field].is_null(), "{field}: {n}");
+        }
+        assert!(page["unread_count"].as_i64().unwrap() >= 1);
+    }
+    // Marked read by one admin: read for that admin only.
+    let page = w.get_until("/v1/notifications", &w.admin, |_| true).await;
+    let mine = told(&page)[0]["id"].as_str().unwrap().to_string();
+    let (status, _) = w
+        .send("POST", &format!("/v1/notifications/{mine}/read"), &w.admin)
+        .await;
+    assert!(status.is_success(), "{status}");
+    w.get_until("/v1/notifications", &w.admin, |p| {
+        !told(p)[0]["read_at"].is_null()
+    })
+    .await;
+    let (_, theirs) = w.send("GET", "/v1/notifications", &second_admin).await;
+    assert!(told(&theirs)[0]["read_at"].is_null(), "{theirs}");
+
+    // A user, and an admin demoted before the disable, are not told.
+    for who in [&user, &demoted] {
+        let (status, page) = w.send("GET", "/v1/notifications", who).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(told(&page).is_empty(), "{page}");
+    }
+
+    // An admin's own disable (after re-enabling) adds nothing.
+    for enabled in [true, false] {
+        let (status, _) = w
+            .send_json(
+                "PATCH",
+                &format!("/v1/webhooks/{id}"),
+                &w.admin,
+                Some(json!({"enabled": enabled})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    crate::common::eventually("the manual disable is projected", async || {
+        sqlx::query_scalar(
+            "SELECT (c.last_transaction_id, c.last_position) >= (e.transaction_id, e.global_position)
+               FROM projector_checkpoints c,
+                    (SELECT transaction_id, global_position FROM events
+                      WHERE tenant_id = $1 AND aggregate_id = $2
+                      ORDER BY transaction_id DESC, global_position DESC LIMIT 1) e
+              WHERE c.name = 'notifications'",
+        )
+        .bind(w.tenant)
+        .bind(&id)
+        .fetch_optional(&w.t.db.owner)
+        .await
+        .unwrap()
+        .unwrap_or(false)
+    })
+    .await;
+    let rows: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM notifications WHERE kind = 'webhook_disabled'")
+            .fetch_one(&w.t.db.worker)
+            .await
+            .unwrap();
+    assert_eq!(
+        rows, 2,
+        "one per admin of the automatic disable, none for the manual one"
+    );
+
+    // From the log alone: a rebuild gives the same rows and the same members.
+    let tables = ["notifications", "notification_members"];
+    let mut before = Vec::new();
+    for table in tables {
+        before.push(table_contents(&w.t.db.worker, table).await);
+    }
+    sqlx::query("DELETE FROM notification_members")
+        .execute(&w.t.db.worker)
+        .await
+        .unwrap();
+    let projector = chronicle::projections::by_name("notifications").unwrap();
+    chronicle::projections::rebuild::rebuild(&w.t.db.worker, projector)
+        .await
+        .unwrap();
+    for (table, before) in tables.into_iter().zip(before) {
+        assert_eq!(
+            table_contents(&w.t.db.worker, table).await,
+            before,
+            "{table}"
         );
     }
 }

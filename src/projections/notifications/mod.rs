@@ -1,5 +1,7 @@
-//! `notifications` (+ its helper `notification_recipients`): one row per version status
-//! change of a file, addressed to the file's owner. Kinds `version_completed`,
+//! `notifications` (+ its helpers `notification_recipients` and `notification_members`):
+//! one row per version status change of a file, addressed to the file's owner; one per
+//! share with a user, to that user; and tenant-level rows (`members.rs`): a webhook
+//! endpoint disabled after a run of failures, to each of the tenant's admins. Kinds `version_completed`,
 //! `duplicate`, `virus_found` and `processing_failed` are the notifications users list
 //! and mark read; `version_status` rows only feed the live stream, so that resuming it
 //! (`GET /v1/events` with `Last-Event-ID`) is lossless from this one table.
@@ -10,6 +12,7 @@
 //! whose progress may differ). Read state comes from `NotificationRead` events.
 //! After a live batch commits, every new row is published on Redis (src/live).
 
+mod members;
 mod rows;
 
 use std::collections::BTreeSet;
@@ -27,6 +30,8 @@ use super::{EventRecord, Projector, Reactions};
 use crate::aggregates::file::{Grantee, Original};
 use crate::aggregates::{FileEvent, NotificationEvent};
 use crate::live::message::{Published, STATUS_KIND};
+use members::Members;
+pub use members::tenant_notification_id;
 use rows::{Recipient, insert_rows, load_recipients, mark_read, save_recipients};
 
 /// The kind of the row that tells a user a file was shared with them.
@@ -63,16 +68,18 @@ pub fn notification_id(tenant_id: Uuid, global_position: i64) -> Uuid {
     uuid::Builder::from_custom_bytes(bytes).into_uuid()
 }
 
-/// A row before its `seq` is known.
+/// A row before its `seq` is known. The file fields are `None` exactly for tenant-level
+/// kinds.
 pub(super) struct NewRow {
+    pub(super) id: Uuid,
     pub(super) tenant_id: Uuid,
     pub(super) recipient_id: Uuid,
     pub(super) position: CatchUpPosition,
     pub(super) kind: &'static str,
-    pub(super) file_id: Uuid,
-    pub(super) file_name: String,
-    pub(super) version_number: u32,
-    pub(super) status: &'static str,
+    pub(super) file_id: Option<Uuid>,
+    pub(super) file_name: Option<String>,
+    pub(super) version_number: Option<u32>,
+    pub(super) status: Option<&'static str>,
     pub(super) details: serde_json::Value,
     pub(super) created_at: DateTime<Utc>,
 }
@@ -164,7 +171,11 @@ impl Projector for NotificationsProjector {
     }
 
     fn tables(&self) -> &'static [&'static str] {
-        &["notification_recipients", "notifications"]
+        &[
+            "notification_recipients",
+            "notification_members",
+            "notifications",
+        ]
     }
 
     async fn apply(
@@ -224,14 +235,15 @@ impl Projector for NotificationsProjector {
                 } => {
                     if let Some(r) = files.get(&key) {
                         rows.push(NewRow {
+                            id: notification_id(e.tenant_id, e.position.global_position),
                             tenant_id: e.tenant_id,
                             recipient_id: user.0,
                             position: e.position,
                             kind: SHARED_KIND,
-                            file_id,
-                            file_name: r.display_name.clone(),
-                            version_number: r.latest_version,
-                            status: r.latest_status,
+                            file_id: Some(file_id),
+                            file_name: Some(r.display_name.clone()),
+                            version_number: Some(r.latest_version),
+                            status: Some(r.latest_status),
                             details: json!({ "access": access.as_str() }),
                             created_at: e.recorded_at,
                         });
@@ -253,19 +265,25 @@ impl Projector for NotificationsProjector {
                 changed.insert(key);
             }
             rows.push(NewRow {
+                id: notification_id(e.tenant_id, e.position.global_position),
                 tenant_id: e.tenant_id,
                 recipient_id: r.owner_id,
                 position: e.position,
                 kind,
-                file_id,
-                file_name: r.display_name.clone(),
-                version_number,
-                status,
+                file_id: Some(file_id),
+                file_name: Some(r.display_name.clone()),
+                version_number: Some(version_number),
+                status: Some(status),
                 details,
                 created_at: e.recorded_at,
             });
         }
         save_recipients(conn, &files, &changed).await?;
+        let mut members = Members::load(conn, events).await?;
+        rows.extend(members.apply(events)?);
+        members.save(conn).await?;
+        // Each recipient's `seq` follows catch-up order across both kinds of rows.
+        rows.sort_by_key(|r| r.position);
         let published = insert_rows(conn, rows).await?;
         mark_read(conn, reads).await?;
         if self.reactions.is_some()

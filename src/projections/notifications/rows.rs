@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, Row};
 use uuid::Uuid;
 
-use super::{EventRecord, NewRow, notification_id};
+use super::{EventRecord, NewRow};
 use crate::aggregates::file::FileStatus;
 use crate::live::message::{self, EventId, NotificationView, Published};
 
@@ -131,7 +131,7 @@ pub(super) async fn insert_rows(
     for r in rows {
         let seq = next.entry((r.tenant_id, r.recipient_id)).or_insert(0);
         *seq += 1;
-        let version_number = r.version_number as i32;
+        let version_number = r.version_number.map(|n| n as i32);
         let event_id = EventId {
             transaction_id: r.position.transaction_id,
             global_position: r.position.global_position,
@@ -141,20 +141,20 @@ pub(super) async fn insert_rows(
             recipient_id: r.recipient_id,
             seq: *seq,
             row: NotificationView {
-                id: notification_id(r.tenant_id, r.position.global_position),
+                id: r.id,
                 event_id: event_id.to_string(),
                 kind: r.kind.to_string(),
                 file_id: r.file_id,
                 message: message::message(
                     r.kind,
-                    &r.file_name,
+                    r.file_name.as_deref(),
                     version_number,
                     r.status,
                     &r.details,
                 ),
                 file_name: r.file_name,
                 version_number,
-                status: r.status.to_string(),
+                status: r.status.map(str::to_string),
                 details: r.details,
                 created_at: r.created_at,
                 read_at: None,
@@ -202,10 +202,10 @@ struct Columns {
     xids: Vec<String>,
     positions: Vec<i64>,
     kinds: Vec<String>,
-    files: Vec<Uuid>,
-    names: Vec<String>,
-    versions: Vec<i32>,
-    statuses: Vec<String>,
+    files: Vec<Option<Uuid>>,
+    names: Vec<Option<String>>,
+    versions: Vec<Option<i32>>,
+    statuses: Vec<Option<String>>,
     details: Vec<String>,
     created: Vec<DateTime<Utc>>,
 }

@@ -5,6 +5,7 @@
 
 mod listing;
 mod live;
+mod members;
 mod pings;
 
 use std::time::Duration;
