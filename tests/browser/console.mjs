@@ -165,6 +165,28 @@ try {
     await page.getByLabel("Name", { exact: true }).fill("beach.png");
     await page.getByRole("button", { name: "Rename" }).click();
     await page.waitForFunction(() => document.querySelector("h1").textContent === "beach.png", null, { timeout: 15000 });
+    // A link (its URL shown once), a legal hold that stops the trash, then the trash.
+    const expires = new Date(Date.now() + 24 * 3600 * 1000);
+    const local = new Date(expires.getTime() - expires.getTimezoneOffset() * 60000).toISOString().slice(0, 16);
+    await page.getByLabel("Expires").fill(local);
+    await page.getByLabel("Max downloads").fill("3");
+    await page.getByRole("button", { name: "Create link" }).click();
+    await page.waitForSelector("#link-shown", { timeout: 15000 });
+    result.link_shown = await page.locator("#link-shown").textContent();
+    await page.waitForSelector("text=of 3", { timeout: 15000 });
+    await page.getByLabel("Reason").fill("audit 2026");
+    await page.getByRole("button", { name: "Place a hold" }).click();
+    await page.waitForSelector(".badge:has-text('legal hold: audit 2026')", { timeout: 15000 });
+    page.on("dialog", (dialog) => dialog.accept());
+    await page.getByRole("button", { name: "Move to the trash" }).click();
+    await page.waitForFunction(() => window.__toasts.some((t) => /hold/i.test(t) && !/placed/i.test(t)), null, { timeout: 15000 });
+    result.trash_while_held = await page.evaluate(() => window.__toasts.filter((t) => /hold/i.test(t)));
+    await page.getByRole("button", { name: "Release the hold" }).click();
+    await page.waitForSelector("text=Not held.", { timeout: 15000 });
+    await page.getByRole("button", { name: "Move to the trash" }).click();
+    await page.waitForSelector(".badge:has-text('in the trash')", { timeout: 15000 });
+    await page.getByRole("button", { name: "Restore from the trash" }).click();
+    await page.waitForSelector("button:has-text('Move to the trash')", { timeout: 15000 });
     result.file_page = {
       heading: await page.locator("h1").textContent(),
       tags: await page.locator("li.chip").allTextContents(),
@@ -172,6 +194,33 @@ try {
     };
     await collect();
     await shot("file");
+
+    // A reload in the middle of an upload: dropping the same file again continues
+    // where the server stands (tus-js-client's fingerprint), not from the start.
+    step("reload and resume");
+    await visit("/files");
+    let blocking = true;
+    await page.route("**/v1/uploads/**", async (route) => {
+      const request = route.request();
+      const offset = Number(request.headers()["upload-offset"] || 0);
+      if (blocking && request.method() === "PATCH" && offset > 0) await route.abort("connectionreset");
+      else await route.continue();
+    });
+    await page.setInputFiles("#file-input", scenario.resume_file);
+    await page.waitForSelector("#uploads li.upload[data-retries]", { timeout: 30000 });
+    await page.reload();
+    blocking = false;
+    await page.unroute("**/v1/uploads/**");
+    await page.waitForSelector("#unfinished:not([hidden])", { timeout: 10000 });
+    result.unfinished_note = await page.locator("#unfinished").textContent();
+    await page.setInputFiles("#file-input", scenario.resume_file);
+    await page.waitForSelector("#uploads li.upload[data-state=completed]", { timeout: 60000 });
+    result.resumed = await page.$eval("#uploads li.upload", (r) => ({
+      resumed: r.dataset.resumed === "true",
+      from: Number(r.dataset.from),
+      file_id: r.dataset.fileId,
+    }));
+    await collect();
 
     // Another tenant's file id in the URL: 404, like an id that does not exist.
     step("foreign id");
@@ -193,6 +242,11 @@ try {
     await visit(path, name);
   }
   result.nav = await page.locator("nav[aria-label=Main] a").allTextContents();
+  // The same Files page on a phone.
+  await page.setViewportSize({ width: 390, height: 844 });
+  await visit("/files", "files-phone");
+  result.phone_overflow = await page.evaluate(() => document.documentElement.scrollWidth > window.innerWidth + 1);
+  await page.setViewportSize({ width: 1100, height: 760 });
   result.devices_lists_this_browser = (await page.goto(base + "/devices"), await page.getByText("this browser").count()) > 0;
 
   // Sign out; the session is gone, so /files goes back to the sign-in page.

@@ -111,6 +111,7 @@
         if (began === null) {
           began = now;
           from = sent;
+          row.dataset.from = String(sent);
         }
         const elapsed = (now - began) / 1000;
         const rate = elapsed > 0 ? (sent - from) / elapsed : 0;

@@ -21,7 +21,7 @@ use crate::console::session::Viewer;
 use crate::error::AppError;
 use crate::state::AppState;
 
-/// A person of the tenant the file can be shared with.
+/// Another person of the tenant the file can be shared with.
 struct Person {
     id: Uuid,
     handle: String,
@@ -58,6 +58,15 @@ impl FilePage {
 
     fn size(&self, bytes: &i64) -> String {
         human_size(*bytes)
+    }
+
+    /// Whether version `n` is not the one downloads serve already (restoring it would
+    /// change nothing).
+    fn restorable(&self, n: &i32) -> bool {
+        self.file
+            .current_version
+            .as_ref()
+            .is_none_or(|v| v.version_number != *n)
     }
 
     fn handle_of(&self, id: &Option<Uuid>) -> String {
@@ -124,10 +133,11 @@ pub async fn page(
 async fn people(state: &AppState, viewer: &Viewer) -> Result<Vec<Person>, AppError> {
     let mut tx = viewer.ctx.begin(&state.db).await?;
     let rows: Vec<(Uuid, String)> = sqlx::query_as(
-        "SELECT id, handle FROM users WHERE tenant_id = $1 AND NOT is_banned
+        "SELECT id, handle FROM users WHERE tenant_id = $1 AND id <> $2 AND NOT is_banned
           ORDER BY handle LIMIT 500",
     )
     .bind(viewer.ctx.tenant_id.0)
+    .bind(viewer.ctx.user_id.0)
     .fetch_all(&mut *tx)
     .await?;
     tx.commit().await?;

@@ -99,6 +99,9 @@ async fn a_person_uploads_and_manages_files_in_a_real_browser() {
         ("notes.txt", b"meeting notes: bring the charts".to_vec()),
         ("photo.png", png()),
     ];
+    let resume = bytes_of(9, 2 * 1024 * 1024 + 777);
+    let resume_path = dir.0.join("resume.bin");
+    std::fs::write(&resume_path, &resume).unwrap();
     let mut paths = Vec::new();
     for (name, bytes) in &files {
         let path = dir.0.join(name);
@@ -112,19 +115,22 @@ async fn a_person_uploads_and_manages_files_in_a_real_browser() {
             "email": "ada@example.com", "password": PASSWORD,
             "files": paths, "eicar": EICAR, "image": "photo.png", "search": "notes",
             "foreign_file": foreign["file_id"],
+            "resume_file": resume_path.display().to_string(),
         }),
     )
     .await;
     assert_eq!(report["violations"], json!([]), "CSP violations: {report}");
-    // The only failed loads are the ones the scenario causes: the cut chunk, and the
-    // other tenant's file (404).
+    // The only failed loads are the ones the scenario causes: the cut chunks, the trash
+    // refused under a legal hold (409), and the other tenant's file (404).
     let unexpected: Vec<&Value> = report["errors"]
         .as_array()
         .unwrap()
         .iter()
         .filter(|e| {
             let e = e.as_str().unwrap();
-            !(e == "upload: Failed to load resource: net::ERR_CONNECTION_RESET"
+            !(e.ends_with("Failed to load resource: net::ERR_CONNECTION_RESET")
+                && (e.starts_with("upload: ") || e.starts_with("reload and resume: "))
+                || e == "file page: Failed to load resource: the server responded with a status of 409 (Conflict)"
                 || e == "foreign id: Failed to load resource: the server responded with a status of 404 (Not Found)")
         })
         .collect();
@@ -186,6 +192,37 @@ async fn a_person_uploads_and_manages_files_in_a_real_browser() {
     assert_eq!(size, big.len() as i64);
     assert_eq!(sha, hex::encode(sha2::Sha256::digest(&big)));
 
+    // After a reload, the same file dropped again continued where the server stood.
+    assert!(
+        report["unfinished_note"]
+            .as_str()
+            .unwrap()
+            .contains("resume.bin"),
+        "{report}"
+    );
+    assert_eq!(report["resumed"]["resumed"], true, "{report}");
+    assert!(
+        report["resumed"]["from"].as_u64().unwrap() >= 1024 * 1024,
+        "{report}"
+    );
+    let resumed_id: uuid::Uuid = report["resumed"]["file_id"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let sha: String = sqlx::query_scalar(
+        "SELECT sha256 FROM file_versions WHERE file_id = $1 AND version_number = 1 AND status = 'completed'",
+    )
+    .bind(resumed_id)
+    .fetch_one(&t.db.owner)
+    .await
+    .unwrap();
+    assert_eq!(sha, hex::encode(sha2::Sha256::digest(&resume)));
+    assert_eq!(
+        report["phone_overflow"], false,
+        "the Files page fits a phone's width"
+    );
+
     // Search, the file page (preview, tag, rename through the API) and isolation.
     assert_eq!(report["search_rows"], 1);
     assert_eq!(
@@ -196,6 +233,16 @@ async fn a_person_uploads_and_manages_files_in_a_real_browser() {
     assert_eq!(report["file_page"]["heading"], "beach.png");
     assert!(
         report["file_page"]["tags"].to_string().contains("holiday"),
+        "{report}"
+    );
+    assert!(
+        report["link_shown"].as_str().unwrap().contains("/l/"),
+        "{report}"
+    );
+    assert!(
+        report["trash_while_held"]
+            .to_string()
+            .contains("legal hold"),
         "{report}"
     );
     assert_eq!(report["foreign_status"], 404);
