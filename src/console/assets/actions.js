@@ -1,13 +1,15 @@
-// The file page's controls: each <form data-api-method data-api-path> calls the JSON
-// API itself (the same handlers and policy as every API client), authenticated by the
-// session cookie and the X-CSRF-Token header, then re-fetches the page's server-rendered
-// #file-detail through htmx.
+// Controls that change something through the JSON API (the file page's; any page may
+// load this file): each <form data-api-method data-api-path> calls the API itself (the
+// same handlers and policy as every API client), authenticated by the session cookie
+// and the X-CSRF-Token header, then re-fetches the server-rendered element around it
+// that has an id and `data-refresh` (e.g. <div id="file-detail" data-refresh>) through
+// htmx.
 //
 // - `{name}` in data-api-path is replaced by the form field `name` (URL-encoded); the
 //   other fields form the JSON body (empty ones left out; data-json="number" sends a
 //   number, data-json="datetime" an RFC 3339 instant);
-// - data-done: the toast on success; data-confirm: ask first; data-show-link: where to
-//   show the `url` of the answer (a new link's, shown once).
+// - data-done: the toast on success; data-confirm: ask first; data-show-link: show the
+//   `url` of the answer (a new link's, shown once) below the page (#link-shown).
 "use strict";
 
 (function () {
@@ -53,19 +55,21 @@
         return;
       }
       window.Chronicle.toast(form.dataset.done || "Done.", "ok");
-      const show = form.dataset.showLink && document.querySelector(form.dataset.showLink);
-      if (show && answer && answer.url) {
-        // Outside #file-detail's refresh, or the one-time URL would vanish.
+      if (form.dataset.showLink !== undefined && answer && answer.url) {
+        // Outside the refreshed element, or the one-time URL would vanish with it.
         const out = document.getElementById("link-shown") || document.createElement("p");
         out.id = "link-shown";
         out.className = "new-link";
         out.textContent = "New link (shown once): " + window.location.origin + answer.url;
         document.getElementById("main").appendChild(out);
       }
+      const root = form.closest("[data-refresh][id]");
+      if (!root) return;
+      const selector = "#" + root.id;
       const reload = function () {
-        return window.htmx.ajax("GET", window.location.pathname, {
-          target: "#file-detail",
-          select: "#file-detail",
+        return window.htmx.ajax("GET", window.location.pathname + window.location.search, {
+          target: selector,
+          select: selector,
           swap: "outerHTML",
         });
       };

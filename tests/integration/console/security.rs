@@ -377,3 +377,38 @@ async fn every_console_page_sends_the_csp_and_assets_are_cached_by_etag() {
             .starts_with("default-src 'none'")
     );
 }
+
+#[tokio::test]
+async fn another_tenants_file_in_a_console_url_is_not_found() {
+    let t = TestApp::spawn(Mode::Serve, &[]).await;
+    let other = t.signup("zoe").await;
+    let theirs = t.upload_ok(&other, "theirs.txt", b"private".to_vec()).await;
+    let mut b = signed_up(&t, "eve").await;
+    let (status, headers, page) = b
+        .get(&format!("/files/{}", theirs["file_id"].as_str().unwrap()))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{page}");
+    assert_eq!(headers[CONTENT_SECURITY_POLICY], CSP);
+    assert!(
+        headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    assert!(!page.contains("theirs.txt"));
+    // The same answer as for an id that does not exist, or is not an id.
+    for path in [
+        format!("/files/{}", uuid::Uuid::now_v7()),
+        "/files/nope".to_string(),
+    ] {
+        let (status, _, _) = b.get(&path).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
+    }
+    // Their file is not in my listing either, whatever I search.
+    let (status, _, table) = b.get("/files/table?q=theirs").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(!table.contains("theirs.txt"));
+    // A listing parameter the console does not know is refused, not ignored.
+    let (status, _, _) = b.get("/files?colour=red").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}
