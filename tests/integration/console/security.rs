@@ -412,3 +412,54 @@ async fn another_tenants_file_in_a_console_url_is_not_found() {
     let (status, _, _) = b.get("/files?colour=red").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 }
+
+#[tokio::test]
+async fn a_user_signs_in_and_sees_only_what_the_role_allows() {
+    let t = TestApp::spawn(Mode::Web, &[]).await;
+    let admin = t.signup("amy").await;
+    t.join(&admin.token, "ulf", "user").await;
+    let mut b = Browser::new(&t);
+    let (_, _, page) = b.get("/sign-in").await;
+    let token = csrf_of(&page);
+    // A wrong password: the form again with its message, no cookie.
+    let (status, _, page) = b
+        .post_form(
+            "/sign-in",
+            &[
+                ("csrf_token", &token),
+                ("email", "ulf@example.com"),
+                ("password", "wrong password!"),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(page.contains("Email or password is wrong."), "{page}");
+    assert!(b.cookie("chronicle_session").is_none());
+    let token = csrf_of(&page);
+    let (status, headers, _) = b
+        .post_form(
+            "/sign-in",
+            &[
+                ("csrf_token", &token),
+                ("email", "ulf@example.com"),
+                ("password", PASSWORD),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(headers[LOCATION], "/files");
+    let (status, _, page) = b.get("/files").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("ulf (user)"), "{page}");
+    assert!(page.contains("href=\"/devices\""));
+    for hidden in ["href=\"/admin\"", "href=\"/audit\"", "href=\"/analytics\""] {
+        assert!(!page.contains(hidden), "a user's navigation shows {hidden}");
+    }
+    // The pages themselves refuse, as the API does for the role.
+    for path in ["/admin", "/audit", "/analytics"] {
+        let (status, headers, page) = b.get(path).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{path}");
+        assert_eq!(headers[CONTENT_SECURITY_POLICY], CSP);
+        assert!(page.contains("Not allowed"), "{page}");
+    }
+}
