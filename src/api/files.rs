@@ -271,6 +271,16 @@ pub async fn get(
             super::history::time_travel(&state, &ctx, id, travel).await?,
         ));
     }
+    Ok(Json(file_of(&state, ctx, id).await?))
+}
+
+/// One file as `GET /v1/files/{id}` answers it (the console's file page too): from the
+/// cache when possible, the caller's right to see it checked on every answer.
+pub(crate) async fn file_of(
+    state: &AppState,
+    ctx: TenantContext,
+    id: Uuid,
+) -> Result<FileView, AppError> {
     let pool = state.db.clone();
     let body = state
         .file_cache
@@ -289,8 +299,8 @@ pub async fn get(
             serde_json::from_str(&body).map_err(|e| AppError::Internal(e.into()))?
         }
     };
-    super::files_manage::authorize_view(&state, &ctx, id, view.owner_id).await?;
-    Ok(Json(view))
+    super::files_manage::authorize_view(state, &ctx, id, view.owner_id).await?;
+    Ok(view)
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -347,6 +357,15 @@ pub async fn versions(
     FileReader(ctx): FileReader,
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<Json<Vec<VersionView>>, AppError> {
+    Ok(Json(versions_of(&state, &ctx, id).await?))
+}
+
+/// Every version of a file the caller may read, oldest first (the API and the console).
+pub(crate) async fn versions_of(
+    state: &AppState,
+    ctx: &TenantContext,
+    id: Uuid,
+) -> Result<Vec<VersionView>, AppError> {
     let mut tx = ctx.begin(&state.db).await?;
     let owner: Option<Uuid> = sqlx::query_scalar(
         "SELECT owner_id FROM files WHERE tenant_id = $1 AND id = $2 AND NOT purged",
@@ -358,10 +377,10 @@ pub async fn versions(
     let Some(owner) = owner else {
         return Err(file_not_found());
     };
-    if !policy::can_read_owned_by(&ctx, owner) {
+    if !policy::can_read_owned_by(ctx, owner) {
         // A grantee: decided from the log, outside this transaction.
         tx.commit().await?;
-        super::files_manage::authorize_view(&state, &ctx, id, owner).await?;
+        super::files_manage::authorize_view(state, ctx, id, owner).await?;
         tx = ctx.begin(&state.db).await?;
     }
     let rows: Vec<VersionRow> = sqlx::query_as(
@@ -385,7 +404,7 @@ pub async fn versions(
             let duplicate_of = match (r.duplicate_of_file, r.duplicate_of_version) {
                 (Some(file_id), Some(version_number))
                     if policy::can_see_duplicate_of(
-                        &ctx,
+                        ctx,
                         id,
                         file_id,
                         r.original_owner,
@@ -413,5 +432,5 @@ pub async fn versions(
             }
         })
         .collect();
-    Ok(Json(versions))
+    Ok(versions)
 }

@@ -17,8 +17,8 @@ use super::cursor::{CursorKey, SortedCursor};
 use super::extract::{ApiQuery, NoParams};
 use super::files::{FileRow, FileView, VIEW_COLUMNS, VIEW_FROM, parse_status};
 use super::read_routing::Fresh;
-use crate::auth::FileReader;
 use crate::auth::policy;
+use crate::auth::{FileReader, TenantContext};
 use crate::error::{AppError, ErrorBody};
 use crate::state::AppState;
 use axum::Json;
@@ -230,6 +230,17 @@ pub async fn list(
 ) -> Result<Json<FilePage>, AppError> {
     let (mut params, tags) = ApiQuery::<ListParams>::from_uri_split(&uri, "tag")?;
     params.tag = tags;
+    Ok(Json(list_files(&state, ctx, fresh, params).await?))
+}
+
+/// The listing use case (the API's `GET /v1/files` and the console's Files page): the
+/// files `ctx` may see, filtered, sorted and paged as `params` say.
+pub(crate) async fn list_files(
+    state: &AppState,
+    ctx: TenantContext,
+    fresh: bool,
+    params: ListParams,
+) -> Result<FilePage, AppError> {
     let limit = page_limit(params.limit)?;
     let sort = Sort::parse(params.sort.as_deref(), params.order.as_deref())?;
     let key = CursorKey::new(state.config.jwt_secret.expose());
@@ -358,7 +369,7 @@ pub async fn list(
         }
         items.push(view);
     }
-    Ok(Json(FilePage { items, next_cursor }))
+    Ok(FilePage { items, next_cursor })
 }
 
 /// `AND f.id IN (files whose name or a tag contains `search`)`: the ids come from

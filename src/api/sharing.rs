@@ -41,7 +41,7 @@ pub struct SharingView {
     pub legal_hold: Option<String>,
 }
 
-fn sharing_view(id: Uuid, file: &File) -> SharingView {
+pub(crate) fn sharing_view(id: Uuid, file: &File) -> SharingView {
     SharingView {
         file_id: id,
         grants: file
@@ -315,16 +315,24 @@ pub async fn links(
     ctx: TenantContext,
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<Json<Vec<LinkView>>, AppError> {
-    let file = uc::load_for_sharing_view(&state, &ctx, id).await?;
+    Ok(Json(links_of(&state, &ctx, id).await?))
+}
+
+/// A file's links with their download counts (the API and the console).
+pub(crate) async fn links_of(
+    state: &AppState,
+    ctx: &TenantContext,
+    id: Uuid,
+) -> Result<Vec<LinkView>, AppError> {
+    let file = uc::load_for_sharing_view(state, ctx, id).await?;
     let ids: Vec<Uuid> = file.links.iter().map(|l| l.link_id).collect();
-    let counts = uc::link_downloads(&state, &ids).await?;
+    let counts = uc::link_downloads(state, &ids).await?;
     let count = |id: Uuid| counts.iter().find(|(l, _)| *l == id).map_or(0, |(_, n)| *n);
-    Ok(Json(
-        file.links
-            .iter()
-            .map(|l| link_view(l, count(l.link_id)))
-            .collect(),
-    ))
+    Ok(file
+        .links
+        .iter()
+        .map(|l| link_view(l, count(l.link_id)))
+        .collect())
 }
 
 /// Revoke a link (owner or admin); the next request with it is 404.

@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 
 use askama::Template;
 use axum::Form;
+use axum::extract::rejection::FormRejection;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -185,8 +186,12 @@ pub async fn sign_in(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-    Form(form): Form<SignInForm>,
+    form: Result<Form<SignInForm>, FormRejection>,
 ) -> Response {
+    let form = match form {
+        Ok(Form(form)) => form,
+        Err(rejection) => return refused_form(rejection),
+    };
     let email = form.email.clone();
     let request = LoginRequest {
         email: form.email,
@@ -216,8 +221,12 @@ pub async fn sign_up(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-    Form(form): Form<SignUpForm>,
+    form: Result<Form<SignUpForm>, FormRejection>,
 ) -> Response {
+    let form = match form {
+        Ok(Form(form)) => form,
+        Err(rejection) => return refused_form(rejection),
+    };
     let register = RegisterRequest {
         tenant_name: Some(form.tenant_name.clone()),
         invitation_token: None,
@@ -256,6 +265,18 @@ pub async fn sign_up(
             None => ConsoleError::from(err).into_response(),
         },
     }
+}
+
+/// A body that is not a form (another content type, bad encoding): the page of a 400 or
+/// 415, not axum's plain text.
+fn refused_form(rejection: FormRejection) -> Response {
+    let err = match rejection.status() {
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => AppError::UnsupportedMediaType(
+            "send the form as application/x-www-form-urlencoded".into(),
+        ),
+        _ => AppError::BadRequest("the form could not be read".into()),
+    };
+    ConsoleError::from(err).into_response()
 }
 
 /// Ends the session (as `POST /v1/auth/logout`): the cookie stops working everywhere.

@@ -22,6 +22,7 @@ mod auth;
 mod csrf;
 mod devices;
 mod error;
+mod files;
 mod page;
 mod placeholders;
 mod session;
@@ -64,7 +65,9 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .route("/sign-out", post(auth::sign_out))
         .route("/devices", get(devices::page))
         .route("/devices/sessions/{id}/revoke", post(devices::revoke))
-        .route("/files", get(placeholders::files))
+        .route("/files", get(files::list))
+        .route("/files/table", get(files::table))
+        .route("/files/{id}", get(files::page))
         .route("/audit", get(placeholders::audit))
         .route("/analytics", get(placeholders::analytics))
         .route("/admin", get(placeholders::admin))

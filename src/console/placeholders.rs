@@ -1,5 +1,5 @@
-//! Pages whose sections are still to be built (files come next; history and audit,
-//! analytics, admin and the API reference after), so the navigation works and each
+//! Pages whose sections are still to be built (history and audit, analytics, admin and
+//! the API reference), so the navigation works and each
 //! section's route, role and layout are settled. Each is replaced by its own module.
 
 use askama::Template;
@@ -28,10 +28,6 @@ fn placeholder(viewer: &Viewer, title: &str, nav: Nav, what: &'static str) -> Re
 /// The policy's refusal, as the API gives it for the same role.
 fn refused() -> ConsoleError {
     AppError::Forbidden("your role does not allow this page".into()).into()
-}
-
-pub async fn files(viewer: Viewer) -> Response {
-    placeholder(&viewer, "Files", Nav::Files, "your files")
 }
 
 pub async fn audit(viewer: Viewer) -> Result<Response, ConsoleError> {

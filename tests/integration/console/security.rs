@@ -377,3 +377,89 @@ async fn every_console_page_sends_the_csp_and_assets_are_cached_by_etag() {
             .starts_with("default-src 'none'")
     );
 }
+
+#[tokio::test]
+async fn another_tenants_file_in_a_console_url_is_not_found() {
+    let t = TestApp::spawn(Mode::Serve, &[]).await;
+    let other = t.signup("zoe").await;
+    let theirs = t.upload_ok(&other, "theirs.txt", b"private".to_vec()).await;
+    let mut b = signed_up(&t, "eve").await;
+    let (status, headers, page) = b
+        .get(&format!("/files/{}", theirs["file_id"].as_str().unwrap()))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{page}");
+    assert_eq!(headers[CONTENT_SECURITY_POLICY], CSP);
+    assert!(
+        headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    assert!(!page.contains("theirs.txt"));
+    // The same answer as for an id that does not exist, or is not an id.
+    for path in [
+        format!("/files/{}", uuid::Uuid::now_v7()),
+        "/files/nope".to_string(),
+    ] {
+        let (status, _, _) = b.get(&path).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
+    }
+    // Their file is not in my listing either, whatever I search.
+    let (status, _, table) = b.get("/files/table?q=theirs").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(!table.contains("theirs.txt"));
+    // A listing parameter the console does not know is refused, not ignored.
+    let (status, _, _) = b.get("/files?colour=red").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn a_user_signs_in_and_sees_only_what_the_role_allows() {
+    let t = TestApp::spawn(Mode::Web, &[]).await;
+    let admin = t.signup("amy").await;
+    t.join(&admin.token, "ulf", "user").await;
+    let mut b = Browser::new(&t);
+    let (_, _, page) = b.get("/sign-in").await;
+    let token = csrf_of(&page);
+    // A wrong password: the form again with its message, no cookie.
+    let (status, _, page) = b
+        .post_form(
+            "/sign-in",
+            &[
+                ("csrf_token", &token),
+                ("email", "ulf@example.com"),
+                ("password", "wrong password!"),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(page.contains("Email or password is wrong."), "{page}");
+    assert!(b.cookie("chronicle_session").is_none());
+    let token = csrf_of(&page);
+    let (status, headers, _) = b
+        .post_form(
+            "/sign-in",
+            &[
+                ("csrf_token", &token),
+                ("email", "ulf@example.com"),
+                ("password", PASSWORD),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(headers[LOCATION], "/files");
+    let (status, _, page) = b.get("/files").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("ulf (user)"), "{page}");
+    assert!(page.contains("href=\"/devices\""));
+    for hidden in ["href=\"/admin\"", "href=\"/audit\"", "href=\"/analytics\""] {
+        assert!(!page.contains(hidden), "a user's navigation shows {hidden}");
+    }
+    // The pages themselves refuse, as the API does for the role.
+    for path in ["/admin", "/audit", "/analytics"] {
+        let (status, headers, page) = b.get(path).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{path}");
+        assert_eq!(headers[CONTENT_SECURITY_POLICY], CSP);
+        assert!(page.contains("Not allowed"), "{page}");
+    }
+}
