@@ -14,7 +14,7 @@ use crate::api::extract::ApiPath;
 use crate::api::files::{FileView, VersionView, file_of, versions_of};
 use crate::api::sharing::{LinkView, SharingView, links_of, sharing_view};
 use crate::auth::policy;
-use crate::commands::sharing as uc;
+use crate::commands::files::load_any;
 use crate::console::error::ConsoleError;
 use crate::console::page::{Layout, Nav, render};
 use crate::console::session::Viewer;
@@ -90,7 +90,7 @@ pub async fn page(
     let mut file = file_of(&state, *ctx, id).await?;
     let versions = versions_of(&state, ctx, id).await?;
     // The rights, from the file as its events have it (never a lagging table).
-    let events = uc::load_file(&state, ctx.tenant_id, id).await?;
+    let events = load_any(&state, ctx.tenant_id, id).await?;
     // What the person just changed here shows at once: name, tags and trash as the log
     // has them (the read tables the view comes from may be a batch behind).
     file.display_name = events.display_name.clone();
