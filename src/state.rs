@@ -5,6 +5,7 @@ use std::sync::Arc;
 use sqlx::PgPool;
 
 use crate::auth::TokenKeys;
+use crate::auth::browser::CsrfKey;
 use crate::cache::FileCache;
 use crate::config::Config;
 use crate::live::LiveHub;
@@ -37,6 +38,8 @@ pub struct AppState {
     pub live: LiveHub,
     /// Cache-aside for `GET /v1/files/{id}` (src/cache), on `redis_conn`.
     pub file_cache: FileCache,
+    /// CSRF tokens of browser sessions (src/auth/browser.rs), derived from `JWT_SECRET`.
+    pub csrf: CsrfKey,
 }
 
 impl AppState {
@@ -45,6 +48,7 @@ impl AppState {
         crate::auth::credentials::Verifier {
             tokens: self.tokens.clone(),
             db: self.db.clone(),
+            csrf: self.csrf.clone(),
         }
     }
 }
