@@ -529,7 +529,7 @@ async fn an_automatic_disable_notifies_every_admin_and_no_one_else() {
             .await;
         assert_eq!(status, StatusCode::OK);
     }
-    crate::common::eventually("the manual disable is projected", async || {
+    eventually("the manual disable is projected", async || {
         sqlx::query_scalar(
             "SELECT (c.last_transaction_id, c.last_position) >= (e.transaction_id, e.global_position)
                FROM projector_checkpoints c,
