@@ -18,6 +18,7 @@
 //! template starts with `{% extends "base.html" %}`, rendered with [`page::render`].
 
 mod assets;
+mod audit;
 mod auth;
 mod csrf;
 mod devices;
@@ -65,7 +66,10 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .route("/devices", get(devices::page))
         .route("/devices/sessions/{id}/revoke", post(devices::revoke))
         .route("/files", get(placeholders::files))
-        .route("/audit", get(placeholders::audit))
+        .route("/audit", get(audit::log))
+        .route("/audit/file", get(audit::open))
+        .route("/audit/files/{id}", get(audit::file))
+        .route("/audit/verify", get(audit::verify))
         .route("/analytics", get(placeholders::analytics))
         .route("/admin", get(placeholders::admin))
         .route("/docs", get(placeholders::docs))

@@ -34,18 +34,6 @@ pub async fn files(viewer: Viewer) -> Response {
     placeholder(&viewer, "Files", Nav::Files, "your files")
 }
 
-pub async fn audit(viewer: Viewer) -> Result<Response, ConsoleError> {
-    if !policy::reads_history(&viewer.ctx) {
-        return Err(refused());
-    }
-    Ok(placeholder(
-        &viewer,
-        "History & audit",
-        Nav::Audit,
-        "the audit log and verification",
-    ))
-}
-
 pub async fn analytics(viewer: Viewer) -> Result<Response, ConsoleError> {
     if !policy::reads_history(&viewer.ctx) {
         return Err(refused());
