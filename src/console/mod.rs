@@ -17,6 +17,7 @@
 //! is sent to the sign-in page), a template struct with a `page: page::Layout` field whose
 //! template starts with `{% extends "base.html" %}`, rendered with [`page::render`].
 
+mod analytics;
 mod assets;
 mod audit;
 mod auth;
@@ -70,7 +71,8 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .route("/audit/file", get(audit::open))
         .route("/audit/files/{id}", get(audit::file))
         .route("/audit/verify", get(audit::verify))
-        .route("/analytics", get(placeholders::analytics))
+        .route("/analytics", get(analytics::page))
+        .route("/analytics/data.json", get(analytics::data))
         .route("/admin", get(placeholders::admin))
         .route("/docs", get(placeholders::docs))
         .layer(axum::middleware::from_fn_with_state(

@@ -34,18 +34,6 @@ pub async fn files(viewer: Viewer) -> Response {
     placeholder(&viewer, "Files", Nav::Files, "your files")
 }
 
-pub async fn analytics(viewer: Viewer) -> Result<Response, ConsoleError> {
-    if !policy::reads_history(&viewer.ctx) {
-        return Err(refused());
-    }
-    Ok(placeholder(
-        &viewer,
-        "Analytics",
-        Nav::Analytics,
-        "charts from the analytics views",
-    ))
-}
-
 pub async fn admin(viewer: Viewer) -> Result<Response, ConsoleError> {
     if !policy::administers(&viewer.ctx) {
         return Err(refused());
