@@ -24,7 +24,7 @@ mod health;
 pub(crate) mod history;
 pub mod idempotency;
 mod idempotency_upload;
-mod jobs;
+pub(crate) mod jobs;
 pub mod json;
 mod middleware;
 mod notifications;

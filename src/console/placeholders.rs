@@ -1,15 +1,11 @@
-//! Pages whose sections are still to be built (files come next; history and audit,
-//! analytics, admin and the API reference after), so the navigation works and each
+//! Pages whose sections are still to be built (files), so the navigation works and each
 //! section's route, role and layout are settled. Each is replaced by its own module.
 
 use askama::Template;
 use axum::response::Response;
 
-use super::error::ConsoleError;
 use super::page::{Layout, Nav, render};
 use super::session::Viewer;
-use crate::auth::policy;
-use crate::error::AppError;
 
 #[derive(Template)]
 #[template(path = "placeholder.html")]
@@ -25,27 +21,6 @@ fn placeholder(viewer: &Viewer, title: &str, nav: Nav, what: &'static str) -> Re
     })
 }
 
-/// The policy's refusal, as the API gives it for the same role.
-fn refused() -> ConsoleError {
-    AppError::Forbidden("your role does not allow this page".into()).into()
-}
-
 pub async fn files(viewer: Viewer) -> Response {
     placeholder(&viewer, "Files", Nav::Files, "your files")
-}
-
-pub async fn admin(viewer: Viewer) -> Result<Response, ConsoleError> {
-    if !policy::administers(&viewer.ctx) {
-        return Err(refused());
-    }
-    Ok(placeholder(
-        &viewer,
-        "Admin",
-        Nav::Admin,
-        "users, jobs, projections and API keys",
-    ))
-}
-
-pub async fn docs(viewer: Viewer) -> Response {
-    placeholder(&viewer, "API docs", Nav::Docs, "the API reference")
 }
