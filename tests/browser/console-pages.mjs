@@ -1,0 +1,151 @@
+// Drives the console's history, analytics, admin and API reference pages in a headless
+// Chromium like an auditor and an admin would, and prints what it saw as one JSON object
+// on stdout. Used by tests/integration/console/pages.rs, which checks it against the
+// server's state.
+//
+//   node console-pages.mjs <base URL> <scenario JSON> [screenshot dir]
+//
+// The scenario names the auditor's and the admin's credentials, a file of theirs, a file
+// of another tenant and a person whose role the admin changes. Every page is watched
+// for CSP violations and uncaught errors, as in console.mjs.
+import { chromium } from "playwright-core";
+
+const [base, scenarioText, shots] = process.argv.slice(2);
+const scenario = JSON.parse(scenarioText);
+const result = { steps: [], violations: [], errors: [], pages: {} };
+const step = (name) => {
+  result.steps.push(name);
+  process.stderr.write(`console-pages.mjs: ${name}\n`);
+};
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+  headless: true,
+  args: ["--no-sandbox"],
+});
+
+// A browser context signed in as `who`, watched for CSP violations and script errors.
+const signedIn = async (who, viewport = { width: 1100, height: 760 }) => {
+  const context = await browser.newContext({ viewport });
+  await context.addInitScript(() => {
+    window.__violations = [];
+    document.addEventListener("securitypolicyviolation", (e) => {
+      window.__violations.push(`${e.violatedDirective} ${e.blockedURI}`);
+    });
+  });
+  const page = await context.newPage();
+  page.on("console", (msg) => {
+    if (msg.type() === "error") {
+      const text = msg.text();
+      if (/Content.Security.Policy|Refused to/i.test(text)) result.violations.push(text);
+      // A 404 page the test asks for on purpose logs a failed resource load.
+      else if (!/status of 404/.test(text)) result.errors.push(text);
+    }
+  });
+  page.on("pageerror", (err) => result.errors.push(String(err)));
+  await page.goto(base + "/sign-in");
+  await page.getByLabel("Email").fill(who.email);
+  await page.getByLabel("Password").fill(who.password);
+  await Promise.all([page.waitForURL(base + "/files"), page.getByRole("button", { name: "Sign in" }).click()]);
+  return page;
+};
+
+const collect = async (page) => {
+  const seen = await page.evaluate(() => window.__violations.splice(0));
+  result.violations.push(...seen);
+};
+const shot = async (page, name) => {
+  if (shots) await page.screenshot({ path: `${shots}/${name}.png`, fullPage: true });
+};
+const visit = async (page, path, name) => {
+  const response = await page.goto(base + path);
+  result.pages[path] = { status: response.status(), csp: response.headers()["content-security-policy"] || null };
+  await collect(page);
+  if (name) await shot(page, name);
+  return response;
+};
+const nameShown = (page) => page.locator("#as-of dt:text-is('Name') + dd").textContent();
+
+try {
+  step("auditor signs in");
+  const auditor = await signedIn(scenario.auditor);
+
+  step("audit log");
+  await visit(auditor, "/audit", "audit");
+
+  step("a file's history");
+  await visit(auditor, `/audit/files/${scenario.file_id}`);
+  result.timeline_entries = await auditor.locator("ol.timeline > li").count();
+  result.verified_marks = await auditor.locator("ol.timeline .mark.ok").count();
+  result.name_now = (await nameShown(auditor)).trim();
+  await shot(auditor, "history");
+
+  step("time travel to the first version with the slider");
+  await Promise.all([auditor.waitForURL(/[?&]at=1$/), auditor.locator("#at").fill("1")]);
+  await collect(auditor);
+  result.name_at_first = (await nameShown(auditor)).trim();
+
+  step("verify");
+  await Promise.all([auditor.waitForURL(base + "/audit/verify"), (await auditor.goto(base + "/audit"), auditor.getByRole("button", { name: "Verify" }).click())]);
+  result.pages["/audit/verify"] = { status: 200 };
+  await collect(auditor);
+  result.verdict = (await auditor.locator("#verdict").textContent()).trim();
+  await shot(auditor, "verify");
+
+  step("export");
+  const exported = await auditor.request.get(base + "/v1/audit/export");
+  result.export_status = exported.status();
+  result.export_lines = (await exported.text()).split("\n").filter((l) => l.trim()).length;
+
+  step("another tenant's file");
+  result.other_tenant_status = (await auditor.goto(`${base}/audit/files/${scenario.other_file_id}`)).status();
+  await collect(auditor);
+  await auditor.goto(base + "/audit");
+  await auditor.getByLabel("A file's history, by id").fill(scenario.other_file_id);
+  const [answer] = await Promise.all([
+    auditor.waitForResponse((r) => r.url().includes(`/audit/files/${scenario.other_file_id}`)),
+    auditor.getByRole("button", { name: "Open" }).click(),
+  ]);
+  result.other_tenant_by_form_status = answer.status();
+
+  step("analytics");
+  await visit(auditor, "/analytics");
+  await auditor.waitForSelector("body[data-charts-drawn]", { timeout: 15000 });
+  result.canvases = await auditor.locator(".chart canvas").count();
+  const data = await auditor.evaluate(async () => (await fetch("/analytics/data.json")).json());
+  result.uploads_points = data.uploads_daily.days.length;
+  result.uploads_total = data.uploads_daily.uploads.reduce((a, b) => a + b, 0);
+  await collect(auditor);
+  await shot(auditor, "analytics");
+
+  step("API docs");
+  await visit(auditor, "/docs");
+  await auditor.waitForSelector(".swagger-ui .info .title", { timeout: 20000 });
+  result.swagger_title = (await auditor.locator(".swagger-ui .info .title").textContent()).trim();
+  await collect(auditor);
+  await shot(auditor, "docs");
+
+  step("on a phone");
+  const phone = await signedIn(scenario.auditor, { width: 390, height: 800 });
+  await visit(phone, `/audit/files/${scenario.file_id}`);
+  result.phone_overflow = await phone.evaluate(() => document.documentElement.scrollWidth > window.innerWidth + 1);
+  await shot(phone, "history-phone");
+
+  step("admin changes a role");
+  const admin = await signedIn(scenario.admin);
+  await visit(admin, "/admin");
+  await admin.getByLabel(`Role of ${scenario.dave}`).selectOption("auditor");
+  await Promise.all([
+    admin.waitForURL(base + "/admin?done=role"),
+    admin.getByRole("button", { name: `Change role of ${scenario.dave}` }).click(),
+  ]);
+  await collect(admin);
+  result.role_done = (await admin.locator("#done").textContent()).trim();
+  await shot(admin, "admin");
+  step("done");
+} catch (err) {
+  result.failure = String(err && err.stack ? err.stack : err);
+} finally {
+  await browser.close();
+}
+console.log(JSON.stringify(result));
