@@ -86,7 +86,8 @@ try {
   result.name_at_first = (await nameShown(auditor)).trim();
 
   step("verify");
-  await Promise.all([auditor.waitForURL(base + "/audit/verify"), (await auditor.goto(base + "/audit"), auditor.getByRole("button", { name: "Verify" }).click())]);
+  await auditor.goto(base + "/audit");
+  await Promise.all([auditor.waitForURL(/\/audit\/verify/), auditor.getByRole("button", { name: "Verify" }).click()]);
   result.pages["/audit/verify"] = { status: 200 };
   await collect(auditor);
   result.verdict = (await auditor.locator("#verdict").textContent()).trim();
@@ -110,7 +111,7 @@ try {
 
   step("analytics");
   await visit(auditor, "/analytics");
-  await auditor.waitForSelector("body[data-charts-drawn]", { timeout: 15000 });
+  await auditor.waitForSelector("body[data-charts-drawn]", { state: "attached", timeout: 15000 });
   result.canvases = await auditor.locator(".chart canvas").count();
   const data = await auditor.evaluate(async () => (await fetch("/analytics/data.json")).json());
   result.uploads_points = data.uploads_daily.days.length;
@@ -126,10 +127,10 @@ try {
   await shot(auditor, "docs");
 
   step("on a phone");
-  const phone = await signedIn(scenario.auditor, { width: 390, height: 800 });
-  await visit(phone, `/audit/files/${scenario.file_id}`);
-  result.phone_overflow = await phone.evaluate(() => document.documentElement.scrollWidth > window.innerWidth + 1);
-  await shot(phone, "history-phone");
+  await auditor.setViewportSize({ width: 390, height: 800 });
+  await visit(auditor, `/audit/files/${scenario.file_id}`);
+  result.phone_overflow = await auditor.evaluate(() => document.documentElement.scrollWidth > window.innerWidth + 1);
+  await shot(auditor, "history-phone");
 
   step("admin changes a role");
   const admin = await signedIn(scenario.admin);
@@ -144,7 +145,7 @@ try {
   await shot(admin, "admin");
   step("done");
 } catch (err) {
-  result.failure = String(err && err.stack ? err.stack : err);
+  result.failure = `${String(err && err.stack ? err.stack : err)}\nerrors: ${result.errors.join("\n")}\nviolations: ${result.violations.join("\n")}`;
 } finally {
   await browser.close();
 }

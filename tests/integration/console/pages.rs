@@ -8,7 +8,7 @@ use chronicle::app::Mode;
 use serde_json::{Value, json};
 
 use super::browser::{browser_available, drive_script};
-use crate::common::{PASSWORD, TestApp, WORKER, bytes_of, eventually};
+use crate::common::{PASSWORD, TestApp, bytes_of, eventually};
 
 #[tokio::test]
 async fn an_auditor_verifies_history_and_an_admin_runs_the_tenant_in_a_real_browser() {
@@ -16,7 +16,15 @@ async fn an_auditor_verifies_history_and_an_admin_runs_the_tenant_in_a_real_brow
     if !browser_available(test) {
         return;
     }
-    let t = TestApp::spawn(Mode::Serve, WORKER).await;
+    // Four accounts sign up and in from one address: more than the default budget.
+    let t = TestApp::spawn(
+        Mode::Serve,
+        &[
+            ("WORKER_CONCURRENCY", "2"),
+            ("AUTH_RATE_LIMIT_PER_MINUTE", "100"),
+        ],
+    )
+    .await;
     let admin = t.signup("ada").await;
     t.join(&admin.token, "aud", "auditor").await;
     let dave = t.join(&admin.token, "dave", "user").await;
@@ -89,6 +97,7 @@ async fn an_auditor_verifies_history_and_an_admin_runs_the_tenant_in_a_real_brow
     assert!(report["export_lines"].as_i64().unwrap() >= events, "{report}");
     assert_eq!(report["other_tenant_status"], 404);
     assert_eq!(report["other_tenant_by_form_status"], 404);
+    assert_eq!(report["phone_overflow"], false, "the history page fits a phone");
     // The charts: drawn, from data with points.
     assert!(report["canvases"].as_i64().unwrap() >= 3, "{report}");
     assert!(report["uploads_points"].as_i64().unwrap() >= 1, "{report}");
