@@ -124,7 +124,7 @@ try {
   await auditor.waitForSelector(".swagger-ui .info .title", { timeout: 20000 });
   result.swagger_title = (await auditor.locator(".swagger-ui .info .title").textContent()).trim();
   await collect(auditor);
-  await shot(auditor, "docs");
+  if (shots) await auditor.screenshot({ path: `${shots}/docs.png` });
 
   step("on a phone");
   await auditor.setViewportSize({ width: 390, height: 800 });

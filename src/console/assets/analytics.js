@@ -20,12 +20,21 @@
     if (!figure) return;
     if (!x.length) return empty(figure);
     const bar = bars && uPlot.paths && uPlot.paths.bars ? uPlot.paths.bars({ size: [0.6, 60] }) : undefined;
+    // A single point gets an empty neighbour on each side, so it is drawn as a bar or
+    // a point in the middle of a readable axis.
+    if (x.length === 1) {
+      const step = time ? 86400 : 1;
+      x = [x[0] - step, x[0], x[0] + step];
+      series = series.map(([label, values, i]) => [label, [null, values[0], null], i]);
+    }
     const opts = {
       width: width(figure),
       height: 220,
-      scales: { x: { time } },
+      // Days are UTC dates: label them in UTC whatever the browser's zone.
+      tzDate: (ts) => uPlot.tzDate(new Date(ts * 1000), "Etc/UTC"),
+      scales: { x: { time }, y: { range: (u, min, max) => [0, max > 0 ? max * 1.15 : 1] } },
       axes: [
-        labels ? { values: (u, splits) => splits.map((v) => labels[v] ?? "") } : {},
+        labels ? { values: (u, splits) => splits.map((v) => (Number.isInteger(v) ? labels[v] ?? "" : "")) } : {},
         { values: (u, splits) => splits.map((v) => `${v}${unit}`), size: 70 },
       ],
       series: [{}].concat(
@@ -43,17 +52,24 @@
     charts.push([figure, new uPlot(opts, data, figure)]);
   };
 
-  const mib = (bytes) => bytes.map((b) => Math.round((b / 1048576) * 100) / 100);
+  // Bytes in the largest unit that keeps the biggest value at 1 or more.
+  const scaled = (series) => {
+    const max = Math.max(0, ...series.flat());
+    const units = [["B", 1], ["KiB", 1024], ["MiB", 1048576], ["GiB", 1073741824], ["TiB", 1099511627776]];
+    const [unit, size] = units.filter(([, s]) => max >= s).pop() || units[0];
+    return [unit, series.map((values) => values.map((b) => Math.round((b / size) * 100) / 100))];
+  };
 
   document.addEventListener("DOMContentLoaded", async () => {
     const response = await fetch("/analytics/data.json", { credentials: "same-origin" });
     if (!response.ok) return;
     const d = await response.json();
     const users = d.storage_by_user;
+    const [unit, [stored, trashed]] = scaled([users.logical_bytes, users.deleted_bytes]);
     draw(
       "chart-users",
       users.handles.map((_, i) => i),
-      [["stored (MiB)", mib(users.logical_bytes), 0], ["in trash (MiB)", mib(users.deleted_bytes), 1]],
+      [[`stored (${unit})`, stored, 0], [`in trash (${unit})`, trashed, 1]],
       { bars: true, time: false, labels: users.handles },
     );
     const up = d.uploads_daily;
