@@ -266,10 +266,10 @@ pub async fn stream_marks(
     let mut marks = Vec::with_capacity(rows.len());
     for row in &rows {
         let row = ChainRow::read(row)?;
-        if first_break.is_none() {
-            if let Err(problem) = chain.push(&row) {
-                first_break = Some(problem.kind);
-            }
+        if first_break.is_none()
+            && let Err(problem) = chain.push(&row)
+        {
+            first_break = Some(problem.kind);
         }
         marks.push((row.sequence, first_break));
     }

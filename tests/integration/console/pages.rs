@@ -85,7 +85,10 @@ async fn an_auditor_verifies_history_and_an_admin_runs_the_tenant_in_a_real_brow
     assert_eq!(report["timeline_entries"], events, "{report}");
     assert_eq!(report["verified_marks"], events, "{report}");
     assert_eq!(report["name_now"], "final.txt");
-    assert_eq!(report["name_at_first"], "report.txt", "time travel: {report}");
+    assert_eq!(
+        report["name_at_first"], "report.txt",
+        "time travel: {report}"
+    );
     assert!(
         report["verdict"]
             .as_str()
@@ -94,15 +97,27 @@ async fn an_auditor_verifies_history_and_an_admin_runs_the_tenant_in_a_real_brow
         "{report}"
     );
     assert_eq!(report["export_status"], 200);
-    assert!(report["export_lines"].as_i64().unwrap() >= events, "{report}");
+    assert!(
+        report["export_lines"].as_i64().unwrap() >= events,
+        "{report}"
+    );
     assert_eq!(report["other_tenant_status"], 404);
     assert_eq!(report["other_tenant_by_form_status"], 404);
-    assert_eq!(report["phone_overflow"], false, "the history page fits a phone");
+    assert_eq!(
+        report["phone_overflow"], false,
+        "the history page fits a phone"
+    );
     // The charts: drawn, from data with points.
     assert!(report["canvases"].as_i64().unwrap() >= 3, "{report}");
     assert!(report["uploads_points"].as_i64().unwrap() >= 1, "{report}");
     assert!(report["uploads_total"].as_i64().unwrap() >= 1, "{report}");
-    assert!(report["swagger_title"].as_str().unwrap().contains("Chronicle"), "{report}");
+    assert!(
+        report["swagger_title"]
+            .as_str()
+            .unwrap()
+            .contains("Chronicle"),
+        "{report}"
+    );
     // The admin changed dave's role through the page: the log has it.
     assert_eq!(report["role_done"], "The role was changed.");
     let role: String = sqlx::query_scalar(
