@@ -5,8 +5,8 @@
 //
 //   node console-pages.mjs <base URL> <scenario JSON> [screenshot dir]
 //
-// The scenario names the auditor's and the admin's credentials, a file of theirs, a file
-// of another tenant and a person whose role the admin changes. Every page is watched
+// The scenario names the credentials of an auditor, an admin and a user of one tenant, a
+// file of theirs, a file of another tenant and a person whose role the admin changes. Every page is watched
 // for CSP violations and uncaught errors, as in console.mjs.
 import { chromium } from "playwright-core";
 
@@ -24,6 +24,14 @@ const browser = await chromium.launch({
   args: ["--no-sandbox"],
 });
 
+// The URLs the test opens because they must be refused (403 or 404): the browser logs
+// their failed load, which is not a script error.
+const refusals = new Set();
+const refused = async (page, url) => {
+  refusals.add(url);
+  return (await page.goto(url)).status();
+};
+
 // A browser context signed in as `who`, watched for CSP violations and script errors.
 const signedIn = async (who, viewport = { width: 1100, height: 760 }) => {
   const context = await browser.newContext({ viewport });
@@ -38,8 +46,8 @@ const signedIn = async (who, viewport = { width: 1100, height: 760 }) => {
     if (msg.type() === "error") {
       const text = msg.text();
       if (/Content.Security.Policy|Refused to/i.test(text)) result.violations.push(text);
-      // A 404 page the test asks for on purpose logs a failed resource load.
-      else if (!/status of 404/.test(text)) result.errors.push(text);
+      // A refusal the test asks for on purpose logs a failed resource load.
+      else if (!(/^Failed to load resource/.test(text) && refusals.has(msg.location().url))) result.errors.push(text);
     }
   });
   page.on("pageerror", (err) => result.errors.push(String(err)));
@@ -99,9 +107,10 @@ try {
   result.export_lines = (await exported.text()).split("\n").filter((l) => l.trim()).length;
 
   step("another tenant's file");
-  result.other_tenant_status = (await auditor.goto(`${base}/audit/files/${scenario.other_file_id}`)).status();
+  result.other_tenant_status = await refused(auditor, `${base}/audit/files/${scenario.other_file_id}`);
   await collect(auditor);
   await auditor.goto(base + "/audit");
+  refusals.add(`${base}/audit/files/${scenario.other_file_id}`);
   await auditor.getByLabel("A file's history, by id").fill(scenario.other_file_id);
   const [answer] = await Promise.all([
     auditor.waitForResponse((r) => r.url().includes(`/audit/files/${scenario.other_file_id}`)),
@@ -132,6 +141,15 @@ try {
   result.phone_overflow = await auditor.evaluate(() => document.documentElement.scrollWidth > window.innerWidth + 1);
   await shot(auditor, "history-phone");
 
+  step("a user is refused the auditors' and admins' pages");
+  const user = await signedIn(scenario.user);
+  result.user_nav = await user.locator("nav[aria-label=Main] a").allTextContents();
+  result.user_statuses = {};
+  for (const path of ["/audit", `/audit/files/${scenario.file_id}`, "/audit/verify", "/analytics", "/analytics/data.json", "/admin"]) {
+    result.user_statuses[path] = await refused(user, base + path);
+  }
+  result.bad_id_status = await refused(auditor, base + "/audit/files/not-a-file-id");
+
   step("admin changes a role");
   const admin = await signedIn(scenario.admin);
   await visit(admin, "/admin");
@@ -143,6 +161,12 @@ try {
   await collect(admin);
   result.role_done = (await admin.locator("#done").textContent()).trim();
   await shot(admin, "admin");
+
+  step("admin creates an API key, shown once");
+  await admin.getByLabel("Name").fill("backup robot");
+  await Promise.all([admin.waitForURL(base + "/admin/api-keys"), admin.getByRole("button", { name: "Create key" }).click()]);
+  await collect(admin);
+  result.key_shown = (await admin.locator("#secret-value").textContent()).trim();
   step("done");
 } catch (err) {
   result.failure = `${String(err && err.stack ? err.stack : err)}\nerrors: ${result.errors.join("\n")}\nviolations: ${result.violations.join("\n")}`;

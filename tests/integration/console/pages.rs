@@ -28,6 +28,7 @@ async fn an_auditor_verifies_history_and_an_admin_runs_the_tenant_in_a_real_brow
     let admin = t.signup("ada").await;
     t.join(&admin.token, "aud", "auditor").await;
     let dave = t.join(&admin.token, "dave", "user").await;
+    t.join(&admin.token, "uma", "user").await;
 
     // A file with a past: uploaded as report.txt, processed, then renamed.
     let file = t.upload_ok(&admin, "report.txt", bytes_of(7, 4096)).await;
@@ -62,6 +63,7 @@ async fn an_auditor_verifies_history_and_an_admin_runs_the_tenant_in_a_real_brow
         json!({
             "auditor": {"email": "aud@example.com", "password": PASSWORD},
             "admin": {"email": "ada@example.com", "password": PASSWORD},
+            "user": {"email": "uma@example.com", "password": PASSWORD},
             "file_id": file_id,
             "other_file_id": other["file_id"],
             "dave": "dave",
@@ -116,6 +118,21 @@ async fn an_auditor_verifies_history_and_an_admin_runs_the_tenant_in_a_real_brow
             .as_str()
             .unwrap()
             .contains("Chronicle"),
+        "{report}"
+    );
+    // A user sees neither section and is refused each page and the charts' data, as
+    // by the API's policy; a malformed id is not found, as in the API.
+    assert_eq!(
+        report["user_nav"],
+        json!(["Files", "Devices", "API docs"]),
+        "{report}"
+    );
+    for (path, status) in report["user_statuses"].as_object().unwrap() {
+        assert_eq!(status, 403, "{path} for a user");
+    }
+    assert_eq!(report["bad_id_status"], 404);
+    assert!(
+        report["key_shown"].as_str().unwrap().starts_with("chk_"),
         "{report}"
     );
     // The admin changed dave's role through the page: the log has it.
