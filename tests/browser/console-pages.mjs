@@ -141,6 +141,17 @@ try {
   result.phone_overflow = await auditor.evaluate(() => document.documentElement.scrollWidth > window.innerWidth + 1);
   await shot(auditor, "history-phone");
 
+  step("a tampered history, seen by its tenant's admin");
+  const bob = await signedIn(scenario.other_admin);
+  await visit(bob, `/audit/files/${scenario.other_file_id}`);
+  result.tampered_ok_marks = await bob.locator("ol.timeline .mark.ok").count();
+  result.tampered_bad_marks = await bob.locator("ol.timeline .mark.bad").count();
+  result.tampered_first_bad = (await bob.locator("ol.timeline .mark.bad").first().textContent()).trim();
+  await shot(bob, "history-tampered");
+  await visit(bob, "/audit/verify");
+  result.tampered_verdict = (await bob.locator("#verdict").textContent()).trim();
+  await shot(bob, "verify-tampered");
+
   step("a user is refused the auditors' and admins' pages");
   const user = await signedIn(scenario.user);
   result.user_nav = await user.locator("nav[aria-label=Main] a").allTextContents();

@@ -46,6 +46,16 @@ async fn an_auditor_verifies_history_and_an_admin_runs_the_tenant_in_a_real_brow
     // Another tenant's file.
     let bob = t.signup("bob").await;
     let other = t.upload_ok(&bob, "secret.txt", bytes_of(9, 512)).await;
+    let other_id = other["file_id"].as_str().unwrap().to_string();
+    // … whose second event someone with database access back-dates: its hash no longer
+    // matches, and every later link hangs on it.
+    crate::audit_fixture::tamper(
+        &t.db,
+        "UPDATE events SET recorded_at = recorded_at - interval '1 second'
+          WHERE aggregate_type = 'file' AND aggregate_id = $1 AND sequence = 2",
+        &other_id,
+    )
+    .await;
     // The people list reads the users table; wait until dave is in it.
     eventually("dave in the users table", async || {
         sqlx::query_scalar::<_, i64>("SELECT count(*) FROM users WHERE id = $1::uuid")
@@ -65,7 +75,8 @@ async fn an_auditor_verifies_history_and_an_admin_runs_the_tenant_in_a_real_brow
             "admin": {"email": "ada@example.com", "password": PASSWORD},
             "user": {"email": "uma@example.com", "password": PASSWORD},
             "file_id": file_id,
-            "other_file_id": other["file_id"],
+            "other_file_id": other_id,
+            "other_admin": {"email": "bob@example.com", "password": PASSWORD},
             "dave": "dave",
         }),
     )
@@ -118,6 +129,27 @@ async fn an_auditor_verifies_history_and_an_admin_runs_the_tenant_in_a_real_brow
             .as_str()
             .unwrap()
             .contains("Chronicle"),
+        "{report}"
+    );
+    // In the tampered tenant the timeline marks the first event verified and the
+    // back-dated one and all after it broken, and Verify says so.
+    assert_eq!(report["tampered_ok_marks"], 1, "{report}");
+    assert!(
+        report["tampered_bad_marks"].as_i64().unwrap() >= 1,
+        "{report}"
+    );
+    assert!(
+        report["tampered_first_bad"]
+            .as_str()
+            .unwrap()
+            .contains("hash_mismatch"),
+        "{report}"
+    );
+    assert!(
+        report["tampered_verdict"]
+            .as_str()
+            .unwrap()
+            .contains("does not verify"),
         "{report}"
     );
     // A user sees neither section and is refused each page and the charts' data, as
