@@ -45,7 +45,7 @@ impl TimeTravel {
 }
 
 /// The file rebuilt from its events up to the requested point.
-pub(super) async fn time_travel(
+pub(crate) async fn time_travel(
     state: &AppState,
     ctx: &TenantContext,
     id: Uuid,

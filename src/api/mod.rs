@@ -1,7 +1,7 @@
 //! The HTTP API: one router per resource, assembled here with the edge layers.
 
 mod api_keys;
-mod audit;
+pub(crate) mod audit;
 pub(crate) mod auth;
 mod budget;
 mod caller;
@@ -24,7 +24,7 @@ mod health;
 pub(crate) mod history;
 pub mod idempotency;
 mod idempotency_upload;
-mod jobs;
+pub(crate) mod jobs;
 pub mod json;
 mod middleware;
 mod notifications;
@@ -32,7 +32,7 @@ mod openapi;
 mod ops;
 mod outage;
 pub mod ratelimit;
-mod read_routing;
+pub(crate) mod read_routing;
 mod register_guard;
 pub(crate) mod sessions;
 pub(crate) mod sharing;

@@ -17,14 +17,17 @@
 //! is sent to the sign-in page), a template struct with a `page: page::Layout` field whose
 //! template starts with `{% extends "base.html" %}`, rendered with [`page::render`].
 
+mod admin;
+mod analytics;
 mod assets;
+mod audit;
 mod auth;
 mod csrf;
 mod devices;
+mod docs;
 mod error;
 mod files;
 mod page;
-mod placeholders;
 mod session;
 
 use axum::Router;
@@ -68,10 +71,22 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .route("/files", get(files::list))
         .route("/files/table", get(files::table))
         .route("/files/{id}", get(files::page))
-        .route("/audit", get(placeholders::audit))
-        .route("/analytics", get(placeholders::analytics))
-        .route("/admin", get(placeholders::admin))
-        .route("/docs", get(placeholders::docs))
+        .route("/audit", get(audit::log))
+        .route("/audit/file", get(audit::open))
+        .route("/audit/files/{id}", get(audit::file))
+        .route("/audit/verify", get(audit::verify))
+        .route("/analytics", get(analytics::page))
+        .route("/analytics/data.json", get(analytics::data))
+        .route("/admin", get(admin::page))
+        .route("/admin/invitations", post(admin::invite))
+        .route("/admin/users/{id}/role", post(admin::set_role))
+        .route("/admin/users/{id}/ban", post(admin::ban))
+        .route("/admin/users/{id}/unban", post(admin::unban))
+        .route("/admin/users/{id}/erase", post(admin::erase))
+        .route("/admin/jobs/{id}/retry", post(admin::retry))
+        .route("/admin/api-keys", post(admin::create_key))
+        .route("/admin/api-keys/{id}/revoke", post(admin::revoke_key))
+        .route("/docs", get(docs::page))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             csrf::require_token,

@@ -242,3 +242,36 @@ fn finish(
         why: vouched.rejected.unwrap_or_else(|| "no signature".into()),
     })
 }
+
+/// One event of a stream with the chain's verdict up to it: `None` when every link from
+/// the stream's first event through this one verifies, else the first break's kind
+/// (that event's, or an earlier one's). For a timeline that marks each entry.
+pub async fn stream_marks(
+    pool: &PgPool,
+    stream: super::history::StreamRef<'_>,
+) -> Result<Vec<(i64, Option<BreakKind>)>, sqlx::Error> {
+    let sql = format!(
+        "SELECT {CHAIN_COLUMNS} FROM events
+          WHERE tenant_id = $1 AND aggregate_type = $2 AND aggregate_id = $3
+          ORDER BY sequence"
+    );
+    let rows = sqlx::query(&sql)
+        .bind(stream.tenant.0)
+        .bind(stream.aggregate_type)
+        .bind(stream.aggregate_id)
+        .fetch_all(pool)
+        .await?;
+    let mut chain = StreamChain::from_genesis();
+    let mut first_break = None;
+    let mut marks = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let row = ChainRow::read(row)?;
+        if first_break.is_none()
+            && let Err(problem) = chain.push(&row)
+        {
+            first_break = Some(problem.kind);
+        }
+        marks.push((row.sequence, first_break));
+    }
+    Ok(marks)
+}

@@ -20,7 +20,7 @@ fn browser_dir() -> &'static std::path::Path {
 
 /// node, `npm ci` in tests/browser and /usr/bin/chromium: required in CI (.ci/run
 /// installs them), a loud skip elsewhere.
-fn browser_available(test: &str) -> bool {
+pub(super) fn browser_available(test: &str) -> bool {
     let node = std::process::Command::new("node")
         .arg("--version")
         .output()
@@ -42,13 +42,19 @@ fn browser_available(test: &str) -> bool {
 
 /// Runs tests/browser/console.mjs with `scenario`; its JSON report.
 async fn drive(t: &TestApp, scenario: Value) -> Value {
+    drive_script(t, "console.mjs", scenario).await
+}
+
+/// Runs the browser script `script` (in tests/browser) with `scenario`; its JSON report,
+/// which must name no failure.
+pub(super) async fn drive_script(t: &TestApp, script: &'static str, scenario: Value) -> Value {
     let base = t.base.clone();
     let shots = std::env::var("CONSOLE_SCREENSHOTS").unwrap_or_default();
     let out = tokio::task::spawn_blocking(move || {
         let mut command = std::process::Command::new("node");
         command
             .current_dir(browser_dir())
-            .args(["console.mjs", &base, &scenario.to_string()]);
+            .args([script, &base, &scenario.to_string()]);
         if !shots.is_empty() {
             command.arg(&shots);
         }
