@@ -37,6 +37,9 @@ pub struct AppState {
     pub live: LiveHub,
     /// Cache-aside for `GET /v1/files/{id}` (src/cache), on `redis_conn`.
     pub file_cache: FileCache,
+    /// Good standing remembered per instance under each tenant's standing epoch
+    /// (src/auth/standing.rs, docs/auth-cache.md).
+    pub standings: crate::auth::Standings,
 }
 
 impl AppState {
@@ -45,6 +48,7 @@ impl AppState {
         crate::auth::credentials::Verifier {
             tokens: self.tokens.clone(),
             db: self.db.clone(),
+            standings: Some(self.standings.clone()),
         }
     }
 }
