@@ -8,7 +8,7 @@ use axum::http::request::Parts;
 
 use crate::auth::TenantContext;
 use crate::auth::context::{authenticate, judged_under};
-use crate::cache::standing::Epoch;
+use crate::cache::standing::{Epoch, PrefetchedEpoch};
 use crate::error::AppError;
 use crate::state::AppState;
 
@@ -17,9 +17,10 @@ impl FromRequestParts<AppState> for TenantContext {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
         let (db, standings) = (&state.db, &state.standings);
+        let prefetched = parts.extensions.get::<PrefetchedEpoch>().cloned();
         let ctx = authenticate(parts, &state.tokens, |claims| async move {
             standings
-                .session(db, claims.tenant, claims.sid, claims.sub)
+                .session(db, claims.tenant, claims.sid, claims.sub, prefetched)
                 .await
         })
         .await?;

@@ -29,6 +29,7 @@ use uuid::Uuid;
 
 pub use super::budget::PrincipalBudgets;
 use super::budget::{self, Principal};
+use crate::cache::standing::PrefetchedEpoch;
 use crate::error::AppError;
 use crate::ratelimit::{Decision, RateLimiter};
 use crate::state::AppState;
@@ -228,15 +229,35 @@ impl Enforcer {
         if policy.exempt.contains(&request.uri().path()) {
             return call(&mut inner, request).await;
         }
-        let (client, limit) = match self.budget_of(&request) {
-            Budget::Ip(key) => (key, policy.limit),
+        let (client, limit, person) = match self.budget_of(&request) {
+            Budget::Ip(key) => (key, policy.limit, None),
             Budget::Principal { principal, upload } => {
-                self.principal_budget(principal, upload).await
+                let person = match principal {
+                    Principal::User { tenant, .. } => Some(tenant),
+                    Principal::ApiKey { .. } => None,
+                };
+                let (key, limit) = self.principal_budget(principal, upload).await;
+                (key, limit, person)
             }
         };
         let key = format!("{}:{client}", policy.name);
 
-        match self.limiter.check(&key, limit, policy.window).await {
+        // A person's request also needs its tenant's standing epoch: read in the same
+        // round trip, before anything of the request reads the log (src/auth/standing.rs).
+        let mut request = request;
+        let checked = match person {
+            Some(tenant) => self
+                .limiter
+                .check_reading_epoch(&key, limit, policy.window, tenant)
+                .await
+                .map(|(decision, epoch)| {
+                    let prefetched = PrefetchedEpoch { tenant, epoch };
+                    request.extensions_mut().insert(prefetched);
+                    decision
+                }),
+            None => self.limiter.check(&key, limit, policy.window).await,
+        };
+        match checked {
             Ok(decision) if decision.allowed => {
                 let mut response = call(&mut inner, request).await;
                 write_headers(response.headers_mut(), &decision, policy.window);

@@ -18,7 +18,7 @@ use uuid::Uuid;
 use super::api_keys::{self, KeyGrant, PresentedKey};
 use super::context::session_standing;
 use crate::aggregates::{Role, User};
-use crate::cache::standing::{Epoch, StandingEpochs, TokenCache};
+use crate::cache::standing::{Epoch, PrefetchedEpoch, StandingEpochs, TokenCache};
 use crate::error::AuthFailure;
 
 /// The per-instance memory of good standing. Cheap to clone.
@@ -51,14 +51,20 @@ impl Standings {
 
     /// A person's session: alive, started by `user`, the user not banned or erased, and
     /// the user's current role — with the epoch it was judged under.
+    /// `prefetched`: the tenant's epoch if the rate limiter read it for this request
+    /// (before any log read of it); otherwise it is read here.
     pub async fn session(
         &self,
         pool: &PgPool,
         tenant: Uuid,
         session: Uuid,
         user: Uuid,
+        prefetched: Option<PrefetchedEpoch>,
     ) -> Result<(Result<Role, AuthFailure>, Epoch), sqlx::Error> {
-        let epoch = self.inner.epochs.read(tenant).await;
+        let epoch = match prefetched {
+            Some(p) if p.tenant == tenant => p.epoch,
+            _ => self.inner.epochs.read(tenant).await,
+        };
         let key = (tenant, session, user);
         if let Some(role) = self.inner.sessions.get(&key, &epoch) {
             return Ok((Ok(role), epoch));

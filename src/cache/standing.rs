@@ -45,15 +45,25 @@ const IDLE_TTL: Duration = Duration::from_secs(24 * 3600);
 /// one log read each).
 const MAX_ENTRIES: usize = 100_000;
 
-/// The tenant's token, creating it (fresh, no change pending) when there is none.
-const READ: &str = r"
-local v = redis.call('HMGET', KEYS[1], 'pending', 'token')
-if not v[2] then
-  redis.call('HSET', KEYS[1], 'token', ARGV[1])
-  redis.call('PEXPIRE', KEYS[1], ARGV[2])
-  return {tonumber(v[1] or '0'), ARGV[1]}
+/// The tenant's token, creating it (fresh, no change pending) when there is none. The
+/// body of a Lua function of the epoch key, a fresh token and the idle TTL, shared with
+/// the rate limiter's script that reads the epoch in the same round trip
+/// (`ratelimit::RateLimiter::check_reading_epoch`).
+pub const READ_EPOCH_FN: &str = r"
+local function read_epoch(key, fresh, idle_ttl)
+  local v = redis.call('HMGET', key, 'pending', 'token')
+  if not v[2] then
+    redis.call('HSET', key, 'token', fresh)
+    redis.call('PEXPIRE', key, idle_ttl)
+    return tonumber(v[1] or '0'), fresh
+  end
+  return tonumber(v[1] or '0'), v[2]
 end
-return {tonumber(v[1] or '0'), v[2]}
+";
+
+const READ: &str = r"
+local pending, token = read_epoch(KEYS[1], ARGV[1], ARGV[2])
+return {pending, token}
 ";
 
 /// A change is announced: one more pending, a new token, the pending deadline.
@@ -90,7 +100,37 @@ pub enum Epoch {
     Untrusted,
 }
 
+/// The epoch of a request's tenant, read by the rate limiter in its own round trip before
+/// anything of the request read the log (kept in the request's extensions).
+#[derive(Debug, Clone)]
+pub struct PrefetchedEpoch {
+    pub tenant: Uuid,
+    pub epoch: Epoch,
+}
+
+/// The Redis key of `tenant`'s epoch under `prefix` (`REDIS_KEY_PREFIX`).
+pub fn epoch_key(prefix: &str, tenant: Uuid) -> String {
+    format!("{prefix}standing:{tenant}")
+}
+
+/// The arguments [`READ_EPOCH_FN`] takes after the key: a fresh token, the idle TTL.
+pub fn read_epoch_args() -> (String, u64) {
+    (
+        Uuid::new_v4().simple().to_string(),
+        IDLE_TTL.as_millis() as u64,
+    )
+}
+
 impl Epoch {
+    /// The epoch of a `read_epoch` answer: trusted only while no change is pending.
+    pub fn from_answer(pending: i64, token: String) -> Self {
+        if pending > 0 {
+            Epoch::Untrusted
+        } else {
+            Epoch::Trusted(Arc::from(token))
+        }
+    }
+
     pub fn token(&self) -> Option<&Arc<str>> {
         match self {
             Epoch::Trusted(token) => Some(token),
@@ -131,7 +171,7 @@ impl StandingEpochs {
             inner: Arc::new(Inner {
                 conn,
                 prefix: prefix.to_string(),
-                read: redis::Script::new(READ),
+                read: redis::Script::new(&format!("{READ_EPOCH_FN}{READ}")),
                 begin: redis::Script::new(BEGIN),
                 end: redis::Script::new(END),
                 origin: Instant::now(),
@@ -142,7 +182,7 @@ impl StandingEpochs {
     }
 
     fn key(&self, tenant: Uuid) -> String {
-        format!("{}standing:{tenant}", self.inner.prefix)
+        epoch_key(&self.inner.prefix, tenant)
     }
 
     fn now_ms(&self) -> u64 {
@@ -157,8 +197,8 @@ impl StandingEpochs {
         }
         let mut conn = inner.conn.clone();
         let mut call = inner.read.key(self.key(tenant));
-        call.arg(Uuid::new_v4().simple().to_string())
-            .arg(IDLE_TTL.as_millis() as u64);
+        let (fresh, idle_ttl) = read_epoch_args();
+        call.arg(fresh).arg(idle_ttl);
         match tokio::time::timeout(READ_TIMEOUT, call.invoke_async::<(i64, String)>(&mut conn))
             .await
         {
@@ -166,11 +206,7 @@ impl StandingEpochs {
                 if inner.warned.swap(false, Ordering::Relaxed) {
                     tracing::info!("standing epochs: redis answers again");
                 }
-                if pending > 0 {
-                    Epoch::Untrusted
-                } else {
-                    Epoch::Trusted(Arc::from(token))
-                }
+                Epoch::from_answer(pending, token)
             }
             failed => {
                 let until = self.now_ms() + BREAKER_OPEN_FOR.as_millis() as u64;

@@ -67,7 +67,10 @@ impl Pair {
             .unwrap();
         let status = r.status();
         let body: Value = r.json().await.unwrap_or(Value::Null);
-        (status, body["error"]["code"].as_str().unwrap_or_default().into())
+        (
+            status,
+            body["error"]["code"].as_str().unwrap_or_default().into(),
+        )
     }
 
     /// Two answers on b: the first fills b's memory, the second comes from it.
@@ -78,7 +81,13 @@ impl Pair {
     }
 
     /// `method path` on instance a as `token`: the status.
-    async fn on_a(&self, method: reqwest::Method, path: &str, token: &str, body: Value) -> StatusCode {
+    async fn on_a(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: &str,
+        body: Value,
+    ) -> StatusCode {
         let r = self
             .a
             .http
@@ -106,7 +115,8 @@ impl Pair {
     /// the announcement would look to the instances.
     async fn revoke_unannounced(&self, tenant: &str, session: Uuid) {
         let tenant = TenantId(tenant.parse().unwrap());
-        let store = ChronicleStore::<Session>::new(EventLog::new(self.a.db.app.clone()), tenant, 10);
+        let store =
+            ChronicleStore::<Session>::new(EventLog::new(self.a.db.app.clone()), tenant, 10);
         let meta = EventMetadata::new(tenant, Actor::System("test"), "unannounced");
         let revoke = SessionCommand::Revoke {
             reason: RevokeReason::Revoked,
@@ -157,7 +167,12 @@ async fn each_standing_change_through_one_instance_bites_on_the_next_request_to_
     pair.warm("/v1/api-keys", &bob.token).await;
     let role = format!("/v1/users/{}/role", bob.user_id);
     let demoted = pair
-        .on_a(reqwest::Method::PUT, &role, &ada.token, json!({"role": "user"}))
+        .on_a(
+            reqwest::Method::PUT,
+            &role,
+            &ada.token,
+            json!({"role": "user"}),
+        )
         .await;
     assert_eq!(demoted, StatusCode::OK);
     let me: Value = pair
@@ -181,7 +196,8 @@ async fn each_standing_change_through_one_instance_bites_on_the_next_request_to_
     pair.warm("/v1/me", &bob.token).await;
     let ban = format!("/v1/users/{}/ban", bob.user_id);
     assert_eq!(
-        pair.on_a(reqwest::Method::POST, &ban, &ada.token, json!({})).await,
+        pair.on_a(reqwest::Method::POST, &ban, &ada.token, json!({}))
+            .await,
         StatusCode::OK
     );
     assert_eq!(
@@ -194,7 +210,8 @@ async fn each_standing_change_through_one_instance_bites_on_the_next_request_to_
     pair.warm("/v1/me", &phone).await;
     let revoke = format!("/v1/sessions/{phone_session}");
     assert_eq!(
-        pair.on_a(reqwest::Method::DELETE, &revoke, &ada.token, json!({})).await,
+        pair.on_a(reqwest::Method::DELETE, &revoke, &ada.token, json!({}))
+            .await,
         StatusCode::NO_CONTENT
     );
     assert_eq!(
@@ -208,7 +225,8 @@ async fn each_standing_change_through_one_instance_bites_on_the_next_request_to_
     pair.warm("/v1/files", &key).await;
     let revoke = format!("/v1/api-keys/{key_id}");
     assert_eq!(
-        pair.on_a(reqwest::Method::DELETE, &revoke, &ada.token, json!({})).await,
+        pair.on_a(reqwest::Method::DELETE, &revoke, &ada.token, json!({}))
+            .await,
         StatusCode::NO_CONTENT
     );
     assert_eq!(
@@ -221,7 +239,8 @@ async fn each_standing_change_through_one_instance_bites_on_the_next_request_to_
     pair.warm("/v1/files", &carols_key).await;
     let ban = format!("/v1/users/{}/ban", carol.user_id);
     assert_eq!(
-        pair.on_a(reqwest::Method::POST, &ban, &ada.token, json!({})).await,
+        pair.on_a(reqwest::Method::POST, &ban, &ada.token, json!({}))
+            .await,
         StatusCode::OK
     );
     assert_eq!(
@@ -287,7 +306,8 @@ async fn with_the_channel_down_nothing_is_served_from_memory_and_no_change_commi
     redis.stop();
     let ban = format!("/v1/users/{}/ban", bob.user_id);
     assert_eq!(
-        pair.on_a(reqwest::Method::POST, &ban, &ada.token, json!({})).await,
+        pair.on_a(reqwest::Method::POST, &ban, &ada.token, json!({}))
+            .await,
         StatusCode::SERVICE_UNAVAILABLE,
         "a ban that no instance could learn of"
     );
@@ -312,7 +332,9 @@ async fn with_the_channel_down_nothing_is_served_from_memory_and_no_change_commi
     redis.resume();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
-        let status = pair.on_a(reqwest::Method::POST, &ban, &ada.token, json!({})).await;
+        let status = pair
+            .on_a(reqwest::Method::POST, &ban, &ada.token, json!({}))
+            .await;
         if status == StatusCode::OK {
             break;
         }
