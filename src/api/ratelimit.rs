@@ -29,7 +29,7 @@ use uuid::Uuid;
 
 pub use super::budget::PrincipalBudgets;
 use super::budget::{self, Principal};
-use crate::cache::standing::PrefetchedEpoch;
+use crate::cache::standing::{Epoch, PrefetchedEpoch};
 use crate::error::AppError;
 use crate::ratelimit::{Decision, RateLimiter};
 use crate::state::AppState;
@@ -244,17 +244,24 @@ impl Enforcer {
 
         // A person's request also needs its tenant's standing epoch: read in the same
         // round trip, before anything of the request reads the log (src/auth/standing.rs).
+        // When that Redis just failed, the epoch is `Untrusted`: the request reads the log
+        // instead of waiting for the same Redis a second time.
         let mut request = request;
         let checked = match person {
-            Some(tenant) => self
-                .limiter
-                .check_reading_epoch(&key, limit, policy.window, tenant)
-                .await
-                .map(|(decision, epoch)| {
-                    let prefetched = PrefetchedEpoch { tenant, epoch };
-                    request.extensions_mut().insert(prefetched);
-                    decision
-                }),
+            Some(tenant) => {
+                let (checked, epoch) = match self
+                    .limiter
+                    .check_reading_epoch(&key, limit, policy.window, tenant)
+                    .await
+                {
+                    Ok((decision, epoch)) => (Ok(decision), epoch),
+                    Err(err) => (Err(err), Epoch::Untrusted),
+                };
+                request
+                    .extensions_mut()
+                    .insert(PrefetchedEpoch { tenant, epoch });
+                checked
+            }
             None => self.limiter.check(&key, limit, policy.window).await,
         };
         match checked {
