@@ -103,6 +103,7 @@ impl App {
             limiter,
             metrics: metrics.clone(),
             tokens: crate::auth::TokenKeys::new(config.jwt_secret.expose()),
+            csrf: crate::auth::browser::CsrfKey::new(config.jwt_secret.expose()),
             storage: Storage::open(&config.storage).context("storage cannot be opened")?,
             live: LiveHub::with_counters(
                 shutdown.clone(),
@@ -202,7 +203,8 @@ impl App {
                 config.redis_key_prefix.clone(),
                 config.outages.live_ping_every,
             )));
-            let router = crate::api::router(state.clone());
+            // The JSON API and the web console at `/` (src/console), one router.
+            let router = crate::api::router_with(state.clone(), crate::console::routes(&state));
             let stop = shutdown.clone();
             tasks.push(tokio::spawn(async move {
                 let served = axum::serve(

@@ -19,6 +19,12 @@ pub enum AppError {
     Unauthorized(AuthFailure),
     #[error("{0}")]
     Forbidden(String),
+    /// A state change authenticated by the console's session cookie without the
+    /// session's CSRF token (src/auth/browser.rs).
+    #[error(
+        "this request needs the session's CSRF token (X-CSRF-Token header or csrf_token field)"
+    )]
+    CsrfRejected,
     /// Also used for other tenants' resources, so existence is never confirmed.
     #[error("{0}")]
     NotFound(String),
@@ -95,6 +101,7 @@ impl AppError {
             AppError::BadRequest(_) => "bad_request",
             AppError::Unauthorized(kind) => kind.code(),
             AppError::Forbidden(_) => "forbidden",
+            AppError::CsrfRejected => "csrf_token_invalid",
             AppError::NotFound(_) => "not_found",
             AppError::MethodNotAllowed => "method_not_allowed",
             AppError::AlreadyExists(_) => "already_exists",
@@ -125,7 +132,7 @@ impl AppError {
         match self {
             AppError::BadRequest(_) => StatusCode::BAD_REQUEST,
             AppError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            AppError::Forbidden(_) => StatusCode::FORBIDDEN,
+            AppError::Forbidden(_) | AppError::CsrfRejected => StatusCode::FORBIDDEN,
             AppError::NotFound(_) => StatusCode::NOT_FOUND,
             AppError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             AppError::AlreadyExists(_) => StatusCode::CONFLICT,
@@ -191,6 +198,7 @@ impl AppError {
             AppError::Unauthorized(AuthFailure::ApiKeyExpired),
             AppError::Unauthorized(AuthFailure::ApiKeyCreatorRemoved),
             AppError::Forbidden("example".into()),
+            AppError::CsrfRejected,
             AppError::NotFound("example".into()),
             AppError::MethodNotAllowed,
             AppError::AlreadyExists("example".into()),

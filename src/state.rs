@@ -5,6 +5,7 @@ use std::sync::Arc;
 use sqlx::PgPool;
 
 use crate::auth::TokenKeys;
+use crate::auth::browser::CsrfKey;
 use crate::cache::FileCache;
 use crate::config::Config;
 use crate::live::LiveHub;
@@ -40,6 +41,8 @@ pub struct AppState {
     /// Good standing remembered per instance under each tenant's standing epoch
     /// (src/auth/standing.rs, docs/auth-cache.md).
     pub standings: crate::auth::Standings,
+    /// CSRF tokens of browser sessions (src/auth/browser.rs), derived from `JWT_SECRET`.
+    pub csrf: CsrfKey,
 }
 
 impl AppState {
@@ -49,6 +52,7 @@ impl AppState {
             tokens: self.tokens.clone(),
             db: self.db.clone(),
             standings: Some(self.standings.clone()),
+            csrf: self.csrf.clone(),
         }
     }
 }

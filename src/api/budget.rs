@@ -89,6 +89,11 @@ pub fn principal_of(credentials: &Credentials) -> Option<Principal> {
             tenant: grant.tenant_id,
             key: grant.key_id,
         },
+        // A person in the console spends the same budget as with a token.
+        Bearer::Browser(grant) => Principal::User {
+            tenant: grant.tenant_id,
+            user: grant.user_id,
+        },
     })
 }
 

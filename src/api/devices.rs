@@ -35,6 +35,14 @@ pub async fn list(
     ctx: TenantContext,
     _: ApiQuery<NoParams>,
 ) -> Result<Json<Vec<DeviceView>>, AppError> {
+    Ok(Json(devices_of(&state, &ctx).await?))
+}
+
+/// The caller's devices, most recently seen first (the API and the console).
+pub(crate) async fn devices_of(
+    state: &AppState,
+    ctx: &TenantContext,
+) -> Result<Vec<DeviceView>, AppError> {
     let mut tx = ctx.begin(&state.db).await?;
     // RLS already limits rows to the tenant; naming it too lets the planner use the
     // (tenant_id, user_id, last_seen_at) index directly.
@@ -55,5 +63,5 @@ pub async fn list(
     .fetch_all(&mut *tx)
     .await?;
     tx.commit().await?;
-    Ok(Json(rows))
+    Ok(rows)
 }

@@ -18,10 +18,10 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use super::extract::{ApiPath, ApiQuery};
-use super::files_manage::load;
 use crate::aggregates::file::{File, FileStatus, VersionState};
 use crate::auth::policy::{self, file_not_found};
 use crate::auth::{FileReader, TenantContext};
+use crate::commands::files::load_readable as load;
 use crate::error::AppError;
 use crate::state::AppState;
 
@@ -142,7 +142,7 @@ fn current_version(file: &File) -> Result<&VersionState, AppError> {
         .ok_or_else(|| AppError::NotFound("the file has no completed version yet".into()))
 }
 
-/// A file the caller may read (files_manage::load) that is not in the trash.
+/// A file the caller may read (commands::files::load_readable) that is not in the trash.
 async fn load_visible(state: &AppState, ctx: &TenantContext, id: Uuid) -> Result<File, AppError> {
     let file = load(state, ctx, id).await?;
     if file.deleted {

@@ -76,6 +76,8 @@ impl FromRequestParts<AppState> for StreamCaller {
             Some(Bearer::Token(claims)) => claims.exp,
             // A key without expiry: the stream ends only with its standing.
             Some(Bearer::Key(grant)) => grant.expires_at.unwrap_or(i64::MAX / 2),
+            // The console's cookie: the stream ends when the cookie would.
+            Some(Bearer::Browser(grant)) => grant.expires_at,
             None => return Err(AppError::Unauthorized(AuthFailure::MalformedToken)),
         };
         Ok(StreamCaller {

@@ -1,5 +1,5 @@
-//! Changing a file: rename, tag/untag, soft delete, purge, restore, version restore. Each is a
-//! `FileCommand` run through `commands::execute` on the caller's tenant-bound store.
+//! Changing a file over HTTP: rename, tag/untag, soft delete, purge, restore, version
+//! restore, bulk. Each handler parses, calls one use case of `commands::files` and renders.
 //!
 //! **Responses: `200` with the file as the command left it**, built from the committed
 //! event stream (`files::view_from_stream`), so the caller reads its own write at once;
@@ -10,45 +10,18 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use cqrs_es::EventStore;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::auth::{caller_metadata, store};
+use super::auth::caller_metadata;
 use super::extract::{ApiPath, ApiQuery};
 use super::files::{FileView, view_from_stream};
 use super::json::JsonBody;
-use crate::aggregates::file::{File, FileCommand};
 use crate::auth::TenantContext;
-use crate::auth::policy::{self, file_not_found};
-use crate::commands;
+use crate::auth::policy;
+use crate::commands::files::{self as use_case, FileChange};
 use crate::error::{AppError, ErrorBody, ErrorDetail};
 use crate::state::AppState;
-
-/// The file as the log has it now (never a lagging read table), whoever asks.
-async fn load_any(state: &AppState, ctx: &TenantContext, id: Uuid) -> Result<File, AppError> {
-    Ok(store::<File>(state, ctx.tenant_id)
-        .load_aggregate(&id.to_string())
-        .await
-        .map_err(|e| AppError::Internal(anyhow::anyhow!("event store: {e}")))?
-        .aggregate)
-}
-
-/// What a command needs to know before it runs: the file from its stream if the
-/// caller may read it (`policy::can_read`); anything else is 404. Shared by commands,
-/// uploads of new versions and downloads.
-pub(super) async fn load(
-    state: &AppState,
-    ctx: &TenantContext,
-    id: Uuid,
-) -> Result<File, AppError> {
-    let file = load_any(state, ctx, id).await?;
-    if policy::can_read(ctx, &file) {
-        Ok(file)
-    } else {
-        Err(file_not_found())
-    }
-}
 
 /// For read-table answers (`GET /v1/files/{id}`, versions): the owner's readers pass
 /// at once; anyone else only with a grant in the log (`policy::can_read`), so a revoked
@@ -62,44 +35,20 @@ pub(super) async fn authorize_view(
     if policy::can_read_owned_by(ctx, owner) {
         return Ok(());
     }
-    load(state, ctx, id).await.map(|_| ())
+    use_case::load_readable(state, ctx, id).await.map(|_| ())
 }
 
-/// The file from its stream if the caller may change it (`policy::can_change`): 404
-/// unless it may read it, 403 if it may only read it.
-pub(crate) async fn load_for_change(
-    state: &AppState,
-    ctx: &TenantContext,
-    id: Uuid,
-) -> Result<File, AppError> {
-    let file = load_any(state, ctx, id).await?;
-    policy::can_change(ctx, &file)?;
-    Ok(file)
-}
-
+/// Runs one change and renders the file as it left it.
 async fn run(
     state: &AppState,
     ctx: &TenantContext,
     headers: &HeaderMap,
     id: Uuid,
-    command: FileCommand,
+    change: FileChange,
 ) -> Result<Json<FileView>, AppError> {
-    let file = load_any(state, ctx, id).await?;
-    // Deleting and restoring are the owner's (or an admin's), not a grantee's.
-    match command {
-        FileCommand::Delete | FileCommand::Restore => policy::can_manage(ctx, &file)?,
-        _ => policy::can_change(ctx, &file)?,
-    }
-    let done = commands::execute(
-        &store::<File>(state, ctx.tenant_id),
-        &id.to_string(),
-        command,
-        &caller_metadata(ctx, headers),
-        &(),
-    )
-    .await?;
+    let file = use_case::change(state, ctx, &caller_metadata(ctx, headers), id, change).await?;
     Ok(Json(
-        view_from_stream(&state.db, ctx.tenant_id, id, &done.aggregate).await?,
+        view_from_stream(&state.db, ctx.tenant_id, id, &file).await?,
     ))
 }
 
@@ -126,10 +75,10 @@ pub async fn rename(
     ApiPath(id): ApiPath<Uuid>,
     JsonBody(body): JsonBody<RenameRequest>,
 ) -> Result<Json<FileView>, AppError> {
-    let command = FileCommand::Rename {
+    let change = FileChange::Rename {
         display_name: body.display_name,
     };
-    run(&state, &ctx, &headers, id, command).await
+    run(&state, &ctx, &headers, id, change).await
 }
 
 /// Add a tag (1–64 letters, digits, `-`, `_`, `.`). Adding a tag the file has is a no-op.
@@ -143,7 +92,7 @@ pub async fn tag(
     headers: HeaderMap,
     ApiPath((id, tag)): ApiPath<(Uuid, String)>,
 ) -> Result<Json<FileView>, AppError> {
-    run(&state, &ctx, &headers, id, FileCommand::Tag { tag }).await
+    run(&state, &ctx, &headers, id, FileChange::Tag { tag }).await
 }
 
 /// Remove a tag. Removing a tag the file does not have is a no-op; a name no tag can have
@@ -158,7 +107,7 @@ pub async fn untag(
     headers: HeaderMap,
     ApiPath((id, tag)): ApiPath<(Uuid, String)>,
 ) -> Result<Json<FileView>, AppError> {
-    run(&state, &ctx, &headers, id, FileCommand::Untag { tag }).await
+    run(&state, &ctx, &headers, id, FileChange::Untag { tag }).await
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -184,49 +133,12 @@ pub async fn delete(
     ApiQuery(params): ApiQuery<DeleteParams>,
 ) -> Result<Response, AppError> {
     if params.purge == Some(true) {
-        return purge(&state, &ctx, &headers, id).await;
+        use_case::purge(&state, &ctx, &caller_metadata(&ctx, &headers), id).await?;
+        return Ok(StatusCode::NO_CONTENT.into_response());
     }
-    let file = load_any(&state, &ctx, id).await?;
-    policy::can_manage(&ctx, &file)?;
-    if file.deleted {
-        return Ok(
-            Json(view_from_stream(&state.db, ctx.tenant_id, id, &file).await?).into_response(),
-        );
-    }
-    Ok(run(&state, &ctx, &headers, id, FileCommand::Delete)
+    Ok(run(&state, &ctx, &headers, id, FileChange::Trash)
         .await?
         .into_response())
-}
-
-/// Purge: owners and admins (the rule of delete), live or trashed files alike; never a
-/// file under legal hold (`409 legal_hold`) or one uploaded within `MIN_RETENTION_DAYS`
-/// (`409 retention_locked`), whoever asks.
-/// **Purging a purged file again answers `204` too** for a caller who could have
-/// purged it (a retried DELETE must not fail); to anyone else it is 404, like any
-/// file they cannot see.
-async fn purge(
-    state: &AppState,
-    ctx: &TenantContext,
-    headers: &HeaderMap,
-    id: Uuid,
-) -> Result<Response, AppError> {
-    let file = load_any(state, ctx, id).await?;
-    policy::can_purge(ctx, &file)?;
-    if !file.purged {
-        if file.legal_hold.is_some() {
-            return Err(AppError::LegalHold);
-        }
-        commands::sharing::check_min_retention(state, ctx.tenant_id, id).await?;
-        commands::execute(
-            &store::<File>(state, ctx.tenant_id),
-            &id.to_string(),
-            FileCommand::Purge,
-            &caller_metadata(ctx, headers),
-            &(),
-        )
-        .await?;
-    }
-    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 /// Bring a soft-deleted file back (422 if it is not deleted).
@@ -240,7 +152,7 @@ pub async fn restore(
     headers: HeaderMap,
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<Json<FileView>, AppError> {
-    run(&state, &ctx, &headers, id, FileCommand::Restore).await
+    run(&state, &ctx, &headers, id, FileChange::Restore).await
 }
 
 /// Make an old completed version current again: a new version pointing at the same
@@ -260,7 +172,7 @@ pub async fn restore_version(
         &ctx,
         &headers,
         id,
-        FileCommand::RestoreVersion { version_number },
+        FileChange::RestoreVersion { version_number },
     )
     .await
 }
@@ -309,74 +221,28 @@ pub async fn bulk(
     headers: HeaderMap,
     JsonBody(body): JsonBody<BulkRequest>,
 ) -> Result<Json<BulkResult>, AppError> {
-    if body.file_ids.is_empty() || body.file_ids.len() > MAX_BULK {
-        return Err(AppError::Validation(format!(
-            "invalid file_ids: 1 to {MAX_BULK} files"
-        )));
-    }
-    // A tag sent with any action must be one a file can carry: a request naming an
-    // impossible tag is refused whole, even where the action does not use it.
-    if let Some(tag) = &body.tag {
-        crate::aggregates::file::check_tag(tag).map_err(|e| AppError::Validation(e.to_string()))?;
-    }
-    let tag = || {
-        body.tag
-            .clone()
-            .ok_or_else(|| AppError::Validation("invalid tag: required for tag and untag".into()))
-    };
-    let command = match body.action.as_str() {
-        "delete" => FileCommand::Delete,
-        "restore" => FileCommand::Restore,
-        "tag" => FileCommand::Tag { tag: tag()? },
-        "untag" => FileCommand::Untag { tag: tag()? },
-        _ => {
-            return Err(AppError::Validation(
-                "invalid action: must be delete, restore, tag or untag".into(),
-            ));
-        }
-    };
-    let mut results = Vec::with_capacity(body.file_ids.len());
-    for id in body.file_ids {
-        let outcome = match command {
-            FileCommand::Delete => delete_one(&state, &ctx, &headers, id).await,
-            _ => run(&state, &ctx, &headers, id, command.clone())
-                .await
-                .map(|_| ()),
-        };
-        results.push(match outcome {
-            Ok(()) => BulkItem {
-                file_id: id,
+    let meta = caller_metadata(&ctx, &headers);
+    let outcomes =
+        use_case::bulk(&state, &ctx, &meta, &body.action, body.tag, &body.file_ids).await?;
+    let results: Vec<BulkItem> = outcomes
+        .into_iter()
+        .map(|outcome| match outcome.error {
+            None => BulkItem {
+                file_id: outcome.file_id,
                 status: 200,
                 error: None,
             },
-            Err(err) => BulkItem {
-                file_id: id,
-                status: err.status().as_u16(),
-                error: Some(err.body().error),
+            Some((status, error)) => BulkItem {
+                file_id: outcome.file_id,
+                status,
+                error: Some(error),
             },
-        });
-    }
+        })
+        .collect();
     let succeeded = results.iter().filter(|r| r.status == 200).count();
     Ok(Json(BulkResult {
         failed: results.len() - succeeded,
         succeeded,
         results,
     }))
-}
-
-const MAX_BULK: usize = 100;
-
-/// Soft delete as `DELETE /v1/files/{id}` does it (a deleted file is a no-op).
-async fn delete_one(
-    state: &AppState,
-    ctx: &TenantContext,
-    headers: &HeaderMap,
-    id: Uuid,
-) -> Result<(), AppError> {
-    let file = load_any(state, ctx, id).await?;
-    policy::can_manage(ctx, &file)?;
-    if !file.deleted {
-        let _view = run(state, ctx, headers, id, FileCommand::Delete).await?;
-    }
-    Ok(())
 }

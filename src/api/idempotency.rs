@@ -65,7 +65,7 @@ pub(super) struct Principal {
 /// Authenticates a request that carries credentials exactly as a handler would (the
 /// `TenantContext` extractor); a request without them is anonymous.
 async fn principal(state: &AppState, request: Request) -> Result<(Principal, Request), AppError> {
-    if !request.headers().contains_key(AUTHORIZATION) {
+    if !credentialed(request.headers()) {
         let anonymous = Principal {
             scope: "anonymous".to_string(),
             role: None,
@@ -79,6 +79,11 @@ async fn principal(state: &AppState, request: Request) -> Result<(Principal, Req
         role: Some(ctx.role.as_str().to_string()),
     };
     Ok((principal, Request::from_parts(parts, body)))
+}
+
+/// Whether the request carries credentials: a bearer value, or the console's cookie.
+fn credentialed(headers: &axum::http::HeaderMap) -> bool {
+    headers.contains_key(AUTHORIZATION) || crate::auth::browser::has_session_cookie(headers)
 }
 
 fn valid_key(key: &str) -> bool {
@@ -101,8 +106,7 @@ pub async fn idempotency(State(state): State<AppState>, request: Request, next: 
     // Registration is the one state-changing route open to anonymous callers; anywhere
     // else a request without credentials goes straight to its handler, which answers 401:
     // an anonymous key must neither be claimed nor be compared with another caller's.
-    let anonymous_elsewhere =
-        !request.headers().contains_key(AUTHORIZATION) && request.uri().path() != REGISTER;
+    let anonymous_elsewhere = !credentialed(request.headers()) && request.uri().path() != REGISTER;
     if !keyed || anonymous_elsewhere {
         return next.run(request).await;
     }

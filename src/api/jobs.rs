@@ -8,11 +8,10 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::auth::{caller_metadata, store};
+use super::auth::caller_metadata;
 use super::extract::{ApiPath, ApiQuery};
-use crate::aggregates::file::{File, FileCommand};
 use crate::auth::Admin;
-use crate::commands::execute;
+use crate::commands;
 use crate::error::{AppError, ErrorBody};
 use crate::state::AppState;
 
@@ -104,29 +103,12 @@ pub struct RetryAccepted {
     responses((status = 202, body = RetryAccepted), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn retry(
     State(state): State<AppState>,
-    Admin(ctx): Admin,
+    admin: Admin,
     headers: HeaderMap,
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<(StatusCode, Json<RetryAccepted>), AppError> {
-    let mut tx = ctx.begin(&state.db).await?;
-    let job: Option<(Uuid, i32)> =
-        sqlx::query_as("SELECT file_id, version_number FROM jobs WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await?;
-    tx.commit().await?;
-    let (file_id, version_number) =
-        job.ok_or_else(|| AppError::NotFound("job not found".into()))?;
-    execute(
-        &store::<File>(&state, ctx.tenant_id),
-        &file_id.to_string(),
-        FileCommand::RetryProcessing {
-            version_number: version_number as u32,
-        },
-        &caller_metadata(&ctx, &headers),
-        &(),
-    )
-    .await?;
+    let meta = caller_metadata(&admin, &headers);
+    commands::jobs::retry(&state, &admin, &meta, id).await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(RetryAccepted {

@@ -6,22 +6,22 @@ pub(crate) mod auth;
 mod budget;
 mod caller;
 mod cursor;
-mod devices;
+pub(crate) mod devices;
 mod direct;
 mod direct_session;
-mod download;
+pub(crate) mod download;
 pub mod edge;
 mod erase;
 mod events;
-mod extract;
+pub(crate) mod extract;
 mod feed;
-mod files;
-mod files_list;
+pub(crate) mod files;
+pub(crate) mod files_list;
 pub(crate) mod files_manage;
 #[doc(hidden)]
 pub mod fuzzing;
 mod health;
-mod history;
+pub(crate) mod history;
 pub mod idempotency;
 mod idempotency_upload;
 mod jobs;
@@ -34,8 +34,8 @@ mod outage;
 pub mod ratelimit;
 mod read_routing;
 mod register_guard;
-mod sessions;
-mod sharing;
+pub(crate) mod sessions;
+pub(crate) mod sharing;
 mod text;
 mod transparency;
 pub(crate) mod tus;
@@ -117,6 +117,13 @@ impl utoipa::Modify for BearerAuth {
 /// streaming upload route reads its body as a stream (untouched by the JSON limit), and a
 /// router needing a different JSON limit layers its own `JsonBodyLimitLayer`.
 pub fn router(state: AppState) -> Router {
+    router_with(state, Router::new())
+}
+
+/// The API with other routes merged in (the web console at `/`, src/console), behind the
+/// same edge, credentials and rate-limit layers. `api` does not know what they are:
+/// `app.rs` passes them in, so `api` never imports the surfaces above it.
+pub fn router_with(state: AppState, extra: Router<AppState>) -> Router {
     let config = state.config.clone();
     let request_id = HeaderName::from_static(middleware::REQUEST_ID);
     let mut router = Router::new()
@@ -245,6 +252,8 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             idempotency::idempotency,
         ))
+        // After the idempotency layer: the console's forms take no Idempotency-Key.
+        .merge(extra)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(JsonBodyLimitLayer::new(config.max_json_body_bytes))

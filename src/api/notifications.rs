@@ -10,9 +10,8 @@ use sqlx::Row;
 use sqlx::postgres::PgRow;
 use uuid::Uuid;
 
-use super::auth::{caller_metadata, store};
+use super::auth::caller_metadata;
 use super::extract::{ApiPath, ApiQuery};
-use crate::aggregates::{Notification, NotificationCommand};
 use crate::auth::TenantContext;
 use crate::commands;
 use crate::error::{AppError, ErrorBody};
@@ -161,29 +160,6 @@ pub async fn mark_read(
     headers: HeaderMap,
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<StatusCode, AppError> {
-    let not_found = || AppError::NotFound("notification not found".into());
-    let mut tx = ctx.begin(&state.db).await?;
-    let mine: bool = sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM notifications
-                         WHERE tenant_id = $1 AND id = $2 AND recipient_id = $3
-                           AND kind <> 'version_status')",
-    )
-    .bind(ctx.tenant_id.0)
-    .bind(id)
-    .bind(ctx.user_id.0)
-    .fetch_one(&mut *tx)
-    .await?;
-    tx.commit().await?;
-    if !mine {
-        return Err(not_found());
-    }
-    commands::execute(
-        &store::<Notification>(&state, ctx.tenant_id),
-        &id.to_string(),
-        NotificationCommand::MarkRead,
-        &caller_metadata(&ctx, &headers),
-        &(),
-    )
-    .await?;
+    commands::notifications::mark_read(&state, &ctx, &caller_metadata(&ctx, &headers), id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

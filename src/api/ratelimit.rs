@@ -42,6 +42,9 @@ pub const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-poli
 /// Probes and scrapes must never be refused: an orchestrator that cannot probe restarts
 /// healthy instances, and a missing scrape hides the very overload being limited.
 pub(super) const EXEMPT: &[&str] = &["/health", "/health/ready", "/metrics"];
+/// The web console's static files (src/console/assets.rs): a page loads several, the
+/// browser revalidates them, and serving them costs no more than a 429 would.
+const STATIC_PREFIXES: &[&str] = &["/assets/"];
 
 /// What to do when Redis gives no answer in time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -226,7 +229,8 @@ impl Enforcer {
         S: Service<Request, Response = Response, Error = Infallible>,
     {
         let policy = &self.policy;
-        if policy.exempt.contains(&request.uri().path()) {
+        let path = request.uri().path();
+        if policy.exempt.contains(&path) || STATIC_PREFIXES.iter().any(|p| path.starts_with(p)) {
             return call(&mut inner, request).await;
         }
         let (client, limit, person) = match self.budget_of(&request) {

@@ -45,6 +45,7 @@ pub async fn read_your_writes(
         .map(|bearer| match bearer {
             Bearer::Token(claims) => claims.sub,
             Bearer::Key(grant) => grant.key_id,
+            Bearer::Browser(grant) => grant.user_id,
         });
     let (true, Some(user)) = (state.reads.enabled(), user) else {
         return next.run(request).await;

@@ -4,16 +4,13 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use chrono::{DateTime, Utc};
-use cqrs_es::EventStore;
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::auth::{caller_metadata, store};
+use super::auth::caller_metadata;
 use super::extract::{ApiPath, ApiQuery, NoParams};
-use crate::aggregates::session::RevokeReason;
-use crate::aggregates::{Session, SessionCommand};
-use crate::auth::{TenantContext, policy};
-use crate::commands;
+use crate::auth::TenantContext;
+use crate::commands::sessions;
 use crate::error::{AppError, ErrorBody};
 use crate::state::AppState;
 
@@ -41,6 +38,14 @@ pub async fn list(
     ctx: TenantContext,
     _: ApiQuery<NoParams>,
 ) -> Result<Json<Vec<SessionView>>, AppError> {
+    Ok(Json(sessions_of(&state, &ctx).await?))
+}
+
+/// The caller's sessions, newest first (the API's list and the console's Devices page).
+pub(crate) async fn sessions_of(
+    state: &AppState,
+    ctx: &TenantContext,
+) -> Result<Vec<SessionView>, AppError> {
     let mut tx = ctx.begin(&state.db).await?;
     let mut rows: Vec<SessionView> = sqlx::query_as(
         "SELECT id, user_agent, ip_address, created_at, last_seen_at, revoked_at, revoke_reason
@@ -53,7 +58,7 @@ pub async fn list(
     for row in &mut rows {
         row.current = row.id == ctx.session_id;
     }
-    Ok(Json(rows))
+    Ok(rows)
 }
 
 /// Revoke one of my sessions (admins: any session of their tenant).
@@ -66,18 +71,6 @@ pub async fn revoke(
     headers: HeaderMap,
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<StatusCode, AppError> {
-    let sessions = store::<Session>(&state, ctx.tenant_id);
-    let current = sessions
-        .load_aggregate(&id.to_string())
-        .await
-        .map_err(|e| AppError::Internal(anyhow::anyhow!("event store: {e}")))?;
-    if !current.aggregate.exists || !policy::can_revoke_session(&ctx, current.aggregate.user_id) {
-        return Err(AppError::NotFound("session not found".into()));
-    }
-    let meta = caller_metadata(&ctx, &headers);
-    let revoke = SessionCommand::Revoke {
-        reason: RevokeReason::Revoked,
-    };
-    commands::execute(&sessions, &id.to_string(), revoke, &meta, &()).await?;
+    sessions::revoke(&state, &ctx, &caller_metadata(&ctx, &headers), id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -13,13 +13,13 @@ use serde::Serialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::auth::{caller_metadata, store};
+use super::auth::caller_metadata;
 use super::extract::ApiPath;
-use super::files_manage::load_for_change;
 use super::text;
-use crate::aggregates::file::{File, FileCommand, NewVersion};
+use crate::aggregates::file::NewVersion;
 use crate::auth::{TenantContext, Writer};
-use crate::commands::execute;
+use crate::commands::files::load_for_change;
+use crate::commands::uploads::{Destination, commit_version};
 use crate::error::AppError;
 use crate::ids::{FileId, TenantId, version_id};
 use crate::state::AppState;
@@ -118,13 +118,12 @@ pub async fn create_file(
         .display_name
         .clone()
         .unwrap_or_else(|| display_text(&upload.original_name));
-    let command = FileCommand::CreateWithUpload {
+    let destination = Destination::NewFile {
         owner_id: ctx.user_id,
         display_name,
         tags: upload.tags.clone(),
-        version: upload.new_version(),
     };
-    commit(&state, &ctx, &meta, file_id, command, &upload).await
+    commit(&state, &ctx, &meta, file_id, destination, &upload).await
 }
 
 /// Upload a new version of an existing file (multipart `file`).
@@ -158,8 +157,15 @@ pub async fn create_version(
     if let Some(answer) = claim_key(&state, &upload).await? {
         return Ok(answer);
     }
-    let command = FileCommand::Upload(upload.new_version());
-    commit(&state, &ctx, &meta, file_id, command, &upload).await
+    commit(
+        &state,
+        &ctx,
+        &meta,
+        file_id,
+        Destination::NextVersion,
+        &upload,
+    )
+    .await
 }
 
 async fn commit(
@@ -167,26 +173,18 @@ async fn commit(
     ctx: &TenantContext,
     meta: &EventMetadata,
     file_id: FileId,
-    command: FileCommand,
+    destination: Destination,
     upload: &ReceivedUpload,
 ) -> Result<Response, AppError> {
-    let stream = store::<File>(state, ctx.tenant_id);
-    let committed = match execute(&stream, &file_id.to_string(), command, meta, &()).await {
+    let version = upload.new_version();
+    let committed = commit_version(state, ctx.tenant_id, meta, file_id, destination, version).await;
+    let (_, version_number) = match committed {
         Ok(c) => c,
         Err(err) => {
             discard(state, &upload.temp_key).await;
-            return Err(err.into());
+            return Err(err);
         }
     };
-    // The version this upload became (a retried command may have numbered it anew).
-    let version_number = committed
-        .aggregate
-        .versions
-        .iter()
-        .rev()
-        .find(|v| v.temp_location.as_deref() == Some(upload.temp_key.as_str()))
-        .map(|v| v.number)
-        .ok_or_else(|| AppError::Internal(anyhow::anyhow!("committed upload has no version")))?;
     Ok((
         StatusCode::ACCEPTED,
         Json(UploadAccepted {

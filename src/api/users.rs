@@ -13,9 +13,9 @@ use super::auth::{caller_metadata, store};
 use super::caller::JudgedUnder;
 use super::extract::ApiPath;
 use super::json::JsonBody;
-use crate::aggregates::{Role, User, UserCommand};
+use crate::aggregates::{Role, User};
 use crate::auth::{Admin, TenantContext};
-use crate::commands;
+use crate::commands::users::{self, UserChange};
 use crate::error::{AppError, ErrorBody};
 use crate::ids::UserId;
 use crate::state::AppState;
@@ -78,26 +78,17 @@ pub struct RoleChange {
     pub role: Role,
 }
 
-/// An admin's change to a user of the tenant (the `Admin` in the signature).
+/// An admin's change to a user of the tenant, rendered.
 async fn change(
     state: &AppState,
-    Admin(ctx): Admin,
+    admin: Admin,
     headers: &HeaderMap,
     id: Uuid,
-    command: UserCommand,
+    change: UserChange,
 ) -> Result<Json<UserView>, AppError> {
-    let meta = caller_metadata(&ctx, headers);
-    // The store is bound to the caller's tenant: another tenant's user id is simply
-    // not found here.
-    let done = commands::execute(
-        &store::<User>(state, ctx.tenant_id),
-        &id.to_string(),
-        command,
-        &meta,
-        &(),
-    )
-    .await?;
-    Ok(Json(view(&ctx, UserId(id), done.aggregate)?))
+    let meta = caller_metadata(&admin, headers);
+    let user = users::change(state, &admin, &meta, UserId(id), change).await?;
+    Ok(Json(view(&admin, UserId(id), user)?))
 }
 
 /// Admin: set a user's role.
@@ -111,14 +102,7 @@ pub async fn set_role(
     ApiPath(id): ApiPath<Uuid>,
     JsonBody(body): JsonBody<RoleChange>,
 ) -> Result<Json<UserView>, AppError> {
-    change(
-        &state,
-        admin,
-        &headers,
-        id,
-        UserCommand::ChangeRole { role: body.role },
-    )
-    .await
+    change(&state, admin, &headers, id, UserChange::SetRole(body.role)).await
 }
 
 /// Admin: ban a user. Their sessions are refused from the next request on.
@@ -131,10 +115,7 @@ pub async fn ban(
     headers: HeaderMap,
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<Json<UserView>, AppError> {
-    if id == admin.user_id.0 {
-        return Err(AppError::Validation("you cannot ban yourself".into()));
-    }
-    change(&state, admin, &headers, id, UserCommand::Ban).await
+    change(&state, admin, &headers, id, UserChange::Ban).await
 }
 
 /// Admin: lift a ban.
@@ -147,5 +128,5 @@ pub async fn unban(
     headers: HeaderMap,
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<Json<UserView>, AppError> {
-    change(&state, admin, &headers, id, UserCommand::Unban).await
+    change(&state, admin, &headers, id, UserChange::Unban).await
 }

@@ -19,6 +19,7 @@ use uuid::Uuid;
 
 use super::TokenKeys;
 use super::api_keys::{self, KeyGrant};
+use super::browser;
 use super::credentials::{Bearer, Credentials};
 use super::scopes::Scopes;
 use super::tokens::AccessClaims;
@@ -189,6 +190,19 @@ where
             let claims = match Credentials::of(parts, keys).0 {
                 // The layer read a key's whole standing already.
                 Ok(Bearer::Key(grant)) => return Ok(TenantContext::key(&grant)),
+                // The cookie's standing was read by the layer; a state change also needs
+                // the CSRF token (browser.rs), else any page could make one.
+                Ok(Bearer::Browser(grant)) => {
+                    if browser::is_unsafe(&parts.method) && !grant.csrf_proven {
+                        return Err(AppError::CsrfRejected);
+                    }
+                    return Ok(TenantContext::person(
+                        TenantId(grant.tenant_id),
+                        UserId(grant.user_id),
+                        grant.role,
+                        grant.session_id,
+                    ));
+                }
                 Ok(Bearer::Token(claims)) => claims,
                 Err(failure) => return Err(AppError::Unauthorized(failure)),
             };

@@ -8,6 +8,10 @@
 //!   expiry, creator) is read from the log here, in one query, since nothing about a
 //!   key can be checked without it.
 //!
+//! - without an `Authorization` header, the web console's session cookie
+//!   (`browser.rs`): its standing is read from the log here, like a key's, and whether
+//!   the request carries the session's CSRF token (`X-CSRF-Token`) is noted with it.
+//!
 //! Everything after reads the outcome from there: the rate limiter's budget, the
 //! idempotency layer and the `TenantContext` extractor, and the event stream (which
 //! also takes the token from `?access_token=`, on that route only).
@@ -20,8 +24,10 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use sqlx::PgPool;
 
+use super::OpaqueToken;
 use super::TokenKeys;
 use super::api_keys::{self, KeyGrant, PresentedKey};
+use super::browser::{self, BrowserGrant, CsrfKey};
 use super::tokens::AccessClaims;
 use crate::error::{AppError, AuthFailure};
 
@@ -32,6 +38,8 @@ pub enum Bearer {
     Token(AccessClaims),
     /// An API key in good standing.
     Key(KeyGrant),
+    /// The web console's session cookie, in good standing (`browser.rs`).
+    Browser(BrowserGrant),
 }
 
 /// A request's bearer value after verification: who it is, or why it is nobody.
@@ -45,7 +53,12 @@ pub struct Verifier {
     pub db: PgPool,
     /// API keys' standing, remembered under their tenant's epoch (`standing.rs`).
     pub standings: Option<super::Standings>,
+    /// Checks the CSRF token of cookie-authenticated requests.
+    pub csrf: CsrfKey,
 }
+
+/// Static files never need a caller: their requests skip the cookie's lookup.
+const STATIC_PREFIX: &str = "/assets/";
 
 /// The `Bearer` value of the header; no header is `missing_token`, another scheme or
 /// non-ASCII text `malformed_token`.
@@ -111,6 +124,30 @@ impl Credentials {
         Ok(Self(standing.map(Bearer::Key)))
     }
 
+    /// The console's session cookie verified against the log, with whether the request
+    /// carries the session's CSRF token in its `X-CSRF-Token` header. `None` without a
+    /// cookie.
+    pub async fn from_cookie(
+        headers: &HeaderMap,
+        verifier: &Verifier,
+    ) -> Result<Option<Self>, sqlx::Error> {
+        let Some(value) = browser::cookie(headers, browser::SESSION_COOKIE) else {
+            return Ok(None);
+        };
+        let Some(token) = OpaqueToken::parse(&value) else {
+            return Ok(Some(Self(Err(AuthFailure::SessionRevoked))));
+        };
+        let now = chrono::Utc::now().timestamp();
+        let standing = browser::standing(&verifier.db, &token, now).await?;
+        Ok(Some(Self(standing.map(|mut grant| {
+            grant.csrf_proven = headers
+                .get(browser::CSRF_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|t| verifier.csrf.verify_session(grant.session_id, t));
+            Bearer::Browser(grant)
+        }))))
+    }
+
     /// What the `verify` layer found in this request; verified here (and kept) only if
     /// the request did not pass the layer, as in a router built without it.
     pub fn of(parts: &mut Parts, keys: &TokenKeys) -> Self {
@@ -144,7 +181,17 @@ pub async fn verify(
     next: Next,
 ) -> Response {
     let header = request.headers().get(AUTHORIZATION).cloned();
-    let credentials = match Credentials::verify(header.as_ref(), &verifier).await {
+    let by_cookie = header.is_none()
+        && !request.uri().path().starts_with(STATIC_PREFIX)
+        && browser::has_session_cookie(request.headers());
+    let credentials = if by_cookie {
+        Credentials::from_cookie(request.headers(), &verifier)
+            .await
+            .map(|found| found.expect("the cookie is there"))
+    } else {
+        Credentials::verify(header.as_ref(), &verifier).await
+    };
+    let credentials = match credentials {
         Ok(credentials) => credentials,
         Err(err) => return AppError::from(err).into_response(),
     };
@@ -231,6 +278,7 @@ mod tests {
                     tokens: keys.clone(),
                     db: sqlx::PgPool::connect_lazy("postgres://nobody@127.0.0.1:1/none").unwrap(),
                     standings: None,
+                    csrf: CsrfKey::new("secret"),
                 },
                 verify,
             ));

@@ -4,6 +4,7 @@
 //! their extractors).
 
 pub mod api_keys;
+pub mod browser;
 pub mod context;
 pub mod credentials;
 pub mod password;

@@ -9,8 +9,15 @@
 //! that persists for `CONFLICT_PATIENCE` (no race does: it is a fault) ends in
 //! `409 conflict`. docs/architecture.md, "Concurrent writers".
 
+pub mod accounts;
 pub mod erase;
+pub mod files;
+pub mod jobs;
+pub mod notifications;
+pub mod sessions;
 pub mod sharing;
+pub mod uploads;
+pub mod users;
 pub mod webhooks;
 
 use std::time::{Duration, Instant};

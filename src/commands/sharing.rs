@@ -6,7 +6,6 @@
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Duration, Utc};
-use cqrs_es::EventStore;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
@@ -16,25 +15,14 @@ use crate::auth::{TenantContext, policy};
 use crate::error::AppError;
 use crate::ids::{TenantId, UserId};
 use crate::state::AppState;
-use crate::store::{ChronicleStore, EventMetadata};
+use crate::store::EventMetadata;
+
+use super::files::{file_store, load_any};
 
 /// The longest a link may live.
 pub const MAX_LINK_LIFETIME_DAYS: i64 = 365;
 /// Link passwords: as long as account passwords may be.
 const MAX_LINK_PASSWORD_LEN: usize = 256;
-
-fn file_store(state: &AppState, tenant: TenantId) -> ChronicleStore<File> {
-    ChronicleStore::new(state.events.clone(), tenant, state.config.snapshot_every)
-}
-
-/// The file as the log has it now, whoever asks (the caller's tenant only).
-pub async fn load_file(state: &AppState, tenant: TenantId, id: Uuid) -> Result<File, AppError> {
-    Ok(file_store(state, tenant)
-        .load_aggregate(&id.to_string())
-        .await
-        .map_err(|e| AppError::Internal(anyhow::anyhow!("event store: {e}")))?
-        .aggregate)
-}
 
 async fn commit(
     state: &AppState,
@@ -64,7 +52,7 @@ async fn checked(
     rule: fn(&TenantContext, &File) -> Result<(), AppError>,
     command: FileCommand,
 ) -> Result<File, AppError> {
-    let file = load_file(state, ctx.tenant_id, id).await?;
+    let file = load_any(state, ctx.tenant_id, id).await?;
     rule(ctx, &file)?;
     commit(state, ctx.tenant_id, meta, id, command).await
 }
@@ -79,7 +67,7 @@ pub async fn share(
     grantee: Grantee,
     access: Access,
 ) -> Result<File, AppError> {
-    let file = load_file(state, ctx.tenant_id, id).await?;
+    let file = load_any(state, ctx.tenant_id, id).await?;
     policy::can_manage(ctx, &file)?;
     if let Grantee::User(user) = grantee {
         let mut tx = ctx.begin(&state.db).await?;
@@ -130,7 +118,7 @@ pub async fn load_for_sharing_view(
     ctx: &TenantContext,
     id: Uuid,
 ) -> Result<File, AppError> {
-    let file = load_file(state, ctx.tenant_id, id).await?;
+    let file = load_any(state, ctx.tenant_id, id).await?;
     if policy::reads_history(ctx) && policy::can_read(ctx, &file) {
         return Ok(file);
     }
@@ -197,7 +185,7 @@ pub async fn create_link(
     id: Uuid,
     new: NewLink,
 ) -> Result<(Link, String), AppError> {
-    let file = load_file(state, ctx.tenant_id, id).await?;
+    let file = load_any(state, ctx.tenant_id, id).await?;
     policy::can_manage(ctx, &file)?;
     let now = Utc::now();
     if new.expires_at <= now {
@@ -319,7 +307,7 @@ pub async fn open_link(
     let Some((tenant, file_id, link_id)) = row else {
         return Err(link_not_found());
     };
-    let file = load_file(state, TenantId(tenant), file_id).await?;
+    let file = load_any(state, TenantId(tenant), file_id).await?;
     if !file.exists || file.purged || file.deleted {
         return Err(link_not_found());
     }

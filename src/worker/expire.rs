@@ -5,8 +5,8 @@
 //! overdue). Each upload is handled under its upload lock, so a PATCH never writes into
 //! bytes being deleted; a locked upload waits for the next round.
 //!
-//! Bytes first, event second: a crash in between leaves an overdue upload without bytes,
-//! which the API already refuses, and the next round records the event.
+//! The ending itself is the use case `commands::uploads::end` (shared with the owner's
+//! `DELETE`): bytes first, event second.
 
 use std::sync::Arc;
 
@@ -14,10 +14,9 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::Worker;
-use crate::aggregates::upload::{Upload, UploadCommand, UploadStatus};
-use crate::commands;
+use crate::commands::uploads::{self, Ending, UploadsAt};
 use crate::ids::TenantId;
-use crate::store::{Actor, ChronicleStore, EventMetadata};
+use crate::store::{Actor, EventMetadata};
 use crate::uploads::lock::UploadLock;
 
 /// Uploads expired per round; the rest waits for the next one.
@@ -66,29 +65,15 @@ impl Worker {
     }
 
     async fn expire_one(&self, tenant: TenantId, id: Uuid) -> anyhow::Result<bool> {
-        let store: ChronicleStore<Upload> =
-            ChronicleStore::new(self.events.clone(), tenant, self.snapshot_every);
-        let upload = cqrs_es::EventStore::load_aggregate(&store, &id.to_string())
-            .await?
-            .aggregate;
-        let now = chrono::Utc::now();
-        // The read row may lag: a chunk may have pushed the deadline since.
-        let overdue = upload.status == UploadStatus::InProgress
-            && upload.expires_at.is_some_and(|at| now >= at);
-        if !overdue {
-            return Ok(false);
-        }
-        crate::uploads::parts::discard(&self.storage, tenant, id, &upload).await?;
+        let at = UploadsAt {
+            events: &self.events,
+            storage: &self.storage,
+            snapshot_every: self.snapshot_every,
+        };
         let meta = EventMetadata::new(tenant, Actor::Worker, format!("upload-expiry:{id}"));
-        commands::execute(
-            &store,
-            &id.to_string(),
-            UploadCommand::Expire { now },
-            &meta,
-            &(),
-        )
-        .await
-        .map_err(|e| anyhow::anyhow!("recording UploadExpired: {e}"))?;
-        Ok(true)
+        let now = chrono::Utc::now();
+        uploads::end(at, tenant, id, Ending::Expire { now }, &meta)
+            .await
+            .map_err(|e| anyhow::anyhow!("expiring upload {id}: {e}"))
     }
 }

@@ -207,15 +207,25 @@ pub const PATIENCE: std::time::Duration = std::time::Duration::from_secs(60);
 /// Polls `check` every 50 ms until it returns `Some`, and returns that; fails the test
 /// naming `what` when `PATIENCE` passes first. For everything that becomes true
 /// asynchronously (projections, the worker, notifications, garbage collection).
-pub async fn eventually_some<T>(what: &str, mut check: impl AsyncFnMut() -> Option<T>) -> T {
-    let deadline = tokio::time::Instant::now() + PATIENCE;
+pub async fn eventually_some<T>(what: &str, check: impl AsyncFnMut() -> Option<T>) -> T {
+    eventually_within(what, PATIENCE, check).await
+}
+
+/// `eventually_some` with its own bound, for a test whose point is how soon something
+/// happens (an expiry after its deadline) or that needs longer (a 200 MiB upload).
+pub async fn eventually_within<T>(
+    what: &str,
+    within: std::time::Duration,
+    mut check: impl AsyncFnMut() -> Option<T>,
+) -> T {
+    let deadline = tokio::time::Instant::now() + within;
     loop {
         if let Some(found) = check().await {
             return found;
         }
         assert!(
             tokio::time::Instant::now() < deadline,
-            "not within {PATIENCE:?}: {what}"
+            "not within {within:?}: {what}"
         );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }

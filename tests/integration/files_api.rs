@@ -6,7 +6,6 @@
 mod cache;
 
 use std::collections::HashSet;
-use std::time::Duration;
 
 use chronicle::aggregates::file::{FinalBlob, NewVersion};
 use chronicle::aggregates::{File, FileCommand};
@@ -19,7 +18,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::common::{Client, TestApp};
+use crate::common::{Client, TestApp, eventually, eventually_some};
 
 const SECRET: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 
@@ -121,15 +120,14 @@ impl World {
 
     /// Waits until the files projector has applied every committed event.
     pub async fn settled(&self) {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-        loop {
-            let all = status(&self.t.db.worker).await.unwrap();
-            if all.iter().any(|p| p.name == "files" && p.lag_events == 0) {
-                return;
-            }
-            assert!(tokio::time::Instant::now() < deadline, "projector lags");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        eventually(
+            "the files projector applied every committed event",
+            async || {
+                let all = status(&self.t.db.worker).await.unwrap();
+                all.iter().any(|p| p.name == "files" && p.lag_events == 0)
+            },
+        )
+        .await;
     }
 
     pub async fn send(&self, method: &str, path: &str, who: &Caller) -> (StatusCode, Value) {
@@ -164,18 +162,11 @@ impl World {
         who: &Caller,
         done: impl Fn(&Value) -> bool,
     ) -> Value {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-        loop {
+        eventually_some(&format!("GET {path} matches"), async || {
             let (status, body) = self.send("GET", path, who).await;
-            if status == StatusCode::OK && done(&body) {
-                return body;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "GET {path} never matched: {status} {body}"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+            (status == StatusCode::OK && done(&body)).then_some(body)
+        })
+        .await
     }
 
     /// Every id of the listing at `query`, following cursors to the end.

@@ -1,14 +1,13 @@
 //! The operator's side of processing: the jobs API (dead letters, retry), quotas,
 //! image variants, queue depth in /metrics, storage readiness.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chronicle::app::Mode;
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use crate::common::TestApp;
-use crate::common::{Client, WORKER, bytes_of};
+use crate::common::{Client, TestApp, WORKER, bytes_of, eventually, eventually_some};
 
 async fn jobs(t: &TestApp, c: &Client, query: &str) -> reqwest::Response {
     t.http
@@ -30,15 +29,11 @@ async fn failures(t: &TestApp, file_id: &str) -> i64 {
 }
 
 async fn wait_for_job(t: &TestApp, c: &Client, query: &str, count: usize) -> Vec<Value> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
+    eventually_some(&format!("{count} jobs listed at {query}"), async || {
         let listed: Vec<Value> = jobs(t, c, query).await.json().await.unwrap();
-        if listed.len() == count {
-            return listed;
-        }
-        assert!(Instant::now() < deadline, "{query}: {listed:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        (listed.len() == count).then_some(listed)
+    })
+    .await
 }
 
 #[tokio::test]
@@ -121,14 +116,10 @@ async fn dead_letters_are_listed_for_admins_and_a_retry_grants_fresh_attempts() 
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while failures(&t, &file_id).await < 6 {
-        assert!(
-            Instant::now() < deadline,
-            "the retried job did not run again"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually("the retried job ran again", async || {
+        failures(&t, &file_id).await >= 6
+    })
+    .await;
     let dead = wait_for_job(&t, &admin, "?status=dead_letter", 1).await;
     assert_eq!(dead[0]["attempts"], 6);
     let retried: i64 = sqlx::query_scalar(
@@ -316,11 +307,10 @@ async fn orphaned_temporary_uploads_are_swept_and_a_dead_letters_bytes_are_kept(
         .await
         .unwrap();
 
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while t.app.state.storage.exists(&orphan).await.unwrap() {
-        assert!(Instant::now() < deadline, "the orphan was not swept");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually("the orphan swept", async || {
+        !t.app.state.storage.exists(&orphan).await.unwrap()
+    })
+    .await;
     // The dead letter's bytes stay for a retry, however old.
     let temp: String =
         sqlx::query_scalar("SELECT temp_location FROM file_versions WHERE file_id = $1::uuid")

@@ -15,6 +15,7 @@ mod bad_input;
 mod bench_upload;
 mod cli_client;
 mod common;
+mod console;
 mod devices;
 mod direct_s3;
 mod edge;

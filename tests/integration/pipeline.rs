@@ -8,7 +8,7 @@ use chronicle::app::Mode;
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use crate::common::{TestApp, WORKER, bytes_of};
+use crate::common::{TestApp, WORKER, bytes_of, eventually, eventually_some};
 use crate::scan::{EICAR, Member, Method, zip};
 
 async fn event_count(t: &TestApp, file_id: &str, event_type: &str) -> i64 {
@@ -51,19 +51,16 @@ async fn a_clean_upload_completes_and_its_blob_is_byte_identical() {
         t.stored_objects("tmp")
     );
     // The jobs projector may trail the files projector that settled_status watched.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    let (status, attempts) = loop {
+    let (status, attempts) = eventually_some("the job settled", async || {
         let (status, attempts): (String, i32) =
             sqlx::query_as("SELECT status::text, attempts FROM jobs WHERE file_id = $1::uuid")
                 .bind(&file_id)
                 .fetch_one(&t.db.owner)
                 .await
                 .unwrap();
-        if status != "in_progress" || std::time::Instant::now() > deadline {
-            break (status, attempts);
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    };
+        (status != "in_progress").then_some((status, attempts))
+    })
+    .await;
     assert_eq!((status.as_str(), attempts), ("succeeded", 1));
     for e in [
         "Uploaded",
@@ -367,8 +364,7 @@ async fn a_dead_scanner_means_retries_then_dead_letter_and_nothing_passes() {
     let accepted = t.upload_ok(&c, "a.bin", bytes_of(1, 1000)).await;
     let file_id = accepted["file_id"].as_str().unwrap().to_string();
     assert_eq!(t.settled_status(&file_id, 1).await, "failed");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let (status, attempts, error) = loop {
+    let (status, attempts, error) = eventually_some("the job dead-lettered", async || {
         let row: (String, i32, Option<String>) = sqlx::query_as(
             "SELECT status::text, attempts, last_error FROM jobs WHERE file_id = $1::uuid",
         )
@@ -376,11 +372,9 @@ async fn a_dead_scanner_means_retries_then_dead_letter_and_nothing_passes() {
         .fetch_one(&t.db.owner)
         .await
         .unwrap();
-        if row.0 == "dead_letter" || Instant::now() > deadline {
-            break row;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+        (row.0 == "dead_letter").then_some(row)
+    })
+    .await;
     assert_eq!((status.as_str(), attempts), ("dead_letter", 3));
     assert!(error.unwrap().contains("scanner unavailable"));
     assert_eq!(event_count(&t, &file_id, "ProcessingFailed").await, 3);
@@ -415,10 +409,7 @@ async fn jobs_lost_by_redis_are_reconciled_from_postgres() {
         .unwrap()
     };
     let deadline = Instant::now() + Duration::from_secs(20);
-    while attempts().await < 1 {
-        assert!(Instant::now() < deadline);
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually("the first attempt failed", async || attempts().await >= 1).await;
     // Redis restarts empty: every key of this deployment is gone.
     let prefix = t.app.state.config.redis_key_prefix.clone();
     let mut conn = t.app.state.redis_conn.clone();

@@ -13,7 +13,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::common::TempDir;
+use crate::common::{TempDir, eventually};
 use crate::files_api::World;
 
 const LOOPBACK: &[(&str, &str)] = &[
@@ -186,23 +186,18 @@ async fn a_receiver_failing_at_first_gets_every_event_in_order_verified_by_stand
 
     let expected = positions_from(&w, created_position(&w, &id).await).await;
     assert!(expected.len() >= 3 + 12, "{expected:?}");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let delivered = receiver
-            .requests()
-            .iter()
-            .filter(|r| r["status"] == 204)
-            .count();
-        if delivered >= expected.len() {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{delivered} of {} delivered",
-            expected.len()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually(
+        &format!("{} deliveries answered 204", expected.len()),
+        async || {
+            let delivered = receiver
+                .requests()
+                .iter()
+                .filter(|r| r["status"] == 204)
+                .count();
+            delivered >= expected.len()
+        },
+    )
+    .await;
     // Give a buggy dispatcher the chance to send something twice.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let summary = receiver.verify(&secret);
@@ -328,11 +323,7 @@ async fn a_run_of_failures_disables_the_endpoint() {
         )
         .await;
     assert_eq!((status, &body["enabled"]), (StatusCode::OK, &json!(true)));
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while receiver.requests().len() <= 3 {
-        assert!(tokio::time::Instant::now() < deadline, "not resumed");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually("deliveries resumed", async || receiver.requests().len() > 3).await;
 }
 
 #[tokio::test]

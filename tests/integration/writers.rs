@@ -15,9 +15,9 @@ use futures::future::join_all;
 use reqwest::StatusCode;
 use serde_json::Value;
 
+use crate::common::eventually_within;
 use crate::common::table_contents;
 use crate::files_api::{Caller, World};
-use crate::tus::eventually;
 
 const CLIENTS: usize = 32;
 /// Requests per client.
@@ -42,32 +42,51 @@ fn bytes(client: usize, round: usize) -> Vec<u8> {
 
 /// One client's requests: uploads (half the clients), renames or tag/untag; returns
 /// (status, the version number of an upload).
+///
+/// Like any well-behaved client, it retries `503` ("retry shortly": the app's database
+/// pool was exhausted, which a suite running beside this test on two cores can cause)
+/// with the same `Idempotency-Key`, so a retried request still takes effect once.
 async fn client(w: &World, who: &Caller, file: &str, i: usize) -> Vec<(StatusCode, Option<u64>)> {
     let mut answers = Vec::new();
     for round in 0..ROUNDS {
-        let request = match i % 4 {
-            0 | 1 => {
-                w.t.http
-                    .post(w.t.url(&format!("/v1/files/{file}/versions")))
-                    .multipart(form(bytes(i, round), &format!("v-{i}-{round}.bin")))
+        let key = format!("writer-{i}-{round}-{}", uuid::Uuid::new_v4());
+        let mut attempt = 0;
+        let (status, body) = loop {
+            attempt += 1;
+            let request = match i % 4 {
+                0 | 1 => {
+                    w.t.http
+                        .post(w.t.url(&format!("/v1/files/{file}/versions")))
+                        .multipart(form(bytes(i, round), &format!("v-{i}-{round}.bin")))
+                }
+                2 => {
+                    w.t.http
+                        .patch(w.t.url(&format!("/v1/files/{file}")))
+                        .json(&serde_json::json!({"display_name": format!("name {i}.{round}")}))
+                }
+                _ if round % 2 == 0 => {
+                    w.t.http
+                        .put(w.t.url(&format!("/v1/files/{file}/tags/t{i}")))
+                }
+                _ => {
+                    w.t.http
+                        .delete(w.t.url(&format!("/v1/files/{file}/tags/t{i}")))
+                }
+            };
+            let r = request
+                .bearer_auth(&who.token)
+                .header("Idempotency-Key", &key)
+                .send()
+                .await
+                .unwrap();
+            let status = r.status();
+            let body: Value = r.json().await.unwrap_or(Value::Null);
+            if status == StatusCode::SERVICE_UNAVAILABLE && attempt < 10 {
+                tokio::time::sleep(Duration::from_millis(250 * attempt)).await;
+                continue;
             }
-            2 => {
-                w.t.http
-                    .patch(w.t.url(&format!("/v1/files/{file}")))
-                    .json(&serde_json::json!({"display_name": format!("name {i}.{round}")}))
-            }
-            _ if round % 2 == 0 => {
-                w.t.http
-                    .put(w.t.url(&format!("/v1/files/{file}/tags/t{i}")))
-            }
-            _ => {
-                w.t.http
-                    .delete(w.t.url(&format!("/v1/files/{file}/tags/t{i}")))
-            }
+            break (status, body);
         };
-        let r = request.bearer_auth(&who.token).send().await.unwrap();
-        let status = r.status();
-        let body: Value = r.json().await.unwrap_or(Value::Null);
         assert!(status.is_success(), "client {i}: {status} {body}");
         answers.push((status, body["version_number"].as_u64()));
     }
@@ -108,16 +127,20 @@ async fn thirty_two_clients_write_one_file_and_nobody_gets_a_conflict() {
 
     // The worker completes every version (it writes to the same stream meanwhile).
     let id: uuid::Uuid = file.parse().unwrap();
-    eventually(Duration::from_secs(180), || async {
-        let completed: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM file_versions WHERE file_id = $1 AND status = 'completed'",
-        )
-        .bind(id)
-        .fetch_one(&w.t.db.owner)
-        .await
-        .unwrap();
-        (completed == uploads as i64 + 1).then_some(())
-    })
+    eventually_within(
+        "every version completed",
+        Duration::from_secs(180),
+        async || {
+            let completed: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM file_versions WHERE file_id = $1 AND status = 'completed'",
+            )
+            .bind(id)
+            .fetch_one(&w.t.db.owner)
+            .await
+            .unwrap();
+            (completed == uploads as i64 + 1).then_some(())
+        },
+    )
     .await;
     let failed: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM events WHERE aggregate_id = $1 AND event_type = 'ProcessingFailed'",

@@ -12,11 +12,12 @@ use sha2::Digest;
 use uuid::Uuid;
 
 use super::chunk;
-use crate::aggregates::file::{File, FileCommand, NewVersion};
+use crate::aggregates::file::{File, NewVersion};
 use crate::aggregates::upload::{CompletedAs, Upload, UploadCommand, UploadStatus};
 use crate::api::auth::store;
 use crate::api::upload::display_text;
 use crate::commands::execute;
+use crate::commands::uploads::{Destination, commit_version, version_by_temp_key};
 use crate::error::AppError;
 use crate::ids::{TenantId, version_id};
 use crate::live::{PublishedProgress, UploadProgress};
@@ -79,18 +80,18 @@ pub async fn finish(
             temp_location: upload.temp_key.clone(),
             sha256: digest.clone(),
         };
-        let command = if target.new_file {
-            FileCommand::CreateWithUpload {
+        let destination = if target.new_file {
+            Destination::NewFile {
                 owner_id: owner,
                 display_name: display_text(&upload.filename),
                 tags: vec![],
-                version,
             }
         } else {
-            FileCommand::Upload(version)
+            Destination::NextVersion
         };
-        let committed = execute(&files, &file_key, command, meta, &()).await?;
-        version_number = version_of(&committed.aggregate, upload, target.new_file);
+        let (_, number) =
+            commit_version(state, tenant, meta, target.file_id, destination, version).await?;
+        version_number = Some(number);
         sha256 = Some(digest);
     }
     let version_number = version_number
@@ -128,12 +129,7 @@ pub async fn finish(
 
 /// The version these bytes already became, if a previous attempt committed it.
 fn version_of(file: &File, upload: &Upload, new_file: bool) -> Option<u32> {
-    let by_key = file
-        .versions
-        .iter()
-        .rev()
-        .find(|v| v.temp_location.as_deref() == Some(upload.temp_key.as_str()))
-        .map(|v| v.number);
+    let by_key = version_by_temp_key(file, &upload.temp_key);
     // A file this upload created: its first version is ours, even once processed.
     by_key.or_else(|| (new_file && file.exists).then_some(1))
 }

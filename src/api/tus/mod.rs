@@ -25,14 +25,13 @@ use self::headers::{TUS_VERSION, http_date, set};
 use super::auth::{caller_metadata, store};
 use super::extract::ApiPath;
 use super::upload::check_quota;
-use crate::aggregates::upload::{CompletedAs, Upload, UploadCommand, UploadError, UploadStatus};
+use crate::aggregates::upload::{CompletedAs, Upload, UploadError, UploadStatus};
 use crate::auth::{TenantContext, policy};
-use crate::commands::execute;
+use crate::commands::uploads::{self as use_case, UploadsAt};
 use crate::error::{AppError, ErrorBody};
 use crate::ids::{TenantId, version_id};
 use crate::state::AppState;
 use crate::uploads::lock::UploadLock;
-use crate::uploads::parts;
 
 /// The tus routes; every answer (errors included) carries `Tus-Resumable`.
 pub fn routes() -> Router<AppState> {
@@ -215,30 +214,18 @@ pub async fn terminate(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-/// Bytes first, event second (as the expiry job): if deleting fails, nothing is recorded
-/// and a retried DELETE tries again; a crash in between leaves an upload without bytes,
-/// which the retried DELETE terminates.
 async fn terminate_locked(
     state: &AppState,
     tenant: TenantId,
     id: Uuid,
     meta: &crate::store::EventMetadata,
 ) -> Result<(), AppError> {
-    // Decided on the state under the lock: a completed upload keeps its bytes (422).
-    let upload = load_state(state, tenant, id).await?;
-    upload.decide(UploadCommand::Terminate)?;
-    parts::discard(&state.storage, tenant, id, &upload)
-        .await
-        .map_err(|e| AppError::Internal(anyhow::anyhow!("deleting upload bytes: {e}")))?;
-    let uploads = store::<Upload>(state, tenant);
-    execute(
-        &uploads,
-        &id.to_string(),
-        UploadCommand::Terminate,
-        meta,
-        &(),
-    )
-    .await?;
+    let at = UploadsAt {
+        events: &state.events,
+        storage: &state.storage,
+        snapshot_every: state.config.snapshot_every,
+    };
+    use_case::end(at, tenant, id, use_case::Ending::Terminate, meta).await?;
     Ok(())
 }
 

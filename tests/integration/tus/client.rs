@@ -14,8 +14,8 @@ use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use super::eventually;
 use crate::common::TempDir;
+use crate::common::eventually_within;
 use crate::files_api::World;
 
 const SIZE: usize = 200 << 20;
@@ -167,15 +167,19 @@ async fn tuspy_resumes_a_200_mib_upload_cut_twice_and_the_download_is_identical(
         "the bytes before each cut were recorded ({partial})"
     );
     // The worker finishes it like any upload; then the download is byte-identical.
-    eventually(Duration::from_secs(180), || async {
-        let status: Option<String> =
-            sqlx::query_scalar("SELECT status::text FROM file_versions WHERE file_id = $1")
-                .bind(file_id.parse::<uuid::Uuid>().unwrap())
-                .fetch_optional(&w.t.db.owner)
-                .await
-                .unwrap();
-        (status.as_deref() == Some("completed")).then_some(())
-    })
+    eventually_within(
+        "the tuspy upload completed",
+        Duration::from_secs(180),
+        async || {
+            let status: Option<String> =
+                sqlx::query_scalar("SELECT status::text FROM file_versions WHERE file_id = $1")
+                    .bind(file_id.parse::<uuid::Uuid>().unwrap())
+                    .fetch_optional(&w.t.db.owner)
+                    .await
+                    .unwrap();
+            (status.as_deref() == Some("completed")).then_some(())
+        },
+    )
     .await;
     let r =
         w.t.http

@@ -237,16 +237,20 @@ async fn expired_uploads_lose_their_bytes_and_answer_410() {
     let at = create(&w, &w.admin, 10, "").await;
     assert_eq!(patch(&w, &w.admin, &at, 0, b"abc").await.status(), 204);
     let id = upload_id(&at);
-    eventually(Duration::from_secs(15), || async {
-        let n: i64 = sqlx::query_scalar(
+    eventually_within(
+        "the unfinished upload expired",
+        Duration::from_secs(15),
+        async || {
+            let n: i64 = sqlx::query_scalar(
             "SELECT count(*) FROM events WHERE aggregate_id = $1 AND event_type = 'UploadExpired'",
         )
         .bind(id.to_string())
         .fetch_one(&w.t.db.owner)
         .await
         .unwrap();
-        (n == 1).then_some(())
-    })
+            (n == 1).then_some(())
+        },
+    )
     .await;
     assert!(!temp_file(&w, &at).exists(), "bytes removed");
     assert_eq!(head(&w, &w.admin, &at).await.status(), StatusCode::GONE);
@@ -277,18 +281,18 @@ async fn concurrent_patches_one_wins_the_other_gets_423_or_409() {
         upload_id(&at)
     );
     let mut redis = w.t.app.state.redis_conn.clone();
-    eventually(Duration::from_secs(10), || {
-        let mut redis = redis.clone();
-        let key = key.clone();
-        async move {
+    eventually_within(
+        "the upload lock taken",
+        Duration::from_secs(10),
+        async || {
             let held: bool = redis::cmd("EXISTS")
                 .arg(&key)
                 .query_async(&mut redis)
                 .await
                 .unwrap();
             held.then_some(())
-        }
-    })
+        },
+    )
     .await;
     let second = patch(&w, &w.admin, &at, 0, b"xyz").await;
     assert_eq!(second.status(), StatusCode::LOCKED);
@@ -328,10 +332,14 @@ async fn a_patch_cut_mid_body_keeps_and_records_what_arrived() {
     conn.flush().await.unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
     drop(conn); // the connection is cut after 400 of 1000 bytes
-    let got = eventually(Duration::from_secs(10), || async {
-        let r = head(&w, &w.admin, &at).await;
-        (offset(&r) > 0).then(|| offset(&r))
-    })
+    let got = eventually_within(
+        "the offset of the bytes before the cut",
+        Duration::from_secs(10),
+        async || {
+            let r = head(&w, &w.admin, &at).await;
+            (offset(&r) > 0).then(|| offset(&r))
+        },
+    )
     .await;
     assert_eq!(got, 400, "HEAD tells where to continue");
     assert_eq!(std::fs::metadata(temp_file(&w, &at)).unwrap().len(), 400);
@@ -360,17 +368,21 @@ async fn bytes_past_the_recorded_offset_are_truncated_before_appending() {
     let r = patch(&w, &w.admin, &at, 3, b"def").await;
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
     assert_eq!(std::fs::read(temp_file(&w, &at)).unwrap(), b"abcdef");
-    let sha: String = eventually(Duration::from_secs(10), || async {
-        sqlx::query_scalar("SELECT sha256 FROM file_versions WHERE file_id = $1")
-            .bind(
-                header(&r, "chronicle-file-id")
-                    .parse::<uuid::Uuid>()
-                    .unwrap(),
-            )
-            .fetch_optional(&w.t.db.owner)
-            .await
-            .unwrap()
-    })
+    let sha: String = eventually_within(
+        "the upload's SHA-256 projected",
+        Duration::from_secs(10),
+        async || {
+            sqlx::query_scalar("SELECT sha256 FROM file_versions WHERE file_id = $1")
+                .bind(
+                    header(&r, "chronicle-file-id")
+                        .parse::<uuid::Uuid>()
+                        .unwrap(),
+                )
+                .fetch_optional(&w.t.db.owner)
+                .await
+                .unwrap()
+        },
+    )
     .await;
     assert_eq!(sha, hex::encode(sha2::Sha256::digest(b"abcdef")));
 }

@@ -11,8 +11,8 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use sha2::{Digest, Sha256};
 
-use super::eventually;
 use crate::common::TempDir;
+use crate::common::eventually_within;
 use crate::files_api::World;
 
 const SIZE: usize = 12 << 20;
@@ -103,15 +103,19 @@ async fn tus_js_client_uploads_12_mib_in_100_kib_chunks_under_a_30_per_minute_bu
         .expect("Chronicle-File-Id on the final PATCH")
         .to_string();
     // The worker completes it like any upload; then the download is byte-identical.
-    eventually(Duration::from_secs(120), || async {
-        let status: Option<String> =
-            sqlx::query_scalar("SELECT status::text FROM file_versions WHERE file_id = $1")
-                .bind(file_id.parse::<uuid::Uuid>().unwrap())
-                .fetch_optional(&w.t.db.owner)
-                .await
-                .unwrap();
-        (status.as_deref() == Some("completed")).then_some(())
-    })
+    eventually_within(
+        "the tus-js-client upload completed",
+        Duration::from_secs(120),
+        async || {
+            let status: Option<String> =
+                sqlx::query_scalar("SELECT status::text FROM file_versions WHERE file_id = $1")
+                    .bind(file_id.parse::<uuid::Uuid>().unwrap())
+                    .fetch_optional(&w.t.db.owner)
+                    .await
+                    .unwrap();
+            (status.as_deref() == Some("completed")).then_some(())
+        },
+    )
     .await;
     let r =
         w.t.http

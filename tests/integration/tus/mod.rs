@@ -18,6 +18,7 @@ use reqwest::{RequestBuilder, Response, StatusCode};
 use serde_json::Value;
 use uuid::Uuid;
 
+use crate::common::eventually_within;
 use crate::files_api::{Caller, World};
 
 /// Tus-Resumable and the bearer token on every request.
@@ -99,25 +100,6 @@ pub async fn upload_events(w: &World) -> i64 {
         .unwrap()
 }
 
-/// Polls `f` until it returns `Some`, for up to `within`.
-pub async fn eventually<T, F, Fut>(within: Duration, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + within;
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "condition not met in time"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 pub fn upload_id(at: &str) -> Uuid {
     at.rsplit('/').next().unwrap().parse().unwrap()
 }
@@ -178,18 +160,22 @@ async fn an_upload_in_two_chunks_becomes_an_uploaded_file_version() {
     assert_eq!(header(&r, "chronicle-file-id"), file_id);
     assert_eq!(header(&r, "chronicle-version-id"), version_id);
     // The file exists like a multipart upload's: sanitised name, SHA-256, uploaded.
-    let file: Value = eventually(Duration::from_secs(10), || async {
-        let r =
-            w.t.http
-                .get(w.t.url(&format!("/v1/files/{file_id}/versions")))
-                .bearer_auth(&w.admin.token)
-                .send()
-                .await
-                .unwrap();
-        (r.status() == StatusCode::OK).then_some(())?;
-        let v: Value = r.json().await.unwrap();
-        (!v.as_array().is_none_or(|a| a.is_empty())).then_some(v)
-    })
+    let file: Value = eventually_within(
+        "the file of a finished upload readable",
+        Duration::from_secs(10),
+        async || {
+            let r =
+                w.t.http
+                    .get(w.t.url(&format!("/v1/files/{file_id}/versions")))
+                    .bearer_auth(&w.admin.token)
+                    .send()
+                    .await
+                    .unwrap();
+            (r.status() == StatusCode::OK).then_some(())?;
+            let v: Value = r.json().await.unwrap();
+            (!v.as_array().is_none_or(|a| a.is_empty())).then_some(v)
+        },
+    )
     .await;
     let v = &file[0];
     assert_eq!(v["filename"], "notes.txt", "{file}");
@@ -199,14 +185,18 @@ async fn an_upload_in_two_chunks_becomes_an_uploaded_file_version() {
         "b94d27b9934d3e08a52e52d7da7dabfac484efe37a5380ee9088f7ace2efcde9"
     );
     // The job queue got it, as for multipart uploads.
-    eventually(Duration::from_secs(10), || async {
-        let jobs: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs WHERE file_id = $1")
-            .bind(file_id.parse::<Uuid>().unwrap())
-            .fetch_one(&w.t.db.owner)
-            .await
-            .unwrap();
-        (jobs == 1).then_some(())
-    })
+    eventually_within(
+        "a job queued for the finished upload",
+        Duration::from_secs(10),
+        async || {
+            let jobs: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs WHERE file_id = $1")
+                .bind(file_id.parse::<Uuid>().unwrap())
+                .fetch_one(&w.t.db.owner)
+                .await
+                .unwrap();
+            (jobs == 1).then_some(())
+        },
+    )
     .await;
     // A retried final PATCH (its answer lost) gets the same answer, nothing new recorded.
     let before = upload_events(&w).await;

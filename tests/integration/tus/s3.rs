@@ -193,10 +193,14 @@ async fn a_patch_cut_mid_body_keeps_its_parts_and_tail_and_resumes() {
     conn.flush().await.unwrap();
     tokio::time::sleep(Duration::from_millis(1500)).await;
     drop(conn); // cut after 9 MiB + 77 bytes: one part in S3, the rest a tail
-    let got = eventually(Duration::from_secs(20), || async {
-        let r = head(&w, &w.admin, &at).await;
-        (offset(&r) > 0).then(|| offset(&r))
-    })
+    let got = eventually_within(
+        "the offset of the bytes before the cut",
+        Duration::from_secs(20),
+        async || {
+            let r = head(&w, &w.admin, &at).await;
+            (offset(&r) > 0).then(|| offset(&r))
+        },
+    )
     .await;
     assert_eq!(got, sent as u64, "HEAD tells where to continue");
     let tails = bucket.keys(&format!("tus-tails/{}/", w.tenant)).await;
@@ -244,16 +248,20 @@ async fn expiry_aborts_the_multipart_upload_and_removes_the_tails() {
     assert_eq!(patch(&w, &w.admin, &at, 0, b"abc").await.status(), 204);
     assert_eq!(bucket.keys("tus-tails/").await.len(), 1);
     let id = upload_id(&at);
-    eventually(Duration::from_secs(15), || async {
-        let n: i64 = sqlx::query_scalar(
+    eventually_within(
+        "the unfinished upload expired",
+        Duration::from_secs(15),
+        async || {
+            let n: i64 = sqlx::query_scalar(
             "SELECT count(*) FROM events WHERE aggregate_id = $1 AND event_type = 'UploadExpired'",
         )
         .bind(id.to_string())
         .fetch_one(&w.t.db.owner)
         .await
         .unwrap();
-        (n == 1).then_some(())
-    })
+            (n == 1).then_some(())
+        },
+    )
     .await;
     assert!(bucket.multipart_uploads().await.is_empty(), "aborted");
     assert!(bucket.keys("").await.is_empty(), "no object left");
