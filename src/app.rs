@@ -83,12 +83,20 @@ impl App {
             config.db_max_connections,
             metrics.clone(),
         )?;
+        // Standing changes are announced through Redis before they commit, and requests
+        // answer from memory only under an unchanged epoch (docs/auth-cache.md).
+        let epochs = crate::cache::standing::StandingEpochs::new(
+            redis_conn.clone(),
+            &config.redis_key_prefix,
+        );
         let state = AppState {
             config: config.clone(),
             reads,
             events: EventLog::new(app_pool.clone())
                 .with_counter(metrics.events_appended.clone())
-                .signed_by(config.event_signing.key.clone()),
+                .signed_by(config.event_signing.key.clone())
+                .announcing_to(epochs.clone()),
+            standings: crate::auth::Standings::new(epochs),
             db: app_pool,
             redis,
             redis_conn: redis_conn.clone(),

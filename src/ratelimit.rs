@@ -21,6 +21,8 @@ use std::time::{Duration, Instant};
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
+use crate::cache::standing::{self, Epoch};
+
 /// How long a check may wait for Redis before the request goes on without an answer.
 pub const CHECK_TIMEOUT: Duration = Duration::from_millis(250);
 /// How long Redis is skipped after a failed check.
@@ -36,6 +38,19 @@ if ttl < 0 then
   ttl = tonumber(ARGV[1])
 end
 return {count, ttl}
+";
+
+/// [`SCRIPT`] and, in the same round trip, the standing epoch of the request's tenant
+/// (src/cache/standing.rs): `KEYS[2]` is the epoch, `ARGV[2..3]` its read's arguments.
+const SCRIPT_READING_EPOCH: &str = r"
+local count = redis.call('INCR', KEYS[1])
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl < 0 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[1])
+  ttl = tonumber(ARGV[1])
+end
+local pending, token = read_epoch(KEYS[2], ARGV[2], ARGV[3])
+return {count, ttl, pending, token}
 ";
 
 /// The outcome of one check; the numbers feed the `RateLimit-*` headers.
@@ -87,6 +102,7 @@ pub struct RateLimiter {
     conn: ConnectionManager,
     prefix: Arc<str>,
     script: Arc<redis::Script>,
+    script_reading_epoch: Arc<redis::Script>,
     breaker: Arc<Breaker>,
 }
 
@@ -98,6 +114,10 @@ impl RateLimiter {
             conn,
             prefix: Arc::from(prefix),
             script: Arc::new(redis::Script::new(SCRIPT)),
+            script_reading_epoch: Arc::new(redis::Script::new(&format!(
+                "{}{SCRIPT_READING_EPOCH}",
+                standing::READ_EPOCH_FN
+            ))),
             breaker: Arc::new(Breaker::new()),
         }
     }
@@ -115,26 +135,65 @@ impl RateLimiter {
         }
         let redis_key = format!("{}ratelimit:{key}", self.prefix);
         let window_ms = window.as_millis().max(1) as u64;
-        let mut conn = self.conn.clone();
         let mut invocation = self.script.key(redis_key);
         invocation.arg(window_ms);
-        let answer = tokio::time::timeout(
-            CHECK_TIMEOUT,
-            invocation.invoke_async::<(u64, i64)>(&mut conn),
-        )
-        .await;
-        let (count, ttl_ms) = match answer {
-            Ok(Ok(answer)) => answer,
-            Ok(Err(err)) => return Err(self.breaker.trip(err.into())),
-            Err(_) => return Err(self.breaker.trip(LimiterError::Timeout(CHECK_TIMEOUT))),
-        };
-        self.breaker.close();
-        Ok(Decision {
-            allowed: count <= limit,
-            limit,
-            remaining: limit.saturating_sub(count),
-            reset_after: Duration::from_millis(ttl_ms.max(0) as u64),
-        })
+        let (count, ttl_ms) = self.invoke::<(u64, i64)>(&invocation).await?;
+        Ok(decision(count, ttl_ms, limit))
+    }
+
+    /// [`Self::check`], and the standing epoch of `tenant` read in the same round trip
+    /// (an authenticated request needs both: src/auth/standing.rs).
+    pub async fn check_reading_epoch(
+        &self,
+        key: &str,
+        limit: u64,
+        window: Duration,
+        tenant: uuid::Uuid,
+    ) -> Result<(Decision, Epoch), LimiterError> {
+        if self.breaker.is_open() {
+            return Err(LimiterError::BreakerOpen);
+        }
+        let mut invocation = self
+            .script_reading_epoch
+            .key(format!("{}ratelimit:{key}", self.prefix));
+        invocation.key(standing::epoch_key(&self.prefix, tenant));
+        let (fresh, idle_ttl) = standing::read_epoch_args();
+        invocation
+            .arg(window.as_millis().max(1) as u64)
+            .arg(fresh)
+            .arg(idle_ttl);
+        let (count, ttl_ms, pending, token) =
+            self.invoke::<(u64, i64, i64, String)>(&invocation).await?;
+        Ok((
+            decision(count, ttl_ms, limit),
+            Epoch::from_answer(pending, token),
+        ))
+    }
+
+    async fn invoke<T: redis::FromRedisValue>(
+        &self,
+        invocation: &redis::ScriptInvocation<'_>,
+    ) -> Result<T, LimiterError> {
+        let mut conn = self.conn.clone();
+        let answer =
+            tokio::time::timeout(CHECK_TIMEOUT, invocation.invoke_async::<T>(&mut conn)).await;
+        match answer {
+            Ok(Ok(answer)) => {
+                self.breaker.close();
+                Ok(answer)
+            }
+            Ok(Err(err)) => Err(self.breaker.trip(err.into())),
+            Err(_) => Err(self.breaker.trip(LimiterError::Timeout(CHECK_TIMEOUT))),
+        }
+    }
+}
+
+fn decision(count: u64, ttl_ms: i64, limit: u64) -> Decision {
+    Decision {
+        allowed: count <= limit,
+        limit,
+        remaining: limit.saturating_sub(count),
+        reset_after: Duration::from_millis(ttl_ms.max(0) as u64),
     }
 }
 

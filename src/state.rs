@@ -38,6 +38,9 @@ pub struct AppState {
     pub live: LiveHub,
     /// Cache-aside for `GET /v1/files/{id}` (src/cache), on `redis_conn`.
     pub file_cache: FileCache,
+    /// Good standing remembered per instance under each tenant's standing epoch
+    /// (src/auth/standing.rs, docs/auth-cache.md).
+    pub standings: crate::auth::Standings,
     /// CSRF tokens of browser sessions (src/auth/browser.rs), derived from `JWT_SECRET`.
     pub csrf: CsrfKey,
 }
@@ -48,6 +51,7 @@ impl AppState {
         crate::auth::credentials::Verifier {
             tokens: self.tokens.clone(),
             db: self.db.clone(),
+            standings: Some(self.standings.clone()),
             csrf: self.csrf.clone(),
         }
     }

@@ -29,6 +29,7 @@ use uuid::Uuid;
 
 pub use super::budget::PrincipalBudgets;
 use super::budget::{self, Principal};
+use crate::cache::standing::{Epoch, PrefetchedEpoch};
 use crate::error::AppError;
 use crate::ratelimit::{Decision, RateLimiter};
 use crate::state::AppState;
@@ -232,15 +233,42 @@ impl Enforcer {
         if policy.exempt.contains(&path) || STATIC_PREFIXES.iter().any(|p| path.starts_with(p)) {
             return call(&mut inner, request).await;
         }
-        let (client, limit) = match self.budget_of(&request) {
-            Budget::Ip(key) => (key, policy.limit),
+        let (client, limit, person) = match self.budget_of(&request) {
+            Budget::Ip(key) => (key, policy.limit, None),
             Budget::Principal { principal, upload } => {
-                self.principal_budget(principal, upload).await
+                let person = match principal {
+                    Principal::User { tenant, .. } => Some(tenant),
+                    Principal::ApiKey { .. } => None,
+                };
+                let (key, limit) = self.principal_budget(principal, upload).await;
+                (key, limit, person)
             }
         };
         let key = format!("{}:{client}", policy.name);
 
-        match self.limiter.check(&key, limit, policy.window).await {
+        // A person's request also needs its tenant's standing epoch: read in the same
+        // round trip, before anything of the request reads the log (src/auth/standing.rs).
+        // When that Redis just failed, the epoch is `Untrusted`: the request reads the log
+        // instead of waiting for the same Redis a second time.
+        let mut request = request;
+        let checked = match person {
+            Some(tenant) => {
+                let (checked, epoch) = match self
+                    .limiter
+                    .check_reading_epoch(&key, limit, policy.window, tenant)
+                    .await
+                {
+                    Ok((decision, epoch)) => (Ok(decision), epoch),
+                    Err(err) => (Err(err), Epoch::Untrusted),
+                };
+                request
+                    .extensions_mut()
+                    .insert(PrefetchedEpoch { tenant, epoch });
+                checked
+            }
+            None => self.limiter.check(&key, limit, policy.window).await,
+        };
+        match checked {
             Ok(decision) if decision.allowed => {
                 let mut response = call(&mut inner, request).await;
                 write_headers(response.headers_mut(), &decision, policy.window);

@@ -1,5 +1,6 @@
 //! `/v1/me` and the admin's user management (roles, bans). State is read from the
-//! user's stream, so an answer never lags a change just made.
+//! user's stream (or remembered from it under an unchanged standing epoch), so an answer
+//! never lags a change just made.
 
 use axum::Json;
 use axum::extract::State;
@@ -9,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::auth::{caller_metadata, store};
+use super::caller::JudgedUnder;
 use super::extract::ApiPath;
 use super::json::JsonBody;
 use crate::aggregates::{Role, User};
@@ -50,11 +52,23 @@ fn view(ctx: &TenantContext, id: UserId, user: User) -> Result<UserView, AppErro
 pub async fn me(
     State(state): State<AppState>,
     ctx: TenantContext,
+    JudgedUnder(epoch): JudgedUnder,
 ) -> Result<Json<UserView>, AppError> {
+    let (tenant, id) = (ctx.tenant_id.0, ctx.user_id.0);
+    // Every event of a user changes its tenant's standing epoch, so the account read
+    // under an unchanged epoch is still what its stream says (src/auth/standing.rs).
+    if let Some(user) = state.standings.user(tenant, id, &epoch) {
+        return Ok(Json(view(&ctx, ctx.user_id, user)?));
+    }
     let loaded = store::<User>(&state, ctx.tenant_id)
         .load_aggregate(&ctx.user_id.to_string())
         .await
         .map_err(|e| AppError::Internal(anyhow::anyhow!("event store: {e}")))?;
+    if loaded.aggregate.exists {
+        state
+            .standings
+            .remember_user(tenant, id, &epoch, loaded.aggregate.clone());
+    }
     Ok(Json(view(&ctx, ctx.user_id, loaded.aggregate)?))
 }
 

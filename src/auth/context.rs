@@ -1,14 +1,17 @@
 //! `TenantContext`: who is calling, for which tenant. Built only from a verified access
 //! token whose session is alive and whose user is not banned, or from an API key in good
-//! standing (`api_keys.rs`) — checked against the event log on every request, so a
-//! revocation or ban bites on the very next request.
+//! standing (`api_keys.rs`) — checked on every request against the event log, or against
+//! what this instance read from it under an unchanged standing epoch (`standing.rs`), so
+//! a revocation or ban bites on the very next request.
 //! A handler that touches tenant data takes a `TenantContext`; it cannot get at tenant
 //! data without one. What a caller may do with it is `policy.rs`'s business.
 //!
 //! Once per request: the token comes verified from the `credentials::verify` layer, and
 //! the standing is looked up by the first reader that needs it (the idempotency layer
 //! or the extractor) and kept in the request's extensions for the others. The extractor
-//! itself (src/api/caller.rs) only hands `authenticate` the app state's pool and keys.
+//! itself (src/api/caller.rs) hands `authenticate` the instance's `Standings`
+//! (`standing.rs`), which answers from memory while the tenant's standing epoch says
+//! nothing changed, and from the log otherwise (docs/auth-cache.md).
 
 use axum::http::request::Parts;
 use sqlx::{PgPool, Postgres, Transaction};
@@ -21,6 +24,7 @@ use super::credentials::{Bearer, Credentials};
 use super::scopes::Scopes;
 use super::tokens::AccessClaims;
 use crate::aggregates::Role;
+use crate::cache::standing::Epoch;
 use crate::error::{AppError, AuthFailure};
 use crate::ids::{TenantId, UserId};
 use crate::store::Actor;
@@ -86,15 +90,18 @@ impl TenantContext {
         Ok(standing.is_ok())
     }
 
-    /// A transaction in which row-level security shows only this tenant's rows.
+    /// A transaction in which row-level security shows only this tenant's rows. `BEGIN`
+    /// and the transaction-local setting go in one round trip (one simple-protocol
+    /// string: the tenant is a UUID, so its text needs no quoting beyond the quotes).
     pub async fn begin<'a>(&self, pool: &'a PgPool) -> Result<Transaction<'a, Postgres>, AppError> {
-        let mut tx = pool.begin().await?;
-        sqlx::query("SELECT set_config('app.tenant_id', $1, true)")
-            .bind(self.tenant_id.to_string())
-            .execute(&mut *tx)
-            .await?;
-        Ok(tx)
+        Ok(pool.begin_with(begin_for(self.tenant_id)).await?)
     }
+}
+
+/// `BEGIN` with `app.tenant_id` set for the transaction only (as `SET LOCAL` would).
+fn begin_for(tenant: TenantId) -> String {
+    let tenant: Uuid = tenant.0;
+    format!("BEGIN; SELECT set_config('app.tenant_id', '{tenant}', true)")
 }
 
 /// Whether the session is alive and was started by `user`, whether the user is not
@@ -151,12 +158,23 @@ SELECT
 }
 
 /// The outcome of authenticating one request, kept in its extensions so that the
-/// session standing is asked once. A database error is not kept: it fails the request.
-#[derive(Debug, Clone, Copy)]
-struct Standing(Result<TenantContext, AuthFailure>);
+/// session standing is asked once, with the standing epoch it was judged under
+/// (`auth::standing`). A database error is not kept: it fails the request.
+#[derive(Debug, Clone)]
+struct Standing(Result<TenantContext, AuthFailure>, Epoch);
+
+/// The standing epoch this request's caller was judged under: what later reads of the
+/// same request may remember their answers under (`Untrusted` when none was read).
+pub fn judged_under(parts: &Parts) -> Epoch {
+    parts
+        .extensions
+        .get::<Standing>()
+        .map_or(Epoch::Untrusted, |s| s.1.clone())
+}
 
 /// The caller of the request in `parts`: its verified credentials, then its standing,
-/// which `lookup` reads from the log only if no earlier reader of this request did.
+/// which `lookup` reads (from memory or the log, `auth::standing`) only if no earlier
+/// reader of this request did.
 pub async fn authenticate<F, Fut>(
     parts: &mut Parts,
     keys: &TokenKeys,
@@ -164,10 +182,10 @@ pub async fn authenticate<F, Fut>(
 ) -> Result<TenantContext, AppError>
 where
     F: FnOnce(AccessClaims) -> Fut,
-    Fut: Future<Output = Result<Result<Role, AuthFailure>, sqlx::Error>>,
+    Fut: Future<Output = Result<(Result<Role, AuthFailure>, Epoch), sqlx::Error>>,
 {
     let standing = match parts.extensions.get::<Standing>() {
-        Some(Standing(known)) => *known,
+        Some(Standing(known, _)) => *known,
         None => {
             let claims = match Credentials::of(parts, keys).0 {
                 // The layer read a key's whole standing already.
@@ -189,10 +207,10 @@ where
                 Err(failure) => return Err(AppError::Unauthorized(failure)),
             };
             let (tenant, user, session) = (claims.tenant, claims.sub, claims.sid);
-            let known = lookup(claims)
-                .await?
+            let (role, epoch) = lookup(claims).await?;
+            let known = role
                 .map(|role| TenantContext::person(TenantId(tenant), UserId(user), role, session));
-            parts.extensions.insert(Standing(known));
+            parts.extensions.insert(Standing(known, epoch));
             known
         }
     };
@@ -237,7 +255,7 @@ mod tests {
             let asked = AtomicUsize::new(0);
             let lookup = |_claims: AccessClaims| async {
                 asked.fetch_add(1, Ordering::SeqCst);
-                Ok(answer)
+                Ok((answer, Epoch::Untrusted))
             };
             let first = authenticate(&mut parts, &keys, lookup).await;
             let second = authenticate(&mut parts, &keys, lookup).await;
@@ -260,7 +278,7 @@ mod tests {
         let mut parts = request_parts(&keys);
         let failing = |_claims: AccessClaims| async { Err(sqlx::Error::PoolTimedOut) };
         assert!(authenticate(&mut parts, &keys, failing).await.is_err());
-        let alive = |_claims: AccessClaims| async { Ok(Ok(Role::User)) };
+        let alive = |_claims: AccessClaims| async { Ok((Ok(Role::User), Epoch::Untrusted)) };
         assert!(authenticate(&mut parts, &keys, alive).await.is_ok());
     }
 }

@@ -11,10 +11,12 @@ pub mod password;
 pub mod policy;
 pub mod roles;
 pub mod scopes;
+pub mod standing;
 pub mod tokens;
 
 pub use context::TenantContext;
 pub use credentials::Credentials;
 pub use roles::{Admin, AuditorOrAdmin, FeedReader, FileReader, KeyManager, Writer};
 pub use scopes::{Scope, Scopes};
+pub use standing::Standings;
 pub use tokens::{OpaqueToken, TokenKeys};

@@ -1,10 +1,10 @@
 //! `chronicle bench all`: every throughput benchmark in one run (scan, upload, store,
-//! auth — each prints its own table), then the speed targets in one table: each figure
+//! auth, reads — each prints its own table), then the speed targets in one table: each figure
 //! beside the limit measured in the same run, the ratio and the target. The limits come
 //! from the same run because the machine's speed changes with its neighbours' load.
 
 use super::store::{Row, print};
-use super::{auth, scan, store, upload};
+use super::{auth, reads, scan, store, upload};
 use crate::config::Config;
 
 /// One target: the figure, its limit and what the ratio must reach.
@@ -15,7 +15,7 @@ struct Target {
     goal: &'static str,
 }
 
-const TARGETS: [Target; 7] = [
+const TARGETS: [Target; 9] = [
     Target {
         path: "builtin scanner alone, random bytes",
         figure: "builtin scanner, random bytes in memory",
@@ -41,10 +41,22 @@ const TARGETS: [Target; 7] = [
         goal: "≥ 90 %",
     },
     Target {
-        path: "GET /v1/me vs GET /health, 16 clients",
-        figure: "GET /v1/me, 16 clients",
-        limit: "limit: GET /health, 16 clients",
-        goal: "≥ 40 %",
+        path: "GET /v1/files/{id} vs GET /health, 16 connections",
+        figure: reads::FILE,
+        limit: reads::HEALTH,
+        goal: "≥ 40 %, p99 ≤ 10 ms",
+    },
+    Target {
+        path: "GET /v1/me vs GET /health, 16 connections",
+        figure: reads::ME,
+        limit: reads::HEALTH,
+        goal: "≥ 40 %, p99 ≤ 10 ms",
+    },
+    Target {
+        path: "GET /v1/files?limit=20 vs GET /health, 16 connections",
+        figure: reads::LIST,
+        limit: reads::HEALTH,
+        goal: "≥ 40 %, p99 ≤ 10 ms",
     },
     Target {
         path: "event store W1 vs cqrs-es default",
@@ -79,6 +91,9 @@ pub async fn run(config: &Config) -> anyhow::Result<()> {
     let auth_rows = auth::run(config.database_url.expose()).await?;
     print(&auth_rows);
     rows.extend(auth_rows);
+    let read_rows = reads::run(config.database_url.expose(), None, 10).await?;
+    print(&read_rows);
+    rows.extend(read_rows);
 
     println!();
     println!("| path | figure | limit (same run) | ratio | target |");

@@ -5,6 +5,7 @@ mod all;
 mod audit;
 mod auth;
 mod feed;
+mod reads;
 mod scan;
 mod store;
 mod tlog;
@@ -23,6 +24,16 @@ pub enum BenchCommand {
     Store,
     /// Accounts: login latency, authenticated request throughput, per-request auth cost.
     Auth,
+    /// Authenticated reads (`GET /v1/files/{id}`, `/v1/me`, `/v1/files?limit=20`) beside
+    /// `GET /health` from the same 16 connections in the same run: req/s, p50, p99.
+    Reads {
+        /// A server already running (http://ip:port) instead of one started here.
+        #[arg(long)]
+        url: Option<String>,
+        /// Seconds of load per route.
+        #[arg(long, default_value_t = 10)]
+        secs: u64,
+    },
     /// The builtin scanner alone over random bytes in memory, beside SHA-256 of the same
     /// bytes, and a deflate bomb stopped at the archive limit.
     Scan {
@@ -62,6 +73,10 @@ pub async fn run(command: BenchCommand, config: &Config) -> anyhow::Result<()> {
         }
         BenchCommand::Auth => {
             let rows = auth::run(config.database_url.expose()).await?;
+            store::print(&rows);
+        }
+        BenchCommand::Reads { url, secs } => {
+            let rows = reads::run(config.database_url.expose(), url.as_deref(), secs).await?;
             store::print(&rows);
         }
         BenchCommand::Scan { mib, runs } => {

@@ -4,7 +4,7 @@
 //! latency at 16 clients with the cache on and off. The server runs as a child process
 //! (`serve`, then `web`) on a throwaway database, so its memory is measured alone.
 
-mod http;
+pub(super) mod http;
 mod large;
 mod server;
 mod small;

@@ -18,6 +18,7 @@
 //!   second after a failure; requests are served from Postgres, never failed.
 
 mod single_flight;
+pub mod standing;
 
 pub use single_flight::SingleFlight;
 

@@ -54,6 +54,34 @@ pub async fn erase_user(
     user: UserId,
     meta: &EventMetadata,
 ) -> Result<Erasure, AppError> {
+    // The erasure commits in its own transaction (not through `EventLog::append`), so it
+    // announces its change of standing itself (docs/auth-cache.md).
+    log.begin_standing_change(tenant.0).await.map_err(|e| {
+        tracing::warn!(error = %e, "refused an erasure that could not be announced");
+        AppError::Unavailable(
+            "this change cannot be made while the shared cache is unreachable; retry shortly"
+                .into(),
+        )
+    })?;
+    let erased = erase_announced(pool, log, snapshot_every, tenant, user, meta).await;
+    log.end_standing_change(tenant.0).await;
+    let outcome = erased?;
+    // Also on a repeated request: a crash after the commit above may have left sessions
+    // open. They are refused anyway (`session_standing` checks UserErased); revoking
+    // them records why and ends them in the read tables.
+    revoke_sessions(pool, log, snapshot_every, tenant, user, meta).await?;
+    Ok(outcome)
+}
+
+/// The erasure's transaction, retried on conflicts, between its announcement and end.
+async fn erase_announced(
+    pool: &PgPool,
+    log: &EventLog,
+    snapshot_every: u64,
+    tenant: TenantId,
+    user: UserId,
+    meta: &EventMetadata,
+) -> Result<Erasure, AppError> {
     let users = ChronicleStore::<User>::new(log.clone(), tenant, snapshot_every);
     let id = user.to_string();
     let mut outcome = None;
@@ -104,12 +132,7 @@ pub async fn erase_user(
         }
     }
     drop(turn);
-    let outcome = outcome.ok_or(AppError::Conflict)?;
-    // Also on a repeated request: a crash after the commit above may have left sessions
-    // open. They are refused anyway (`session_standing` checks UserErased); revoking
-    // them records why and ends them in the read tables.
-    revoke_sessions(pool, log, snapshot_every, tenant, user, meta).await?;
-    Ok(outcome)
+    outcome.ok_or(AppError::Conflict)
 }
 
 async fn revoke_sessions(

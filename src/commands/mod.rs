@@ -44,6 +44,10 @@ pub enum CommandError<E: std::error::Error> {
     Conflict,
     #[error("event store: {0}")]
     Store(String),
+    /// A change of someone's standing could not be announced to the other instances;
+    /// nothing was committed (docs/auth-cache.md).
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 /// The committed result of a command.
@@ -160,6 +164,18 @@ fn store_error<E: std::error::Error>(err: AggregateError<E>) -> CommandError<E> 
     match err {
         AggregateError::UserError(e) => CommandError::Domain(e),
         AggregateError::AggregateConflict => CommandError::Conflict,
+        AggregateError::DatabaseConnectionError(e)
+            if matches!(
+                e.downcast_ref::<crate::store::AppendError>(),
+                Some(crate::store::AppendError::Unannounced(_))
+            ) =>
+        {
+            tracing::warn!(error = %e, "refused a standing change that could not be announced");
+            CommandError::Unavailable(
+                "this change cannot be made while the shared cache is unreachable; retry shortly"
+                    .into(),
+            )
+        }
         other => CommandError::Store(other.to_string()),
     }
 }
@@ -173,6 +189,7 @@ where
             CommandError::Domain(e) => e.into(),
             CommandError::Conflict => AppError::Conflict,
             CommandError::Store(detail) => AppError::Internal(anyhow::anyhow!(detail)),
+            CommandError::Unavailable(why) => AppError::Unavailable(why),
         }
     }
 }

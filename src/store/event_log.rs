@@ -17,6 +17,8 @@ use prometheus_client::metrics::counter::Counter;
 use sqlx::PgPool;
 use tokio::sync::{Mutex, mpsc, oneshot};
 
+use crate::cache::standing::StandingEpochs;
+
 /// Writer tasks per log: enough to keep commits pipelined, few enough to batch well.
 const WRITERS: usize = 2;
 /// Minimum spacing of wake-up notifications.
@@ -52,6 +54,10 @@ pub enum AppendError {
     Database(String),
     #[error("the event log is shut down")]
     Closed,
+    /// A change of someone's standing could not be announced to the other instances
+    /// (Redis): nothing was appended.
+    #[error("standing change not announced: {0}")]
+    Unannounced(String),
 }
 
 struct Job {
@@ -70,6 +76,22 @@ pub struct EventLog {
     /// Signs every commit (docs/audit.md "Who wrote it"); `None` leaves commits
     /// unsigned, which verify reports wherever signatures are checked.
     signer: Option<Arc<crate::config::EventSigningKey>>,
+    /// Where appends that change someone's standing are announced (docs/auth-cache.md);
+    /// `None` for logs without authenticated readers (tools, benchmarks).
+    standing: Option<StandingEpochs>,
+}
+
+/// Whether `append` changes whether, or as what, someone may authenticate: any event of
+/// a user (role, ban, erasure, and the profile `/v1/me` shows), a session's revocation,
+/// an API key's revocation. (A started session or a new key changes no one's cached
+/// standing: nothing is cached for them yet.)
+pub fn changes_standing(aggregate_type: &str, event_types: &[String]) -> bool {
+    match aggregate_type {
+        "user" => true,
+        "session" => event_types.iter().any(|t| t == "SessionRevoked"),
+        "api_key" => event_types.iter().any(|t| t == "ApiKeyRevoked"),
+        _ => false,
+    }
 }
 
 impl EventLog {
@@ -90,6 +112,33 @@ impl EventLog {
             events_appended: None,
             writers: Arc::default(),
             signer: None,
+            standing: None,
+        }
+    }
+
+    /// Announce standing changes through `epochs` (the application always does).
+    pub fn announcing_to(mut self, epochs: StandingEpochs) -> Self {
+        self.standing = Some(epochs);
+        self
+    }
+
+    /// Announces a change of standing in `tenant` before it is committed
+    /// (`StandingEpochs::begin_change`); for writers that commit outside `append`. Every
+    /// `Ok` must be followed by [`Self::end_standing_change`], committed or not.
+    pub async fn begin_standing_change(&self, tenant: uuid::Uuid) -> Result<(), AppendError> {
+        match &self.standing {
+            Some(epochs) => epochs
+                .begin_change(tenant)
+                .await
+                .map_err(|e| AppendError::Unannounced(e.to_string())),
+            None => Ok(()),
+        }
+    }
+
+    /// Ends a change announced with [`Self::begin_standing_change`].
+    pub async fn end_standing_change(&self, tenant: uuid::Uuid) {
+        if let Some(epochs) = &self.standing {
+            epochs.end_change(tenant).await;
         }
     }
 
@@ -119,8 +168,21 @@ impl EventLog {
         &self.writers
     }
 
-    /// Appends one command's events; returns once they are committed.
+    /// Appends one command's events; returns once they are committed — and, for a
+    /// change of someone's standing, once every instance will see it on its next request
+    /// (announced before the append, ended after it: docs/auth-cache.md).
     pub async fn append(&self, append: StreamAppend) -> Result<(), AppendError> {
+        if !changes_standing(&append.aggregate_type, &append.event_types) {
+            return self.append_now(append).await;
+        }
+        let tenant = append.tenant_id;
+        self.begin_standing_change(tenant).await?;
+        let appended = self.append_now(append).await;
+        self.end_standing_change(tenant).await;
+        appended
+    }
+
+    async fn append_now(&self, append: StreamAppend) -> Result<(), AppendError> {
         let n = append.sequences.len() as u64;
         let (reply, answer) = oneshot::channel();
         self.jobs

@@ -7,6 +7,7 @@
 mod checks;
 mod clients;
 mod cluster;
+mod standing;
 
 use std::future::Future;
 use std::sync::{Arc, Mutex};
