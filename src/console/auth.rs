@@ -53,10 +53,17 @@ pub struct SignInForm {
 #[serde(default)]
 pub struct SignUpForm {
     tenant_name: String,
+    invitation_token: String,
     handle: String,
     name: String,
     email: String,
     password: String,
+}
+
+/// A form field left empty is a field not given.
+fn given(field: &str) -> Option<String> {
+    let field = field.trim();
+    (!field.is_empty()).then(|| field.to_string())
 }
 
 /// `/`: the files of a signed-in person, else the sign-in page.
@@ -215,8 +222,9 @@ pub async fn sign_in(
     }
 }
 
-/// A new tenant and its admin (as `POST /v1/auth/register` with `tenant_name`), then
-/// signed in.
+/// A new tenant and its admin (as `POST /v1/auth/register` with `tenant_name`), or a
+/// member of the tenant whose invitation token is given; then signed in. Both or neither
+/// is the use case's own `422`, shown on the form.
 pub async fn sign_up(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -228,8 +236,8 @@ pub async fn sign_up(
         Err(rejection) => return refused_form(rejection),
     };
     let register = RegisterRequest {
-        tenant_name: Some(form.tenant_name.clone()),
-        invitation_token: None,
+        tenant_name: given(&form.tenant_name),
+        invitation_token: given(&form.invitation_token),
         handle: form.handle.clone(),
         name: form.name.clone(),
         email: form.email.clone(),

@@ -463,3 +463,66 @@ async fn a_user_signs_in_and_sees_only_what_the_role_allows() {
         assert!(page.contains("Not allowed"), "{page}");
     }
 }
+
+#[tokio::test]
+async fn an_invited_person_joins_the_tenant_through_the_sign_up_form() {
+    let t = TestApp::spawn(Mode::Web, &[]).await;
+    let admin = t.signup("ines").await;
+    let r = t
+        .http
+        .post(t.url("/v1/tenants/current/invitations"))
+        .bearer_auth(&admin.token)
+        .json(&serde_json::json!({"role": "auditor"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let invitation = r.json::<Value>().await.unwrap()["invitation_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // Both a new organisation and an invitation: refused on the form, nothing written.
+    let mut b = Browser::new(&t);
+    let (_, _, page) = b.get("/sign-up").await;
+    let (status, _, page) = join(&mut b, &page, "Other org", &invitation).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{page}");
+    assert!(page.contains("either tenant_name"), "{page}");
+    assert!(b.cookie("chronicle_session").is_none());
+    // The invitation alone: a member of the inviting tenant with the invited role.
+    let (status, headers, page) = join(&mut b, &page, "", &invitation).await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{page}");
+    assert_eq!(headers[LOCATION], "/files");
+    let (status, _, page) = b.get("/audit").await;
+    assert_eq!(status, StatusCode::OK, "an auditor reads the audit log");
+    assert!(page.contains("jon (auditor)"), "{page}");
+    let tenant_of_jon: String = sqlx::query_scalar(
+        "SELECT tenant_id::text FROM credentials WHERE email = 'jon@example.com'",
+    )
+    .fetch_one(&t.db.owner)
+    .await
+    .unwrap();
+    assert_eq!(tenant_of_jon, admin.tenant_id);
+}
+
+/// Posts the sign-up form of `page` as Jon, with `tenant_name` and `invitation`.
+async fn join(
+    b: &mut Browser,
+    page: &str,
+    tenant_name: &str,
+    invitation: &str,
+) -> (StatusCode, reqwest::header::HeaderMap, String) {
+    let token = csrf_of(page);
+    b.post_form(
+        "/sign-up",
+        &[
+            ("csrf_token", &token),
+            ("tenant_name", tenant_name),
+            ("invitation_token", invitation),
+            ("handle", "jon"),
+            ("name", "Jon"),
+            ("email", "jon@example.com"),
+            ("password", PASSWORD),
+        ],
+    )
+    .await
+}
