@@ -64,6 +64,10 @@ fi
 # The delay, replaced on every run (the last setting in the file wins).
 sed -i '/^recovery_min_apply_delay/d' "$dir/postgresql.auto.conf"
 echo "recovery_min_apply_delay = '$delay'" >>"$dir/postgresql.auto.conf"
+# A hot standby refuses to start with fewer connections than its primary allows.
+primary_max="$(psql_primary 'SHOW max_connections')"
+sed -i '/^max_connections/d' "$dir/postgresql.auto.conf"
+echo "max_connections = $(( primary_max > 200 ? primary_max : 200 ))" >>"$dir/postgresql.auto.conf"
 if up; then
   as_pg "$bin/pg_ctl" -D "$dir" reload >/dev/null
 else
