@@ -435,7 +435,7 @@ fn parse_origin(url: &str) -> Result<String, ConfigError> {
 }
 
 /// JWT secrets are at least 64 hex characters (256 bits): a guessable HMAC key would let
-/// anyone mint tokens (docs/design.md, "Secrets").
+/// anyone mint tokens.
 fn validate_jwt_secret(s: &str) -> Result<(), ConfigError> {
     if s.len() < 64 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(invalid("JWT_SECRET", "must be at least 64 hex characters"));
