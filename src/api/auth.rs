@@ -6,7 +6,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use axum::Json;
 use axum::extract::{ConnectInfo, State};
-use axum::http::header::{COOKIE, SET_COOKIE};
+use axum::http::header::SET_COOKIE;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
@@ -261,18 +261,6 @@ pub(crate) async fn sign_in(
     accounts::login(state, &origin(peer, headers), &req.email, req.password).await
 }
 
-fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
-    headers
-        .get_all(COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .find_map(|pair| {
-            let (k, v) = pair.trim().split_once('=')?;
-            (k == name).then(|| v.to_string())
-        })
-}
-
 /// Rotates the refresh token. Presenting a token that was already rotated revokes the
 /// whole session (every token of that login) and answers `refresh_token_reused`.
 #[utoipa::path(post, path = "/v1/auth/refresh", tag = "auth",
@@ -281,7 +269,7 @@ pub async fn refresh(
     State(state): State<AppState>,
     headers: HeaderMap,
 ) -> Result<Response, AppError> {
-    let presented = cookie_value(&headers, REFRESH_COOKIE)
+    let presented = crate::auth::browser::cookie(&headers, REFRESH_COOKIE)
         .and_then(|v| OpaqueToken::parse(&v))
         .ok_or(AppError::Unauthorized(AuthFailure::InvalidRefreshToken))?;
     let tenant = TenantId(presented.tenant_id);
