@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::common::{TestApp, TestDb, redis_url, table_contents};
+use crate::common::{TestApp, TestDb, eventually, redis_url, table_contents};
 use crate::versioning::insert_as_old_binary;
 
 /// Retries that end in a second: what tests use instead of the 5 × 1 s default.
@@ -378,19 +378,6 @@ async fn a_rebuild_with_a_poison_event_completes_and_reports_it() {
     assert_eq!(failure_rows(&db.owner).await.len(), 1);
 }
 
-/// Polls `check` until it holds or 20 s pass.
-async fn eventually<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while !check().await {
-        assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 /// The CLI, as an operator runs it against this database.
 fn chronicle(db_url: &str, args: &[&str]) -> (bool, String) {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_chronicle"))
@@ -423,7 +410,7 @@ async fn a_live_instance_parks_shows_and_after_the_fix_retry_parked_applies_it()
     append(&db.owner, b, "b-1", 1).await;
     append(&db.owner, b, "b-2", 2).await;
 
-    eventually("the poison is parked and tenant b projected", || async {
+    eventually("the poison is parked and tenant b projected", async || {
         let parked = failure_rows(&db.owner).await.first().map(|r| r.2.clone());
         parked.as_deref() == Some("parked") && audit_targets(&db.owner).await.len() == 2
     })
