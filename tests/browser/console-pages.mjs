@@ -63,7 +63,7 @@ const collect = async (page) => {
   result.violations.push(...seen);
 };
 const shot = async (page, name) => {
-  if (shots) await page.screenshot({ path: `${shots}/${name}.png`, fullPage: true });
+  if (shots) await page.screenshot({ path: `${shots}/${name}.png`, fullPage: true, caret: "initial", animations: "allow" });
 };
 const visit = async (page, path, name) => {
   const response = await page.goto(base + path);

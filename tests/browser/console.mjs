@@ -44,7 +44,7 @@ try {
   page.on("console", (msg) => {
     if (msg.type() === "error") {
       const text = msg.text();
-      if (/Content.Security.Policy|Refused to/i.test(text)) result.violations.push(text);
+      if (/Content.Security.Policy|Refused to/i.test(text)) result.violations.push(`${current} (${page.url()}): ${text.slice(0, 80)}`);
       else result.errors.push(`${current}: ${text}`);
     }
   });
@@ -52,10 +52,12 @@ try {
 
   const collect = async () => {
     const seen = await page.evaluate(() => window.__violations.splice(0));
-    result.violations.push(...seen);
+    result.violations.push(...seen.map((v) => `${current} (${page.url()}): ${v}`));
   };
   const shot = async (name) => {
-    if (shots) await page.screenshot({ path: `${shots}/${name}.png`, fullPage: true });
+    // caret/animations as they are: Playwright would otherwise inject a <style>, which
+    // the CSP blocks (and this script reports as a violation).
+    if (shots) await page.screenshot({ path: `${shots}/${name}.png`, fullPage: true, caret: "initial", animations: "allow" });
   };
   const visit = async (path, name) => {
     const response = await page.goto(base + path);
@@ -76,7 +78,7 @@ try {
   await page.getByLabel("Your name").fill(scenario.name);
   await page.getByLabel("Email").fill(scenario.email);
   await page.getByLabel("Password").fill(scenario.password);
-  await Promise.all([page.waitForURL(base + "/files"), page.getByRole("button", { name: "Create and sign in" }).click()]);
+  await Promise.all([page.waitForURL(base + "/files"), page.getByRole("button", { name: "Sign up and sign in" }).click()]);
   await collect();
   result.signed_in_as = await page.locator(".who").textContent();
 
