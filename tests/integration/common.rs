@@ -465,3 +465,30 @@ impl TestApp {
         out
     }
 }
+
+/// The Playwright scripts (tests/browser), run with node.
+pub fn browser_dir() -> &'static std::path::Path {
+    std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/browser"))
+}
+
+/// node, `npm ci` in tests/browser and /usr/bin/chromium: required in CI (.ci/run
+/// installs them), a loud skip elsewhere.
+pub fn browser_available(test: &str) -> bool {
+    let node = std::process::Command::new("node")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    let installed = browser_dir().join("node_modules/playwright-core").is_dir();
+    let chromium = std::path::Path::new("/usr/bin/chromium").exists();
+    let ready = node && installed && chromium;
+    if !ready {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{test}: node, tests/browser/node_modules and /usr/bin/chromium are required in CI"
+        );
+        eprintln!(
+            "!!! SKIPPED {test}: needs node, `npm ci` in tests/browser and /usr/bin/chromium !!!"
+        );
+    }
+    ready
+}

@@ -7,8 +7,8 @@
 use chronicle::app::Mode;
 use serde_json::{Value, json};
 
-use super::browser::{browser_available, drive_script};
-use crate::common::{PASSWORD, TestApp, bytes_of, eventually};
+use super::browser::drive_script;
+use crate::common::{PASSWORD, TestApp, browser_available, bytes_of, eventually};
 
 #[tokio::test]
 async fn an_auditor_verifies_history_and_an_admin_runs_the_tenant_in_a_real_browser() {
