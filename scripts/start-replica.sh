@@ -71,7 +71,9 @@ echo "max_connections = $(( primary_max > 200 ? primary_max : 200 ))" >>"$dir/po
 if up; then
   as_pg "$bin/pg_ctl" -D "$dir" reload >/dev/null
 else
-  as_pg "$bin/pg_ctl" -D "$dir" -l "$dir/replica.log" -w -t 60 start >/dev/null
+  # A replica stopped without a restartpoint replays its WAL backlog first: on a busy
+  # machine that takes more than pg_ctl's default minute.
+  as_pg "$bin/pg_ctl" -D "$dir" -l "$dir/replica.log" -w -t 300 start >/dev/null
 fi
 for _ in $(seq 1 60); do up && break; sleep 0.5; done
 up || { echo "the replica did not start; log:"; tail -20 "$dir/replica.log"; exit 1; }

@@ -35,8 +35,25 @@ pub fn replica(port: u16, delay: &str) -> bool {
 }
 
 /// Stops the replica on `port` at once (SIGQUIT: no shutdown checkpoint, connections cut).
+///
+/// A checkpoint on the primary and then a restartpoint on the replica come first: the
+/// restarted replica replays the WAL from its last restartpoint before it takes
+/// connections, and in a full CI run (hundreds of databases created since the last one)
+/// that backlog alone outlasted the start timeout. The kill itself is unchanged.
 fn kill_replica(port: u16) {
     let dir = format!("/var/tmp/chronicle-replica-{port}");
+    for target in ["5432".to_string(), port.to_string()] {
+        let out = Command::new("psql")
+            .args(["-h", "127.0.0.1", "-p", &target, "-U", "postgres"])
+            .args(["-Atqc", "CHECKPOINT"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "CHECKPOINT on {target}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
     let out = Command::new("runuser")
         .args([
             "-u",
