@@ -18,6 +18,7 @@ use uuid::Uuid;
 use super::api_keys::{self, KeyGrant, PresentedKey};
 use super::context::session_standing;
 use crate::aggregates::{Role, User};
+use crate::cache::single_flight::SingleFlight;
 use crate::cache::standing::{Epoch, PrefetchedEpoch, StandingEpochs, TokenCache};
 use crate::error::AuthFailure;
 
@@ -31,6 +32,12 @@ struct Inner {
     epochs: StandingEpochs,
     /// (tenant, session, user) → the user's current role.
     sessions: TokenCache<(Uuid, Uuid, Uuid), Role>,
+    /// Session reads in flight, keyed by session *and epoch token*: concurrent misses of
+    /// one session under one token share one log read (a burst from one caller on a
+    /// cold instance would otherwise read the same rows once per request and drain the
+    /// pool). A read started under another token is never shared: its answer may predate
+    /// a change this reader's token already reflects.
+    session_reads: SingleFlight<Option<Result<Role, AuthFailure>>>,
     /// (tenant, key) → the secret's hash and the grant.
     keys: TokenCache<(Uuid, Uuid), (String, KeyGrant)>,
     /// (tenant, user) → the user as its stream says (`/v1/me`).
@@ -43,6 +50,7 @@ impl Standings {
             inner: Arc::new(Inner {
                 epochs,
                 sessions: TokenCache::default(),
+                session_reads: SingleFlight::default(),
                 keys: TokenCache::default(),
                 users: TokenCache::default(),
             }),
@@ -69,7 +77,20 @@ impl Standings {
         if let Some(role) = self.inner.sessions.get(&key, &epoch) {
             return Ok((Ok(role), epoch));
         }
-        let standing = session_standing(pool, tenant, session, user).await?;
+        let shared = match epoch.token() {
+            Some(token) => {
+                let pool = pool.clone();
+                let read = async move { session_standing(&pool, tenant, session, user).await.ok() };
+                let flight = format!("{tenant}:{session}:{user}:{token}");
+                self.inner.session_reads.run(&flight, read).await.flatten()
+            }
+            None => None,
+        };
+        // Untrusted, or the shared read failed: this request reads (and reports) itself.
+        let standing = match shared {
+            Some(standing) => standing,
+            None => session_standing(pool, tenant, session, user).await?,
+        };
         if let Ok(role) = standing {
             self.inner.sessions.put(key, &epoch, role);
         }

@@ -17,7 +17,7 @@
 //! - **Redis down**: every call has a short deadline and a breaker skips Redis for a
 //!   second after a failure; requests are served from Postgres, never failed.
 
-mod single_flight;
+pub(crate) mod single_flight;
 pub mod standing;
 
 pub use single_flight::SingleFlight;
