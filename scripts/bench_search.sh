@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Search benchmark (docs/benchmarks.md, "Search"): one tenant with N files (default
 # 100,000; a tenth tagged), three of them named like "Q3 report". Runs the query
-# `GET /v1/files?q=report` builds (src/api/files_list.rs), as the API's role under
+# `GET /v1/files?q=report` builds (src/api/files/list.rs), as the API's role under
 # row-level security, prints its plan (docs/schema.md) and the median of 15 timed runs.
 # The database is migrated from migrations/ with psql and dropped at the end; the read
 # tables are filled with SQL, since the benchmark measures the query, not the projection.

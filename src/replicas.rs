@@ -4,7 +4,7 @@
 //! stay on the primary.
 //!
 //! **Read-your-writes (decision).** After a caller's successful write, the API keeps
-//! that user's "wrote recently" mark in Redis (src/api/read_routing.rs) for
+//! that user's "wrote recently" mark in Redis (src/api/edge/read_routing.rs) for
 //! `RYW_WINDOW`. A read by a user with the mark needs a replica that has replayed at
 //! least the primary's WAL position *at the time of the read* (one cheap query on the
 //! primary): such a replica shows everything the primary would, including projector

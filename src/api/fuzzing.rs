@@ -7,14 +7,14 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::audit::{decode_cursor, encode_cursor};
-use super::cursor::CursorKey;
-use super::upload::{boundary as multipart_boundary, read_multipart};
+use crate::api::audit::log::{decode_cursor, encode_cursor};
+use crate::api::edge::cursor::CursorKey;
+use crate::api::uploads::multipart::{boundary as multipart_boundary, read_multipart};
 use crate::error::AppError;
 use crate::ids::TenantId;
 use crate::storage::Storage;
 
-pub use super::tus::headers::{
+pub use crate::api::uploads::tus::headers::{
     Algorithm, Checksum, Metadata, checksum, is_chunk, metadata, number, require_tus_resumable,
 };
 
@@ -78,7 +78,7 @@ pub fn files_cursor_decode(
 pub fn files_cursor_encode(secret: &str, tenant: Uuid, at: DateTime<Utc>, id: Uuid) -> String {
     CursorKey::new(secret).encode_sorted(
         tenant,
-        &super::cursor::SortedCursor {
+        &crate::api::edge::cursor::SortedCursor {
             sort: "created:desc".into(),
             id,
             value: at.timestamp_micros().to_string(),

@@ -1,88 +1,70 @@
-//! The HTTP API: one router per resource, assembled here with the edge layers.
+//! The HTTP API: one folder per resource (accounts, files, uploads, audit,
+//! notifications, operations), each with its own `routes()`, assembled here behind the
+//! layers of `edge` (what every request passes through). Handlers parse, call one use
+//! case in `commands/` or one read query, and render.
 
-mod api_keys;
+pub(crate) mod accounts;
 pub(crate) mod audit;
-pub(crate) mod auth;
-mod budget;
-mod caller;
-mod cursor;
-pub(crate) mod devices;
-mod direct;
-mod direct_session;
-pub(crate) mod download;
 pub mod edge;
-mod erase;
-mod events;
-pub(crate) mod extract;
-mod feed;
 pub(crate) mod files;
-pub(crate) mod files_list;
-pub(crate) mod files_manage;
 #[doc(hidden)]
 pub mod fuzzing;
-mod health;
-pub(crate) mod history;
-pub mod idempotency;
-mod idempotency_upload;
-pub(crate) mod jobs;
-pub mod json;
-mod middleware;
-mod notifications;
-mod openapi;
-mod ops;
-mod outage;
-pub mod ratelimit;
-pub(crate) mod read_routing;
-mod register_guard;
-pub(crate) mod sessions;
-pub(crate) mod sharing;
-mod text;
-mod transparency;
-pub(crate) mod tus;
-pub(crate) mod upload;
-mod users;
-mod webhooks;
+pub(crate) mod notifications;
+pub(crate) mod operations;
+pub(crate) mod uploads;
 
 use axum::Router;
 use axum::http::HeaderName;
-use axum::routing::{delete, get, post, put};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use utoipa::OpenApi;
 
 use crate::error::{AppError, ErrorBody, ErrorDetail};
 use crate::state::AppState;
-use json::JsonBodyLimitLayer;
-use openapi::LayerResponses;
-use ratelimit::RateLimitLayer;
+use edge::json::JsonBodyLimitLayer;
+use edge::ratelimit::RateLimitLayer;
+use edge::{headers, idempotency, observe, outage, read_routing, text};
+use operations::openapi::LayerResponses;
 
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Chronicle", description = "Event-sourced file backend"),
     paths(
-        health::health, health::ready, ops::metrics, ops::openapi,
-        auth::register, auth::login, auth::refresh, auth::logout, auth::invite,
-        users::me, users::set_role, users::ban, users::unban, erase::erase,
-        sessions::list, sessions::revoke, devices::list,
-        api_keys::create, api_keys::list, api_keys::revoke,
-        upload::create_file, upload::create_version, direct::start, direct::complete,
-        download::current, download::version, download::thumbnail,
-        jobs::list, jobs::retry,
-        notifications::list, notifications::mark_read, events::stream,
-        files_list::list, files::get, files::versions, files_list::tags,
-        files_manage::rename, files_manage::tag, files_manage::untag, files_manage::delete,
-        files_manage::restore, files_manage::restore_version, files_manage::bulk,
-        sharing::grants, sharing::share_user, sharing::share_role, sharing::unshare_user,
-        sharing::unshare_role, sharing::hold, sharing::release, sharing::create_link,
-        sharing::links, sharing::revoke_link, sharing::download,
-        audit::list, audit::verify, audit::export, history::list,
-        feed::page, feed::stream,
-        webhooks::create, webhooks::list, webhooks::get, webhooks::update, webhooks::delete,
-        webhooks::deliveries, webhooks::redeliver,
-        transparency::tree_head, transparency::inclusion, transparency::consistency,
-        tus::options, tus::options_upload, tus::create::create, tus::head, tus::patch, tus::terminate,
+        operations::health::health, operations::health::ready, operations::ops::metrics,
+        operations::ops::openapi,
+        accounts::auth::register, accounts::auth::login, accounts::auth::refresh,
+        accounts::auth::logout, accounts::auth::invite,
+        accounts::users::me, accounts::users::set_role, accounts::users::ban,
+        accounts::users::unban, accounts::erase::erase,
+        accounts::sessions::list, accounts::sessions::revoke, accounts::devices::list,
+        accounts::api_keys::create, accounts::api_keys::list, accounts::api_keys::revoke,
+        uploads::multipart::create_file, uploads::multipart::create_version,
+        uploads::direct::start, uploads::direct::complete,
+        files::download::current, files::download::version, files::download::thumbnail,
+        operations::jobs::list, operations::jobs::retry,
+        notifications::inbox::list, notifications::inbox::mark_read,
+        notifications::stream::stream,
+        files::list::list, files::show::get, files::show::versions, files::list::tags,
+        files::manage::rename, files::manage::tag, files::manage::untag, files::manage::delete,
+        files::manage::restore, files::manage::restore_version, files::manage::bulk,
+        files::sharing::grants, files::sharing::share_user, files::sharing::share_role,
+        files::sharing::unshare_user, files::sharing::unshare_role, files::sharing::hold,
+        files::sharing::release, files::sharing::create_link, files::sharing::links,
+        files::sharing::revoke_link, files::sharing::download,
+        audit::log::list, audit::log::verify, audit::log::export, audit::history::list,
+        notifications::feed::page, notifications::feed::stream,
+        notifications::webhooks::create, notifications::webhooks::list,
+        notifications::webhooks::get, notifications::webhooks::update,
+        notifications::webhooks::delete, notifications::webhooks::deliveries,
+        notifications::webhooks::redeliver,
+        audit::transparency::tree_head, audit::transparency::inclusion,
+        audit::transparency::consistency,
+        uploads::tus::options, uploads::tus::options_upload, uploads::tus::create::create,
+        uploads::tus::head, uploads::tus::patch, uploads::tus::terminate,
     ),
-    components(schemas(ErrorBody, ErrorDetail, health::Health, upload::UploadAccepted,
-        direct::NewDirectUpload, direct::DirectUploadSession, direct::DirectPart, direct::CompleteDirectUpload)),
+    components(schemas(ErrorBody, ErrorDetail, operations::health::Health,
+        uploads::multipart::UploadAccepted, uploads::direct::NewDirectUpload,
+        uploads::direct::DirectUploadSession, uploads::direct::DirectPart,
+        uploads::direct::CompleteDirectUpload)),
     modifiers(&BearerAuth, &LayerResponses)
 )]
 pub struct ApiDoc;
@@ -125,124 +107,14 @@ pub fn router(state: AppState) -> Router {
 /// `app.rs` passes them in, so `api` never imports the surfaces above it.
 pub fn router_with(state: AppState, extra: Router<AppState>) -> Router {
     let config = state.config.clone();
-    let request_id = HeaderName::from_static(middleware::REQUEST_ID);
+    let request_id = HeaderName::from_static(observe::REQUEST_ID);
     let mut router = Router::new()
-        .route("/health", get(health::health))
-        .route("/health/ready", get(health::ready))
-        .route("/metrics", get(ops::metrics))
-        .route("/openapi.json", get(ops::openapi))
-        .merge(
-            // Password guessing and token grinding get a stricter per-IP budget.
-            Router::new()
-                .route("/v1/auth/register", post(auth::register))
-                .route("/v1/auth/login", post(auth::login))
-                .route("/v1/auth/refresh", post(auth::refresh))
-                .route_layer(RateLimitLayer::auth(&state)),
-        )
-        .route("/v1/auth/logout", post(auth::logout))
-        .route("/v1/tenants/current/invitations", post(auth::invite))
-        .route("/v1/me", get(users::me))
-        .route("/v1/users/{id}/role", put(users::set_role))
-        .route("/v1/users/{id}/ban", post(users::ban))
-        .route("/v1/users/{id}/unban", post(users::unban))
-        .route("/v1/users/{id}/erase", post(erase::erase))
-        .route("/v1/sessions", get(sessions::list))
-        // API keys for integrations (src/api/api_keys.rs).
-        .route("/v1/api-keys", get(api_keys::list).post(api_keys::create))
-        .route("/v1/api-keys/{id}", delete(api_keys::revoke))
-        .route("/v1/sessions/{id}", delete(sessions::revoke))
-        .route("/v1/devices", get(devices::list))
-        // Files: upload, read, manage (src/api/upload.rs, files*.rs), download.
-        .route("/v1/files", get(files_list::list).post(upload::create_file))
-        .route(
-            "/v1/files/{id}",
-            get(files::get)
-                .patch(files_manage::rename)
-                .delete(files_manage::delete),
-        )
-        .route(
-            "/v1/files/{id}/versions",
-            get(files::versions).post(upload::create_version),
-        )
-        .route(
-            "/v1/files/{id}/tags/{tag}",
-            put(files_manage::tag).delete(files_manage::untag),
-        )
-        .route("/v1/files/{id}/restore", post(files_manage::restore))
-        .route(
-            "/v1/files/{id}/versions/{n}/restore",
-            post(files_manage::restore_version),
-        )
-        .route("/v1/tags", get(files_list::tags))
-        // Direct-to-S3 uploads: presigned part URLs (src/api/direct.rs).
-        .route("/v1/files/direct", post(direct::start))
-        .route("/v1/files/direct/{id}/complete", post(direct::complete))
-        .route("/v1/files/{id}/content", get(download::current))
-        .route(
-            "/v1/files/{id}/versions/{n}/content",
-            get(download::version),
-        )
-        .route("/v1/files/{id}/thumbnail", get(download::thumbnail))
-        // Sharing: grants, legal holds, links (src/api/sharing.rs, docs/sharing.md).
-        .route("/v1/files/bulk", post(files_manage::bulk))
-        .route("/v1/files/{id}/grants", get(sharing::grants))
-        .route(
-            "/v1/files/{id}/grants/users/{user_id}",
-            put(sharing::share_user).delete(sharing::unshare_user),
-        )
-        .route(
-            "/v1/files/{id}/grants/roles/{role}",
-            put(sharing::share_role).delete(sharing::unshare_role),
-        )
-        .route(
-            "/v1/files/{id}/hold",
-            put(sharing::hold).delete(sharing::release),
-        )
-        .route(
-            "/v1/files/{id}/links",
-            get(sharing::links).post(sharing::create_link),
-        )
-        .route(
-            "/v1/files/{id}/links/{link_id}",
-            delete(sharing::revoke_link),
-        )
-        .route("/l/{token}", get(sharing::download))
-        .route("/v1/jobs", get(jobs::list))
-        .route("/v1/jobs/{id}/retry", post(jobs::retry))
-        .route("/v1/notifications", get(notifications::list))
-        .route(
-            "/v1/notifications/{id}/read",
-            post(notifications::mark_read),
-        )
-        .route("/v1/events", get(events::stream))
-        // Resumable uploads, tus 1.0.0 (src/api/tus).
-        .merge(tus::routes())
-        // History for auditors (src/api/audit.rs, src/api/history.rs).
-        .route("/v1/audit", get(audit::list))
-        .route("/v1/audit/verify", get(audit::verify))
-        .route("/v1/audit/export", get(audit::export))
-        .route("/v1/feed", get(feed::page))
-        .route("/v1/feed/stream", get(feed::stream))
-        .route("/v1/webhooks", get(webhooks::list).post(webhooks::create))
-        .route(
-            "/v1/webhooks/{id}",
-            get(webhooks::get)
-                .patch(webhooks::update)
-                .delete(webhooks::delete),
-        )
-        .route("/v1/webhooks/{id}/deliveries", get(webhooks::deliveries))
-        .route(
-            "/v1/webhooks/{id}/deliveries/{delivery_id}/redeliver",
-            post(webhooks::redeliver),
-        )
-        .route("/v1/files/{id}/history", get(history::list))
-        // The transparency log: signed heads and Merkle proofs (src/api/transparency.rs).
-        .route("/v1/audit/tree-head", get(transparency::tree_head))
-        .route("/v1/audit/proofs/inclusion", get(transparency::inclusion))
-        .route(
-            "/v1/audit/proofs/consistency",
-            get(transparency::consistency),
-        )
+        .merge(operations::routes())
+        .merge(accounts::routes(&state))
+        .merge(files::routes())
+        .merge(uploads::routes())
+        .merge(audit::routes())
+        .merge(notifications::routes())
         // Idempotency keys only for a route and method that exist: a route layer runs
         // after routing, so an unknown path is 404 and a wrong method 405 (with `Allow`)
         // whatever key it carries, and neither claims nor compares a key. It must come
@@ -274,18 +146,18 @@ pub fn router_with(state: AppState, extra: Router<AppState>) -> Router {
             outage::OutageGuard::start(state.clone(), state.live.shutdown().clone()),
             outage::unavailable_when_down,
         ))
-        .layer(axum::middleware::from_fn(middleware::request_timeout))
+        .layer(axum::middleware::from_fn(observe::request_timeout))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
-            middleware::observe,
+            observe::observe,
         ));
-    if let Some(cors) = edge::Cors::from_config(&config) {
-        router = router.layer(axum::middleware::from_fn_with_state(cors, edge::cors));
+    if let Some(cors) = headers::Cors::from_config(&config) {
+        router = router.layer(axum::middleware::from_fn_with_state(cors, headers::cors));
     }
     router
         .layer(axum::middleware::from_fn_with_state(
-            edge::SecurityHeaders::from_config(&config),
-            edge::security_headers,
+            headers::SecurityHeaders::from_config(&config),
+            headers::security_headers,
         ))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))

@@ -9,7 +9,7 @@
 //! Once per request: the token comes verified from the `credentials::verify` layer, and
 //! the standing is looked up by the first reader that needs it (the idempotency layer
 //! or the extractor) and kept in the request's extensions for the others. The extractor
-//! itself (src/api/caller.rs) hands `authenticate` the instance's `Standings`
+//! itself (src/api/edge/caller.rs) hands `authenticate` the instance's `Standings`
 //! (`standing.rs`), which answers from memory while the tenant's standing epoch says
 //! nothing changed, and from the log otherwise (docs/auth-cache.md).
 

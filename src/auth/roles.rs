@@ -33,7 +33,7 @@ macro_rules! role_extractor {
         }
 
         // Generic over the state: whatever state `TenantContext` is extracted from
-        // (src/api/caller.rs), so this module needs no app state of its own.
+        // (src/api/edge/caller.rs), so this module needs no app state of its own.
         impl<S> FromRequestParts<S> for $name
         where
             S: Send + Sync,

@@ -4,8 +4,8 @@
 //! the same whichever way a person comes in.
 //!
 //! Rate budgets (attempts per account and per IP, taken-email answers per IP) are the
-//! surface's edge and are applied before these run (src/api/auth.rs, src/api/ratelimit.rs,
-//! src/api/register_guard.rs).
+//! surface's edge and are applied before these run (src/api/accounts/auth.rs, src/api/edge/ratelimit.rs,
+//! src/api/accounts/register_guard.rs).
 
 use cqrs_es::EventStore;
 use uuid::Uuid;
@@ -34,7 +34,7 @@ pub const INVITATION_TTL_SECS: i64 = 7 * 24 * 60 * 60;
 pub struct Origin {
     /// The peer address as the session records it.
     pub ip: String,
-    /// Sanitized (src/api/text.rs): deterministic, so rebuilds give the same devices.
+    /// Sanitized (src/api/edge/text.rs): deterministic, so rebuilds give the same devices.
     pub user_agent: String,
     pub request_id: String,
 }

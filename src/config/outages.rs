@@ -10,7 +10,7 @@ use super::{ConfigError, invalid, parse_u64};
 pub struct OutageSettings {
     /// How long an API request waits for a Postgres connection when the pool is busy
     /// (`DB_ACQUIRE_TIMEOUT_MS`, default 5000), then answers `503 service_unavailable`.
-    /// An unreachable Postgres is answered sooner: the outage layer (src/api/outage.rs)
+    /// An unreachable Postgres is answered sooner: the outage layer (src/api/edge/outage.rs)
     /// sees it within a fraction of a second and refuses at once.
     pub db_acquire_timeout: Duration,
     /// How often the live hub pings its Redis subscription (`LIVE_PING_EVERY_SECS`,

@@ -7,7 +7,7 @@
 //! such a request for the current version may be cached for a year (`immutable`),
 //! since a new build changes the `v`. Without or with another `v`, `no-cache`.
 //! Requests under `/assets/` skip the session cookie's lookup (src/auth/credentials.rs)
-//! and the rate limit (src/api/ratelimit.rs): they never need a caller.
+//! and the rate limit (src/api/edge/ratelimit.rs): they never need a caller.
 
 use axum::Router;
 use axum::extract::Path;

@@ -1,5 +1,5 @@
 //! Signing in, signing up and signing out in the browser. The forms call the API's own
-//! use cases (`api::auth::sign_in`, `register_account`, `sign_out`): the same checks,
+//! use cases (`api::accounts::auth::sign_in`, `register_account`, `sign_out`): the same checks,
 //! budgets and events, so a console sign-in is a session like any other (listed under
 //! Devices, revocable from anywhere). The session's refresh token becomes the session
 //! cookie (src/auth/browser.rs).
@@ -17,7 +17,7 @@ use serde::Deserialize;
 use super::error::ConsoleError;
 use super::page::{Layout, render, render_with};
 use super::session::Viewer;
-use crate::api::auth::{LoginRequest, RegisterRequest, SignedIn};
+use crate::api::accounts::auth::{LoginRequest, RegisterRequest, SignedIn};
 use crate::auth::browser::{self, PRESESSION_COOKIE, SESSION_COOKIE};
 use crate::auth::tokens::REFRESH_TTL_SECS;
 use crate::error::{AppError, AuthFailure};
@@ -204,7 +204,7 @@ pub async fn sign_in(
         email: form.email,
         password: form.password,
     };
-    match crate::api::auth::sign_in(&state, peer.ip(), &headers, request).await {
+    match crate::api::accounts::auth::sign_in(&state, peer.ip(), &headers, request).await {
         Ok(signed) => signed_in(signed),
         Err(err) => match form_error(&err) {
             Some((status, message)) => visitor_page(&state, &headers, status, |csrf| {
@@ -243,17 +243,19 @@ pub async fn sign_up(
         email: form.email.clone(),
         password: form.password.clone(),
     };
-    let done = match crate::api::auth::register_account(&state, peer.ip(), &headers, register).await
-    {
-        Ok(_) => {
-            let login = LoginRequest {
-                email: form.email.clone(),
-                password: form.password.clone(),
-            };
-            crate::api::auth::sign_in(&state, peer.ip(), &headers, login).await
-        }
-        Err(err) => Err(err),
-    };
+    let done =
+        match crate::api::accounts::auth::register_account(&state, peer.ip(), &headers, register)
+            .await
+        {
+            Ok(_) => {
+                let login = LoginRequest {
+                    email: form.email.clone(),
+                    password: form.password.clone(),
+                };
+                crate::api::accounts::auth::sign_in(&state, peer.ip(), &headers, login).await
+            }
+            Err(err) => Err(err),
+        };
     match done {
         Ok(signed) => signed_in(signed),
         Err(err) => match form_error(&err) {
@@ -293,7 +295,7 @@ pub async fn sign_out(
     viewer: Viewer,
     headers: HeaderMap,
 ) -> Result<Response, ConsoleError> {
-    crate::api::auth::sign_out(&state, &viewer.ctx, &headers).await?;
+    crate::api::accounts::auth::sign_out(&state, &viewer.ctx, &headers).await?;
     let mut response = see_other("/sign-in");
     response.headers_mut().insert(
         header::SET_COOKIE,

@@ -12,9 +12,9 @@ use uuid::Uuid;
 use super::error::ConsoleError;
 use super::page::{Layout, Nav, render};
 use super::session::Viewer;
-use crate::api::devices::{DeviceView, devices_of};
-use crate::api::extract::ApiPath;
-use crate::api::sessions::{SessionView, sessions_of};
+use crate::api::accounts::devices::{DeviceView, devices_of};
+use crate::api::accounts::sessions::{SessionView, sessions_of};
+use crate::api::edge::extract::ApiPath;
 use crate::commands::sessions;
 use crate::state::AppState;
 
@@ -45,7 +45,7 @@ pub async fn revoke(
     path: Result<ApiPath<Uuid>, crate::error::AppError>,
 ) -> Result<Response, ConsoleError> {
     let ApiPath(id) = path?;
-    let meta = crate::api::auth::caller_metadata(&viewer.ctx, &headers);
+    let meta = crate::api::accounts::auth::caller_metadata(&viewer.ctx, &headers);
     sessions::revoke(&state, &viewer.ctx, &meta, id).await?;
     let to = if id == viewer.ctx.session_id {
         "/sign-in"

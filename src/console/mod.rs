@@ -37,7 +37,7 @@ use axum::middleware::Next;
 use axum::response::Response;
 use axum::routing::{get, post};
 
-use crate::api::ratelimit::RateLimitLayer;
+use crate::api::edge::ratelimit::RateLimitLayer;
 use crate::state::AppState;
 
 pub use error::ConsoleError;

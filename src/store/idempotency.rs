@@ -2,7 +2,7 @@
 //! marked `committed` in the same transaction as the command's events. A crash after
 //! that commit can then never lead to the command running a second time.
 //!
-//! Also the key table's reads and writes for the idempotency layer (src/api/idempotency.rs),
+//! Also the key table's reads and writes for the idempotency layer (src/api/edge/idempotency.rs),
 //! which decides what they mean.
 
 use sqlx::PgPool;

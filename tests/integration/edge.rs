@@ -10,7 +10,9 @@ use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::http::{Request, StatusCode};
 use axum::routing::post;
-use chronicle::api::ratelimit::{RateLimitLayer, account_key, auth_policy, check_auth_attempt};
+use chronicle::api::edge::ratelimit::{
+    RateLimitLayer, account_key, auth_policy, check_auth_attempt,
+};
 use chronicle::app::{App, Mode};
 use chronicle::error::AppError;
 use chronicle::ratelimit::{RateLimiter, connection_manager};

@@ -1,4 +1,4 @@
-//! Whose budget a request spends (src/api/budget.rs), over real HTTP and a real Redis:
+//! Whose budget a request spends (src/api/edge/budget.rs), over real HTTP and a real Redis:
 //! two users behind one IP each have their own budget; anonymous requests (and forged
 //! tokens) are still limited per IP; `PATCH`/`HEAD` on one's own tus upload have their own
 //! budget, while creating an upload, or touching someone else's, spends the request budget.

@@ -4,7 +4,7 @@
 //!
 //! Every change is the use case the API runs (`commands::users::change`,
 //! `commands::jobs::retry`, `commands::erase`, `commands::api_keys`, and the API's
-//! invitation handler), with the event metadata of `api::auth::caller_metadata`; who may
+//! invitation handler), with the event metadata of `api::accounts::auth::caller_metadata`; who may
 //! do it is the `Admin` extractor's rule (`policy::administers`) as in the API. Each
 //! form posts, then the browser is sent back to `/admin` with what was done.
 
@@ -22,9 +22,9 @@ use super::error::ConsoleError;
 use super::page::{Layout, Nav, render};
 use super::session::Viewer;
 use crate::aggregates::{ApiKey, Role};
-use crate::api::auth::{caller_metadata, store};
-use crate::api::extract::{ApiPath, ApiQuery};
-use crate::api::jobs::{self as api_jobs, JobQuery, JobView};
+use crate::api::accounts::auth::{caller_metadata, store};
+use crate::api::edge::extract::{ApiPath, ApiQuery};
+use crate::api::operations::jobs::{self as api_jobs, JobQuery, JobView};
 use crate::auth::{Admin, policy};
 use crate::commands::api_keys::{self, NewKey};
 use crate::commands::erase::erase_user;

@@ -9,9 +9,9 @@ use axum::response::Response;
 use serde::Deserialize;
 
 use super::{human_size, status_label};
-use crate::api::extract::ApiQuery;
-use crate::api::files::FileView;
-use crate::api::files_list::{ListParams, list_files};
+use crate::api::edge::extract::ApiQuery;
+use crate::api::files::list::{ListParams, list_files};
+use crate::api::files::show::FileView;
 use crate::console::error::ConsoleError;
 use crate::console::page::{Layout, Nav, render};
 use crate::console::session::Viewer;

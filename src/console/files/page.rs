@@ -10,9 +10,9 @@ use axum::response::Response;
 use uuid::Uuid;
 
 use super::{human_size, status_label};
-use crate::api::extract::ApiPath;
-use crate::api::files::{FileView, VersionView, file_of, versions_of};
-use crate::api::sharing::{LinkView, SharingView, links_of, sharing_view};
+use crate::api::edge::extract::ApiPath;
+use crate::api::files::sharing::{LinkView, SharingView, links_of, sharing_view};
+use crate::api::files::show::{FileView, VersionView, file_of, versions_of};
 use crate::auth::policy;
 use crate::commands::files::load_any;
 use crate::console::error::ConsoleError;

@@ -1,0 +1,293 @@
+//! Idempotency keys for every state-changing request that carries an
+//! `Idempotency-Key` header:
+//! - same key + same request within 24 h → the stored status and body again, byte for
+//!   byte, with `Idempotency-Replayed: true`, and no second effect;
+//! - same key + a different request → `422 idempotency_key_reused`;
+//! - a concurrent request with the same key → `409 idempotency_key_in_progress`;
+//! - the key is marked `committed` in the same transaction as the command's events
+//!   (store/idempotency.rs), so after a crash between commit and response a retry is
+//!   refused rather than run twice.
+//!
+//! **Authentication and authorization come first.** A request that carries credentials
+//! is authenticated like any handler does it (token, live session of the token's
+//! subject, not banned) before a key is looked at: a replay never reaches a logged-out,
+//! revoked or banned caller. Keys are scoped to the caller (tenant and user, or
+//! "anonymous" for registration, the only keyed route open without credentials; an
+//! anonymous keyed request to any other route goes straight to its handler and gets
+//! `401`), so a replay only ever goes to the principal who made the
+//! first request; the caller's role is stored with the key and a replay to a caller
+//! whose role changed since is refused (`403`), since the handler's authorization was
+//! decided for the old role. `401` and `403` answers are never stored: they are not
+//! effects, and the same request may succeed once the caller's standing changes.
+//!
+//! The layer runs only for a route and method that exist (a route layer, see
+//! `api::router`): a wrong method is `405` with `Allow` and an unknown path `404`, with
+//! no key claimed or compared.
+//!
+//! Login, refresh and logout are excluded: replaying a response would hand out tokens
+//! again. Streaming uploads (multipart) are keyed too, but their bodies are not
+//! buffered: the upload handler claims the key once the body is received, with a
+//! fingerprint of its SHA-256 and metadata (`api/uploads/idempotent.rs`).
+
+use axum::body::{Body, Bytes};
+use axum::extract::{FromRequestParts, Request, State};
+use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
+use axum::http::{HeaderValue, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use sha2::{Digest, Sha256};
+
+use crate::auth::TenantContext;
+use crate::error::AppError;
+use crate::state::AppState;
+use crate::store::idempotency::{self as keys, CURRENT, IdempotencyMarker};
+
+pub const HEADER: &str = "idempotency-key";
+/// The one keyed route anonymous callers may use.
+const REGISTER: &str = "/v1/auth/register";
+
+/// Routes whose requests are never keyed. Creating an API key is among them: its answer
+/// holds the secret, which must not be kept in `idempotency_keys` (a retry makes a new
+/// key; the lost one is never usable without its secret, and can be revoked).
+pub(in crate::api) const EXCLUDED: &[&str] = &[
+    "/v1/auth/login",
+    "/v1/auth/refresh",
+    "/v1/auth/logout",
+    "/v1/api-keys",
+];
+
+/// Who is asking: the key scope and the caller's current role (`None` when anonymous).
+pub(in crate::api) struct Principal {
+    pub scope: String,
+    pub role: Option<String>,
+}
+
+/// Authenticates a request that carries credentials exactly as a handler would (the
+/// `TenantContext` extractor); a request without them is anonymous.
+async fn principal(state: &AppState, request: Request) -> Result<(Principal, Request), AppError> {
+    if !credentialed(request.headers()) {
+        let anonymous = Principal {
+            scope: "anonymous".to_string(),
+            role: None,
+        };
+        return Ok((anonymous, request));
+    }
+    let (mut parts, body) = request.into_parts();
+    let ctx = TenantContext::from_request_parts(&mut parts, state).await?;
+    let principal = Principal {
+        scope: format!("{}:{}", ctx.tenant_id, ctx.user_id),
+        role: Some(ctx.role.as_str().to_string()),
+    };
+    Ok((principal, Request::from_parts(parts, body)))
+}
+
+/// Whether the request carries credentials: a bearer value, or the console's cookie.
+fn credentialed(headers: &axum::http::HeaderMap) -> bool {
+    headers.contains_key(AUTHORIZATION) || crate::auth::browser::has_session_cookie(headers)
+}
+
+fn valid_key(key: &str) -> bool {
+    (1..=255).contains(&key.len()) && key.bytes().all(|b| b.is_ascii_graphic())
+}
+
+pub(in crate::api) enum Claim {
+    /// This request owns the key: run it.
+    Run,
+    Replay(Response),
+    Refuse(AppError),
+}
+
+pub async fn idempotency(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let keyed = matches!(
+        *request.method(),
+        Method::POST | Method::PUT | Method::PATCH | Method::DELETE
+    ) && request.headers().contains_key(HEADER)
+        && !EXCLUDED.contains(&request.uri().path());
+    // Registration is the one state-changing route open to anonymous callers; anywhere
+    // else a request without credentials goes straight to its handler, which answers 401:
+    // an anonymous key must neither be claimed nor be compared with another caller's.
+    let anonymous_elsewhere = !credentialed(request.headers()) && request.uri().path() != REGISTER;
+    if !keyed || anonymous_elsewhere {
+        return next.run(request).await;
+    }
+    let streamed = request
+        .headers()
+        .get(CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"multipart/"));
+    let answer = if streamed {
+        crate::api::uploads::idempotent::run_keyed(&state, request, next).await
+    } else {
+        run_keyed(&state, request, next).await
+    };
+    match answer {
+        Ok(response) => response,
+        Err(err) => err.into_response(),
+    }
+}
+
+/// The key of a keyed request, checked; then the caller, authenticated.
+pub(in crate::api) async fn key_and_principal(
+    state: &AppState,
+    request: Request,
+) -> Result<(String, Principal, Request), AppError> {
+    let key = request.headers()[HEADER]
+        .to_str()
+        .unwrap_or_default()
+        .to_string();
+    if !valid_key(&key) {
+        return Err(AppError::BadRequest(
+            "Idempotency-Key must be 1 to 255 visible ASCII characters".into(),
+        ));
+    }
+    let (principal, request) = principal(state, request).await?;
+    Ok((key, principal, request))
+}
+
+async fn run_keyed(state: &AppState, request: Request, next: Next) -> Result<Response, AppError> {
+    let (key, principal, request) = key_and_principal(state, request).await?;
+    let (parts, body) = request.into_parts();
+    let bytes = axum::body::to_bytes(body, state.config.max_json_body_bytes)
+        .await
+        .map_err(|_| AppError::PayloadTooLarge("the request body is too large".into()))?;
+    let mut hasher = Sha256::new();
+    hasher.update(parts.method.as_str().as_bytes());
+    hasher.update(b"\n");
+    hasher.update(parts.uri.to_string().as_bytes());
+    hasher.update(b"\n");
+    hasher.update(&bytes);
+    let fingerprint = hex::encode(hasher.finalize());
+
+    match claim(state, &principal, &key, &fingerprint).await? {
+        Claim::Replay(response) => return Ok(response),
+        Claim::Refuse(err) => return Err(err),
+        Claim::Run => {}
+    }
+    let marker = IdempotencyMarker {
+        scope: principal.scope.clone(),
+        key: key.clone(),
+    };
+    let request = Request::from_parts(parts, Body::from(bytes));
+    let response = CURRENT.scope(marker, next.run(request)).await;
+    settle(state, &principal.scope, &key, response).await
+}
+
+/// Stores the answer of a request that owned its key, or frees the key when nothing
+/// was done: a server error or a lost race (`409 conflict`; a retry may run), or a
+/// refusal of the caller (`401`/`403`: not an effect, and the caller's standing may
+/// change).
+pub(in crate::api) async fn settle(
+    state: &AppState,
+    scope: &str,
+    key: &str,
+    response: Response,
+) -> Result<Response, AppError> {
+    let (parts, body) = response.into_parts();
+    let body = axum::body::to_bytes(body, 16 * 1024 * 1024)
+        .await
+        .map_err(|e| AppError::Internal(anyhow::anyhow!("buffering response: {e}")))?;
+    let refused = matches!(
+        parts.status,
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN
+    );
+    // `409 conflict` means a concurrent change won and nothing was done: retrying the
+    // request is safe, so its key must not keep answering `conflict` for 24 hours.
+    let lost_race = parts.status == StatusCode::CONFLICT
+        && serde_json::from_slice::<crate::error::ErrorBody>(&body)
+            .is_ok_and(|e| e.error.code == "conflict");
+    if parts.status.is_server_error() || refused || lost_race {
+        // Nothing was stored as done; free the key so a retry can run (a key already
+        // marked committed stays: its effect happened).
+        keys::release(&state.db, scope, key).await?;
+    } else {
+        let content_type = parts
+            .headers
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        keys::complete(
+            &state.db,
+            scope,
+            key,
+            parts.status.as_u16(),
+            content_type,
+            &body,
+        )
+        .await?;
+    }
+    Ok(Response::from_parts(parts, Body::from(body)))
+}
+
+pub(in crate::api) async fn claim(
+    state: &AppState,
+    principal: &Principal,
+    key: &str,
+    fingerprint: &str,
+) -> Result<Claim, AppError> {
+    let scope = principal.scope.as_str();
+    for _ in 0..3 {
+        if keys::insert_claim(&state.db, scope, key, fingerprint, &principal.role).await? {
+            return Ok(Claim::Run);
+        }
+        let Some(keys::StoredKey {
+            fingerprint: stored_fingerprint,
+            state: stored_state,
+            role: stored_role,
+            status,
+            content_type,
+            body,
+            expired,
+            lock_lapsed,
+        }) = keys::stored(&state.db, scope, key).await?
+        else {
+            continue; // deleted meanwhile: try to claim again
+        };
+        if expired {
+            keys::delete_expired(&state.db, scope, key).await?;
+            continue;
+        }
+        if stored_fingerprint != fingerprint {
+            return Ok(Claim::Refuse(AppError::IdempotencyKeyReused));
+        }
+        // Its owner died before committing anything: take the key over.
+        if stored_state == "in_progress"
+            && lock_lapsed
+            && keys::take_over_lapsed(&state.db, scope, key).await?
+        {
+            return Ok(Claim::Run);
+        }
+        match stored_state.as_str() {
+            "completed" if stored_role.is_some() && stored_role != principal.role => {
+                // The answer was authorized for another role; it cannot be re-decided
+                // without running the request again, which would be a second effect.
+                return Ok(Claim::Refuse(AppError::Forbidden(
+                    "your role changed since this Idempotency-Key was first used; \
+                     send the request again with a new key if your role allows it"
+                        .into(),
+                )));
+            }
+            "completed" => {
+                let mut response = Response::new(Body::from(Bytes::from(body.unwrap_or_default())));
+                *response.status_mut() =
+                    StatusCode::from_u16(status.unwrap_or(200) as u16).unwrap_or(StatusCode::OK);
+                if let Some(ct) = content_type.and_then(|c| HeaderValue::from_str(&c).ok()) {
+                    response.headers_mut().insert(CONTENT_TYPE, ct);
+                }
+                response
+                    .headers_mut()
+                    .insert("idempotency-replayed", HeaderValue::from_static("true"));
+                return Ok(Claim::Replay(response));
+            }
+            "committed" => {
+                return Ok(Claim::Refuse(AppError::IdempotencyInProgress(
+                    "this request was already applied, but its response was lost; do not retry it"
+                        .into(),
+                )));
+            }
+            _ => {}
+        }
+        return Ok(Claim::Refuse(AppError::IdempotencyInProgress(
+            "a request with this Idempotency-Key is still in progress".into(),
+        )));
+    }
+    Err(AppError::Conflict)
+}

@@ -1,0 +1,488 @@
+//! Rate limiting at the HTTP edge: which key a request counts against, which policy applies,
+//! the `429` and `RateLimit-*` headers, and what happens when Redis cannot answer.
+//!
+//! Two policies: `RateLimitLayer::global` (every route except health and metrics, per
+//! principal when the request carries a valid access token, otherwise per client IP; tus
+//! `PATCH`/`HEAD` on the caller's own upload on a separate budget: src/api/edge/budget.rs) and
+//! `RateLimitLayer::auth`, stricter and per IP, for the `/v1/auth` router:
+//!
+//! ```ignore
+//! let auth = Router::new()
+//!     .route("/v1/auth/login", post(login))
+//!     .layer(RateLimitLayer::auth(&state));
+//! ```
+//!
+//! The login handler adds a per-account budget with [`check_auth_attempt`].
+
+use std::convert::Infallible;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::extract::{ConnectInfo, Request};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method};
+use axum::response::{IntoResponse, Response};
+use futures::future::BoxFuture;
+use tower::{Layer, Service};
+use uuid::Uuid;
+
+pub use crate::api::edge::budget::PrincipalBudgets;
+use crate::api::edge::budget::{self, Principal};
+use crate::cache::standing::{Epoch, PrefetchedEpoch};
+use crate::error::AppError;
+use crate::ratelimit::{Decision, RateLimiter};
+use crate::state::AppState;
+
+pub const RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("ratelimit-limit");
+pub const RATELIMIT_REMAINING: HeaderName = HeaderName::from_static("ratelimit-remaining");
+pub const RATELIMIT_RESET: HeaderName = HeaderName::from_static("ratelimit-reset");
+pub const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
+
+/// Probes and scrapes must never be refused: an orchestrator that cannot probe restarts
+/// healthy instances, and a missing scrape hides the very overload being limited.
+pub(in crate::api) const EXEMPT: &[&str] = &["/health", "/health/ready", "/metrics"];
+/// The web console's static files (src/console/assets.rs): a page loads several, the
+/// browser revalidates them, and serving them costs no more than a 429 would.
+const STATIC_PREFIXES: &[&str] = &["/assets/"];
+
+/// What to do when Redis gives no answer in time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WhenRedisDown {
+    /// Serve the request unlimited (a warning is logged once per outage).
+    FailOpen,
+    /// Serve safe methods (GET/HEAD/OPTIONS); refuse the rest with `503`.
+    FailClosedForWrites,
+}
+
+#[derive(Debug, Clone)]
+pub struct RatePolicy {
+    /// Namespaces the keys, so one client's budgets under different policies are separate.
+    pub name: &'static str,
+    pub limit: u64,
+    pub window: Duration,
+    pub exempt: &'static [&'static str],
+    pub when_redis_down: WhenRedisDown,
+}
+
+/// A tower layer enforcing one policy per client IP (or per principal, with
+/// [`PrincipalBudgets`]); usable with `Router::layer` on any router.
+#[derive(Clone)]
+pub struct RateLimitLayer {
+    enforcer: Arc<Enforcer>,
+}
+
+struct Enforcer {
+    limiter: RateLimiter,
+    policy: RatePolicy,
+    trust_proxy_headers: bool,
+    principals: Option<PrincipalBudgets>,
+}
+
+impl RateLimitLayer {
+    pub fn new(limiter: RateLimiter, policy: RatePolicy, trust_proxy_headers: bool) -> Self {
+        Self {
+            enforcer: Arc::new(Enforcer {
+                limiter,
+                policy,
+                trust_proxy_headers,
+                principals: None,
+            }),
+        }
+    }
+
+    /// Authenticated requests count against their principal's budget rather than their
+    /// IP's; see src/api/edge/budget.rs.
+    pub fn per_principal(self, principals: PrincipalBudgets) -> Self {
+        let e = &self.enforcer;
+        Self {
+            enforcer: Arc::new(Enforcer {
+                limiter: e.limiter.clone(),
+                policy: e.policy.clone(),
+                trust_proxy_headers: e.trust_proxy_headers,
+                principals: Some(principals),
+            }),
+        }
+    }
+
+    /// `RATE_LIMIT_PER_MINUTE` per principal (or client IP when anonymous) and window;
+    /// health and metrics exempt; uploads in progress on their own budget. Fails open:
+    /// without Redis the API keeps serving (see docs/architecture.md, Edge).
+    pub fn global(state: &AppState) -> Self {
+        let c = &state.config;
+        let principals = PrincipalBudgets {
+            tokens: state.tokens.clone(),
+            db: state.db.clone(),
+            upload_limit: c.tus_rate_limit_per_minute,
+        };
+        Self::new(
+            state.limiter.clone(),
+            RatePolicy {
+                name: "global",
+                limit: c.rate_limit_per_minute,
+                window: c.rate_limit_window,
+                exempt: EXEMPT,
+                when_redis_down: WhenRedisDown::FailOpen,
+            },
+            c.trust_proxy_headers,
+        )
+        .per_principal(principals)
+    }
+
+    /// `AUTH_RATE_LIMIT_PER_MINUTE` per client IP, for login/register/refresh. Without
+    /// Redis, state-changing requests are refused: credential guessing must never run
+    /// unlimited.
+    pub fn auth(state: &AppState) -> Self {
+        let c = &state.config;
+        Self::new(
+            state.limiter.clone(),
+            auth_policy(c.auth_rate_limit_per_minute, c.rate_limit_window),
+            c.trust_proxy_headers,
+        )
+    }
+}
+
+pub fn auth_policy(limit: u64, window: Duration) -> RatePolicy {
+    RatePolicy {
+        name: "auth",
+        limit,
+        window,
+        exempt: &[],
+        when_redis_down: WhenRedisDown::FailClosedForWrites,
+    }
+}
+
+/// Counts one authentication attempt against `key`, typically [`account_key`], under the
+/// auth budget. `429` when over it; `503` when Redis cannot answer, since a login that
+/// skipped its per-account limit would allow unlimited password guessing on one account
+/// from many IPs.
+pub async fn check_auth_attempt(state: &AppState, key: &str) -> Result<Decision, AppError> {
+    let c = &state.config;
+    match state
+        .limiter
+        .check(key, c.auth_rate_limit_per_minute, c.rate_limit_window)
+        .await
+    {
+        Ok(d) if d.allowed => Ok(d),
+        Ok(d) => Err(AppError::RateLimited {
+            retry_after_secs: d.reset_secs(),
+        }),
+        Err(err) => {
+            tracing::warn!(error = %err, "refusing an auth attempt: rate limiter unavailable");
+            Err(unavailable())
+        }
+    }
+}
+
+/// The per-account key for login attempts; case and surrounding space do not make a new
+/// budget.
+pub fn account_key(email: &str) -> String {
+    format!("login:account:{}", email.trim().to_lowercase())
+}
+
+fn unavailable() -> AppError {
+    AppError::Unavailable("rate limiting is temporarily unavailable; retry shortly".into())
+}
+
+impl<S> Layer<S> for RateLimitLayer {
+    type Service = RateLimitService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        RateLimitService {
+            inner,
+            enforcer: self.enforcer.clone(),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct RateLimitService<S> {
+    inner: S,
+    enforcer: Arc<Enforcer>,
+}
+
+impl<S> Service<Request> for RateLimitService<S>
+where
+    S: Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = BoxFuture<'static, Result<Response, Infallible>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        // The clone is not ready; keep the ready one for this call (tower's usual dance).
+        let clone = self.inner.clone();
+        let inner = std::mem::replace(&mut self.inner, clone);
+        let enforcer = self.enforcer.clone();
+        Box::pin(async move { Ok(enforcer.handle(request, inner).await) })
+    }
+}
+
+impl Enforcer {
+    async fn handle<S>(&self, request: Request, mut inner: S) -> Response
+    where
+        S: Service<Request, Response = Response, Error = Infallible>,
+    {
+        let policy = &self.policy;
+        let path = request.uri().path();
+        if policy.exempt.contains(&path) || STATIC_PREFIXES.iter().any(|p| path.starts_with(p)) {
+            return call(&mut inner, request).await;
+        }
+        let (client, limit, person) = match self.budget_of(&request) {
+            Budget::Ip(key) => (key, policy.limit, None),
+            Budget::Principal { principal, upload } => {
+                let person = match principal {
+                    Principal::User { tenant, .. } => Some(tenant),
+                    Principal::ApiKey { .. } => None,
+                };
+                let (key, limit) = self.principal_budget(principal, upload).await;
+                (key, limit, person)
+            }
+        };
+        let key = format!("{}:{client}", policy.name);
+
+        // A person's request also needs its tenant's standing epoch: read in the same
+        // round trip, before anything of the request reads the log (src/auth/standing.rs).
+        // When that Redis just failed, the epoch is `Untrusted`: the request reads the log
+        // instead of waiting for the same Redis a second time.
+        let mut request = request;
+        let checked = match person {
+            Some(tenant) => {
+                let (checked, epoch) = match self
+                    .limiter
+                    .check_reading_epoch(&key, limit, policy.window, tenant)
+                    .await
+                {
+                    Ok((decision, epoch)) => (Ok(decision), epoch),
+                    Err(err) => (Err(err), Epoch::Untrusted),
+                };
+                request
+                    .extensions_mut()
+                    .insert(PrefetchedEpoch { tenant, epoch });
+                checked
+            }
+            None => self.limiter.check(&key, limit, policy.window).await,
+        };
+        match checked {
+            Ok(decision) if decision.allowed => {
+                let mut response = call(&mut inner, request).await;
+                write_headers(response.headers_mut(), &decision, policy.window);
+                response
+            }
+            Ok(decision) => {
+                tracing::info!(policy = policy.name, %client, "rate limited");
+                let mut response = AppError::RateLimited {
+                    retry_after_secs: decision.reset_secs(),
+                }
+                .into_response();
+                write_headers(response.headers_mut(), &decision, policy.window);
+                response
+            }
+            Err(err) => {
+                let safe = matches!(
+                    *request.method(),
+                    Method::GET | Method::HEAD | Method::OPTIONS
+                );
+                if policy.when_redis_down == WhenRedisDown::FailClosedForWrites && !safe {
+                    tracing::warn!(policy = policy.name, error = %err, "refused: rate limiter unavailable");
+                    unavailable().into_response()
+                } else {
+                    // The limiter warned once for this outage; per request it would flood.
+                    tracing::debug!(policy = policy.name, error = %err, "served without a rate-limit decision");
+                    call(&mut inner, request).await
+                }
+            }
+        }
+    }
+
+    /// Whose budget `request` spends: its IP's (`ip:…`) or its principal's, with the tus
+    /// upload it addresses for [`Self::principal_budget`]. No await here: the request's
+    /// body is not `Sync`, so it cannot be held across one.
+    fn budget_of(&self, request: &Request) -> Budget {
+        let principal = self
+            .principals
+            .as_ref()
+            .and_then(|p| budget::principal(request, &p.tokens));
+        let Some(principal) = principal else {
+            let peer = request
+                .extensions()
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|ConnectInfo(addr)| addr.ip());
+            let client = client_ip(request.headers(), peer, self.trust_proxy_headers)
+                .map(bucket)
+                .unwrap_or_else(|| "unknown".to_string());
+            return Budget::Ip(format!("ip:{client}"));
+        };
+        Budget::Principal {
+            principal,
+            upload: budget::tus_upload(request.method(), request.uri().path()),
+        }
+    }
+
+    /// `user:…` with the request limit, or `upload:user:…` with the uploads' limit for a
+    /// `PATCH`/`HEAD` on an upload the principal owns.
+    async fn principal_budget(&self, principal: Principal, upload: Option<Uuid>) -> (String, u64) {
+        if let Some(budgets) = &self.principals
+            && let Some(upload) = upload
+            && budget::owns_upload(&budgets.db, principal, upload).await
+        {
+            return (format!("upload:{}", principal.key()), budgets.upload_limit);
+        }
+        (principal.key(), self.policy.limit)
+    }
+}
+
+enum Budget {
+    Ip(String),
+    Principal {
+        principal: Principal,
+        upload: Option<Uuid>,
+    },
+}
+
+async fn call<S>(inner: &mut S, request: Request) -> Response
+where
+    S: Service<Request, Response = Response, Error = Infallible>,
+{
+    match inner.call(request).await {
+        Ok(response) => response,
+        Err(never) => match never {},
+    }
+}
+
+/// The IETF `RateLimit-*` fields (draft-ietf-httpapi-ratelimit-headers). When an inner,
+/// more specific policy (auth) already reported a tighter budget, that one is kept.
+fn write_headers(headers: &mut HeaderMap, d: &Decision, window: Duration) {
+    let tighter_already = headers
+        .get(&RATELIMIT_REMAINING)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+        .is_some_and(|existing| existing <= d.remaining);
+    if tighter_already {
+        return;
+    }
+    headers.insert(RATELIMIT_LIMIT, HeaderValue::from(d.limit));
+    headers.insert(RATELIMIT_REMAINING, HeaderValue::from(d.remaining));
+    headers.insert(RATELIMIT_RESET, HeaderValue::from(d.reset_secs()));
+    if let Ok(policy) = HeaderValue::from_str(&format!("{};w={}", d.limit, window.as_secs())) {
+        headers.insert(RATELIMIT_POLICY, policy);
+    }
+}
+
+/// The client's address. `X-Forwarded-For` is honoured only behind a trusted proxy, and
+/// then only its **last** entry: that is the one our proxy appended; everything to its left
+/// came from the client and can be forged.
+pub fn client_ip(headers: &HeaderMap, peer: Option<IpAddr>, trust_proxy: bool) -> Option<IpAddr> {
+    if trust_proxy {
+        let forwarded = headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|entry| entry.trim().parse::<IpAddr>().ok())
+            .next_back();
+        if forwarded.is_some() {
+            return forwarded;
+        }
+    }
+    peer
+}
+
+/// The budget a client counts against. An IPv6 client usually controls a whole /64, so
+/// per-address keys would let it rotate addresses for a fresh budget each time.
+pub fn bucket(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let s = v6.segments();
+                let net = Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0);
+                format!("{net}/64")
+            }
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(xff: &[&str]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for v in xff {
+            h.append("x-forwarded-for", HeaderValue::from_str(v).unwrap());
+        }
+        h
+    }
+
+    const PEER: Option<IpAddr> = Some(IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 1)));
+
+    #[test]
+    fn forwarded_for_is_ignored_unless_the_proxy_is_trusted() {
+        let h = headers(&["203.0.113.7"]);
+        assert_eq!(client_ip(&h, PEER, false), PEER);
+        assert_eq!(
+            client_ip(&h, PEER, true),
+            Some("203.0.113.7".parse().unwrap())
+        );
+    }
+
+    #[test]
+    fn the_last_forwarded_entry_wins_because_the_client_writes_the_others() {
+        let h = headers(&["1.1.1.1, 2.2.2.2", "198.51.100.9"]);
+        assert_eq!(
+            client_ip(&h, PEER, true),
+            Some("198.51.100.9".parse().unwrap())
+        );
+        let h = headers(&["spoofed, 198.51.100.9 "]);
+        assert_eq!(
+            client_ip(&h, PEER, true),
+            Some("198.51.100.9".parse().unwrap())
+        );
+        // Garbage only: fall back to the socket peer.
+        assert_eq!(client_ip(&headers(&["nonsense"]), PEER, true), PEER);
+        assert_eq!(client_ip(&HeaderMap::new(), PEER, true), PEER);
+    }
+
+    #[test]
+    fn ipv6_clients_share_a_budget_per_64() {
+        let a = bucket("2001:db8:1:2:aaaa::1".parse().unwrap());
+        let b = bucket("2001:db8:1:2:bbbb::2".parse().unwrap());
+        let c = bucket("2001:db8:1:3::1".parse().unwrap());
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+        assert_eq!(bucket("::ffff:192.0.2.1".parse().unwrap()), "192.0.2.1");
+    }
+
+    #[test]
+    fn account_keys_ignore_case_and_spaces() {
+        assert_eq!(
+            account_key(" Ada@Example.com "),
+            "login:account:ada@example.com"
+        );
+    }
+
+    #[test]
+    fn a_tighter_inner_budget_is_not_overwritten() {
+        let d = |limit, remaining| Decision {
+            allowed: true,
+            limit,
+            remaining,
+            reset_after: Duration::from_secs(30),
+        };
+        let mut h = HeaderMap::new();
+        write_headers(&mut h, &d(10, 3), Duration::from_secs(60));
+        write_headers(&mut h, &d(100, 90), Duration::from_secs(60));
+        assert_eq!(h[&RATELIMIT_LIMIT], "10");
+        assert_eq!(h[&RATELIMIT_REMAINING], "3");
+        assert_eq!(h[&RATELIMIT_POLICY], "10;w=60");
+        write_headers(&mut h, &d(100, 1), Duration::from_secs(60));
+        assert_eq!(h[&RATELIMIT_REMAINING], "1");
+        assert_eq!(h[&RATELIMIT_RESET], "30");
+    }
+}

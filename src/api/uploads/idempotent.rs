@@ -1,0 +1,95 @@
+//! `Idempotency-Key` on streamed uploads (`POST /v1/files`, `POST /v1/files/{id}/versions`),
+//! with the semantics of every other keyed request (`idempotency.rs`) — but the body is
+//! never buffered nor stored twice. The middleware authenticates the caller and leaves
+//! the key pending for the handler; the handler streams the file to temporary storage
+//! as always, then claims the key with a fingerprint of what it received (method, path,
+//! the file's SHA-256 and size, its name and type, display name and tags):
+//! - the first request with the key claims it and commits (the key is marked
+//!   `committed` in the events' transaction, then its `202` is stored);
+//! - a repeat with the same fingerprint gets that stored `202`; its temporary bytes are
+//!   deleted, nothing is committed;
+//! - a repeat with another body gets `422 idempotency_key_reused`, and one that arrives
+//!   while the first is still between claim and answer `409 idempotency_key_in_progress`
+//!   (two identical uploads in flight never both commit: the claim is one `INSERT`).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use axum::extract::Request;
+use axum::middleware::Next;
+use axum::response::Response;
+use sha2::{Digest, Sha256};
+
+use crate::api::edge::idempotency::{Claim, Principal, claim, key_and_principal, settle};
+use crate::error::AppError;
+use crate::state::AppState;
+use crate::store::idempotency::{CURRENT, IdempotencyMarker};
+
+/// A keyed upload whose key the handler has yet to claim.
+struct Pending {
+    principal: Principal,
+    key: String,
+    /// Method and URI: part of the fingerprint, as for buffered requests.
+    target: String,
+    claimed: AtomicBool,
+}
+
+tokio::task_local! {
+    static PENDING: Arc<Pending>;
+}
+
+pub(in crate::api) async fn run_keyed(
+    state: &AppState,
+    request: Request,
+    next: Next,
+) -> Result<Response, AppError> {
+    let (key, principal, request) = key_and_principal(state, request).await?;
+    let pending = Arc::new(Pending {
+        target: format!("{}\n{}", request.method(), request.uri()),
+        principal,
+        key,
+        claimed: AtomicBool::new(false),
+    });
+    let marker = IdempotencyMarker {
+        scope: pending.principal.scope.clone(),
+        key: pending.key.clone(),
+    };
+    let response = PENDING
+        .scope(pending.clone(), CURRENT.scope(marker, next.run(request)))
+        .await;
+    if pending.claimed.load(Ordering::SeqCst) {
+        settle(state, &pending.principal.scope, &pending.key, response).await
+    } else {
+        // Refused before the claim (bad body, too large …), or a replay: nothing to store.
+        Ok(response)
+    }
+}
+
+/// Claims the pending key of this upload, if it has one, for a received body described
+/// by `fields`. `Ok(None)`: go on and commit. `Ok(Some(answer))`: the stored answer of
+/// the first request with this key. `Err`: refused (another body, still in progress).
+/// In the last two cases the caller discards its temporary bytes.
+pub(in crate::api) async fn claim_upload(
+    state: &AppState,
+    fields: &[&str],
+) -> Result<Option<Response>, AppError> {
+    let Ok(pending) = PENDING.try_with(Arc::clone) else {
+        return Ok(None);
+    };
+    let mut hasher = Sha256::new();
+    hasher.update(pending.target.as_bytes());
+    for field in fields {
+        // Length-prefixed, so no two field lists hash alike.
+        hasher.update((field.len() as u64).to_be_bytes());
+        hasher.update(field.as_bytes());
+    }
+    let fingerprint = format!("upload:{}", hex::encode(hasher.finalize()));
+    match claim(state, &pending.principal, &pending.key, &fingerprint).await? {
+        Claim::Run => {
+            pending.claimed.store(true, Ordering::SeqCst);
+            Ok(None)
+        }
+        Claim::Replay(response) => Ok(Some(response)),
+        Claim::Refuse(err) => Err(err),
+    }
+}
