@@ -54,6 +54,19 @@ fn shorten(name: String) -> String {
     format!("{}{ext}", &stem[..cut])
 }
 
+/// The client's name as display text: control characters dropped, at most 255 bytes.
+pub fn display_text(original: &str) -> String {
+    let mut text: String = original.chars().filter(|c| !c.is_control()).collect();
+    while text.len() > 255 {
+        text.pop();
+    }
+    if text.trim().is_empty() {
+        "file".into()
+    } else {
+        text
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

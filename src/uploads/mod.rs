@@ -2,6 +2,7 @@
 //! written (safe filenames, detected content type). The streaming upload endpoint
 //! builds on these (files issue).
 
+pub mod digest;
 pub mod filename;
 pub mod lock;
 pub mod mime;

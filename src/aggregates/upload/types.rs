@@ -59,7 +59,7 @@ pub enum UploadCommand {
         expires_at: DateTime<Utc>,
         /// S3 mode: where the bytes went.
         parts: Option<StoredParts>,
-        /// The running SHA-256 of every byte up to the new offset (`chunk::save_sha256`),
+        /// The running SHA-256 of every byte up to the new offset (`uploads::digest::save_sha256`),
         /// so completion needs no re-read; `None` when it was not carried along.
         sha256_state: Option<String>,
     },

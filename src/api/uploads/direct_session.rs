@@ -1,9 +1,9 @@
 //! The direct-upload use cases (`POST /v1/files/direct`, docs/deployment.md), next to
-//! the tus completion they share (src/api/uploads/tus/complete.rs). The client gets
+//! the completion they share with tus (src/commands/uploads/complete.rs). The client gets
 //! presigned part URLs, PUTs the parts straight to the bucket, and asks Chronicle to
 //! complete. Chronicle never sees the bytes: it completes the multipart upload, checks
 //! the assembled size, and records `Uploaded` with the client's declared SHA-256 through
-//! the same completion as a tus upload (src/api/uploads/tus/complete.rs). The worker hashes the
+//! the same completion as a tus upload (src/commands/uploads/complete.rs). The worker hashes the
 //! object before anything is served; a mismatch fails the version.
 //!
 //! A session is an Upload aggregate with `DirectOpened`, so unfinished sessions expire
@@ -14,14 +14,13 @@ use uuid::Uuid;
 
 use crate::aggregates::upload::UploadTarget;
 use crate::aggregates::upload::{CompletedAs, Direct, Upload, UploadCommand, UploadStatus};
-use crate::api::accounts::auth::store;
 use crate::api::uploads::multipart::check_quota;
 use crate::api::uploads::tus::complete::finish;
 use crate::api::uploads::tus::headers::is_mime;
 use crate::auth::TenantContext;
 use crate::auth::policy;
-use crate::commands::execute;
 use crate::commands::files::load_for_change;
+use crate::commands::uploads::{self as use_case, SetAside};
 use crate::error::AppError;
 use crate::ids::FileId;
 use crate::state::AppState;
@@ -156,15 +155,11 @@ pub async fn start(
             parts,
         }),
     };
-    let uploads = store::<Upload>(state, ctx.tenant_id);
-    if let Err(err) = execute(&uploads, &upload_id.to_string(), command, meta, &()).await {
-        // Nothing recorded: nothing may stay in the bucket either.
-        let _ = state
-            .storage
-            .abort_multipart(&temp_key, &multipart_id)
-            .await;
-        return Err(err.into());
-    }
+    let set_aside = SetAside::Multipart {
+        key: &temp_key,
+        id: &multipart_id,
+    };
+    use_case::open(state, ctx.tenant_id, upload_id, command, meta, set_aside).await?;
     Ok(DirectSession {
         upload_id,
         file_id: target.file_id,
@@ -257,19 +252,7 @@ async fn locked(
     };
     if size != length {
         // The multipart upload is spent: the session cannot be completed any more.
-        storage
-            .delete(&upload.temp_key)
-            .await
-            .map_err(|e| AppError::Internal(anyhow::anyhow!("storage: {e}")))?;
-        let uploads = store::<Upload>(state, ctx.tenant_id);
-        execute(
-            &uploads,
-            &upload_id.to_string(),
-            UploadCommand::Terminate,
-            meta,
-            &(),
-        )
-        .await?;
+        use_case::close_spent(state, ctx.tenant_id, upload_id, &upload.temp_key, meta).await?;
         return Err(AppError::Validation(format!(
             "the parts add up to {size} bytes, not the declared {length}; the session is closed"
         )));

@@ -26,6 +26,7 @@ use crate::state::AppState;
 use crate::storage::Storage;
 use crate::store::EventMetadata;
 use crate::uploads::filename;
+use crate::uploads::filename::display_text;
 use crate::uploads::receive::{ReceiveError, Received, receive};
 
 /// Multipart framing around the file part (boundaries, part headers, small fields):
@@ -457,19 +458,6 @@ fn too_large(max: u64) -> AppError {
 
 fn storage_error(err: crate::storage::StorageError) -> AppError {
     AppError::Internal(anyhow::anyhow!("temporary storage: {err}"))
-}
-
-/// The client's name as display text: control characters dropped, at most 255 bytes.
-pub(crate) fn display_text(original: &str) -> String {
-    let mut text: String = original.chars().filter(|c| !c.is_control()).collect();
-    while text.len() > 255 {
-        text.pop();
-    }
-    if text.trim().is_empty() {
-        "file".into()
-    } else {
-        text
-    }
 }
 
 /// Removes temporary bytes of an upload that will not be committed.

@@ -22,6 +22,7 @@ use crate::ids::TenantId;
 use crate::live::publish::publish_progress;
 use crate::state::AppState;
 use crate::store::EventMetadata;
+use crate::uploads::digest;
 use crate::uploads::lock::UploadLock;
 
 /// A client that sends nothing for this long has gone (its bytes so far are kept).
@@ -126,7 +127,7 @@ async fn locked(
                 _ => upload
                     .sha256_state
                     .as_deref()
-                    .and_then(chunk::resume_sha256),
+                    .and_then(digest::resume_sha256),
             };
             let written = chunk::write(
                 &path,
@@ -201,7 +202,7 @@ async fn locked(
         now,
         expires_at: now + state.config.tus.expiry,
         parts,
-        sha256_state: written.sha256.as_ref().map(chunk::save_sha256),
+        sha256_state: written.sha256.as_ref().map(digest::save_sha256),
     };
     let committed = execute(&uploads, &id, command, &chunk.meta, &())
         .await

@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use sha1::Sha1;
-use sha2::digest::common::hazmat::{SerializableState, SerializedState};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncSeekExt, AsyncWriteExt, BufWriter};
 
@@ -41,19 +40,6 @@ pub struct Written {
     pub checksum_ok: Option<bool>,
     /// The running SHA-256 passed in, advanced over the bytes written.
     pub sha256: Option<Sha256>,
-}
-
-/// The SHA-256 state carried from PATCH to PATCH in the upload's events.
-pub fn save_sha256(hasher: &Sha256) -> String {
-    hex::encode(hasher.serialize())
-}
-
-/// The state `save_sha256` wrote; `None` if it does not decode (the upload is then
-/// hashed by reading it back at completion, as before states were carried).
-pub fn resume_sha256(state: &str) -> Option<Sha256> {
-    let bytes = hex::decode(state).ok()?;
-    let serialized = SerializedState::<Sha256>::try_from(bytes.as_slice()).ok()?;
-    Sha256::deserialize(&serialized).ok()
 }
 
 pub(super) enum Hasher {
@@ -178,28 +164,6 @@ pub async fn create(path: &Path) -> std::io::Result<()> {
         tokio::fs::File::open(dir).await?.sync_all().await?;
     }
     Ok(())
-}
-
-/// SHA-256 of the whole file, for the File pipeline's `Uploaded` when no running hash
-/// was carried across the PATCHes (see `save_sha256`).
-pub async fn sha256_of(path: &Path) -> std::io::Result<String> {
-    let path = path.to_path_buf();
-    tokio::task::spawn_blocking(move || {
-        use std::io::Read;
-        let mut file = std::fs::File::open(path)?;
-        let mut hasher = Sha256::new();
-        let mut buf = vec![0u8; WRITE_BUFFER];
-        loop {
-            let n = file.read(&mut buf)?;
-            if n == 0 {
-                break;
-            }
-            hasher.update(&buf[..n]);
-        }
-        Ok(hex::encode(hasher.finalize()))
-    })
-    .await
-    .map_err(std::io::Error::other)?
 }
 
 /// Calls `f` at most every `every` (the first call passes).

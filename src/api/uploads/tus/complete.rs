@@ -1,30 +1,17 @@
-//! A full upload joins the File pipeline exactly as a multipart upload does: the same
-//! `CreateWithUpload` / `Upload` command with the same `NewVersion` (sanitised filename,
-//! declared type, size, temp key, SHA-256), so `Uploaded` → job → worker follows. Then
-//! `UploadCompleted` records which version the bytes became.
-//!
-//! Re-runnable: if a crash fell between the File commit and `UploadCompleted`, the next
-//! PATCH or HEAD finds the version by its temp key (or the file it created) and records
-//! the completion without a second version.
+//! A full upload's completion (`commands::uploads::complete`: the bytes join the File
+//! pipeline as a multipart upload's do) and the live progress its owner sees.
 
-use cqrs_es::EventStore;
-use sha2::Digest;
 use uuid::Uuid;
 
-use super::chunk;
-use crate::aggregates::file::{File, NewVersion};
-use crate::aggregates::upload::{CompletedAs, Upload, UploadCommand, UploadStatus};
-use crate::api::accounts::auth::store;
-use crate::api::uploads::multipart::display_text;
-use crate::commands::execute;
-use crate::commands::uploads::{Destination, commit_version, version_by_temp_key};
+use crate::aggregates::upload::{CompletedAs, Upload, UploadStatus};
+use crate::commands::uploads::complete;
 use crate::error::AppError;
 use crate::ids::{TenantId, version_id};
 use crate::live::{PublishedProgress, UploadProgress};
 use crate::state::AppState;
 use crate::store::EventMetadata;
-use crate::uploads::{filename, parts};
 
+/// Completes the upload and tells its owner (SSE) when this call recorded it.
 pub async fn finish(
     state: &AppState,
     tenant: TenantId,
@@ -32,106 +19,11 @@ pub async fn finish(
     upload: &Upload,
     meta: &EventMetadata,
 ) -> Result<CompletedAs, AppError> {
-    if let Some(done) = upload.completed {
-        return Ok(done);
+    let completed = complete(state, tenant, upload_id, upload, meta).await?;
+    if let Some(upload) = &completed.upload {
+        super::accept::publish(state, tenant, upload_id, upload, Some(completed.done)).await;
     }
-    let (Some(target), Some(owner), Some(length)) = (upload.target, upload.owner_id, upload.length)
-    else {
-        return Err(AppError::Internal(anyhow::anyhow!(
-            "incomplete upload state"
-        )));
-    };
-    let files = store::<File>(state, tenant);
-    let file_key = target.file_id.to_string();
-    let file = files
-        .load_aggregate(&file_key)
-        .await
-        .map_err(|e| AppError::Internal(anyhow::anyhow!("event store: {e}")))?
-        .aggregate;
-    let mut version_number = version_of(&file, upload, target.new_file);
-    let mut sha256 = None;
-    if version_number.is_none() {
-        let carried = upload
-            .sha256_state
-            .as_deref()
-            .and_then(chunk::resume_sha256);
-        let local = state.storage.local_path(&upload.temp_key);
-        let digest = match (&upload.direct, local, carried) {
-            // A direct upload: the client's declaration, which the worker checks before
-            // anything is served (the API never saw the bytes).
-            (Some(direct), _, _) => Ok(direct.sha256.clone()),
-            // Every byte was hashed as it was written (the worker verifies it again).
-            (None, Some(_), Some(hasher)) => Ok(hex::encode(hasher.finalize())),
-            (None, Some(path), None) => chunk::sha256_of(&path).await.map_err(|e| e.to_string()),
-            (None, None, _) => {
-                parts::assemble(&state.storage, tenant, upload_id, upload)
-                    .await
-                    .map_err(|e| AppError::Internal(anyhow::anyhow!("assembling parts: {e}")))?;
-                parts::sha256_of_object(&state.storage, &upload.temp_key)
-                    .await
-                    .map_err(|e| e.to_string())
-            }
-        }
-        .map_err(|e| AppError::Internal(anyhow::anyhow!("hashing an upload: {e}")))?;
-        let version = NewVersion {
-            filename: filename::sanitize(&upload.filename),
-            declared_mime: upload.filetype.clone(),
-            size_bytes: length,
-            temp_location: upload.temp_key.clone(),
-            sha256: digest.clone(),
-        };
-        let destination = if target.new_file {
-            Destination::NewFile {
-                owner_id: owner,
-                display_name: display_text(&upload.filename),
-                tags: vec![],
-            }
-        } else {
-            Destination::NextVersion
-        };
-        let (_, number) =
-            commit_version(state, tenant, meta, target.file_id, destination, version).await?;
-        version_number = Some(number);
-        sha256 = Some(digest);
-    }
-    let version_number = version_number
-        .ok_or_else(|| AppError::Internal(anyhow::anyhow!("committed upload has no version")))?;
-    let sha256 = match sha256 {
-        Some(s) => s,
-        None => file
-            .versions
-            .iter()
-            .find(|v| v.number == version_number)
-            .map(|v| v.sha256.clone())
-            .unwrap_or_default(),
-    };
-    if upload.multipart.is_some() {
-        // A crash after the File command may have left tails: none outlive completion.
-        state
-            .storage
-            .delete_tails(tenant, upload_id)
-            .await
-            .map_err(|e| AppError::Internal(anyhow::anyhow!("deleting tails: {e}")))?;
-    }
-    let uploads = store::<Upload>(state, tenant);
-    let command = UploadCommand::Complete {
-        version_number,
-        sha256,
-    };
-    let committed = execute(&uploads, &upload_id.to_string(), command, meta, &()).await?;
-    let done = CompletedAs {
-        file_id: target.file_id,
-        version_number,
-    };
-    super::accept::publish(state, tenant, upload_id, &committed.aggregate, Some(done)).await;
-    Ok(done)
-}
-
-/// The version these bytes already became, if a previous attempt committed it.
-fn version_of(file: &File, upload: &Upload, new_file: bool) -> Option<u32> {
-    let by_key = version_by_temp_key(file, &upload.temp_key);
-    // A file this upload created: its first version is ours, even once processed.
-    by_key.or_else(|| (new_file && file.exists).then_some(1))
+    Ok(completed.done)
 }
 
 /// The SSE message for an upload at `received` bytes (the owner is the recipient).

@@ -8,12 +8,12 @@ use uuid::Uuid;
 use super::accept::{Chunk, accept};
 use super::headers::{self, http_date, set};
 use super::{chunk, chunk_headers};
-use crate::aggregates::upload::{Upload, UploadCommand, UploadTarget};
-use crate::api::accounts::auth::{caller_metadata, store};
+use crate::aggregates::upload::{UploadCommand, UploadTarget};
+use crate::api::accounts::auth::caller_metadata;
 use crate::api::uploads::multipart::check_quota;
 use crate::auth::Writer;
-use crate::commands::execute;
 use crate::commands::files::load_for_change;
+use crate::commands::uploads::{self as use_case, SetAside};
 use crate::error::{AppError, ErrorBody};
 use crate::ids::FileId;
 use crate::state::AppState;
@@ -119,22 +119,13 @@ pub async fn create(
         multipart_id: multipart_id.clone(),
         direct: None,
     };
-    let uploads = store::<Upload>(&state, ctx.tenant_id);
-    let started = match execute(&uploads, &upload_id.to_string(), command, &meta, &()).await {
-        Ok(c) => c.aggregate,
-        Err(err) => {
-            match (&path, &multipart_id) {
-                (Some(path), _) => {
-                    let _ = tokio::fs::remove_file(path).await;
-                }
-                (None, Some(id)) => {
-                    let _ = state.storage.abort_multipart(&temp_key, id).await;
-                }
-                (None, None) => {}
-            }
-            return Err(err.into());
-        }
+    let set_aside = match (&path, &multipart_id) {
+        (Some(path), _) => SetAside::TempFile(path),
+        (None, Some(id)) => SetAside::Multipart { key: &temp_key, id },
+        (None, None) => SetAside::Nothing,
     };
+    let started =
+        use_case::open(&state, ctx.tenant_id, upload_id, command, &meta, set_aside).await?;
     let mut response = if with_body {
         let chunk = Chunk {
             tenant: ctx.tenant_id,

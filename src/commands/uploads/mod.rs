@@ -1,5 +1,8 @@
 //! Use cases of arriving bytes. `commit_version` turns bytes received in temporary
 //! storage into a file version, whichever way they came (multipart, tus, direct to S3).
+//! `open` starts a resumable or direct upload, `complete` (complete.rs) ends one whose
+//! bytes all arrived, `close_spent` closes a direct upload whose parts cannot make the
+//! declared file.
 //!
 //! `end` ends a resumable upload nobody will finish: its owner terminates it
 //! (`DELETE` on the tus resource) or the worker expires it once overdue. Both run under
@@ -7,6 +10,10 @@
 //! deleted, and both go **bytes first, event second**: if deleting fails nothing is
 //! recorded and the next try starts again; a crash in between leaves an upload without
 //! bytes, which the API already refuses and the next try ends for the record.
+
+mod complete;
+
+use std::path::Path;
 
 use chrono::{DateTime, Utc};
 use cqrs_es::EventStore;
@@ -20,6 +27,81 @@ use crate::state::AppState;
 use crate::storage::Storage;
 use crate::store::{ChronicleStore, EventLog, EventMetadata};
 use crate::uploads::parts;
+
+pub use complete::{Completed, complete};
+
+/// Upload streams of `tenant`.
+pub fn upload_store(state: &AppState, tenant: TenantId) -> ChronicleStore<Upload> {
+    ChronicleStore::new(state.events.clone(), tenant, state.config.snapshot_every)
+}
+
+/// Bytes set aside for an upload before its start is recorded.
+pub enum SetAside<'a> {
+    /// Its temporary file (local storage).
+    TempFile(&'a Path),
+    /// A multipart upload in the bucket under `key` (S3).
+    Multipart {
+        key: &'a str,
+        id: &'a str,
+    },
+    Nothing,
+}
+
+/// Opens upload `id` with `start` (an `UploadCommand::Start`: a tus creation or a
+/// direct-to-S3 session). If the command is refused nothing is recorded, and the bytes set
+/// aside for it are removed, so a refused start leaves nothing behind.
+pub async fn open(
+    state: &AppState,
+    tenant: TenantId,
+    id: Uuid,
+    start: UploadCommand,
+    meta: &EventMetadata,
+    set_aside: SetAside<'_>,
+) -> Result<Upload, AppError> {
+    let uploads = upload_store(state, tenant);
+    match super::execute(&uploads, &id.to_string(), start, meta, &()).await {
+        Ok(committed) => Ok(committed.aggregate),
+        Err(err) => {
+            match set_aside {
+                SetAside::TempFile(path) => {
+                    let _ = tokio::fs::remove_file(path).await;
+                }
+                SetAside::Multipart { key, id } => {
+                    let _ = state.storage.abort_multipart(key, id).await;
+                }
+                SetAside::Nothing => {}
+            }
+            Err(err.into())
+        }
+    }
+}
+
+/// Closes direct upload `id` whose assembled object under `temp_key` cannot be the
+/// declared file (its parts add up to another size): bytes first, then the record, as
+/// `end` does.
+pub async fn close_spent(
+    state: &AppState,
+    tenant: TenantId,
+    id: Uuid,
+    temp_key: &str,
+    meta: &EventMetadata,
+) -> Result<(), AppError> {
+    state
+        .storage
+        .delete(temp_key)
+        .await
+        .map_err(|e| AppError::Internal(anyhow::anyhow!("storage: {e}")))?;
+    let uploads = upload_store(state, tenant);
+    super::execute(
+        &uploads,
+        &id.to_string(),
+        UploadCommand::Terminate,
+        meta,
+        &(),
+    )
+    .await?;
+    Ok(())
+}
 
 /// How an unfinished upload ends.
 #[derive(Debug, Clone, Copy)]
