@@ -215,7 +215,9 @@ pub async fn run(server_url: &str, snapshot_every: u64) -> anyhow::Result<Vec<Ro
     }
     // So the first projector does not pay for setting hint bits on the fresh rows.
     let owner = db::pool(&url, DbRole::Owner, 1).await?;
-    sqlx::query("VACUUM (ANALYZE) events").execute(&owner).await?;
+    sqlx::query("VACUUM (ANALYZE) events")
+        .execute(&owner)
+        .await?;
     owner.close().await;
     let total: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
         .fetch_one(&app)

@@ -7,7 +7,6 @@ use chronicle::aggregates::{File, FileCommand, FileError};
 use chronicle::commands::{self, CommandError};
 use chronicle::ids::{TenantId, UserId};
 use chronicle::store::{Actor, ChronicleStore, EventLog, EventMetadata};
-use cqrs_es::EventStore;
 
 use crate::common::TestDb;
 
