@@ -305,32 +305,32 @@ pub async fn run(
     let mut failures: u32 = 0;
     let mut ahead = ReadAhead::default();
     while !shutdown.is_cancelled() {
-        let pause =
-            match run_batch_ahead(&pool, projector.as_ref(), &policy, Some(&mut ahead)).await {
-                Ok(BatchOutcome::Applied(_)) => {
-                    failures = 0;
-                    continue;
-                }
-                Ok(BatchOutcome::Idle) | Ok(BatchOutcome::Busy) => {
-                    failures = 0;
-                    POLL_INTERVAL
-                }
-                // A wake-up before the retry is due finds it still pending: cheap.
-                Ok(BatchOutcome::Backoff(wait)) => {
-                    failures = 0;
-                    wait
-                }
-                Err(err) => {
-                    failures += 1;
-                    tracing::error!(
-                        projector = name,
-                        error = format!("{err:#}"),
-                        failures,
-                        "projection batch failed"
-                    );
-                    Duration::from_millis(200 * 2u64.pow(failures.min(5)))
-                }
-            };
+        let outcome = run_batch_ahead(&pool, projector.as_ref(), &policy, Some(&mut ahead)).await;
+        let pause = match outcome {
+            Ok(BatchOutcome::Applied(_)) => {
+                failures = 0;
+                continue;
+            }
+            Ok(BatchOutcome::Idle) | Ok(BatchOutcome::Busy) => {
+                failures = 0;
+                POLL_INTERVAL
+            }
+            // A wake-up before the retry is due finds it still pending: cheap.
+            Ok(BatchOutcome::Backoff(wait)) => {
+                failures = 0;
+                wait
+            }
+            Err(err) => {
+                failures += 1;
+                tracing::error!(
+                    projector = name,
+                    error = format!("{err:#}"),
+                    failures,
+                    "projection batch failed"
+                );
+                Duration::from_millis(200 * 2u64.pow(failures.min(5)))
+            }
+        };
         tokio::select! {
             _ = shutdown.cancelled() => break,
             _ = wake.changed() => {}
