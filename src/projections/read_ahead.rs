@@ -30,7 +30,7 @@ impl ReadAhead {
         let pool = pool.clone();
         let read = tokio::spawn(async move {
             let mut conn = pool.acquire().await?;
-            next_batch(&mut *conn, after, limit).await
+            next_batch(&mut conn, after, limit).await
         });
         if let Some((_, stale)) = self.pending.replace((after, read)) {
             stale.abort();
