@@ -61,7 +61,7 @@ pub struct Committed<A: Aggregate> {
 }
 
 /// Executes `command` against stream `aggregate_id` once this process's other writers of
-/// the stream are done. The command is cloned for retries: each attempt decides again on
+/// the stream are done. The command is cloned for retries: each retry decides again on
 /// freshly loaded state.
 pub async fn execute<A>(
     store: &ChronicleStore<A>,
@@ -71,7 +71,7 @@ pub async fn execute<A>(
     services: &A::Services,
 ) -> Result<Committed<A>, CommandError<A::Error>>
 where
-    A: Aggregate + Clone,
+    A: Aggregate + Clone + 'static,
     A::Command: Clone,
 {
     execute_all(
@@ -88,6 +88,12 @@ where
 /// before it left, and all their events are appended in one commit (all or none). For a
 /// writer that knows several steps at once (the worker's hash, duplicate and verdict):
 /// one load and one round trip instead of one per step. Nothing to do for no commands.
+///
+/// The first attempt decides on the stream's presumed state (`ChronicleStore::presumed`:
+/// what this process last committed to it, else the empty stream), which costs no load.
+/// Its decision stands only if its append commits, or — when it appends nothing (a
+/// domain error, a no-op) — if the stream still ends where the presumed state does;
+/// otherwise the command is decided again on loaded state (src/store/remembered.rs).
 pub async fn execute_all<A>(
     store: &ChronicleStore<A>,
     aggregate_id: &str,
@@ -96,39 +102,69 @@ pub async fn execute_all<A>(
     services: &A::Services,
 ) -> Result<Committed<A>, CommandError<A::Error>>
 where
-    A: Aggregate + Clone,
+    A: Aggregate + Clone + 'static,
     A::Command: Clone,
 {
     let map = metadata.to_map();
     let _turn = store.writer_turn(aggregate_id).await;
     let since = Instant::now();
     let mut attempt = 0;
+    let mut presumed = true;
     loop {
         attempt += 1;
-        let mut context = store
-            .load_aggregate(aggregate_id)
-            .await
-            .map_err(store_error)?;
+        let mut context = if presumed {
+            store.presumed(aggregate_id)
+        } else {
+            store
+                .load_aggregate(aggregate_id)
+                .await
+                .map_err(store_error)?
+        };
         let sink = EventSink::default();
+        let mut refused = None;
         for command in commands {
-            context
+            if let Err(err) = context
                 .aggregate()
                 .handle(command.clone(), services, &sink)
                 .await
-                .map_err(CommandError::Domain)?;
+            {
+                refused = Some(err);
+                break;
+            }
         }
         let events = sink.collect().await;
+        if presumed && (refused.is_some() || events.is_empty()) {
+            // A refusal or a no-op appends nothing, so no append checks it: it stands
+            // only if the stream still ends where the remembered state does (a stream
+            // presumed empty is loaded instead: that costs the same one query).
+            let current = context.current_sequence > 0
+                && store
+                    .still_ends_at(aggregate_id, context.current_sequence)
+                    .await
+                    .map_err(store_error)?;
+            if !current {
+                presumed = false;
+                continue;
+            }
+        }
+        if let Some(err) = refused {
+            return Err(CommandError::Domain(err));
+        }
         let sequence = context.current_sequence + events.len() as u64;
         // The context's aggregate already has `events` applied; keep a copy to return.
         let aggregate = context.aggregate.clone();
-        match store.commit(events, context, map.clone()).await {
-            Ok(events) => {
+        match store.commit_advancing(events, context, map.clone()).await {
+            Ok((events, after)) => {
+                store.remember(after);
                 return Ok(Committed {
                     events,
                     aggregate,
                     sequence,
                 });
             }
+            // The stream moved on since this process last wrote it (or it was not new):
+            // no race with a writer in flight, so no pause.
+            Err(AggregateError::AggregateConflict) if presumed => presumed = false,
             Err(AggregateError::AggregateConflict) if since.elapsed() < CONFLICT_PATIENCE => {
                 tracing::debug!(
                     aggregate_type = A::TYPE,

@@ -52,6 +52,11 @@ pub fn personal_fields(aggregate_type: &str, event_type: &str) -> Option<Persona
         .map(|(_, _, p)| *p)
 }
 
+/// Whether any event of `aggregate_type` holds personal fields.
+pub fn holds_personal_data(aggregate_type: &str) -> bool {
+    PERSONAL_EVENTS.iter().any(|(a, _, _)| *a == aggregate_type)
+}
+
 /// The user whose key covers this event, from its stream id or its (upcast) payload.
 pub fn subject_of(
     personal: &PersonalFields,

@@ -11,6 +11,7 @@ pub mod failures;
 pub mod files;
 pub mod jobs;
 pub mod notifications;
+mod read_ahead;
 pub mod rebuild;
 mod record;
 pub mod retry;

@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::Projector;
 use super::failures::{self, Failure, Verdict, apply_isolating};
+use super::read_ahead::ReadAhead;
 use super::record::{CatchUpPosition, next_batch};
 use crate::config::ProjectorRetry;
 
@@ -109,7 +110,22 @@ pub async fn run_batch_with(
     projector: &dyn Projector,
     policy: &ProjectorRetry,
 ) -> anyhow::Result<BatchOutcome> {
+    run_batch_ahead(pool, projector, policy, None).await
+}
+
+/// [`run_batch_with`]; with `ahead`, it uses the batch read ahead when that starts at
+/// the checkpoint, and a full batch starts reading the next one (read_ahead.rs).
+async fn run_batch_ahead(
+    pool: &PgPool,
+    projector: &dyn Projector,
+    policy: &ProjectorRetry,
+    mut ahead: Option<&mut ReadAhead>,
+) -> anyhow::Result<BatchOutcome> {
     let name = projector.name();
+    let read_ahead = match ahead.as_mut() {
+        Some(ahead) => ahead.finish().await,
+        None => None,
+    };
     let mut tx = pool.begin().await?;
     let Some(checkpoint) = lock_checkpoint(&mut tx, name, false).await? else {
         return Ok(BatchOutcome::Busy);
@@ -121,10 +137,21 @@ pub async fn run_batch_with(
         tx.commit().await?;
         return Ok(BatchOutcome::Backoff(wait));
     }
-    let batch = next_batch(&mut tx, checkpoint, BATCH_SIZE).await?;
+    let batch = match read_ahead {
+        Some((after, batch)) if after == checkpoint => batch,
+        _ => next_batch(&mut tx, checkpoint, BATCH_SIZE).await?,
+    };
     if batch.is_empty() {
         tx.commit().await?;
         return Ok(BatchOutcome::Idle);
+    }
+    if let Some(ahead) = ahead
+        && batch.unreadable.is_none()
+        && batch.events.len() as i64 == BATCH_SIZE
+        && let Some(last) = batch.events.last()
+    {
+        // More is likely waiting: read it while this batch is applied.
+        ahead.start(pool, last.position, BATCH_SIZE);
     }
     let (applied, failed) = apply_isolating(&mut tx, projector, &batch.events).await?;
     let done = &batch.events[..applied];
@@ -204,8 +231,9 @@ pub async fn catch_up_with(
 ) -> anyhow::Result<usize> {
     let target = last_committed_position(pool).await?;
     let mut total = 0;
+    let mut ahead = ReadAhead::default();
     loop {
-        let pause = match run_batch_with(pool, projector, policy).await? {
+        let pause = match run_batch_ahead(pool, projector, policy, Some(&mut ahead)).await? {
             BatchOutcome::Applied(n) => {
                 total += n;
                 continue;
@@ -275,8 +303,10 @@ pub async fn run(
 ) {
     let name = projector.name();
     let mut failures: u32 = 0;
+    let mut ahead = ReadAhead::default();
     while !shutdown.is_cancelled() {
-        let pause = match run_batch_with(&pool, projector.as_ref(), &policy).await {
+        let outcome = run_batch_ahead(&pool, projector.as_ref(), &policy, Some(&mut ahead)).await;
+        let pause = match outcome {
             Ok(BatchOutcome::Applied(_)) => {
                 failures = 0;
                 continue;

@@ -73,6 +73,8 @@ pub struct EventLog {
     events_appended: Option<Counter>,
     /// Serialises the commands of one stream within this process (src/store/writers.rs).
     writers: Arc<super::StreamWriters>,
+    /// What this process last committed to each stream (src/store/remembered.rs).
+    remembered: Arc<super::remembered::Remembered>,
     /// Signs every commit (docs/audit.md "Who wrote it"); `None` leaves commits
     /// unsigned, which verify reports wherever signatures are checked.
     signer: Option<Arc<crate::config::EventSigningKey>>,
@@ -111,6 +113,7 @@ impl EventLog {
             jobs: tx,
             events_appended: None,
             writers: Arc::default(),
+            remembered: Arc::default(),
             signer: None,
             standing: None,
         }
@@ -166,6 +169,11 @@ impl EventLog {
     /// process use one log, so they take turns too.
     pub fn writers(&self) -> &super::StreamWriters {
         &self.writers
+    }
+
+    /// The stream states every store on this log remembers (src/store/remembered.rs).
+    pub(super) fn remembered(&self) -> &super::remembered::Remembered {
+        &self.remembered
     }
 
     /// Appends one command's events; returns once they are committed — and, for a

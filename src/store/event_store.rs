@@ -65,6 +65,19 @@ pub struct StoreContext<A> {
     pub snapshot_sequence: u64,
 }
 
+impl<A: Aggregate> StoreContext<A> {
+    /// A stream without events.
+    fn empty(aggregate_id: &str) -> Self {
+        Self {
+            aggregate_id: aggregate_id.to_string(),
+            aggregate: A::default(),
+            current_sequence: 0,
+            last_hash: GENESIS_HASH.to_string(),
+            snapshot_sequence: 0,
+        }
+    }
+}
+
 impl<A: Aggregate> AggregateContext<A> for StoreContext<A> {
     fn aggregate(&mut self) -> &mut A {
         &mut self.aggregate
@@ -98,8 +111,12 @@ impl<A: Aggregate> ChronicleStore<A> {
 
     /// Waits for this process's turn to write stream `aggregate_id` (src/store/writers.rs).
     pub async fn writer_turn(&self, aggregate_id: &str) -> super::Turn {
-        let stream = format!("{}/{}/{aggregate_id}", self.tenant, A::TYPE);
-        self.log.writers().turn(stream).await
+        self.log.writers().turn(self.stream_key(aggregate_id)).await
+    }
+
+    /// The stream's key among this process's writer turns and remembered states.
+    fn stream_key(&self, aggregate_id: &str) -> String {
+        format!("{}/{}/{aggregate_id}", self.tenant, A::TYPE)
     }
 
     async fn fetch(
@@ -194,13 +211,7 @@ SELECT 1, sequence, event_type, event_version, payload::text, metadata->>'hash'
 
     /// Folds loaded rows into a context. `None` means the snapshot did not deserialize.
     fn fold(aggregate_id: &str, rows: &[LoadedRow]) -> StoreResult<Option<StoreContext<A>>, A> {
-        let mut ctx = StoreContext {
-            aggregate_id: aggregate_id.to_string(),
-            aggregate: A::default(),
-            current_sequence: 0,
-            last_hash: GENESIS_HASH.to_string(),
-            snapshot_sequence: 0,
-        };
+        let mut ctx = StoreContext::empty(aggregate_id);
         for row in rows {
             if row.kind == 0 {
                 match serde_json::from_str::<A>(&row.payload) {
@@ -278,11 +289,16 @@ ON CONFLICT (tenant_id, aggregate_type, aggregate_id) DO UPDATE
         Ok(())
     }
 
-    async fn save_snapshot_logged(&self, ctx: &StoreContext<A>) {
-        if let Err(err) = self.save_snapshot(ctx).await {
-            // A snapshot is a cache: the events are committed, so failing here only
-            // costs a longer replay next time.
-            tracing::warn!(aggregate_type = A::TYPE, aggregate_id = %ctx.aggregate_id, error = %err, "snapshot not saved");
+    /// Whether the snapshot was saved.
+    async fn save_snapshot_logged(&self, ctx: &StoreContext<A>) -> bool {
+        match self.save_snapshot(ctx).await {
+            Ok(()) => true,
+            Err(err) => {
+                // A snapshot is a cache: the events are committed, so failing here only
+                // costs a longer replay next time.
+                tracing::warn!(aggregate_type = A::TYPE, aggregate_id = %ctx.aggregate_id, error = %err, "snapshot not saved");
+                false
+            }
         }
     }
 }
@@ -322,11 +338,25 @@ impl<A: Aggregate> EventStore<A> for ChronicleStore<A> {
     async fn commit(
         &self,
         events: Vec<A::Event>,
-        mut context: StoreContext<A>,
+        context: StoreContext<A>,
         metadata: HashMap<String, String>,
     ) -> StoreResult<Vec<EventEnvelope<A>>, A> {
+        let (envelopes, _) = self.commit_advancing(events, context, metadata).await?;
+        Ok(envelopes)
+    }
+}
+
+impl<A: Aggregate> ChronicleStore<A> {
+    /// `commit`, handing back the context advanced past the new events (with its snapshot
+    /// mark moved when a snapshot was taken): the stream's state after the commit.
+    pub async fn commit_advancing(
+        &self,
+        events: Vec<A::Event>,
+        mut context: StoreContext<A>,
+        metadata: HashMap<String, String>,
+    ) -> StoreResult<(Vec<EventEnvelope<A>>, StoreContext<A>), A> {
         if events.is_empty() {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), context));
         }
         let payloads = stored_form::seal::<A>(
             &self.pool,
@@ -338,10 +368,50 @@ impl<A: Aggregate> EventStore<A> for ChronicleStore<A> {
         .await?;
         let (append, envelopes) = self.prepare(events, payloads, &mut context, &metadata)?;
         self.log.append(append).await.map_err(append_error)?;
-        if context.current_sequence - context.snapshot_sequence >= self.snapshot_every {
-            self.save_snapshot_logged(&context).await;
+        if context.current_sequence - context.snapshot_sequence >= self.snapshot_every
+            && self.save_snapshot_logged(&context).await
+        {
+            context.snapshot_sequence = context.current_sequence;
         }
-        Ok(envelopes)
+        Ok((envelopes, context))
+    }
+}
+
+impl<A: Aggregate + 'static> ChronicleStore<A> {
+    /// The state a command may decide on without loading (src/store/remembered.rs): what
+    /// this process last committed to the stream, else the empty stream. A presumption:
+    /// the append refuses it if the stream has moved on.
+    pub fn presumed(&self, aggregate_id: &str) -> StoreContext<A> {
+        self.log
+            .remembered()
+            .take(&self.stream_key(aggregate_id))
+            .unwrap_or_else(|| StoreContext::empty(aggregate_id))
+    }
+
+    /// Whether the stream has no event after `sequence`: one index probe, what a decision
+    /// on a remembered state that appends nothing is checked with.
+    pub async fn still_ends_at(&self, aggregate_id: &str, sequence: u64) -> StoreResult<bool, A> {
+        sqlx::query_scalar(
+            "SELECT NOT EXISTS (SELECT 1 FROM events WHERE tenant_id = $1 AND aggregate_type = $2
+                                   AND aggregate_id = $3 AND sequence > $4)",
+        )
+        .bind(self.tenant.0)
+        .bind(A::TYPE)
+        .bind(aggregate_id)
+        .bind(sequence as i64)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db_error)
+    }
+
+    /// Remembers `context`, the stream's state as of a commit or a load, for the stream's
+    /// next `presumed`. Never for aggregates with personal data.
+    pub fn remember(&self, context: StoreContext<A>) {
+        if crate::privacy::fields::holds_personal_data(A::TYPE) {
+            return;
+        }
+        let key = self.stream_key(&context.aggregate_id);
+        self.log.remembered().keep(key, context);
     }
 }
 

@@ -15,6 +15,7 @@ pub mod hash;
 pub mod history;
 pub mod idempotency;
 pub mod metadata;
+mod remembered;
 mod stored_form;
 pub mod trust;
 pub mod unprotected;

@@ -36,6 +36,7 @@ mod out_of_process;
 mod parking;
 mod pgbouncer;
 mod pipeline;
+mod presumed;
 mod private_downloads;
 mod process;
 mod projections;
