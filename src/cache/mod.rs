@@ -17,6 +17,7 @@
 //! - **Redis down**: every call has a short deadline and a breaker skips Redis for a
 //!   second after a failure; requests are served from Postgres, never failed.
 
+pub mod listing;
 mod single_flight;
 pub mod standing;
 

@@ -20,20 +20,40 @@ use uuid::Uuid;
 use super::{EventRecord, Projector, Reactions};
 use crate::aggregates::FileEvent;
 use crate::aggregates::file::{FileStatus, Grantee, Original};
+use crate::cache::listing;
+use crate::cache::standing::StandingEpochs;
 
 #[derive(Default)]
 pub struct FilesProjector {
     /// Live instances delete the `GET /v1/files/{id}` cache entries of the files each
     /// committed batch touched; rebuilds and CLI runs have none.
     reactions: Option<Reactions>,
+    /// Live instances announce each batch in the listing epochs of the tenants it
+    /// touches, before it commits, and end it after (src/cache/listing.rs).
+    listings: Option<StandingEpochs>,
 }
 
 impl FilesProjector {
     pub fn live(reactions: Reactions) -> Self {
+        let listings = listing::epochs(reactions.redis.clone(), &reactions.key_prefix);
         Self {
             reactions: Some(reactions),
+            listings: Some(listings),
         }
     }
+}
+
+/// The tenants whose files `events` change (every file event moves at least its file's
+/// `updated_at`, so every one can change a listing), each once.
+fn tenants_changed(events: &[EventRecord]) -> Vec<Uuid> {
+    let mut tenants: Vec<Uuid> = events
+        .iter()
+        .filter(|e| e.aggregate_type == "file")
+        .map(|e| e.tenant_id)
+        .collect();
+    tenants.sort_unstable();
+    tenants.dedup();
+    tenants
 }
 
 #[async_trait]
@@ -68,7 +88,28 @@ impl Projector for FilesProjector {
         Ok(())
     }
 
+    /// A batch that cannot be announced is not committed: an instance that kept a
+    /// listing under the old epoch would serve it after the commit.
+    async fn before_commit(&self, events: &[EventRecord]) -> anyhow::Result<()> {
+        let Some(listings) = &self.listings else {
+            return Ok(());
+        };
+        listings
+            .begin_changes(&tenants_changed(events))
+            .await
+            .map_err(|err| anyhow::anyhow!("listing epochs not announced: {err}"))
+    }
+
+    async fn commit_failed(&self, events: &[EventRecord]) {
+        if let Some(listings) = &self.listings {
+            listings.end_changes(&tenants_changed(events)).await;
+        }
+    }
+
     async fn after_commit(&self, events: &[EventRecord]) {
+        if let Some(listings) = &self.listings {
+            listings.end_changes(&tenants_changed(events)).await;
+        }
         let Some(reactions) = &self.reactions else {
             return;
         };
