@@ -194,8 +194,9 @@ mod tests {
         }
     }
 
-    #[test]
-    fn answers_are_handed_out_only_for_the_same_key_under_the_same_token() {
+    // A runtime only because the (never connected) Redis handle needs one.
+    #[tokio::test]
+    async fn answers_are_handed_out_only_for_the_same_key_under_the_same_token() {
         let conn = crate::ratelimit::connection_manager("redis://127.0.0.1:1").unwrap();
         let cache = ListingCache::new(epochs(conn, "t:"), Arc::new(Metrics::new()));
         let (t1, t2): (Arc<str>, Arc<str>) = (Arc::from("t1"), Arc::from("t2"));
