@@ -116,6 +116,10 @@ impl App {
                 config.file_cache_ttl,
                 metrics.clone(),
             ),
+            listings: crate::cache::listing::ListingCache::new(
+                crate::cache::listing::epochs(redis_conn.clone(), &config.redis_key_prefix),
+                metrics.clone(),
+            ),
         };
         let mut tasks = Vec::new();
 

@@ -55,6 +55,8 @@ pub struct Metrics {
     /// `GET /v1/files/{id}` cache (src/cache): hits, misses, and the database loads the
     /// misses caused (fewer than misses: concurrent misses share one load).
     pub file_cache_hits: Counter,
+    pub listing_cache_hits: Counter,
+    pub listing_cache_misses: Counter,
     pub file_cache_misses: Counter,
     pub file_cache_loads: Counter,
     /// Redis failed or was skipped (breaker open); the request was served from Postgres.
@@ -160,6 +162,18 @@ impl Metrics {
             "File cache Redis calls that failed or were skipped",
             file_cache_errors.clone(),
         );
+        let listing_cache_hits = Counter::default();
+        let listing_cache_misses = Counter::default();
+        registry.register(
+            "listing_cache_hits",
+            "GET /v1/files answered from this instance's memory",
+            listing_cache_hits.clone(),
+        );
+        registry.register(
+            "listing_cache_misses",
+            "GET /v1/files answered from the database",
+            listing_cache_misses.clone(),
+        );
         let live_subscriptions = Counter::default();
         let live_pings = Counter::default();
         registry.register(
@@ -218,6 +232,8 @@ impl Metrics {
             projector_parked_events,
             projector_failing_events,
             file_cache_hits,
+            listing_cache_hits,
+            listing_cache_misses,
             file_cache_misses,
             file_cache_loads,
             file_cache_errors,

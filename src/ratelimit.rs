@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
+use crate::cache::listing;
 use crate::cache::standing::{self, Epoch};
 
 /// How long a check may wait for Redis before the request goes on without an answer.
@@ -40,8 +41,10 @@ end
 return {count, ttl}
 ";
 
-/// [`SCRIPT`] and, in the same round trip, the standing epoch of the request's tenant
-/// (src/cache/standing.rs): `KEYS[2]` is the epoch, `ARGV[2..3]` its read's arguments.
+/// [`SCRIPT`] and, in the same round trip, the standing and listing epochs of the
+/// request's tenant (src/cache/standing.rs, src/cache/listing.rs): `KEYS[2]` and
+/// `KEYS[3]` are the epochs, `ARGV[2..4]` their reads' arguments (a fresh token each,
+/// the idle TTL).
 const SCRIPT_READING_EPOCH: &str = r"
 local count = redis.call('INCR', KEYS[1])
 local ttl = redis.call('PTTL', KEYS[1])
@@ -50,7 +53,8 @@ if ttl < 0 then
   ttl = tonumber(ARGV[1])
 end
 local pending, token = read_epoch(KEYS[2], ARGV[2], ARGV[3])
-return {count, ttl, pending, token}
+local listing_pending, listing_token = read_epoch(KEYS[3], ARGV[4], ARGV[3])
+return {count, ttl, pending, token, listing_pending, listing_token}
 ";
 
 /// The outcome of one check; the numbers feed the `RateLimit-*` headers.
@@ -141,15 +145,16 @@ impl RateLimiter {
         Ok(decision(count, ttl_ms, limit))
     }
 
-    /// [`Self::check`], and the standing epoch of `tenant` read in the same round trip
-    /// (an authenticated request needs both: src/auth/standing.rs).
+    /// [`Self::check`], and the standing and listing epochs of `tenant` read in the same
+    /// round trip (an authenticated request needs the first, a listing the second:
+    /// src/auth/standing.rs, src/cache/listing.rs).
     pub async fn check_reading_epoch(
         &self,
         key: &str,
         limit: u64,
         window: Duration,
         tenant: uuid::Uuid,
-    ) -> Result<(Decision, Epoch), LimiterError> {
+    ) -> Result<(Decision, Epoch, Epoch), LimiterError> {
         if self.breaker.is_open() {
             return Err(LimiterError::BreakerOpen);
         }
@@ -157,16 +162,21 @@ impl RateLimiter {
             .script_reading_epoch
             .key(format!("{}ratelimit:{key}", self.prefix));
         invocation.key(standing::epoch_key(&self.prefix, tenant));
+        invocation.key(listing::epoch_key(&self.prefix, tenant));
         let (fresh, idle_ttl) = standing::read_epoch_args();
+        let (listing_fresh, _) = standing::read_epoch_args();
         invocation
             .arg(window.as_millis().max(1) as u64)
             .arg(fresh)
-            .arg(idle_ttl);
-        let (count, ttl_ms, pending, token) =
-            self.invoke::<(u64, i64, i64, String)>(&invocation).await?;
+            .arg(idle_ttl)
+            .arg(listing_fresh);
+        let (count, ttl_ms, pending, token, listing_pending, listing_token) = self
+            .invoke::<(u64, i64, i64, String, i64, String)>(&invocation)
+            .await?;
         Ok((
             decision(count, ttl_ms, limit),
             Epoch::from_answer(pending, token),
+            Epoch::from_answer(listing_pending, listing_token),
         ))
     }
 

@@ -38,6 +38,9 @@ pub struct AppState {
     pub live: LiveHub,
     /// Cache-aside for `GET /v1/files/{id}` (src/cache), on `redis_conn`.
     pub file_cache: FileCache,
+    /// `GET /v1/files` answers remembered per instance under each tenant's listing epoch
+    /// (src/cache/listing.rs, docs/listing-cache.md).
+    pub listings: crate::cache::listing::ListingCache,
     /// Good standing remembered per instance under each tenant's standing epoch
     /// (src/auth/standing.rs, docs/auth-cache.md).
     pub standings: crate::auth::Standings,

@@ -18,7 +18,7 @@ use uuid::Uuid;
 use super::api_keys::{self, KeyGrant, PresentedKey};
 use super::context::session_standing;
 use crate::aggregates::{Role, User};
-use crate::cache::single_flight::SingleFlight;
+use crate::cache::SingleFlight;
 use crate::cache::standing::{Epoch, PrefetchedEpoch, StandingEpochs, TokenCache};
 use crate::error::AuthFailure;
 

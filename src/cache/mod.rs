@@ -17,7 +17,8 @@
 //! - **Redis down**: every call has a short deadline and a breaker skips Redis for a
 //!   second after a failure; requests are served from Postgres, never failed.
 
-pub(crate) mod single_flight;
+pub mod listing;
+mod single_flight;
 pub mod standing;
 
 pub use single_flight::SingleFlight;

@@ -66,29 +66,35 @@ local pending, token = read_epoch(KEYS[1], ARGV[1], ARGV[2])
 return {pending, token}
 ";
 
-/// A change is announced: one more pending, a new token, the pending deadline.
+/// A change is announced in every epoch of `KEYS`: one more pending, a new token (the
+/// fresh `ARGV[1]` and the key's index: distinct per key), the pending deadline.
 const BEGIN: &str = r"
-redis.call('HINCRBY', KEYS[1], 'pending', 1)
-redis.call('HSET', KEYS[1], 'token', ARGV[1])
-redis.call('PEXPIRE', KEYS[1], ARGV[2])
-return 1
+for i, key in ipairs(KEYS) do
+  redis.call('HINCRBY', key, 'pending', 1)
+  redis.call('HSET', key, 'token', ARGV[1] .. ':' .. i)
+  redis.call('PEXPIRE', key, ARGV[2])
+end
+return #KEYS
 ";
 
-/// A change ended: one fewer pending (never below 0: the hash may have lapsed and been
-/// recreated meanwhile), a new token; the pending deadline stays while others pend.
+/// A change ended in every epoch of `KEYS`: one fewer pending (never below 0: the hash
+/// may have lapsed and been recreated meanwhile), a new token; the pending deadline
+/// stays while others pend.
 const END: &str = r"
-local pending = redis.call('HINCRBY', KEYS[1], 'pending', -1)
-if pending < 0 then
-  redis.call('HSET', KEYS[1], 'pending', 0)
-  pending = 0
+for i, key in ipairs(KEYS) do
+  local pending = redis.call('HINCRBY', key, 'pending', -1)
+  if pending < 0 then
+    redis.call('HSET', key, 'pending', 0)
+    pending = 0
+  end
+  redis.call('HSET', key, 'token', ARGV[1] .. ':' .. i)
+  if pending > 0 then
+    redis.call('PEXPIRE', key, ARGV[2])
+  else
+    redis.call('PEXPIRE', key, ARGV[3])
+  end
 end
-redis.call('HSET', KEYS[1], 'token', ARGV[1])
-if pending > 0 then
-  redis.call('PEXPIRE', KEYS[1], ARGV[2])
-else
-  redis.call('PEXPIRE', KEYS[1], ARGV[3])
-end
-return pending
+return #KEYS
 ";
 
 /// What a reader may rely on for one tenant, read before its database read.
@@ -100,17 +106,24 @@ pub enum Epoch {
     Untrusted,
 }
 
-/// The epoch of a request's tenant, read by the rate limiter in its own round trip before
-/// anything of the request read the log (kept in the request's extensions).
+/// The epochs of a request's tenant, read by the rate limiter in its own round trip before
+/// anything of the request read the log or a read table (kept in the request's
+/// extensions).
 #[derive(Debug, Clone)]
 pub struct PrefetchedEpoch {
     pub tenant: Uuid,
+    /// The standing epoch.
     pub epoch: Epoch,
+    /// The listing epoch (`cache::listing`).
+    pub listing: Epoch,
 }
 
-/// The Redis key of `tenant`'s epoch under `prefix` (`REDIS_KEY_PREFIX`).
+/// The namespace of standing epochs (the other one is `cache::listing`'s).
+pub const STANDING: &str = "standing:";
+
+/// The Redis key of `tenant`'s standing epoch under `prefix` (`REDIS_KEY_PREFIX`).
 pub fn epoch_key(prefix: &str, tenant: Uuid) -> String {
-    format!("{prefix}standing:{tenant}")
+    format!("{prefix}{STANDING}{tenant}")
 }
 
 /// The arguments [`READ_EPOCH_FN`] takes after the key: a fresh token, the idle TTL.
@@ -148,6 +161,8 @@ pub enum EpochError {
 }
 
 /// The epochs of every tenant, shared by all instances through Redis. Cheap to clone.
+/// The same protocol serves another kind of remembered answer, the listings
+/// (`cache::listing`), in a namespace of its own.
 #[derive(Clone)]
 pub struct StandingEpochs {
     inner: Arc<Inner>,
@@ -155,6 +170,7 @@ pub struct StandingEpochs {
 
 struct Inner {
     conn: ConnectionManager,
+    /// `REDIS_KEY_PREFIX` and the namespace.
     prefix: String,
     read: redis::Script,
     begin: redis::Script,
@@ -167,10 +183,15 @@ struct Inner {
 
 impl StandingEpochs {
     pub fn new(conn: ConnectionManager, prefix: &str) -> Self {
+        Self::in_namespace(conn, prefix, STANDING)
+    }
+
+    /// Epochs whose keys are `{prefix}{namespace}{tenant}`.
+    pub fn in_namespace(conn: ConnectionManager, prefix: &str, namespace: &str) -> Self {
         Self {
             inner: Arc::new(Inner {
                 conn,
-                prefix: prefix.to_string(),
+                prefix: format!("{prefix}{namespace}"),
                 read: redis::Script::new(&format!("{READ_EPOCH_FN}{READ}")),
                 begin: redis::Script::new(BEGIN),
                 end: redis::Script::new(END),
@@ -182,7 +203,7 @@ impl StandingEpochs {
     }
 
     fn key(&self, tenant: Uuid) -> String {
-        epoch_key(&self.inner.prefix, tenant)
+        format!("{}{tenant}", self.inner.prefix)
     }
 
     fn now_ms(&self) -> u64 {
@@ -226,8 +247,20 @@ impl StandingEpochs {
     /// Announces a change of someone's standing in `tenant`, before it is committed. An
     /// error means readers may not learn of it: the change must not be committed.
     pub async fn begin_change(&self, tenant: Uuid) -> Result<(), EpochError> {
+        self.begin_changes(&[tenant]).await
+    }
+
+    /// Announces one change in each of `tenants` (one round trip), before it is
+    /// committed. An error means readers may not learn of it: it must not be committed.
+    pub async fn begin_changes(&self, tenants: &[Uuid]) -> Result<(), EpochError> {
+        if tenants.is_empty() {
+            return Ok(());
+        }
         let mut conn = self.inner.conn.clone();
-        let mut call = self.inner.begin.key(self.key(tenant));
+        let mut call = self.inner.begin.prepare_invoke();
+        for tenant in tenants {
+            call.key(self.key(*tenant));
+        }
         call.arg(Uuid::new_v4().simple().to_string())
             .arg(PENDING_TTL.as_millis() as u64);
         tokio::time::timeout(WRITE_TIMEOUT, call.invoke_async::<i64>(&mut conn))
@@ -240,9 +273,20 @@ impl StandingEpochs {
     /// three times; if Redis still cannot be reached, the pending mark keeps readers on
     /// the log until it lapses ([`PENDING_TTL`]): slower, never stale.
     pub async fn end_change(&self, tenant: Uuid) {
+        self.end_changes(&[tenant]).await
+    }
+
+    /// Ends the changes announced with `begin_changes(tenants)`, as `end_change` does.
+    pub async fn end_changes(&self, tenants: &[Uuid]) {
+        if tenants.is_empty() {
+            return;
+        }
         for attempt in 0..3u32 {
             let mut conn = self.inner.conn.clone();
-            let mut call = self.inner.end.key(self.key(tenant));
+            let mut call = self.inner.end.prepare_invoke();
+            for tenant in tenants {
+                call.key(self.key(*tenant));
+            }
             call.arg(Uuid::new_v4().simple().to_string())
                 .arg(PENDING_TTL.as_millis() as u64)
                 .arg(IDLE_TTL.as_millis() as u64);
@@ -256,8 +300,9 @@ impl StandingEpochs {
             tokio::time::sleep(Duration::from_millis(50 << attempt)).await;
         }
         tracing::error!(
-            %tenant,
-            "a standing change stays pending in redis; the tenant authenticates from the log until it lapses"
+            ?tenants,
+            namespace = %self.inner.prefix,
+            "a change stays pending in redis; its tenants read the database until it lapses"
         );
     }
 }

@@ -13,6 +13,9 @@
 //! never does) are not files a client can address: they are skipped with a warning
 //! rather than blocking the projector forever.
 
+use std::collections::HashSet;
+use std::sync::Mutex;
+
 use async_trait::async_trait;
 use sqlx::PgConnection;
 use uuid::Uuid;
@@ -20,20 +23,85 @@ use uuid::Uuid;
 use super::{EventRecord, Projector, Reactions};
 use crate::aggregates::FileEvent;
 use crate::aggregates::file::{FileStatus, Grantee, Original};
+use crate::cache::listing;
+use crate::cache::standing::StandingEpochs;
 
 #[derive(Default)]
 pub struct FilesProjector {
     /// Live instances delete the `GET /v1/files/{id}` cache entries of the files each
     /// committed batch touched; rebuilds and CLI runs have none.
     reactions: Option<Reactions>,
+    /// Live instances announce each batch in the listing epochs of the tenants it
+    /// touches, before it commits, and end it after (src/cache/listing.rs).
+    listings: Option<StandingEpochs>,
+    /// Batches (by their first event's position) whose announcement succeeded: only
+    /// those are ended; the others are announced again after their commit.
+    announced: Mutex<HashSet<i64>>,
 }
 
 impl FilesProjector {
     pub fn live(reactions: Reactions) -> Self {
+        let listings = listing::epochs(reactions.redis.clone(), &reactions.key_prefix);
         Self {
             reactions: Some(reactions),
+            listings: Some(listings),
+            announced: Mutex::default(),
         }
     }
+
+    /// Whether `before_commit` announced the batch `events` (and forgets it).
+    fn was_announced(&self, events: &[EventRecord]) -> bool {
+        let Some(first) = events.first() else {
+            return false;
+        };
+        let mut announced = self.announced.lock().unwrap_or_else(|p| p.into_inner());
+        announced.remove(&first.position.global_position)
+    }
+
+    /// Ends the batch's announcement, or, if it could not be announced, announces (and
+    /// ends) a change after the commit, retried in the background until Redis answers:
+    /// the epochs move past every listing remembered before the batch.
+    async fn end_or_announce_late(&self, events: &[EventRecord]) {
+        let Some(listings) = &self.listings else {
+            return;
+        };
+        let tenants = tenants_changed(events);
+        if self.was_announced(events) {
+            listings.end_changes(&tenants).await;
+            return;
+        }
+        if tenants.is_empty() {
+            return;
+        }
+        let listings = listings.clone();
+        tokio::spawn(async move {
+            let started = std::time::Instant::now();
+            // After `MAX_AGE` nothing remembered before the batch is served anyway.
+            while started.elapsed() < listing::MAX_AGE {
+                if listings.begin_changes(&tenants).await.is_ok() {
+                    listings.end_changes(&tenants).await;
+                    return;
+                }
+                tokio::time::sleep(LATE_ANNOUNCEMENT_RETRY).await;
+            }
+        });
+    }
+}
+
+/// How often a late announcement is retried while Redis does not answer.
+const LATE_ANNOUNCEMENT_RETRY: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// The tenants whose files `events` change (every file event moves at least its file's
+/// `updated_at`, so every one can change a listing), each once.
+fn tenants_changed(events: &[EventRecord]) -> Vec<Uuid> {
+    let mut tenants: Vec<Uuid> = events
+        .iter()
+        .filter(|e| e.aggregate_type == "file")
+        .map(|e| e.tenant_id)
+        .collect();
+    tenants.sort_unstable();
+    tenants.dedup();
+    tenants
 }
 
 #[async_trait]
@@ -68,7 +136,39 @@ impl Projector for FilesProjector {
         Ok(())
     }
 
+    /// Announces the batch in its tenants' listing epochs. When Redis does not answer,
+    /// the batch still commits (the read model must not wait for Redis: file reads do
+    /// not need it) and is announced late, after its commit (docs/listing-cache.md,
+    /// "When Redis is down or slow").
+    async fn before_commit(&self, events: &[EventRecord]) -> anyhow::Result<()> {
+        let (Some(listings), Some(first)) = (&self.listings, events.first()) else {
+            return Ok(());
+        };
+        let tenants = tenants_changed(events);
+        if tenants.is_empty() {
+            return Ok(());
+        }
+        match listings.begin_changes(&tenants).await {
+            Ok(()) => {
+                let mut announced = self.announced.lock().unwrap_or_else(|p| p.into_inner());
+                announced.insert(first.position.global_position);
+            }
+            Err(err) => tracing::warn!(
+                error = %err,
+                ?tenants,
+                "listing epochs not announced; announcing after the commit"
+            ),
+        }
+        Ok(())
+    }
+
+    /// The commit's outcome is unknown: end the announcement, or announce late.
+    async fn commit_failed(&self, events: &[EventRecord]) {
+        self.end_or_announce_late(events).await;
+    }
+
     async fn after_commit(&self, events: &[EventRecord]) {
+        self.end_or_announce_late(events).await;
         let Some(reactions) = &self.reactions else {
             return;
         };

@@ -50,6 +50,18 @@ pub trait Projector: Send + Sync {
         events: &[EventRecord],
     ) -> Result<(), sqlx::Error>;
 
+    /// Runs just before a live batch's transaction commits (never during a rebuild):
+    /// announcements that readers must see before they can see the batch's rows (the
+    /// files projector's listing epochs, docs/listing-cache.md). An error rolls the
+    /// batch back, to be retried like any failed batch.
+    async fn before_commit(&self, _events: &[EventRecord]) -> anyhow::Result<()> {
+        Ok(())
+    }
+
+    /// Runs instead of `after_commit` when the commit failed after `before_commit`
+    /// succeeded: whatever `before_commit` started must be ended either way.
+    async fn commit_failed(&self, _events: &[EventRecord]) {}
+
     /// Runs after a live batch's transaction has committed (never during a rebuild):
     /// side effects that must not precede the commit, such as deleting cache entries or
     /// publishing live updates. Best effort: it logs its own failures; the batch stays

@@ -12,10 +12,10 @@ use sqlx::{PgConnection, PgPool, Row};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use super::Projector;
 use super::failures::{self, Failure, Verdict, apply_isolating};
 use super::read_ahead::ReadAhead;
 use super::record::{CatchUpPosition, next_batch};
+use super::{EventRecord, Projector};
 use crate::config::ProjectorRetry;
 
 /// Events per batch: large enough to amortise the transaction, small enough to keep
@@ -164,8 +164,7 @@ async fn run_batch_ahead(
             .last()
             .expect("a batch without failure applied its events");
         save_checkpoint(&mut tx, name, last.position, applied, false).await?;
-        tx.commit().await?;
-        projector.after_commit(done).await;
+        commit(tx, projector, done).await?;
         return Ok(BatchOutcome::Applied(applied));
     };
     let verdict = failures::record(&mut tx, name, &failure, policy).await?;
@@ -176,13 +175,34 @@ async fn run_batch_ahead(
     if let Some(position) = checkpoint {
         save_checkpoint(&mut tx, name, position, applied, false).await?;
     }
-    tx.commit().await?;
-    projector.after_commit(done).await;
+    commit(tx, projector, done).await?;
     log_failure(name, &failure, verdict);
     Ok(match verdict {
         Verdict::Retry { after, .. } if applied == 0 => BatchOutcome::Backoff(after),
         _ => BatchOutcome::Applied(applied),
     })
+}
+
+/// Commits a batch that applied `done`, between the projector's announcements
+/// (`before_commit`: an error rolls the batch back) and their end (`after_commit`, or
+/// `commit_failed`), so a reader never sees the batch's rows under an epoch read before
+/// them (docs/listing-cache.md).
+async fn commit(
+    tx: sqlx::Transaction<'_, sqlx::Postgres>,
+    projector: &dyn Projector,
+    done: &[EventRecord],
+) -> anyhow::Result<()> {
+    projector.before_commit(done).await?;
+    match tx.commit().await {
+        Ok(()) => {
+            projector.after_commit(done).await;
+            Ok(())
+        }
+        Err(err) => {
+            projector.commit_failed(done).await;
+            Err(err.into())
+        }
+    }
 }
 
 fn log_failure(name: &str, failure: &Failure, verdict: Verdict) {

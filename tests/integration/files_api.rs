@@ -4,6 +4,7 @@
 //! belongs to the worker slice); tests poll until the projector has caught up.
 
 mod cache;
+mod listing_cache;
 
 use std::collections::HashSet;
 

@@ -253,17 +253,19 @@ impl Enforcer {
         let mut request = request;
         let checked = match person {
             Some(tenant) => {
-                let (checked, epoch) = match self
+                let (checked, epoch, listing) = match self
                     .limiter
                     .check_reading_epoch(&key, limit, policy.window, tenant)
                     .await
                 {
-                    Ok((decision, epoch)) => (Ok(decision), epoch),
-                    Err(err) => (Err(err), Epoch::Untrusted),
+                    Ok((decision, epoch, listing)) => (Ok(decision), epoch, listing),
+                    Err(err) => (Err(err), Epoch::Untrusted, Epoch::Untrusted),
                 };
-                request
-                    .extensions_mut()
-                    .insert(PrefetchedEpoch { tenant, epoch });
+                request.extensions_mut().insert(PrefetchedEpoch {
+                    tenant,
+                    epoch,
+                    listing,
+                });
                 checked
             }
             None => self.limiter.check(&key, limit, policy.window).await,

@@ -19,11 +19,14 @@ use crate::api::edge::read_routing::Fresh;
 use crate::api::files::show::{FileRow, FileView, VIEW_COLUMNS, VIEW_FROM, parse_status};
 use crate::auth::policy;
 use crate::auth::{FileReader, TenantContext};
+use crate::cache::listing::ListingKey;
+use crate::cache::standing::PrefetchedEpoch;
 use crate::error::{AppError, ErrorBody};
 use crate::state::AppState;
-use axum::Json;
 use axum::extract::State;
-use axum::http::Uri;
+use axum::http::{Uri, header};
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
 use sqlx::{Postgres, QueryBuilder};
 
@@ -226,11 +229,33 @@ pub async fn list(
     State(state): State<AppState>,
     FileReader(ctx): FileReader,
     Fresh(fresh): Fresh,
+    prefetched: Option<Extension<PrefetchedEpoch>>,
     uri: Uri,
-) -> Result<Json<FilePage>, AppError> {
+) -> Result<Response, AppError> {
     let (mut params, tags) = ApiQuery::<ListParams>::from_uri_split(&uri, "tag")?;
     params.tag = tags;
-    Ok(Json(list_files(&state, ctx, fresh, params).await?))
+    // Remembered per instance under the tenant's listing epoch (src/cache/listing.rs);
+    // the key holds everything of the caller that `list_files` reads.
+    let key = ListingKey {
+        tenant: ctx.tenant_id.0,
+        viewer: ctx.user_id.0,
+        role: ctx.role.as_str(),
+        reads_every_file: policy::reads_every_file(&ctx),
+        query: uri.query().unwrap_or_default().to_string(),
+    };
+    let epoch = prefetched
+        .filter(|p| p.tenant == key.tenant)
+        .map(|p| p.0.listing);
+    let listings = state.listings.clone();
+    let body = listings
+        .serve(key, epoch, fresh, move |fresh| async move {
+            let page = list_files(&state, ctx, fresh, params).await?;
+            Ok(serde_json::to_vec(&page)
+                .map_err(|e| AppError::Internal(e.into()))?
+                .into())
+        })
+        .await?;
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
 /// The listing use case (the API's `GET /v1/files` and the console's Files page): the
