@@ -99,6 +99,24 @@ where
     A: Aggregate + Clone,
     A::Command: Clone,
 {
+    execute_decided(store, aggregate_id, |_| commands.to_vec(), metadata, services).await
+}
+
+/// Like [`execute_all`], with the commands chosen by `decide` from the freshly loaded
+/// state (again on every retry): for a writer whose commands depend on the state, such
+/// as the worker's "start attempt n unless the version has settled", one load instead
+/// of a load to decide and another to execute.
+pub async fn execute_decided<A, F>(
+    store: &ChronicleStore<A>,
+    aggregate_id: &str,
+    decide: F,
+    metadata: &EventMetadata,
+    services: &A::Services,
+) -> Result<Committed<A>, CommandError<A::Error>>
+where
+    A: Aggregate + Clone,
+    F: Fn(&A) -> Vec<A::Command>,
+{
     let map = metadata.to_map();
     let _turn = store.writer_turn(aggregate_id).await;
     let since = Instant::now();
@@ -110,10 +128,10 @@ where
             .await
             .map_err(store_error)?;
         let sink = EventSink::default();
-        for command in commands {
+        for command in decide(&context.aggregate) {
             context
                 .aggregate()
-                .handle(command.clone(), services, &sink)
+                .handle(command, services, &sink)
                 .await
                 .map_err(CommandError::Domain)?;
         }
