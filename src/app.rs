@@ -182,9 +182,7 @@ impl App {
             // its connection for the whole transaction, and sharing the worker's few made
             // them queue behind each other and the jobs (a small file waits for two of
             // them: `jobs` to dispatch it, `files` to show it `completed`).
-            let projector_pool = endpoints
-                .pool(DbRole::Worker, all.len() as u32 + 1)
-                .await?;
+            let projector_pool = endpoints.pool(DbRole::Worker, all.len() as u32 + 1).await?;
             tasks.extend(projections::runtime::spawn_all(
                 projector_pool,
                 listen_url,

@@ -19,8 +19,8 @@ use anyhow::Context;
 
 use self::http::Conn;
 use self::large::large_upload;
-use self::limit::ingestion_limit;
 pub(super) use self::limit::NAME as INGESTION_LIMIT;
+use self::limit::ingestion_limit;
 use self::server::ServerProcess;
 pub(super) use self::small::{ACCEPTED, COMPLETED};
 use self::small::{get_latencies, small_uploads};
@@ -150,8 +150,13 @@ async fn run_in(
         ));
     }
     // The limit right before the uploads it bounds, on the same machine in the same minute.
-    let limit = ingestion_limit(url, &work.join("limit"), sizes.small_uploads, sizes.small_bytes)
-        .await?;
+    let limit = ingestion_limit(
+        url,
+        &work.join("limit"),
+        sizes.small_uploads,
+        sizes.small_bytes,
+    )
+    .await?;
     let small = small_uploads(&server, &owner, &token, sizes, limit).await?;
     rows.extend(small.rows);
     server.stop().await?;

@@ -99,7 +99,14 @@ where
     A: Aggregate + Clone,
     A::Command: Clone,
 {
-    execute_decided(store, aggregate_id, |_| commands.to_vec(), metadata, services).await
+    execute_decided(
+        store,
+        aggregate_id,
+        |_| commands.to_vec(),
+        metadata,
+        services,
+    )
+    .await
 }
 
 /// Like [`execute_all`], with the commands chosen by `decide` from the freshly loaded

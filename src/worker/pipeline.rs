@@ -328,14 +328,8 @@ impl Worker {
             job.job_id.to_string(),
         );
         let store = self.store(job.tenant_id);
-        match crate::commands::execute_decided(
-            &store,
-            &job.file_id.to_string(),
-            decide,
-            &meta,
-            &(),
-        )
-        .await
+        match crate::commands::execute_decided(&store, &job.file_id.to_string(), decide, &meta, &())
+            .await
         {
             Ok(committed) => Ok(committed.aggregate),
             Err(crate::commands::CommandError::Domain(err)) => Err(domain(err)),
