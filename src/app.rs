@@ -182,8 +182,13 @@ impl App {
                 .context("webhook HTTP client cannot be set up")?;
                 tasks.extend(Arc::new(dispatcher).spawn(shutdown.clone()));
             }
+            // Projectors get a pool of their own, one connection each: every batch holds
+            // its connection for the whole transaction, and sharing the worker's few made
+            // them queue behind each other and the jobs (a small file waits for two of
+            // them: `jobs` to dispatch it, `files` to show it `completed`).
+            let projector_pool = endpoints.pool(DbRole::Worker, all.len() as u32 + 1).await?;
             tasks.extend(projections::runtime::spawn_all(
-                worker_pool,
+                projector_pool,
                 listen_url,
                 all,
                 config.projectors.clone(),

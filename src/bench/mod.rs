@@ -43,8 +43,16 @@ pub enum BenchCommand {
         runs: usize,
     },
     /// Uploads: 1 GiB over loopback vs sha256sum with the server's RSS, 1,000 small
-    /// uploads from 16 clients end to end, file reads with the cache on and off.
-    Upload,
+    /// uploads from 16 clients end to end beside the ingestion limit measured in the same
+    /// run, file reads with the cache on and off.
+    Upload {
+        /// Only the small uploads and their ingestion limit (about 10 s).
+        #[arg(long)]
+        small_only: bool,
+        /// The server's `WORKER_CONCURRENCY` (default: the server's default).
+        #[arg(long)]
+        worker_concurrency: Option<usize>,
+    },
     /// History: seed N events with valid chains, then NDJSON export (events/s, peak RSS),
     /// a signed checkpoint and `audit verify` (events/s).
     Audit {
@@ -96,7 +104,10 @@ pub async fn run(command: BenchCommand, config: &Config) -> anyhow::Result<()> {
             store::print(&rows);
         }
         BenchCommand::All => all::run(config).await?,
-        BenchCommand::Upload => {
+        BenchCommand::Upload {
+            small_only,
+            worker_concurrency,
+        } => {
             let exe = std::env::current_exe()?;
             let target = upload::Target {
                 server_url: config.database_url.expose(),
@@ -104,8 +115,20 @@ pub async fn run(command: BenchCommand, config: &Config) -> anyhow::Result<()> {
                 redis_url: config.redis_url.expose(),
                 exe: &exe,
             };
-            let outcome = upload::run(&target, &upload::Sizes::ISSUE).await?;
+            let mut sizes = if small_only {
+                upload::Sizes::SMALL_ONLY
+            } else {
+                upload::Sizes::ISSUE
+            };
+            if let Some(n) = worker_concurrency {
+                sizes.worker_concurrency = n;
+            }
+            let outcome = upload::run(&target, &sizes).await?;
             store::print(&outcome.rows);
+            // (Every small upload completed: `run` fails otherwise.)
+            if small_only {
+                return Ok(());
+            }
             anyhow::ensure!(
                 outcome.large_completed && outcome.large_sha_matches,
                 "the large upload did not complete with sha256sum's digest"

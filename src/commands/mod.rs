@@ -105,6 +105,31 @@ where
     A: Aggregate + Clone + 'static,
     A::Command: Clone,
 {
+    execute_decided(
+        store,
+        aggregate_id,
+        |_| commands.to_vec(),
+        metadata,
+        services,
+    )
+    .await
+}
+
+/// Like [`execute_all`], with the commands chosen by `decide` from the freshly loaded
+/// state (again on every retry): for a writer whose commands depend on the state, such
+/// as the worker's "start attempt n unless the version has settled", one load instead
+/// of a load to decide and another to execute.
+pub async fn execute_decided<A, F>(
+    store: &ChronicleStore<A>,
+    aggregate_id: &str,
+    decide: F,
+    metadata: &EventMetadata,
+    services: &A::Services,
+) -> Result<Committed<A>, CommandError<A::Error>>
+where
+    A: Aggregate + Clone + 'static,
+    F: Fn(&A) -> Vec<A::Command>,
+{
     let map = metadata.to_map();
     let _turn = store.writer_turn(aggregate_id).await;
     let since = Instant::now();
@@ -122,12 +147,8 @@ where
         };
         let sink = EventSink::default();
         let mut refused = None;
-        for command in commands {
-            if let Err(err) = context
-                .aggregate()
-                .handle(command.clone(), services, &sink)
-                .await
-            {
+        for command in decide(&context.aggregate) {
+            if let Err(err) = context.aggregate().handle(command, services, &sink).await {
                 refused = Some(err);
                 break;
             }

@@ -18,7 +18,7 @@ pub use database::Pooler;
 pub use event_signing::{
     EventSigningKey, EventSigningSettings, parse_public_key, parse_public_keys, valid_key_id,
 };
-pub use jobs::{GcSettings, JobSettings};
+pub use jobs::{DEFAULT_WORKER_CONCURRENCY, GcSettings, JobSettings};
 pub use outages::OutageSettings;
 pub use projectors::ProjectorRetry;
 pub use scale::ScaleSettings;

@@ -3,7 +3,8 @@
 //! grant lets a request through is decided from the log (src/auth/policy.rs), never
 //! from this table, so a revocation is not delayed by the projection.
 //!
-//! One statement (or a few) per event, every value taken from the event or its
+//! One statement (or a few) per event, plus two per batch for what every event of a
+//! file sets on its `files` row (`Touched`), every value taken from the events or their
 //! `recorded_at`, so a rebuild reproduces the rows exactly. `tags.file_count` counts
 //! files that carry the tag and are not deleted; a tag whose count reaches 0 disappears.
 //! `file_versions.processed_at` is the verdict event's time (completed, virus, duplicate
@@ -119,6 +120,7 @@ impl Projector for FilesProjector {
         conn: &mut PgConnection,
         events: &[EventRecord],
     ) -> Result<(), sqlx::Error> {
+        let mut touched = Touched::default();
         for e in events.iter().filter(|e| e.aggregate_type == "file") {
             let Ok(file_id) = Uuid::parse_str(&e.aggregate_id) else {
                 tracing::warn!(stream = %e.aggregate_id, "file stream id is not a UUID; not projected");
@@ -126,14 +128,10 @@ impl Projector for FilesProjector {
             };
             let event: FileEvent = serde_json::from_str(&e.payload)
                 .map_err(|err| sqlx::Error::Decode(Box::new(err)))?;
-            let versions_changed = changes_versions(&event);
+            touched.note(e, file_id, changes_versions(&event));
             apply_file(conn, e, file_id, event).await?;
-            touch(conn, e, file_id).await?;
-            if versions_changed {
-                sync_latest(conn, e, file_id).await?;
-            }
         }
-        Ok(())
+        touched.apply(conn).await
     }
 
     /// Announces the batch in its tenants' listing epochs. When Redis does not answer,
@@ -198,36 +196,72 @@ fn changes_versions(event: &FileEvent) -> bool {
     )
 }
 
-/// `files.latest_version` / `latest_status`: the highest version and its status, for
-/// `GET /v1/files?status=` (migrations/0010_files_read.sql).
-async fn sync_latest(
-    conn: &mut PgConnection,
-    e: &EventRecord,
-    file_id: Uuid,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "UPDATE files f SET latest_version = v.version_number, latest_status = v.status
-           FROM (SELECT version_number, status FROM file_versions
-                  WHERE tenant_id = $1 AND file_id = $2
-                  ORDER BY version_number DESC LIMIT 1) v
-          WHERE f.tenant_id = $1 AND f.id = $2",
-    )
-    .bind(e.tenant_id)
-    .bind(file_id)
-    .execute(conn)
-    .await?;
-    Ok(())
+/// The files a batch touched, for what each of its events would set on the `files` row
+/// and no event reads: `updated_at` (every event of a file moves it to the event's
+/// `recorded_at`) and `latest_version` / `latest_status` (the highest version and its
+/// status, for `GET /v1/files?status=`, migrations/0010_files_read.sql). Written once
+/// per file at the end of the batch instead of once or twice per event: the rows end
+/// the same, whatever the batch boundaries (a rebuild reproduces them).
+#[derive(Default)]
+struct Touched {
+    /// (tenant, file) → the `recorded_at` of its last event in the batch, and whether any
+    /// of its events added a version or moved a version's status.
+    files: std::collections::HashMap<(Uuid, Uuid), (chrono::DateTime<chrono::Utc>, bool)>,
 }
 
-/// Every event of a file moves its `updated_at`.
-async fn touch(conn: &mut PgConnection, e: &EventRecord, file_id: Uuid) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE files SET updated_at = $3 WHERE tenant_id = $1 AND id = $2")
-        .bind(e.tenant_id)
-        .bind(file_id)
-        .bind(e.recorded_at)
+impl Touched {
+    fn note(&mut self, e: &EventRecord, file_id: Uuid, versions_changed: bool) {
+        let entry = self
+            .files
+            .entry((e.tenant_id, file_id))
+            .or_insert((e.recorded_at, false));
+        entry.0 = e.recorded_at;
+        entry.1 |= versions_changed;
+    }
+
+    async fn apply(self, conn: &mut PgConnection) -> Result<(), sqlx::Error> {
+        if self.files.is_empty() {
+            return Ok(());
+        }
+        let (mut tenants, mut ids, mut ats) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut changed_tenants, mut changed_ids) = (Vec::new(), Vec::new());
+        for ((tenant, id), (at, versions_changed)) in self.files {
+            tenants.push(tenant);
+            ids.push(id);
+            ats.push(at);
+            if versions_changed {
+                changed_tenants.push(tenant);
+                changed_ids.push(id);
+            }
+        }
+        sqlx::query(
+            "UPDATE files f SET updated_at = t.at
+               FROM unnest($1::uuid[], $2::uuid[], $3::timestamptz[]) AS t(tenant_id, id, at)
+              WHERE f.tenant_id = t.tenant_id AND f.id = t.id",
+        )
+        .bind(&tenants)
+        .bind(&ids)
+        .bind(&ats)
+        .execute(&mut *conn)
+        .await?;
+        if changed_ids.is_empty() {
+            return Ok(());
+        }
+        sqlx::query(
+            "UPDATE files f SET latest_version = v.version_number, latest_status = v.status
+               FROM unnest($1::uuid[], $2::uuid[]) AS t(tenant_id, id)
+               CROSS JOIN LATERAL (
+                    SELECT version_number, status FROM file_versions
+                     WHERE tenant_id = t.tenant_id AND file_id = t.id
+                     ORDER BY version_number DESC LIMIT 1) v
+              WHERE f.tenant_id = t.tenant_id AND f.id = t.id",
+        )
+        .bind(&changed_tenants)
+        .bind(&changed_ids)
         .execute(conn)
         .await?;
-    Ok(())
+        Ok(())
+    }
 }
 
 /// Updates one version row: `$1` tenant, `$2` file, `$3` version, `$4` recorded_at,

@@ -76,11 +76,10 @@ impl Projector for JobsProjector {
 
     async fn after_commit(&self, events: &[EventRecord]) {
         let Some(queue) = &self.queue else { return };
-        for job in events.iter().filter_map(dispatch_of) {
-            if let Err(err) = queue.enqueue(&job).await {
-                // The reconciler will find the job unfinished and unknown to Redis.
-                tracing::warn!(error = %err, job = %job.job_id, "dispatch to the queue failed; the reconciler will retry it");
-            }
+        let jobs: Vec<JobMessage> = events.iter().filter_map(dispatch_of).collect();
+        if let Err(err) = queue.enqueue_all(&jobs).await {
+            // The reconciler will find the jobs unfinished and unknown to Redis.
+            tracing::warn!(error = %err, jobs = jobs.len(), "dispatch to the queue failed; the reconciler will retry it");
         }
     }
 }

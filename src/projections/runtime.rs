@@ -24,6 +24,9 @@ pub const BATCH_SIZE: i64 = 1000;
 /// Polling fallback when no notification arrives (and for events that become eligible
 /// only when an older transaction ends).
 pub const POLL_INTERVAL: Duration = Duration::from_millis(200);
+/// The least time from one live batch's start to the next's when the first was not
+/// full: the most a burst of appends waits for its projection (docs/projections.md).
+pub const PACE: Duration = Duration::from_millis(50);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BatchOutcome {
@@ -325,11 +328,18 @@ pub async fn run(
     let mut failures: u32 = 0;
     let mut ahead = ReadAhead::default();
     while !shutdown.is_cancelled() {
+        let started = tokio::time::Instant::now();
         let outcome = run_batch_ahead(&pool, projector.as_ref(), &policy, Some(&mut ahead)).await;
         let pause = match outcome {
-            Ok(BatchOutcome::Applied(_)) => {
+            // A full batch: more are waiting.
+            Ok(BatchOutcome::Applied(n)) if n as i64 >= BATCH_SIZE => {
                 failures = 0;
                 continue;
+            }
+            // Caught up with what was visible; the next batch when more arrives.
+            Ok(BatchOutcome::Applied(_)) => {
+                failures = 0;
+                POLL_INTERVAL
             }
             Ok(BatchOutcome::Idle) | Ok(BatchOutcome::Busy) => {
                 failures = 0;
@@ -353,7 +363,17 @@ pub async fn run(
         };
         tokio::select! {
             _ = shutdown.cancelled() => break,
-            _ = wake.changed() => {}
+            _ = wake.changed() => {
+                // Under a steady stream of appends every wake-up would find a handful of
+                // events, and each batch costs a transaction (its lease, the checkpoint,
+                // a commit) whatever its size: wake-ups within `PACE` of the last
+                // batch's start fold into one batch. After a quiet spell the batch
+                // starts at once.
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = tokio::time::sleep_until(started + PACE) => {}
+                }
+            }
             _ = tokio::time::sleep(pause) => {}
         }
     }

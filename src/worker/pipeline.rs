@@ -35,31 +35,39 @@ pub enum Outcome {
 
 impl Worker {
     pub async fn run_job(&self, job: &JobMessage) -> Result<Outcome, JobError> {
-        let file = self.load(job).await?;
-        let Some(v) = file
-            .versions
-            .iter()
-            .find(|v| v.number == job.version_number)
-        else {
+        let n = job.version_number;
+        // Its own commit, before any work: the jobs read table shows the job in progress
+        // before its outcome, and a redelivery repeating it records nothing. Decided on
+        // the state the commit loads, so deciding costs no load of its own.
+        let file = self
+            .commit_decided(job, |file| {
+                let Some(v) = file.versions.iter().find(|v| v.number == n) else {
+                    return vec![];
+                };
+                if v.status.is_settled() {
+                    return vec![];
+                }
+                // A redelivery of a job whose worker died keeps its attempt number: a
+                // crash is not the job's fault.
+                let attempt = if v.status == FileStatus::Processing {
+                    v.attempt.max(1)
+                } else {
+                    v.failed_attempt + 1
+                };
+                vec![FileCommand::StartProcessing {
+                    version_number: n,
+                    attempt,
+                }]
+            })
+            .await?;
+        let Some(v) = file.versions.iter().find(|v| v.number == n) else {
             return Err(JobError::Drop("the version does not exist".into()));
         };
         if v.status.is_settled() {
             return Ok(Outcome::AlreadySettled);
         }
-        // A redelivery of a job whose worker died keeps its attempt number: a crash is
-        // not the job's fault.
-        let attempt = if v.status == FileStatus::Processing {
-            v.attempt.max(1)
-        } else {
-            v.failed_attempt + 1
-        };
-        // Its own commit, before any work: the jobs read table shows the job in progress
-        // before its outcome, and a redelivery repeating it records nothing.
-        let start = FileCommand::StartProcessing {
-            version_number: v.number,
-            attempt,
-        };
-        self.commit(job, &[start]).await?;
+        // The attempt just started (or, for a redelivery, the one still recorded).
+        let attempt = v.attempt;
         let (reason, max_attempts) = match self.process(job, &file, v).await {
             Ok(()) => return Ok(Outcome::Finished),
             Err(JobError::Retry(reason)) => (reason, self.settings.max_attempts),
@@ -302,25 +310,25 @@ impl Worker {
         }
     }
 
-    async fn load(&self, job: &JobMessage) -> Result<File, JobError> {
-        use cqrs_es::EventStore;
-        self.store(job.tenant_id)
-            .load_aggregate(&job.file_id.to_string())
-            .await
-            .map(|c| c.aggregate)
-            .map_err(retry("loading the file"))
-    }
-
     /// Runs File commands as the worker, in one commit. Domain refusals mean the job no
     /// longer applies (the version settled differently): dropped, not retried.
     async fn commit(&self, job: &JobMessage, commands: &[FileCommand]) -> Result<File, JobError> {
+        self.commit_decided(job, |_| commands.to_vec()).await
+    }
+
+    /// [`Self::commit`] with the commands decided on the state loaded for the commit.
+    async fn commit_decided(
+        &self,
+        job: &JobMessage,
+        decide: impl Fn(&File) -> Vec<FileCommand>,
+    ) -> Result<File, JobError> {
         let meta = crate::store::EventMetadata::new(
             job.tenant_id,
             crate::store::Actor::Worker,
             job.job_id.to_string(),
         );
         let store = self.store(job.tenant_id);
-        match crate::commands::execute_all(&store, &job.file_id.to_string(), commands, &meta, &())
+        match crate::commands::execute_decided(&store, &job.file_id.to_string(), decide, &meta, &())
             .await
         {
             Ok(committed) => Ok(committed.aggregate),

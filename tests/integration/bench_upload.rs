@@ -56,8 +56,11 @@ async fn the_upload_bench_runs_end_to_end_at_tiny_sizes() {
         "server RSS growth during the upload",
         "tus upload over loopback, 8 MiB PATCHes",
         "server RSS growth during the tus upload",
+        "small files: ingestion limit, 16 tasks",
         "small uploads, 16 clients: accepted",
         "small uploads, 16 clients: completed",
+        "small uploads: accepted / ingestion limit",
+        "small uploads: completed / accepted",
         "GET /v1/files/{id}, 16 clients, cache on",
         "GET /v1/files/{id}, 16 clients, cache off",
     ] {
