@@ -43,11 +43,13 @@ max_prepared_statements = 200
 ; sqlx sends it at startup; the server default is right for it.
 ignore_startup_parameters = extra_float_digits
 max_client_conn = 2000
-default_pool_size = 10
-; Several test databases at once share the local Postgres (max_connections 100): at
-; most 15 server connections per database and 20 per user (the owner and the two roles).
-max_db_connections = 15
-max_user_connections = 20
+default_pool_size = 20
+; Several test databases at once share the local Postgres (.ci/run gives it
+; max_connections 300): at most 30 server connections per database and 50 per user (the
+; owner and the two roles). Each app's projectors hold a connection per batch; at 20 per
+; user, four tests at once kept a one-off CLI command waiting past its 5 s pool timeout.
+max_db_connections = 30
+max_user_connections = 50
 ; A refused server login (Postgres momentarily full) is retried after 1 s, not 15.
 server_login_retry = 1
 ; Loopback: no TLS between PgBouncer and Postgres.
