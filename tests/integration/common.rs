@@ -279,15 +279,27 @@ pub async fn eventually_within<T>(
     within: std::time::Duration,
     mut check: impl AsyncFnMut() -> Option<T>,
 ) -> T {
+    eventually_explained(what, within, async || check().await.ok_or_else(String::new)).await
+}
+
+/// `eventually_within` for a check that says what it found instead: `Err(complaint)`
+/// until it holds, and a failing test names the last complaint (the rows it saw, a
+/// process's log) — the fault and multi-instance tests are only readable with it.
+pub async fn eventually_explained<T>(
+    what: &str,
+    within: std::time::Duration,
+    mut check: impl AsyncFnMut() -> Result<T, String>,
+) -> T {
     let deadline = tokio::time::Instant::now() + within;
     loop {
-        if let Some(found) = check().await {
-            return found;
+        match check().await {
+            Ok(found) => return found,
+            Err(complaint) => assert!(
+                tokio::time::Instant::now() < deadline,
+                "not within {within:?}: {what}{}{complaint}",
+                if complaint.is_empty() { "" } else { ": " }
+            ),
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "not within {within:?}: {what}"
-        );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }

@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::common::{TestApp, TestDb, eventually, redis_url, table_contents};
+use crate::common::{TestApp, TestDb, eventually, eventually_within, redis_url, table_contents};
 use crate::versioning::insert_as_old_binary;
 
 /// Retries that end in a second: what tests use instead of the 5 × 1 s default.
@@ -204,18 +204,18 @@ async fn a_poison_event_is_retried_then_parked_while_every_other_event_projects(
 
     // The event before the poison commits with its checkpoint; the poison is recorded.
     // (Idle until every older transaction of the cluster, other tests' too, has ended.)
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    let first = loop {
-        match runtime::run_batch_with(&db.worker, audit.as_ref(), &policy)
+    let first = eventually_within(
+        "a batch past the horizon",
+        Duration::from_secs(20),
+        async || match runtime::run_batch_with(&db.worker, audit.as_ref(), &policy)
             .await
             .unwrap()
         {
-            BatchOutcome::Idle if tokio::time::Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(10)).await
-            }
-            outcome => break outcome,
-        }
-    };
+            BatchOutcome::Idle => None,
+            outcome => Some(outcome),
+        },
+    )
+    .await;
     assert_eq!(first, BatchOutcome::Applied(1));
     assert_eq!(audit_targets(&db.owner).await, ["a-1"]);
     assert_eq!(

@@ -4,13 +4,15 @@
 //! acknowledged or unfinished (tus) upload must go within `TEMP_SWEEP_AFTER_SECS`.
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use reqwest::StatusCode;
 
 use super::{Ack, Deployment, assert_completed_exactly_once, unique_bytes};
-use crate::common::{TempDir, TestDb, redis_url, unique_redis_prefix};
+use crate::common::{
+    PATIENCE, TempDir, TestDb, eventually_explained, redis_url, unique_redis_prefix,
+};
 
 const MIB: usize = 1024 * 1024;
 
@@ -88,25 +90,23 @@ async fn an_api_killed_mid_upload_leaves_nothing_but_what_acknowledged_and_unfin
             .await
             .unwrap();
     }
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let staging = loop {
+    let staging = eventually_explained("a partial upload on disk", PATIENCE, async || {
         let written: Vec<PathBuf> = deployment
             .temp_files()
             .into_iter()
             .filter(|p| is_staging(p))
             .filter(|p| std::fs::metadata(p).is_ok_and(|m| m.len() >= 8 * MIB as u64))
             .collect();
-        if !written.is_empty() {
-            break written;
+        if written.is_empty() {
+            return Err(format!(
+                "{:?}\n{}",
+                deployment.temp_files(),
+                api.process.output()
+            ));
         }
-        assert!(
-            Instant::now() < deadline,
-            "no partial upload on disk: {:?}\n{}",
-            deployment.temp_files(),
-            api.process.output()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+        Ok(written)
+    })
+    .await;
     api.process.kill9();
     drop(tx);
     let _ = cut.await;
@@ -115,15 +115,13 @@ async fn an_api_killed_mid_upload_leaves_nothing_but_what_acknowledged_and_unfin
     let api = deployment
         .start_http("serve", &[("TEMP_SWEEP_AFTER_SECS", "1".into())])
         .await;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while staging.iter().any(|p| p.exists()) {
-        assert!(
-            Instant::now() < deadline,
-            "partial upload never swept: {staging:?}\n{}",
-            api.process.output()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually_explained("the partial upload swept", PATIENCE, async || {
+        if staging.iter().any(|p| p.exists()) {
+            return Err(format!("{staging:?}\n{}", api.process.output()));
+        }
+        Ok(())
+    })
+    .await;
 
     // The unfinished upload's bytes were not touched by the sweeps that removed them.
     let upload_id = at.rsplit('/').next().unwrap();

@@ -3,12 +3,15 @@
 //! in `tmp/`, and every refusal during the outage is a `503`.
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use reqwest::StatusCode;
 
 use super::{Ack, Chronicle, Deployment, assert_completed_exactly_once, unique_bytes};
-use crate::common::{TempDir, TestDb, redis_url, unique_redis_prefix};
+use crate::common::{
+    PATIENCE, TempDir, TestDb, eventually_explained, eventually_within, redis_url,
+    unique_redis_prefix,
+};
 use crate::services::{OwnPostgres, OwnRedis};
 
 /// What the clients saw.
@@ -57,15 +60,13 @@ fn acks_so_far(outcomes: &Arc<Mutex<Outcomes>>) -> usize {
 /// Waits until the clients had `more` further uploads acknowledged.
 async fn until_more_acks(outcomes: &Arc<Mutex<Outcomes>>, more: usize, c: &Chronicle) {
     let target = acks_so_far(outcomes) + more;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while acks_so_far(outcomes) < target {
-        assert!(
-            Instant::now() < deadline,
-            "uploads stopped being acknowledged: {}",
-            c.process.output()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually_explained("uploads acknowledged again", PATIENCE, async || {
+        if acks_so_far(outcomes) < target {
+            return Err(c.process.output());
+        }
+        Ok(())
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -91,14 +92,12 @@ async fn postgres_stopped_mid_load_loses_and_duplicates_no_acknowledged_upload()
     until_more_acks(&outcomes, 5, &c).await;
     tokio::task::block_in_place(|| pg.stop());
     // The clients keep sending while it is down: refusals pile up.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while outcomes.lock().unwrap().refused.len() < 6 {
-        assert!(
-            Instant::now() < deadline,
-            "no refusals while Postgres is down"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually_within(
+        "refusals while Postgres is down",
+        Duration::from_secs(30),
+        async || (outcomes.lock().unwrap().refused.len() >= 6).then_some(()),
+    )
+    .await;
     tokio::task::block_in_place(|| pg.resume());
     until_more_acks(&outcomes, 5, &c).await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);

@@ -23,7 +23,7 @@ use sqlx::PgPool;
 use crate::process::{Process, free_port, wait_ready};
 
 pub const SECRET: &str = "fa17fa17fa17fa17fa17fa17fa17fa17fa17fa17fa17fa17fa17fa17fa17fa17";
-use crate::common::PASSWORD;
+use crate::common::{PASSWORD, eventually_explained};
 
 /// Where a set of Chronicle processes keep their state: they share all of it.
 pub struct Deployment {
@@ -197,8 +197,9 @@ pub async fn assert_completed_exactly_once(
     logs: &dyn Fn() -> String,
 ) {
     let deadline = Instant::now() + within;
+    let left = || deadline.saturating_duration_since(Instant::now());
     for ack in acks {
-        loop {
+        eventually_explained("the acknowledged upload completed", left(), async || {
             let status: Option<String> = sqlx::query_scalar(
                 "SELECT status::text FROM file_versions
                   WHERE file_id = $1::uuid AND version_number = $2",
@@ -209,15 +210,11 @@ pub async fn assert_completed_exactly_once(
             .await
             .unwrap();
             if status.as_deref() == Some("completed") {
-                break;
+                return Ok(());
             }
-            assert!(
-                Instant::now() < deadline,
-                "acknowledged upload {ack:?} not completed: {status:?}\n{}",
-                logs()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+            Err(format!("{ack:?}: {status:?}\n{}", logs()))
+        })
+        .await;
     }
     for ack in acks {
         let versions: i64 =
@@ -240,20 +237,16 @@ pub async fn assert_completed_exactly_once(
         .unwrap();
         assert_eq!(completed, 1, "VersionCompleted of {ack:?}");
     }
-    loop {
-        let left: Vec<PathBuf> = deployment
+    eventually_explained("nothing orphaned in tmp/", left(), async || {
+        let orphans: Vec<PathBuf> = deployment
             .temp_files()
             .into_iter()
             .filter(|p| !keep.contains(p))
             .collect();
-        if left.is_empty() {
-            break;
+        if orphans.is_empty() {
+            return Ok(());
         }
-        assert!(
-            Instant::now() < deadline,
-            "orphaned in tmp/: {left:?}\n{}",
-            logs()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+        Err(format!("{orphans:?}\n{}", logs()))
+    })
+    .await;
 }

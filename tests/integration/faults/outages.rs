@@ -9,7 +9,7 @@ use reqwest::StatusCode;
 use serde_json::Value;
 
 use super::{Chronicle, Deployment, unique_bytes};
-use crate::common::TempDir;
+use crate::common::{PATIENCE, TempDir, eventually_explained};
 use crate::services::{OwnPostgres, OwnRedis};
 
 /// The bound for a refusal during an outage.
@@ -35,18 +35,13 @@ async fn refused_fast(what: &str, request: reqwest::RequestBuilder) {
 
 /// Polls `probe` until it answers `expected` (the service recovers by itself).
 async fn recovers(what: &str, expected: StatusCode, probe: impl AsyncFn() -> reqwest::Response) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
+    eventually_explained(what, PATIENCE, async || {
         let status = probe().await.status();
-        if status == expected {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{what} never recovered: {status}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+        (status == expected)
+            .then_some(())
+            .ok_or_else(|| format!("still {status}"))
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

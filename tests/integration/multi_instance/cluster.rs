@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 
 use redis::AsyncCommands;
 
-use crate::common::{TempDir, TestDb, redis_url, unique_redis_prefix};
+use crate::common::{
+    PATIENCE, TempDir, TestDb, eventually_explained, redis_url, unique_redis_prefix,
+};
 use crate::process::{Process, free_port, wait_ready};
 
 pub const NGINX: &str = "/usr/sbin/nginx";
@@ -153,15 +155,14 @@ impl Cluster {
 
 /// Polls a process's log for `line` (a worker has no HTTP port to probe).
 pub async fn wait_for_log(process: &Process, line: &str) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !process.output().contains(line) {
-        assert!(
-            Instant::now() < deadline,
-            "no {line:?} in the log: {}",
-            process.output()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually_explained(&format!("{line:?} in the log"), PATIENCE, async || {
+        let output = process.output();
+        if output.contains(line) {
+            return Ok(());
+        }
+        Err(output)
+    })
+    .await;
 }
 
 /// The job queue's consumers (a consumer appears with its first delivery).
@@ -213,24 +214,20 @@ impl Nginx {
             dir: dir.to_path_buf(),
         };
         let http = reqwest::Client::new();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let url = format!("http://127.0.0.1:{port}/health/ready");
-            if let Ok(r) = http.get(url).send().await
+        let url = format!("http://127.0.0.1:{port}/health/ready");
+        eventually_explained("nginx ready", Duration::from_secs(30), async || {
+            if let Ok(r) = http.get(&url).send().await
                 && r.status().is_success()
             {
-                return nginx;
+                return Ok(());
             }
             if let Ok(Some(status)) = nginx.child.try_wait() {
                 panic!("nginx exited ({status}): {}", nginx.logs());
             }
-            assert!(
-                Instant::now() < deadline,
-                "nginx not ready: {}",
-                nginx.logs()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+            Err(nginx.logs())
+        })
+        .await;
+        nginx
     }
 
     /// Its stderr and error log (shown when a test fails).

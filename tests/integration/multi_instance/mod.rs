@@ -9,7 +9,6 @@ mod clients;
 mod cluster;
 mod standing;
 
-use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -28,22 +27,8 @@ const AFTER_KILL: usize = 20;
 /// And for at least this long (past the 3 s visibility timeout of the dead worker's jobs).
 const LOAD_AFTER_KILL: Duration = Duration::from_secs(5);
 
-/// Polls `check` until it passes; panics with its last complaint at the deadline.
-pub async fn eventually<F, Fut>(what: &str, within: Duration, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<(), String>>,
-{
-    let deadline = Instant::now() + within;
-    loop {
-        let complaint = match check().await {
-            Ok(()) => return,
-            Err(c) => c,
-        };
-        assert!(Instant::now() < deadline, "{what}: {complaint}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
+/// Polls `check` until it passes; fails with its last complaint at the deadline.
+pub use crate::common::eventually_explained as eventually;
 
 pub struct Stream {
     pub user: usize,
