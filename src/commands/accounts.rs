@@ -21,7 +21,7 @@ use crate::auth::{Admin, OpaqueToken, TenantContext};
 use crate::error::{AppError, AuthFailure};
 use crate::ids::{TenantId, UserId};
 use crate::state::AppState;
-use crate::store::{Actor, ChronicleStore, EventMetadata};
+use crate::store::{Actor, EventMetadata};
 
 use super::CommandError;
 
@@ -67,9 +67,7 @@ pub struct SignedIn {
     pub refresh: OpaqueToken,
 }
 
-fn store<A: cqrs_es::Aggregate>(state: &AppState, tenant: TenantId) -> ChronicleStore<A> {
-    ChronicleStore::new(state.events.clone(), tenant, state.config.snapshot_every)
-}
+use super::store;
 
 fn store_failure<E: std::error::Error>(err: cqrs_es::AggregateError<E>) -> AppError {
     AppError::Internal(anyhow::anyhow!("event store: {err}"))

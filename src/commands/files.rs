@@ -20,7 +20,7 @@ use crate::store::{ChronicleStore, EventMetadata};
 
 /// Files of one tenant, as event streams.
 pub fn file_store(state: &AppState, tenant: TenantId) -> ChronicleStore<File> {
-    ChronicleStore::new(state.events.clone(), tenant, state.config.snapshot_every)
+    crate::commands::store(state, tenant)
 }
 
 /// The file as the log has it now, whoever asks (the tenant's streams only, so another

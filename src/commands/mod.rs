@@ -60,6 +60,15 @@ pub struct Committed<A: Aggregate> {
     pub sequence: u64,
 }
 
+/// The event streams of aggregate type `A` in `tenant` (another tenant's ids are simply
+/// not found): the one way every use case and surface opens them.
+pub fn store<A: cqrs_es::Aggregate>(
+    state: &crate::state::AppState,
+    tenant: crate::ids::TenantId,
+) -> ChronicleStore<A> {
+    ChronicleStore::new(state.events.clone(), tenant, state.config.snapshot_every)
+}
+
 /// Executes `command` against stream `aggregate_id` once this process's other writers of
 /// the stream are done. The command is cloned for retries: each retry decides again on
 /// freshly loaded state.

@@ -14,7 +14,7 @@ use crate::store::{ChronicleStore, EventMetadata};
 
 /// Users of one tenant, as event streams (another tenant's id is simply not found).
 fn user_store(state: &AppState, tenant: TenantId) -> ChronicleStore<User> {
-    ChronicleStore::new(state.events.clone(), tenant, state.config.snapshot_every)
+    crate::commands::store(state, tenant)
 }
 
 /// A user of the caller's tenant as the log has it; 404 for an unknown id.

@@ -21,7 +21,7 @@ use crate::commands::accounts::{self, NewAccount, Origin, Refreshed};
 use crate::error::{AppError, AuthFailure, ErrorBody};
 use crate::ids::{TenantId, UserId};
 use crate::state::AppState;
-use crate::store::{ChronicleStore, EventMetadata};
+use crate::store::EventMetadata;
 
 const REFRESH_COOKIE: &str = "refresh_token";
 
@@ -85,9 +85,7 @@ pub struct TokenResponse {
     pub session_id: Uuid,
 }
 
-pub fn store<A: cqrs_es::Aggregate>(state: &AppState, tenant: TenantId) -> ChronicleStore<A> {
-    ChronicleStore::new(state.events.clone(), tenant, state.config.snapshot_every)
-}
+pub use crate::commands::store;
 
 /// The request id the request-id layer put on the request (echoed on the response).
 pub(in crate::api) fn request_id(headers: &HeaderMap) -> String {

@@ -32,7 +32,7 @@ pub use complete::{Completed, complete};
 
 /// Upload streams of `tenant`.
 pub fn upload_store(state: &AppState, tenant: TenantId) -> ChronicleStore<Upload> {
-    ChronicleStore::new(state.events.clone(), tenant, state.config.snapshot_every)
+    crate::commands::store(state, tenant)
 }
 
 /// Bytes set aside for an upload before its start is recorded.
