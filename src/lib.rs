@@ -24,6 +24,7 @@ pub mod media;
 pub mod metrics;
 pub mod privacy;
 pub mod projections;
+pub mod queries;
 pub mod queue;
 pub mod ratelimit;
 pub mod replicas;

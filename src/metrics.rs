@@ -57,6 +57,8 @@ pub struct Metrics {
     pub file_cache_hits: Counter,
     pub listing_cache_hits: Counter,
     pub listing_cache_misses: Counter,
+    /// `GET /v1/files/{id}` answered from this instance's memory (src/cache/listing.rs).
+    pub file_memory_hits: Counter,
     pub file_cache_misses: Counter,
     pub file_cache_loads: Counter,
     /// Redis failed or was skipped (breaker open); the request was served from Postgres.
@@ -174,6 +176,12 @@ impl Metrics {
             "GET /v1/files answered from the database",
             listing_cache_misses.clone(),
         );
+        let file_memory_hits = Counter::default();
+        registry.register(
+            "file_memory_hits",
+            "GET /v1/files/{id} answered from this instance's memory",
+            file_memory_hits.clone(),
+        );
         let live_subscriptions = Counter::default();
         let live_pings = Counter::default();
         registry.register(
@@ -234,6 +242,7 @@ impl Metrics {
             file_cache_hits,
             listing_cache_hits,
             listing_cache_misses,
+            file_memory_hits,
             file_cache_misses,
             file_cache_loads,
             file_cache_errors,

@@ -7,11 +7,11 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use crate::api::audit::log::{decode_cursor, encode_cursor};
-use crate::api::edge::cursor::CursorKey;
 use crate::api::uploads::multipart::{boundary as multipart_boundary, read_multipart};
 use crate::error::AppError;
 use crate::ids::TenantId;
+use crate::queries::audit::{decode_cursor, encode_cursor};
+use crate::queries::cursor::CursorKey;
 use crate::storage::Storage;
 
 pub use crate::api::uploads::tus::headers::{
@@ -78,7 +78,7 @@ pub fn files_cursor_decode(
 pub fn files_cursor_encode(secret: &str, tenant: Uuid, at: DateTime<Utc>, id: Uuid) -> String {
     CursorKey::new(secret).encode_sorted(
         tenant,
-        &crate::api::edge::cursor::SortedCursor {
+        &crate::queries::cursor::SortedCursor {
             sort: "created:desc".into(),
             id,
             value: at.timestamp_micros().to_string(),

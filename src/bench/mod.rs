@@ -49,6 +49,9 @@ pub enum BenchCommand {
         /// Only the small uploads and their ingestion limit (about 10 s).
         #[arg(long)]
         small_only: bool,
+        /// Only the 1 GiB upload, multipart then tus, and their ratio (about 30 s).
+        #[arg(long, conflicts_with = "small_only")]
+        large_only: bool,
         /// The server's `WORKER_CONCURRENCY` (default: the server's default).
         #[arg(long)]
         worker_concurrency: Option<usize>,
@@ -106,6 +109,7 @@ pub async fn run(command: BenchCommand, config: &Config) -> anyhow::Result<()> {
         BenchCommand::All => all::run(config).await?,
         BenchCommand::Upload {
             small_only,
+            large_only,
             worker_concurrency,
         } => {
             let exe = std::env::current_exe()?;
@@ -117,6 +121,8 @@ pub async fn run(command: BenchCommand, config: &Config) -> anyhow::Result<()> {
             };
             let mut sizes = if small_only {
                 upload::Sizes::SMALL_ONLY
+            } else if large_only {
+                upload::Sizes::LARGE_ONLY
             } else {
                 upload::Sizes::ISSUE
             };

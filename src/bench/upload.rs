@@ -56,6 +56,14 @@ impl Sizes {
         ..Sizes::ISSUE
     };
 
+    /// Only the large upload, as multipart and as tus (`bench upload --large-only`): the
+    /// tus/multipart ratio without the small uploads and the reads.
+    pub const LARGE_ONLY: Sizes = Sizes {
+        small_uploads: 0,
+        gets: 0,
+        ..Sizes::ISSUE
+    };
+
     /// What issue 4 asks for.
     pub const ISSUE: Sizes = Sizes {
         large_bytes: 1024 * 1024 * 1024,
@@ -100,8 +108,8 @@ pub async fn run(target: &Target<'_>, sizes: &Sizes) -> anyhow::Result<Outcome> 
     if let Err(err) = forget_redis_keys(target.redis_url, &run_id).await {
         eprintln!("could not remove the bench's Redis keys: {err:#}");
     }
-    // Keep the server logs of a failed run; they say why.
-    if result.is_ok() {
+    // Keep the server logs of a failed run (they say why) and of a diagnosed one.
+    if result.is_ok() && server_log_filter().is_none() {
         let _ = tokio::fs::remove_dir_all(&work).await;
     } else {
         eprintln!("server logs kept in {}", work.display());
@@ -143,21 +151,31 @@ async fn run_in(
         rows.extend(large.rows);
         let tus = tus_upload(&server, &owner, &token, sizes.large_bytes).await?;
         rows.extend(tus.rows);
+        rows.push(Row {
+            name: "tus / multipart",
+            value: 100.0 * tus.rate / large.rate,
+            unit: "%",
+            note: "tus MB/s over the multipart upload's in this run; target >= 80 %".into(),
+        });
         large_ok = Some((
             large.completed,
             large.sha_matches,
             tus.completed && tus.sha256 == large.sha256,
         ));
     }
-    // The limit right before the uploads it bounds, on the same machine in the same minute.
-    let limit = ingestion_limit(
-        url,
-        &work.join("limit"),
-        sizes.small_uploads,
-        sizes.small_bytes,
-    )
-    .await?;
-    let small = small_uploads(&server, &owner, &token, sizes, limit).await?;
+    let small = if sizes.small_uploads > 0 {
+        // The limit right before the uploads it bounds, on the same machine in the same minute.
+        let limit = ingestion_limit(
+            url,
+            &work.join("limit"),
+            sizes.small_uploads,
+            sizes.small_bytes,
+        )
+        .await?;
+        small_uploads(&server, &owner, &token, sizes, limit).await?
+    } else {
+        small::SmallResult::default()
+    };
     rows.extend(small.rows);
     server.stop().await?;
 
@@ -236,9 +254,22 @@ impl ServerEnv {
             ("RATE_LIMIT_PER_MINUTE", "1000000".into()),
             ("AUTH_RATE_LIMIT_PER_MINUTE", "1000000".into()),
             // Per-request info logs would be part of the measurement; production filters too.
-            ("RUST_LOG", "warn".into()),
+            // `BENCH_SERVER_RUST_LOG` overrides it to diagnose a run (e.g.
+            // `warn,chronicle::tus::phases=debug` for where each PATCH's time goes,
+            // `warn,sqlx::query=debug` to count statements); the run's logs are then kept.
+            (
+                "RUST_LOG",
+                server_log_filter().unwrap_or_else(|| "warn".into()),
+            ),
         ]
     }
+}
+
+/// The server's `RUST_LOG` asked for with `BENCH_SERVER_RUST_LOG`, if any.
+fn server_log_filter() -> Option<String> {
+    std::env::var("BENCH_SERVER_RUST_LOG")
+        .ok()
+        .filter(|f| !f.is_empty())
 }
 
 /// Deletes the keys (queue streams, cache generations) this run's servers left in Redis.

@@ -1,6 +1,8 @@
-//! Listing responses (`GET /v1/files`) remembered per instance, under each tenant's
-//! *listing epoch*: the protocol of the standing epochs (`cache::standing`) in a
-//! namespace of its own, `{REDIS_KEY_PREFIX}listing:{tenant}`.
+//! Listing responses (`GET /v1/files`) and file bodies (`GET /v1/files/{id}`)
+//! remembered per instance, under each tenant's *listing epoch*: the protocol of the
+//! standing epochs (`cache::standing`) in a namespace of its own,
+//! `{REDIS_KEY_PREFIX}listing:{tenant}`. Both answers are read only from the files
+//! projector's tables, which is what the epoch covers.
 //!
 //! - **Writer**: the files projector, the only writer of the tables a listing reads. A
 //!   live batch announces a change in every tenant it touches *before* its transaction
@@ -14,9 +16,11 @@
 //!   the epoch) and remembers the body under the token it read first. An untrusted
 //!   epoch (a change pending, Redis slow or down) reads as before and remembers nothing.
 //!
-//! The key is everything the answer depends on: the tenant, what the query reads of the
-//! caller (its id, its role, whether it reads every file of the tenant), and the query
-//! string as sent (filters, sort, page size and cursor). Why a change is seen on the very
+//! The key is everything the answer depends on: the tenant, and for a listing what the
+//! query reads of the caller (its id, its role, whether it reads every file of the
+//! tenant) and the query string as sent (filters, sort, page size and cursor); a file's
+//! body is the same for every caller (whether the caller may see it is decided on every
+//! answer, `queries::files::file_body`). Why a change is seen on the very
 //! next request on every instance: docs/listing-cache.md.
 
 use std::collections::HashMap;
@@ -55,18 +59,38 @@ pub fn epochs(conn: ConnectionManager, prefix: &str) -> StandingEpochs {
     StandingEpochs::in_namespace(conn, prefix, NAMESPACE)
 }
 
-/// Everything one listing answer depends on besides the tenant's files.
+/// Everything one remembered answer depends on besides the tenant's files.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ListingKey {
     pub tenant: Uuid,
-    /// The caller's id (own files, grants to it).
-    pub viewer: Uuid,
-    /// The caller's role (grants to a role).
-    pub role: &'static str,
-    /// Whether the caller reads every file of the tenant (admins and auditors).
-    pub reads_every_file: bool,
-    /// The query string as sent: it determines every parameter, the cursor included.
-    pub query: String,
+    pub answer: Answer,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Answer {
+    /// A page of `GET /v1/files`.
+    Page {
+        /// The caller's id (own files, grants to it).
+        viewer: Uuid,
+        /// The caller's role (grants to a role).
+        role: &'static str,
+        /// Whether the caller reads every file of the tenant (admins and auditors).
+        reads_every_file: bool,
+        /// The query string as sent: it determines every parameter, the cursor included.
+        query: String,
+    },
+    /// The body of `GET /v1/files/{id}`.
+    File(Uuid),
+}
+
+impl ListingKey {
+    /// Bytes the key holds besides its fixed part (the memory's bound).
+    fn extra_len(&self) -> usize {
+        match &self.answer {
+            Answer::Page { query, .. } => query.len(),
+            Answer::File(_) => 0,
+        }
+    }
 }
 
 struct Entry {
@@ -121,25 +145,32 @@ impl ListingCache {
         Fut: Future<Output = Result<Bytes, AppError>>,
     {
         let inner = &self.inner;
-        let epoch = match prefetched {
-            Some(epoch) => epoch,
-            None => inner.epochs.read(key.tenant).await,
-        };
-        let Epoch::Trusted(token) = epoch else {
+        let Epoch::Trusted(token) = self.epoch(key.tenant, prefetched).await else {
             inner.metrics.listing_cache_misses.inc();
             return load(fresh).await;
         };
-        if let Some(body) = self.get(&key, &token) {
+        if let Some(body) = self.remembered(&key, &token) {
             inner.metrics.listing_cache_hits.inc();
             return Ok(body);
         }
         inner.metrics.listing_cache_misses.inc();
         let body = load(true).await?;
-        self.put(key, token, body.clone());
+        self.remember(key, token, body.clone());
         Ok(body)
     }
 
-    fn get(&self, key: &ListingKey, token: &Arc<str>) -> Option<Bytes> {
+    /// `tenant`'s listing epoch: `prefetched` (read for this request before any
+    /// database read) when there is one, else read now.
+    pub async fn epoch(&self, tenant: Uuid, prefetched: Option<Epoch>) -> Epoch {
+        match prefetched {
+            Some(epoch) => epoch,
+            None => self.inner.epochs.read(tenant).await,
+        }
+    }
+
+    /// The answer remembered for `key` under `token`, if any (and not older than
+    /// `MAX_AGE`).
+    pub fn remembered(&self, key: &ListingKey, token: &Arc<str>) -> Option<Bytes> {
         let entries = self.inner.entries.lock().unwrap_or_else(|p| p.into_inner());
         match entries.map.get(key) {
             Some(e) if &e.token == token && e.at.elapsed() < MAX_AGE => Some(e.body.clone()),
@@ -147,8 +178,10 @@ impl ListingCache {
         }
     }
 
-    fn put(&self, key: ListingKey, token: Arc<str>, body: Bytes) {
-        let size = body.len() + key.query.len();
+    /// Remembers `body` for `key` under `token`. Only for a body read from the tables
+    /// after `token` was read as trusted (module comment).
+    pub fn remember(&self, key: ListingKey, token: Arc<str>, body: Bytes) {
+        let size = body.len() + key.extra_len();
         let mut entries = self.inner.entries.lock().unwrap_or_else(|p| p.into_inner());
         let entries = &mut *entries;
         if entries.map.len() >= MAX_ENTRIES || entries.bytes + size > MAX_BYTES {
@@ -160,7 +193,7 @@ impl ListingCache {
             entries.map.retain(|k, e| {
                 let keep = e.at.elapsed() < MAX_AGE;
                 if !keep {
-                    freed += e.body.len() + k.query.len();
+                    freed += e.body.len() + k.extra_len();
                 }
                 keep
             });
@@ -172,9 +205,9 @@ impl ListingCache {
             at: Instant::now(),
             body,
         };
-        let query_len = key.query.len();
+        let extra_len = key.extra_len();
         if let Some(old) = entries.map.insert(key, entry) {
-            entries.bytes -= old.body.len() + query_len;
+            entries.bytes -= old.body.len() + extra_len;
         }
         entries.bytes += size;
     }
@@ -184,14 +217,20 @@ impl ListingCache {
 mod tests {
     use super::*;
 
-    fn key(query: &str) -> ListingKey {
+    fn page(role: &'static str, query: &str) -> ListingKey {
         ListingKey {
             tenant: Uuid::nil(),
-            viewer: Uuid::nil(),
-            role: "user",
-            reads_every_file: false,
-            query: query.into(),
+            answer: Answer::Page {
+                viewer: Uuid::nil(),
+                role,
+                reads_every_file: false,
+                query: query.into(),
+            },
         }
+    }
+
+    fn key(query: &str) -> ListingKey {
+        page("user", query)
     }
 
     // A runtime only because the (never connected) Redis handle needs one.
@@ -200,21 +239,32 @@ mod tests {
         let conn = crate::ratelimit::connection_manager("redis://127.0.0.1:1").unwrap();
         let cache = ListingCache::new(epochs(conn, "t:"), Arc::new(Metrics::new()));
         let (t1, t2): (Arc<str>, Arc<str>) = (Arc::from("t1"), Arc::from("t2"));
-        cache.put(key("limit=20"), t1.clone(), Bytes::from_static(b"[1]"));
+        cache.remember(key("limit=20"), t1.clone(), Bytes::from_static(b"[1]"));
         assert_eq!(
-            cache.get(&key("limit=20"), &t1),
+            cache.remembered(&key("limit=20"), &t1),
             Some(Bytes::from_static(b"[1]"))
         );
         assert_eq!(
-            cache.get(&key("limit=20"), &t2),
+            cache.remembered(&key("limit=20"), &t2),
             None,
             "a new token invalidates"
         );
-        assert_eq!(cache.get(&key("limit=21"), &t1), None, "another query");
-        let mut admin = key("limit=20");
-        admin.role = "admin";
-        assert_eq!(cache.get(&admin, &t1), None, "another role");
-        cache.put(key("limit=20"), t2.clone(), Bytes::from_static(b"[22]"));
+        assert_eq!(
+            cache.remembered(&key("limit=21"), &t1),
+            None,
+            "another query"
+        );
+        assert_eq!(
+            cache.remembered(&page("admin", "limit=20"), &t1),
+            None,
+            "another role"
+        );
+        let file = ListingKey {
+            tenant: Uuid::nil(),
+            answer: Answer::File(Uuid::nil()),
+        };
+        assert_eq!(cache.remembered(&file, &t1), None, "a file is not a page");
+        cache.remember(key("limit=20"), t2.clone(), Bytes::from_static(b"[22]"));
         let bytes = cache.inner.entries.lock().unwrap().bytes;
         assert_eq!(
             bytes,

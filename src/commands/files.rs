@@ -142,7 +142,7 @@ pub async fn purge(
     if file.legal_hold.is_some() {
         return Err(AppError::LegalHold);
     }
-    super::sharing::check_min_retention(state, ctx.tenant_id, id).await?;
+    check_min_retention(state, ctx.tenant_id, id).await?;
     super::execute(
         &file_store(state, ctx.tenant_id),
         &id.to_string(),
@@ -237,4 +237,38 @@ pub async fn bulk(
         });
     }
     Ok(outcomes)
+}
+
+/// The retention lock (`MIN_RETENTION_DAYS`, as S3 Object Lock's compliance mode): a
+/// file whose latest upload (or version restore) is younger than that is not purged,
+/// by anyone. The time is the event's `recorded_at` in the log.
+async fn check_min_retention(
+    state: &AppState,
+    tenant: crate::ids::TenantId,
+    id: Uuid,
+) -> Result<(), AppError> {
+    let days = state.config.min_retention_days;
+    if days == 0 {
+        return Ok(());
+    }
+    let latest: Option<chrono::DateTime<chrono::Utc>> = sqlx::query_scalar(
+        "SELECT max(recorded_at) FROM events
+          WHERE tenant_id = $1 AND aggregate_type = 'file' AND aggregate_id = $2
+            AND event_type IN ('FileCreated', 'Uploaded', 'VersionRestored')",
+    )
+    .bind(tenant.0)
+    .bind(id.to_string())
+    .fetch_one(&state.db)
+    .await?;
+    let Some(latest) = latest else {
+        return Ok(());
+    };
+    let until = latest + chrono::Duration::days(days as i64);
+    if chrono::Utc::now() < until {
+        return Err(AppError::RetentionLocked(format!(
+            "the tenant's minimum retention keeps this file until {}",
+            until.to_rfc3339()
+        )));
+    }
+    Ok(())
 }

@@ -7,7 +7,7 @@ use crate::aggregates::{Notification, NotificationCommand};
 use crate::auth::TenantContext;
 use crate::error::AppError;
 use crate::state::AppState;
-use crate::store::{ChronicleStore, EventMetadata};
+use crate::store::EventMetadata;
 
 /// Marks notification `id` of the caller read. Idempotent: reading it again records
 /// nothing.
@@ -32,11 +32,7 @@ pub async fn mark_read(
     if !mine {
         return Err(AppError::NotFound("notification not found".into()));
     }
-    let notifications: ChronicleStore<Notification> = ChronicleStore::new(
-        state.events.clone(),
-        ctx.tenant_id,
-        state.config.snapshot_every,
-    );
+    let notifications = super::store::<Notification>(state, ctx.tenant_id);
     super::execute(
         &notifications,
         &id.to_string(),

@@ -10,7 +10,7 @@ use crate::aggregates::{Session, SessionCommand};
 use crate::auth::{TenantContext, policy};
 use crate::error::AppError;
 use crate::state::AppState;
-use crate::store::{ChronicleStore, EventMetadata};
+use crate::store::EventMetadata;
 
 /// Revokes session `id`; the next request made with it is refused.
 pub async fn revoke(
@@ -19,11 +19,7 @@ pub async fn revoke(
     meta: &EventMetadata,
     id: Uuid,
 ) -> Result<(), AppError> {
-    let sessions: ChronicleStore<Session> = ChronicleStore::new(
-        state.events.clone(),
-        ctx.tenant_id,
-        state.config.snapshot_every,
-    );
+    let sessions = super::store::<Session>(state, ctx.tenant_id);
     let current = sessions
         .load_aggregate(&id.to_string())
         .await

@@ -353,37 +353,3 @@ pub async fn open_link(
 pub fn user_grantee(user: Uuid) -> Grantee {
     Grantee::User(UserId(user))
 }
-
-/// The retention lock (`MIN_RETENTION_DAYS`, as S3 Object Lock's compliance mode): a
-/// file whose latest upload (or version restore) is younger than that is not purged,
-/// by anyone. The time is the event's `recorded_at` in the log.
-pub async fn check_min_retention(
-    state: &AppState,
-    tenant: TenantId,
-    id: Uuid,
-) -> Result<(), AppError> {
-    let days = state.config.min_retention_days;
-    if days == 0 {
-        return Ok(());
-    }
-    let latest: Option<DateTime<Utc>> = sqlx::query_scalar(
-        "SELECT max(recorded_at) FROM events
-          WHERE tenant_id = $1 AND aggregate_type = 'file' AND aggregate_id = $2
-            AND event_type IN ('FileCreated', 'Uploaded', 'VersionRestored')",
-    )
-    .bind(tenant.0)
-    .bind(id.to_string())
-    .fetch_one(&state.db)
-    .await?;
-    let Some(latest) = latest else {
-        return Ok(());
-    };
-    let until = latest + Duration::days(days as i64);
-    if Utc::now() < until {
-        return Err(AppError::RetentionLocked(format!(
-            "the tenant's minimum retention keeps this file until {}",
-            until.to_rfc3339()
-        )));
-    }
-    Ok(())
-}

@@ -7,16 +7,19 @@ use std::time::Duration;
 use super::{ConfigError, invalid, parse_u64};
 
 /// `WORKER_CONCURRENCY` when unset. A small file's job spends most of its time waiting
-/// for Postgres, Redis and the disk, so a few jobs per core keep the pipeline at the pace
-/// of uploads (`chronicle bench upload`: 2 completed 16–29 % of the accepted rate on two
-/// cores, 8 about 55–62 %, more gained little); a large file's job is one blocking
-/// thread hashing and scanning 1 MiB at a time.
-pub const DEFAULT_WORKER_CONCURRENCY: usize = 8;
+/// for device flushes (its two commits, the blob's directory entry) and Redis, so a
+/// worker's throughput is about its concurrency over a job's latency until the CPU is
+/// busy. `chronicle bench upload --small-only` on two cores with nothing else running
+/// (docs/benchmarks.md): completed 62–70 % of the accepted rate at 8, 78–83 % at 16,
+/// 90–96 % at 32. A large file's job is one blocking thread hashing and scanning 1 MiB
+/// at a time, so 32 of them hold at most 32 MiB of buffers; they share the worker's few
+/// database connections (a job holds one only to commit).
+pub const DEFAULT_WORKER_CONCURRENCY: usize = 32;
 
 /// The processing queue and its workers.
 #[derive(Debug, Clone)]
 pub struct JobSettings {
-    /// Jobs one worker process runs at once (`WORKER_CONCURRENCY`, default 8); 0 makes a
+    /// Jobs one worker process runs at once (`WORKER_CONCURRENCY`, default 32); 0 makes a
     /// worker that runs projectors only and takes no jobs.
     pub concurrency: usize,
     /// Attempts before a job is dead-lettered (`JOB_MAX_ATTEMPTS`, default 3).

@@ -8,7 +8,6 @@
 //! `404`) and validation are the API's.
 
 use askama::Template;
-use axum::Json;
 use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, NaiveDateTime, Utc};
@@ -18,13 +17,12 @@ use uuid::Uuid;
 use super::error::ConsoleError;
 use super::page::{Layout, Nav, render};
 use super::session::Viewer;
-use crate::api::audit::history::{self as api_history, HistoryParams, TimeTravel};
-use crate::api::audit::log::{self as api_audit, AuditEntry, AuditParams, VerifyParams};
-use crate::api::edge::extract::{ApiPath, ApiQuery};
-use crate::api::edge::read_routing::Fresh;
-use crate::api::files::show::FileView;
+use crate::api::edge::extract::ApiPath;
 use crate::auth::{AuditorOrAdmin, policy};
 use crate::error::AppError;
+use crate::queries::audit::{AuditEntry, AuditParams, VerifyParams, audit_log, verify_chain};
+use crate::queries::files::FileView;
+use crate::queries::history::{HistoryParams, TimeTravel, history_of, time_travel};
 use crate::state::AppState;
 use crate::store::history::{StoredEvent, StreamRef};
 use crate::store::verify::{BreakKind, VerifyReport, stream_marks};
@@ -106,7 +104,7 @@ pub async fn log(
         cursor: some(&filter.cursor),
         limit: Some(50),
     };
-    let Json(found) = api_audit::list(State(state), role, Fresh(false), ApiQuery(params)).await?;
+    let found = audit_log(&state, &role, false, params).await?;
     let next = found.next_cursor.map(|cursor| {
         let mut pairs = Vec::new();
         for (k, v) in [
@@ -171,14 +169,14 @@ pub async fn file(
     let role = auditor(&viewer)?;
     let ApiPath(id) = path?;
     // The API's history answers 404 for another tenant's (or no) file.
-    let Json(found) = api_history::list(
-        State(state.clone()),
-        role,
-        ApiPath(id),
-        ApiQuery(HistoryParams {
+    let found = history_of(
+        &state,
+        &role,
+        id,
+        HistoryParams {
             after: None,
             limit: Some(TIMELINE_LIMIT),
-        }),
+        },
     )
     .await?;
     let aggregate_id = id.to_string();
@@ -199,7 +197,7 @@ pub async fn file(
             .filter(|n| (1..=end).contains(n))
             .ok_or_else(|| AppError::BadRequest(format!("at must be between 1 and {end}")))?,
     };
-    let then = api_history::time_travel(
+    let then = time_travel(
         &state,
         &viewer.ctx,
         id,
@@ -263,12 +261,12 @@ pub async fn verify(
     viewer: Viewer,
 ) -> Result<Response, ConsoleError> {
     let role = auditor(&viewer)?;
-    let Json(answer) = api_audit::verify(
-        State(state),
-        role,
-        ApiQuery(VerifyParams {
+    let answer = verify_chain(
+        &state,
+        &role,
+        VerifyParams {
             trusted_digest: None,
-        }),
+        },
     )
     .await?;
     Ok(render(&VerifyPage {

@@ -1,5 +1,5 @@
-//! Signing in, signing up and signing out in the browser. The forms call the API's own
-//! use cases (`api::accounts::auth::sign_in`, `register_account`, `sign_out`): the same checks,
+//! Signing in, signing up and signing out in the browser. The forms call the same use
+//! cases as `/v1/auth` (`commands::accounts::{login, register, logout}`): the same checks,
 //! budgets and events, so a console sign-in is a session like any other (listed under
 //! Devices, revocable from anywhere). The session's refresh token becomes the session
 //! cookie (src/auth/browser.rs).
@@ -17,9 +17,10 @@ use serde::Deserialize;
 use super::error::ConsoleError;
 use super::page::{Layout, render, render_with};
 use super::session::Viewer;
-use crate::api::accounts::auth::{LoginRequest, RegisterRequest, SignedIn};
+use crate::api::edge::caller::{caller_metadata, origin};
 use crate::auth::browser::{self, PRESESSION_COOKIE, SESSION_COOKIE};
 use crate::auth::tokens::REFRESH_TTL_SECS;
+use crate::commands::accounts::{self, NewAccount, SignedIn};
 use crate::error::{AppError, AuthFailure};
 use crate::state::AppState;
 
@@ -199,12 +200,8 @@ pub async fn sign_in(
         Ok(Form(form)) => form,
         Err(rejection) => return refused_form(rejection),
     };
-    let email = form.email.clone();
-    let request = LoginRequest {
-        email: form.email,
-        password: form.password,
-    };
-    match crate::api::accounts::auth::sign_in(&state, peer.ip(), &headers, request).await {
+    let origin = origin(&state, peer.ip(), &headers);
+    match accounts::login(&state, &origin, &form.email, form.password).await {
         Ok(signed) => signed_in(signed),
         Err(err) => match form_error(&err) {
             Some((status, message)) => visitor_page(&state, &headers, status, |csrf| {
@@ -212,7 +209,7 @@ pub async fn sign_in(
                     status,
                     &SignInPage {
                         page: Layout::visitor("Sign in", csrf),
-                        email,
+                        email: form.email,
                         error: Some(message),
                     },
                 )
@@ -235,7 +232,7 @@ pub async fn sign_up(
         Ok(Form(form)) => form,
         Err(rejection) => return refused_form(rejection),
     };
-    let register = RegisterRequest {
+    let account = NewAccount {
         tenant_name: given(&form.tenant_name),
         invitation_token: given(&form.invitation_token),
         handle: form.handle.clone(),
@@ -243,19 +240,11 @@ pub async fn sign_up(
         email: form.email.clone(),
         password: form.password.clone(),
     };
-    let done =
-        match crate::api::accounts::auth::register_account(&state, peer.ip(), &headers, register)
-            .await
-        {
-            Ok(_) => {
-                let login = LoginRequest {
-                    email: form.email.clone(),
-                    password: form.password.clone(),
-                };
-                crate::api::accounts::auth::sign_in(&state, peer.ip(), &headers, login).await
-            }
-            Err(err) => Err(err),
-        };
+    let origin = origin(&state, peer.ip(), &headers);
+    let done = match accounts::register(&state, &origin, account).await {
+        Ok(_) => accounts::login(&state, &origin, &form.email, form.password.clone()).await,
+        Err(err) => Err(err),
+    };
     match done {
         Ok(signed) => signed_in(signed),
         Err(err) => match form_error(&err) {
@@ -295,7 +284,7 @@ pub async fn sign_out(
     viewer: Viewer,
     headers: HeaderMap,
 ) -> Result<Response, ConsoleError> {
-    crate::api::accounts::auth::sign_out(&state, &viewer.ctx, &headers).await?;
+    accounts::logout(&state, &viewer.ctx, &caller_metadata(&viewer.ctx, &headers)).await?;
     let mut response = see_other("/sign-in");
     response.headers_mut().insert(
         header::SET_COOKIE,

@@ -12,10 +12,10 @@ use uuid::Uuid;
 use super::error::ConsoleError;
 use super::page::{Layout, Nav, render};
 use super::session::Viewer;
-use crate::api::accounts::devices::{DeviceView, devices_of};
-use crate::api::accounts::sessions::{SessionView, sessions_of};
 use crate::api::edge::extract::ApiPath;
 use crate::commands::sessions;
+use crate::queries::devices::{DeviceView, devices_of};
+use crate::queries::sessions::{SessionView, sessions_of};
 use crate::state::AppState;
 
 #[derive(Template)]
@@ -45,7 +45,7 @@ pub async fn revoke(
     path: Result<ApiPath<Uuid>, crate::error::AppError>,
 ) -> Result<Response, ConsoleError> {
     let ApiPath(id) = path?;
-    let meta = crate::api::accounts::auth::caller_metadata(&viewer.ctx, &headers);
+    let meta = crate::api::edge::caller::caller_metadata(&viewer.ctx, &headers);
     sessions::revoke(&state, &viewer.ctx, &meta, id).await?;
     let to = if id == viewer.ctx.session_id {
         "/sign-in"

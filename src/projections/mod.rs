@@ -30,7 +30,9 @@ use sqlx::PgConnection;
 
 use crate::queue::Queue;
 
-pub use record::{Batch, CatchUpPosition, EventRecord, EventRef, NEXT_BATCH_SQL, Unreadable};
+pub use record::{
+    Batch, CatchUpPosition, EventRecord, EventRef, NEXT_BATCH_SQL, Unreadable, next_batch,
+};
 
 /// A read model built from events.
 #[async_trait]

@@ -142,19 +142,26 @@ return #due",
             .await
     }
 
-    /// The next job for `consumer`: first one whose worker went silent for longer than
-    /// `visibility`, else a new one, waiting up to `block`.
+    /// The next job for `consumer`: with `claim_stale`, first one whose worker went
+    /// silent for longer than `visibility`; else a new one, waiting up to `block`.
+    /// Looking for stale entries costs a round trip of its own, so a busy consumer does
+    /// it now and then (`Claims`), not before every job.
     pub async fn next(
         &self,
         consumer: &str,
         visibility: Duration,
         block: Duration,
+        claim_stale: bool,
     ) -> RedisResult<Option<Delivery>> {
-        match self.next_once(consumer, visibility, block).await {
+        match self
+            .next_once(consumer, visibility, block, claim_stale)
+            .await
+        {
             // The group vanished (Redis restarted empty, or was flushed): recreate it.
             Err(e) if e.code() == Some("NOGROUP") => {
                 self.ensure_group().await?;
-                self.next_once(consumer, visibility, block).await
+                self.next_once(consumer, visibility, block, claim_stale)
+                    .await
             }
             other => other,
         }
@@ -165,20 +172,23 @@ return #due",
         consumer: &str,
         visibility: Duration,
         block: Duration,
+        claim_stale: bool,
     ) -> RedisResult<Option<Delivery>> {
         let mut conn = self.conn.clone();
-        let claimed: StreamAutoClaimReply = redis::cmd("XAUTOCLAIM")
-            .arg(&self.stream)
-            .arg(GROUP)
-            .arg(consumer)
-            .arg(visibility.as_millis() as u64)
-            .arg("0")
-            .arg("COUNT")
-            .arg(1)
-            .query_async(&mut conn)
-            .await?;
-        if let Some(entry) = claimed.claimed.into_iter().next() {
-            return Ok(self.parse(entry).await);
+        if claim_stale {
+            let claimed: StreamAutoClaimReply = redis::cmd("XAUTOCLAIM")
+                .arg(&self.stream)
+                .arg(GROUP)
+                .arg(consumer)
+                .arg(visibility.as_millis() as u64)
+                .arg("0")
+                .arg("COUNT")
+                .arg(1)
+                .query_async(&mut conn)
+                .await?;
+            if let Some(entry) = claimed.claimed.into_iter().next() {
+                return Ok(self.parse(entry).await);
+            }
         }
         let read: Option<StreamReadReply> = redis::cmd("XREADGROUP")
             .arg("GROUP")
@@ -286,9 +296,58 @@ return #due",
     }
 }
 
+/// When a consumer next looks for stale entries (XAUTOCLAIM): after an empty read, and
+/// otherwise at most every `every`, so an entry whose worker died waits at most that
+/// much past its visibility timeout while the queue is busy.
+#[derive(Debug)]
+pub struct Claims {
+    every: Duration,
+    last: Option<std::time::Instant>,
+}
+
+impl Claims {
+    pub fn every(every: Duration) -> Self {
+        Self { every, last: None }
+    }
+
+    /// Whether this read should look for stale entries first (and, if so, notes it).
+    pub fn due(&mut self) -> bool {
+        let now = std::time::Instant::now();
+        let due = self
+            .last
+            .is_none_or(|at| now.duration_since(at) >= self.every);
+        if due {
+            self.last = Some(now);
+        }
+        due
+    }
+
+    /// The last read found nothing: the next one looks for stale entries again.
+    pub fn idle(&mut self) {
+        self.last = None;
+    }
+}
+
 fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_busy_consumer_looks_for_stale_entries_now_and_then_an_idle_one_every_time() {
+        let mut claims = Claims::every(Duration::from_secs(3600));
+        assert!(claims.due(), "the first read looks");
+        assert!(!claims.due(), "a busy consumer does not look again at once");
+        assert!(!claims.due());
+        claims.idle();
+        assert!(claims.due(), "after an empty read it looks again");
+        let mut often = Claims::every(Duration::ZERO);
+        assert!(often.due() && often.due());
+    }
 }

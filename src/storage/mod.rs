@@ -12,6 +12,8 @@ mod build;
 mod multipart;
 mod presign;
 mod staging;
+#[cfg(test)]
+mod tests;
 
 use std::ops::Range;
 use std::sync::Arc;
@@ -80,10 +82,17 @@ impl Storage {
 
     /// The local filesystem under `root` (created if missing), with fsync on every
     /// write, so "durable" means durable.
+    ///
+    /// Directories stay when their last object goes (no automatic cleanup). With it,
+    /// every delete of a temporary upload also tried to remove `tmp/{tenant}/` (a failed
+    /// `rmdir` per upload while others were in flight), and once the worker had drained
+    /// it, did — so the tenant's next upload created and fsynced it again. What stays is
+    /// bounded: one `tmp/` directory and at most 256 `blobs/` directories per tenant; a
+    /// blob's `variants/` directory goes with its blob (`forget_variants`).
     pub fn local(root: &std::path::Path) -> anyhow::Result<Self> {
         std::fs::create_dir_all(root)?;
         let store = LocalFileSystem::new_with_prefix(root)?
-            .with_automatic_cleanup(true)
+            .with_automatic_cleanup(false)
             .with_fsync(true);
         Ok(Self {
             store: Arc::new(store),
@@ -119,7 +128,12 @@ impl Storage {
     }
 
     pub fn variant_key(tenant: TenantId, sha256: &str, name: &str) -> String {
-        format!("variants/{tenant}/{sha256}/{name}")
+        format!("{}/{name}", Self::variants_of(tenant, sha256))
+    }
+
+    /// The prefix of `sha256`'s variants.
+    fn variants_of(tenant: TenantId, sha256: &str) -> String {
+        format!("variants/{tenant}/{sha256}")
     }
 
     /// Starts a streamed upload to `key`; nothing is visible at `key` until `finish`.
@@ -193,7 +207,9 @@ impl Storage {
     /// Copies `from` to `to` unless `to` exists. Keys are content-addressed, so an
     /// existing `to` already holds these bytes and a concurrent copy writes the same ones.
     pub async fn copy_if_absent(&self, from: &str, to: &str) -> Result<(), StorageError> {
-        if self.exists(to).await? {
+        // The local store's create-only copy (a hard link) finds an existing `to` by
+        // itself; asking first would cost a file-system call of its own per job.
+        if self.local_root.is_none() && self.exists(to).await? {
             return Ok(());
         }
         match self
@@ -239,6 +255,16 @@ impl Storage {
         match self.store.delete(&Path::from(key)).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(other) => Err(StorageError::Backend(other)),
+        }
+    }
+
+    /// Removes the directory of `sha256`'s variants once they are deleted (local only;
+    /// S3 has no directories). A directory that is not empty (the same bytes arrived
+    /// again and got a variant meanwhile) or already gone is left as it is; a variant
+    /// written while its directory goes recreates it (object_store creates parents).
+    pub async fn forget_variants(&self, tenant: TenantId, sha256: &str) {
+        if let Some(dir) = self.local_path(&Self::variants_of(tenant, sha256)) {
+            let _ = tokio::fs::remove_dir(dir).await;
         }
     }
 

@@ -388,6 +388,21 @@ impl<A: Aggregate + 'static> ChronicleStore<A> {
             .unwrap_or_else(|| StoreContext::empty(aggregate_id))
     }
 
+    /// A copy of the stream's remembered state and the sequence it ends at, if this
+    /// process remembers one (it is left in place for the stream's next writer). A
+    /// presumption like `presumed`: whatever is decided on it stands only once
+    /// `still_ends_at` (or an append) confirms it.
+    pub fn remembered_copy(&self, aggregate_id: &str) -> Option<(A, u64)>
+    where
+        A: Clone,
+    {
+        self.log
+            .remembered()
+            .peek(&self.stream_key(aggregate_id), |c: &StoreContext<A>| {
+                (c.aggregate.clone(), c.current_sequence)
+            })
+    }
+
     /// Whether the stream has no event after `sequence`: one index probe, what a decision
     /// on a remembered state that appends nothing is checked with.
     pub async fn still_ends_at(&self, aggregate_id: &str, sequence: u64) -> StoreResult<bool, A> {

@@ -35,6 +35,16 @@ impl Remembered {
         entry.downcast::<T>().ok().map(|b| *b)
     }
 
+    /// Looks at the stream's remembered state without taking it (`None` when none is
+    /// remembered, or a writer has it out right now).
+    pub(super) fn peek<T: Any + Send, R>(
+        &self,
+        stream: &str,
+        f: impl FnOnce(&T) -> R,
+    ) -> Option<R> {
+        self.lock().get(stream)?.downcast_ref::<T>().map(f)
+    }
+
     pub(super) fn keep<T: Any + Send>(&self, stream: String, state: T) {
         let mut streams = self.lock();
         if streams.len() >= CAPACITY
@@ -68,6 +78,16 @@ mod tests {
         remembered.keep("t/file/a".into(), 7u64);
         assert_eq!(remembered.take::<u64>("t/file/a"), Some(7));
         assert_eq!(remembered.take::<u64>("t/file/a"), None);
+    }
+
+    #[test]
+    fn a_peeked_state_stays() {
+        let remembered = Remembered::default();
+        assert_eq!(remembered.peek("t/file/a", |n: &u64| *n), None);
+        remembered.keep("t/file/a".into(), 7u64);
+        assert_eq!(remembered.peek("t/file/a", |n: &u64| *n + 1), Some(8));
+        assert_eq!(remembered.peek("t/file/a", |s: &String| s.clone()), None);
+        assert_eq!(remembered.take::<u64>("t/file/a"), Some(7));
     }
 
     #[test]

@@ -188,6 +188,7 @@ impl Worker {
                 .delete(&Storage::variant_key(tenant, sha256, name))
                 .await?;
         }
+        self.storage.forget_variants(tenant, sha256).await;
         self.storage
             .delete(&Storage::blob_key(tenant, sha256))
             .await?;

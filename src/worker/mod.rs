@@ -24,7 +24,7 @@ use crate::aggregates::file::File;
 use crate::config::{JobSettings, TusSettings};
 use crate::ids::TenantId;
 use crate::media::MediaLimits;
-use crate::queue::{Delivery, Queue};
+use crate::queue::{Claims, Delivery, Queue};
 use crate::scan::Scanner;
 use crate::storage::Storage;
 use crate::store::{ChronicleStore, EventLog};
@@ -65,6 +65,9 @@ pub struct Worker {
 
 /// How long a consumer blocks on an empty queue before checking for shutdown.
 const BLOCK: Duration = Duration::from_secs(1);
+/// How often a busy consumer looks for entries whose worker went silent (an idle one
+/// looks before every read): one round trip per job less than looking every time.
+const CLAIM_EVERY: Duration = Duration::from_secs(1);
 /// How often due retries are moved to the ready stream.
 const PROMOTE_EVERY: Duration = Duration::from_millis(250);
 
@@ -117,9 +120,16 @@ impl Worker {
         if let Err(err) = queue.ensure_group().await {
             tracing::warn!(error = %err, "queue group not created yet; retrying");
         }
+        let mut claims = Claims::every(CLAIM_EVERY);
         while !shutdown.is_cancelled() {
+            let claim_stale = claims.due();
             match queue
-                .next(&consumer, self.settings.visibility_timeout, BLOCK)
+                .next(
+                    &consumer,
+                    self.settings.visibility_timeout,
+                    BLOCK,
+                    claim_stale,
+                )
                 .await
             {
                 Ok(Some(delivery)) => {
@@ -132,7 +142,7 @@ impl Worker {
                         .instrument(span)
                         .await
                 }
-                Ok(None) => {}
+                Ok(None) => claims.idle(),
                 Err(err) => {
                     tracing::warn!(error = %err, "queue unavailable");
                     tokio::select! {

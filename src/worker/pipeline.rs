@@ -104,8 +104,21 @@ impl Worker {
             JobError::Retry("the upload's temporary bytes are not recorded".into())
         })?;
 
-        // One read for the hash, the size, the type and, with an in-process scanner, the scan.
-        let bytes = inspect(&self.storage, &temp, self.scanner.session()).await?;
+        // One read for the hash, the size, the type and, with an in-process scanner, the
+        // scan; meanwhile the tenant's other files are searched for the recorded SHA-256
+        // (the bytes must match it, or the result is not used), so a small file's job
+        // waits for the disk and the database at once instead of one after the other.
+        let lookup = async {
+            match v.duplicate_of {
+                None => self.find_original(tenant, job.file_id, &v.sha256).await,
+                Some(_) => Ok(None),
+            }
+        };
+        let (bytes, other_file) = tokio::join!(
+            inspect(&self.storage, &temp, self.scanner.session()),
+            lookup
+        );
+        let bytes = bytes?;
         // The recorded SHA-256 is the server's own for a proxied upload, the client's
         // declaration for a direct one (the API never saw those bytes): either way bytes
         // that differ are never served, and retrying would not change them.
@@ -142,11 +155,7 @@ impl Worker {
             return Ok(());
         }
         // Another file of the tenant: recorded; the blob below is shared, not copied.
-        if v.duplicate_of.is_none()
-            && let Some(original) = self
-                .find_original(tenant, job.file_id, &bytes.sha256)
-                .await?
-        {
+        if let Some(original) = other_file? {
             steps.push(FileCommand::RecordDuplicate {
                 version_number: n,
                 original,

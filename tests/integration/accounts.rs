@@ -532,48 +532,34 @@ async fn tenants_cannot_reach_each_other() {
     );
 
     // Listing shows only the caller's own sessions (wait for the projector).
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
+    let list = crate::common::eventually_some("A's session is projected", async || {
         let sessions: Value = get(&t, "/v1/sessions", &a.access)
             .await
             .json()
             .await
             .unwrap();
-        let list = sessions.as_array().unwrap();
+        let list = sessions.as_array().unwrap().clone();
         assert!(
             list.iter().all(|s| s["id"] != b.session_id.as_str()),
             "B's session leaked"
         );
-        if list.len() == 1 {
-            assert_eq!(list[0]["id"], a.session_id.as_str());
-            assert_eq!(list[0]["current"], true);
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "session not projected"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+        (list.len() == 1).then_some(list)
+    })
+    .await;
+    assert_eq!(list[0]["id"], a.session_id.as_str());
+    assert_eq!(list[0]["current"], true);
 
     // Wait until B's rows exist, so the check below is not vacuous.
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
+    crate::common::eventually("B's user row is projected", async || {
         let rows_of_b: i64 =
             sqlx::query_scalar("SELECT count(*) FROM users WHERE tenant_id = $1::uuid")
                 .bind(&b.tenant_id)
                 .fetch_one(&t.db.worker)
                 .await
                 .unwrap();
-        if rows_of_b == 1 {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "B's user row never projected"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+        rows_of_b == 1
+    })
+    .await;
     // Raw SQL as the API's role, under A's tenant: no row of B in any read table.
     for table in ["tenants", "users", "sessions", "audit_logs", "stream_heads"] {
         let mut tx = t.db.app.begin().await.unwrap();

@@ -112,15 +112,18 @@ async fn an_upload_killed_mid_way_resumes_and_the_download_matches() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while chunks_accepted(&t).await < 3 {
-        assert!(Instant::now() < deadline, "the upload never started");
-        assert!(
-            first.try_wait().unwrap().is_none(),
-            "the client ended early"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    crate::common::eventually_within(
+        "the client has sent three chunks",
+        Duration::from_secs(120),
+        async || {
+            assert!(
+                first.try_wait().unwrap().is_none(),
+                "the client ended early"
+            );
+            (chunks_accepted(&t).await >= 3).then_some(())
+        },
+    )
+    .await;
     first.kill().unwrap();
     first.wait().unwrap();
     assert!(

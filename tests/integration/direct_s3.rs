@@ -311,20 +311,23 @@ async fn an_unfinished_direct_session_expires_and_its_multipart_upload_is_aborte
         "the multipart upload exists"
     );
 
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let state: Option<String> =
-            sqlx::query_scalar("SELECT state FROM uploads WHERE id = $1::uuid")
-                .bind(&upload_id)
-                .fetch_optional(&t.db.owner)
-                .await
-                .unwrap();
-        if state.as_deref() == Some("expired") {
-            break;
-        }
-        assert!(Instant::now() < deadline, "not expired: {state:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    crate::common::eventually_explained(
+        "the unfinished upload expires",
+        Duration::from_secs(30),
+        async || {
+            let state: Option<String> =
+                sqlx::query_scalar("SELECT state FROM uploads WHERE id = $1::uuid")
+                    .bind(&upload_id)
+                    .fetch_optional(&t.db.owner)
+                    .await
+                    .unwrap();
+            match state.as_deref() {
+                Some("expired") => Ok(()),
+                _ => Err(format!("state {state:?}")),
+            }
+        },
+    )
+    .await;
     assert!(
         !listing().await.contains("<UploadId>"),
         "the multipart upload was aborted"

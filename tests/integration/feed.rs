@@ -265,16 +265,20 @@ async fn sixteen_writers_every_committed_event_reaches_resuming_consumers_exactl
 
 /// The first page of `query` once it holds `n` items.
 async fn feed_until(w: &World, who: &Caller, query: &str, n: usize) -> Value {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let (status, page) = w.send("GET", &format!("/v1/feed?{query}"), who).await;
-        assert_eq!(status, StatusCode::OK, "{page}");
-        if page["items"].as_array().unwrap().len() >= n {
-            return page;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "{query}: {page}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    crate::common::eventually_explained(
+        &format!("the feed holds {n} items"),
+        Duration::from_secs(30),
+        async || {
+            let (status, page) = w.send("GET", &format!("/v1/feed?{query}"), who).await;
+            assert_eq!(status, StatusCode::OK, "{page}");
+            if page["items"].as_array().unwrap().len() >= n {
+                Ok(page)
+            } else {
+                Err(format!("{query}: {page}"))
+            }
+        },
+    )
+    .await
 }
 
 #[tokio::test]

@@ -12,7 +12,7 @@ use chronicle::projections::{self, Projector, rebuild::rebuild, runtime};
 use chronicle::store::{Actor, ChronicleStore, EventLog, EventMetadata};
 use sqlx::Row;
 
-use crate::common::{TestDb, table_contents};
+use crate::common::{TestDb, eventually, table_contents};
 
 struct Files {
     db: Arc<TestDb>,
@@ -530,5 +530,194 @@ async fn a_rebuild_reproduces_all_four_tables_exactly() {
         f.tags().await,
         vec![("all".into(), 4), ("t1".into(), 3)],
         "deleted files 0 and 2 are not counted; 4 was restored without t0"
+    );
+}
+
+/// Every kind of file event, several files interleaved: the events the files projector
+/// folds (created … completed, failures, retries, duplicates) between the ones it
+/// writes one by one (tags, delete, restore, restore version, prune, purge, shares).
+async fn write_every_kind_of_file_event(f: &Files) {
+    let same = f.create("same bytes").await;
+    let other = f.create("other").await;
+    for file in [same, other] {
+        f.run(file, FileCommand::Tag { tag: "t".into() }).await;
+        f.run(file, upload("abc")).await;
+    }
+    f.run(same, start(1, 1)).await;
+    f.run(
+        same,
+        FileCommand::RecordHash {
+            version_number: 1,
+            sha256: sha("abc"),
+        },
+    )
+    .await;
+    f.run(same, complete(1, "abc")).await;
+    // Two versions in flight; the newer completes first.
+    f.run(same, upload("abc")).await;
+    f.run(same, upload("newer")).await;
+    f.run(same, start(3, 1)).await;
+    f.run(same, complete(3, "newer")).await;
+    f.run(same, start(2, 1)).await;
+    let this_file = Original::ThisFile { version_number: 1 };
+    f.run(
+        same,
+        FileCommand::RecordDuplicate {
+            version_number: 2,
+            original: this_file,
+        },
+    )
+    .await;
+    f.run(other, start(1, 1)).await;
+    let other_file = Original::OtherFile {
+        file_id: same,
+        version_number: 1,
+    };
+    f.run(
+        other,
+        FileCommand::RecordDuplicate {
+            version_number: 1,
+            original: other_file,
+        },
+    )
+    .await;
+    f.run(other, complete(1, "abc")).await;
+    f.run(same, FileCommand::RestoreVersion { version_number: 1 })
+        .await;
+    f.run(same, FileCommand::PruneVersions { keep: 2 }).await;
+    // Failures, a dead letter and an operator's retry, then a virus.
+    let failing = f.create("failing").await;
+    f.run(failing, upload("bad")).await;
+    for attempt in 1..=2 {
+        f.run(failing, start(1, attempt)).await;
+        let fail = FileCommand::FailProcessing {
+            version_number: 1,
+            attempt,
+            max_attempts: 2,
+            reason: format!("scanner unreachable ({attempt})"),
+        };
+        f.run(failing, fail).await;
+    }
+    f.run(failing, FileCommand::RetryProcessing { version_number: 1 })
+        .await;
+    f.run(failing, start(1, 1)).await;
+    let virus = FileCommand::FailVirusScan {
+        version_number: 1,
+        signature: "Eicar".into(),
+    };
+    f.run(failing, virus).await;
+    f.run(
+        other,
+        FileCommand::Rename {
+            display_name: "renamed".into(),
+        },
+    )
+    .await;
+    let share = FileCommand::Share {
+        grantee: Grantee::Role(Role::Auditor),
+        access: Access::Viewer,
+    };
+    f.run(other, share).await;
+    f.run(other, FileCommand::Delete).await;
+    f.run(other, FileCommand::Restore).await;
+    f.run(failing, FileCommand::Delete).await;
+    f.run(failing, FileCommand::Purge).await;
+}
+
+#[tokio::test]
+async fn the_rows_are_the_same_whatever_the_batch_boundaries() {
+    // Both projectors that fold a batch's events into a few statements.
+    let f = Files::new().await;
+    write_every_kind_of_file_event(&f).await;
+    // Every event of the log, once all are visible to projectors: an event is, only
+    // once every older transaction in the cluster ended (other tests run beside this one).
+    let written: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
+        .fetch_one(&f.db.owner)
+        .await
+        .unwrap();
+    let mut events = Vec::new();
+    eventually("every event is visible to projectors", async || {
+        let mut conn = f.db.worker.acquire().await.unwrap();
+        events = projections::next_batch(&mut conn, Default::default(), 10_000)
+            .await
+            .unwrap()
+            .events;
+        events.len() as i64 == written
+    })
+    .await;
+    assert!(events.len() > 30, "{} events", events.len());
+    for name in ["files", "blob_refs"] {
+        let projector = projections::by_name(name).unwrap();
+        runtime::register(&f.db.worker, std::slice::from_ref(&projector))
+            .await
+            .unwrap();
+        runtime::catch_up(&f.db.worker, projector.as_ref())
+            .await
+            .unwrap();
+        let tables = projector.tables();
+        let mut whole = Vec::new();
+        for t in tables {
+            let rows = table_contents(&f.db.worker, t).await;
+            assert!(!rows.is_empty(), "{t} has rows to compare");
+            whole.push(rows);
+        }
+        for size in [1, 2, 3, 7] {
+            for t in tables {
+                sqlx::query(&format!("DELETE FROM {t}"))
+                    .execute(&f.db.owner)
+                    .await
+                    .unwrap();
+            }
+            for batch in events.chunks(size) {
+                let mut tx = f.db.worker.begin().await.unwrap();
+                projector.apply(&mut tx, batch).await.unwrap();
+                tx.commit().await.unwrap();
+            }
+            for (t, expected) in tables.iter().zip(&whole) {
+                let rows = table_contents(&f.db.worker, t).await;
+                assert_eq!(&rows, expected, "{t} in batches of {size}");
+            }
+        }
+    }
+    // What the scenario is for, in the rows all of them agree on.
+    let statuses: Vec<(String, i32, String)> = sqlx::query_as(
+        "SELECT f.display_name, v.version_number, v.status::text
+           FROM file_versions v JOIN files f ON f.id = v.file_id ORDER BY 1, 2",
+    )
+    .fetch_all(&f.db.worker)
+    .await
+    .unwrap();
+    let statuses: Vec<(&str, i32, &str)> = statuses
+        .iter()
+        .map(|(n, v, s)| (n.as_str(), *v, s.as_str()))
+        .collect();
+    assert_eq!(
+        statuses,
+        vec![
+            ("failing", 1, "virus_failed"),
+            ("renamed", 1, "completed"),
+            ("same bytes", 3, "completed"),
+            ("same bytes", 4, "completed"),
+        ]
+    );
+    let references: Vec<(String, i32, bool)> = sqlx::query_as(
+        "SELECT f.display_name, r.version_number, r.released_at IS NOT NULL
+           FROM blob_references r JOIN files f ON f.id = r.file_id ORDER BY 1, 2",
+    )
+    .fetch_all(&f.db.worker)
+    .await
+    .unwrap();
+    let released = |n: &str, v: i32, r: bool| (n.to_string(), v, r);
+    assert_eq!(
+        references,
+        vec![
+            released("failing", 1, true),
+            released("renamed", 1, false),
+            released("same bytes", 1, true),
+            released("same bytes", 2, true),
+            released("same bytes", 3, false),
+            released("same bytes", 4, false),
+        ],
+        "pruned, duplicate and virus versions released; a retry's reference back, then gone"
     );
 }

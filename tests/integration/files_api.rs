@@ -21,6 +21,25 @@ use uuid::Uuid;
 
 use crate::common::{Client, TestApp, eventually, eventually_some};
 
+/// The counter `chronicle_{name}_total` from `/metrics` of the instance at `base`.
+pub async fn counter(http: &reqwest::Client, base: &str, name: &str) -> u64 {
+    let text = http
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let line = format!("chronicle_{name}_total ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&line))
+        .unwrap_or_else(|| panic!("no {line} in /metrics"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
 const SECRET: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 
 pub struct Caller {

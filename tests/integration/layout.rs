@@ -1,5 +1,5 @@
-//! The top-level modules of `src/` depend on each other without cycles (docs/architecture.md,
-//! "Layout"): a reader can learn the code bottom-up, and a change low in the stack cannot
+//! The top-level modules of `src/`, and the folders of `src/api/`, depend on each other
+//! without cycles (docs/architecture.md, "Layout"): a reader can learn the code bottom-up, and a change low in the stack cannot
 //! need one high in it. Read from the source text — every `crate::<module>` path outside
 //! comments and test code — because the tools that draw Rust module graphs need an install
 //! and a build of their own, while this reads the tree in milliseconds on every test run.
@@ -58,16 +58,24 @@ fn code(text: &str) -> String {
         .join("\n")
 }
 
-/// Top-level module → the top-level modules it names, each with one file that does.
-fn dependencies() -> BTreeMap<String, BTreeMap<String, PathBuf>> {
+/// Module → the sibling modules it names, each with one file that does: the top-level
+/// modules of `src/` (`within` = `""`), or the folders and files of one of them
+/// (`within` = `"api"`: `api::files`, `api::edge`, …).
+fn dependencies(within: &str) -> BTreeMap<String, BTreeMap<String, PathBuf>> {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let root = src.join(within);
     let (mut files, mut test_only) = (Vec::new(), BTreeSet::new());
-    sources(&src, &mut files, &mut test_only);
-    let single = regex::Regex::new(r"crate::([a-z_][a-z0-9_]*)").unwrap();
-    let grouped = regex::Regex::new(r"crate::\{([^}]*)\}").unwrap();
+    sources(&root, &mut files, &mut test_only);
+    let prefix = if within.is_empty() {
+        "crate::".to_string()
+    } else {
+        format!("crate::{within}::")
+    };
+    let single = regex::Regex::new(&format!(r"{prefix}([a-z_][a-z0-9_]*)")).unwrap();
+    let grouped = regex::Regex::new(&format!(r"{prefix}\{{([^}}]*)\}}")).unwrap();
     let mut graph: BTreeMap<String, BTreeMap<String, PathBuf>> = BTreeMap::new();
     for (path, text) in files {
-        let relative = path.strip_prefix(&src).unwrap();
+        let relative = path.strip_prefix(&root).unwrap();
         let first = relative.components().next().unwrap();
         let module = first
             .as_os_str()
@@ -91,11 +99,32 @@ fn dependencies() -> BTreeMap<String, BTreeMap<String, PathBuf>> {
         let entry = graph.entry(module.clone()).or_default();
         for other in named {
             if other != module {
-                entry.entry(other).or_insert_with(|| relative.to_path_buf());
+                entry
+                    .entry(other)
+                    .or_insert_with(|| path.strip_prefix(&src).unwrap().to_path_buf());
             }
         }
     }
+    // Names that are items of the parent (`crate::api::router`), not modules.
+    let modules: BTreeSet<String> = graph.keys().cloned().collect();
+    for deps in graph.values_mut() {
+        deps.retain(|name, _| modules.contains(name));
+    }
     graph
+}
+
+/// Panics naming the files that close the first cycle of `graph`, if it has one.
+fn assert_acyclic(graph: &BTreeMap<String, BTreeMap<String, PathBuf>>) {
+    let mut done = BTreeSet::new();
+    for module in graph.keys() {
+        if let Some(found) = cycle(graph, module, &mut Vec::new(), &mut done) {
+            let steps: Vec<String> = found
+                .windows(2)
+                .map(|w| format!("{} -> {} ({})", w[0], w[1], graph[&w[0]][&w[1]].display()))
+                .collect();
+            panic!("module cycle:\n  {}", steps.join("\n  "));
+        }
+    }
 }
 
 /// A cycle through `at`, if the graph has one reachable from it.
@@ -126,7 +155,7 @@ fn cycle(
 
 #[test]
 fn the_top_level_modules_have_no_cycles() {
-    let graph = dependencies();
+    let graph = dependencies("");
     assert!(
         graph.len() > 20,
         "the scan found too few modules: {:?}",
@@ -138,16 +167,38 @@ fn the_top_level_modules_have_no_cycles() {
         "{:?}",
         graph["store"]
     );
-    let mut done = BTreeSet::new();
-    for module in graph.keys() {
-        if let Some(found) = cycle(&graph, module, &mut Vec::new(), &mut done) {
-            let steps: Vec<String> = found
-                .windows(2)
-                .map(|w| format!("{} -> {} ({})", w[0], w[1], graph[&w[0]][&w[1]].display()))
-                .collect();
-            panic!("module cycle:\n  {}", steps.join("\n  "));
-        }
+    assert_acyclic(&graph);
+}
+
+/// The API's resource folders depend on `edge` (what every request passes), never the
+/// other way round and never on each other in a circle; the reads they share are
+/// `queries`, the changes `commands`.
+#[test]
+fn the_api_folders_have_no_cycles() {
+    let graph = dependencies("api");
+    for folder in [
+        "accounts",
+        "audit",
+        "edge",
+        "files",
+        "notifications",
+        "operations",
+        "uploads",
+    ] {
+        assert!(
+            graph.contains_key(folder),
+            "no api::{folder}: {:?}",
+            graph.keys()
+        );
     }
+    // The check can fail: the resources use the edge's extractors.
+    assert!(graph["files"].contains_key("edge"), "{:?}", graph["files"]);
+    assert!(
+        graph["edge"].is_empty(),
+        "the edge names a resource: {:?}",
+        graph["edge"]
+    );
+    assert_acyclic(&graph);
 }
 
 #[test]

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use chronicle::app::Mode;
@@ -71,15 +71,15 @@ async fn a_worker_killed_mid_job_is_replaced_and_the_job_completes_exactly_once(
     let file_id = accepted["file_id"].as_str().unwrap().to_string();
 
     // Wait until worker A is inside the job (started, hashed, now hanging in the scan).
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while count(&t.db.owner, &file_id, "Hashed").await == 0 {
-        assert!(
-            Instant::now() < deadline,
-            "worker A never started the job: {}",
-            worker_a.output()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    crate::common::eventually_explained(
+        "worker A starts the job",
+        Duration::from_secs(60),
+        async || match count(&t.db.owner, &file_id, "Hashed").await {
+            0 => Err(worker_a.output()),
+            _ => Ok(()),
+        },
+    )
+    .await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(count(&t.db.owner, &file_id, "VersionCompleted").await, 0);
     worker_a.kill9();

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub struct Process {
     child: Child,
@@ -70,18 +70,13 @@ pub fn free_port() -> u16 {
 
 /// Polls `base/health/ready` until it answers 200.
 pub async fn wait_ready(http: &reqwest::Client, base: &str, process: &Process) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Ok(r) = http.get(format!("{base}/health/ready")).send().await
-            && r.status().is_success()
-        {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "server not ready: {}",
-            process.output()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    crate::common::eventually_explained(
+        "the server is ready",
+        Duration::from_secs(60),
+        async || match http.get(format!("{base}/health/ready")).send().await {
+            Ok(r) if r.status().is_success() => Ok(()),
+            _ => Err(process.output()),
+        },
+    )
+    .await;
 }

@@ -701,6 +701,9 @@ async fn search_sort_tags_and_unknown_parameters() {
         names_of(&get("tag=finance&tag=q3").await),
         vec!["Q3 report"]
     );
+    // Repeated and empty values count towards the 20 but filter nothing more.
+    let twenty = format!("{}&tag=&tag=finance", vec!["tag=q3"; 18].join("&"));
+    assert_eq!(names_of(&get(&twenty).await), vec!["Q3 report"]);
     let mut any = names_of(&get("tag=finance&tag=q3&tag_mode=any").await);
     any.sort();
     assert_eq!(any, vec!["Q3 report", "annual REPORT.pdf", "notes"]);
@@ -758,6 +761,9 @@ async fn search_sort_tags_and_unknown_parameters() {
         "/v1/files?order=sideways".to_string(),
         "/v1/files?tag_mode=some".to_string(),
         "/v1/files?limit=5&limit=6".to_string(),
+        // More than 20 `tag` values, even repeated or empty ones (the document's maxItems).
+        format!("/v1/files?{}", vec!["tag=q3"; 21].join("&")),
+        format!("/v1/files?{}", vec!["tag="; 21].join("&")),
         "/v1/audit?q=x".to_string(),
         "/v1/notifications?sort=name".to_string(),
         "/v1/jobs?page=2".to_string(),

@@ -61,11 +61,12 @@ async fn three_workers_drain_1000_jobs_following_the_queue_depth_and_run_each_on
             }
         })
         .await;
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while ready_depth(&t).await < JOBS as i64 {
-        assert!(Instant::now() < deadline, "the queue never held every job");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    crate::common::eventually_within(
+        "the queue holds every job",
+        Duration::from_secs(120),
+        async || (ready_depth(&t).await >= JOBS as i64).then_some(()),
+    )
+    .await;
 
     // Scale out: three worker processes, as an autoscaler would start on that depth.
     let started = Instant::now();
@@ -73,20 +74,21 @@ async fn three_workers_drain_1000_jobs_following_the_queue_depth_and_run_each_on
         .map(|_| Process::spawn(&["worker"], &env("2"), &config.data_dir))
         .collect();
     let mut depths = vec![JOBS as i64];
-    let deadline = Instant::now() + Duration::from_secs(400);
-    loop {
-        let (completed, _) = count(&t.db.owner, "VersionCompleted").await;
-        let depth = ready_depth(&t).await;
-        depths.push(depth);
-        if completed >= JOBS as i64 && depth == 0 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{completed} of {JOBS} completed, depth {depth}"
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    crate::common::eventually_explained(
+        "the workers complete every job and drain the queue",
+        Duration::from_secs(400),
+        async || {
+            let (completed, _) = count(&t.db.owner, "VersionCompleted").await;
+            let depth = ready_depth(&t).await;
+            depths.push(depth);
+            if completed >= JOBS as i64 && depth == 0 {
+                Ok(())
+            } else {
+                Err(format!("{completed} of {JOBS} completed, depth {depth}"))
+            }
+        },
+    )
+    .await;
     let took = started.elapsed();
 
     // Exactly once to completion: one verdict per version, no failure. Delivery is at

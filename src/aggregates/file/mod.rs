@@ -112,7 +112,9 @@ fn check_display_name(name: &str) -> Result<(), FileError> {
     Ok(())
 }
 
-/// The rule every tag follows (also checked by the bulk route before any command).
+/// The rule every tag follows (also checked by the bulk route before any command): the
+/// document's `[\w.-]{1,64}`, where `\w` is ASCII as in every JSON Schema (ECMA-262)
+/// validator, so the document and the server agree on every tag.
 pub fn check_tag(tag: &str) -> Result<(), FileError> {
     let invalid = |reason| FileError::Invalid {
         field: "tag",
@@ -123,10 +125,10 @@ pub fn check_tag(tag: &str) -> Result<(), FileError> {
     }
     if !tag
         .chars()
-        .all(|c| c.is_alphanumeric() || "-_.".contains(c))
+        .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
     {
         return Err(invalid(
-            "may contain letters, digits, '-', '_' and '.' only",
+            "may contain ASCII letters and digits, '-', '_' and '.' only",
         ));
     }
     Ok(())

@@ -68,7 +68,7 @@ fn untagging_a_name_no_tag_can_have_is_refused_not_a_no_op() {
         })
         .then_expect_error(FileError::Invalid {
             field: "tag",
-            reason: "may contain letters, digits, '-', '_' and '.' only",
+            reason: "may contain ASCII letters and digits, '-', '_' and '.' only",
         });
     // A tag the file has goes, whatever the rule says today.
     Given::with(())
@@ -652,4 +652,25 @@ fn an_operator_retry_grants_a_fresh_budget_of_attempts() {
         .given(retried)
         .when(fail(4))
         .then_expect_events(vec![failed(4, true)]);
+}
+
+#[test]
+fn tags_are_ascii_as_the_document_says() {
+    Given::with(())
+        .given(vec![created()])
+        .when(FileCommand::Tag {
+            tag: "café".into()
+        })
+        .then_expect_error(FileError::Invalid {
+            field: "tag",
+            reason: "may contain ASCII letters and digits, '-', '_' and '.' only",
+        });
+    Given::with(())
+        .given(vec![created()])
+        .when(FileCommand::Tag {
+            tag: "Q3_report-v2.1".into(),
+        })
+        .then_expect_events(vec![FileEvent::Tagged {
+            tag: "Q3_report-v2.1".into(),
+        }]);
 }

@@ -10,12 +10,13 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::aggregates::{ApiKey, Role};
-use crate::api::accounts::auth::{caller_metadata, store};
+use crate::api::edge::caller::caller_metadata;
 use crate::api::edge::extract::ApiPath;
 use crate::api::edge::json::JsonBody;
 use crate::auth::KeyManager;
 use crate::auth::scopes::Scope;
 use crate::commands::api_keys::{self, NewKey};
+use crate::commands::store;
 use crate::error::{AppError, ErrorBody};
 use crate::projections::api_keys::{ApiKeyView, list as list_keys};
 use crate::state::AppState;

@@ -2,7 +2,7 @@
 //! Each handler applies the edge's budgets, calls its use case in
 //! `commands::accounts` and renders (tokens in the body, the refresh token in a cookie).
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 
 use axum::Json;
 use axum::extract::{ConnectInfo, State};
@@ -13,15 +13,14 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::aggregates::Role;
+use crate::api::edge::caller::{caller_metadata, origin, request_id};
 use crate::api::edge::json::JsonBody;
 use crate::auth::tokens::{ACCESS_TTL_SECS, REFRESH_TTL_SECS};
 use crate::auth::{Admin, OpaqueToken, TenantContext};
-pub(crate) use crate::commands::accounts::SignedIn;
-use crate::commands::accounts::{self, NewAccount, Origin, Refreshed};
+use crate::commands::accounts::{self, NewAccount, Refreshed};
 use crate::error::{AppError, AuthFailure, ErrorBody};
 use crate::ids::{TenantId, UserId};
 use crate::state::AppState;
-use crate::store::EventMetadata;
 
 const REFRESH_COOKIE: &str = "refresh_token";
 
@@ -85,31 +84,6 @@ pub struct TokenResponse {
     pub session_id: Uuid,
 }
 
-pub use crate::commands::store;
-
-/// The request id the request-id layer put on the request (echoed on the response).
-pub(in crate::api) fn request_id(headers: &HeaderMap) -> String {
-    headers
-        .get(crate::api::edge::observe::REQUEST_ID)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_string()
-}
-
-/// Metadata for a command issued by the authenticated caller.
-pub(crate) fn caller_metadata(ctx: &TenantContext, headers: &HeaderMap) -> EventMetadata {
-    EventMetadata::new(ctx.tenant_id, ctx.actor(), request_id(headers))
-}
-
-/// Where an unauthenticated request came from, for the session and event metadata.
-fn origin(peer: IpAddr, headers: &HeaderMap) -> Origin {
-    Origin {
-        ip: peer.to_string(),
-        user_agent: crate::api::edge::text::user_agent(headers),
-        request_id: request_id(headers),
-    }
-}
-
 /// Creates a tenant and its first user (an admin), or — with an invitation token —
 /// a user of the inviting tenant. The credential row and the streams are written in one
 /// transaction: either all exist or none does.
@@ -121,26 +95,6 @@ pub async fn register(
     headers: HeaderMap,
     JsonBody(req): JsonBody<RegisterRequest>,
 ) -> Result<(StatusCode, Json<RegisterResponse>), AppError> {
-    let registered = register_account(&state, peer.ip(), &headers, req).await?;
-    Ok((StatusCode::CREATED, Json(registered)))
-}
-
-/// The registration use case, shared by `POST /v1/auth/register` and the console's
-/// sign-up form (src/console): same checks, same events, same guard.
-pub(crate) async fn register_account(
-    state: &AppState,
-    peer: IpAddr,
-    headers: &HeaderMap,
-    req: RegisterRequest,
-) -> Result<RegisterResponse, AppError> {
-    // Email enumeration is limited by a budget of taken-email answers per IP
-    // (register_guard.rs); once spent, every registration from the IP waits.
-    let ip = crate::api::edge::ratelimit::client_ip(
-        headers,
-        Some(peer),
-        state.config.trust_proxy_headers,
-    );
-    crate::api::accounts::register_guard::refuse_if_spent(state, ip).await?;
     let account = NewAccount {
         tenant_name: req.tenant_name,
         invitation_token: req.invitation_token,
@@ -149,17 +103,14 @@ pub(crate) async fn register_account(
         email: req.email,
         password: req.password,
     };
-    match accounts::register(state, &origin(peer, headers), account).await {
-        Ok(done) => Ok(RegisterResponse {
+    let done = accounts::register(&state, &origin(&state, peer.ip(), &headers), account).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(RegisterResponse {
             tenant_id: done.tenant.0,
             user_id: done.user.0,
         }),
-        Err(taken @ AppError::AlreadyExists(_)) => {
-            crate::api::accounts::register_guard::count_taken(state, ip).await?;
-            Err(taken)
-        }
-        Err(other) => Err(other),
-    }
+    ))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -240,7 +191,8 @@ pub async fn login(
     headers: HeaderMap,
     JsonBody(req): JsonBody<LoginRequest>,
 ) -> Result<Response, AppError> {
-    let signed = sign_in(&state, peer.ip(), &headers, req).await?;
+    let origin = origin(&state, peer.ip(), &headers);
+    let signed = accounts::login(&state, &origin, &req.email, req.password).await?;
     token_response(
         &state,
         signed.user,
@@ -248,23 +200,6 @@ pub async fn login(
         signed.role,
         &signed.refresh,
     )
-}
-
-/// The login use case behind `POST /v1/auth/login` and the console's sign-in form:
-/// the per-account budget (on top of the per-IP one: guessing one account's password
-/// from many addresses is limited too), then `commands::accounts::login`.
-pub(crate) async fn sign_in(
-    state: &AppState,
-    peer: IpAddr,
-    headers: &HeaderMap,
-    req: LoginRequest,
-) -> Result<SignedIn, AppError> {
-    crate::api::edge::ratelimit::check_auth_attempt(
-        state,
-        &crate::api::edge::ratelimit::account_key(&req.email),
-    )
-    .await?;
-    accounts::login(state, &origin(peer, headers), &req.email, req.password).await
 }
 
 /// Rotates the refresh token. Presenting a token that was already rotated revokes the
@@ -302,20 +237,10 @@ pub async fn logout(
     ctx: TenantContext,
     headers: HeaderMap,
 ) -> Result<Response, AppError> {
-    sign_out(&state, &ctx, &headers).await?;
+    accounts::logout(&state, &ctx, &caller_metadata(&ctx, &headers)).await?;
     let mut response = StatusCode::NO_CONTENT.into_response();
     response
         .headers_mut()
         .insert(SET_COOKIE, refresh_cookie("", 0));
     Ok(response)
-}
-
-/// The logout use case (the API and the console's sign-out): the caller's session is
-/// revoked, so every token and cookie of it stops working at once.
-pub(crate) async fn sign_out(
-    state: &AppState,
-    ctx: &TenantContext,
-    headers: &HeaderMap,
-) -> Result<(), AppError> {
-    accounts::logout(state, ctx, &caller_metadata(ctx, headers)).await
 }

@@ -5,7 +5,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use uuid::Uuid;
 
-use crate::api::accounts::auth::caller_metadata;
+use crate::api::edge::caller::caller_metadata;
 use crate::api::edge::extract::ApiPath;
 use crate::auth::Admin;
 use crate::commands::erase::erase_user;

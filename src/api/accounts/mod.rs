@@ -5,7 +5,6 @@ pub(crate) mod api_keys;
 pub(crate) mod auth;
 pub(crate) mod devices;
 pub(crate) mod erase;
-pub(crate) mod register_guard;
 pub(crate) mod sessions;
 pub(crate) mod users;
 

@@ -10,11 +10,12 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::aggregates::{Role, User};
-use crate::api::accounts::auth::{caller_metadata, store};
 use crate::api::edge::caller::JudgedUnder;
+use crate::api::edge::caller::caller_metadata;
 use crate::api::edge::extract::ApiPath;
 use crate::api::edge::json::JsonBody;
 use crate::auth::{Admin, TenantContext};
+use crate::commands::store;
 use crate::commands::users::{self, UserChange};
 use crate::error::{AppError, ErrorBody};
 use crate::ids::UserId;

@@ -27,7 +27,7 @@
 //! Login, refresh and logout are excluded: replaying a response would hand out tokens
 //! again. Streaming uploads (multipart) are keyed too, but their bodies are not
 //! buffered: the upload handler claims the key once the body is received, with a
-//! fingerprint of its SHA-256 and metadata (`api/uploads/idempotent.rs`).
+//! fingerprint of its SHA-256 and metadata (`streamed_keys.rs`).
 
 use axum::body::{Body, Bytes};
 use axum::extract::{FromRequestParts, Request, State};
@@ -115,7 +115,7 @@ pub async fn idempotency(State(state): State<AppState>, request: Request, next: 
         .get(CONTENT_TYPE)
         .is_some_and(|v| v.as_bytes().starts_with(b"multipart/"));
     let answer = if streamed {
-        crate::api::uploads::idempotent::run_keyed(&state, request, next).await
+        super::streamed_keys::run_keyed(&state, request, next).await
     } else {
         run_keyed(&state, request, next).await
     };

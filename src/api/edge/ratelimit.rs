@@ -12,10 +12,10 @@
 //!     .layer(RateLimitLayer::auth(&state));
 //! ```
 //!
-//! The login handler adds a per-account budget with [`check_auth_attempt`].
+//! The sign-in use case adds a per-account budget (`commands::accounts::guard`).
 
 use std::convert::Infallible;
-use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -31,7 +31,7 @@ pub use crate::api::edge::budget::PrincipalBudgets;
 use crate::api::edge::budget::{self, Principal};
 use crate::cache::standing::{Epoch, PrefetchedEpoch};
 use crate::error::AppError;
-use crate::ratelimit::{Decision, RateLimiter};
+use crate::ratelimit::{Decision, RateLimiter, bucket, client_ip};
 use crate::state::AppState;
 
 pub const RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("ratelimit-limit");
@@ -150,34 +150,6 @@ pub fn auth_policy(limit: u64, window: Duration) -> RatePolicy {
         exempt: &[],
         when_redis_down: WhenRedisDown::FailClosedForWrites,
     }
-}
-
-/// Counts one authentication attempt against `key`, typically [`account_key`], under the
-/// auth budget. `429` when over it; `503` when Redis cannot answer, since a login that
-/// skipped its per-account limit would allow unlimited password guessing on one account
-/// from many IPs.
-pub async fn check_auth_attempt(state: &AppState, key: &str) -> Result<Decision, AppError> {
-    let c = &state.config;
-    match state
-        .limiter
-        .check(key, c.auth_rate_limit_per_minute, c.rate_limit_window)
-        .await
-    {
-        Ok(d) if d.allowed => Ok(d),
-        Ok(d) => Err(AppError::RateLimited {
-            retry_after_secs: d.reset_secs(),
-        }),
-        Err(err) => {
-            tracing::warn!(error = %err, "refusing an auth attempt: rate limiter unavailable");
-            Err(unavailable())
-        }
-    }
-}
-
-/// The per-account key for login attempts; case and surrounding space do not make a new
-/// budget.
-pub fn account_key(email: &str) -> String {
-    format!("login:account:{}", email.trim().to_lowercase())
 }
 
 fn unavailable() -> AppError {
@@ -375,99 +347,9 @@ fn write_headers(headers: &mut HeaderMap, d: &Decision, window: Duration) {
     }
 }
 
-/// The client's address. `X-Forwarded-For` is honoured only behind a trusted proxy, and
-/// then only its **last** entry: that is the one our proxy appended; everything to its left
-/// came from the client and can be forged.
-pub fn client_ip(headers: &HeaderMap, peer: Option<IpAddr>, trust_proxy: bool) -> Option<IpAddr> {
-    if trust_proxy {
-        let forwarded = headers
-            .get_all("x-forwarded-for")
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .filter_map(|entry| entry.trim().parse::<IpAddr>().ok())
-            .next_back();
-        if forwarded.is_some() {
-            return forwarded;
-        }
-    }
-    peer
-}
-
-/// The budget a client counts against. An IPv6 client usually controls a whole /64, so
-/// per-address keys would let it rotate addresses for a fresh budget each time.
-pub fn bucket(ip: IpAddr) -> String {
-    match ip {
-        IpAddr::V4(v4) => v4.to_string(),
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => v4.to_string(),
-            None => {
-                let s = v6.segments();
-                let net = Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0);
-                format!("{net}/64")
-            }
-        },
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn headers(xff: &[&str]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for v in xff {
-            h.append("x-forwarded-for", HeaderValue::from_str(v).unwrap());
-        }
-        h
-    }
-
-    const PEER: Option<IpAddr> = Some(IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 1)));
-
-    #[test]
-    fn forwarded_for_is_ignored_unless_the_proxy_is_trusted() {
-        let h = headers(&["203.0.113.7"]);
-        assert_eq!(client_ip(&h, PEER, false), PEER);
-        assert_eq!(
-            client_ip(&h, PEER, true),
-            Some("203.0.113.7".parse().unwrap())
-        );
-    }
-
-    #[test]
-    fn the_last_forwarded_entry_wins_because_the_client_writes_the_others() {
-        let h = headers(&["1.1.1.1, 2.2.2.2", "198.51.100.9"]);
-        assert_eq!(
-            client_ip(&h, PEER, true),
-            Some("198.51.100.9".parse().unwrap())
-        );
-        let h = headers(&["spoofed, 198.51.100.9 "]);
-        assert_eq!(
-            client_ip(&h, PEER, true),
-            Some("198.51.100.9".parse().unwrap())
-        );
-        // Garbage only: fall back to the socket peer.
-        assert_eq!(client_ip(&headers(&["nonsense"]), PEER, true), PEER);
-        assert_eq!(client_ip(&HeaderMap::new(), PEER, true), PEER);
-    }
-
-    #[test]
-    fn ipv6_clients_share_a_budget_per_64() {
-        let a = bucket("2001:db8:1:2:aaaa::1".parse().unwrap());
-        let b = bucket("2001:db8:1:2:bbbb::2".parse().unwrap());
-        let c = bucket("2001:db8:1:3::1".parse().unwrap());
-        assert_eq!(a, b);
-        assert_ne!(a, c);
-        assert_eq!(bucket("::ffff:192.0.2.1".parse().unwrap()), "192.0.2.1");
-    }
-
-    #[test]
-    fn account_keys_ignore_case_and_spaces() {
-        assert_eq!(
-            account_key(" Ada@Example.com "),
-            "login:account:ada@example.com"
-        );
-    }
 
     #[test]
     fn a_tighter_inner_budget_is_not_overwritten() {

@@ -13,30 +13,14 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::api::accounts::auth::caller_metadata;
+use crate::api::edge::caller::caller_metadata;
 use crate::api::edge::extract::{ApiPath, ApiQuery};
 use crate::api::edge::json::JsonBody;
-use crate::api::files::show::{FileView, view_from_stream};
 use crate::auth::TenantContext;
-use crate::auth::policy;
 use crate::commands::files::{self as use_case, FileChange};
 use crate::error::{AppError, ErrorBody, ErrorDetail};
+use crate::queries::files::{FileView, view_from_stream};
 use crate::state::AppState;
-
-/// For read-table answers (`GET /v1/files/{id}`, versions): the owner's readers pass
-/// at once; anyone else only with a grant in the log (`policy::can_read`), so a revoked
-/// grant stops working on the next request, not when the projection catches up.
-pub(in crate::api) async fn authorize_view(
-    state: &AppState,
-    ctx: &TenantContext,
-    id: Uuid,
-    owner: Uuid,
-) -> Result<(), AppError> {
-    if policy::can_read_owned_by(ctx, owner) {
-        return Ok(());
-    }
-    use_case::load_readable(state, ctx, id).await.map(|_| ())
-}
 
 /// Runs one change and renders the file as it left it.
 async fn run(
@@ -81,7 +65,7 @@ pub async fn rename(
     run(&state, &ctx, &headers, id, change).await
 }
 
-/// Add a tag (1–64 letters, digits, `-`, `_`, `.`). Adding a tag the file has is a no-op.
+/// Add a tag (1–64 ASCII letters, digits, `-`, `_`, `.`). Adding a tag the file has is a no-op.
 #[utoipa::path(put, path = "/v1/files/{id}/tags/{tag}", tag = "files", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "file id"), ("tag" = String, Path, pattern = "^[\\w.-]{1,64}$", description = "tag")),
     responses((status = 200, body = FileView), (status = 403, body = ErrorBody),

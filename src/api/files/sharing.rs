@@ -12,56 +12,18 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::aggregates::Role;
-use crate::aggregates::file::{Access, File, Grantee, Link};
-use crate::api::accounts::auth::caller_metadata;
+use crate::aggregates::file::{Access, Grantee};
+use crate::api::edge::caller::caller_metadata;
 use crate::api::edge::extract::{ApiPath, ApiQuery};
 use crate::api::edge::json::JsonBody;
 use crate::api::files::download::{Disposition, representation_for_link, serve};
 use crate::auth::TenantContext;
 use crate::commands::sharing::{self as uc, NewLink};
 use crate::error::{AppError, ErrorBody};
+use crate::queries::sharing::{
+    LinkView, SharingView, grants_of, link_view, links_of, sharing_view,
+};
 use crate::state::AppState;
-
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct GrantView {
-    /// Set for a grant to a user.
-    pub user_id: Option<Uuid>,
-    /// Set for a grant to a role: `user`, `admin` or `auditor`.
-    pub role: Option<String>,
-    /// `viewer` or `editor`.
-    pub access: String,
-}
-
-/// A file's sharing state as the log has it.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct SharingView {
-    pub file_id: Uuid,
-    pub grants: Vec<GrantView>,
-    /// The reason of the legal hold in force; `null` when the file is not held.
-    pub legal_hold: Option<String>,
-}
-
-pub(crate) fn sharing_view(id: Uuid, file: &File) -> SharingView {
-    SharingView {
-        file_id: id,
-        grants: file
-            .grants
-            .iter()
-            .map(|g| {
-                let (user_id, role) = match g.grantee {
-                    Grantee::User(u) => (Some(u.0), None),
-                    Grantee::Role(r) => (None, Some(r.as_str().to_string())),
-                };
-                GrantView {
-                    user_id,
-                    role,
-                    access: g.access.as_str().to_string(),
-                }
-            })
-            .collect(),
-        legal_hold: file.legal_hold.clone(),
-    }
-}
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -101,8 +63,7 @@ pub async fn grants(
     ctx: TenantContext,
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<Json<SharingView>, AppError> {
-    let file = uc::load_for_sharing_view(&state, &ctx, id).await?;
-    Ok(Json(sharing_view(id, &file)))
+    Ok(Json(grants_of(&state, &ctx, id).await?))
 }
 
 /// Share the file with a user of the tenant (owner or admin). Sharing again changes
@@ -242,17 +203,6 @@ pub struct LinkRequest {
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct LinkView {
-    pub link_id: Uuid,
-    pub version_number: Option<u32>,
-    pub expires_at: DateTime<Utc>,
-    pub has_password: bool,
-    pub max_downloads: Option<u32>,
-    pub downloads: i64,
-    pub revoked: bool,
-}
-
-#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct CreatedLink {
     #[serde(flatten)]
     pub link: LinkView,
@@ -260,18 +210,6 @@ pub struct CreatedLink {
     pub token: String,
     /// `/l/<token>`, relative to the API's origin.
     pub url: String,
-}
-
-fn link_view(link: &Link, downloads: i64) -> LinkView {
-    LinkView {
-        link_id: link.link_id,
-        version_number: link.version_number,
-        expires_at: link.expires_at,
-        has_password: link.password_hash.is_some(),
-        max_downloads: link.max_downloads,
-        downloads,
-        revoked: link.revoked,
-    }
 }
 
 /// Create a link to the file (owner or admin): it works without an account until it
@@ -316,23 +254,6 @@ pub async fn links(
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<Json<Vec<LinkView>>, AppError> {
     Ok(Json(links_of(&state, &ctx, id).await?))
-}
-
-/// A file's links with their download counts (the API and the console).
-pub(crate) async fn links_of(
-    state: &AppState,
-    ctx: &TenantContext,
-    id: Uuid,
-) -> Result<Vec<LinkView>, AppError> {
-    let file = uc::load_for_sharing_view(state, ctx, id).await?;
-    let ids: Vec<Uuid> = file.links.iter().map(|l| l.link_id).collect();
-    let counts = uc::link_downloads(state, &ids).await?;
-    let count = |id: Uuid| counts.iter().find(|(l, _)| *l == id).map_or(0, |(_, n)| *n);
-    Ok(file
-        .links
-        .iter()
-        .map(|l| link_view(l, count(l.link_id)))
-        .collect())
 }
 
 /// Revoke a link (owner or admin); the next request with it is 404.

@@ -3,7 +3,7 @@
 //! (`FeedReader`: auditors and admins, and API keys of those roles with `feed:read`).
 //!
 //! A cursor is `feed:<transaction_id>:<global_position>`, sealed like the listing
-//! cursors (src/api/edge/cursor.rs: HMAC bound to the tenant), so it carries everything a
+//! cursors (src/queries/cursor.rs: HMAC bound to the tenant), so it carries everything a
 //! consumer needs to resume on any instance, after any restart, and cannot be forged to
 //! point anywhere else.
 
@@ -21,12 +21,12 @@ use tokio_stream::wrappers::ReceiverStream;
 use uuid::Uuid;
 
 use crate::aggregates::Role;
-use crate::api::edge::cursor::CursorKey;
 use crate::api::edge::extract::ApiQuery;
 use crate::auth::context::session_standing;
 use crate::auth::{FeedReader, TenantContext};
 use crate::error::{AppError, ErrorBody};
 use crate::feed::{self, FeedEvent, FeedFilter, FeedItem, FeedPosition, MAX_FILTER_LEN, MAX_TYPES};
+use crate::queries::cursor::CursorKey;
 use crate::state::AppState;
 
 const DEFAULT_LIMIT: i64 = 100;

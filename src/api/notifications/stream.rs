@@ -23,12 +23,12 @@ use tokio::sync::{broadcast, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 
 use crate::api::edge::extract::ApiQuery;
-use crate::api::notifications::inbox::{COLUMNS, row_view};
 use crate::auth::credentials::Bearer;
 use crate::auth::{Credentials, TenantContext};
 use crate::error::{AppError, AuthFailure};
 use crate::live::message::{EventId, NotificationView, UploadProgress};
 use crate::live::{Live, Subscription};
+use crate::queries::notifications;
 use crate::state::AppState;
 
 /// Rows per backfill query.
@@ -125,7 +125,7 @@ pub async fn stream(
     let start = match resume {
         Some(id) => Cursor {
             id,
-            seq: seq_at(&state, &ctx, id).await?,
+            seq: notifications::seq_at(&state, &ctx, id).await?,
         },
         None => latest(&state, &ctx).await?,
     };
@@ -237,29 +237,13 @@ async fn resync(
     tx: &Tx,
 ) -> anyhow::Result<()> {
     loop {
-        let mut db = ctx.begin(&state.db).await?;
-        let rows = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM notifications
-              WHERE tenant_id = $1 AND recipient_id = $2
-                AND (transaction_id, global_position) > ($3::text::xid8, $4)
-              ORDER BY transaction_id, global_position
-              LIMIT $5"
-        ))
-        .bind(ctx.tenant_id.0)
-        .bind(ctx.user_id.0)
-        .bind(cursor.id.transaction_id.to_string())
-        .bind(cursor.id.global_position)
-        .bind(PAGE)
-        .fetch_all(&mut *db)
-        .await?;
-        db.commit().await?;
-        for row in &rows {
-            let (seq, view) = row_view(row)?;
+        let rows = notifications::after(state, ctx, cursor.id, PAGE).await?;
+        for (seq, view) in &rows {
             let id = view.event_id.parse().unwrap_or(cursor.id);
-            if send(tx, &view).await.is_err() {
+            if send(tx, view).await.is_err() {
                 anyhow::bail!("client gone");
             }
-            *cursor = Cursor { id, seq };
+            *cursor = Cursor { id, seq: *seq };
         }
         if (rows.len() as i64) < PAGE {
             return Ok(());
@@ -267,47 +251,10 @@ async fn resync(
     }
 }
 
-/// The seq of my last row at or before `id` (0 if none).
-async fn seq_at(state: &AppState, ctx: &TenantContext, id: EventId) -> Result<i64, AppError> {
-    let mut db = ctx.begin(&state.db).await?;
-    let seq: i64 = sqlx::query_scalar(
-        "SELECT coalesce(max(seq), 0) FROM notifications
-          WHERE tenant_id = $1 AND recipient_id = $2
-            AND (transaction_id, global_position) <= ($3::text::xid8, $4)",
-    )
-    .bind(ctx.tenant_id.0)
-    .bind(ctx.user_id.0)
-    .bind(id.transaction_id.to_string())
-    .bind(id.global_position)
-    .fetch_one(&mut *db)
-    .await?;
-    db.commit().await?;
-    Ok(seq)
-}
-
 /// My newest row: a stream without `Last-Event-ID` starts after it.
 async fn latest(state: &AppState, ctx: &TenantContext) -> Result<Cursor, AppError> {
-    let mut db = ctx.begin(&state.db).await?;
-    let row: Option<(i64, String, i64)> = sqlx::query_as(
-        "SELECT seq, transaction_id::text, global_position FROM notifications
-          WHERE tenant_id = $1 AND recipient_id = $2
-          ORDER BY seq DESC LIMIT 1",
-    )
-    .bind(ctx.tenant_id.0)
-    .bind(ctx.user_id.0)
-    .fetch_optional(&mut *db)
-    .await?;
-    db.commit().await?;
-    Ok(match row {
+    Ok(match notifications::newest(state, ctx).await? {
         None => Cursor::default(),
-        Some((seq, xid, pos)) => Cursor {
-            id: EventId {
-                transaction_id: xid
-                    .parse()
-                    .map_err(|e| AppError::Internal(anyhow::anyhow!("bad xid8: {e}")))?,
-                global_position: pos,
-            },
-            seq,
-        },
+        Some((seq, id)) => Cursor { id, seq },
     })
 }

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::aggregates::WebhookEndpoint;
-use crate::api::accounts::auth::caller_metadata;
+use crate::api::edge::caller::caller_metadata;
 use crate::api::edge::extract::{ApiPath, ApiQuery};
 use crate::api::edge::json::JsonBody;
 use crate::auth::Admin;

@@ -4,91 +4,26 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use uuid::Uuid;
 
-use crate::api::accounts::auth::caller_metadata;
+use crate::api::edge::caller::caller_metadata;
 use crate::api::edge::extract::{ApiPath, ApiQuery};
 use crate::auth::Admin;
 use crate::commands;
 use crate::error::{AppError, ErrorBody};
+use crate::queries::jobs::{JobQuery, JobView, jobs_of};
 use crate::state::AppState;
-
-const STATUSES: &[&str] = &[
-    "queued",
-    "in_progress",
-    "succeeded",
-    "failed",
-    "dead_letter",
-];
-
-#[derive(Serialize, sqlx::FromRow, utoipa::ToSchema)]
-pub struct JobView {
-    pub id: Uuid,
-    pub file_id: Uuid,
-    pub version_number: i32,
-    pub job_type: String,
-    pub status: String,
-    pub attempts: i32,
-    pub max_attempts: i32,
-    pub last_error: Option<String>,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-}
-
-#[derive(Deserialize, utoipa::IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub struct JobQuery {
-    /// queued, in_progress, succeeded, failed (retry scheduled) or dead_letter.
-    #[param(pattern = "^(queued|in_progress|succeeded|failed|dead_letter)$")]
-    pub status: Option<String>,
-    /// 1–200, default 50.
-    #[param(minimum = 1, maximum = 200)]
-    pub limit: Option<i64>,
-    /// Only jobs last changed before this time (the previous page's last `updated_at`).
-    pub before: Option<DateTime<Utc>>,
-}
 
 /// The tenant's jobs, most recently changed first.
 #[utoipa::path(get, path = "/v1/jobs", tag = "jobs", params(JobQuery), security(("bearer" = [])),
     responses((status = 200, body = [JobView]), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]
 pub async fn list(
     State(state): State<AppState>,
-    Admin(ctx): Admin,
+    caller: Admin,
     ApiQuery(q): ApiQuery<JobQuery>,
 ) -> Result<Json<Vec<JobView>>, AppError> {
-    if let Some(s) = &q.status
-        && !STATUSES.contains(&s.as_str())
-    {
-        return Err(AppError::BadRequest(format!(
-            "status must be one of {}",
-            STATUSES.join(", ")
-        )));
-    }
-    let limit = q.limit.unwrap_or(50);
-    if !(1..=200).contains(&limit) {
-        return Err(AppError::BadRequest(
-            "limit must be between 1 and 200".into(),
-        ));
-    }
-    let mut tx = ctx.begin(&state.db).await?;
-    let rows = sqlx::query_as(
-        "SELECT id, file_id, version_number, job_type, status::text AS status, attempts,
-                max_attempts, last_error, created_at, updated_at
-           FROM jobs
-          WHERE ($1::job_status IS NULL OR status = $1::job_status)
-            AND ($2::timestamptz IS NULL OR updated_at < $2)
-          ORDER BY updated_at DESC, id DESC LIMIT $3",
-    )
-    .bind(q.status)
-    .bind(q.before)
-    .bind(limit)
-    .fetch_all(&mut *tx)
-    .await?;
-    tx.commit().await?;
-    Ok(Json(rows))
+    Ok(Json(jobs_of(&state, &caller, q).await?))
 }
 
 #[derive(Serialize, utoipa::ToSchema)]

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::api::accounts::auth::caller_metadata;
+use crate::api::edge::caller::caller_metadata;
 use crate::api::edge::extract::ApiPath;
 use crate::api::edge::json::JsonBody;
 use crate::api::uploads::direct_session::{self as direct, DirectRequest};

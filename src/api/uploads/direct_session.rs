@@ -12,14 +12,12 @@
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use crate::aggregates::upload::UploadTarget;
 use crate::aggregates::upload::{CompletedAs, Direct, Upload, UploadCommand, UploadStatus};
-use crate::api::uploads::multipart::check_quota;
 use crate::api::uploads::tus::complete::finish;
 use crate::api::uploads::tus::headers::is_mime;
 use crate::auth::TenantContext;
 use crate::auth::policy;
-use crate::commands::files::load_for_change;
+use crate::commands::uploads::quota::target;
 use crate::commands::uploads::{self as use_case, SetAside};
 use crate::error::AppError;
 use crate::ids::FileId;
@@ -98,25 +96,7 @@ pub async fn start(
             "content_type {t:?} is not a media type"
         )));
     }
-    let target = match request.file_id {
-        Some(id) => {
-            let file = load_for_change(state, ctx, id).await?;
-            if file.deleted {
-                return Err(AppError::Validation(
-                    "file is deleted; restore it first".into(),
-                ));
-            }
-            UploadTarget {
-                file_id: FileId(id),
-                new_file: false,
-            }
-        }
-        None => UploadTarget {
-            file_id: FileId::new(),
-            new_file: true,
-        },
-    };
-    check_quota(state, ctx, Some(request.size)).await?;
+    let target = target(state, ctx, request.file_id, Some(request.size)).await?;
 
     let upload_id = Uuid::now_v7();
     let temp_key = Storage::temp_key(ctx.tenant_id, upload_id);

@@ -5,7 +5,6 @@
 
 pub(crate) mod direct;
 pub(crate) mod direct_session;
-pub(crate) mod idempotent;
 pub(crate) mod multipart;
 pub(crate) mod tus;
 

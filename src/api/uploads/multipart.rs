@@ -14,11 +14,12 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::aggregates::file::NewVersion;
-use crate::api::accounts::auth::caller_metadata;
+use crate::api::edge::caller::caller_metadata;
 use crate::api::edge::extract::ApiPath;
 use crate::api::edge::text;
 use crate::auth::{TenantContext, Writer};
 use crate::commands::files::load_for_change;
+use crate::commands::uploads::quota::check_quota;
 use crate::commands::uploads::{Destination, commit_version};
 use crate::error::AppError;
 use crate::ids::{FileId, TenantId, version_id};
@@ -62,7 +63,7 @@ pub struct NewFileForm {
         pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*[^\\s\\u0000-\\u001F\\u007F-\\u009F][^\\u0000-\\u001F\\u007F-\\u009F]*$"
     )]
     display_name: Option<String>,
-    /// Comma-separated (or a repeated part); each 1–64 of letters, digits, `-`, `_`, `.`.
+    /// Comma-separated (or a repeated part); each 1–64 of ASCII letters, digits, `-`, `_`, `.`.
     #[schema(pattern = "^\\s*([\\w.-]{1,64})?\\s*(,\\s*([\\w.-]{1,64})?\\s*)*$")]
     tags: Option<String>,
 }
@@ -199,7 +200,7 @@ async fn commit(
 }
 
 /// Claims the request's `Idempotency-Key`, if any, now that the body is durable
-/// (src/api/uploads/idempotent.rs). A repeat of an upload already answered gets that
+/// (src/api/edge/streamed_keys.rs). A repeat of an upload already answered gets that
 /// answer; a refused or replayed upload's temporary bytes are deleted, so a retried
 /// body is never stored twice.
 async fn claim_key(
@@ -219,7 +220,7 @@ async fn claim_key(
         display_name.as_str(),
     ];
     fields.extend(upload.tags.iter().map(String::as_str));
-    match crate::api::uploads::idempotent::claim_upload(state, &fields).await {
+    match crate::api::edge::streamed_keys::claim_upload(state, &fields).await {
         Ok(None) => Ok(None),
         Ok(Some(answer)) => {
             discard(state, &upload.temp_key).await;
@@ -375,39 +376,6 @@ async fn stream_to(
             })
         }
     }
-}
-
-/// Sum of the tenant's live bytes (uploaded or stored versions of files not purged)
-/// plus `incoming`, against `TENANT_QUOTA_BYTES`. Read from the projection, so uploads
-/// racing each other can pass the quota by what is in flight (documented).
-pub(crate) async fn check_quota(
-    state: &AppState,
-    ctx: &TenantContext,
-    incoming: Option<u64>,
-) -> Result<(), AppError> {
-    let (Some(quota), Some(incoming)) = (state.config.tenant_quota_bytes, incoming) else {
-        return Ok(());
-    };
-    let used = tenant_bytes(state, ctx).await?;
-    if used.saturating_add(incoming) > quota {
-        return Err(AppError::QuotaExceeded(format!(
-            "the tenant's storage quota of {quota} bytes would be exceeded ({used} bytes used)"
-        )));
-    }
-    Ok(())
-}
-
-async fn tenant_bytes(state: &AppState, ctx: &TenantContext) -> Result<u64, AppError> {
-    let mut tx = ctx.begin(&state.db).await?;
-    let used: i64 = sqlx::query_scalar(
-        "SELECT coalesce(sum(v.size_bytes), 0)::bigint
-           FROM file_versions v JOIN files f ON f.tenant_id = v.tenant_id AND f.id = v.file_id
-          WHERE NOT f.purged AND v.status NOT IN ('virus_failed', 'duplicate', 'failed')",
-    )
-    .fetch_one(&mut *tx)
-    .await?;
-    tx.commit().await?;
-    Ok(used.max(0) as u64)
 }
 
 fn declared_length(headers: &HeaderMap) -> Result<Option<u64>, AppError> {

@@ -18,6 +18,8 @@ pub(super) struct LargeResult {
     pub sha_matches: bool,
     /// What the server computed (the tus run must store the same bytes).
     pub sha256: String,
+    /// The upload's MB/s until its 202.
+    pub rate: f64,
 }
 
 pub(super) async fn large_upload(
@@ -152,6 +154,7 @@ pub(super) async fn large_upload(
         completed: status == "completed",
         sha_matches: sha.eq_ignore_ascii_case(&expected),
         sha256: sha,
+        rate: upload_rate,
     })
 }
 

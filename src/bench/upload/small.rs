@@ -15,6 +15,7 @@ use super::{CLIENTS, Pattern, Row, SETTLE_TIMEOUT, Sizes, percentile};
 pub(crate) const ACCEPTED: &str = "small uploads, 16 clients: accepted";
 pub(crate) const COMPLETED: &str = "small uploads, 16 clients: completed";
 
+#[derive(Default)]
 pub(super) struct SmallResult {
     pub rows: Vec<Row>,
     pub file_ids: Vec<String>,

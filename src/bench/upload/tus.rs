@@ -21,6 +21,8 @@ pub(super) struct TusResult {
     pub completed: bool,
     /// The server's SHA-256 of the tus upload equals the multipart upload's.
     pub sha256: String,
+    /// MB/s until the last 204.
+    pub rate: f64,
 }
 
 pub(super) async fn tus_upload(
@@ -105,5 +107,6 @@ pub(super) async fn tus_upload(
         rows,
         completed: status == "completed",
         sha256,
+        rate,
     })
 }

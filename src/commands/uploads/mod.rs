@@ -12,6 +12,7 @@
 //! bytes, which the API already refuses and the next try ends for the record.
 
 mod complete;
+pub mod quota;
 
 use std::path::Path;
 

@@ -4,17 +4,17 @@
 //!
 //! Every change is the use case the API runs (`commands::users::change`,
 //! `commands::jobs::retry`, `commands::erase`, `commands::api_keys`, and the API's
-//! invitation handler), with the event metadata of `api::accounts::auth::caller_metadata`; who may
+//! invitation handler), with the event metadata of `api::edge::caller::caller_metadata`; who may
 //! do it is the `Admin` extractor's rule (`policy::administers`) as in the API. Each
 //! form posts, then the browser is sent back to `/admin` with what was done.
 
 mod reads;
 
 use askama::Template;
+use axum::Form;
 use axum::extract::{Query, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::{Form, Json};
 use serde::Deserialize;
 use uuid::Uuid;
 
@@ -22,18 +22,19 @@ use super::error::ConsoleError;
 use super::page::{Layout, Nav, render};
 use super::session::Viewer;
 use crate::aggregates::{ApiKey, Role};
-use crate::api::accounts::auth::{caller_metadata, store};
-use crate::api::edge::extract::{ApiPath, ApiQuery};
-use crate::api::operations::jobs::{self as api_jobs, JobQuery, JobView};
+use crate::api::edge::caller::caller_metadata;
+use crate::api::edge::extract::ApiPath;
 use crate::auth::{Admin, policy};
 use crate::commands::api_keys::{self, NewKey};
 use crate::commands::erase::erase_user;
 use crate::commands::jobs;
+use crate::commands::store;
 use crate::commands::users::{UserChange, change};
 use crate::error::AppError;
 use crate::ids::UserId;
 use crate::projections::api_keys::ApiKeyView;
 use crate::projections::status::{ProjectorStatus, status};
+use crate::queries::jobs::{JobQuery, JobView, jobs_of};
 use crate::state::AppState;
 use reads::Person;
 
@@ -87,14 +88,14 @@ async fn jobs_with(
     role: Admin,
     status: Option<&str>,
 ) -> Result<Vec<JobView>, AppError> {
-    let Json(jobs) = api_jobs::list(
-        State(state.clone()),
-        role,
-        ApiQuery(JobQuery {
+    let jobs = jobs_of(
+        state,
+        &role,
+        JobQuery {
             status: status.map(str::to_string),
             limit: Some(50),
             before: None,
-        }),
+        },
     )
     .await?;
     Ok(jobs)

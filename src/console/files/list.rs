@@ -10,11 +10,11 @@ use serde::Deserialize;
 
 use super::{human_size, status_label};
 use crate::api::edge::extract::ApiQuery;
-use crate::api::files::list::{ListParams, list_files};
-use crate::api::files::show::FileView;
 use crate::console::error::ConsoleError;
 use crate::console::page::{Layout, Nav, render};
 use crate::console::session::Viewer;
+use crate::queries::files::FileView;
+use crate::queries::listing::{ListParams, list_files};
 use crate::state::AppState;
 
 /// What the search form sends. Empty fields (an HTML form sends them all) mean "not

@@ -1,8 +1,8 @@
 //! Files: the list (search, sort, tag filters, the trash, live uploads) and a file's
 //! page (versions, tags, rename, delete/restore, preview, shares, links, holds).
 //!
-//! Reads are server-rendered from the API's own queries (`api::files::list::list_files`,
-//! `api::files::show::file_of`, …). Changes are made by the page's buttons calling the JSON
+//! Reads are server-rendered from the same queries the API answers with
+//! (`queries::listing::list_files`, `queries::files::file_of`, …). Changes are made by the page's buttons calling the JSON
 //! API itself — `fetch` with the session cookie and `X-CSRF-Token` (assets/actions.js) —
 //! so a file has exactly one write path, the API's handlers and policy; htmx then
 //! re-fetches the server-rendered part that changed. Uploads go to the API's tus

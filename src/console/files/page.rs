@@ -11,14 +11,14 @@ use uuid::Uuid;
 
 use super::{human_size, status_label};
 use crate::api::edge::extract::ApiPath;
-use crate::api::files::sharing::{LinkView, SharingView, links_of, sharing_view};
-use crate::api::files::show::{FileView, VersionView, file_of, versions_of};
 use crate::auth::policy;
 use crate::commands::files::load_any;
 use crate::console::error::ConsoleError;
 use crate::console::page::{Layout, Nav, render};
 use crate::console::session::Viewer;
 use crate::error::AppError;
+use crate::queries::files::{FileView, VersionView, file_of, versions_of};
+use crate::queries::sharing::{LinkView, SharingView, links_of, sharing_view};
 use crate::state::AppState;
 
 /// Another person of the tenant the file can be shared with.

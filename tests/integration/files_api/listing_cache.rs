@@ -10,7 +10,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use super::{Caller, SECRET, World};
+use super::{Caller, SECRET, World, counter};
 use crate::common::{TempDir, eventually, test_config};
 
 /// A second API instance (no projectors) on the world's database, Redis key prefix and
@@ -42,25 +42,6 @@ impl Second {
             _dir: dir,
         }
     }
-}
-
-/// `chronicle_listing_cache_hits_total` of the instance at `base`.
-async fn hits(http: &reqwest::Client, base: &str) -> u64 {
-    let text = http
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let line = "chronicle_listing_cache_hits_total ";
-    text.lines()
-        .find_map(|l| l.strip_prefix(line))
-        .unwrap_or_else(|| panic!("no {line} in /metrics"))
-        .trim()
-        .parse()
-        .unwrap()
 }
 
 /// `GET query` on the instance at `base`: the listed files' (display name, tags),
@@ -104,9 +85,9 @@ fn names(listed: &[(String, Value)]) -> Vec<&str> {
 async fn warm(w: &World, b: &Second, who: &Caller, query: &str) {
     for base in [w.t.base.as_str(), b.base.as_str()] {
         eventually(&format!("{base}{query} answered from memory"), async || {
-            let before = hits(&w.t.http, base).await;
+            let before = counter(&w.t.http, base, "listing_cache_hits").await;
             listing(w, base, who, query).await;
-            hits(&w.t.http, base).await > before
+            counter(&w.t.http, base, "listing_cache_hits").await > before
         })
         .await;
     }
@@ -283,7 +264,7 @@ async fn memory_is_served_only_under_the_epoch_it_was_read_under() {
     );
     epochs.begin_changes(&[w.tenant]).await.unwrap();
     // While it is pending, nothing is served from memory and nothing remembered.
-    let hits_before = hits(&w.t.http, &b.base).await;
+    let hits_before = counter(&w.t.http, &b.base, "listing_cache_hits").await;
     assert_eq!(
         names(&on_both(&w, &b, &w.admin, all).await),
         ["unannounced"]
@@ -293,7 +274,7 @@ async fn memory_is_served_only_under_the_epoch_it_was_read_under() {
         ["unannounced"]
     );
     assert_eq!(
-        hits(&w.t.http, &b.base).await,
+        counter(&w.t.http, &b.base, "listing_cache_hits").await,
         hits_before,
         "no hit while pending"
     );
@@ -308,6 +289,105 @@ async fn memory_is_served_only_under_the_epoch_it_was_read_under() {
         ["unannounced again"],
         "the epoch moved at the end: the first read after it is the table's"
     );
+
+    b.app.stop().await;
+    w.t.app.stop().await;
+}
+
+/// `GET /v1/files/{id}` on the instance at `base`: the status and the body.
+async fn file_on(w: &World, base: &str, who: &Caller, id: Uuid) -> (StatusCode, Value) {
+    let r =
+        w.t.http
+            .get(format!("{base}/v1/files/{id}"))
+            .bearer_auth(&who.token)
+            .send()
+            .await
+            .unwrap();
+    (r.status(), r.json().await.unwrap())
+}
+
+/// Both instances answer the file from memory for `who`.
+async fn warm_file(w: &World, b: &Second, who: &Caller, id: Uuid) {
+    for base in [w.t.base.as_str(), b.base.as_str()] {
+        eventually(
+            &format!("{base}: file {id} answered from memory"),
+            async || {
+                let before = counter(&w.t.http, base, "file_memory_hits").await;
+                assert_eq!(file_on(w, base, who, id).await.0, StatusCode::OK);
+                counter(&w.t.http, base, "file_memory_hits").await > before
+            },
+        )
+        .await;
+    }
+}
+
+/// The file's display name and tags, which must be the same on both instances.
+async fn file_on_both(w: &World, b: &Second, who: &Caller, id: Uuid) -> (String, Value) {
+    let (status_a, on_a) = file_on(w, &w.t.base, who, id).await;
+    let (status_b, on_b) = file_on(w, &b.base, who, id).await;
+    assert_eq!((status_a, status_b), (StatusCode::OK, StatusCode::OK));
+    assert_eq!(on_a, on_b, "both instances answer alike");
+    let name = on_a["display_name"].as_str().unwrap().to_string();
+    (name, on_a["tags"].clone())
+}
+
+#[tokio::test]
+async fn a_file_read_from_memory_shows_every_change_at_once_and_only_to_who_may_see_it() {
+    let w = World::new(&[]).await;
+    let bob = w.join("bob", "user").await;
+    let report = w.create(&w.admin, "report").await;
+    w.settled().await;
+    let b = Second::start(&w).await;
+    let admin = &w.admin;
+    let path = format!("/v1/files/{report}");
+
+    // A rename through instance a: the very next read on either instance shows it.
+    warm_file(&w, &b, admin, report).await;
+    let rename = Some(json!({"display_name": "final report"}));
+    let (status, _) = w.send_json("PATCH", &path, admin, rename).await;
+    assert_eq!(status, StatusCode::OK);
+    w.settled().await;
+    assert_eq!(file_on_both(&w, &b, admin, report).await.0, "final report");
+
+    // A tag, likewise.
+    warm_file(&w, &b, admin, report).await;
+    let (status, _) = w.send("PUT", &format!("{path}/tags/q3"), admin).await;
+    assert_eq!(status, StatusCode::OK);
+    w.settled().await;
+    assert_eq!(file_on_both(&w, &b, admin, report).await.1, json!(["q3"]));
+
+    // Remembered for the admin, the body is still refused to bob, who may not see it:
+    // the policy decides every answer, remembered or not.
+    warm_file(&w, &b, admin, report).await;
+    for base in [w.t.base.as_str(), b.base.as_str()] {
+        let before = counter(&w.t.http, base, "file_memory_hits").await;
+        let (status, body) = file_on(&w, base, &bob, report).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+        assert_eq!(
+            counter(&w.t.http, base, "file_memory_hits").await,
+            before + 1,
+            "refused on a remembered body"
+        );
+    }
+
+    // A write nobody announced is not seen (the memory really answers) …
+    sqlx::query("UPDATE files SET display_name = 'unannounced' WHERE id = $1")
+        .bind(report)
+        .execute(&w.t.db.owner)
+        .await
+        .unwrap();
+    assert_eq!(file_on_both(&w, &b, admin, report).await.0, "final report");
+    // … until the tenant's next announced change, on every instance (made as the files
+    // projector makes one: the file's Redis entry deleted before the change ends).
+    let (redis, prefix) = (
+        w.t.app.state.redis_conn.clone(),
+        w.t.app.state.config.redis_key_prefix.clone(),
+    );
+    let epochs = listing::epochs(redis.clone(), &prefix);
+    epochs.begin_changes(&[w.tenant]).await.unwrap();
+    chronicle::cache::invalidate_files(&redis, &prefix, &[(w.tenant, report)]).await;
+    epochs.end_changes(&[w.tenant]).await;
+    assert_eq!(file_on_both(&w, &b, admin, report).await.0, "unannounced");
 
     b.app.stop().await;
     w.t.app.stop().await;

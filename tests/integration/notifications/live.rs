@@ -133,14 +133,12 @@ async fn second_instance(first: &TestApp, prefix: &str) -> (App, String, TempDir
 /// connected, so rows produced next travel through Redis pub/sub (rows published
 /// before the hub subscribes reach clients through its start-up re-sync instead).
 pub(super) async fn wait_for_clients(app: &App, n: usize) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while !app.state.live.is_subscribed() || app.state.live.clients() < n {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "clients never subscribed"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    crate::common::eventually_within(
+        "the hub is subscribed and the clients connected",
+        Duration::from_secs(10),
+        async || (app.state.live.is_subscribed() && app.state.live.clients() >= n).then_some(()),
+    )
+    .await;
 }
 
 #[tokio::test]

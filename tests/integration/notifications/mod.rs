@@ -16,14 +16,11 @@ use chronicle::app::Mode;
 use chronicle::commands;
 use chronicle::ids::{FileId, TenantId, UserId};
 use chronicle::store::{Actor, ChronicleStore, EventLog, EventMetadata};
-use reqwest::StatusCode;
-use serde_json::{Value, json};
 use sqlx::PgPool;
 
 use crate::common::TestApp;
 
 pub const SECRET: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
-use crate::common::PASSWORD;
 
 /// Overrides every notification test app uses (plus a shared prefix where two
 /// instances must share channels).
@@ -50,31 +47,12 @@ pub struct Account {
 }
 
 pub async fn account(t: &TestApp, handle: &str) -> Account {
-    let email = format!("{handle}@example.com");
-    let r = t
-        .http
-        .post(t.url("/v1/auth/register"))
-        .json(&json!({"tenant_name": format!("{handle} inc"), "handle": handle, "name": handle, "email": email, "password": PASSWORD}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::CREATED);
-    let body: Value = r.json().await.unwrap();
-    let id = |k: &str| uuid::Uuid::parse_str(body[k].as_str().unwrap()).unwrap();
-    let (tenant, user) = (TenantId(id("tenant_id")), UserId(id("user_id")));
-    let r = t
-        .http
-        .post(t.url("/v1/auth/login"))
-        .json(&json!({"email": email, "password": PASSWORD}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
-    let body: Value = r.json().await.unwrap();
+    let client = t.signup(handle).await;
+    let id = |text: &str| uuid::Uuid::parse_str(text).unwrap();
     Account {
-        tenant,
-        user,
-        access: body["access_token"].as_str().unwrap().into(),
+        tenant: TenantId(id(&client.tenant_id)),
+        user: UserId(id(&client.user_id)),
+        access: client.token,
     }
 }
 
@@ -166,13 +144,11 @@ pub async fn rows_of(pool: &PgPool, user: UserId) -> i64 {
 
 /// Waits until the running app's projector has written `n` rows for `user`.
 pub async fn wait_for_rows(pool: &PgPool, user: UserId, n: i64) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while rows_of(pool, user).await < n {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "rows never projected"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    crate::common::eventually_within(
+        "the projector writes the rows",
+        Duration::from_secs(10),
+        async || (rows_of(pool, user).await >= n).then_some(()),
+    )
+    .await;
     assert_eq!(rows_of(pool, user).await, n, "more rows than expected");
 }

@@ -6,6 +6,7 @@
 mod client;
 mod cors;
 mod edges;
+mod instances;
 mod js_client;
 mod s3;
 

@@ -1,6 +1,7 @@
-//! One chunk into one upload, from `PATCH` or creation-with-upload: lock → re-check the
-//! offset on the aggregate → truncate/append/fsync → record `ChunkAccepted` → complete
-//! when full. Runs in its own task, so a client that hangs up mid-body cannot cancel it
+//! One chunk into one upload, from `PATCH` or creation-with-upload: lock → confirm the
+//! state the request was checked on (one index probe; if another instance moved the
+//! upload, load it and check again) → truncate/append/fsync → record `ChunkAccepted`
+//! (decided on the state this process remembers: no load) → complete when full. Runs in its own task, so a client that hangs up mid-body cannot cancel it
 //! half-way: the bytes that arrived are kept and recorded (tus resume semantics), and
 //! the lock is always released.
 
@@ -13,9 +14,10 @@ use uuid::Uuid;
 use super::chunk::{self, Ending, Throttle};
 use super::complete::{self, progress_message};
 use super::headers::Checksum;
+use super::phases::Phases;
 use super::s3_chunk::{self, Pending};
 use crate::aggregates::upload::{CompletedAs, Upload, UploadCommand, UploadError};
-use crate::api::accounts::auth::store;
+use crate::commands::store;
 use crate::commands::{CommandError, execute};
 use crate::error::AppError;
 use crate::ids::TenantId;
@@ -37,6 +39,11 @@ pub struct Chunk {
     pub declared_length: Option<u64>,
     pub checksum: Option<Checksum>,
     pub meta: EventMetadata,
+    /// When the request's handler began (for the phase timings).
+    pub started: std::time::Instant,
+    /// The state the request's checks passed on and the sequence it ends at: under the
+    /// lock, one probe confirms it instead of a load (`None`: load).
+    pub seen: Option<(Upload, u64)>,
 }
 
 /// The upload after the chunk, and what it became if this chunk completed it.
@@ -51,15 +58,24 @@ pub async fn accept(state: &AppState, chunk: Chunk, body: Body) -> Result<Accept
         chunk.tenant.0,
         chunk.upload_id,
     );
+    let mut phases = Phases::since(chunk.started);
+    phases.mark("checks");
     let lock = UploadLock::acquire(&state.redis_conn, key, state.config.tus.lock_lease)
         .await
         .map_err(|e| AppError::Unavailable(format!("upload lock unavailable: {e}")))?
         .ok_or(AppError::UploadLocked)?;
+    phases.mark("lock");
     let state = state.clone();
     // Own task: dropping the request future (client gone) must not stop it half-way.
     let task = tokio::spawn(async move {
-        let result = locked(&state, &chunk, &lock, body).await;
+        let mut chunk = chunk;
+        let result = locked(&state, &mut chunk, &lock, body, &mut phases).await;
         lock.release().await;
+        phases.mark("release");
+        let bytes = result
+            .as_ref()
+            .map_or(0, |a| a.upload.offset - chunk.from_offset);
+        phases.log(chunk.upload_id, bytes);
         result
     });
     task.await
@@ -68,14 +84,33 @@ pub async fn accept(state: &AppState, chunk: Chunk, body: Body) -> Result<Accept
 
 async fn locked(
     state: &AppState,
-    chunk: &Chunk,
+    chunk: &mut Chunk,
     lock: &UploadLock,
     body: Body,
+    phases: &mut Phases,
 ) -> Result<Accepted, AppError> {
     let uploads = store::<Upload>(state, chunk.tenant);
     let id = chunk.upload_id.to_string();
     // The truth under the lock: another instance may have moved the offset meanwhile.
-    let upload = super::load_state(state, chunk.tenant, chunk.upload_id).await?;
+    // The state seen before the lock is it if its stream has not moved since (one index
+    // probe); otherwise the upload is loaded and checked again.
+    let seen = match chunk.seen.take() {
+        Some((upload, sequence)) => uploads
+            .still_ends_at(&id, sequence)
+            .await
+            .map_err(|e| AppError::Internal(anyhow::anyhow!("event store: {e}")))?
+            .then_some(upload),
+        None => None,
+    };
+    let upload = match seen {
+        Some(upload) => upload,
+        None => {
+            let upload = super::load_state(state, chunk.tenant, chunk.upload_id).await?;
+            super::usable(&upload)?;
+            upload
+        }
+    };
+    phases.mark("load");
     if upload.offset != chunk.from_offset {
         return Err(AppError::OffsetMismatch {
             sent: chunk.from_offset,
@@ -117,6 +152,7 @@ async fn locked(
             )
             .await
             .map_err(|e| AppError::Internal(anyhow::anyhow!("writing a chunk to S3: {e}")))?;
+            phases.mark("receive");
             (written, Sink::Parts(pending))
         }
         (None, Some(path)) => {
@@ -142,6 +178,7 @@ async fn locked(
             )
             .await
             .map_err(|e| AppError::Internal(anyhow::anyhow!("writing a chunk: {e}")))?;
+            phases.mark_split("receive", "fsync", written.synced_in);
             (written, Sink::File(path))
         }
         (None, None) => {
@@ -215,6 +252,7 @@ async fn locked(
             }
             other => other.into(),
         })?;
+    phases.mark("commit");
     let replaced_tail = upload.multipart.as_ref().and_then(|m| m.tail.clone());
     let upload = committed.aggregate;
     if let Some(old) = replaced_tail
@@ -236,6 +274,11 @@ async fn locked(
         publish(state, chunk.tenant, chunk.upload_id, &upload, None).await;
         None
     };
+    phases.mark(if completed.is_some() {
+        "complete"
+    } else {
+        "publish"
+    });
     Ok(Accepted { upload, completed })
 }
 

@@ -40,6 +40,8 @@ pub struct Written {
     pub checksum_ok: Option<bool>,
     /// The running SHA-256 passed in, advanced over the bytes written.
     pub sha256: Option<Sha256>,
+    /// How long the final `fsync` took (the request's phase timings).
+    pub synced_in: Duration,
 }
 
 pub(super) enum Hasher {
@@ -128,7 +130,9 @@ where
     };
     out.flush().await?;
     let file = out.into_inner();
+    let syncing = Instant::now();
     file.sync_data().await?;
+    let synced_in = syncing.elapsed();
     let checksum_ok = match (checksum, hasher, ending) {
         (Some(expected), Some(h), Ending::Complete) => Some(h.finish() == expected.digest),
         _ => None,
@@ -138,6 +142,7 @@ where
         ending,
         checksum_ok,
         sha256,
+        synced_in,
     })
 }
 

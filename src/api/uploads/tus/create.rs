@@ -8,14 +8,12 @@ use uuid::Uuid;
 use super::accept::{Chunk, accept};
 use super::headers::{self, http_date, set};
 use super::{chunk, chunk_headers};
-use crate::aggregates::upload::{UploadCommand, UploadTarget};
-use crate::api::accounts::auth::caller_metadata;
-use crate::api::uploads::multipart::check_quota;
+use crate::aggregates::upload::UploadCommand;
+use crate::api::edge::caller::caller_metadata;
 use crate::auth::Writer;
-use crate::commands::files::load_for_change;
+use crate::commands::uploads::quota::target;
 use crate::commands::uploads::{self as use_case, SetAside};
 use crate::error::{AppError, ErrorBody};
-use crate::ids::FileId;
 use crate::state::AppState;
 use crate::storage::Storage;
 
@@ -62,26 +60,7 @@ pub async fn create(
         )));
     }
     let checksum = headers::checksum(h)?;
-    let target = match metadata.file_id {
-        Some(id) => {
-            // A new version: the caller must see the file, may change it, and it is live.
-            let file = load_for_change(&state, &ctx, id).await?;
-            if file.deleted {
-                return Err(AppError::Validation(
-                    "file is deleted; restore it first".into(),
-                ));
-            }
-            UploadTarget {
-                file_id: FileId(id),
-                new_file: false,
-            }
-        }
-        None => UploadTarget {
-            file_id: FileId::new(),
-            new_file: true,
-        },
-    };
-    check_quota(&state, &ctx, length).await?;
+    let target = target(&state, &ctx, metadata.file_id, length).await?;
     let upload_id = Uuid::now_v7();
     let temp_key = Storage::temp_key(ctx.tenant_id, upload_id);
     // Local: an empty temp file to append to. S3: a multipart upload to add parts to.
@@ -134,6 +113,8 @@ pub async fn create(
             declared_length: None,
             checksum,
             meta,
+            started: std::time::Instant::now(),
+            seen: None,
         };
         // The upload exists now: a failed first chunk still answers with its Location.
         match accept(&state, chunk, request.into_body()).await {

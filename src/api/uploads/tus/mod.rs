@@ -10,6 +10,7 @@ mod chunk;
 pub(crate) mod complete;
 pub mod create;
 pub(crate) mod headers;
+mod phases;
 mod s3_chunk;
 
 use axum::Router;
@@ -23,10 +24,11 @@ use uuid::Uuid;
 use self::accept::{Accepted, Chunk, accept};
 use self::headers::{TUS_VERSION, http_date, set};
 use crate::aggregates::upload::{CompletedAs, Upload, UploadError, UploadStatus};
-use crate::api::accounts::auth::{caller_metadata, store};
+use crate::api::edge::caller::caller_metadata;
 use crate::api::edge::extract::ApiPath;
-use crate::api::uploads::multipart::check_quota;
 use crate::auth::{TenantContext, policy};
+use crate::commands::store;
+use crate::commands::uploads::quota::check_quota;
 use crate::commands::uploads::{self as use_case, UploadsAt};
 use crate::error::{AppError, ErrorBody};
 use crate::ids::{TenantId, version_id};
@@ -132,6 +134,7 @@ pub async fn patch(
     ApiPath(id): ApiPath<Uuid>,
     request: Request,
 ) -> Result<Response, AppError> {
+    let started = std::time::Instant::now();
     let h = request.headers();
     headers::require_tus_resumable(h)?;
     if !headers::is_chunk(h) {
@@ -145,7 +148,16 @@ pub async fn patch(
     let declared_length = headers::number(h, "upload-length")?;
     let checksum = headers::checksum(h)?;
     let content_length = headers::number(h, "content-length")?;
-    let upload = owned(&state, &ctx, id).await?;
+    // The state this process last committed to the upload, when it takes this chunk as
+    // is (no query); anything else is decided on the loaded state. Either is confirmed
+    // under the lock before a byte is written (accept.rs).
+    let (upload, sequence) = match store::<Upload>(&state, ctx.tenant_id)
+        .remembered_copy(&id.to_string())
+        .filter(|(u, _)| takes_as_is(&ctx, u, from_offset))
+    {
+        Some(presumed) => presumed,
+        None => owned_at(&state, &ctx, id).await?,
+    };
     if upload.status == UploadStatus::Completed && from_offset == upload.offset {
         // A retried final PATCH whose answer was lost: the same answer again.
         return Ok((
@@ -177,6 +189,8 @@ pub async fn patch(
         declared_length,
         checksum,
         meta: caller_metadata(&ctx, h),
+        started,
+        seen: Some((upload, sequence)),
     };
     let accepted = accept(&state, chunk, request.into_body()).await?;
     Ok(chunk_headers(&accepted).into_response())
@@ -232,12 +246,31 @@ async fn terminate_locked(
 /// The upload as its owner sees it (`policy::owns_upload`); anyone else (other user,
 /// admins included, other tenant) gets 404.
 async fn owned(state: &AppState, ctx: &TenantContext, id: Uuid) -> Result<Upload, AppError> {
-    let upload = load_state(state, ctx.tenant_id, id).await?;
+    Ok(owned_at(state, ctx, id).await?.0)
+}
+
+/// `owned`, with the sequence the upload's stream ends at.
+async fn owned_at(
+    state: &AppState,
+    ctx: &TenantContext,
+    id: Uuid,
+) -> Result<(Upload, u64), AppError> {
+    let (upload, sequence) = load_at(state, ctx.tenant_id, id).await?;
     if policy::owns_upload(ctx, upload.owner_id) && upload.status != UploadStatus::Missing {
-        Ok(upload)
+        Ok((upload, sequence))
     } else {
         Err(AppError::NotFound("upload not found".into()))
     }
+}
+
+/// Whether a remembered state lets chunk `from_offset` through every check `patch` makes
+/// on the upload: owned by the caller, in progress, not overdue, at that offset. Only
+/// then is it used; a refusal is always decided on loaded state.
+fn takes_as_is(ctx: &TenantContext, upload: &Upload, from_offset: u64) -> bool {
+    policy::owns_upload(ctx, upload.owner_id)
+        && upload.status == UploadStatus::InProgress
+        && usable(upload).is_ok()
+        && upload.offset == from_offset
 }
 
 pub(crate) async fn load_state(
@@ -245,16 +278,25 @@ pub(crate) async fn load_state(
     tenant: TenantId,
     id: Uuid,
 ) -> Result<Upload, AppError> {
-    Ok(store::<Upload>(state, tenant)
+    Ok(load_at(state, tenant, id).await?.0)
+}
+
+/// The upload as stored, and the sequence its stream ends at.
+pub(crate) async fn load_at(
+    state: &AppState,
+    tenant: TenantId,
+    id: Uuid,
+) -> Result<(Upload, u64), AppError> {
+    let context = store::<Upload>(state, tenant)
         .load_aggregate(&id.to_string())
         .await
-        .map_err(|e| AppError::Internal(anyhow::anyhow!("event store: {e}")))?
-        .aggregate)
+        .map_err(|e| AppError::Internal(anyhow::anyhow!("event store: {e}")))?;
+    Ok((context.aggregate, context.current_sequence))
 }
 
 /// 410 for an upload that expired (recorded, or overdue before the job ran) or was
 /// terminated.
-fn usable(upload: &Upload) -> Result<(), AppError> {
+pub(crate) fn usable(upload: &Upload) -> Result<(), AppError> {
     let overdue = upload.status == UploadStatus::InProgress
         && upload.expires_at.is_some_and(|at| chrono::Utc::now() >= at);
     match upload.status {

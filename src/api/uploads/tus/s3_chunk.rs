@@ -126,6 +126,7 @@ where
         checksum_ok,
         // S3: completion hashes the assembled object.
         sha256: None,
+        synced_in: std::time::Duration::ZERO,
     };
     Ok((
         written,

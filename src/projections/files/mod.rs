@@ -3,10 +3,13 @@
 //! grant lets a request through is decided from the log (src/auth/policy.rs), never
 //! from this table, so a revocation is not delayed by the projection.
 //!
-//! One statement (or a few) per event, plus two per batch for what every event of a
-//! file sets on its `files` row (`Touched`), every value taken from the events or their
-//! `recorded_at`, so a rebuild reproduces the rows exactly. `tags.file_count` counts
-//! files that carry the tag and are not deleted; a tag whose count reaches 0 disappears.
+//! The events of an upload's life (created, uploaded, processing, completed, failed …)
+//! are folded per row and written a few statements per batch (`batch.rs`); the rarer
+//! ones that read rows (tags, delete, restore, purge, sharing, rename, prune) are
+//! written one by one, after what the batch folded before them. Every value is taken
+//! from the events or their `recorded_at`, so a rebuild reproduces the rows exactly.
+//! `tags.file_count` counts files that carry the tag and are not deleted; a tag whose
+//! count reaches 0 disappears.
 //! `file_versions.processed_at` is the verdict event's time (completed, virus, duplicate
 //! of this file, last failed attempt), cleared by a retry: the end of the processing
 //! latency the `analytics` views measure (migrations/0015_analyst.sql).
@@ -21,9 +24,13 @@ use async_trait::async_trait;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
+mod batch;
+
+use batch::{Pending, Touched};
+
 use super::{EventRecord, Projector, Reactions};
 use crate::aggregates::FileEvent;
-use crate::aggregates::file::{FileStatus, Grantee, Original};
+use crate::aggregates::file::{FileStatus, Grantee};
 use crate::cache::listing;
 use crate::cache::standing::StandingEpochs;
 
@@ -120,7 +127,7 @@ impl Projector for FilesProjector {
         conn: &mut PgConnection,
         events: &[EventRecord],
     ) -> Result<(), sqlx::Error> {
-        let mut touched = Touched::default();
+        let (mut touched, mut pending) = (Touched::default(), Pending::default());
         for e in events.iter().filter(|e| e.aggregate_type == "file") {
             let Ok(file_id) = Uuid::parse_str(&e.aggregate_id) else {
                 tracing::warn!(stream = %e.aggregate_id, "file stream id is not a UUID; not projected");
@@ -129,8 +136,12 @@ impl Projector for FilesProjector {
             let event: FileEvent = serde_json::from_str(&e.payload)
                 .map_err(|err| sqlx::Error::Decode(Box::new(err)))?;
             touched.note(e, file_id, changes_versions(&event));
-            apply_file(conn, e, file_id, event).await?;
+            if !pending.fold(e, file_id, &event) {
+                pending.flush(conn).await?;
+                apply_file(conn, e, file_id, event).await?;
+            }
         }
+        pending.flush(conn).await?;
         touched.apply(conn).await
     }
 
@@ -165,19 +176,22 @@ impl Projector for FilesProjector {
         self.end_or_announce_late(events).await;
     }
 
+    /// Deletes the batch's files from the Redis cache, then ends the announcement: in
+    /// that order, a reader that sees the epoch's new token finds no body older than the
+    /// batch in Redis, so it may remember what Redis answers under that token
+    /// (`queries::files::file_body`).
     async fn after_commit(&self, events: &[EventRecord]) {
+        if let Some(reactions) = &self.reactions {
+            let mut files: Vec<(Uuid, Uuid)> = events
+                .iter()
+                .filter(|e| e.aggregate_type == "file")
+                .filter_map(|e| Some((e.tenant_id, Uuid::parse_str(&e.aggregate_id).ok()?)))
+                .collect();
+            files.sort_unstable();
+            files.dedup();
+            crate::cache::invalidate_files(&reactions.redis, &reactions.key_prefix, &files).await;
+        }
         self.end_or_announce_late(events).await;
-        let Some(reactions) = &self.reactions else {
-            return;
-        };
-        let mut files: Vec<(Uuid, Uuid)> = events
-            .iter()
-            .filter(|e| e.aggregate_type == "file")
-            .filter_map(|e| Some((e.tenant_id, Uuid::parse_str(&e.aggregate_id).ok()?)))
-            .collect();
-        files.sort_unstable();
-        files.dedup();
-        crate::cache::invalidate_files(&reactions.redis, &reactions.key_prefix, &files).await;
     }
 }
 
@@ -196,89 +210,6 @@ fn changes_versions(event: &FileEvent) -> bool {
     )
 }
 
-/// The files a batch touched, for what each of its events would set on the `files` row
-/// and no event reads: `updated_at` (every event of a file moves it to the event's
-/// `recorded_at`) and `latest_version` / `latest_status` (the highest version and its
-/// status, for `GET /v1/files?status=`, migrations/0010_files_read.sql). Written once
-/// per file at the end of the batch instead of once or twice per event: the rows end
-/// the same, whatever the batch boundaries (a rebuild reproduces them).
-#[derive(Default)]
-struct Touched {
-    /// (tenant, file) → the `recorded_at` of its last event in the batch, and whether any
-    /// of its events added a version or moved a version's status.
-    files: std::collections::HashMap<(Uuid, Uuid), (chrono::DateTime<chrono::Utc>, bool)>,
-}
-
-impl Touched {
-    fn note(&mut self, e: &EventRecord, file_id: Uuid, versions_changed: bool) {
-        let entry = self
-            .files
-            .entry((e.tenant_id, file_id))
-            .or_insert((e.recorded_at, false));
-        entry.0 = e.recorded_at;
-        entry.1 |= versions_changed;
-    }
-
-    async fn apply(self, conn: &mut PgConnection) -> Result<(), sqlx::Error> {
-        if self.files.is_empty() {
-            return Ok(());
-        }
-        let (mut tenants, mut ids, mut ats) = (Vec::new(), Vec::new(), Vec::new());
-        let (mut changed_tenants, mut changed_ids) = (Vec::new(), Vec::new());
-        for ((tenant, id), (at, versions_changed)) in self.files {
-            tenants.push(tenant);
-            ids.push(id);
-            ats.push(at);
-            if versions_changed {
-                changed_tenants.push(tenant);
-                changed_ids.push(id);
-            }
-        }
-        sqlx::query(
-            "UPDATE files f SET updated_at = t.at
-               FROM unnest($1::uuid[], $2::uuid[], $3::timestamptz[]) AS t(tenant_id, id, at)
-              WHERE f.tenant_id = t.tenant_id AND f.id = t.id",
-        )
-        .bind(&tenants)
-        .bind(&ids)
-        .bind(&ats)
-        .execute(&mut *conn)
-        .await?;
-        if changed_ids.is_empty() {
-            return Ok(());
-        }
-        sqlx::query(
-            "UPDATE files f SET latest_version = v.version_number, latest_status = v.status
-               FROM unnest($1::uuid[], $2::uuid[]) AS t(tenant_id, id)
-               CROSS JOIN LATERAL (
-                    SELECT version_number, status FROM file_versions
-                     WHERE tenant_id = t.tenant_id AND file_id = t.id
-                     ORDER BY version_number DESC LIMIT 1) v
-              WHERE f.tenant_id = t.tenant_id AND f.id = t.id",
-        )
-        .bind(&changed_tenants)
-        .bind(&changed_ids)
-        .execute(conn)
-        .await?;
-        Ok(())
-    }
-}
-
-/// Updates one version row: `$1` tenant, `$2` file, `$3` version, `$4` recorded_at,
-/// further parameters bound by the caller.
-fn version_update(
-    sql: &'static str,
-    e: &EventRecord,
-    file_id: Uuid,
-    version_number: u32,
-) -> sqlx::query::Query<'static, sqlx::Postgres, sqlx::postgres::PgArguments> {
-    sqlx::query(sql)
-        .bind(e.tenant_id)
-        .bind(file_id)
-        .bind(version_number as i32)
-        .bind(e.recorded_at)
-}
-
 async fn apply_file(
     conn: &mut PgConnection,
     e: &EventRecord,
@@ -287,58 +218,22 @@ async fn apply_file(
 ) -> Result<(), sqlx::Error> {
     let (tenant, at) = (e.tenant_id, e.recorded_at);
     match event {
-        FileEvent::FileCreated {
-            owner_id,
-            display_name,
-        } => {
-            sqlx::query(
-                "INSERT INTO files (tenant_id, id, owner_id, display_name, created_at, updated_at)
-                 VALUES ($1, $2, $3, $4, $5, $5)",
-            )
-            .bind(tenant)
-            .bind(file_id)
-            .bind(owner_id.0)
-            .bind(display_name)
-            .bind(at)
-            .execute(conn)
-            .await?;
-        }
-        FileEvent::Uploaded {
-            version_number,
-            version,
-        } => {
-            version_update(
-                "INSERT INTO file_versions (tenant_id, file_id, version_number, status, filename, mime_type,
-                                            size_bytes, sha256, temp_location, created_at, updated_at)
-                 VALUES ($1, $2, $3, $5::file_status, $6, $7, $8, $9, $10, $4, $4)",
-                e,
-                file_id,
-                version_number,
-            )
-            .bind(FileStatus::Uploaded.as_str())
-            .bind(version.filename)
-            .bind(version.declared_mime)
-            .bind(version.size_bytes as i64)
-            .bind(version.sha256)
-            .bind(version.temp_location)
-            .execute(conn)
-            .await?;
-        }
         FileEvent::VersionRestored {
             version_number,
             from_version,
             filename,
             blob,
         } => {
-            version_update(
+            sqlx::query(
                 "INSERT INTO file_versions (tenant_id, file_id, version_number, status, filename, mime_type,
                                             size_bytes, sha256, storage_key, restored_from_version,
                                             created_at, updated_at)
                  VALUES ($1, $2, $3, $5::file_status, $6, $7, $8, $9, $10, $11, $4, $4)",
-                e,
-                file_id,
-                version_number,
             )
+            .bind(tenant)
+            .bind(file_id)
+            .bind(version_number as i32)
+            .bind(at)
             .bind(FileStatus::Completed.as_str())
             .bind(filename)
             .bind(blob.detected_mime)
@@ -349,143 +244,6 @@ async fn apply_file(
             .execute(&mut *conn)
             .await?;
             set_current(conn, e, file_id, version_number, blob.size_bytes).await?;
-        }
-        FileEvent::ProcessingStarted {
-            version_number,
-            attempt,
-        } => {
-            version_update(
-                "UPDATE file_versions SET status = $5::file_status, attempts = $6, updated_at = $4
-                  WHERE tenant_id = $1 AND file_id = $2 AND version_number = $3",
-                e,
-                file_id,
-                version_number,
-            )
-            .bind(FileStatus::Processing.as_str())
-            .bind(attempt as i32)
-            .execute(conn)
-            .await?;
-        }
-        FileEvent::ProcessingRetried { version_number } => {
-            version_update(
-                "UPDATE file_versions SET status = $5::file_status, processed_at = NULL, updated_at = $4
-                  WHERE tenant_id = $1 AND file_id = $2 AND version_number = $3",
-                e,
-                file_id,
-                version_number,
-            )
-            .bind(FileStatus::Queued.as_str())
-            .execute(conn)
-            .await?;
-        }
-        FileEvent::Hashed { version_number, .. } | FileEvent::Optimized { version_number, .. } => {
-            // Variants get their own table with thumbnails; until then only the time moves.
-            version_update(
-                "UPDATE file_versions SET updated_at = $4
-                  WHERE tenant_id = $1 AND file_id = $2 AND version_number = $3",
-                e,
-                file_id,
-                version_number,
-            )
-            .execute(conn)
-            .await?;
-        }
-        FileEvent::DuplicateDetected {
-            version_number,
-            original,
-        } => {
-            let (of_file, of_version, status) = match original {
-                Original::ThisFile { version_number: v } => {
-                    (file_id, v, Some(FileStatus::Duplicate.as_str()))
-                }
-                Original::OtherFile {
-                    file_id: f,
-                    version_number: v,
-                } => (f.0, v, None),
-            };
-            version_update(
-                "UPDATE file_versions
-                    SET duplicate_of_file = $5, duplicate_of_version = $6,
-                        status = coalesce($7::file_status, status),
-                        temp_location = CASE WHEN $7 IS NULL THEN temp_location END,
-                        processed_at = CASE WHEN $7 IS NULL THEN processed_at ELSE $4 END,
-                        updated_at = $4
-                  WHERE tenant_id = $1 AND file_id = $2 AND version_number = $3",
-                e,
-                file_id,
-                version_number,
-            )
-            .bind(of_file)
-            .bind(of_version as i32)
-            .bind(status)
-            .execute(conn)
-            .await?;
-        }
-        FileEvent::VirusFailed {
-            version_number,
-            signature,
-        } => {
-            version_update(
-                "UPDATE file_versions
-                    SET status = $5::file_status, last_error = $6, temp_location = NULL,
-                        processed_at = $4, updated_at = $4
-                  WHERE tenant_id = $1 AND file_id = $2 AND version_number = $3",
-                e,
-                file_id,
-                version_number,
-            )
-            .bind(FileStatus::VirusFailed.as_str())
-            .bind(format!("virus found: {signature}"))
-            .execute(conn)
-            .await?;
-        }
-        FileEvent::ProcessingFailed {
-            version_number,
-            reason,
-            last_attempt,
-            ..
-        } => {
-            let status = if last_attempt {
-                FileStatus::Failed
-            } else {
-                FileStatus::Queued
-            };
-            version_update(
-                "UPDATE file_versions SET status = $5::file_status, last_error = $6, updated_at = $4,
-                        processed_at = CASE WHEN $7 THEN $4 END
-                  WHERE tenant_id = $1 AND file_id = $2 AND version_number = $3",
-                e,
-                file_id,
-                version_number,
-            )
-            .bind(status.as_str())
-            .bind(reason)
-            .bind(last_attempt)
-            .execute(conn)
-            .await?;
-        }
-        FileEvent::VersionCompleted {
-            version_number,
-            result,
-        } => {
-            let size = result.size_bytes;
-            version_update(
-                "UPDATE file_versions
-                    SET status = $5::file_status, storage_key = $6, size_bytes = $7, sha256 = $8,
-                        mime_type = $9, temp_location = NULL, processed_at = $4, updated_at = $4
-                  WHERE tenant_id = $1 AND file_id = $2 AND version_number = $3",
-                e,
-                file_id,
-                version_number,
-            )
-            .bind(FileStatus::Completed.as_str())
-            .bind(result.storage_key)
-            .bind(size as i64)
-            .bind(result.sha256)
-            .bind(result.detected_mime)
-            .execute(&mut *conn)
-            .await?;
-            set_current(conn, e, file_id, version_number, size).await?;
         }
         FileEvent::VersionPruned { version_number } => {
             // Retention: the version leaves the history (GET /versions); the log keeps
@@ -619,8 +377,18 @@ async fn apply_file(
             .execute(conn)
             .await?;
         }
-        // Holds and links are decided from the log; they change only `updated_at`.
-        FileEvent::LegalHoldPlaced { .. }
+        // Written by `batch::Pending`, which takes every one of these.
+        FileEvent::FileCreated { .. }
+        | FileEvent::Uploaded { .. }
+        | FileEvent::ProcessingStarted { .. }
+        | FileEvent::ProcessingRetried { .. }
+        | FileEvent::Hashed { .. }
+        | FileEvent::Optimized { .. }
+        | FileEvent::DuplicateDetected { .. }
+        | FileEvent::VirusFailed { .. }
+        | FileEvent::ProcessingFailed { .. }
+        | FileEvent::VersionCompleted { .. }
+        | FileEvent::LegalHoldPlaced { .. }
         | FileEvent::LegalHoldReleased
         | FileEvent::LinkCreated(_)
         | FileEvent::LinkRevoked { .. } => {}

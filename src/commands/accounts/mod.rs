@@ -3,9 +3,11 @@
 //! the console's sign-in and sign-up forms) runs these, so the checks and the events are
 //! the same whichever way a person comes in.
 //!
-//! Rate budgets (attempts per account and per IP, taken-email answers per IP) are the
-//! surface's edge and are applied before these run (src/api/accounts/auth.rs, src/api/edge/ratelimit.rs,
-//! src/api/accounts/register_guard.rs).
+//! Rate budgets: the per-IP auth budget is the HTTP edge's (src/api/edge/ratelimit.rs);
+//! the budgets that belong to the use case itself — login attempts per account, taken-email
+//! answers per client address — are applied here (`guard.rs`), so no surface can skip them.
+
+pub mod guard;
 
 use cqrs_es::EventStore;
 use uuid::Uuid;
@@ -37,6 +39,9 @@ pub struct Origin {
     /// Sanitized (src/api/edge/text.rs): deterministic, so rebuilds give the same devices.
     pub user_agent: String,
     pub request_id: String,
+    /// The address the per-client budgets count against: the peer, or the last
+    /// `X-Forwarded-For` entry behind a trusted proxy (`ratelimit::client_ip`).
+    pub client: Option<std::net::IpAddr>,
 }
 
 /// What a person gives to register.
@@ -94,8 +99,24 @@ async fn hash_blocking(password: String) -> Result<String, AppError> {
 /// user of the inviting tenant. Everything is decided before the database is touched,
 /// so bad input writes nothing; then the credential row and both streams are written in
 /// one transaction: either all exist or none does. A taken email is
-/// `AppError::AlreadyExists` (the surface counts those against the caller's budget).
+/// `AppError::AlreadyExists`, counted against the client's budget of such answers; once
+/// that is spent every registration from the client is refused (`guard.rs`).
 pub async fn register(
+    state: &AppState,
+    origin: &Origin,
+    account: NewAccount,
+) -> Result<Registered, AppError> {
+    guard::refuse_if_spent(state, origin.client).await?;
+    match create_account(state, origin, account).await {
+        Err(taken @ AppError::AlreadyExists(_)) => {
+            guard::count_taken(state, origin.client).await?;
+            Err(taken)
+        }
+        other => other,
+    }
+}
+
+async fn create_account(
     state: &AppState,
     origin: &Origin,
     account: NewAccount,
@@ -207,13 +228,15 @@ pub async fn register(
 /// Email + password → a new session (`SessionStarted`, listed under Devices). A wrong
 /// password and an unknown email are the same answer after the same work (a decoy hash),
 /// a banned user is refused, and a hash made with old parameters is upgraded now that
-/// the password is in hand.
+/// the password is in hand. Each attempt counts against the account's budget first, so
+/// guessing one account's password from many addresses is limited too.
 pub async fn login(
     state: &AppState,
     origin: &Origin,
     email: &str,
     password: String,
 ) -> Result<SignedIn, AppError> {
+    guard::check_auth_attempt(state, &guard::account_key(email)).await?;
     let email = email.trim().to_lowercase();
     let row: Option<(Uuid, Uuid, String)> = sqlx::query_as(
         "SELECT user_id, tenant_id, password_hash FROM credentials WHERE email = $1",

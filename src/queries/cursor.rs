@@ -26,14 +26,14 @@ const HKDF_SALT: &[u8] = b"chronicle cursors";
 const HKDF_INFO: &[u8] = b"listing cursor v2";
 
 /// The cursor signing key, derived from the configured secret.
-pub(in crate::api) struct CursorKey([u8; 32]);
+pub(crate) struct CursorKey([u8; 32]);
 
 fn invalid() -> AppError {
     AppError::BadRequest("invalid cursor".into())
 }
 
 impl CursorKey {
-    pub(in crate::api) fn new(secret: &str) -> Self {
+    pub(crate) fn new(secret: &str) -> Self {
         let mut key = [0u8; 32];
         Hkdf::<Sha256>::new(Some(HKDF_SALT), secret.as_bytes())
             .expand(HKDF_INFO, &mut key)
@@ -50,7 +50,7 @@ impl CursorKey {
     }
 
     /// `text` plus its tag, in base64url: a cursor the client can hand back but not forge.
-    pub(in crate::api) fn seal(&self, tenant: Uuid, text: &str) -> String {
+    pub(crate) fn seal(&self, tenant: Uuid, text: &str) -> String {
         let tag = self.mac(tenant, text.as_bytes()).finalize().into_bytes();
         let mut bytes = text.as_bytes().to_vec();
         bytes.extend_from_slice(&tag[..TAG_LEN]);
@@ -58,7 +58,7 @@ impl CursorKey {
     }
 
     /// The text of a cursor `seal` made for this tenant; anything else is a 400.
-    pub(in crate::api) fn open(&self, tenant: Uuid, cursor: &str) -> Result<String, AppError> {
+    pub(crate) fn open(&self, tenant: Uuid, cursor: &str) -> Result<String, AppError> {
         let bytes = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| invalid())?;
         let split = bytes.len().checked_sub(TAG_LEN).ok_or_else(invalid)?;
         let (text, tag) = bytes.split_at(split);
@@ -73,7 +73,7 @@ impl CursorKey {
 /// row's id and its value of the key, sealed. The sort is part of the cursor, so a
 /// cursor is refused (400) by a request that sorts another way.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(in crate::api) struct SortedCursor {
+pub(crate) struct SortedCursor {
     /// e.g. `name:asc`.
     pub sort: String,
     pub id: Uuid,
@@ -82,7 +82,7 @@ pub(in crate::api) struct SortedCursor {
 }
 
 impl CursorKey {
-    pub(in crate::api) fn encode_sorted(&self, tenant: Uuid, cursor: &SortedCursor) -> String {
+    pub(crate) fn encode_sorted(&self, tenant: Uuid, cursor: &SortedCursor) -> String {
         // `sort` is `<key>:<direction>`, neither containing ':'; the value comes last.
         self.seal(
             tenant,
@@ -91,7 +91,7 @@ impl CursorKey {
     }
 
     /// The cursor, if it was sealed for this tenant and for `sort`; anything else is 400.
-    pub(in crate::api) fn decode_sorted(
+    pub(crate) fn decode_sorted(
         &self,
         tenant: Uuid,
         sort: &str,

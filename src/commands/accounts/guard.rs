@@ -1,4 +1,6 @@
-//! How `POST /v1/auth/register` limits email enumeration (docs/architecture.md,
+//! The budgets of the sign-in use cases, on top of the per-IP auth budget of the HTTP
+//! edge: a per-account budget of login attempts ([`check_auth_attempt`]), and how
+//! registration limits email enumeration (docs/architecture.md,
 //! "Accounts"). Emails are global (one login for one account), so a registration with
 //! a taken email must fail, and it answers `409 already_exists` like before: a person
 //! who forgot they had an account needs to be told, and without an email-confirmation
@@ -13,9 +15,8 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use crate::api::edge::ratelimit::bucket;
 use crate::error::AppError;
-use crate::ratelimit::CHECK_TIMEOUT;
+use crate::ratelimit::{CHECK_TIMEOUT, Decision, bucket};
 use crate::state::AppState;
 
 /// `already_exists` answers one IP may receive per window.
@@ -71,5 +72,46 @@ pub async fn count_taken(state: &AppState, ip: Option<IpAddr>) -> Result<(), App
             tracing::warn!(error = %err, "refusing a registration: rate limiter unavailable");
             Err(unavailable())
         }
+    }
+}
+
+/// Counts one authentication attempt against `key`, typically [`account_key`], under the
+/// auth budget. `429` when over it; `503` when Redis cannot answer, since a login that
+/// skipped its per-account limit would allow unlimited password guessing on one account
+/// from many IPs.
+pub async fn check_auth_attempt(state: &AppState, key: &str) -> Result<Decision, AppError> {
+    let c = &state.config;
+    match state
+        .limiter
+        .check(key, c.auth_rate_limit_per_minute, c.rate_limit_window)
+        .await
+    {
+        Ok(d) if d.allowed => Ok(d),
+        Ok(d) => Err(AppError::RateLimited {
+            retry_after_secs: d.reset_secs(),
+        }),
+        Err(err) => {
+            tracing::warn!(error = %err, "refusing an auth attempt: rate limiter unavailable");
+            Err(unavailable())
+        }
+    }
+}
+
+/// The per-account key for login attempts; case and surrounding space do not make a new
+/// budget.
+pub fn account_key(email: &str) -> String {
+    format!("login:account:{}", email.trim().to_lowercase())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn account_keys_ignore_case_and_spaces() {
+        assert_eq!(
+            account_key(" Ada@Example.com "),
+            "login:account:ada@example.com"
+        );
     }
 }

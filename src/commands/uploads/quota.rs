@@ -1,0 +1,77 @@
+//! Before an upload accepts bytes: where they will go (a new file, or a new version of
+//! one the caller may change) and the tenant's storage quota (`TENANT_QUOTA_BYTES`),
+//! checked by every upload path (multipart, tus, direct-to-S3), and again by multipart
+//! once the size is known.
+
+use uuid::Uuid;
+
+use crate::aggregates::upload::UploadTarget;
+use crate::auth::TenantContext;
+use crate::commands::files::load_for_change;
+use crate::error::AppError;
+use crate::ids::FileId;
+use crate::state::AppState;
+
+/// The target of a resumable or direct upload about to start: `file_id` names a file the
+/// caller may change and that is live (a new version), `None` a new file; and the
+/// `incoming` bytes, when declared, must fit the tenant's quota.
+pub async fn target(
+    state: &AppState,
+    ctx: &TenantContext,
+    file_id: Option<Uuid>,
+    incoming: Option<u64>,
+) -> Result<UploadTarget, AppError> {
+    let target = match file_id {
+        Some(id) => {
+            let file = load_for_change(state, ctx, id).await?;
+            if file.deleted {
+                return Err(AppError::Validation(
+                    "file is deleted; restore it first".into(),
+                ));
+            }
+            UploadTarget {
+                file_id: FileId(id),
+                new_file: false,
+            }
+        }
+        None => UploadTarget {
+            file_id: FileId::new(),
+            new_file: true,
+        },
+    };
+    check_quota(state, ctx, incoming).await?;
+    Ok(target)
+}
+
+/// Sum of the tenant's live bytes (uploaded or stored versions of files not purged)
+/// plus `incoming`, against `TENANT_QUOTA_BYTES`. Read from the projection, so uploads
+/// racing each other can pass the quota by what is in flight (documented).
+pub async fn check_quota(
+    state: &AppState,
+    ctx: &TenantContext,
+    incoming: Option<u64>,
+) -> Result<(), AppError> {
+    let (Some(quota), Some(incoming)) = (state.config.tenant_quota_bytes, incoming) else {
+        return Ok(());
+    };
+    let used = tenant_bytes(state, ctx).await?;
+    if used.saturating_add(incoming) > quota {
+        return Err(AppError::QuotaExceeded(format!(
+            "the tenant's storage quota of {quota} bytes would be exceeded ({used} bytes used)"
+        )));
+    }
+    Ok(())
+}
+
+async fn tenant_bytes(state: &AppState, ctx: &TenantContext) -> Result<u64, AppError> {
+    let mut tx = ctx.begin(&state.db).await?;
+    let used: i64 = sqlx::query_scalar(
+        "SELECT coalesce(sum(v.size_bytes), 0)::bigint
+           FROM file_versions v JOIN files f ON f.tenant_id = v.tenant_id AND f.id = v.file_id
+          WHERE NOT f.purged AND v.status NOT IN ('virus_failed', 'duplicate', 'failed')",
+    )
+    .fetch_one(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(used.max(0) as u64)
+}
