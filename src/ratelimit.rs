@@ -92,13 +92,20 @@ pub enum LimiterError {
 /// Opens a Redis connection manager without connecting: the process starts (and readiness
 /// reports Redis as down) even when Redis is unreachable; it connects on first use and
 /// reconnects by itself. Works for `redis://` and `rediss://` alike.
+///
+/// No connection retries inside the manager: every command issued while it reconnects
+/// waits for that reconnection, so retries with backoff turned a refused connection
+/// (Redis stopped: an answer within a millisecond) into a wait of 300–600 ms for each
+/// request that touches Redis, on top of one another when a request touches it twice.
+/// Every user of this connection has its own fallback and breaker (rate limits, epochs,
+/// caches, queue dispatch with the reconciler behind it), so failing at once is right;
+/// the next command after a failure connects again.
 pub fn connection_manager(url: &str) -> redis::RedisResult<ConnectionManager> {
     let client = redis::Client::open(url)?;
     let config = ConnectionManagerConfig::new()
         .set_connection_timeout(Some(Duration::from_secs(2)))
         .set_response_timeout(Some(Duration::from_secs(1)))
-        .set_number_of_retries(2)
-        .set_max_delay(Duration::from_millis(500));
+        .set_number_of_retries(0);
     ConnectionManager::new_lazy_with_config(client, config)
 }
 
@@ -359,5 +366,43 @@ mod tests {
         assert!(b.is_open());
         b.close();
         assert!(!b.is_open());
+    }
+}
+
+#[cfg(test)]
+mod connection_tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::connection_manager;
+
+    /// A server that accepts and hangs up at once stands for a Redis that is going away.
+    /// One command must cost one connection attempt, not a series with backoff that every
+    /// command issued meanwhile waits for (the outage test measured 550 ms per request).
+    #[tokio::test]
+    async fn a_failing_connection_is_tried_once_per_command_not_retried_with_backoff() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let counter = accepted.clone();
+        tokio::spawn(async move {
+            while let Ok((socket, _)) = listener.accept().await {
+                counter.fetch_add(1, Ordering::SeqCst);
+                drop(socket);
+            }
+        });
+        let mut conn = connection_manager(&format!("redis://127.0.0.1:{port}")).unwrap();
+        let mut attempts_after = Vec::new();
+        for _ in 0..3 {
+            let answer: redis::RedisResult<String> =
+                redis::cmd("PING").query_async(&mut conn).await;
+            assert!(answer.is_err(), "a server that hangs up cannot answer PING");
+            // Give a retry with backoff (100 ms and up) the time to show itself.
+            tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+            attempts_after.push(accepted.load(Ordering::SeqCst));
+        }
+        // The first command's attempt, and the reconnection its failure starts; then one
+        // attempt per command. (With two retries it read 5, 8, …: each command waited for three.)
+        assert_eq!(attempts_after, [2, 3, 4]);
     }
 }
