@@ -115,6 +115,14 @@ where
             Err(rejection) => return Err(rejection_to_error(rejection, limit)),
         };
         crate::api::edge::text::check_json(&document)?;
+        // Every JSON body of this API is an object (the document says so). serde would
+        // also fill a struct from an array, positionally, and one whose fields all have
+        // defaults from `[]`: that is a body of the wrong shape, not an empty request.
+        if !document.is_object() {
+            return Err(AppError::Validation(
+                "the request body must be a JSON object".into(),
+            ));
+        }
         serde_json::from_value(document).map(JsonBody).map_err(|e| {
             AppError::Validation(format!(
                 "Failed to deserialize the JSON body into the target type: {e}"
@@ -250,5 +258,30 @@ mod tests {
         let request = Request::post("/note").body(Body::from("{}")).unwrap();
         let response = app(4096).oneshot(request).await.unwrap();
         assert_eq!(response.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    }
+
+    #[derive(serde::Deserialize)]
+    struct Optional {
+        #[serde(default)]
+        #[allow(dead_code)]
+        role: Option<String>,
+    }
+
+    async fn optional(JsonBody(_): JsonBody<Optional>) -> &'static str {
+        "ok"
+    }
+
+    /// serde fills a struct from an array positionally, and one whose fields all have
+    /// defaults from `[]`; the extractor refuses any body that is not an object.
+    #[tokio::test]
+    async fn a_body_that_is_not_an_object_is_refused_even_when_serde_would_take_it() {
+        let app = || Router::new().route("/optional", post(optional));
+        let (status, _) = send(app(), "/optional", Body::from("{}")).await;
+        assert_eq!(status, StatusCode::OK);
+        for body in [r#"[]"#, r#"["admin"]"#, "null", "7", r#""role""#] {
+            let (status, answer) = send(app(), "/optional", Body::from(body)).await;
+            assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+            assert_eq!(answer["error"]["code"], "validation_failed", "{body}");
+        }
     }
 }
