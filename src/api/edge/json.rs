@@ -123,11 +123,38 @@ where
                 "the request body must be a JSON object".into(),
             ));
         }
+        let mut document = document;
+        whole_numbers_as_integers(&mut document);
         serde_json::from_value(document).map(JsonBody).map_err(|e| {
             AppError::Validation(format!(
                 "Failed to deserialize the JSON body into the target type: {e}"
             ))
         })
+    }
+}
+
+/// JSON does not tell `317` from `317.0`, and JSON Schema calls both the integer 317;
+/// serde's integer types take only the first. Every number with no fraction that fits
+/// an `i64` or `u64` is made an integer, so an integer field takes `317.0` and `3.17e2`
+/// as the document promises, and a fraction is still refused. (A float field takes an
+/// integer anyway.)
+fn whole_numbers_as_integers(value: &mut serde_json::Value) {
+    use serde_json::Value;
+    match value {
+        Value::Number(n) => {
+            let Some(f) = n.as_f64().filter(|f| n.is_f64() && f.fract() == 0.0) else {
+                return;
+            };
+            // 2^64 and -2^63 are exact in f64; the casts are exact inside these bounds.
+            if (0.0..18_446_744_073_709_551_616.0).contains(&f) {
+                *n = (f as u64).into();
+            } else if (-9_223_372_036_854_775_808.0..0.0).contains(&f) {
+                *n = (f as i64).into();
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(whole_numbers_as_integers),
+        Value::Object(fields) => fields.values_mut().for_each(whole_numbers_as_integers),
+        Value::Null | Value::Bool(_) | Value::String(_) => {}
     }
 }
 
@@ -269,6 +296,49 @@ mod tests {
 
     async fn optional(JsonBody(_): JsonBody<Optional>) -> &'static str {
         "ok"
+    }
+
+    #[derive(serde::Deserialize)]
+    struct Sized {
+        size: u32,
+        offset: i64,
+    }
+
+    async fn sized(JsonBody(body): JsonBody<Sized>) -> String {
+        format!("{} {}", body.size, body.offset)
+    }
+
+    /// Whole numbers written with a fraction or an exponent are integers, as JSON Schema
+    /// says; a real fraction, or a whole number past the field's range, is still 422.
+    #[tokio::test]
+    async fn whole_numbers_written_as_floats_fill_integer_fields() {
+        let app = || Router::new().route("/sized", post(sized));
+        for body in [
+            r#"{"size": 317, "offset": -2}"#,
+            r#"{"size": 317.0, "offset": -2.0}"#,
+            r#"{"size": 3.17e2, "offset": -2e0}"#,
+        ] {
+            let request = Request::post("/sized")
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from(body))
+                .unwrap();
+            let response = app().oneshot(request).await.unwrap();
+            assert_eq!(response.status(), StatusCode::OK, "{body}");
+            let text = axum::body::to_bytes(response.into_body(), usize::MAX)
+                .await
+                .unwrap();
+            assert_eq!(&text[..], b"317 -2", "{body}");
+        }
+        for body in [
+            r#"{"size": 317.5, "offset": 0}"#,
+            r#"{"size": 4294967296.0, "offset": 0}"#,
+            r#"{"size": -1.0, "offset": 0}"#,
+            r#"{"size": 1e300, "offset": 0}"#,
+        ] {
+            let (status, answer) = send(app(), "/sized", Body::from(body)).await;
+            assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+            assert_eq!(answer["error"]["code"], "validation_failed", "{body}");
+        }
     }
 
     /// serde fills a struct from an array positionally, and one whose fields all have
