@@ -110,7 +110,8 @@ where
     async fn from_request(request: Request, state: &S) -> Result<Self, AppError> {
         let limit = request.extensions().get::<BodyLimit>().copied();
         // Parsed as a document first so every string is checked, whatever `T` keeps.
-        let document = match axum::Json::<serde_json::Value>::from_request(request, state).await {
+        let mut document = match axum::Json::<serde_json::Value>::from_request(request, state).await
+        {
             Ok(axum::Json(document)) => document,
             Err(rejection) => return Err(rejection_to_error(rejection, limit)),
         };
@@ -123,7 +124,6 @@ where
                 "the request body must be a JSON object".into(),
             ));
         }
-        let mut document = document;
         whole_numbers_as_integers(&mut document);
         serde_json::from_value(document).map(JsonBody).map_err(|e| {
             AppError::Validation(format!(
@@ -142,7 +142,7 @@ fn whole_numbers_as_integers(value: &mut serde_json::Value) {
     use serde_json::Value;
     match value {
         Value::Number(n) => {
-            let Some(f) = n.as_f64().filter(|f| n.is_f64() && f.fract() == 0.0) else {
+            let Some(f) = n.as_f64().filter(|f| f.fract() == 0.0 && n.is_f64()) else {
                 return;
             };
             // 2^64 and -2^63 are exact in f64; the casts are exact inside these bounds.
