@@ -5,18 +5,11 @@
 //! durable.
 //!
 //! The file is written by one blocking task per chunk, fed blocks over a short channel,
-//! so receiving and hashing go on while a block is written. Every [`WRITEBACK_EVERY`]
-//! bytes it asks the kernel to start writing the blocks back to the device
-//! (`posix_fadvise(DONTNEED)`, which on Linux starts writeback of the range's dirty pages
-//! without waiting and keeps pages that are not clean yet). Without that, the whole chunk
-//! was still dirty when the request ended and its closing `fdatasync` waited for all of
-//! it: the largest fixed cost of a PATCH (docs/benchmarks.md, the tus section). The hint
-//! changes nothing about durability: the closing `fdatasync` is still what the 204 waits
-//! for. (PostgreSQL's `pg_flush_data` uses the same call where `sync_file_range` is
-//! unavailable; `sync_file_range` itself has no safe binding in the crates we use.)
+//! so receiving and hashing go on while a block is written. The blocking task writes
+//! through [`ChunkFile`]: the chunk's aligned middle with `O_DIRECT`, its unaligned
+//! edges through the page cache (chunk_file.rs says why). The closing `fdatasync` is
+//! still what the 204 waits for.
 
-use std::io::Write;
-use std::num::NonZeroU64;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -24,9 +17,9 @@ use bytes::{Bytes, BytesMut};
 use futures::{Stream, StreamExt};
 use sha1::Sha1;
 use sha2::{Digest, Sha256};
-use tokio::io::AsyncSeekExt;
 use tokio::sync::mpsc;
 
+use super::chunk_file::ChunkFile;
 use super::headers::{Algorithm, Checksum};
 use crate::uploads::lock::UploadLock;
 
@@ -35,8 +28,6 @@ const WRITE_BUFFER: usize = 1024 * 1024;
 /// Blocks received but not yet written: the memory a chunk may hold beyond the block
 /// being filled.
 const BLOCKS_IN_FLIGHT: usize = 4;
-/// How many written bytes the writer lets accumulate before it starts their writeback.
-const WRITEBACK_EVERY: u64 = 4 * 1024 * 1024;
 
 /// How the body ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,7 +103,7 @@ pub async fn write<S, E>(
 where
     S: Stream<Item = Result<Bytes, E>> + Unpin,
 {
-    let mut file = tokio::fs::OpenOptions::new().write(true).open(path).await?;
+    let file = tokio::fs::OpenOptions::new().write(true).open(path).await?;
     let on_disk = file.metadata().await?.len();
     if on_disk < from {
         // Only possible if someone removed bytes behind the aggregate's back.
@@ -121,10 +112,11 @@ where
         )));
     }
     file.set_len(from).await?;
-    file.seek(std::io::SeekFrom::Start(from)).await?;
-    let file = file.into_std().await;
+    let (file, path) = (file.into_std().await, path.to_path_buf());
     let (blocks, received) = mpsc::channel::<Bytes>(BLOCKS_IN_FLIGHT);
-    let disk = tokio::task::spawn_blocking(move || write_blocks(file, from, received));
+    let disk = tokio::task::spawn_blocking(move || {
+        write_blocks(ChunkFile::new(file, &path, from), received)
+    });
     let mut block = BytesMut::with_capacity(WRITE_BUFFER);
     let mut hasher = checksum.map(|c| Hasher::new(c.algorithm));
     let mut written: u64 = 0;
@@ -173,32 +165,17 @@ where
     })
 }
 
-/// The chunk's blocking half: writes the blocks as they come, starts their writeback every
-/// [`WRITEBACK_EVERY`] bytes, and once the channel closes syncs the file; returns how long
-/// that closing sync took.
+/// The chunk's blocking half: writes the blocks as they come, and once the channel
+/// closes makes the file durable; returns how long that closing sync took.
 fn write_blocks(
-    mut file: std::fs::File,
-    from: u64,
+    mut file: ChunkFile,
     mut blocks: mpsc::Receiver<Bytes>,
 ) -> std::io::Result<Duration> {
-    let mut end = from;
-    let mut unhinted_from = from;
     while let Some(block) = blocks.blocking_recv() {
-        file.write_all(&block)?;
-        end += block.len() as u64;
-        if end - unhinted_from >= WRITEBACK_EVERY {
-            // Advice only: a kernel that ignores it leaves the work to the closing sync.
-            let _ = rustix::fs::fadvise(
-                &file,
-                unhinted_from,
-                NonZeroU64::new(end - unhinted_from),
-                rustix::fs::Advice::DontNeed,
-            );
-            unhinted_from = end;
-        }
+        file.write(&block)?;
     }
     let syncing = Instant::now();
-    file.sync_data()?;
+    file.sync()?;
     Ok(syncing.elapsed())
 }
 
@@ -253,22 +230,20 @@ impl Throttle {
 
 #[cfg(test)]
 mod tests {
-    use std::io::{Seek, SeekFrom};
-
     use super::*;
 
-    /// The blocking half appends after the bytes already there, across several writeback
-    /// hints, and a block that is not a whole `WRITE_BUFFER` (the last one) as well.
+    /// The blocking half appends after the bytes already there, block after block, and a
+    /// block that is not a whole `WRITE_BUFFER` (the last one) as well.
     #[tokio::test]
-    async fn blocks_are_appended_in_order_across_writeback_hints() {
+    async fn blocks_are_appended_in_order() {
         let path = std::env::temp_dir().join(format!("chronicle-chunk-{}", uuid::Uuid::now_v7()));
         std::fs::write(&path, b"abc").unwrap();
-        let mut file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
-        file.seek(SeekFrom::Start(3)).unwrap();
+        let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        let file = ChunkFile::new(file, &path, 3);
         let (tx, rx) = mpsc::channel(BLOCKS_IN_FLIGHT);
-        let disk = tokio::task::spawn_blocking(move || write_blocks(file, 3, rx));
+        let disk = tokio::task::spawn_blocking(move || write_blocks(file, rx));
         let mut expected = b"abc".to_vec();
-        // 9.5 MiB: two hints at 4 MiB each, and a tail left to the closing sync.
+        // 9.5 MiB in half blocks: an unaligned start, and a tail left to the closing sync.
         for i in 0..19u8 {
             let block = vec![i; WRITE_BUFFER / 2];
             expected.extend_from_slice(&block);
