@@ -27,6 +27,7 @@ mod files_api;
 mod history;
 mod idempotency;
 mod jobs;
+mod last_admin;
 mod layout;
 mod leaks;
 mod multi_instance;

@@ -95,7 +95,8 @@ async fn change(
 /// Admin: set a user's role.
 #[utoipa::path(put, path = "/v1/users/{id}/role", tag = "users", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "user id")), request_body = RoleChange,
-    responses((status = 200, body = UserView), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = UserView), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+               (status = 422, body = ErrorBody, description = "the tenant's last admin would lose the role")))]
 pub async fn set_role(
     State(state): State<AppState>,
     admin: Admin,
@@ -109,7 +110,8 @@ pub async fn set_role(
 /// Admin: ban a user. Their sessions are refused from the next request on.
 #[utoipa::path(post, path = "/v1/users/{id}/ban", tag = "users", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "user id")),
-    responses((status = 200, body = UserView), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = UserView), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+               (status = 422, body = ErrorBody, description = "yourself, or the tenant's last admin")))]
 pub async fn ban(
     State(state): State<AppState>,
     admin: Admin,

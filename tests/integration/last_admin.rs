@@ -1,0 +1,173 @@
+//! A tenant always keeps an active admin: the last one cannot be demoted, and two admins
+//! removing each other at the same moment leave one of them in place.
+
+use chronicle::app::Mode;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::common::{PASSWORD, TestApp};
+
+const SECRET: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+struct Member {
+    id: String,
+    access: String,
+}
+
+async fn login(t: &TestApp, email: &str, id: &str) -> Member {
+    let r = t.login(email).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let body: Value = r.json().await.unwrap();
+    Member {
+        id: id.to_string(),
+        access: body["access_token"].as_str().unwrap().into(),
+    }
+}
+
+/// Ada founds a tenant (its admin) and Bob joins it by invitation (a user).
+async fn tenant_of_two(t: &TestApp) -> (Member, Member) {
+    let r = t.register(json!({"tenant_name": "ada inc", "handle": "ada", "name": "Ada", "email": "ada@example.com", "password": PASSWORD})).await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let ids: Value = r.json().await.unwrap();
+    let ada = login(t, "ada@example.com", ids["user_id"].as_str().unwrap()).await;
+    let r = t
+        .http
+        .post(t.url("/v1/tenants/current/invitations"))
+        .bearer_auth(&ada.access)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let invitation: Value = r.json().await.unwrap();
+    let r = t.register(json!({"invitation_token": invitation["invitation_token"], "handle": "bob", "name": "Bob", "email": "bob@example.com", "password": PASSWORD})).await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let ids: Value = r.json().await.unwrap();
+    let bob = login(t, "bob@example.com", ids["user_id"].as_str().unwrap()).await;
+    (ada, bob)
+}
+
+async fn set_role(t: &TestApp, by: &Member, of: &Member, role: &str) -> (StatusCode, Value) {
+    let r = t
+        .http
+        .put(t.url(&format!("/v1/users/{}/role", of.id)))
+        .bearer_auth(&by.access)
+        .json(&json!({ "role": role }))
+        .send()
+        .await
+        .unwrap();
+    (r.status(), r.json().await.unwrap())
+}
+
+async fn ban(t: &TestApp, by: &Member, of: &Member) -> StatusCode {
+    t.http
+        .post(t.url(&format!("/v1/users/{}/ban", of.id)))
+        .bearer_auth(&by.access)
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+async fn role_of(t: &TestApp, who: &Member) -> String {
+    let r = t
+        .http
+        .get(t.url("/v1/me"))
+        .bearer_auth(&who.access)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let me: Value = r.json().await.unwrap();
+    me["role"].as_str().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn the_last_admin_cannot_be_demoted_and_a_second_admin_lifts_that() {
+    let t = TestApp::spawn(Mode::Serve, &[("JWT_SECRET", SECRET)]).await;
+    let (ada, bob) = tenant_of_two(&t).await;
+
+    let (status, body) = set_role(&t, &ada, &ada, "user").await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["error"]["code"], "validation_failed");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("last admin"),
+        "{body}"
+    );
+    assert_eq!(role_of(&t, &ada).await, "admin", "nothing changed");
+
+    // With Bob made admin, Ada may step down; then Bob is the last one.
+    assert_eq!(set_role(&t, &ada, &bob, "admin").await.0, StatusCode::OK);
+    assert_eq!(set_role(&t, &ada, &ada, "auditor").await.0, StatusCode::OK);
+    assert_eq!(
+        set_role(&t, &bob, &bob, "user").await.0,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+    assert_eq!(role_of(&t, &bob).await, "admin");
+    // Changes that take no admin away are not held up.
+    assert_eq!(set_role(&t, &bob, &ada, "user").await.0, StatusCode::OK);
+    t.app.stop().await;
+}
+
+/// Each round, Ada and Bob (both admins) remove each other at the same moment, by
+/// demotion or by ban: exactly one of the two changes goes through, and the tenant is
+/// left with one active admin.
+#[tokio::test]
+async fn two_admins_removing_each_other_at_once_leave_one() {
+    let t = TestApp::spawn(Mode::Serve, &[("JWT_SECRET", SECRET)]).await;
+    let (ada, bob) = tenant_of_two(&t).await;
+    for round in 0..6 {
+        assert_eq!(set_role(&t, &ada, &bob, "admin").await.0, StatusCode::OK);
+        let by_ban = round % 2 == 1;
+        let (a, b) = if by_ban {
+            tokio::join!(ban(&t, &ada, &bob), ban(&t, &bob, &ada))
+        } else {
+            let (a, b) = tokio::join!(
+                set_role(&t, &ada, &bob, "user"),
+                set_role(&t, &bob, &ada, "user")
+            );
+            (a.0, b.0)
+        };
+        let went_through = [a, b].iter().filter(|s| **s == StatusCode::OK).count();
+        assert_eq!(went_through, 1, "round {round}: {a} and {b}");
+        for refused in [a, b].into_iter().filter(|s| *s != StatusCode::OK) {
+            // Refused by the rule, or the caller was no longer an admin when it arrived
+            // (demoted: 403; banned: 401).
+            assert!(
+                [
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    StatusCode::FORBIDDEN,
+                    StatusCode::UNAUTHORIZED
+                ]
+                .contains(&refused),
+                "round {round}: {refused}"
+            );
+        }
+        let (winner, loser) = if a == StatusCode::OK {
+            (&ada, &bob)
+        } else {
+            (&bob, &ada)
+        };
+        assert_eq!(role_of(&t, winner).await, "admin", "round {round}");
+        if by_ban {
+            let r = t
+                .http
+                .post(t.url(&format!("/v1/users/{}/unban", loser.id)))
+                .bearer_auth(&winner.access)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), StatusCode::OK);
+        } else {
+            assert_eq!(role_of(&t, loser).await, "user", "round {round}");
+        }
+        // Whoever lost is promoted again at the top of the next round, by the winner.
+        if winner.id != ada.id {
+            assert_eq!(set_role(&t, &bob, &ada, "admin").await.0, StatusCode::OK);
+        }
+    }
+    t.app.stop().await;
+}
