@@ -83,6 +83,9 @@ pub enum AppError {
     /// refused for everyone, admins included, until an auditor or admin releases it.
     #[error("the file is under legal hold")]
     LegalHold,
+    /// The change would leave the tenant without an active admin (src/commands/users.rs).
+    #[error("this is the tenant's last admin: make another user admin first")]
+    LastAdmin,
     /// The tenant's minimum retention (`MIN_RETENTION_DAYS`) forbids purging the file yet.
     #[error("{0}")]
     RetentionLocked(String),
@@ -123,6 +126,7 @@ impl AppError {
             AppError::ChecksumMismatch => "checksum_mismatch",
             AppError::Gone(_) => "gone",
             AppError::LegalHold => "legal_hold",
+            AppError::LastAdmin => "last_admin",
             AppError::RetentionLocked(_) => "retention_locked",
             AppError::Internal(_) => "internal_error",
         }
@@ -156,7 +160,9 @@ impl AppError {
                 StatusCode::from_u16(460).unwrap_or(StatusCode::BAD_REQUEST)
             }
             AppError::Gone(_) => StatusCode::GONE,
-            AppError::LegalHold | AppError::RetentionLocked(_) => StatusCode::CONFLICT,
+            AppError::LegalHold | AppError::RetentionLocked(_) | AppError::LastAdmin => {
+                StatusCode::CONFLICT
+            }
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -225,6 +231,7 @@ impl AppError {
             AppError::ChecksumMismatch,
             AppError::Gone("example".into()),
             AppError::LegalHold,
+            AppError::LastAdmin,
             AppError::RetentionLocked("example".into()),
             AppError::Internal(anyhow::anyhow!("example")),
         ]

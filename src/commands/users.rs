@@ -136,9 +136,7 @@ async fn keep_an_admin(
         .fetch_one(&mut *tx)
         .await?;
     if is_one && others == 0 {
-        return Err(AppError::Validation(
-            "this is the tenant's last admin: make another user admin first".into(),
-        ));
+        return Err(AppError::LastAdmin);
     }
     Ok(tx)
 }

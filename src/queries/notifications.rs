@@ -102,13 +102,22 @@ pub(crate) async fn inbox_of(
         ),
     };
     let mut tx = ctx.begin(&state.db).await?;
+    // One statement, so the page and the unread count come from one snapshot: as two
+    // statements, a read landing between them gave a page and a count that disagree.
+    // The count always yields one row; the page joins it (no page row: one row of NULLs).
     // RLS limits rows to the tenant; naming it lets the planner use the listing index.
     let rows = sqlx::query(&format!(
-        "SELECT {COLUMNS} FROM notifications
-          WHERE tenant_id = $1 AND recipient_id = $2 AND kind <> 'version_status'
-            AND ($3::bigint IS NULL OR seq < $3) AND (NOT $4 OR read_at IS NULL)
-          ORDER BY seq DESC
-          LIMIT $5"
+        "SELECT c.unread_count, p.*
+           FROM (SELECT count(*) AS unread_count FROM notifications
+                  WHERE tenant_id = $1 AND recipient_id = $2 AND kind <> 'version_status'
+                    AND read_at IS NULL) AS c
+           LEFT JOIN LATERAL (
+                SELECT {COLUMNS} FROM notifications
+                 WHERE tenant_id = $1 AND recipient_id = $2 AND kind <> 'version_status'
+                   AND ($3::bigint IS NULL OR seq < $3) AND (NOT $4 OR read_at IS NULL)
+                 ORDER BY seq DESC
+                 LIMIT $5) AS p ON true
+          ORDER BY p.seq DESC"
     ))
     .bind(ctx.tenant_id.0)
     .bind(ctx.user_id.0)
@@ -117,15 +126,12 @@ pub(crate) async fn inbox_of(
     .bind(limit + 1)
     .fetch_all(&mut *tx)
     .await?;
-    let unread_count: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM notifications
-          WHERE tenant_id = $1 AND recipient_id = $2 AND kind <> 'version_status' AND read_at IS NULL",
-    )
-    .bind(ctx.tenant_id.0)
-    .bind(ctx.user_id.0)
-    .fetch_one(&mut *tx)
-    .await?;
     tx.commit().await?;
+    let unread_count: i64 = rows.first().map_or(0, |r| r.get("unread_count"));
+    let rows: Vec<_> = rows
+        .into_iter()
+        .filter(|r| r.get::<Option<i64>, _>("seq").is_some())
+        .collect();
     let has_more = rows.len() as i64 > limit;
     let mut items = Vec::with_capacity(rows.len());
     let mut last_seq = 0;

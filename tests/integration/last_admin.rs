@@ -88,15 +88,8 @@ async fn the_last_admin_cannot_be_demoted_and_a_second_admin_lifts_that() {
     let (ada, bob) = tenant_of_two(&t).await;
 
     let (status, body) = set_role(&t, &ada, &ada, "user").await;
-    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
-    assert_eq!(body["error"]["code"], "validation_failed");
-    assert!(
-        body["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("last admin"),
-        "{body}"
-    );
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(body["error"]["code"], "last_admin");
     assert_eq!(role_of(&t, &ada).await, "admin", "nothing changed");
 
     // With Bob made admin, Ada may step down; then Bob is the last one.
@@ -104,7 +97,7 @@ async fn the_last_admin_cannot_be_demoted_and_a_second_admin_lifts_that() {
     assert_eq!(set_role(&t, &ada, &ada, "auditor").await.0, StatusCode::OK);
     assert_eq!(
         set_role(&t, &bob, &bob, "user").await.0,
-        StatusCode::UNPROCESSABLE_ENTITY
+        StatusCode::CONFLICT
     );
     assert_eq!(role_of(&t, &bob).await, "admin");
     // Changes that take no admin away are not held up.
@@ -138,7 +131,7 @@ async fn two_admins_removing_each_other_at_once_leave_one() {
             // (demoted: 403; banned: 401).
             assert!(
                 [
-                    StatusCode::UNPROCESSABLE_ENTITY,
+                    StatusCode::CONFLICT,
                     StatusCode::FORBIDDEN,
                     StatusCode::UNAUTHORIZED
                 ]

@@ -96,7 +96,7 @@ async fn change(
 #[utoipa::path(put, path = "/v1/users/{id}/role", tag = "users", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "user id")), request_body = RoleChange,
     responses((status = 200, body = UserView), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
-               (status = 422, body = ErrorBody, description = "the tenant's last admin would lose the role")))]
+               (status = 409, body = ErrorBody, description = "last_admin: the tenant's last admin would lose the role")))]
 pub async fn set_role(
     State(state): State<AppState>,
     admin: Admin,
@@ -111,7 +111,8 @@ pub async fn set_role(
 #[utoipa::path(post, path = "/v1/users/{id}/ban", tag = "users", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "user id")),
     responses((status = 200, body = UserView), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
-               (status = 422, body = ErrorBody, description = "yourself, or the tenant's last admin")))]
+               (status = 409, body = ErrorBody, description = "last_admin: the tenant's last admin"),
+               (status = 422, body = ErrorBody, description = "yourself")))]
 pub async fn ban(
     State(state): State<AppState>,
     admin: Admin,
