@@ -261,18 +261,7 @@ async fn expiry_and_the_creators_demotion_bite_on_the_next_request() {
 
     // The creator stops being an admin: their keys stop with them. (A second admin joins
     // first: a tenant's last admin cannot step down.)
-    let r = t
-        .http
-        .post(t.url("/v1/tenants/current/invitations"))
-        .bearer_auth(&ada)
-        .json(&json!({"role": "admin"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::CREATED);
-    let invitation: Value = r.json().await.unwrap();
-    let r = t.register(json!({"invitation_token": invitation["invitation_token"], "handle": "bea", "name": "Bea", "email": "bea@example.com", "password": crate::common::PASSWORD})).await;
-    assert_eq!(r.status(), StatusCode::CREATED);
+    t.join(&ada, "bea", "admin").await;
     let (_, key) = new_key(&t, &ada, json!({"name": "ops"})).await;
     assert_eq!(get(&t, "/v1/files", &key).await.status(), StatusCode::OK);
     let me: Value = get(&t, "/v1/me", &ada).await.json().await.unwrap();

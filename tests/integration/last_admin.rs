@@ -5,53 +5,22 @@ use chronicle::app::Mode;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::common::{PASSWORD, TestApp};
+use crate::common::{Client, TestApp};
 
 const SECRET: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 
-struct Member {
-    id: String,
-    access: String,
-}
-
-async fn login(t: &TestApp, email: &str, id: &str) -> Member {
-    let r = t.login(email).await;
-    assert_eq!(r.status(), StatusCode::OK);
-    let body: Value = r.json().await.unwrap();
-    Member {
-        id: id.to_string(),
-        access: body["access_token"].as_str().unwrap().into(),
-    }
-}
-
 /// Ada founds a tenant (its admin) and Bob joins it by invitation (a user).
-async fn tenant_of_two(t: &TestApp) -> (Member, Member) {
-    let r = t.register(json!({"tenant_name": "ada inc", "handle": "ada", "name": "Ada", "email": "ada@example.com", "password": PASSWORD})).await;
-    assert_eq!(r.status(), StatusCode::CREATED);
-    let ids: Value = r.json().await.unwrap();
-    let ada = login(t, "ada@example.com", ids["user_id"].as_str().unwrap()).await;
-    let r = t
-        .http
-        .post(t.url("/v1/tenants/current/invitations"))
-        .bearer_auth(&ada.access)
-        .json(&json!({}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::CREATED);
-    let invitation: Value = r.json().await.unwrap();
-    let r = t.register(json!({"invitation_token": invitation["invitation_token"], "handle": "bob", "name": "Bob", "email": "bob@example.com", "password": PASSWORD})).await;
-    assert_eq!(r.status(), StatusCode::CREATED);
-    let ids: Value = r.json().await.unwrap();
-    let bob = login(t, "bob@example.com", ids["user_id"].as_str().unwrap()).await;
+async fn tenant_of_two(t: &TestApp) -> (Client, Client) {
+    let ada = t.signup("ada").await;
+    let bob = t.join(&ada.token, "bob", "user").await;
     (ada, bob)
 }
 
-async fn set_role(t: &TestApp, by: &Member, of: &Member, role: &str) -> (StatusCode, Value) {
+async fn set_role(t: &TestApp, by: &Client, of: &Client, role: &str) -> (StatusCode, Value) {
     let r = t
         .http
-        .put(t.url(&format!("/v1/users/{}/role", of.id)))
-        .bearer_auth(&by.access)
+        .put(t.url(&format!("/v1/users/{}/role", of.user_id)))
+        .bearer_auth(&by.token)
         .json(&json!({ "role": role }))
         .send()
         .await
@@ -59,21 +28,21 @@ async fn set_role(t: &TestApp, by: &Member, of: &Member, role: &str) -> (StatusC
     (r.status(), r.json().await.unwrap())
 }
 
-async fn ban(t: &TestApp, by: &Member, of: &Member) -> StatusCode {
+async fn ban(t: &TestApp, by: &Client, of: &Client) -> StatusCode {
     t.http
-        .post(t.url(&format!("/v1/users/{}/ban", of.id)))
-        .bearer_auth(&by.access)
+        .post(t.url(&format!("/v1/users/{}/ban", of.user_id)))
+        .bearer_auth(&by.token)
         .send()
         .await
         .unwrap()
         .status()
 }
 
-async fn role_of(t: &TestApp, who: &Member) -> String {
+async fn role_of(t: &TestApp, who: &Client) -> String {
     let r = t
         .http
         .get(t.url("/v1/me"))
-        .bearer_auth(&who.access)
+        .bearer_auth(&who.token)
         .send()
         .await
         .unwrap();
@@ -148,8 +117,8 @@ async fn two_admins_removing_each_other_at_once_leave_one() {
         if by_ban {
             let r = t
                 .http
-                .post(t.url(&format!("/v1/users/{}/unban", loser.id)))
-                .bearer_auth(&winner.access)
+                .post(t.url(&format!("/v1/users/{}/unban", loser.user_id)))
+                .bearer_auth(&winner.token)
                 .send()
                 .await
                 .unwrap();
@@ -158,7 +127,7 @@ async fn two_admins_removing_each_other_at_once_leave_one() {
             assert_eq!(role_of(&t, loser).await, "user", "round {round}");
         }
         // Whoever lost is promoted again at the top of the next round, by the winner.
-        if winner.id != ada.id {
+        if winner.user_id != ada.user_id {
             assert_eq!(set_role(&t, &bob, &ada, "admin").await.0, StatusCode::OK);
         }
     }
