@@ -26,7 +26,8 @@ if ! python3 -c 'import schemathesis' >/dev/null 2>&1; then
   echo "installing schemathesis"
   python3 -m pip install --quiet --disable-pip-version-check schemathesis
 fi
-# A no-op when `cargo test` (CI) or a previous build already made it.
+# A no-op when CI or a previous build already made it.
+echo "schemathesis: building the chronicle binary"
 cargo build --quiet --bin chronicle
 
 suffix="$(head -c 6 /dev/urandom | od -An -tx1 | tr -d ' \n')"
@@ -80,6 +81,8 @@ if [ -z "$ready" ]; then
   tail -n 50 "$reports/server.log"
   exit 1
 fi
+
+echo "schemathesis: chronicle is ready on $base; testing for at most ${budget}s"
 
 # An admin of a fresh tenant (README quickstart), and a token for it.
 email="st-${suffix}@example.com"
