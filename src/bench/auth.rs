@@ -91,8 +91,7 @@ async fn throughput(addr: SocketAddr, path: &'static str, headers: &str) -> anyh
 
 pub async fn run(server_url: &str) -> anyhow::Result<Vec<Row>> {
     let url = super::store::fresh_database(server_url, "chronicle_bench_auth").await?;
-    let data_dir =
-        std::env::temp_dir().join(format!("chronicle-bench-{}", uuid::Uuid::now_v7().simple()));
+    let data_dir = super::work_dir::fresh().await?;
     let config = Config::from_lookup(|k| match k {
         "DATABASE_URL" => Some(url.clone()),
         "BIND_ADDR" => Some("127.0.0.1:0".into()),

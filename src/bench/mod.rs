@@ -10,6 +10,7 @@ mod scan;
 mod store;
 mod tlog;
 pub mod upload;
+mod work_dir;
 
 use clap::Subcommand;
 

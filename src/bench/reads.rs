@@ -41,8 +41,7 @@ pub const ME: &str = "GET /v1/me, 16 connections";
 pub const LIST: &str = "GET /v1/files?limit=20, 16 connections";
 
 pub async fn run(server_url: &str, url: Option<&str>, secs: u64) -> anyhow::Result<Vec<Row>> {
-    let data_dir =
-        std::env::temp_dir().join(format!("chronicle-bench-{}", uuid::Uuid::now_v7().simple()));
+    let data_dir = super::work_dir::fresh().await?;
     let mut app = None;
     let addr: SocketAddr = match url {
         Some(url) => url

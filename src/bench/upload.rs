@@ -99,9 +99,7 @@ pub struct Outcome {
 pub async fn run(target: &Target<'_>, sizes: &Sizes) -> anyhow::Result<Outcome> {
     let url = super::store::fresh_database(target.server_url, target.database).await?;
     db::migrate(&url).await?;
-    let work =
-        std::env::temp_dir().join(format!("chronicle-bench-{}", uuid::Uuid::now_v7().simple()));
-    tokio::fs::create_dir_all(&work).await?;
+    let work = super::work_dir::fresh().await?;
     // Every server of this run writes under `bench-<run>-…:`, removed at the end.
     let run_id = uuid::Uuid::now_v7().simple().to_string();
     let result = run_in(target, sizes, &url, &work, &run_id).await;
