@@ -82,6 +82,10 @@ async fn erase_announced(
     user: UserId,
     meta: &EventMetadata,
 ) -> Result<Erasure, AppError> {
+    // An admin never erases themself, but two admins erasing (or demoting) each other
+    // at the same moment would leave none: the tenant's admin lock, held until the
+    // erasure is committed (docs/architecture.md, "Accounts").
+    let _admins_lock = commands::users::keep_an_admin(pool, tenant, user).await?;
     let users = ChronicleStore::<User>::new(log.clone(), tenant, snapshot_every);
     let id = user.to_string();
     let mut outcome = None;

@@ -3,8 +3,8 @@
 //! answer never lags a change just made. The caller is an `Admin` for every change: who
 //! may call these is in the signature.
 //!
-//! A tenant always keeps an active admin: a demotion or ban that would take away the
-//! last one is refused. Two admins demoting each other at once would each see the other
+//! A tenant always keeps an active admin: a demotion, ban or erasure
+//! (`commands::erase`) that would take away the last one is refused. Two admins demoting each other at once would each see the other
 //! still there, so such changes take a per-tenant lock (a transaction-scoped advisory
 //! lock, held until the change is committed) and count the admins from the log, which
 //! already holds every change committed before the lock was granted.
@@ -118,8 +118,11 @@ SELECT count(*) FILTER (WHERE aggregate_id <> $2) AS others,
   FROM active"#;
 
 /// Takes the tenant's admin lock and refuses when `user` is its last active admin. The
-/// returned transaction holds the lock; dropping it (commit or not) releases it.
-async fn keep_an_admin(
+/// returned transaction holds the lock; dropping it (commit or not) releases it. Taken
+/// before the user's writer turn (`commands::execute`, the erasure), in that order
+/// everywhere: the turn is an in-process lock Postgres cannot see, so the other order
+/// could deadlock unnoticed.
+pub(crate) async fn keep_an_admin(
     pool: &PgPool,
     tenant: TenantId,
     user: UserId,

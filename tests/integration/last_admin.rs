@@ -1,5 +1,6 @@
 //! A tenant always keeps an active admin: the last one cannot be demoted, and two admins
-//! removing each other at the same moment leave one of them in place.
+//! removing each other at the same moment (by demotion, ban or erasure) leave one of them
+//! in place.
 
 use chronicle::app::Mode;
 use reqwest::StatusCode;
@@ -31,6 +32,16 @@ async fn set_role(t: &TestApp, by: &Client, of: &Client, role: &str) -> (StatusC
 async fn ban(t: &TestApp, by: &Client, of: &Client) -> StatusCode {
     t.http
         .post(t.url(&format!("/v1/users/{}/ban", of.user_id)))
+        .bearer_auth(&by.token)
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+async fn erase(t: &TestApp, by: &Client, of: &Client) -> StatusCode {
+    t.http
+        .post(t.url(&format!("/v1/users/{}/erase", of.user_id)))
         .bearer_auth(&by.token)
         .send()
         .await
@@ -129,6 +140,69 @@ async fn two_admins_removing_each_other_at_once_leave_one() {
         // Whoever lost is promoted again at the top of the next round, by the winner.
         if winner.user_id != ada.user_id {
             assert_eq!(set_role(&t, &bob, &ada, "admin").await.0, StatusCode::OK);
+        }
+    }
+    t.app.stop().await;
+}
+
+/// An erasure cannot be undone, so each round has a tenant of its own: its founder Ada and
+/// a second admin, Bob. They erase each other (even rounds), or Ada erases Bob while Bob
+/// demotes Ada (odd rounds), at the same moment: exactly one of the two goes through, and
+/// the one left is an active admin.
+#[tokio::test]
+async fn two_admins_erasing_or_demoting_each_other_at_once_leave_one() {
+    // Twelve sign-ups and sign-ins from one address.
+    let t = TestApp::spawn(
+        Mode::Serve,
+        &[
+            ("JWT_SECRET", SECRET),
+            ("AUTH_RATE_LIMIT_PER_MINUTE", "1000"),
+        ],
+    )
+    .await;
+    for round in 0..6 {
+        let ada = t.signup(&format!("ada{round}")).await;
+        let bob = t.join(&ada.token, &format!("bob{round}"), "admin").await;
+        let by_erasures = round % 2 == 0;
+        let (a, b) = if by_erasures {
+            tokio::join!(erase(&t, &ada, &bob), erase(&t, &bob, &ada))
+        } else {
+            let (a, b) = tokio::join!(erase(&t, &ada, &bob), set_role(&t, &bob, &ada, "user"));
+            (a, b.0)
+        };
+        let done = |s: StatusCode| s == StatusCode::NO_CONTENT || s == StatusCode::OK;
+        assert_eq!(
+            [a, b].into_iter().filter(|s| done(*s)).count(),
+            1,
+            "round {round}: {a} and {b}"
+        );
+        for refused in [a, b].into_iter().filter(|s| !done(*s)) {
+            // Refused by the rule, or the caller had already lost the role (403) or been
+            // erased (401) when its request arrived.
+            assert!(
+                [
+                    StatusCode::CONFLICT,
+                    StatusCode::FORBIDDEN,
+                    StatusCode::UNAUTHORIZED
+                ]
+                .contains(&refused),
+                "round {round}: {refused}"
+            );
+        }
+        let (winner, loser) = if done(a) { (&ada, &bob) } else { (&bob, &ada) };
+        assert_eq!(role_of(&t, winner).await, "admin", "round {round}");
+        if done(a) || by_erasures {
+            // The loser was erased: their session is gone.
+            let r = t
+                .http
+                .get(t.url("/v1/me"))
+                .bearer_auth(&loser.token)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "round {round}");
+        } else {
+            assert_eq!(role_of(&t, loser).await, "user", "round {round}");
         }
     }
     t.app.stop().await;

@@ -20,6 +20,7 @@ use crate::state::AppState;
 #[utoipa::path(post, path = "/v1/users/{id}/erase", tag = "users", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "user id")),
     responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+              (status = 409, body = ErrorBody, description = "last_admin: the tenant's last admin"),
               (status = 422, body = ErrorBody)))]
 pub async fn erase(
     State(state): State<AppState>,
