@@ -29,9 +29,10 @@ async fn set_role(t: &TestApp, by: &Client, of: &Client, role: &str) -> (StatusC
     (r.status(), r.json().await.unwrap())
 }
 
-async fn ban(t: &TestApp, by: &Client, of: &Client) -> StatusCode {
+/// `POST /v1/users/{id}/{action}` (`ban`, `unban`, `erase`) by `by` on `of`.
+async fn act(t: &TestApp, by: &Client, action: &str, of: &Client) -> StatusCode {
     t.http
-        .post(t.url(&format!("/v1/users/{}/ban", of.user_id)))
+        .post(t.url(&format!("/v1/users/{}/{action}", of.user_id)))
         .bearer_auth(&by.token)
         .send()
         .await
@@ -39,17 +40,7 @@ async fn ban(t: &TestApp, by: &Client, of: &Client) -> StatusCode {
         .status()
 }
 
-async fn erase(t: &TestApp, by: &Client, of: &Client) -> StatusCode {
-    t.http
-        .post(t.url(&format!("/v1/users/{}/erase", of.user_id)))
-        .bearer_auth(&by.token)
-        .send()
-        .await
-        .unwrap()
-        .status()
-}
-
-async fn role_of(t: &TestApp, who: &Client) -> String {
+async fn me(t: &TestApp, who: &Client) -> (StatusCode, Option<Value>) {
     let r = t
         .http
         .get(t.url("/v1/me"))
@@ -57,9 +48,13 @@ async fn role_of(t: &TestApp, who: &Client) -> String {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
-    let me: Value = r.json().await.unwrap();
-    me["role"].as_str().unwrap().to_string()
+    (r.status(), r.json().await.ok())
+}
+
+async fn role_of(t: &TestApp, who: &Client) -> String {
+    let (status, me) = me(t, who).await;
+    assert_eq!(status, StatusCode::OK);
+    me.unwrap()["role"].as_str().unwrap().to_string()
 }
 
 #[tokio::test]
@@ -96,7 +91,7 @@ async fn two_admins_removing_each_other_at_once_leave_one() {
         assert_eq!(set_role(&t, &ada, &bob, "admin").await.0, StatusCode::OK);
         let by_ban = round % 2 == 1;
         let (a, b) = if by_ban {
-            tokio::join!(ban(&t, &ada, &bob), ban(&t, &bob, &ada))
+            tokio::join!(act(&t, &ada, "ban", &bob), act(&t, &bob, "ban", &ada))
         } else {
             let (a, b) = tokio::join!(
                 set_role(&t, &ada, &bob, "user"),
@@ -126,14 +121,7 @@ async fn two_admins_removing_each_other_at_once_leave_one() {
         };
         assert_eq!(role_of(&t, winner).await, "admin", "round {round}");
         if by_ban {
-            let r = t
-                .http
-                .post(t.url(&format!("/v1/users/{}/unban", loser.user_id)))
-                .bearer_auth(&winner.token)
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(r.status(), StatusCode::OK);
+            assert_eq!(act(&t, winner, "unban", loser).await, StatusCode::OK);
         } else {
             assert_eq!(role_of(&t, loser).await, "user", "round {round}");
         }
@@ -165,9 +153,12 @@ async fn two_admins_erasing_or_demoting_each_other_at_once_leave_one() {
         let bob = t.join(&ada.token, &format!("bob{round}"), "admin").await;
         let by_erasures = round % 2 == 0;
         let (a, b) = if by_erasures {
-            tokio::join!(erase(&t, &ada, &bob), erase(&t, &bob, &ada))
+            tokio::join!(act(&t, &ada, "erase", &bob), act(&t, &bob, "erase", &ada))
         } else {
-            let (a, b) = tokio::join!(erase(&t, &ada, &bob), set_role(&t, &bob, &ada, "user"));
+            let (a, b) = tokio::join!(
+                act(&t, &ada, "erase", &bob),
+                set_role(&t, &bob, &ada, "user")
+            );
             (a, b.0)
         };
         let done = |s: StatusCode| s == StatusCode::NO_CONTENT || s == StatusCode::OK;
@@ -193,14 +184,11 @@ async fn two_admins_erasing_or_demoting_each_other_at_once_leave_one() {
         assert_eq!(role_of(&t, winner).await, "admin", "round {round}");
         if done(a) || by_erasures {
             // The loser was erased: their session is gone.
-            let r = t
-                .http
-                .get(t.url("/v1/me"))
-                .bearer_auth(&loser.token)
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "round {round}");
+            assert_eq!(
+                me(&t, loser).await.0,
+                StatusCode::UNAUTHORIZED,
+                "round {round}"
+            );
         } else {
             assert_eq!(role_of(&t, loser).await, "user", "round {round}");
         }
