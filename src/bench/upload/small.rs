@@ -36,6 +36,7 @@ pub(super) async fn small_uploads(
     let token = Arc::new(token.to_string());
     let commits_before = commits(owner).await?;
     let started = Instant::now();
+    let started_at = chrono::Utc::now();
     let mut tasks = Vec::new();
     for _ in 0..CLIENTS {
         let (pattern, next, accepted, token) = (
@@ -108,6 +109,17 @@ pub(super) async fn small_uploads(
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     let completed_after = started.elapsed();
+    // When the worker recorded the last of them (its transaction's start, same clock):
+    // what `completed_after` adds beyond it is the files projector's lag and this poll's.
+    let last_worker_commit: f64 = sqlx::query_scalar(
+        "SELECT extract(epoch FROM max(recorded_at) - $2)::float8 FROM events
+          WHERE event_type = 'VersionCompleted' AND aggregate_type = 'file'
+            AND aggregate_id = ANY($1)",
+    )
+    .bind(&file_ids)
+    .bind(started_at)
+    .fetch_one(owner)
+    .await?;
     // Every transaction of the server (API, worker, projectors; read-only ones and
     // single statements count too) and of this poll; the statistics reach Postgres's
     // counters up to a second late, hence "about".
@@ -135,7 +147,8 @@ pub(super) async fn small_uploads(
             value: completed_rate,
             unit: "uploads/s",
             note: format!(
-                "all {n} `completed` in file_versions after {:.2} s (WORKER_CONCURRENCY={}); \
+                "all {n} `completed` in file_versions after {:.2} s, the last recorded by the \
+                 worker at {last_worker_commit:.2} s (WORKER_CONCURRENCY={}); \
                  about {transactions_per_upload:.1} Postgres transactions per upload",
                 completed_after.as_secs_f64(),
                 sizes.worker_concurrency
