@@ -3,11 +3,12 @@
 //! answer never lags a change just made. The caller is an `Admin` for every change: who
 //! may call these is in the signature.
 //!
-//! A tenant always keeps an active admin: a demotion, ban or erasure
-//! (`commands::erase`) that would take away the last one is refused. Two admins demoting each other at once would each see the other
-//! still there, so such changes take a per-tenant lock (a transaction-scoped advisory
-//! lock, held until the change is committed) and count the admins from the log, which
-//! already holds every change committed before the lock was granted.
+//! A tenant always keeps an active admin: a demotion, ban or erasure (`commands::erase`)
+//! that would take away the last one is refused. Two admins demoting each other at once
+//! would each see the other still there, so such changes take a per-tenant lock (a
+//! transaction-scoped advisory lock, held until the change is committed) and count the
+//! admins from the log, which already holds every change committed before the lock was
+//! granted.
 
 use cqrs_es::EventStore;
 use sqlx::{PgPool, Postgres, Transaction};

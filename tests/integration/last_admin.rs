@@ -51,6 +51,35 @@ async fn me(t: &TestApp, who: &Client) -> (StatusCode, Option<Value>) {
     (r.status(), r.json().await.ok())
 }
 
+/// Two removals sent at the same moment (`a` by Ada, `b` by Bob): exactly one went
+/// through (`done`); the other was refused by the rule (409), or its caller had already
+/// lost the role (403) or the account (401: banned or erased) when it arrived. True when
+/// Ada's went through.
+fn one_went_through(
+    round: usize,
+    a: StatusCode,
+    b: StatusCode,
+    done: impl Fn(StatusCode) -> bool,
+) -> bool {
+    assert_eq!(
+        [a, b].into_iter().filter(|s| done(*s)).count(),
+        1,
+        "round {round}: {a} and {b}"
+    );
+    for refused in [a, b].into_iter().filter(|s| !done(*s)) {
+        assert!(
+            [
+                StatusCode::CONFLICT,
+                StatusCode::FORBIDDEN,
+                StatusCode::UNAUTHORIZED
+            ]
+            .contains(&refused),
+            "round {round}: {refused}"
+        );
+    }
+    done(a)
+}
+
 async fn role_of(t: &TestApp, who: &Client) -> String {
     let (status, me) = me(t, who).await;
     assert_eq!(status, StatusCode::OK);
@@ -99,26 +128,8 @@ async fn two_admins_removing_each_other_at_once_leave_one() {
             );
             (a.0, b.0)
         };
-        let went_through = [a, b].iter().filter(|s| **s == StatusCode::OK).count();
-        assert_eq!(went_through, 1, "round {round}: {a} and {b}");
-        for refused in [a, b].into_iter().filter(|s| *s != StatusCode::OK) {
-            // Refused by the rule, or the caller was no longer an admin when it arrived
-            // (demoted: 403; banned: 401).
-            assert!(
-                [
-                    StatusCode::CONFLICT,
-                    StatusCode::FORBIDDEN,
-                    StatusCode::UNAUTHORIZED
-                ]
-                .contains(&refused),
-                "round {round}: {refused}"
-            );
-        }
-        let (winner, loser) = if a == StatusCode::OK {
-            (&ada, &bob)
-        } else {
-            (&bob, &ada)
-        };
+        let ada_won = one_went_through(round, a, b, |s| s == StatusCode::OK);
+        let (winner, loser) = if ada_won { (&ada, &bob) } else { (&bob, &ada) };
         assert_eq!(role_of(&t, winner).await, "admin", "round {round}");
         if by_ban {
             assert_eq!(act(&t, winner, "unban", loser).await, StatusCode::OK);
@@ -162,27 +173,10 @@ async fn two_admins_erasing_or_demoting_each_other_at_once_leave_one() {
             (a, b.0)
         };
         let done = |s: StatusCode| s == StatusCode::NO_CONTENT || s == StatusCode::OK;
-        assert_eq!(
-            [a, b].into_iter().filter(|s| done(*s)).count(),
-            1,
-            "round {round}: {a} and {b}"
-        );
-        for refused in [a, b].into_iter().filter(|s| !done(*s)) {
-            // Refused by the rule, or the caller had already lost the role (403) or been
-            // erased (401) when its request arrived.
-            assert!(
-                [
-                    StatusCode::CONFLICT,
-                    StatusCode::FORBIDDEN,
-                    StatusCode::UNAUTHORIZED
-                ]
-                .contains(&refused),
-                "round {round}: {refused}"
-            );
-        }
-        let (winner, loser) = if done(a) { (&ada, &bob) } else { (&bob, &ada) };
+        let ada_won = one_went_through(round, a, b, done);
+        let (winner, loser) = if ada_won { (&ada, &bob) } else { (&bob, &ada) };
         assert_eq!(role_of(&t, winner).await, "admin", "round {round}");
-        if done(a) || by_erasures {
+        if ada_won || by_erasures {
             // The loser was erased: their session is gone.
             assert_eq!(
                 me(&t, loser).await.0,
