@@ -52,7 +52,7 @@ pub const ME: &str = "GET /v1/me, 16 connections";
 pub const LIST: &str = "GET /v1/files?limit=20, 16 connections";
 
 pub async fn run(server_url: &str, url: Option<&str>, secs: u64) -> anyhow::Result<Vec<Row>> {
-    let data_dir = super::work_dir::fresh().await?;
+    // The in-process server and its data directory, when this run starts one.
     let mut app = None;
     let addr: SocketAddr = match url {
         Some(url) => url
@@ -61,6 +61,7 @@ pub async fn run(server_url: &str, url: Option<&str>, secs: u64) -> anyhow::Resu
             .parse()
             .context("--url must be http://<ip>:<port>")?,
         None => {
+            let data_dir = super::work_dir::fresh().await?;
             let db_url = super::store::fresh_database(server_url, DATABASE).await?;
             let config = Config::from_lookup(|k| match k {
                 "DATABASE_URL" => Some(db_url.clone()),
@@ -76,12 +77,12 @@ pub async fn run(server_url: &str, url: Option<&str>, secs: u64) -> anyhow::Resu
             })?;
             let started = App::start(config, Mode::Serve).await?;
             let addr = started.addr.expect("serve mode listens");
-            app = Some(started);
+            app = Some((started, data_dir));
             addr
         }
     };
     let outcome = measure(addr, secs).await;
-    if let Some(app) = app {
+    if let Some((app, data_dir)) = app {
         app.stop().await;
         let _ = tokio::fs::remove_dir_all(&data_dir).await;
         super::store::drop_database(server_url, DATABASE).await?;

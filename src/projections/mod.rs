@@ -16,6 +16,7 @@ pub mod rebuild;
 mod record;
 pub mod retry;
 pub mod runtime;
+pub mod shared_reads;
 pub mod status;
 pub mod storable;
 pub mod stream_heads;

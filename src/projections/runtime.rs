@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use super::failures::{self, Failure, Verdict, apply_isolating};
 use super::read_ahead::ReadAhead;
 use super::record::{CatchUpPosition, next_batch};
+use super::shared_reads::{Cadence, FRESH_FOR, SharedBatch, SharedReads};
 use super::{EventRecord, Projector};
 use crate::config::ProjectorRetry;
 
@@ -119,53 +120,112 @@ pub async fn run_batch_with(
     projector: &dyn Projector,
     policy: &ProjectorRetry,
 ) -> anyhow::Result<BatchOutcome> {
-    run_batch_ahead(pool, projector, policy, None).await
+    Ok(run_batch_ahead(pool, projector, policy, None, None)
+        .await?
+        .outcome)
+}
+
+/// Where a live projector's checkpoint stood after its last batch, to ask the shared
+/// reads for the events after it (shared_reads.rs).
+#[derive(Clone, Copy)]
+struct SharedAsk<'a> {
+    reads: &'a SharedReads,
+    after: CatchUpPosition,
+    /// The wake-up generation this batch acts on.
+    generation: u64,
+}
+
+/// What one batch did, for the live loop.
+struct Ran {
+    outcome: BatchOutcome,
+    /// The checkpoint as the batch left it, when known.
+    checkpoint: Option<CatchUpPosition>,
+    /// The read stopped at its limit: more events may be waiting.
+    more: bool,
+    /// The batch came from a read older than the wake-up it acted on.
+    stale: bool,
+}
+
+impl Ran {
+    fn new(outcome: BatchOutcome) -> Self {
+        Self {
+            outcome,
+            checkpoint: None,
+            more: false,
+            stale: false,
+        }
+    }
 }
 
 /// [`run_batch_with`]; with `ahead`, it uses the batch read ahead when that starts at
-/// the checkpoint, and a full batch starts reading the next one (read_ahead.rs).
+/// the checkpoint, and a full batch starts reading the next one (read_ahead.rs); with
+/// `shared`, a read shared with the process's other projectors, on the same condition
+/// (shared_reads.rs).
 async fn run_batch_ahead(
     pool: &PgPool,
     projector: &dyn Projector,
     policy: &ProjectorRetry,
     mut ahead: Option<&mut ReadAhead>,
-) -> anyhow::Result<BatchOutcome> {
+    shared: Option<SharedAsk<'_>>,
+) -> anyhow::Result<Ran> {
     let name = projector.name();
-    let read_ahead = match ahead.as_mut() {
-        Some(ahead) => ahead.finish().await,
+    let mut prepared = match ahead.as_mut() {
+        Some(ahead) => ahead
+            .finish()
+            .await
+            .map(|(after, b)| (after, SharedBatch::whole(b, CATCH_UP_BATCH_SIZE))),
         None => None,
     };
+    if prepared.is_none()
+        && let Some(ask) = shared
+    {
+        prepared = ask
+            .reads
+            .after(ask.after, BATCH_SIZE, ask.generation)
+            .await
+            .map(|batch| (ask.after, batch));
+    }
     let mut tx = pool.begin().await?;
     let Some(checkpoint) = lock_checkpoint(&mut tx, name, false).await? else {
-        return Ok(BatchOutcome::Busy);
+        return Ok(Ran::new(BatchOutcome::Busy));
     };
     let head = failures::failing_head(&mut tx, name).await?;
     if let Some((_, wait)) = head
         && !wait.is_zero()
     {
         tx.commit().await?;
-        return Ok(BatchOutcome::Backoff(wait));
+        return Ok(Ran::new(BatchOutcome::Backoff(wait)));
     }
-    let batch = match read_ahead {
+    let batch = match prepared {
         Some((after, batch)) if after == checkpoint => batch,
-        _ => next_batch(&mut tx, checkpoint, BATCH_SIZE).await?,
+        _ => SharedBatch::whole(
+            next_batch(&mut tx, checkpoint, BATCH_SIZE).await?,
+            BATCH_SIZE,
+        ),
     };
     if batch.is_empty() {
         tx.commit().await?;
-        return Ok(BatchOutcome::Idle);
+        return Ok(Ran {
+            outcome: BatchOutcome::Idle,
+            checkpoint: Some(checkpoint),
+            more: false,
+            stale: batch.predates_wake_up(),
+        });
     }
+    let events = batch.events();
+    let more = batch.unreadable().is_none()
+        && (events.len() as i64 >= BATCH_SIZE || batch.read_was_full());
     if let Some(ahead) = ahead
-        && batch.unreadable.is_none()
-        && batch.events.len() as i64 >= BATCH_SIZE
-        && let Some(last) = batch.events.last()
+        && more
+        && let Some(last) = events.last()
     {
         // More is likely waiting: read it, in a catch-up sized batch, while this batch
         // is applied.
         ahead.start(pool, last.position, CATCH_UP_BATCH_SIZE);
     }
-    let (applied, failed) = apply_isolating(&mut tx, projector, &batch.events).await?;
-    let done = &batch.events[..applied];
-    let failed = failed.or_else(|| batch.unreadable.map(Failure::from));
+    let (applied, failed) = apply_isolating(&mut tx, projector, events).await?;
+    let done = &events[..applied];
+    let failed = failed.or_else(|| batch.unreadable().cloned().map(Failure::from));
     let Some(failure) = failed else {
         if head.is_some() {
             failures::clear_failing(&mut tx, name).await?;
@@ -175,7 +235,12 @@ async fn run_batch_ahead(
             .expect("a batch without failure applied its events");
         save_checkpoint(&mut tx, name, last.position, applied, false).await?;
         commit(tx, projector, done).await?;
-        return Ok(BatchOutcome::Applied(applied));
+        return Ok(Ran {
+            outcome: BatchOutcome::Applied(applied),
+            checkpoint: Some(last.position),
+            more,
+            stale: batch.predates_wake_up(),
+        });
     };
     let verdict = failures::record(&mut tx, name, &failure, policy).await?;
     let checkpoint = match verdict {
@@ -187,10 +252,10 @@ async fn run_batch_ahead(
     }
     commit(tx, projector, done).await?;
     log_failure(name, &failure, verdict);
-    Ok(match verdict {
+    Ok(Ran::new(match verdict {
         Verdict::Retry { after, .. } if applied == 0 => BatchOutcome::Backoff(after),
         _ => BatchOutcome::Applied(applied),
-    })
+    }))
 }
 
 /// Commits a batch that applied `done`, between the projector's announcements
@@ -263,7 +328,10 @@ pub async fn catch_up_with(
     let mut total = 0;
     let mut ahead = ReadAhead::default();
     loop {
-        let pause = match run_batch_ahead(pool, projector, policy, Some(&mut ahead)).await? {
+        let pause = match run_batch_ahead(pool, projector, policy, Some(&mut ahead), None)
+            .await?
+            .outcome
+        {
             BatchOutcome::Applied(n) => {
                 total += n;
                 continue;
@@ -329,17 +397,36 @@ pub async fn run(
     projector: Arc<dyn Projector>,
     policy: ProjectorRetry,
     mut wake: watch::Receiver<u64>,
+    reads: Arc<SharedReads>,
+    cadence: Cadence,
     shutdown: CancellationToken,
 ) {
     let name = projector.name();
     let mut failures: u32 = 0;
     let mut ahead = ReadAhead::default();
+    // Where this projector's last batch left its checkpoint, when known.
+    let mut position = None;
     while !shutdown.is_cancelled() {
         let started = tokio::time::Instant::now();
-        let outcome = run_batch_ahead(&pool, projector.as_ref(), &policy, Some(&mut ahead)).await;
-        let pause = match outcome {
-            // A full batch: more are waiting.
-            Ok(BatchOutcome::Applied(n)) if n as i64 >= BATCH_SIZE => {
+        // Marked seen here: a notification from now on wakes the wait below.
+        let generation = *wake.borrow_and_update();
+        let shared = position.map(|after| SharedAsk {
+            reads: &reads,
+            after,
+            generation,
+        });
+        let ran =
+            run_batch_ahead(&pool, projector.as_ref(), &policy, Some(&mut ahead), shared).await;
+        position = ran.as_ref().ok().and_then(|ran| ran.checkpoint);
+        let more = ran.as_ref().is_ok_and(|ran| ran.more);
+        if ran.as_ref().is_ok_and(|ran| ran.stale) {
+            // A shared read older than this wake-up may lack what it announced: look
+            // again on the next tick, as if it were still pending.
+            wake.mark_changed();
+        }
+        let pause = match ran.map(|ran| ran.outcome) {
+            // A full batch (or the end of a full read): more are waiting.
+            Ok(BatchOutcome::Applied(n)) if n as i64 >= BATCH_SIZE || more => {
                 failures = 0;
                 continue;
             }
@@ -374,11 +461,13 @@ pub async fn run(
                 // Under a steady stream of appends every wake-up would find a handful of
                 // events, and each batch costs a transaction (its lease, the checkpoint,
                 // a commit) whatever its size: wake-ups within `PACE` of the last
-                // batch's start fold into one batch. After a quiet spell the batch
-                // starts at once.
+                // batch's start fold into one batch, which starts on the process's next
+                // tick, with the other projectors' (shared_reads.rs). After a quiet
+                // spell the batch starts at once.
+                let next = cadence.tick_at_or_after(started + PACE);
                 tokio::select! {
                     _ = shutdown.cancelled() => break,
-                    _ = tokio::time::sleep_until(started + PACE) => {}
+                    _ = tokio::time::sleep_until(next) => {}
                 }
             }
             _ = tokio::time::sleep(pause) => {}
@@ -424,6 +513,8 @@ pub fn spawn_all(
     shutdown: CancellationToken,
 ) -> Vec<tokio::task::JoinHandle<()>> {
     let (tx, rx) = watch::channel(0u64);
+    let reads = SharedReads::new(pool.clone(), rx.clone(), FRESH_FOR);
+    let cadence = Cadence::new(PACE);
     let mut handles = vec![tokio::spawn(listen(listen_url, tx, shutdown.clone()))];
     for p in projectors {
         handles.push(tokio::spawn(run(
@@ -431,6 +522,8 @@ pub fn spawn_all(
             p,
             policy.clone(),
             rx.clone(),
+            reads.clone(),
+            cadence,
             shutdown.clone(),
         )));
     }

@@ -48,6 +48,7 @@ mod s3;
 mod scan;
 mod schema_docs;
 mod services;
+mod shared_reads;
 mod sharing;
 mod store;
 mod transparency;
