@@ -5,6 +5,7 @@
 //! projections::concurrent_writers_with_rollbacks_project_every_committed_event_exactly_once
 //! (two instances, each sharing its reads).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use chronicle::projections::shared_reads::SharedReads;
@@ -16,6 +17,17 @@ use crate::common::TestDb;
 
 /// Long enough that a read stays joinable for the whole test, whatever the machine.
 const ALWAYS_FRESH: Duration = Duration::from_secs(3600);
+
+/// Shared reads on `db`'s worker pool whose wake-up generation starts at `generation`
+/// (the sender moves it on), joinable for `fresh_for`.
+fn shared_reads(
+    db: &TestDb,
+    generation: u64,
+    fresh_for: Duration,
+) -> (watch::Sender<u64>, Arc<SharedReads>) {
+    let (wake, woken) = watch::channel(generation);
+    (wake, SharedReads::new(db.worker.clone(), woken, fresh_for))
+}
 
 /// Commits `n` events of one stream in one transaction.
 async fn append(pool: &PgPool, stream: &str, n: usize) {
@@ -73,8 +85,7 @@ async fn a_projector_gets_the_events_after_its_position_from_a_read_that_covers_
     append(&db.owner, "b", 3).await;
     let start = CatchUpPosition::default();
     let all = eligible(&db.worker, start, 6).await;
-    let (_wake, woken) = watch::channel(0u64);
-    let reads = SharedReads::new(db.worker.clone(), woken, ALWAYS_FRESH);
+    let (_wake, reads) = shared_reads(&db, 0, ALWAYS_FRESH);
 
     let first = reads.after(start, 1000, 0).await.expect("read");
     assert_eq!(positions(first.events()), all);
@@ -106,8 +117,7 @@ async fn a_read_that_stopped_at_its_limit_says_more_may_be_waiting() {
     append(&db.owner, "a", 5).await;
     let start = CatchUpPosition::default();
     let all = eligible(&db.worker, start, 5).await;
-    let (_wake, woken) = watch::channel(0u64);
-    let reads = SharedReads::new(db.worker.clone(), woken, ALWAYS_FRESH);
+    let (_wake, reads) = shared_reads(&db, 0, ALWAYS_FRESH);
 
     let first = reads.after(start, 3, 0).await.expect("read");
     let read = positions(first.events());
@@ -125,8 +135,7 @@ async fn a_read_older_than_the_wake_up_a_projector_acts_on_says_so() {
     append(&db.owner, "a", 2).await;
     let start = CatchUpPosition::default();
     eligible(&db.worker, start, 2).await;
-    let (wake, woken) = watch::channel(0u64);
-    let reads = SharedReads::new(db.worker.clone(), woken, ALWAYS_FRESH);
+    let (wake, reads) = shared_reads(&db, 0, ALWAYS_FRESH);
 
     let first = reads.after(start, 1000, 0).await.expect("read");
     assert_eq!(first.events().len(), 2);
@@ -141,8 +150,7 @@ async fn a_read_older_than_the_wake_up_a_projector_acts_on_says_so() {
 
     // A read started after that wake-up covers it.
     eligible(&db.worker, start, 3).await;
-    let (_wake, woken) = watch::channel(1u64);
-    let fresh = SharedReads::new(db.worker.clone(), woken, ALWAYS_FRESH);
+    let (_wake, fresh) = shared_reads(&db, 1, ALWAYS_FRESH);
     let own = fresh.after(start, 1000, 1).await.expect("read");
     assert!(!own.predates_wake_up());
     assert_eq!(own.events().len(), 3);
@@ -154,8 +162,7 @@ async fn a_read_is_joined_only_while_fresh() {
     append(&db.owner, "a", 2).await;
     let start = CatchUpPosition::default();
     eligible(&db.worker, start, 2).await;
-    let (_wake, woken) = watch::channel(0u64);
-    let reads = SharedReads::new(db.worker.clone(), woken, Duration::from_millis(1));
+    let (_wake, reads) = shared_reads(&db, 0, Duration::from_millis(1));
 
     let first = reads.after(start, 1000, 0).await.expect("read");
     assert_eq!(first.events().len(), 2);
