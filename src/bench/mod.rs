@@ -4,6 +4,7 @@
 mod all;
 mod audit;
 mod auth;
+mod cpu;
 mod feed;
 mod reads;
 mod scan;

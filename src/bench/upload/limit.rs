@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use super::{CLIENTS, Pattern, Row};
+use crate::bench::cpu::CpuMeter;
 use crate::db::{self, DbRole};
 
 pub(crate) const NAME: &str = "small files: ingestion limit, 16 tasks";
@@ -34,6 +35,7 @@ pub(super) async fn ingestion_limit(
     tokio::fs::create_dir_all(dir).await?;
     let pattern = Arc::new(Pattern::new());
     let next = Arc::new(AtomicUsize::new(0));
+    let cpu = CpuMeter::start(&[("bench", std::process::id())]);
     let started = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..CLIENTS {
@@ -72,6 +74,7 @@ pub(super) async fn ingestion_limit(
         t.await??;
     }
     let elapsed = started.elapsed();
+    let cpu = cpu.stop().describe(n, "upload");
     sqlx::query("DROP TABLE bench_ingestion_limit")
         .execute(owner)
         .await?;
@@ -86,7 +89,7 @@ pub(super) async fn ingestion_limit(
         value: n as f64 / elapsed.as_secs_f64(),
         unit: "uploads/s",
         note: format!(
-            "{n} x {} KiB: write + fsync a file, then one single-row INSERT (its own commit); {:.2} s",
+            "{n} x {} KiB: write + fsync a file, then one single-row INSERT (its own commit); {:.2} s; {cpu}",
             len / 1024,
             elapsed.as_secs_f64()
         ),

@@ -94,6 +94,10 @@ impl ServerProcess {
         }
     }
 
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
     /// Current resident set size in bytes (`VmRSS` of /proc/<pid>/status).
     pub fn rss(&self) -> anyhow::Result<u64> {
         rss_of(self.pid)

@@ -11,6 +11,7 @@ use sqlx::PgPool;
 use super::http::Conn;
 use super::server::ServerProcess;
 use super::{CLIENTS, Pattern, Row, SETTLE_TIMEOUT, Sizes, percentile};
+use crate::bench::cpu::CpuMeter;
 
 pub(crate) const ACCEPTED: &str = "small uploads, 16 clients: accepted";
 pub(crate) const COMPLETED: &str = "small uploads, 16 clients: completed";
@@ -35,6 +36,7 @@ pub(super) async fn small_uploads(
     let accepted = Arc::new(Mutex::new(Vec::with_capacity(n)));
     let token = Arc::new(token.to_string());
     let commits_before = commits(owner).await?;
+    let cpu = CpuMeter::start(&[("server", server.pid()), ("bench", std::process::id())]);
     let started = Instant::now();
     let started_at = chrono::Utc::now();
     let mut tasks = Vec::new();
@@ -79,6 +81,7 @@ pub(super) async fn small_uploads(
         t.await??;
     }
     let accepted_after = started.elapsed();
+    let accepting_cpu = cpu.stop().describe(n, "upload");
     let accepted = std::mem::take(&mut *accepted.lock().expect("not poisoned"));
     let (file_ids, mut latencies): (Vec<String>, Vec<f64>) = accepted.into_iter().unzip();
     latencies.sort_by(f64::total_cmp);
@@ -109,6 +112,7 @@ pub(super) async fn small_uploads(
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     let completed_after = started.elapsed();
+    let completing_cpu = cpu.stop().describe(n, "upload");
     // When the worker recorded the last of them (its transaction's start, same clock):
     // what `completed_after` adds beyond it is the files projector's lag and this poll's.
     let last_worker_commit: f64 = sqlx::query_scalar(
@@ -135,7 +139,7 @@ pub(super) async fn small_uploads(
             value: accepted_rate,
             unit: "uploads/s",
             note: format!(
-                "{n} x {} KiB in {:.2} s; 202 latency p50 {:.1} ms, p99 {:.1} ms",
+                "{n} x {} KiB in {:.2} s; 202 latency p50 {:.1} ms, p99 {:.1} ms; {accepting_cpu}",
                 len / 1024,
                 accepted_after.as_secs_f64(),
                 percentile(&latencies, 50),
@@ -149,7 +153,8 @@ pub(super) async fn small_uploads(
             note: format!(
                 "all {n} `completed` in file_versions after {:.2} s, the last recorded by the \
                  worker at {last_worker_commit:.2} s (WORKER_CONCURRENCY={}); \
-                 about {transactions_per_upload:.1} Postgres transactions per upload",
+                 about {transactions_per_upload:.1} Postgres transactions per upload; \
+                 until then {completing_cpu}",
                 completed_after.as_secs_f64(),
                 sizes.worker_concurrency
             ),
