@@ -89,7 +89,7 @@ impl App {
             redis_conn.clone(),
             &config.redis_key_prefix,
         );
-        let state = AppState {
+        let state = AppState::new(crate::state::Services {
             config: config.clone(),
             reads,
             events: EventLog::new(app_pool.clone())
@@ -120,7 +120,7 @@ impl App {
                 crate::cache::listing::epochs(redis_conn.clone(), &config.redis_key_prefix),
                 metrics.clone(),
             ),
-        };
+        });
         let mut tasks = Vec::new();
 
         if mode.runs_worker() {

@@ -14,8 +14,28 @@ use crate::ratelimit::RateLimiter;
 use crate::storage::Storage;
 use crate::store::EventLog;
 
+/// Cloned for every request (axum's `State` extractor and each middleware take their
+/// own copy), so it is one shared pointer: a clone is one reference count, not one per
+/// field (the pools, Redis connections and caches inside each hold several).
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Services>);
+
+impl AppState {
+    pub fn new(services: Services) -> Self {
+        AppState(Arc::new(services))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Services;
+
+    fn deref(&self) -> &Services {
+        &self.0
+    }
+}
+
+/// The shared parts themselves.
+pub struct Services {
     pub config: Arc<Config>,
     /// Runs as `chronicle_app`: read tables under RLS, event appends.
     pub db: PgPool,
@@ -48,7 +68,7 @@ pub struct AppState {
     pub csrf: CsrfKey,
 }
 
-impl AppState {
+impl Services {
     /// What the credentials layer verifies bearer values with (tokens and API keys).
     pub fn verifier(&self) -> crate::auth::credentials::Verifier {
         crate::auth::credentials::Verifier {
