@@ -14,6 +14,7 @@ mod presign;
 mod staging;
 #[cfg(test)]
 mod tests;
+mod writer;
 
 use std::ops::Range;
 use std::sync::Arc;
@@ -23,18 +24,14 @@ use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
-use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
+use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutPayload};
 use uuid::Uuid;
 
 use crate::config::StorageSettings;
 use crate::ids::TenantId;
 
 pub use multipart::part_size;
-
-/// Multipart part size: S3 needs ≥ 5 MiB parts; the local store writes each part in place.
-const PART_SIZE: usize = 8 * 1024 * 1024;
-/// Parts in flight per upload: bounds an upload's memory to about 2 × PART_SIZE.
-const PARTS_IN_FLIGHT: usize = 2;
+pub use writer::ObjectWriter;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
@@ -137,15 +134,8 @@ impl Storage {
     }
 
     /// Starts a streamed upload to `key`; nothing is visible at `key` until `finish`.
-    pub async fn writer(&self, key: &str) -> Result<ObjectWriter, StorageError> {
-        let upload = self
-            .store
-            .put_multipart(&Path::from(key))
-            .await
-            .map_err(StorageError::from_store)?;
-        Ok(ObjectWriter {
-            inner: Some(WriteMultipart::new_with_chunk_size(upload, PART_SIZE)),
-        })
+    pub fn writer(&self, key: &str) -> ObjectWriter {
+        ObjectWriter::new(self.store.clone(), Path::from(key))
     }
 
     /// Stores small bytes (variants) in one request.
@@ -272,50 +262,5 @@ impl Storage {
     pub async fn ping(&self) -> Result<(), StorageError> {
         self.put("health/probe", b"ok".to_vec()).await?;
         self.delete("health/probe").await
-    }
-}
-
-/// A streamed upload in progress. Drop without `finish` aborts it.
-pub struct ObjectWriter {
-    inner: Option<WriteMultipart>,
-}
-
-impl ObjectWriter {
-    /// Buffers `bytes`, waiting while too many parts are in flight.
-    pub async fn write(&mut self, bytes: &[u8]) -> Result<(), StorageError> {
-        let inner = self.inner.as_mut().expect("writer used after finish");
-        inner
-            .wait_for_capacity(PARTS_IN_FLIGHT)
-            .await
-            .map_err(StorageError::from_store)?;
-        inner.write(bytes);
-        Ok(())
-    }
-
-    /// Completes the upload: when this returns, the object is durable and visible.
-    pub async fn finish(mut self) -> Result<(), StorageError> {
-        let inner = self.inner.take().expect("writer finished twice");
-        inner.finish().await.map_err(StorageError::from_store)?;
-        Ok(())
-    }
-
-    /// Abandons the upload, removing what was written.
-    pub async fn abort(mut self) {
-        if let Some(inner) = self.inner.take()
-            && let Err(err) = inner.abort().await
-        {
-            tracing::warn!(error = %err, "aborting an upload failed; its parts stay until cleanup");
-        }
-    }
-}
-
-impl Drop for ObjectWriter {
-    fn drop(&mut self) {
-        if let Some(inner) = self.inner.take() {
-            // A dropped request (client gone): abort in the background.
-            tokio::spawn(async move {
-                let _ = inner.abort().await;
-            });
-        }
     }
 }

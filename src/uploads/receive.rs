@@ -1,6 +1,6 @@
 //! Receiving an upload's bytes: streamed into storage while SHA-256 is computed. Never
-//! holds the file in memory: at most one chunk plus the storage writer's bounded part
-//! buffers. (The content type is detected by the worker, from the stored bytes.)
+//! holds the whole file in memory: at most the storage writer's bounded buffers (the
+//! first MiB, or its parts in flight). (The content type is detected by the worker, from the stored bytes.)
 
 use std::time::Duration;
 
@@ -58,7 +58,7 @@ where
             return Err(ReceiveError::TooLarge(max_bytes));
         }
         hasher.update(&chunk);
-        writer.write(&chunk).await?;
+        writer.write(chunk).await?;
     }
     Ok(Received {
         size_bytes: size,
@@ -79,7 +79,7 @@ mod tests {
     async fn hashes_sizes_and_stores_what_it_streams() {
         let dir = tempdir();
         let storage = Storage::local(&dir).unwrap();
-        let mut writer = storage.writer("tmp/t/a").await.unwrap();
+        let mut writer = storage.writer("tmp/t/a");
         let got = receive(
             chunks(vec![b"hello ", b"world"]),
             &mut writer,
@@ -104,7 +104,7 @@ mod tests {
     async fn stops_past_the_limit_and_leaves_nothing_behind() {
         let dir = tempdir();
         let storage = Storage::local(&dir).unwrap();
-        let mut writer = storage.writer("tmp/t/b").await.unwrap();
+        let mut writer = storage.writer("tmp/t/b");
         let err = receive(
             chunks(vec![b"12345", b"67890", b"x"]),
             &mut writer,
@@ -122,7 +122,7 @@ mod tests {
     async fn a_broken_client_stream_is_a_client_error() {
         let dir = tempdir();
         let storage = Storage::local(&dir).unwrap();
-        let mut writer = storage.writer("tmp/t/c").await.unwrap();
+        let mut writer = storage.writer("tmp/t/c");
         let stream = futures::stream::iter(vec![
             Ok(Bytes::from_static(b"abc")),
             Err("connection reset".to_string()),
@@ -137,7 +137,7 @@ mod tests {
     async fn a_silent_client_times_out() {
         let dir = tempdir();
         let storage = Storage::local(&dir).unwrap();
-        let mut writer = storage.writer("tmp/t/d").await.unwrap();
+        let mut writer = storage.writer("tmp/t/d");
         let stream = futures::stream::pending::<Result<Bytes, String>>();
         let err = receive(stream, &mut writer, 100, Duration::from_millis(50))
             .await

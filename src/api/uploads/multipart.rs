@@ -358,7 +358,7 @@ async fn stream_to(
     field: multer::Field<'static>,
     max: u64,
 ) -> Result<Received, AppError> {
-    let mut writer = storage.writer(key).await.map_err(storage_error)?;
+    let mut writer = storage.writer(key);
     match receive(field, &mut writer, max, IDLE_TIMEOUT).await {
         Ok(received) => {
             writer.finish().await.map_err(storage_error)?;
