@@ -2,6 +2,8 @@
 //! secrets, stored only as SHA-256). A token that fails any check is an error with its
 //! own code — never "anonymous".
 
+use std::sync::Arc;
+
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::errors::ErrorKind;
@@ -29,9 +31,13 @@ pub struct AccessClaims {
     pub exp: i64,
 }
 
-/// Signing and verification keys, derived from `JWT_SECRET` (held in AppState).
+/// Signing and verification keys, derived from `JWT_SECRET` (held in AppState). Shared:
+/// the credentials layer's state is cloned for every request, and each key holds its
+/// bytes on the heap, so a clone of the keys themselves was two allocations per request.
 #[derive(Clone)]
-pub struct TokenKeys {
+pub struct TokenKeys(Arc<Keys>);
+
+struct Keys {
     encoding: EncodingKey,
     decoding: DecodingKey,
 }
@@ -40,10 +46,10 @@ impl TokenKeys {
     pub fn new(secret_hex: &str) -> Self {
         // The configured secret is hex; sign with the bytes it encodes.
         let bytes = hex::decode(secret_hex).unwrap_or_else(|_| secret_hex.as_bytes().to_vec());
-        Self {
+        Self(Arc::new(Keys {
             encoding: EncodingKey::from_secret(&bytes),
             decoding: DecodingKey::from_secret(&bytes),
-        }
+        }))
     }
 
     pub fn issue_access(
@@ -66,7 +72,7 @@ impl TokenKeys {
         Ok(jsonwebtoken::encode(
             &Header::new(Algorithm::HS256),
             &claims,
-            &self.encoding,
+            &self.0.encoding,
         )?)
     }
 
@@ -81,7 +87,7 @@ impl TokenKeys {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = 0;
         validation.set_required_spec_claims(&["exp", "sub"]);
-        let data = jsonwebtoken::decode::<AccessClaims>(token, &self.decoding, &validation)
+        let data = jsonwebtoken::decode::<AccessClaims>(token, &self.0.decoding, &validation)
             .map_err(|e| {
                 match e.kind() {
                     ErrorKind::ExpiredSignature => AuthFailure::Expired,
@@ -107,7 +113,7 @@ impl TokenKeys {
         Ok(jsonwebtoken::encode(
             &Header::new(Algorithm::HS256),
             claims,
-            &self.encoding,
+            &self.0.encoding,
         )?)
     }
 }
