@@ -12,7 +12,8 @@ use std::time::Instant;
 /// CPU time used from [`CpuMeter::start`] to [`CpuMeter::stop`].
 pub struct CpuMeter {
     started: Instant,
-    machine: Option<MachineTicks>,
+    /// Busy ticks of all cores at the start.
+    machine: Option<u64>,
     /// (label, pid, ticks at the start)
     processes: Vec<(&'static str, u32, Option<u64>)>,
 }
@@ -25,11 +26,6 @@ pub struct CpuUse {
     pub busy_secs: Option<f64>,
     /// The processes asked for, by label.
     pub processes: Vec<(&'static str, Option<f64>)>,
-}
-
-#[derive(Clone, Copy)]
-struct MachineTicks {
-    busy: u64,
 }
 
 impl CpuMeter {
@@ -48,7 +44,7 @@ impl CpuMeter {
     pub fn stop(&self) -> CpuUse {
         let hz = rustix::param::clock_ticks_per_second() as f64;
         let busy_secs = match (self.machine, machine_ticks()) {
-            (Some(a), Some(b)) => Some(b.busy.saturating_sub(a.busy) as f64 / hz),
+            (Some(a), Some(b)) => Some(b.saturating_sub(a) as f64 / hz),
             _ => None,
         };
         CpuUse {
@@ -104,15 +100,15 @@ impl CpuUse {
     }
 }
 
-/// The first line of `/proc/stat`: `cpu user nice system idle iowait irq softirq steal …`
-/// in clock ticks. Busy is everything but idle and iowait (a core waiting for the disk
-/// is free to run something else).
-fn machine_ticks() -> Option<MachineTicks> {
+/// Busy ticks of all cores, from the first line of `/proc/stat`: `cpu user nice system
+/// idle iowait irq softirq steal …` in clock ticks. Busy is everything but idle and iowait
+/// (a core waiting for the disk is free to run something else).
+fn machine_ticks() -> Option<u64> {
     let stat = std::fs::read_to_string("/proc/stat").ok()?;
     parse_machine(stat.lines().next()?)
 }
 
-fn parse_machine(line: &str) -> Option<MachineTicks> {
+fn parse_machine(line: &str) -> Option<u64> {
     let mut fields = line.split_whitespace();
     if fields.next()? != "cpu" {
         return None;
@@ -121,9 +117,7 @@ fn parse_machine(line: &str) -> Option<MachineTicks> {
     // user nice system idle iowait irq softirq steal (guest time is inside user already).
     let at = |i: usize| ticks.get(i).copied().unwrap_or(0);
     let all: u64 = (0..8).map(at).sum();
-    Some(MachineTicks {
-        busy: all - at(3) - at(4),
-    })
+    Some(all - at(3) - at(4))
 }
 
 /// utime + stime of a process (fields 14 and 15 of `/proc/<pid>/stat`), its threads
@@ -149,8 +143,8 @@ mod tests {
 
     #[test]
     fn busy_ticks_leave_out_idle_and_iowait() {
-        let m = parse_machine("cpu  100 5 50 1000 30 2 3 4 0 0").expect("parses");
-        assert_eq!(m.busy, 100 + 5 + 50 + 2 + 3 + 4);
+        let busy = parse_machine("cpu  100 5 50 1000 30 2 3 4 0 0").expect("parses");
+        assert_eq!(busy, 100 + 5 + 50 + 2 + 3 + 4);
         assert!(parse_machine("cpu0 1 2 3 4").is_none());
         assert!(parse_machine("cpu x 2 3").is_none());
     }
