@@ -37,6 +37,22 @@ impl Process {
         self.child.wait().unwrap();
     }
 
+    /// SIGSTOP: frozen where it stands (its connections open, nothing acknowledged or
+    /// sent) until [`Process::resume`] or a kill.
+    pub fn freeze(&self) {
+        self.signal(rustix::process::Signal::STOP);
+    }
+
+    /// SIGCONT after [`Process::freeze`].
+    pub fn resume(&self) {
+        self.signal(rustix::process::Signal::CONT);
+    }
+
+    fn signal(&self, signal: rustix::process::Signal) {
+        let pid = rustix::process::Pid::from_raw(self.pid() as i32).expect("a child's pid");
+        rustix::process::kill_process(pid, signal).expect("the child takes the signal");
+    }
+
     /// Resident set size in KiB (Linux).
     pub fn rss_kib(&self) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
