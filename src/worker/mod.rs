@@ -30,7 +30,7 @@ use crate::storage::Storage;
 use crate::store::{ChronicleStore, EventLog};
 
 pub use gc::GcReport;
-pub use pipeline::Outcome;
+pub use pipeline::{DEDUP_LOOKUP_SQL, Outcome};
 
 /// Why a job did not finish.
 #[derive(Debug)]

@@ -19,6 +19,25 @@ use crate::scan::{ScanError, Verdict};
 use crate::storage::Storage;
 use crate::uploads::mime;
 
+/// A completed version of another, not purged file of the tenant with the given SHA-256.
+///
+/// The file is checked by a subquery per candidate version, not by a join: a join let
+/// the plan that sqlx's prepared statement caches — a generic plan, built from the
+/// statistics of the moment, which on a young database (or one autovacuum has not yet
+/// analysed) say both tables are empty — scan *every* file of the tenant for each
+/// candidate instead of looking the file up by its key. The lookup then cost ~8 ms at
+/// 13,000 files and grew with each upload. A correlated scalar subquery is never turned
+/// into a join, so the file is always found through `files_pkey`, whatever the
+/// statistics (tests/integration/pipeline.rs,
+/// `the_dedup_lookup_reads_a_few_pages_however_many_files_the_tenant_has`). A missing
+/// `files` row makes the condition NULL: the version is not an original, as with the join.
+pub const DEDUP_LOOKUP_SQL: &str = "SELECT v.file_id, v.version_number
+       FROM file_versions v
+      WHERE v.tenant_id = $1 AND v.sha256 = $2 AND v.status = 'completed' AND v.file_id <> $3
+        AND (SELECT NOT f.purged FROM files f WHERE f.tenant_id = v.tenant_id AND f.id = v.file_id)
+      ORDER BY v.created_at, v.file_id, v.version_number
+      LIMIT 1";
+
 /// How a job ended, for the queue.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Outcome {
@@ -292,20 +311,13 @@ impl Worker {
         file: FileId,
         sha256: &str,
     ) -> Result<Option<Original>, JobError> {
-        let row: Option<(Uuid, i32)> = sqlx::query_as(
-            "SELECT v.file_id, v.version_number
-               FROM file_versions v
-               JOIN files f ON f.tenant_id = v.tenant_id AND f.id = v.file_id AND NOT f.purged
-              WHERE v.tenant_id = $1 AND v.sha256 = $2 AND v.status = 'completed' AND v.file_id <> $3
-              ORDER BY v.created_at, v.file_id, v.version_number
-              LIMIT 1",
-        )
-        .bind(tenant.0)
-        .bind(sha256)
-        .bind(file.0)
-        .fetch_optional(&self.db)
-        .await
-        .map_err(retry("dedup lookup"))?;
+        let row: Option<(Uuid, i32)> = sqlx::query_as(DEDUP_LOOKUP_SQL)
+            .bind(tenant.0)
+            .bind(sha256)
+            .bind(file.0)
+            .fetch_optional(&self.db)
+            .await
+            .map_err(retry("dedup lookup"))?;
         Ok(row.map(|(f, n)| Original::OtherFile {
             file_id: FileId(f),
             version_number: n as u32,

@@ -8,7 +8,9 @@ use chronicle::app::Mode;
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use crate::common::{TestApp, WORKER, bytes_of, eventually, eventually_some, eventually_within};
+use crate::common::{
+    TestApp, TestDb, WORKER, bytes_of, eventually, eventually_some, eventually_within,
+};
 use crate::scan::{EICAR, Member, Method, zip};
 
 async fn event_count(t: &TestApp, file_id: &str, event_type: &str) -> i64 {
@@ -212,6 +214,109 @@ async fn the_same_bytes_twice_are_deduplicated_within_the_tenant_only() {
     .unwrap();
     assert_eq!(keys.len(), 2, "one blob per tenant: {keys:?}");
     assert_eq!(t.stored_objects("blobs").len(), 2);
+}
+
+/// Regression: the dedup lookup, a prepared statement, ran a cached generic plan built
+/// while the tables were empty (a young database, or autovacuum not yet run) that
+/// scanned every file of the tenant for each candidate version: ~8 ms a lookup at
+/// 13,000 files, growing with each upload. The plan is built here the same way — generic,
+/// on empty tables — and then run over a tenant of 2,000 files, three of which hold the
+/// bytes looked for: it must find the earliest of the other two and read a handful of
+/// pages, not the tenant's files.
+#[tokio::test]
+async fn the_dedup_lookup_reads_a_few_pages_however_many_files_the_tenant_has() {
+    const FILES: i64 = 2_000;
+    let db = TestDb::new().await;
+    // One transaction (one server connection even through a transaction pooler), as the
+    // worker's role, rolled back at the end.
+    let mut tx = db.worker.begin().await.unwrap();
+    let tenant = uuid::Uuid::now_v7();
+    let looking = uuid::Uuid::now_v7();
+    let prepare = format!(
+        "SET LOCAL plan_cache_mode = force_generic_plan;
+         PREPARE dedup_lookup(uuid, text, uuid) AS {};
+         EXPLAIN EXECUTE dedup_lookup('{tenant}', 'dup', '{looking}');",
+        chronicle::worker::DEDUP_LOOKUP_SQL
+    );
+    sqlx::raw_sql(&prepare).execute(&mut *tx).await.unwrap();
+    // The tenant's files, in creation order; the last three share the bytes `dup`.
+    sqlx::query(
+        "INSERT INTO files (tenant_id, id, owner_id, display_name, created_at, updated_at)
+         SELECT $1, md5($1::text || i)::uuid, $1, 'f' || i, t, t
+           FROM generate_series(1, $2) AS i, LATERAL (SELECT now() + i * interval '1 ms' AS t) c",
+    )
+    .bind(tenant)
+    .bind(FILES)
+    .execute(&mut *tx)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO file_versions (tenant_id, file_id, version_number, status, filename,
+                                    mime_type, size_bytes, sha256, created_at, updated_at)
+         SELECT tenant_id, id, 1, 'completed', display_name, 'application/octet-stream', 1,
+                CASE WHEN display_name IN ('f1998', 'f1999', 'f2000') THEN 'dup'
+                     ELSE display_name END, created_at, created_at
+           FROM files WHERE tenant_id = $1",
+    )
+    .bind(tenant)
+    .execute(&mut *tx)
+    .await
+    .unwrap();
+    let holders: std::collections::HashMap<String, uuid::Uuid> = sqlx::query_as(
+        "SELECT display_name, id FROM files
+          WHERE tenant_id = $1 AND display_name IN ('f1998', 'f1999', 'f2000')",
+    )
+    .bind(tenant)
+    .fetch_all(&mut *tx)
+    .await
+    .unwrap()
+    .into_iter()
+    .collect();
+    let id = |n: &str| holders[&format!("f{n}")];
+    // The earliest holder of the bytes is f1998; looking from it, the next is f1999.
+    for (from, expect) in [(looking, "1998"), (id("1998"), "1999")] {
+        let explain = format!(
+            "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) EXECUTE dedup_lookup('{tenant}', 'dup', '{from}')"
+        );
+        let plan: Vec<serde_json::Value> = sqlx::raw_sql(&explain)
+            .fetch_all(&mut *tx)
+            .await
+            .unwrap()
+            .iter()
+            .map(|row| sqlx::Row::get::<serde_json::Value, _>(row, 0))
+            .collect();
+        let top = &plan[0][0]["Plan"];
+        assert_eq!(top["Actual Rows"], 1, "no original found: {plan:#?}");
+        let pages = top["Shared Hit Blocks"].as_i64().unwrap()
+            + top["Shared Read Blocks"].as_i64().unwrap();
+        assert!(
+            pages < 40,
+            "the lookup read {pages} pages for a tenant of {FILES} files: {plan:#?}"
+        );
+        let found: (uuid::Uuid, i32) = sqlx::query_as(chronicle::worker::DEDUP_LOOKUP_SQL)
+            .bind(tenant)
+            .bind("dup")
+            .bind(from)
+            .fetch_one(&mut *tx)
+            .await
+            .unwrap();
+        assert_eq!(found, (id(expect), 1), "looking from {from}");
+    }
+    // A purged file is no original: with f1998 and f1999 purged, f2000 is found.
+    sqlx::query("UPDATE files SET purged = true WHERE tenant_id = $1 AND display_name IN ('f1998', 'f1999')")
+        .bind(tenant)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    let found: (uuid::Uuid, i32) = sqlx::query_as(chronicle::worker::DEDUP_LOOKUP_SQL)
+        .bind(tenant)
+        .bind("dup")
+        .bind(looking)
+        .fetch_one(&mut *tx)
+        .await
+        .unwrap();
+    assert_eq!(found, (id("2000"), 1));
+    tx.rollback().await.unwrap();
 }
 
 #[tokio::test]
