@@ -220,9 +220,11 @@ async fn the_same_bytes_twice_are_deduplicated_within_the_tenant_only() {
 /// while the tables were empty (a young database, or autovacuum not yet run) that
 /// scanned every file of the tenant for each candidate version: ~8 ms a lookup at
 /// 13,000 files, growing with each upload. The plan is built here the same way — generic,
-/// on empty tables — and then run over a tenant of 2,000 files, three of which hold the
-/// bytes looked for: it must find the earliest of the other two and read a handful of
-/// pages, not the tenant's files.
+/// on empty tables — and then run over a tenant of 2,000 files, the last 300 of which
+/// hold the bytes looked for: it must find the earliest copy and read a handful of pages,
+/// neither every file of the tenant nor every copy of the bytes (the index is in the
+/// lookup's order since migration 0053: it once sorted all copies, one more on every
+/// upload of the same bytes).
 #[tokio::test]
 async fn the_dedup_lookup_reads_a_few_pages_however_many_files_the_tenant_has() {
     const FILES: i64 = 2_000;
@@ -239,7 +241,7 @@ async fn the_dedup_lookup_reads_a_few_pages_however_many_files_the_tenant_has() 
         chronicle::worker::DEDUP_LOOKUP_SQL
     );
     sqlx::raw_sql(&prepare).execute(&mut *tx).await.unwrap();
-    // The tenant's files, in creation order; the last three share the bytes `dup`.
+    // The tenant's files, in creation order; f1701 … f2000 share the bytes `dup`.
     sqlx::query(
         "INSERT INTO files (tenant_id, id, owner_id, display_name, created_at, updated_at)
          SELECT $1, md5($1::text || i)::uuid, $1, 'f' || i, t, t
@@ -254,7 +256,7 @@ async fn the_dedup_lookup_reads_a_few_pages_however_many_files_the_tenant_has() 
         "INSERT INTO file_versions (tenant_id, file_id, version_number, status, filename,
                                     mime_type, size_bytes, sha256, created_at, updated_at)
          SELECT tenant_id, id, 1, 'completed', display_name, 'application/octet-stream', 1,
-                CASE WHEN display_name IN ('f1998', 'f1999', 'f2000') THEN 'dup'
+                CASE WHEN substr(display_name, 2)::int > 1700 THEN 'dup'
                      ELSE display_name END, created_at, created_at
            FROM files WHERE tenant_id = $1",
     )
@@ -264,7 +266,7 @@ async fn the_dedup_lookup_reads_a_few_pages_however_many_files_the_tenant_has() 
     .unwrap();
     let holders: std::collections::HashMap<String, uuid::Uuid> = sqlx::query_as(
         "SELECT display_name, id FROM files
-          WHERE tenant_id = $1 AND display_name IN ('f1998', 'f1999', 'f2000')",
+          WHERE tenant_id = $1 AND display_name IN ('f1701', 'f1702', 'f1703')",
     )
     .bind(tenant)
     .fetch_all(&mut *tx)
@@ -273,8 +275,8 @@ async fn the_dedup_lookup_reads_a_few_pages_however_many_files_the_tenant_has() 
     .into_iter()
     .collect();
     let id = |n: &str| holders[&format!("f{n}")];
-    // The earliest holder of the bytes is f1998; looking from it, the next is f1999.
-    for (from, expect) in [(looking, "1998"), (id("1998"), "1999")] {
+    // The earliest holder of the bytes is f1701; looking from it, the next is f1702.
+    for (from, expect) in [(looking, "1701"), (id("1701"), "1702")] {
         let explain = format!(
             "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) EXECUTE dedup_lookup('{tenant}', 'dup', '{from}')"
         );
@@ -302,8 +304,8 @@ async fn the_dedup_lookup_reads_a_few_pages_however_many_files_the_tenant_has() 
             .unwrap();
         assert_eq!(found, (id(expect), 1), "looking from {from}");
     }
-    // A purged file is no original: with f1998 and f1999 purged, f2000 is found.
-    sqlx::query("UPDATE files SET purged = true WHERE tenant_id = $1 AND display_name IN ('f1998', 'f1999')")
+    // A purged file is no original: with f1701 and f1702 purged, f1703 is found.
+    sqlx::query("UPDATE files SET purged = true WHERE tenant_id = $1 AND display_name IN ('f1701', 'f1702')")
         .bind(tenant)
         .execute(&mut *tx)
         .await
@@ -315,7 +317,7 @@ async fn the_dedup_lookup_reads_a_few_pages_however_many_files_the_tenant_has() 
         .fetch_one(&mut *tx)
         .await
         .unwrap();
-    assert_eq!(found, (id("2000"), 1));
+    assert_eq!(found, (id("1703"), 1));
     tx.rollback().await.unwrap();
 }
 
