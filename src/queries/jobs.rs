@@ -45,6 +45,17 @@ pub struct JobQuery {
     pub before: Option<DateTime<Utc>>,
 }
 
+/// One page of the tenant's jobs (row-level security picks the tenant): status or any
+/// (`$1`), changed before `$2` or any time, at most `$3`. Index `jobs_recent` (migration
+/// 0054) is in its order, so a page reads its rows, not all of the tenant's jobs.
+pub const JOBS_PAGE_SQL: &str =
+    "SELECT id, file_id, version_number, job_type, status::text AS status, attempts,
+            max_attempts, last_error, created_at, updated_at
+       FROM jobs
+      WHERE ($1::job_status IS NULL OR status = $1::job_status)
+        AND ($2::timestamptz IS NULL OR updated_at < $2)
+      ORDER BY updated_at DESC, id DESC LIMIT $3";
+
 /// The tenant's jobs, most recently changed first, filtered and paged as `q` says.
 pub(crate) async fn jobs_of(
     state: &AppState,
@@ -66,19 +77,12 @@ pub(crate) async fn jobs_of(
         ));
     }
     let mut tx = ctx.begin(&state.db).await?;
-    let rows = sqlx::query_as(
-        "SELECT id, file_id, version_number, job_type, status::text AS status, attempts,
-                max_attempts, last_error, created_at, updated_at
-           FROM jobs
-          WHERE ($1::job_status IS NULL OR status = $1::job_status)
-            AND ($2::timestamptz IS NULL OR updated_at < $2)
-          ORDER BY updated_at DESC, id DESC LIMIT $3",
-    )
-    .bind(q.status)
-    .bind(q.before)
-    .bind(limit)
-    .fetch_all(&mut *tx)
-    .await?;
+    let rows = sqlx::query_as(JOBS_PAGE_SQL)
+        .bind(q.status)
+        .bind(q.before)
+        .bind(limit)
+        .fetch_all(&mut *tx)
+        .await?;
     tx.commit().await?;
     Ok(rows)
 }

@@ -7,7 +7,7 @@ use chronicle::app::Mode;
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use crate::common::{Client, TestApp, WORKER, bytes_of, eventually, eventually_some};
+use crate::common::{Client, TestApp, TestDb, WORKER, bytes_of, eventually, eventually_some};
 
 async fn jobs(t: &TestApp, c: &Client, query: &str) -> reqwest::Response {
     t.http
@@ -361,4 +361,84 @@ async fn the_sweeper_waits_for_lagging_projections_instead_of_deleting_acknowled
         .await
         .unwrap();
     assert_eq!(body.as_ref(), bytes.as_slice());
+}
+
+/// A page of the jobs listing reads its own rows, not every job of the tenant: 5,000
+/// jobs, the first page and a page further on (`before`), as the API's role under
+/// row-level security. Without an index in the listing's order each page sorted all the
+/// tenant's jobs.
+#[tokio::test]
+async fn a_page_of_jobs_reads_a_few_pages_however_many_jobs_the_tenant_has() {
+    const JOBS: i64 = 5_000;
+    let db = TestDb::new().await;
+    let tenant = uuid::Uuid::now_v7();
+    sqlx::query(
+        "INSERT INTO jobs (tenant_id, id, file_id, version_number, job_type, payload, status,
+                           created_at, updated_at)
+         SELECT $1, gen_random_uuid(), gen_random_uuid(), 1, 'process_upload', '{}',
+                'succeeded', t, t
+           FROM generate_series(1, $2) AS i, LATERAL (SELECT now() - i * interval '1 s' AS t) c",
+    )
+    .bind(tenant)
+    .bind(JOBS)
+    .execute(&db.owner)
+    .await
+    .unwrap();
+    // The statistics a running database has (autovacuum may be off where tests run).
+    sqlx::query("ANALYZE jobs").execute(&db.owner).await.unwrap();
+    let sql = chronicle::queries::jobs::JOBS_PAGE_SQL;
+    let mut tx = db
+        .app
+        .begin_with(format!(
+            "BEGIN; SELECT set_config('app.tenant_id', '{tenant}', true)"
+        ))
+        .await
+        .unwrap();
+    let before: chrono::DateTime<chrono::Utc> =
+        sqlx::query_scalar("SELECT now() - interval '1000.5 s'")
+            .fetch_one(&mut *tx)
+            .await
+            .unwrap();
+    for (page, before) in [("first", None), ("after 1,000", Some(before))] {
+        let bound = match before {
+            Some(b) => format!("'{}'::timestamptz", b.to_rfc3339()),
+            None => "NULL".into(),
+        };
+        let explain = format!(
+            "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {}",
+            sql.replace("$1", "NULL")
+                .replace("$2", &bound)
+                .replace("$3", "20")
+        );
+        let plan: serde_json::Value = sqlx::query_scalar(&explain)
+            .fetch_one(&mut *tx)
+            .await
+            .unwrap();
+        let top = &plan[0]["Plan"];
+        assert_eq!(top["Actual Rows"], 20, "{page}: {plan:#}");
+        let pages = top["Shared Hit Blocks"].as_i64().unwrap()
+            + top["Shared Read Blocks"].as_i64().unwrap();
+        assert!(
+            pages < 40,
+            "{page}: a page of 20 read {pages} pages of a tenant's {JOBS} jobs: {plan:#}"
+        );
+        // The statement itself, with its parameters: newest first, within the bound.
+        let rows: Vec<chronicle::queries::jobs::JobView> = sqlx::query_as(sql)
+            .bind(None::<String>)
+            .bind(before)
+            .bind(20_i64)
+            .fetch_all(&mut *tx)
+            .await
+            .unwrap();
+        assert_eq!(rows.len(), 20, "{page}");
+        assert!(
+            rows.windows(2).all(|w| w[0].updated_at > w[1].updated_at),
+            "{page}"
+        );
+        assert!(
+            before.is_none_or(|b| rows.iter().all(|r| r.updated_at < b)),
+            "{page}"
+        );
+    }
+    tx.rollback().await.unwrap();
 }
