@@ -43,17 +43,27 @@ pub struct JobQuery {
     pub limit: Option<i64>,
     /// Only jobs last changed before this time (the previous page's last `updated_at`).
     pub before: Option<DateTime<Utc>>,
+    /// With `before`: the previous page's last `id`. Jobs changed at the very instant of
+    /// `before` (one commit settles several jobs at once) then continue after that job;
+    /// with `before` alone they are skipped.
+    pub before_id: Option<Uuid>,
 }
 
 /// One page of the tenant's jobs (row-level security picks the tenant): status or any
-/// (`$1`), changed before `$2` or any time, at most `$3`. Index `jobs_recent` (migration
+/// (`$1`), changed before `$2` (or after job `$4` at that instant) or any time, at most
+/// `$3`. Index `jobs_recent` (migration
 /// 0054) is in its order, so a page reads its rows, not all of the tenant's jobs.
+///
+/// The page ends before (`$2`, `$4`) in that order; without `$4` the nil UUID stands in,
+/// below every id, which makes it "changed before `$2`". One row comparison keeps the
+/// bound an index condition of `jobs_recent`.
 pub const JOBS_PAGE_SQL: &str =
     "SELECT id, file_id, version_number, job_type, status::text AS status, attempts,
             max_attempts, last_error, created_at, updated_at
        FROM jobs
       WHERE ($1::job_status IS NULL OR status = $1::job_status)
-        AND ($2::timestamptz IS NULL OR updated_at < $2)
+        AND ($2::timestamptz IS NULL
+             OR (updated_at, id) < ($2, coalesce($4::uuid, '00000000-0000-0000-0000-000000000000')))
       ORDER BY updated_at DESC, id DESC LIMIT $3";
 
 /// The tenant's jobs, most recently changed first, filtered and paged as `q` says.
@@ -70,6 +80,11 @@ pub(crate) async fn jobs_of(
             STATUSES.join(", ")
         )));
     }
+    if q.before_id.is_some() && q.before.is_none() {
+        return Err(AppError::BadRequest(
+            "before_id needs before (the previous page's last updated_at and id)".into(),
+        ));
+    }
     let limit = q.limit.unwrap_or(50);
     if !(1..=200).contains(&limit) {
         return Err(AppError::BadRequest(
@@ -81,6 +96,7 @@ pub(crate) async fn jobs_of(
         .bind(q.status)
         .bind(q.before)
         .bind(limit)
+        .bind(q.before_id)
         .fetch_all(&mut *tx)
         .await?;
     tx.commit().await?;

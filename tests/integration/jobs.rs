@@ -385,7 +385,10 @@ async fn a_page_of_jobs_reads_a_few_pages_however_many_jobs_the_tenant_has() {
     .await
     .unwrap();
     // The statistics a running database has (autovacuum may be off where tests run).
-    sqlx::query("ANALYZE jobs").execute(&db.owner).await.unwrap();
+    sqlx::query("ANALYZE jobs")
+        .execute(&db.owner)
+        .await
+        .unwrap();
     let sql = chronicle::queries::jobs::JOBS_PAGE_SQL;
     let mut tx = db
         .app
@@ -409,6 +412,7 @@ async fn a_page_of_jobs_reads_a_few_pages_however_many_jobs_the_tenant_has() {
             sql.replace("$1", "NULL")
                 .replace("$2", &bound)
                 .replace("$3", "20")
+                .replace("$4", "NULL")
         );
         let plan: serde_json::Value = sqlx::query_scalar(&explain)
             .fetch_one(&mut *tx)
@@ -427,6 +431,7 @@ async fn a_page_of_jobs_reads_a_few_pages_however_many_jobs_the_tenant_has() {
             .bind(None::<String>)
             .bind(before)
             .bind(20_i64)
+            .bind(None::<uuid::Uuid>)
             .fetch_all(&mut *tx)
             .await
             .unwrap();
@@ -440,5 +445,72 @@ async fn a_page_of_jobs_reads_a_few_pages_however_many_jobs_the_tenant_has() {
             "{page}"
         );
     }
+    tx.rollback().await.unwrap();
+}
+
+/// Paging through jobs that changed at the same instant (one commit settles several):
+/// with `before` and `before_id` from each page's last row, every job comes exactly once,
+/// in order; with `before` alone the rest of that instant is skipped, as documented.
+#[tokio::test]
+async fn paging_through_jobs_of_one_instant_returns_each_exactly_once() {
+    let db = TestDb::new().await;
+    let tenant = uuid::Uuid::now_v7();
+    // 25 jobs: 5 at each of 5 instants, so pages of 3 end inside an instant.
+    sqlx::query(
+        "INSERT INTO jobs (tenant_id, id, file_id, version_number, job_type, payload, status,
+                           created_at, updated_at)
+         SELECT $1, gen_random_uuid(), gen_random_uuid(), 1, 'process_upload', '{}',
+                'succeeded', t, t
+           FROM generate_series(0, 24) AS i,
+                LATERAL (SELECT timestamptz '2026-12-05 12:00:00+00' + (i / 5) * interval '1 s' AS t) c",
+    )
+    .bind(tenant)
+    .execute(&db.owner)
+    .await
+    .unwrap();
+    let mut tx = db
+        .app
+        .begin_with(format!(
+            "BEGIN; SELECT set_config('app.tenant_id', '{tenant}', true)"
+        ))
+        .await
+        .unwrap();
+    let all: Vec<(uuid::Uuid, chrono::DateTime<chrono::Utc>)> =
+        sqlx::query_as("SELECT id, updated_at FROM jobs ORDER BY updated_at DESC, id DESC")
+            .fetch_all(&mut *tx)
+            .await
+            .unwrap();
+    assert_eq!(all.len(), 25);
+    let page =
+        async |tx: &mut sqlx::PgConnection, after: Option<(uuid::Uuid, _)>, with_id: bool| {
+            let rows: Vec<chronicle::queries::jobs::JobView> =
+                sqlx::query_as(chronicle::queries::jobs::JOBS_PAGE_SQL)
+                    .bind(None::<String>)
+                    .bind(after.map(|(_, at)| at))
+                    .bind(3_i64)
+                    .bind(after.filter(|_| with_id).map(|(id, _)| id))
+                    .fetch_all(tx)
+                    .await
+                    .unwrap();
+            rows.into_iter()
+                .map(|r| (r.id, r.updated_at))
+                .collect::<Vec<_>>()
+        };
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let rows = page(&mut tx, after, true).await;
+        if rows.is_empty() {
+            break;
+        }
+        after = rows.last().copied();
+        seen.extend(rows);
+    }
+    assert_eq!(seen, all, "every job once, newest first");
+    // `before` alone: the first page ends at the third job of the newest instant; the
+    // next page starts at the next instant.
+    let first = page(&mut tx, None, false).await;
+    let next = page(&mut tx, first.last().copied(), false).await;
+    assert_eq!(next[0], all[5]);
     tx.rollback().await.unwrap();
 }

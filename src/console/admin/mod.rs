@@ -95,6 +95,7 @@ async fn jobs_with(
             status: status.map(str::to_string),
             limit: Some(50),
             before: None,
+            before_id: None,
         },
     )
     .await?;
