@@ -37,20 +37,19 @@ schemathesis.serializer.alias("application/offset+octet-stream", "application/oc
 WELL_FORMED_KEY = re.compile(r"[!-~]{1,255}")
 
 
-def _headers_called_valid(case):
+def _header_mode(case):
+    """How schemathesis generated the case's headers (valid or not), if it says."""
     meta = case.meta
-    if meta is None:
-        return False
-    component = meta.components.get(ParameterLocation.HEADER)
-    return component is not None and component.mode == GenerationMode.POSITIVE
+    component = None if meta is None else meta.components.get(ParameterLocation.HEADER)
+    return None if component is None else component.mode
+
+
+def _headers_called_valid(case):
+    return _header_mode(case) == GenerationMode.POSITIVE
 
 
 def _headers_meant_invalid(case):
-    meta = case.meta
-    if meta is None:
-        return False
-    component = meta.components.get(ParameterLocation.HEADER)
-    return component is not None and component.mode == GenerationMode.NEGATIVE
+    return _header_mode(case) == GenerationMode.NEGATIVE
 
 
 def _declared_headers_valid(case):

@@ -87,6 +87,20 @@ impl TestDb {
         Self::on(&format!("chronicle_test_{}", uuid::Uuid::now_v7().simple())).await
     }
 
+    /// A transaction as the API's role inside `tenant` (row-level security applies), as
+    /// a request's: `app.tenant_id` set for the transaction only.
+    pub async fn as_tenant(
+        &self,
+        tenant: uuid::Uuid,
+    ) -> sqlx::Transaction<'static, sqlx::Postgres> {
+        self.app
+            .begin_with(format!(
+                "BEGIN; SELECT set_config('app.tenant_id', '{tenant}', true)"
+            ))
+            .await
+            .unwrap()
+    }
+
     /// The database `name` (created if missing), migrated; dropped with the value.
     pub async fn on(name: &str) -> Self {
         init_tracing();
@@ -225,6 +239,13 @@ impl TestApp {
 
 /// Every row of `table` as JSON text, sorted: two calls compare equal exactly when the
 /// table's contents are equal (rebuild tests).
+/// The pages (shared buffers hit or read) the top node of an `EXPLAIN (ANALYZE, BUFFERS,
+/// FORMAT JSON)` plan touched: what a query read, whatever the machine's speed.
+pub fn pages_read(plan: &serde_json::Value) -> i64 {
+    let top = &plan[0]["Plan"];
+    top["Shared Hit Blocks"].as_i64().unwrap() + top["Shared Read Blocks"].as_i64().unwrap()
+}
+
 pub async fn table_contents(pool: &PgPool, table: &str) -> Vec<String> {
     sqlx::query_scalar(&format!(
         "SELECT row_to_json(t)::text FROM {table} t ORDER BY 1"

@@ -7,7 +7,9 @@ use chronicle::app::Mode;
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use crate::common::{Client, TestApp, TestDb, WORKER, bytes_of, eventually, eventually_some};
+use crate::common::{
+    Client, TestApp, TestDb, WORKER, bytes_of, eventually, eventually_some, pages_read,
+};
 
 async fn jobs(t: &TestApp, c: &Client, query: &str) -> reqwest::Response {
     t.http
@@ -363,6 +365,22 @@ async fn the_sweeper_waits_for_lagging_projections_instead_of_deleting_acknowled
     assert_eq!(body.as_ref(), bytes.as_slice());
 }
 
+/// `n` succeeded jobs of `tenant`, the `i`-th (from 1) last changed at `at` (SQL over `i`).
+async fn insert_jobs(db: &TestDb, tenant: uuid::Uuid, n: i64, at: &str) {
+    sqlx::query(&format!(
+        "INSERT INTO jobs (tenant_id, id, file_id, version_number, job_type, payload, status,
+                           created_at, updated_at)
+         SELECT $1, gen_random_uuid(), gen_random_uuid(), 1, 'process_upload', '{{}}',
+                'succeeded', t, t
+           FROM generate_series(1, $2) AS i, LATERAL (SELECT {at} AS t) c"
+    ))
+    .bind(tenant)
+    .bind(n)
+    .execute(&db.owner)
+    .await
+    .unwrap();
+}
+
 /// A page of the jobs listing reads its own rows, not every job of the tenant: 5,000
 /// jobs, the first page and a page further on (`before`), as the API's role under
 /// row-level security. Without an index in the listing's order each page sorted all the
@@ -372,31 +390,14 @@ async fn a_page_of_jobs_reads_a_few_pages_however_many_jobs_the_tenant_has() {
     const JOBS: i64 = 5_000;
     let db = TestDb::new().await;
     let tenant = uuid::Uuid::now_v7();
-    sqlx::query(
-        "INSERT INTO jobs (tenant_id, id, file_id, version_number, job_type, payload, status,
-                           created_at, updated_at)
-         SELECT $1, gen_random_uuid(), gen_random_uuid(), 1, 'process_upload', '{}',
-                'succeeded', t, t
-           FROM generate_series(1, $2) AS i, LATERAL (SELECT now() - i * interval '1 s' AS t) c",
-    )
-    .bind(tenant)
-    .bind(JOBS)
-    .execute(&db.owner)
-    .await
-    .unwrap();
+    insert_jobs(&db, tenant, JOBS, "now() - i * interval '1 s'").await;
     // The statistics a running database has (autovacuum may be off where tests run).
     sqlx::query("ANALYZE jobs")
         .execute(&db.owner)
         .await
         .unwrap();
     let sql = chronicle::queries::jobs::JOBS_PAGE_SQL;
-    let mut tx = db
-        .app
-        .begin_with(format!(
-            "BEGIN; SELECT set_config('app.tenant_id', '{tenant}', true)"
-        ))
-        .await
-        .unwrap();
+    let mut tx = db.as_tenant(tenant).await;
     let before: chrono::DateTime<chrono::Utc> =
         sqlx::query_scalar("SELECT now() - interval '1000.5 s'")
             .fetch_one(&mut *tx)
@@ -418,10 +419,8 @@ async fn a_page_of_jobs_reads_a_few_pages_however_many_jobs_the_tenant_has() {
             .fetch_one(&mut *tx)
             .await
             .unwrap();
-        let top = &plan[0]["Plan"];
-        assert_eq!(top["Actual Rows"], 20, "{page}: {plan:#}");
-        let pages = top["Shared Hit Blocks"].as_i64().unwrap()
-            + top["Shared Read Blocks"].as_i64().unwrap();
+        assert_eq!(plan[0]["Plan"]["Actual Rows"], 20, "{page}: {plan:#}");
+        let pages = pages_read(&plan);
         assert!(
             pages < 40,
             "{page}: a page of 20 read {pages} pages of a tenant's {JOBS} jobs: {plan:#}"
@@ -456,25 +455,14 @@ async fn paging_through_jobs_of_one_instant_returns_each_exactly_once() {
     let db = TestDb::new().await;
     let tenant = uuid::Uuid::now_v7();
     // 25 jobs: 5 at each of 5 instants, so pages of 3 end inside an instant.
-    sqlx::query(
-        "INSERT INTO jobs (tenant_id, id, file_id, version_number, job_type, payload, status,
-                           created_at, updated_at)
-         SELECT $1, gen_random_uuid(), gen_random_uuid(), 1, 'process_upload', '{}',
-                'succeeded', t, t
-           FROM generate_series(0, 24) AS i,
-                LATERAL (SELECT timestamptz '2026-12-05 12:00:00+00' + (i / 5) * interval '1 s' AS t) c",
+    insert_jobs(
+        &db,
+        tenant,
+        25,
+        "timestamptz '2026-12-05 12:00:00+00' + ((i - 1) / 5) * interval '1 s'",
     )
-    .bind(tenant)
-    .execute(&db.owner)
-    .await
-    .unwrap();
-    let mut tx = db
-        .app
-        .begin_with(format!(
-            "BEGIN; SELECT set_config('app.tenant_id', '{tenant}', true)"
-        ))
-        .await
-        .unwrap();
+    .await;
+    let mut tx = db.as_tenant(tenant).await;
     let all: Vec<(uuid::Uuid, chrono::DateTime<chrono::Utc>)> =
         sqlx::query_as("SELECT id, updated_at FROM jobs ORDER BY updated_at DESC, id DESC")
             .fetch_all(&mut *tx)
