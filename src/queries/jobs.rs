@@ -51,8 +51,8 @@ pub struct JobQuery {
 
 /// One page of the tenant's jobs (row-level security picks the tenant): status or any
 /// (`$1`), changed before `$2` (or after job `$4` at that instant) or any time, at most
-/// `$3`. Index `jobs_recent` (migration
-/// 0054) is in its order, so a page reads its rows, not all of the tenant's jobs.
+/// `$3`. Index `jobs_recent` (migration 0054) is in its order, so a page reads its rows,
+/// not all of the tenant's jobs.
 ///
 /// The page ends before (`$2`, `$4`) in that order; without `$4` the nil UUID stands in,
 /// below every id, which makes it "changed before `$2`". One row comparison keeps the

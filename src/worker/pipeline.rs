@@ -31,6 +31,8 @@ use crate::uploads::mime;
 /// statistics (tests/integration/pipeline.rs,
 /// `the_dedup_lookup_reads_a_few_pages_however_many_files_the_tenant_has`). A missing
 /// `files` row makes the condition NULL: the version is not an original, as with the join.
+/// Index `file_versions_dedup` is in the `ORDER BY`'s order (migration 0053), so the scan
+/// stops at the earliest copy instead of sorting every copy of the bytes.
 pub const DEDUP_LOOKUP_SQL: &str = "SELECT v.file_id, v.version_number
        FROM file_versions v
       WHERE v.tenant_id = $1 AND v.sha256 = $2 AND v.status = 'completed' AND v.file_id <> $3
