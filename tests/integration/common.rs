@@ -237,8 +237,6 @@ impl TestApp {
     }
 }
 
-/// Every row of `table` as JSON text, sorted: two calls compare equal exactly when the
-/// table's contents are equal (rebuild tests).
 /// The pages (shared buffers hit or read) the top node of an `EXPLAIN (ANALYZE, BUFFERS,
 /// FORMAT JSON)` plan touched: what a query read, whatever the machine's speed.
 pub fn pages_read(plan: &serde_json::Value) -> i64 {
@@ -246,6 +244,8 @@ pub fn pages_read(plan: &serde_json::Value) -> i64 {
     top["Shared Hit Blocks"].as_i64().unwrap() + top["Shared Read Blocks"].as_i64().unwrap()
 }
 
+/// Every row of `table` as JSON text, sorted: two calls compare equal exactly when the
+/// table's contents are equal (rebuild tests).
 pub async fn table_contents(pool: &PgPool, table: &str) -> Vec<String> {
     sqlx::query_scalar(&format!(
         "SELECT row_to_json(t)::text FROM {table} t ORDER BY 1"

@@ -77,6 +77,21 @@ async fn dead_letters_are_listed_for_admins_and_a_retry_grants_fresh_attempts() 
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["error"]["code"], "bad_request");
+    // A page continues from the previous one's last row: `before_id` needs `before`.
+    let id = uuid::Uuid::now_v7();
+    let r = jobs(&t, &admin, &format!("?before_id={id}")).await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "bad_request");
+    let r = jobs(
+        &t,
+        &admin,
+        &format!("?before=2100-01-01T00:00:00Z&before_id={id}"),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let page: Vec<Value> = r.json().await.unwrap();
+    assert!(!page.is_empty(), "the jobs so far all changed before 2100");
     let user = t.join(&admin.token, "opsuser", "user").await;
     assert_eq!(jobs(&t, &user, "").await.status(), StatusCode::FORBIDDEN);
     let other_tenant = t.signup("otherops").await;
@@ -381,6 +396,23 @@ async fn insert_jobs(db: &TestDb, tenant: uuid::Uuid, n: i64, at: &str) {
     .unwrap();
 }
 
+/// The listing's own statement (`JOBS_PAGE_SQL`) with its parameters, any status.
+async fn jobs_page(
+    tx: &mut sqlx::PgConnection,
+    before: Option<chrono::DateTime<chrono::Utc>>,
+    before_id: Option<uuid::Uuid>,
+    limit: i64,
+) -> Vec<chronicle::queries::jobs::JobView> {
+    sqlx::query_as(chronicle::queries::jobs::JOBS_PAGE_SQL)
+        .bind(None::<String>)
+        .bind(before)
+        .bind(limit)
+        .bind(before_id)
+        .fetch_all(tx)
+        .await
+        .unwrap()
+}
+
 /// A page of the jobs listing reads its own rows, not every job of the tenant: 5,000
 /// jobs, the first page and a page further on (`before`), as the API's role under
 /// row-level security. Without an index in the listing's order each page sorted all the
@@ -426,14 +458,7 @@ async fn a_page_of_jobs_reads_a_few_pages_however_many_jobs_the_tenant_has() {
             "{page}: a page of 20 read {pages} pages of a tenant's {JOBS} jobs: {plan:#}"
         );
         // The statement itself, with its parameters: newest first, within the bound.
-        let rows: Vec<chronicle::queries::jobs::JobView> = sqlx::query_as(sql)
-            .bind(None::<String>)
-            .bind(before)
-            .bind(20_i64)
-            .bind(None::<uuid::Uuid>)
-            .fetch_all(&mut *tx)
-            .await
-            .unwrap();
+        let rows = jobs_page(&mut tx, before, None, 20).await;
         assert_eq!(rows.len(), 20, "{page}");
         assert!(
             rows.windows(2).all(|w| w[0].updated_at > w[1].updated_at),
@@ -471,16 +496,10 @@ async fn paging_through_jobs_of_one_instant_returns_each_exactly_once() {
     assert_eq!(all.len(), 25);
     let page =
         async |tx: &mut sqlx::PgConnection, after: Option<(uuid::Uuid, _)>, with_id: bool| {
-            let rows: Vec<chronicle::queries::jobs::JobView> =
-                sqlx::query_as(chronicle::queries::jobs::JOBS_PAGE_SQL)
-                    .bind(None::<String>)
-                    .bind(after.map(|(_, at)| at))
-                    .bind(3_i64)
-                    .bind(after.filter(|_| with_id).map(|(id, _)| id))
-                    .fetch_all(tx)
-                    .await
-                    .unwrap();
-            rows.into_iter()
+            let before_id = after.filter(|_| with_id).map(|(id, _)| id);
+            jobs_page(tx, after.map(|(_, at)| at), before_id, 3)
+                .await
+                .into_iter()
                 .map(|r| (r.id, r.updated_at))
                 .collect::<Vec<_>>()
         };

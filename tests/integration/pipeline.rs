@@ -275,6 +275,16 @@ async fn the_dedup_lookup_reads_a_few_pages_however_many_files_the_tenant_has() 
     .into_iter()
     .collect();
     let id = |n: &str| holders[&format!("f{n}")];
+    // The worker's statement itself, with its parameters, from file `from`.
+    let lookup = async |tx: &mut sqlx::PgConnection, from: uuid::Uuid| {
+        sqlx::query_as::<_, (uuid::Uuid, i32)>(chronicle::worker::DEDUP_LOOKUP_SQL)
+            .bind(tenant)
+            .bind("dup")
+            .bind(from)
+            .fetch_one(tx)
+            .await
+            .unwrap()
+    };
     // The earliest holder of the bytes is f1701; looking from it, the next is f1702.
     for (from, expect) in [(looking, "1701"), (id("1701"), "1702")] {
         let explain = format!(
@@ -296,14 +306,11 @@ async fn the_dedup_lookup_reads_a_few_pages_however_many_files_the_tenant_has() 
             pages < 40,
             "the lookup read {pages} pages for a tenant of {FILES} files: {plan:#?}"
         );
-        let found: (uuid::Uuid, i32) = sqlx::query_as(chronicle::worker::DEDUP_LOOKUP_SQL)
-            .bind(tenant)
-            .bind("dup")
-            .bind(from)
-            .fetch_one(&mut *tx)
-            .await
-            .unwrap();
-        assert_eq!(found, (id(expect), 1), "looking from {from}");
+        assert_eq!(
+            lookup(&mut tx, from).await,
+            (id(expect), 1),
+            "looking from {from}"
+        );
     }
     // A purged file is no original: with f1701 and f1702 purged, f1703 is found.
     sqlx::query("UPDATE files SET purged = true WHERE tenant_id = $1 AND display_name IN ('f1701', 'f1702')")
@@ -311,14 +318,7 @@ async fn the_dedup_lookup_reads_a_few_pages_however_many_files_the_tenant_has() 
         .execute(&mut *tx)
         .await
         .unwrap();
-    let found: (uuid::Uuid, i32) = sqlx::query_as(chronicle::worker::DEDUP_LOOKUP_SQL)
-        .bind(tenant)
-        .bind("dup")
-        .bind(looking)
-        .fetch_one(&mut *tx)
-        .await
-        .unwrap();
-    assert_eq!(found, (id("1703"), 1));
+    assert_eq!(lookup(&mut tx, looking).await, (id("1703"), 1));
     tx.rollback().await.unwrap();
 }
 
