@@ -75,21 +75,23 @@ fn per_second(n: usize, elapsed: Duration) -> f64 {
     n as f64 / elapsed.as_secs_f64()
 }
 
+/// `server_url` naming database `name` instead, its parameters (`?sslmode=…`) kept.
+fn with_database(server_url: &str, name: &str) -> anyhow::Result<String> {
+    let mut url = url::Url::parse(server_url)?;
+    anyhow::ensure!(url.path().len() > 1, "DATABASE_URL must name a database");
+    url.set_path(name);
+    Ok(url.into())
+}
+
 pub(super) async fn fresh_database(server_url: &str, name: &str) -> anyhow::Result<String> {
-    let url = match server_url.rsplit_once('/') {
-        Some((prefix, _)) => format!("{prefix}/{name}"),
-        None => anyhow::bail!("DATABASE_URL must name a database"),
-    };
+    let url = with_database(server_url, name)?;
     drop_database(server_url, name).await?;
     db::ensure_database(&url).await?;
     Ok(url)
 }
 
 pub(super) async fn drop_database(server_url: &str, name: &str) -> anyhow::Result<()> {
-    let admin = match server_url.rsplit_once('/') {
-        Some((prefix, _)) => format!("{prefix}/postgres"),
-        None => anyhow::bail!("DATABASE_URL must name a database"),
-    };
+    let admin = with_database(server_url, "postgres")?;
     let pool = PgPool::connect(&admin).await?;
     sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
         .execute(&pool)
@@ -414,5 +416,18 @@ pub fn print(rows: &[Row]) {
             format!("{:.3}", r.value)
         };
         println!("| {} | {} | {} | {} |", r.name, value, r.unit, r.note);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_bench_database_keeps_the_connection_parameters() {
+        let url = "postgres://root@127.0.0.1:5432/postgres?sslmode=disable";
+        assert_eq!(
+            super::with_database(url, "chronicle_bench").unwrap(),
+            "postgres://root@127.0.0.1:5432/chronicle_bench?sslmode=disable"
+        );
+        assert!(super::with_database("postgres://root@127.0.0.1:5432", "x").is_err());
     }
 }

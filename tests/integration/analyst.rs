@@ -29,6 +29,7 @@ const READABLE: &[&str] = &[
     "sessions",
     "stream_heads",
     "tags",
+    "tenant_usage",
     "tenants",
     "uploads",
     "user_devices",

@@ -677,6 +677,9 @@ async fn the_rows_are_the_same_whatever_the_batch_boundaries() {
                 let rows = table_contents(&f.db.worker, t).await;
                 assert_eq!(&rows, expected, "{t} in batches of {size}");
             }
+            if name == "files" {
+                assert_usage_is_the_sum(&f.db).await;
+            }
         }
     }
     // What the scenario is for, in the rows all of them agree on.
@@ -720,4 +723,96 @@ async fn the_rows_are_the_same_whatever_the_batch_boundaries() {
         ],
         "pruned, duplicate and virus versions released; a retry's reference back, then gone"
     );
+}
+
+/// Each tenant's `tenant_usage` row (what the quota check reads) against the sum it
+/// stands for: the sizes of the versions that are not virus_failed, duplicate or failed,
+/// of files that exist and are not purged. Tenants without bytes may have a zero row.
+async fn assert_usage_is_the_sum(db: &TestDb) -> Vec<(uuid::Uuid, i64)> {
+    let sum: Vec<(uuid::Uuid, i64)> = sqlx::query_as(
+        "SELECT v.tenant_id, sum(v.size_bytes)::bigint
+           FROM file_versions v JOIN files f ON f.tenant_id = v.tenant_id AND f.id = v.file_id
+          WHERE NOT f.purged AND v.status NOT IN ('virus_failed', 'duplicate', 'failed')
+          GROUP BY 1 HAVING sum(v.size_bytes) <> 0 ORDER BY 1",
+    )
+    .fetch_all(&db.owner)
+    .await
+    .unwrap();
+    let usage: Vec<(uuid::Uuid, i64)> = sqlx::query_as(
+        "SELECT tenant_id, stored_bytes FROM tenant_usage WHERE stored_bytes <> 0 ORDER BY 1",
+    )
+    .fetch_all(&db.owner)
+    .await
+    .unwrap();
+    assert_eq!(usage, sum, "tenant_usage is the sum of the stored versions");
+    usage
+}
+
+/// What one tenant's `tenant_usage` row holds, as the API reads it: under row-level
+/// security, as the app role.
+async fn usage_seen_by(f: &Files) -> Option<i64> {
+    let mut tx = f.db.as_tenant(f.store.tenant().0).await;
+    let used = sqlx::query_scalar("SELECT stored_bytes FROM tenant_usage")
+        .fetch_optional(&mut *tx)
+        .await
+        .unwrap();
+    tx.rollback().await.unwrap();
+    used
+}
+
+/// The quota reads one row per tenant instead of summing the tenant's versions; the row
+/// must stay that sum through uploads, verdicts, duplicates, a virus, retention, a purge,
+/// damage and a rebuild, each tenant apart.
+#[tokio::test]
+async fn tenant_usage_stays_the_sum_of_stored_versions_through_every_change() {
+    let db = Arc::new(TestDb::new().await);
+    let a = Files::in_tenant(db.clone(), TenantId::new()).await;
+    let b = Files::in_tenant(db.clone(), TenantId::new()).await;
+    write_every_kind_of_file_event(&a).await;
+    let kept = b.create("kept").await;
+    let gone = b.create("gone").await;
+    for (file, bytes) in [(kept, "12345"), (gone, "abcdefgh")] {
+        b.run(file, upload(bytes)).await;
+        b.run(file, start(1, 1)).await;
+        b.run(file, complete(1, bytes)).await;
+    }
+    b.run(gone, upload("xy")).await;
+    a.catch_up().await;
+    let usage = assert_usage_is_the_sum(&db).await;
+    assert_eq!(usage.len(), 2, "both tenants store bytes: {usage:?}");
+    assert_eq!(
+        usage_seen_by(&b).await,
+        Some(5 + 8 + 2),
+        "completed and pending count"
+    );
+    let a_used = usage_seen_by(&a).await;
+    assert!(a_used.is_some_and(|n| n > 0), "{a_used:?}");
+
+    // A purge takes the file's versions out; the other tenant is untouched.
+    b.run(gone, FileCommand::Delete).await;
+    b.catch_up().await;
+    assert_eq!(
+        usage_seen_by(&b).await,
+        Some(15),
+        "a deleted file still stores its bytes"
+    );
+    b.run(gone, FileCommand::Purge).await;
+    b.catch_up().await;
+    assert_usage_is_the_sum(&db).await;
+    assert_eq!(usage_seen_by(&b).await, Some(5));
+    assert_eq!(usage_seen_by(&a).await, a_used);
+
+    // Damage the row and the versions; a rebuild of the files projector restores both.
+    sqlx::query("UPDATE tenant_usage SET stored_bytes = 1")
+        .execute(&db.owner)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE file_versions SET status = 'failed'")
+        .execute(&db.worker)
+        .await
+        .unwrap();
+    rebuild(&db.worker, a.projector.clone()).await.unwrap();
+    assert_usage_is_the_sum(&db).await;
+    assert_eq!(usage_seen_by(&b).await, Some(5));
+    assert_eq!(usage_seen_by(&a).await, a_used);
 }

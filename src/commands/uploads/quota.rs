@@ -43,8 +43,10 @@ pub async fn target(
     Ok(target)
 }
 
-/// Sum of the tenant's live bytes (uploaded or stored versions of files not purged)
-/// plus `incoming`, against `TENANT_QUOTA_BYTES`. Read from the projection, so uploads
+/// The tenant's stored bytes (uploaded or stored versions of files not purged) plus
+/// `incoming`, against `TENANT_QUOTA_BYTES`. Read from `tenant_usage`, one row per
+/// tenant kept by triggers on the read tables (migrations/0055_tenant_usage.sql), so
+/// the check costs the same however many files the tenant has. Projected, so uploads
 /// racing each other can pass the quota by what is in flight (documented).
 pub async fn check_quota(
     state: &AppState,
@@ -65,13 +67,10 @@ pub async fn check_quota(
 
 async fn tenant_bytes(state: &AppState, ctx: &TenantContext) -> Result<u64, AppError> {
     let mut tx = ctx.begin(&state.db).await?;
-    let used: i64 = sqlx::query_scalar(
-        "SELECT coalesce(sum(v.size_bytes), 0)::bigint
-           FROM file_versions v JOIN files f ON f.tenant_id = v.tenant_id AND f.id = v.file_id
-          WHERE NOT f.purged AND v.status NOT IN ('virus_failed', 'duplicate', 'failed')",
-    )
-    .fetch_one(&mut *tx)
-    .await?;
+    // Row-level security limits the table to the caller's tenant: no row, nothing stored.
+    let used: Option<i64> = sqlx::query_scalar("SELECT stored_bytes FROM tenant_usage")
+        .fetch_optional(&mut *tx)
+        .await?;
     tx.commit().await?;
-    Ok(used.max(0) as u64)
+    Ok(used.unwrap_or(0).max(0) as u64)
 }
