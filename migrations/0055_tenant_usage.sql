@@ -43,17 +43,23 @@ BEGIN
      GROUP BY n.tenant_id
     ON CONFLICT (tenant_id) DO UPDATE SET stored_bytes = u.stored_bytes + excluded.stored_bytes;
   ELSIF TG_OP = 'UPDATE' THEN
+    -- Old and new row of each version side by side (a changed key leaves two unmatched
+    -- rows, each counted alone): most updates move a version between statuses that both
+    -- count (uploaded, processing, completed), and only the rows whose count changed look
+    -- up their file.
     INSERT INTO public.tenant_usage AS u (tenant_id, stored_bytes)
     SELECT d.tenant_id, sum(d.bytes)
-      FROM (SELECT n.tenant_id, n.file_id, n.size_bytes AS bytes FROM new_versions n
-             WHERE chronicle_version_stored(n.status)
-            UNION ALL
-            SELECT o.tenant_id, o.file_id, -o.size_bytes FROM old_versions o
-             WHERE chronicle_version_stored(o.status)) d
-     WHERE EXISTS (SELECT 1 FROM public.files f
+      FROM (SELECT coalesce(n.tenant_id, o.tenant_id) AS tenant_id,
+                   coalesce(n.file_id, o.file_id) AS file_id,
+                   CASE WHEN chronicle_version_stored(n.status) THEN n.size_bytes ELSE 0 END
+                 - CASE WHEN chronicle_version_stored(o.status) THEN o.size_bytes ELSE 0 END AS bytes
+              FROM new_versions n FULL JOIN old_versions o
+                ON o.tenant_id = n.tenant_id AND o.file_id = n.file_id
+               AND o.version_number = n.version_number) d
+     WHERE d.bytes <> 0
+       AND EXISTS (SELECT 1 FROM public.files f
                     WHERE f.tenant_id = d.tenant_id AND f.id = d.file_id AND NOT f.purged)
      GROUP BY d.tenant_id
-    HAVING sum(d.bytes) <> 0
     ON CONFLICT (tenant_id) DO UPDATE SET stored_bytes = u.stored_bytes + excluded.stored_bytes;
   ELSE
     INSERT INTO public.tenant_usage AS u (tenant_id, stored_bytes)
