@@ -67,10 +67,12 @@ pub async fn check_quota(
 
 async fn tenant_bytes(state: &AppState, ctx: &TenantContext) -> Result<u64, AppError> {
     let mut tx = ctx.begin(&state.db).await?;
-    // Row-level security limits the table to the caller's tenant: no row, nothing stored.
-    let used: Option<i64> = sqlx::query_scalar("SELECT stored_bytes FROM tenant_usage")
-        .fetch_optional(&mut *tx)
-        .await?;
+    // Named as well as limited by row-level security; no row: nothing stored yet.
+    let used: Option<i64> =
+        sqlx::query_scalar("SELECT stored_bytes FROM tenant_usage WHERE tenant_id = $1")
+            .bind(ctx.tenant_id.0)
+            .fetch_optional(&mut *tx)
+            .await?;
     tx.commit().await?;
     Ok(used.unwrap_or(0).max(0) as u64)
 }
