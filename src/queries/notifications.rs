@@ -104,13 +104,16 @@ pub(crate) async fn inbox_of(
     let mut tx = ctx.begin(&state.db).await?;
     // One statement, so the page and the unread count come from one snapshot: as two
     // statements, a read landing between them gave a page and a count that disagree.
-    // The count always yields one row; the page joins it (no page row: one row of NULLs).
-    // RLS limits rows to the tenant; naming it lets the planner use the listing index.
+    // The count is one row kept by triggers in the projector's own transactions
+    // (`notification_unread`, migration 0056), not a count of the user's unread rows,
+    // which grew with every upload. It always yields one row; the page joins it (no page
+    // row: one row of NULLs). RLS limits rows to the tenant; naming it lets the planner
+    // use the keys.
     let rows = sqlx::query(&format!(
         "SELECT c.unread_count, p.*
-           FROM (SELECT count(*) AS unread_count FROM notifications
-                  WHERE tenant_id = $1 AND recipient_id = $2 AND kind <> 'version_status'
-                    AND read_at IS NULL) AS c
+           FROM (SELECT coalesce((SELECT unread FROM notification_unread
+                                   WHERE tenant_id = $1 AND recipient_id = $2), 0)
+                        AS unread_count) AS c
            LEFT JOIN LATERAL (
                 SELECT {COLUMNS} FROM notifications
                  WHERE tenant_id = $1 AND recipient_id = $2 AND kind <> 'version_status'

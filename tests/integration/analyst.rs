@@ -24,6 +24,7 @@ const READABLE: &[&str] = &[
     "jobs",
     "locations",
     "notification_recipients",
+    "notification_unread",
     "notifications",
     "session_devices",
     "sessions",

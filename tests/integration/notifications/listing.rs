@@ -262,6 +262,44 @@ async fn pages_unread_filter_and_reading_once() {
     t.app.stop().await;
 }
 
+/// Every recipient's `notification_unread` row (those not zero) against the count it
+/// stands for, computed from the rows themselves; returns the counters.
+async fn assert_unread_is_the_count(db: &TestDb) -> Vec<(uuid::Uuid, uuid::Uuid, i64)> {
+    let counted: Vec<(uuid::Uuid, uuid::Uuid, i64)> = sqlx::query_as(
+        "SELECT tenant_id, recipient_id, count(*) FROM notifications
+          WHERE kind <> 'version_status' AND read_at IS NULL GROUP BY 1, 2 ORDER BY 1, 2",
+    )
+    .fetch_all(&db.owner)
+    .await
+    .unwrap();
+    let kept: Vec<(uuid::Uuid, uuid::Uuid, i64)> = sqlx::query_as(
+        "SELECT tenant_id, recipient_id, unread FROM notification_unread
+          WHERE unread <> 0 ORDER BY 1, 2",
+    )
+    .fetch_all(&db.owner)
+    .await
+    .unwrap();
+    assert_eq!(
+        kept, counted,
+        "notification_unread is the count of unread rows"
+    );
+    kept
+}
+
+/// The unread counters a tenant's API connection sees: the app role, row-level security.
+async fn unread_seen_by(db: &TestDb, tenant: TenantId) -> Vec<(uuid::Uuid, i64)> {
+    let mut tx = db.as_tenant(tenant.0).await;
+    let seen = sqlx::query_as("SELECT recipient_id, unread FROM notification_unread ORDER BY 1")
+        .fetch_all(&mut *tx)
+        .await
+        .unwrap();
+    tx.rollback().await.unwrap();
+    seen
+}
+
+/// The rebuild test also holds the unread counter (what `unread_count` reads, migration
+/// 0056) to the count of unread rows through inserts, read marks, repeated marks,
+/// damage, an operator's repairs and the rebuild's empty-and-refill.
 #[tokio::test]
 async fn a_rebuild_reproduces_notifications_and_read_state() {
     let db = TestDb::new().await;
@@ -271,6 +309,11 @@ async fn a_rebuild_reproduces_notifications_and_read_state() {
         .unwrap();
     let (tenant, owner) = (TenantId::new(), UserId::new());
     let files = Files::new(&db.app, tenant);
+    // Another tenant's user, whose counter nothing below may move.
+    let (other_tenant, other) = (TenantId::new(), UserId::new());
+    Files::new(&db.app, other_tenant)
+        .completed_file(other, "theirs")
+        .await;
     let mut ids = vec![];
     for i in 0..3 {
         let file = files.completed_file(owner, &format!("f{i}")).await;
@@ -285,10 +328,16 @@ async fn a_rebuild_reproduces_notifications_and_read_state() {
     runtime::catch_up(&db.worker, projector.as_ref())
         .await
         .unwrap();
+    let before = assert_unread_is_the_count(&db).await;
+    assert_eq!(before.len(), 2, "one counter per recipient: {before:?}");
+    assert_eq!(unread_seen_by(&db, tenant).await, [(owner.0, 6)]);
+    assert_eq!(unread_seen_by(&db, other_tenant).await, [(other.0, 1)]);
     // Read two notifications, one of them twice.
     let read: Vec<uuid::Uuid> = sqlx::query_scalar(
-        "SELECT id FROM notifications WHERE kind = 'version_completed' ORDER BY seq LIMIT 2",
+        "SELECT id FROM notifications WHERE kind = 'version_completed' AND recipient_id = $1
+          ORDER BY seq LIMIT 2",
     )
+    .bind(owner.0)
     .fetch_all(&db.worker)
     .await
     .unwrap();
@@ -310,10 +359,16 @@ async fn a_rebuild_reproduces_notifications_and_read_state() {
         .unwrap();
     let live = table_contents(&db.worker, "notifications").await;
     let recipients = table_contents(&db.worker, "notification_recipients").await;
-    assert_eq!(live.len(), 3 * 6);
+    assert_eq!(
+        live.len(),
+        3 * 6 + 3,
+        "the owner's rows and the other user's"
+    );
     let names: Vec<String> = sqlx::query_scalar(
-        "SELECT file_name FROM notifications WHERE kind = 'version_completed' ORDER BY seq",
+        "SELECT file_name FROM notifications WHERE kind = 'version_completed' AND recipient_id = $1
+          ORDER BY seq",
     )
+    .bind(owner.0)
     .fetch_all(&db.worker)
     .await
     .unwrap();
@@ -322,8 +377,10 @@ async fn a_rebuild_reproduces_notifications_and_read_state() {
         ["f0", "renamed 0", "f1", "renamed 1", "f2", "renamed 2"]
     );
     let seqs: Vec<i64> = sqlx::query_scalar(
-        "SELECT seq FROM notifications ORDER BY transaction_id, global_position",
+        "SELECT seq FROM notifications WHERE recipient_id = $1
+          ORDER BY transaction_id, global_position",
     )
+    .bind(owner.0)
     .fetch_all(&db.worker)
     .await
     .unwrap();
@@ -338,18 +395,42 @@ async fn a_rebuild_reproduces_notifications_and_read_state() {
             .await
             .unwrap();
     assert_eq!(read_count, 2);
+    assert_unread_is_the_count(&db).await;
+    assert_eq!(unread_seen_by(&db, tenant).await, [(owner.0, 4)]);
 
     // Damage the tables; the rebuild must restore every row exactly.
     sqlx::query("DELETE FROM notifications WHERE seq % 2 = 0")
         .execute(&db.worker)
         .await
         .unwrap();
+    assert_unread_is_the_count(&db).await;
+    // An operator's repairs: everything unread again, one row given to someone else.
+    sqlx::query("UPDATE notifications SET read_at = NULL WHERE recipient_id = $1")
+        .bind(owner.0)
+        .execute(&db.worker)
+        .await
+        .unwrap();
+    assert_unread_is_the_count(&db).await;
+    sqlx::query(
+        "UPDATE notifications SET recipient_id = $2
+          WHERE id = (SELECT id FROM notifications WHERE recipient_id = $1
+                         AND kind = 'version_completed' ORDER BY seq LIMIT 1)",
+    )
+    .bind(owner.0)
+    .bind(UserId::new().0)
+    .execute(&db.worker)
+    .await
+    .unwrap();
+    assert_eq!(assert_unread_is_the_count(&db).await.len(), 3);
     sqlx::query("UPDATE notification_recipients SET display_name = 'x'")
         .execute(&db.worker)
         .await
         .unwrap();
     rebuild(&db.worker, projector).await.unwrap();
     assert_eq!(table_contents(&db.worker, "notifications").await, live);
+    assert_unread_is_the_count(&db).await;
+    assert_eq!(unread_seen_by(&db, tenant).await, [(owner.0, 4)]);
+    assert_eq!(unread_seen_by(&db, other_tenant).await, [(other.0, 1)]);
     assert_eq!(
         table_contents(&db.worker, "notification_recipients").await,
         recipients
