@@ -32,7 +32,7 @@ use operations::openapi::LayerResponses;
         operations::health::health, operations::health::ready, operations::ops::metrics,
         operations::ops::openapi,
         accounts::auth::register, accounts::auth::login, accounts::auth::refresh,
-        accounts::auth::logout, accounts::auth::invite,
+        accounts::auth::logout, accounts::auth::invite, accounts::usage::usage,
         accounts::users::me, accounts::users::set_role, accounts::users::ban,
         accounts::users::unban, accounts::erase::erase,
         accounts::sessions::list, accounts::sessions::revoke, accounts::devices::list,

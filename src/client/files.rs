@@ -67,6 +67,22 @@ pub async fn info(api: &Api, id: Uuid, json: bool) -> Result<Exit, ClientError> 
     Ok(Exit::Ok)
 }
 
+/// The tenant's storage: "1,700 bytes stored of a 5,000-byte quota (34 %)".
+pub async fn usage(api: &Api, json: bool) -> Result<Exit, ClientError> {
+    let usage = api.get_json("/v1/tenants/current/usage").await?;
+    output(json, &usage, || {
+        let stored = usage["stored_bytes"].as_u64().unwrap_or(0);
+        match usage["quota_bytes"].as_u64() {
+            Some(quota) => format!(
+                "{stored} bytes stored of a {quota}-byte quota ({:.0} %)",
+                stored as f64 * 100.0 / quota.max(1) as f64
+            ),
+            None => format!("{stored} bytes stored (no quota)"),
+        }
+    });
+    Ok(Exit::Ok)
+}
+
 pub async fn versions(api: &Api, id: Uuid, json: bool) -> Result<Exit, ClientError> {
     let versions = api.get_json(&format!("/v1/files/{id}/versions")).await?;
     output(json, &versions, || {

@@ -65,6 +65,8 @@ pub enum ClientCommand {
     Versions { file_id: uuid::Uuid },
     /// One file's events (needs audit:read).
     History { file_id: uuid::Uuid },
+    /// The tenant's stored bytes and storage quota (needs files:write).
+    Usage,
     /// Follow the tenant's event feed, one line per event (needs feed:read).
     Watch(watch::WatchArgs),
     /// Fetch the tenant's events (audit export) and check the hash chain locally
@@ -131,6 +133,7 @@ async fn run(args: ClientArgs) -> Result<Exit, ClientError> {
         ClientCommand::Info { file_id } => files::info(&api, file_id, conn.json).await,
         ClientCommand::Versions { file_id } => files::versions(&api, file_id, conn.json).await,
         ClientCommand::History { file_id } => files::history(&api, file_id, conn.json).await,
+        ClientCommand::Usage => files::usage(&api, conn.json).await,
         ClientCommand::Watch(a) => watch::run(&api, a, conn.json).await,
         ClientCommand::Verify(a) => verify::run(&api, a, conn.json).await,
     }

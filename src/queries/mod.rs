@@ -16,6 +16,7 @@ pub mod listing;
 pub mod notifications;
 pub mod sessions;
 pub mod sharing;
+pub mod usage;
 
 use crate::error::AppError;
 

@@ -192,6 +192,17 @@ async fn an_upload_killed_mid_way_resumes_and_the_download_matches() {
         .unwrap();
     assert!(out.status.success());
     assert_eq!(json_of(&out)["items"][0]["id"], file_id.as_str());
+    // The tenant's storage: the one file (projected with the listing's row), no quota.
+    let out = client(&t, &key, &dir.0, &["--json", "usage"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(json_of(&out), json!({"stored_bytes": SIZE as u64}));
+    let out = client(&t, &key, &dir.0, &["usage"]).output().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("{SIZE} bytes stored (no quota)")
+    );
     // A revoked key: exit 3, the error as JSON.
     let id = created["id"].as_str().unwrap();
     t.http

@@ -453,6 +453,29 @@ impl TestApp {
         r.json().await.unwrap()
     }
 
+    /// `POST /v1/files/{file_id}/versions` (multipart) of `bytes`, which must be accepted
+    /// (202); returns the new version's number.
+    pub async fn upload_version_ok(&self, c: &Client, file_id: &str, bytes: Vec<u8>) -> i32 {
+        let form = reqwest::multipart::Form::new().part(
+            "file",
+            reqwest::multipart::Part::bytes(bytes)
+                .file_name("v.bin")
+                .mime_str("application/octet-stream")
+                .unwrap(),
+        );
+        let r = self
+            .http
+            .post(self.url(&format!("/v1/files/{file_id}/versions")))
+            .bearer_auth(&c.token)
+            .multipart(form)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), reqwest::StatusCode::ACCEPTED);
+        let body: serde_json::Value = r.json().await.unwrap();
+        body["version_number"].as_i64().unwrap() as i32
+    }
+
     /// Waits (60 s at most) until the version's status in the read table is settled
     /// (completed, duplicate, virus_failed or failed); returns it.
     pub async fn settled_status(&self, file_id: &str, version: i32) -> String {

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use chronicle::app::Mode;
 use reqwest::StatusCode;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::common::{
     Client, TestApp, TestDb, WORKER, bytes_of, eventually, eventually_some, pages_read,
@@ -171,6 +171,80 @@ async fn an_upload_past_the_tenant_quota_is_refused_and_stores_nothing() {
     // Another tenant has its own quota.
     let other = t.signup("quota2").await;
     t.upload_ok(&other, "c.bin", bytes_of(3, 1000)).await;
+}
+
+async fn usage_of(t: &TestApp, token: &str) -> (StatusCode, Value) {
+    let r = t
+        .http
+        .get(t.url("/v1/tenants/current/usage"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    (r.status(), r.json().await.unwrap())
+}
+
+/// `GET /v1/tenants/current/usage` shows what the quota check compares: the tenant's
+/// stored bytes (each tenant its own) and the quota, to those who upload.
+#[tokio::test]
+async fn the_usage_shows_the_stored_bytes_and_the_quota_to_those_who_upload() {
+    let t = TestApp::spawn(Mode::Serve, &[WORKER[0], ("TENANT_QUOTA_BYTES", "5000")]).await;
+    let c = t.signup("usage").await;
+    assert_eq!(
+        usage_of(&t, &c.token).await,
+        (
+            StatusCode::OK,
+            json!({"stored_bytes": 0, "quota_bytes": 5000})
+        )
+    );
+    let first = t.upload_ok(&c, "a.bin", bytes_of(1, 1000)).await;
+    let first_id = first["file_id"].as_str().unwrap();
+    assert_eq!(t.settled_status(first_id, 1).await, "completed");
+    // The same bytes as a new version of the same file: a duplicate, stored once.
+    let v2 = t.upload_version_ok(&c, first_id, bytes_of(1, 1000)).await;
+    assert_eq!(t.settled_status(first_id, v2).await, "duplicate");
+    let third = t.upload_ok(&c, "c.bin", bytes_of(2, 700)).await;
+    assert_eq!(
+        t.settled_status(third["file_id"].as_str().unwrap(), 1)
+            .await,
+        "completed"
+    );
+    let shown = eventually_some("the usage counts both files", async || {
+        let (status, body) = usage_of(&t, &c.token).await;
+        (status == StatusCode::OK && body["stored_bytes"] == 1700).then_some(body)
+    })
+    .await;
+    assert_eq!(shown, json!({"stored_bytes": 1700, "quota_bytes": 5000}));
+    // Another tenant sees its own.
+    let other = t.signup("usage2").await;
+    assert_eq!(
+        usage_of(&t, &other.token).await.1,
+        json!({"stored_bytes": 0, "quota_bytes": 5000})
+    );
+    // An auditor uploads nothing: refused in the one error shape.
+    let auditor = t.join(&c.token, "usage-auditor", "auditor").await;
+    let (status, body) = usage_of(&t, &auditor.token).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(body["error"]["code"], "forbidden");
+    // Without a token: 401.
+    let r = t
+        .http
+        .get(t.url("/v1/tenants/current/usage"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+}
+
+/// Without `TENANT_QUOTA_BYTES` the usage names no quota.
+#[tokio::test]
+async fn without_a_quota_the_usage_names_none() {
+    let t = TestApp::spawn(Mode::Web, &[]).await;
+    let c = t.signup("noquota").await;
+    assert_eq!(
+        usage_of(&t, &c.token).await,
+        (StatusCode::OK, json!({"stored_bytes": 0}))
+    );
 }
 
 #[tokio::test]

@@ -170,21 +170,8 @@ async fn the_same_bytes_twice_are_deduplicated_within_the_tenant_only() {
     assert_eq!(t.settled_status(&first_id, 1).await, "completed");
 
     // Same file, same bytes: the new version is a duplicate of version 1.
-    let form = reqwest::multipart::Form::new().part(
-        "file",
-        reqwest::multipart::Part::bytes(bytes.clone()).file_name("one.bin"),
-    );
-    let r = t
-        .http
-        .post(t.url(&format!("/v1/files/{first_id}/versions")))
-        .bearer_auth(&a.token)
-        .multipart(form)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::ACCEPTED);
-    let v2: Value = r.json().await.unwrap();
-    assert_eq!(v2["version_number"], 2);
+    let v2 = t.upload_version_ok(&a, &first_id, bytes.clone()).await;
+    assert_eq!(v2, 2);
     assert_eq!(t.settled_status(&first_id, 2).await, "duplicate");
     let dup_of: (Option<String>, Option<i32>) = sqlx::query_as(
         "SELECT duplicate_of_file::text, duplicate_of_version FROM file_versions

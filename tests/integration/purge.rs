@@ -244,24 +244,7 @@ async fn bytes_stay_for_the_grace_period_and_go_after_it() {
 }
 
 async fn upload_version(t: &TestApp, c: &Client, file_id: &str, bytes: Vec<u8>) -> i32 {
-    let form = reqwest::multipart::Form::new().part(
-        "file",
-        reqwest::multipart::Part::bytes(bytes)
-            .file_name("v.bin")
-            .mime_str("application/octet-stream")
-            .unwrap(),
-    );
-    let r = t
-        .http
-        .post(t.url(&format!("/v1/files/{file_id}/versions")))
-        .bearer_auth(&c.token)
-        .multipart(form)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::ACCEPTED);
-    let body: Value = r.json().await.unwrap();
-    let n = body["version_number"].as_i64().unwrap() as i32;
+    let n = t.upload_version_ok(c, file_id, bytes).await;
     assert_eq!(t.settled_status(file_id, n).await, "completed");
     n
 }

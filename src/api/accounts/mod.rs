@@ -1,11 +1,12 @@
 //! Accounts: sign-up, sign-in and tokens, invitations, the caller's own profile, other
-//! users (roles, bans, erasure), sessions, devices and API keys.
+//! users (roles, bans, erasure), sessions, devices, API keys and the tenant's storage usage.
 
 pub(crate) mod api_keys;
 pub(crate) mod auth;
 pub(crate) mod devices;
 pub(crate) mod erase;
 pub(crate) mod sessions;
+pub(crate) mod usage;
 pub(crate) mod users;
 
 use axum::Router;
@@ -26,6 +27,7 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         )
         .route("/v1/auth/logout", post(auth::logout))
         .route("/v1/tenants/current/invitations", post(auth::invite))
+        .route("/v1/tenants/current/usage", get(usage::usage))
         .route("/v1/me", get(users::me))
         .route("/v1/users/{id}/role", put(users::set_role))
         .route("/v1/users/{id}/ban", post(users::ban))

@@ -44,10 +44,10 @@ pub async fn target(
 }
 
 /// The tenant's stored bytes (uploaded or stored versions of files not purged) plus
-/// `incoming`, against `TENANT_QUOTA_BYTES`. Read from `tenant_usage`, one row per
-/// tenant kept by triggers on the read tables (migrations/0055_tenant_usage.sql), so
-/// the check costs the same however many files the tenant has. Projected, so uploads
-/// racing each other can pass the quota by what is in flight (documented).
+/// `incoming`, against `TENANT_QUOTA_BYTES`. One row read ([`stored_bytes`], the figure
+/// `GET /v1/tenants/current/usage` shows), so the check costs the same however many
+/// files the tenant has. Projected, so uploads racing each other can pass the quota by
+/// what is in flight (documented).
 pub async fn check_quota(
     state: &AppState,
     ctx: &TenantContext,
@@ -56,7 +56,7 @@ pub async fn check_quota(
     let (Some(quota), Some(incoming)) = (state.config.tenant_quota_bytes, incoming) else {
         return Ok(());
     };
-    let used = tenant_bytes(state, ctx).await?;
+    let used = stored_bytes(state, ctx).await?;
     if used.saturating_add(incoming) > quota {
         return Err(AppError::QuotaExceeded(format!(
             "the tenant's storage quota of {quota} bytes would be exceeded ({used} bytes used)"
@@ -65,7 +65,11 @@ pub async fn check_quota(
     Ok(())
 }
 
-async fn tenant_bytes(state: &AppState, ctx: &TenantContext) -> Result<u64, AppError> {
+/// The tenant's stored bytes: one row kept by triggers on the read tables
+/// (`tenant_usage`, migrations/0055_tenant_usage.sql), so reading it costs the same
+/// however many files the tenant has. Projected: a version uploaded a moment ago may not
+/// count yet.
+pub(crate) async fn stored_bytes(state: &AppState, ctx: &TenantContext) -> Result<u64, AppError> {
     let mut tx = ctx.begin(&state.db).await?;
     // Named as well as limited by row-level security; no row: nothing stored yet.
     let used: Option<i64> =

@@ -15,6 +15,7 @@ use crate::console::page::{Layout, Nav, render};
 use crate::console::session::Viewer;
 use crate::queries::files::FileView;
 use crate::queries::listing::{ListParams, list_files};
+use crate::queries::usage::{UsageView, usage_of};
 use crate::state::AppState;
 
 /// What the search form sends. Empty fields (an HTML form sends them all) mean "not
@@ -172,6 +173,9 @@ struct FilesPage {
     rows: Vec<Row>,
     next_cursor: Option<String>,
     can_upload: bool,
+    /// "1.7 kB stored of 5.0 kB" above the drop zone, for those who upload (the usage
+    /// use case of `GET /v1/tenants/current/usage`).
+    usage: Option<String>,
 }
 
 #[derive(Template)]
@@ -203,13 +207,29 @@ pub async fn list(
     let filters = Filters::parse(&uri)?;
     let (rows, next_cursor) = rows(&state, &viewer, &filters).await?;
     let title = if filters.trash() { "Trash" } else { "Files" };
+    let can_upload = crate::auth::policy::writes(&viewer.ctx);
+    let usage = match can_upload && !filters.trash() {
+        true => Some(usage_line(&usage_of(&state, &viewer.ctx).await?)),
+        false => None,
+    };
     Ok(render(&FilesPage {
         page: Layout::new(&viewer, title, Nav::Files),
-        can_upload: crate::auth::policy::writes(&viewer.ctx),
+        can_upload,
+        usage,
         filters,
         rows,
         next_cursor,
     }))
+}
+
+/// The tenant's storage in words: "1.7 kB stored of 5.0 kB", or "… stored" without a
+/// quota.
+fn usage_line(usage: &UsageView) -> String {
+    let stored = human_size(usage.stored_bytes as i64);
+    match usage.quota_bytes {
+        Some(quota) => format!("{stored} stored of {}", human_size(quota as i64)),
+        None => format!("{stored} stored"),
+    }
 }
 
 pub async fn table(

@@ -451,6 +451,8 @@ async fn a_user_signs_in_and_sees_only_what_the_role_allows() {
     let (status, _, page) = b.get("/files").await;
     assert_eq!(status, StatusCode::OK);
     assert!(page.contains("ulf (user)"), "{page}");
+    // A user uploads, so sees the tenant's storage (nothing yet, no quota here).
+    assert!(page.contains("Your tenant: 0 B stored</p>"), "{page}");
     assert!(page.contains("href=\"/devices\""));
     for hidden in ["href=\"/admin\"", "href=\"/audit\"", "href=\"/analytics\""] {
         assert!(!page.contains(hidden), "a user's navigation shows {hidden}");
@@ -495,6 +497,10 @@ async fn an_invited_person_joins_the_tenant_through_the_sign_up_form() {
     let (status, _, page) = b.get("/audit").await;
     assert_eq!(status, StatusCode::OK, "an auditor reads the audit log");
     assert!(page.contains("jon (auditor)"), "{page}");
+    // An auditor uploads nothing: no upload section, no storage line.
+    let (status, _, page) = b.get("/files").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(!page.contains("id=\"usage\""), "{page}");
     let tenant_of_jon: String = sqlx::query_scalar(
         "SELECT tenant_id::text FROM credentials WHERE email = 'jon@example.com'",
     )
