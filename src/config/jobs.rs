@@ -11,15 +11,18 @@ use super::{ConfigError, invalid, parse_u64};
 /// worker's throughput is about its concurrency over a job's latency until the CPU is
 /// busy. `chronicle bench upload --small-only` on two cores with nothing else running
 /// (docs/benchmarks.md): completed 62–70 % of the accepted rate at 8, 78–83 % at 16,
-/// 90–96 % at 32. A large file's job is one blocking thread hashing and scanning 1 MiB
-/// at a time, so 32 of them hold at most 32 MiB of buffers; they share the worker's few
-/// database connections (a job holds one only to commit).
-pub const DEFAULT_WORKER_CONCURRENCY: usize = 32;
+/// 90–96 % at 32 on the machine of that time; on a later one 83–84 % at 32, 86–89 % at
+/// 64, no better at 128. A large file's job is one blocking thread hashing and scanning
+/// 1 MiB at a time, so 64 of them hold at most 64 MiB of buffers; they share the
+/// worker's few database connections (a job holds one only to commit). Image
+/// optimisation, which decodes whole pictures, runs for at most as many jobs at once as
+/// there are cores, whatever this is (`Worker::optimising`).
+pub const DEFAULT_WORKER_CONCURRENCY: usize = 64;
 
 /// The processing queue and its workers.
 #[derive(Debug, Clone)]
 pub struct JobSettings {
-    /// Jobs one worker process runs at once (`WORKER_CONCURRENCY`, default 32); 0 makes a
+    /// Jobs one worker process runs at once (`WORKER_CONCURRENCY`, default 64); 0 makes a
     /// worker that runs projectors only and takes no jobs.
     pub concurrency: usize,
     /// Attempts before a job is dead-lettered (`JOB_MAX_ATTEMPTS`, default 3).

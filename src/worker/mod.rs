@@ -56,6 +56,11 @@ pub struct Worker {
     pub redis_url: String,
     pub settings: JobSettings,
     pub media: MediaLimits,
+    /// Image optimisations at once ([`Worker::optimising_permits`]): each decodes a whole
+    /// picture (up to `MediaLimits::max_pixels` × 8 bytes) on a blocking thread, so they
+    /// are bounded by the cores, not by `WORKER_CONCURRENCY`, which mostly counts jobs
+    /// waiting for flushes.
+    pub optimising: Arc<tokio::sync::Semaphore>,
     /// Upload locks (src/uploads/lock.rs) for the expiry job, and their key prefix.
     pub redis: redis::aio::ConnectionManager,
     pub key_prefix: String,
@@ -72,6 +77,11 @@ const CLAIM_EVERY: Duration = Duration::from_secs(1);
 const PROMOTE_EVERY: Duration = Duration::from_millis(250);
 
 impl Worker {
+    /// Image optimisations one worker process runs at once: the cores it may use.
+    pub fn optimising_permits() -> usize {
+        std::thread::available_parallelism().map_or(2, |n| n.get())
+    }
+
     fn store(&self, tenant: TenantId) -> ChronicleStore<File> {
         ChronicleStore::new(self.events.clone(), tenant, self.snapshot_every)
     }

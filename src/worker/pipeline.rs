@@ -259,6 +259,12 @@ impl Worker {
         if !detected.starts_with("image/") || bytes.size > self.media.max_input_bytes {
             return Ok(vec![]);
         }
+        // Held until the picture is decoded and re-encoded: at most one per core.
+        let _permit = self
+            .optimising
+            .acquire()
+            .await
+            .map_err(retry("waiting to optimise an image"))?;
         let input = self
             .storage
             .read_all(temp)
