@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use sqlx::postgres::PgListener;
 use sqlx::{PgConnection, PgPool, Row};
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::failures::{self, Failure, Verdict, apply_isolating};
@@ -390,8 +390,22 @@ SELECT EXISTS (
     .await
 }
 
+/// Projectors of one process that may apply a catch-up batch at once: half the cores,
+/// at least one. Catching up is CPU-bound (PostgreSQL's inserts, this process's decoding)
+/// and every projector of a process catches up together after a restart on an
+/// unprojected log, a deploy or a burst; all ten at once left requests ~1 % of their
+/// usual rate, p50 ~100 ms, until they were done (docs/benchmarks.md, "The API while the
+/// projectors catch up"). Live batches, which keep up with appends, never wait here.
+pub fn catch_up_gate() -> Arc<Semaphore> {
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    Arc::new(Semaphore::new((cores / 2).max(1)))
+}
+
 /// Runs `projector` until `shutdown`: a batch whenever events are appended (notified)
-/// or the poll interval passes. A batch in flight is finished, never abandoned.
+/// or the poll interval passes. A batch in flight is finished, never abandoned. While
+/// catching up (the last batch came back full), each batch first takes a permit of
+/// `gate`, shared with the process's other projectors.
+#[allow(clippy::too_many_arguments)]
 pub async fn run(
     pool: PgPool,
     projector: Arc<dyn Projector>,
@@ -399,6 +413,7 @@ pub async fn run(
     mut wake: watch::Receiver<u64>,
     reads: Arc<SharedReads>,
     cadence: Cadence,
+    gate: Arc<Semaphore>,
     shutdown: CancellationToken,
 ) {
     let name = projector.name();
@@ -406,7 +421,17 @@ pub async fn run(
     let mut ahead = ReadAhead::default();
     // Where this projector's last batch left its checkpoint, when known.
     let mut position = None;
+    let mut catching_up = false;
     while !shutdown.is_cancelled() {
+        // Held for the batch only; fair, so the projectors catching up take turns.
+        let turn = match catching_up {
+            true => tokio::select! {
+                _ = shutdown.cancelled() => break,
+                permit = gate.clone().acquire_owned() => permit.ok(),
+            },
+            false => None,
+        };
+        catching_up = false;
         let started = tokio::time::Instant::now();
         // Marked seen here: a notification from now on wakes the wait below.
         let generation = *wake.borrow_and_update();
@@ -417,6 +442,7 @@ pub async fn run(
         });
         let ran =
             run_batch_ahead(&pool, projector.as_ref(), &policy, Some(&mut ahead), shared).await;
+        drop(turn);
         position = ran.as_ref().ok().and_then(|ran| ran.checkpoint);
         let more = ran.as_ref().is_ok_and(|ran| ran.more);
         if ran.as_ref().is_ok_and(|ran| ran.stale) {
@@ -428,6 +454,7 @@ pub async fn run(
             // A full batch (or the end of a full read): more are waiting.
             Ok(BatchOutcome::Applied(n)) if n as i64 >= BATCH_SIZE || more => {
                 failures = 0;
+                catching_up = true;
                 continue;
             }
             // Caught up with what was visible; the next batch when more arrives.
@@ -515,6 +542,7 @@ pub fn spawn_all(
     let (tx, rx) = watch::channel(0u64);
     let reads = SharedReads::new(pool.clone(), rx.clone(), FRESH_FOR);
     let cadence = Cadence::new(PACE);
+    let gate = catch_up_gate();
     let mut handles = vec![tokio::spawn(listen(listen_url, tx, shutdown.clone()))];
     for p in projectors {
         handles.push(tokio::spawn(run(
@@ -524,6 +552,7 @@ pub fn spawn_all(
             rx.clone(),
             reads.clone(),
             cadence,
+            gate.clone(),
             shutdown.clone(),
         )));
     }
