@@ -33,6 +33,13 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// The cores this process may run on (2 when the system cannot tell): what sizes the
+/// work that is bound by CPU rather than by waiting — image optimisations at once, the
+/// projectors catching up at once.
+pub fn cores() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
+}
+
 /// A secret string whose `Debug`/`Display` never reveal it.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);

@@ -397,25 +397,37 @@ SELECT EXISTS (
 /// usual rate, p50 ~100 ms, until they were done (docs/benchmarks.md, "The API while the
 /// projectors catch up"). Live batches, which keep up with appends, never wait here.
 pub fn catch_up_gate() -> Arc<Semaphore> {
-    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-    Arc::new(Semaphore::new((cores / 2).max(1)))
+    Arc::new(Semaphore::new((crate::config::cores() / 2).max(1)))
+}
+
+/// What a process's projectors share: the wake-ups of the `chronicle_events`
+/// notification, the reads of the log (shared_reads.rs), the ticks their live batches
+/// start on, and the turns they take while catching up ([`catch_up_gate`]).
+#[derive(Clone)]
+struct Shared {
+    wake: watch::Receiver<u64>,
+    reads: Arc<SharedReads>,
+    cadence: Cadence,
+    gate: Arc<Semaphore>,
 }
 
 /// Runs `projector` until `shutdown`: a batch whenever events are appended (notified)
 /// or the poll interval passes. A batch in flight is finished, never abandoned. While
 /// catching up (the last batch came back full), each batch first takes a permit of
-/// `gate`, shared with the process's other projectors.
-#[allow(clippy::too_many_arguments)]
-pub async fn run(
+/// the gate shared with the process's other projectors.
+async fn run(
     pool: PgPool,
     projector: Arc<dyn Projector>,
     policy: ProjectorRetry,
-    mut wake: watch::Receiver<u64>,
-    reads: Arc<SharedReads>,
-    cadence: Cadence,
-    gate: Arc<Semaphore>,
+    shared: Shared,
     shutdown: CancellationToken,
 ) {
+    let Shared {
+        mut wake,
+        reads,
+        cadence,
+        gate,
+    } = shared;
     let name = projector.name();
     let mut failures: u32 = 0;
     let mut ahead = ReadAhead::default();
@@ -424,12 +436,13 @@ pub async fn run(
     let mut catching_up = false;
     while !shutdown.is_cancelled() {
         // Held for the batch only; fair, so the projectors catching up take turns.
-        let turn = match catching_up {
-            true => tokio::select! {
+        let turn = if catching_up {
+            tokio::select! {
                 _ = shutdown.cancelled() => break,
                 permit = gate.clone().acquire_owned() => permit.ok(),
-            },
-            false => None,
+            }
+        } else {
+            None
         };
         catching_up = false;
         let started = tokio::time::Instant::now();
@@ -540,19 +553,19 @@ pub fn spawn_all(
     shutdown: CancellationToken,
 ) -> Vec<tokio::task::JoinHandle<()>> {
     let (tx, rx) = watch::channel(0u64);
-    let reads = SharedReads::new(pool.clone(), rx.clone(), FRESH_FOR);
-    let cadence = Cadence::new(PACE);
-    let gate = catch_up_gate();
+    let shared = Shared {
+        reads: SharedReads::new(pool.clone(), rx.clone(), FRESH_FOR),
+        wake: rx,
+        cadence: Cadence::new(PACE),
+        gate: catch_up_gate(),
+    };
     let mut handles = vec![tokio::spawn(listen(listen_url, tx, shutdown.clone()))];
     for p in projectors {
         handles.push(tokio::spawn(run(
             pool.clone(),
             p,
             policy.clone(),
-            rx.clone(),
-            reads.clone(),
-            cadence,
-            gate.clone(),
+            shared.clone(),
             shutdown.clone(),
         )));
     }

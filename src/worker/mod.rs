@@ -79,7 +79,7 @@ const PROMOTE_EVERY: Duration = Duration::from_millis(250);
 impl Worker {
     /// Image optimisations one worker process runs at once: the cores it may use.
     pub fn optimising_permits() -> usize {
-        std::thread::available_parallelism().map_or(2, |n| n.get())
+        crate::config::cores()
     }
 
     fn store(&self, tenant: TenantId) -> ChronicleStore<File> {

@@ -101,6 +101,33 @@ impl TestDb {
             .unwrap()
     }
 
+    /// A new database migrated only up to migration `first_not_run` (say "0050"), as a
+    /// deployment's database stands before an upgrade: its name, for [`TestDb::on`] to
+    /// run the rest (as the next start does), and an owner pool to seed it with.
+    pub async fn before_migration(first_not_run: &str) -> (String, PgPool) {
+        let name = format!("chronicle_test_{}", uuid::Uuid::now_v7().simple());
+        let base = base_url();
+        let url = format!("{}/{name}", base.rsplit_once('/').unwrap().0);
+        db::ensure_database(&url).await.unwrap();
+        let older = TempDir::new();
+        for entry in std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations")).unwrap()
+        {
+            let path = entry.unwrap().path();
+            let file = path.file_name().unwrap().to_string_lossy().to_string();
+            if file.as_str() < first_not_run {
+                std::fs::copy(&path, older.0.join(&file)).unwrap();
+            }
+        }
+        let owner = db::pool(&url, DbRole::Owner, 2).await.unwrap();
+        sqlx::migrate::Migrator::new(older.0.as_path())
+            .await
+            .unwrap()
+            .run(&owner)
+            .await
+            .unwrap();
+        (name, owner)
+    }
+
     /// The database `name` (created if missing), migrated; dropped with the value.
     pub async fn on(name: &str) -> Self {
         init_tracing();

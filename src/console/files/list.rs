@@ -208,9 +208,10 @@ pub async fn list(
     let (rows, next_cursor) = rows(&state, &viewer, &filters).await?;
     let title = if filters.trash() { "Trash" } else { "Files" };
     let can_upload = crate::auth::policy::writes(&viewer.ctx);
-    let usage = match can_upload && !filters.trash() {
-        true => Some(usage_line(&usage_of(&state, &viewer.ctx).await?)),
-        false => None,
+    let usage = if can_upload && !filters.trash() {
+        Some(usage_line(&usage_of(&state, &viewer.ctx).await?))
+    } else {
+        None
     };
     Ok(render(&FilesPage {
         page: Layout::new(&viewer, title, Nav::Files),

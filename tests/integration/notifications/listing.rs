@@ -264,7 +264,7 @@ async fn pages_unread_filter_and_reading_once() {
 
 /// Every recipient's `notification_unread` row (those not zero) against the count it
 /// stands for, computed from the rows themselves; returns the counters.
-async fn assert_unread_is_the_count(db: &TestDb) -> Vec<(uuid::Uuid, uuid::Uuid, i64)> {
+pub(super) async fn assert_unread_is_the_count(db: &TestDb) -> Vec<(uuid::Uuid, uuid::Uuid, i64)> {
     let counted: Vec<(uuid::Uuid, uuid::Uuid, i64)> = sqlx::query_as(
         "SELECT tenant_id, recipient_id, count(*) FROM notifications
           WHERE kind <> 'version_status' AND read_at IS NULL GROUP BY 1, 2 ORDER BY 1, 2",

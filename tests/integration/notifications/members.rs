@@ -2,12 +2,11 @@
 //! admins of existing tenants are told of a disabled webhook without a rebuild; and a
 //! rebuild from the same log agrees with it.
 
-use chronicle::db;
 use chronicle::projections::{self, rebuild::rebuild, runtime};
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::common::{TempDir, TestDb, base_url, table_contents};
+use crate::common::{TestDb, table_contents};
 
 /// Appends one user event the way the event store stores it (the seed only reads
 /// `tenant_id`, `aggregate_*`, `sequence`, `event_type` and `payload`).
@@ -40,25 +39,7 @@ async fn user_event(
 #[tokio::test]
 async fn migration_0050_learns_the_members_of_an_existing_log() {
     // A database migrated up to 0049 only, with a log of users.
-    let name = format!("chronicle_test_{}", Uuid::now_v7().simple());
-    let base = base_url();
-    let url = format!("{}/{name}", base.rsplit_once('/').unwrap().0);
-    db::ensure_database(&url).await.unwrap();
-    let older = TempDir::new();
-    for entry in std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations")).unwrap() {
-        let path = entry.unwrap().path();
-        let file = path.file_name().unwrap().to_string_lossy().to_string();
-        if file.as_str() < "0050" {
-            std::fs::copy(&path, older.0.join(&file)).unwrap();
-        }
-    }
-    let owner = db::pool(&url, db::DbRole::Owner, 2).await.unwrap();
-    sqlx::migrate::Migrator::new(older.0.as_path())
-        .await
-        .unwrap()
-        .run(&owner)
-        .await
-        .unwrap();
+    let (name, owner) = TestDb::before_migration("0050").await;
     let tenant = Uuid::now_v7();
     let [ada, bob, cy, dan] = [(); 4].map(|_| Uuid::now_v7());
     let registered = |role: &str| json!({"UserRegistered": {"handle": "h", "name": "n", "email": "e", "role": role}});

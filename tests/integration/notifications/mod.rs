@@ -1,12 +1,14 @@
 //! Notifications and live events. Fixtures here: accounts over HTTP, File commands
 //! through `commands::execute` (the upload API is not there yet), waiting for the
 //! projector. `listing`: kinds per owner, paging, unread, reading once, rebuild.
-//! `live`: the SSE stream across instances, resume, gaps, shutdown.
+//! `live`: the SSE stream across instances, resume, gaps, shutdown. `members` and
+//! `unread`: migrations that fill a table from an existing database.
 
 mod listing;
 mod live;
 mod members;
 mod pings;
+mod unread;
 
 use std::time::Duration;
 
