@@ -2,6 +2,7 @@
 
 pub mod api_key;
 pub mod file;
+pub mod inbox;
 pub mod notification;
 pub mod scope;
 pub mod session;
@@ -13,6 +14,7 @@ pub mod webhook;
 
 pub use api_key::{ApiKey, ApiKeyCommand, ApiKeyError, ApiKeyEvent};
 pub use file::{File, FileCommand, FileError, FileEvent};
+pub use inbox::{Inbox, InboxCommand, InboxEvent};
 pub use notification::{Notification, NotificationCommand, NotificationEvent};
 pub use session::{Session, SessionCommand, SessionError, SessionEvent};
 pub use tenant::{Tenant, TenantCommand, TenantError, TenantEvent};

@@ -41,7 +41,7 @@ use operations::openapi::LayerResponses;
         uploads::direct::start, uploads::direct::complete,
         files::download::current, files::download::version, files::download::thumbnail,
         operations::jobs::list, operations::jobs::retry,
-        notifications::inbox::list, notifications::inbox::mark_read,
+        notifications::inbox::list, notifications::inbox::mark_read, notifications::inbox::mark_all_read,
         notifications::stream::stream,
         files::list::list, files::show::get, files::show::versions, files::list::tags,
         files::manage::rename, files::manage::tag, files::manage::untag, files::manage::delete,

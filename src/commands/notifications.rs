@@ -1,16 +1,17 @@
-//! Use case of the notification inbox: marking one read. Only the recipient may, and only
-//! a notification meant for a person (status-only rows are not); anything else is 404.
+//! Use cases of the notification inbox: marking one read, and marking all read. Only the
+//! recipient may, and only notifications meant for a person (status-only rows are not);
+//! anyone else's notification is 404.
 
 use uuid::Uuid;
 
-use crate::aggregates::{Notification, NotificationCommand};
+use crate::aggregates::{Inbox, InboxCommand, Notification, NotificationCommand};
 use crate::auth::TenantContext;
 use crate::error::AppError;
 use crate::state::AppState;
 use crate::store::EventMetadata;
 
-/// Marks notification `id` of the caller read. Idempotent: reading it again records
-/// nothing.
+/// Marks notification `id` of the caller read. Idempotent: reading it again, or reading
+/// one already read with all the others, records nothing.
 pub async fn mark_read(
     state: &AppState,
     ctx: &TenantContext,
@@ -18,25 +19,61 @@ pub async fn mark_read(
     id: Uuid,
 ) -> Result<(), AppError> {
     let mut tx = ctx.begin(&state.db).await?;
-    let mine: bool = sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM notifications
-                         WHERE tenant_id = $1 AND id = $2 AND recipient_id = $3
-                           AND kind <> 'version_status')",
+    // `Some(read)` when the notification is the caller's.
+    let read: Option<bool> = sqlx::query_scalar(
+        "SELECT read_at IS NOT NULL FROM notifications
+          WHERE tenant_id = $1 AND id = $2 AND recipient_id = $3 AND kind <> 'version_status'",
     )
     .bind(ctx.tenant_id.0)
     .bind(id)
     .bind(ctx.user_id.0)
-    .fetch_one(&mut *tx)
+    .fetch_optional(&mut *tx)
     .await?;
     tx.commit().await?;
-    if !mine {
-        return Err(AppError::NotFound("notification not found".into()));
+    match read {
+        None => return Err(AppError::NotFound("notification not found".into())),
+        Some(true) => return Ok(()),
+        Some(false) => {}
     }
     let notifications = super::store::<Notification>(state, ctx.tenant_id);
     super::execute(
         &notifications,
         &id.to_string(),
         NotificationCommand::MarkRead,
+        meta,
+        &(),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Marks every notification the caller has now read: one `InboxRead` up to the newest of
+/// them that is unread (src/aggregates/inbox.rs), whatever their number. A notification
+/// that arrives meanwhile stays unread. With nothing unread it records nothing.
+pub async fn mark_all_read(
+    state: &AppState,
+    ctx: &TenantContext,
+    meta: &EventMetadata,
+) -> Result<(), AppError> {
+    let mut tx = ctx.begin(&state.db).await?;
+    let newest_unread: Option<i64> = sqlx::query_scalar(
+        "SELECT max(seq) FROM notifications
+          WHERE tenant_id = $1 AND recipient_id = $2 AND kind <> 'version_status'
+            AND read_at IS NULL",
+    )
+    .bind(ctx.tenant_id.0)
+    .bind(ctx.user_id.0)
+    .fetch_one(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    let Some(seq) = newest_unread else {
+        return Ok(());
+    };
+    let inbox = super::store::<Inbox>(state, ctx.tenant_id);
+    super::execute(
+        &inbox,
+        &ctx.user_id.to_string(),
+        InboxCommand::ReadUpTo { seq: seq as u64 },
         meta,
         &(),
     )

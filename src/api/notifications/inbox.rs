@@ -1,6 +1,7 @@
-//! `/v1/notifications`: the caller's notifications, newest first, and marking one read.
-//! Rows come from the `notifications` projection; reading is a `NotificationRead`
-//! event on the notification's own stream, so the read table can be rebuilt.
+//! `/v1/notifications`: the caller's notifications, newest first, and marking one or all
+//! read. Rows come from the `notifications` projection; reading one is a
+//! `NotificationRead` event on the notification's own stream, reading all an `InboxRead`
+//! on the caller's inbox stream, so the read table can be rebuilt.
 
 use axum::Json;
 use axum::extract::State;
@@ -42,5 +43,19 @@ pub async fn mark_read(
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<StatusCode, AppError> {
     commands::notifications::mark_read(&state, &ctx, &caller_metadata(&ctx, &headers), id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Marks all my unread notifications read, however many: those I have when asking (one
+/// arriving meanwhile stays unread). Idempotent; with nothing unread it records nothing.
+/// Like one read, it shows in the listing and `unread_count` a moment later.
+#[utoipa::path(post, path = "/v1/notifications/read", tag = "notifications", security(("bearer" = [])),
+    responses((status = 204), (status = 401, body = ErrorBody)))]
+pub async fn mark_all_read(
+    State(state): State<AppState>,
+    ctx: TenantContext,
+    headers: HeaderMap,
+) -> Result<StatusCode, AppError> {
+    commands::notifications::mark_all_read(&state, &ctx, &caller_metadata(&ctx, &headers)).await?;
     Ok(StatusCode::NO_CONTENT)
 }

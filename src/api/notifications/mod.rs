@@ -14,6 +14,7 @@ use crate::state::AppState;
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/v1/notifications", get(inbox::list))
+        .route("/v1/notifications/read", post(inbox::mark_all_read))
         .route("/v1/notifications/{id}/read", post(inbox::mark_read))
         .route("/v1/events", get(stream::stream))
         .route("/v1/feed", get(feed::page))

@@ -9,7 +9,8 @@
 //! Deterministic: ids are derived from the event's position, times are `recorded_at`,
 //! `seq` counts each recipient's rows in catch-up order, and the recipient comes from
 //! this projector's own copy of `FileCreated` (never from another projector's table,
-//! whose progress may differ). Read state comes from `NotificationRead` events.
+//! whose progress may differ). Read state comes from `NotificationRead` events (one
+//! notification) and `InboxRead` events (all of a user's, up to a `seq`).
 //! After a live batch commits, every new row is published on Redis (src/live).
 
 mod members;
@@ -28,11 +29,13 @@ use uuid::Uuid;
 use super::record::CatchUpPosition;
 use super::{EventRecord, Projector, Reactions};
 use crate::aggregates::file::{Grantee, Original};
-use crate::aggregates::{FileEvent, NotificationEvent};
+use crate::aggregates::{FileEvent, InboxEvent, NotificationEvent};
 use crate::live::message::{Published, STATUS_KIND};
 use members::Members;
 pub use members::tenant_notification_id;
-use rows::{Recipient, insert_rows, load_recipients, mark_read, save_recipients};
+use rows::{
+    InboxRead, Recipient, insert_rows, load_recipients, mark_read, read_up_to, save_recipients,
+};
 
 /// The kind of the row that tells a user a file was shared with them.
 pub const SHARED_KIND: &str = "file_shared";
@@ -194,11 +197,22 @@ impl Projector for NotificationsProjector {
         let mut changed: BTreeSet<(Uuid, Uuid)> = BTreeSet::new();
         let mut rows = Vec::new();
         let mut reads: Vec<(Uuid, Uuid, DateTime<Utc>)> = Vec::new();
+        let mut inbox_reads = Vec::new();
         for e in events {
             if e.aggregate_type == "notification" {
                 let NotificationEvent::NotificationRead = decode(&e.payload)?;
                 if let Ok(id) = Uuid::parse_str(&e.aggregate_id) {
                     reads.push((e.tenant_id, id, e.recorded_at));
+                }
+            } else if e.aggregate_type == "inbox" {
+                let InboxEvent::InboxRead { up_to_seq } = decode(&e.payload)?;
+                if let Ok(recipient_id) = Uuid::parse_str(&e.aggregate_id) {
+                    inbox_reads.push(InboxRead {
+                        tenant_id: e.tenant_id,
+                        recipient_id,
+                        up_to_seq: i64::try_from(up_to_seq).unwrap_or(i64::MAX),
+                        at: e.recorded_at,
+                    });
                 }
             }
         }
@@ -286,6 +300,7 @@ impl Projector for NotificationsProjector {
         rows.sort_by_key(|r| r.position);
         let published = insert_rows(conn, rows).await?;
         mark_read(conn, reads).await?;
+        read_up_to(conn, inbox_reads).await?;
         if self.reactions.is_some()
             && let Some(last) = events.last()
         {

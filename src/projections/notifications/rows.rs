@@ -229,9 +229,10 @@ impl Columns {
     }
 }
 
-/// `NotificationRead` sets `read_at` once (the first read's time). The notification's
-/// row always precedes its read in catch-up order: the API only records a read of a
-/// row it found in the table.
+/// `NotificationRead` sets `read_at` to the first read's time. The notification's row
+/// always precedes its read in catch-up order: the API only records a read of a row it
+/// found in the table. A row read before (by `InboxRead`) keeps the earlier time, so the
+/// outcome does not depend on how events fall into batches (a rebuild's differ).
 pub(super) async fn mark_read(
     conn: &mut PgConnection,
     reads: Vec<(Uuid, Uuid, DateTime<Utc>)>,
@@ -250,13 +251,49 @@ pub(super) async fn mark_read(
            FROM (SELECT t, i, min(at) AS at
                    FROM unnest($1::uuid[], $2::uuid[], $3::timestamptz[]) AS u(t, i, at)
                   GROUP BY t, i) r
-          WHERE n.tenant_id = r.t AND n.id = r.i AND n.read_at IS NULL",
+          WHERE n.tenant_id = r.t AND n.id = r.i AND (n.read_at IS NULL OR n.read_at > r.at)",
     )
     .bind(tenants)
     .bind(ids)
     .bind(ats)
     .execute(conn)
     .await?;
+    Ok(())
+}
+
+/// One `InboxRead`: the recipient read every notification up to `up_to_seq` at `at`.
+pub(super) struct InboxRead {
+    pub tenant_id: Uuid,
+    pub recipient_id: Uuid,
+    pub up_to_seq: i64,
+    pub at: DateTime<Utc>,
+}
+
+/// `InboxRead` sets `read_at` on every notification of its recipient up to its `seq`,
+/// to the first time a read covered it (an earlier `NotificationRead`, or an earlier
+/// `InboxRead`, keeps its time: the same order-free rule as [`mark_read`]). The rows it
+/// covers precede it in catch-up order: the API asked for the newest `seq` the table
+/// held, and each recipient's `seq` grows in catch-up order, live and in a rebuild. One
+/// statement per event (the events are rare: a person's click, a client's call), a
+/// range of the listing's index (`notifications_listing`); its cost is the rows it
+/// updates, ~20 µs each (docs/benchmarks.md).
+pub(super) async fn read_up_to(
+    conn: &mut PgConnection,
+    reads: Vec<InboxRead>,
+) -> Result<(), sqlx::Error> {
+    for r in reads {
+        sqlx::query(
+            "UPDATE notifications SET read_at = $4
+              WHERE tenant_id = $1 AND recipient_id = $2 AND seq <= $3
+                AND kind <> 'version_status' AND (read_at IS NULL OR read_at > $4)",
+        )
+        .bind(r.tenant_id)
+        .bind(r.recipient_id)
+        .bind(r.up_to_seq)
+        .bind(r.at)
+        .execute(&mut *conn)
+        .await?;
+    }
     Ok(())
 }
 

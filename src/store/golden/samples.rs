@@ -12,8 +12,8 @@ use crate::aggregates::scope::Scope;
 use crate::aggregates::session::RevokeReason;
 use crate::aggregates::upload::{Direct, StoredParts, Tail, UploadTarget};
 use crate::aggregates::{
-    ApiKeyEvent, FileEvent, NotificationEvent, Role, SessionEvent, TenantEvent, UploadEvent,
-    UserEvent, WebhookEvent,
+    ApiKeyEvent, FileEvent, InboxEvent, NotificationEvent, Role, SessionEvent, TenantEvent,
+    UploadEvent, UserEvent, WebhookEvent,
 };
 use crate::ids::{FileId, UserId};
 
@@ -163,6 +163,14 @@ fn notification_samples() -> Vec<Sample> {
         "notification",
         STREAM,
         NotificationEvent::NotificationRead,
+    )]
+}
+
+fn inbox_samples() -> Vec<Sample> {
+    vec![sample(
+        "inbox",
+        USER,
+        InboxEvent::InboxRead { up_to_seq: 17 },
     )]
 }
 
@@ -339,6 +347,7 @@ pub(super) fn event_enum_of(aggregate_type: &str) -> &'static str {
     match aggregate_type {
         "api_key" => "ApiKeyEvent",
         "file" => "FileEvent",
+        "inbox" => "InboxEvent",
         "notification" => "NotificationEvent",
         "session" => "SessionEvent",
         "tenant" => "TenantEvent",
@@ -354,6 +363,7 @@ pub(super) fn all_samples() -> Vec<(&'static str, &'static [&'static str], Vec<S
     vec![
         ("api_key", ApiKeyEvent::VARIANTS, api_key_samples()),
         ("file", FileEvent::VARIANTS, file_samples()),
+        ("inbox", InboxEvent::VARIANTS, inbox_samples()),
         (
             "notification",
             NotificationEvent::VARIANTS,

@@ -1,6 +1,7 @@
 //! Notifications and live events. Fixtures here: accounts over HTTP, File commands
 //! through `commands::execute` (the upload API is not there yet), waiting for the
-//! projector. `listing`: kinds per owner, paging, unread, reading once, rebuild.
+//! projector. `listing`: kinds per owner, paging, unread, reading once, rebuild;
+//! `read_all`: marking all read.
 //! `live`: the SSE stream across instances, resume, gaps, shutdown. `members` and
 //! `unread`: migrations that fill a table from an existing database.
 
@@ -8,6 +9,7 @@ mod listing;
 mod live;
 mod members;
 mod pings;
+mod read_all;
 mod unread;
 
 use std::time::Duration;
