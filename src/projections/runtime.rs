@@ -552,12 +552,32 @@ pub fn spawn_all(
     policy: ProjectorRetry,
     shutdown: CancellationToken,
 ) -> Vec<tokio::task::JoinHandle<()>> {
+    spawn_all_with_gate(
+        pool,
+        listen_url,
+        projectors,
+        policy,
+        catch_up_gate(),
+        shutdown,
+    )
+}
+
+/// [`spawn_all`] with the projectors taking turns through `gate` while catching up
+/// (tests hold its permits to watch who waits).
+pub fn spawn_all_with_gate(
+    pool: PgPool,
+    listen_url: String,
+    projectors: Vec<Arc<dyn Projector>>,
+    policy: ProjectorRetry,
+    gate: Arc<Semaphore>,
+    shutdown: CancellationToken,
+) -> Vec<tokio::task::JoinHandle<()>> {
     let (tx, rx) = watch::channel(0u64);
     let shared = Shared {
         reads: SharedReads::new(pool.clone(), rx.clone(), FRESH_FOR),
         wake: rx,
         cadence: Cadence::new(PACE),
-        gate: catch_up_gate(),
+        gate,
     };
     let mut handles = vec![tokio::spawn(listen(listen_url, tx, shutdown.clone()))];
     for p in projectors {

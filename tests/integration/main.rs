@@ -13,6 +13,7 @@ mod audit_integrity;
 mod audit_verify;
 mod bad_input;
 mod bench_upload;
+mod catch_up_turns;
 mod cli_client;
 mod common;
 mod console;
