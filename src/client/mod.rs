@@ -1,7 +1,8 @@
 //! `chronicle client …`: the command-line client for API users (docs/cli.md). It talks
 //! to a Chronicle server over HTTP with an API key, like any integration would: tus
 //! uploads that resume across process restarts, downloads that resume with `Range` and
-//! check the SHA-256 `ETag`, listings, the feed, and a local check of the hash chain.
+//! check the SHA-256 `ETag`, listings, the inbox, the feed, and a local check of the hash
+//! chain.
 //! Every command takes `--json` (one JSON document, or one per line for `watch`).
 //!
 //! Exit codes (`Exit`): 0 done; 1 a check failed (checksum, hash chain); 2 usage or
@@ -12,6 +13,7 @@ mod api;
 mod config;
 mod download;
 mod files;
+mod inbox;
 mod upload;
 mod verify;
 mod watch;
@@ -67,6 +69,9 @@ pub enum ClientCommand {
     History { file_id: uuid::Uuid },
     /// The tenant's stored bytes and storage quota (needs files:write).
     Usage,
+    /// My notifications, newest first (`*` marks unread); `--read-all` marks every
+    /// unread one read.
+    Notifications(inbox::NotificationsArgs),
     /// Follow the tenant's event feed, one line per event (needs feed:read).
     Watch(watch::WatchArgs),
     /// Fetch the tenant's events (audit export) and check the hash chain locally
@@ -134,6 +139,7 @@ async fn run(args: ClientArgs) -> Result<Exit, ClientError> {
         ClientCommand::Versions { file_id } => files::versions(&api, file_id, conn.json).await,
         ClientCommand::History { file_id } => files::history(&api, file_id, conn.json).await,
         ClientCommand::Usage => files::usage(&api, conn.json).await,
+        ClientCommand::Notifications(args) => inbox::notifications(&api, args, conn.json).await,
         ClientCommand::Watch(a) => watch::run(&api, a, conn.json).await,
         ClientCommand::Verify(a) => verify::run(&api, a, conn.json).await,
     }

@@ -203,6 +203,35 @@ async fn an_upload_killed_mid_way_resumes_and_the_download_matches() {
         String::from_utf8_lossy(&out.stdout).trim(),
         format!("{SIZE} bytes stored (no quota)")
     );
+    // The key's inbox: its upload completed (projected a moment after the version).
+    let inbox = eventually_some("the key's notification is listed", async || {
+        let out = client(&t, &key, &dir.0, &["--json", "notifications"])
+            .output()
+            .unwrap();
+        let inbox = json_of(&out);
+        (inbox["unread_count"] == 1).then_some(inbox)
+    })
+    .await;
+    assert_eq!(inbox["items"][0]["kind"], "version_completed");
+    assert_eq!(inbox["items"][0]["file_id"], file_id.as_str());
+    let out = client(&t, &key, &dir.0, &["notifications", "--unread"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.trim_end().ends_with("1 unread"), "{text}");
+    let out = client(&t, &key, &dir.0, &["--json", "notifications", "--read-all"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(json_of(&out), json!({"unread_before": 1}));
+    eventually_some("the inbox is read", async || {
+        let out = client(&t, &key, &dir.0, &["--json", "notifications", "--unread"])
+            .output()
+            .unwrap();
+        let inbox = json_of(&out);
+        (inbox["unread_count"] == 0 && inbox["items"] == json!([])).then_some(())
+    })
+    .await;
     // A revoked key: exit 3, the error as JSON.
     let id = created["id"].as_str().unwrap();
     t.http
