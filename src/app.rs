@@ -149,7 +149,7 @@ impl App {
                 redis_url: config.redis_url.expose().to_string(),
                 settings: config.jobs.clone(),
                 media: MediaLimits::default(),
-                optimising: Arc::new(tokio::sync::Semaphore::new(Worker::optimising_permits())),
+                optimising: Arc::new(tokio::sync::Semaphore::new(crate::config::cores())),
                 redis: state.redis_conn.clone(),
                 key_prefix: config.redis_key_prefix.clone(),
                 uploads: config.tus.clone(),

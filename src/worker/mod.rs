@@ -56,7 +56,7 @@ pub struct Worker {
     pub redis_url: String,
     pub settings: JobSettings,
     pub media: MediaLimits,
-    /// Image optimisations at once ([`Worker::optimising_permits`]): each decodes a whole
+    /// Image optimisations at once, one per core ([`crate::config::cores`]): each decodes a whole
     /// picture (up to `MediaLimits::max_pixels` × 8 bytes) on a blocking thread, so they
     /// are bounded by the cores, not by `WORKER_CONCURRENCY`, which mostly counts jobs
     /// waiting for flushes.
@@ -77,11 +77,6 @@ const CLAIM_EVERY: Duration = Duration::from_secs(1);
 const PROMOTE_EVERY: Duration = Duration::from_millis(250);
 
 impl Worker {
-    /// Image optimisations one worker process runs at once: the cores it may use.
-    pub fn optimising_permits() -> usize {
-        crate::config::cores()
-    }
-
     fn store(&self, tenant: TenantId) -> ChronicleStore<File> {
         ChronicleStore::new(self.events.clone(), tenant, self.snapshot_every)
     }
