@@ -73,9 +73,10 @@ pub async fn change(
     let may_remove_an_admin = matches!(change, UserChange::Ban)
         || matches!(change, UserChange::SetRole(role) if role != Role::Admin);
     // Held until this function returns, i.e. after the change is committed.
-    let _admins_lock = match may_remove_an_admin {
-        true => Some(keep_an_admin(&state.db, ctx.tenant_id, id).await?),
-        false => None,
+    let _admins_lock = if may_remove_an_admin {
+        Some(keep_an_admin(&state.db, ctx.tenant_id, id).await?)
+    } else {
+        None
     };
     let done = super::execute(
         &user_store(state, ctx.tenant_id),

@@ -187,9 +187,10 @@ async fn take(
             Some(_) => unchanged.push(head.clone()),
         }
     }
-    let keys = match c.adopt_unsigned {
-        true => None,
-        false => c.trust.event_keys.as_ref(),
+    let keys = if c.adopt_unsigned {
+        None
+    } else {
+        c.trust.event_keys.as_ref()
     };
     let vetted = vet(conn, tenant, &candidates, keys).await?;
     if !vetted.refused.is_empty() {

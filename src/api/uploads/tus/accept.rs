@@ -12,6 +12,7 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use super::chunk::{self, Ending, Throttle};
+use super::chunk_body::{ChunkBody, Limits};
 use super::complete::{self, progress_message};
 use super::headers::Checksum;
 use super::phases::Phases;
@@ -130,8 +131,16 @@ async fn locked(
         length,
         throttle: Throttle::new(PROGRESS_EVERY),
     };
-    let body = body.into_data_stream();
-    let checksum = chunk.checksum.as_ref();
+    let body = ChunkBody::new(
+        body.into_data_stream(),
+        Limits {
+            room,
+            idle: IDLE_TIMEOUT,
+            lock,
+        },
+        chunk.checksum.as_ref(),
+        &mut progress,
+    );
     // Local: the temp file (truncated back on discard). S3: parts, and a tail kept
     // in memory until the chunk is known to count.
     let (written, sink) = match (
@@ -139,19 +148,9 @@ async fn locked(
         state.storage.local_path(&upload.temp_key),
     ) {
         (Some(multipart), _) => {
-            let (written, pending) = s3_chunk::write(
-                &state.storage,
-                &upload,
-                multipart,
-                room,
-                body,
-                checksum,
-                lock,
-                IDLE_TIMEOUT,
-                &mut progress,
-            )
-            .await
-            .map_err(|e| AppError::Internal(anyhow::anyhow!("writing a chunk to S3: {e}")))?;
+            let (written, pending) = s3_chunk::write(&state.storage, &upload, multipart, body)
+                .await
+                .map_err(|e| AppError::Internal(anyhow::anyhow!("writing a chunk to S3: {e}")))?;
             phases.mark("receive");
             (written, Sink::Parts(pending))
         }
@@ -165,19 +164,9 @@ async fn locked(
                     .as_deref()
                     .and_then(digest::resume_sha256),
             };
-            let written = chunk::write(
-                &path,
-                upload.offset,
-                room,
-                body,
-                checksum,
-                running,
-                lock,
-                IDLE_TIMEOUT,
-                &mut progress,
-            )
-            .await
-            .map_err(|e| AppError::Internal(anyhow::anyhow!("writing a chunk: {e}")))?;
+            let written = chunk::write(&path, upload.offset, running, body)
+                .await
+                .map_err(|e| AppError::Internal(anyhow::anyhow!("writing a chunk: {e}")))?;
             phases.mark_split("receive", "fsync", written.synced_in);
             (written, Sink::File(path))
         }

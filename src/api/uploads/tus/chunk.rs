@@ -14,14 +14,14 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use futures::{Stream, StreamExt};
+use futures::Stream;
 use sha1::Sha1;
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
+use super::chunk_body::ChunkBody;
 use super::chunk_file::ChunkFile;
-use super::headers::{Algorithm, Checksum};
-use crate::uploads::lock::UploadLock;
+use super::headers::Algorithm;
 
 /// Writes go to disk in blocks of this size (the body arrives in ~16 KiB frames).
 const WRITE_BUFFER: usize = 1024 * 1024;
@@ -85,23 +85,17 @@ pub trait Progress {
     fn received(&mut self, total_in_chunk: u64);
 }
 
-/// Appends `body` at `from` (after truncating to it), at most `room` bytes, advancing
-/// `sha256` (the running hash of the bytes before `from`) over them. Stops early when
-/// the body breaks, goes silent for `idle`, or the lock lapses.
-#[allow(clippy::too_many_arguments)]
-pub async fn write<S, E>(
+/// Appends `body` at `from` (after truncating to it), advancing `sha256` (the running
+/// hash of the bytes before `from`) over it.
+pub async fn write<S, E, P>(
     path: &Path,
     from: u64,
-    room: u64,
-    mut body: S,
-    checksum: Option<&Checksum>,
     mut sha256: Option<Sha256>,
-    lock: &UploadLock,
-    idle: Duration,
-    progress: &mut impl Progress,
+    mut body: ChunkBody<'_, S, P>,
 ) -> std::io::Result<Written>
 where
     S: Stream<Item = Result<Bytes, E>> + Unpin,
+    P: Progress,
 {
     let file = tokio::fs::OpenOptions::new().write(true).open(path).await?;
     let on_disk = file.metadata().await?.len();
@@ -118,33 +112,19 @@ where
         write_blocks(ChunkFile::new(file, &path, from), received)
     });
     let mut block = BytesMut::with_capacity(WRITE_BUFFER);
-    let mut hasher = checksum.map(|c| Hasher::new(c.algorithm));
-    let mut written: u64 = 0;
     let ending = loop {
-        if !lock.is_held() {
-            break Ending::LockLost;
-        }
-        let frame = match tokio::time::timeout(idle, body.next()).await {
-            Err(_) | Ok(Some(Err(_))) => break Ending::Cut,
-            Ok(None) => break Ending::Complete,
-            Ok(Some(Ok(frame))) => frame,
+        let frame = match body.next().await {
+            Ok(frame) => frame,
+            Err(ending) => break ending,
         };
-        if written + frame.len() as u64 > room {
-            break Ending::TooLarge;
-        }
-        if let Some(h) = hasher.as_mut() {
-            h.update(&frame);
-        }
         if let Some(h) = sha256.as_mut() {
             h.update(&frame);
         }
         block.extend_from_slice(&frame);
-        written += frame.len() as u64;
         if block.len() >= WRITE_BUFFER && blocks.send(block.split().freeze()).await.is_err() {
             // The writer stopped: its error is what this chunk fails with, below.
             break Ending::Cut;
         }
-        progress.received(written);
     };
     if !block.is_empty() {
         // A send fails only when the writer stopped; its error follows.
@@ -152,12 +132,9 @@ where
     }
     drop(blocks);
     let synced_in = disk.await.map_err(std::io::Error::other)??;
-    let checksum_ok = match (checksum, hasher, ending) {
-        (Some(expected), Some(h), Ending::Complete) => Some(h.finish() == expected.digest),
-        _ => None,
-    };
+    let (bytes, checksum_ok) = body.finish(ending);
     Ok(Written {
-        bytes: written,
+        bytes,
         ending,
         checksum_ok,
         sha256,

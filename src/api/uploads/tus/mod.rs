@@ -7,6 +7,7 @@
 
 mod accept;
 mod chunk;
+mod chunk_body;
 mod chunk_file;
 pub(crate) mod complete;
 pub mod create;

@@ -7,18 +7,15 @@
 //! only once the caller has decided the chunk counts, under a key naming the offset it
 //! ends at and this PATCH: no other chunk touches the recorded tail. Memory: one part.
 
-use std::time::Duration;
-
 use bytes::{Bytes, BytesMut};
-use futures::{Stream, StreamExt};
+use futures::Stream;
 use uuid::Uuid;
 
-use super::chunk::{Ending, Hasher, Progress, Written};
-use super::headers::Checksum;
+use super::chunk::{Ending, Progress, Written};
+use super::chunk_body::ChunkBody;
 use crate::aggregates::upload::{Multipart, StoredParts, Tail, Upload};
 use crate::ids::TenantId;
 use crate::storage::{Storage, StorageError, part_size};
-use crate::uploads::lock::UploadLock;
 use crate::uploads::parts;
 
 /// A chunk's parts are in S3; its remainder waits in memory for the caller's verdict.
@@ -54,22 +51,16 @@ impl Pending {
     }
 }
 
-/// Streams `body` into parts after the recorded ones, at most `room` bytes. Stops early
-/// when the body breaks, goes silent for `idle`, or the lock lapses.
-#[allow(clippy::too_many_arguments)]
-pub async fn write<S, E>(
+/// Streams `body` into parts after the recorded ones.
+pub async fn write<S, E, P>(
     storage: &Storage,
     upload: &Upload,
     multipart: &Multipart,
-    room: u64,
-    mut body: S,
-    checksum: Option<&Checksum>,
-    lock: &UploadLock,
-    idle: Duration,
-    progress: &mut impl Progress,
+    mut body: ChunkBody<'_, S, P>,
 ) -> Result<(Written, Pending), StorageError>
 where
     S: Stream<Item = Result<Bytes, E>> + Unpin,
+    P: Progress,
 {
     let size = part_size(upload.max_size) as usize;
     let first_part = multipart.e_tags.len() as u32;
@@ -78,30 +69,17 @@ where
         buffer.extend_from_slice(&parts::read_tail(storage, tail).await?);
     }
     let mut e_tags = Vec::new();
-    let mut hasher = checksum.map(|c| Hasher::new(c.algorithm));
-    let mut written: u64 = 0;
     let ending = 'body: loop {
-        if !lock.is_held() {
-            break Ending::LockLost;
-        }
-        let mut frame = match tokio::time::timeout(idle, body.next()).await {
-            Err(_) | Ok(Some(Err(_))) => break Ending::Cut,
-            Ok(None) => break Ending::Complete,
-            Ok(Some(Ok(frame))) => frame,
+        let mut frame = match body.next().await {
+            Ok(frame) => frame,
+            Err(ending) => break ending,
         };
-        if written + frame.len() as u64 > room {
-            break Ending::TooLarge;
-        }
-        if let Some(h) = hasher.as_mut() {
-            h.update(&frame);
-        }
-        written += frame.len() as u64;
         while !frame.is_empty() {
             let take = (size - buffer.len()).min(frame.len());
             buffer.extend_from_slice(&frame.split_to(take));
             if buffer.len() == size {
                 // A lapsed holder must not replace a part the new holder may record.
-                if !lock.is_held() {
+                if !body.lock_held() {
                     break 'body Ending::LockLost;
                 }
                 let index = first_part as usize + e_tags.len();
@@ -114,14 +92,10 @@ where
                 buffer.reserve(size);
             }
         }
-        progress.received(written);
     };
-    let checksum_ok = match (checksum, hasher, ending) {
-        (Some(expected), Some(h), Ending::Complete) => Some(h.finish() == expected.digest),
-        _ => None,
-    };
+    let (bytes, checksum_ok) = body.finish(ending);
     let written = Written {
-        bytes: written,
+        bytes,
         ending,
         checksum_ok,
         // S3: completion hashes the assembled object.
