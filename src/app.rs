@@ -100,6 +100,10 @@ impl App {
             db: app_pool,
             redis,
             redis_conn: redis_conn.clone(),
+            dispatch: crate::queue::Dispatch::new(Queue::new(
+                redis_conn.clone(),
+                &config.redis_key_prefix,
+            )),
             limiter,
             metrics: metrics.clone(),
             tokens: crate::auth::TokenKeys::new(config.jwt_secret.expose()),

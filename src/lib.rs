@@ -9,6 +9,7 @@ pub mod app;
 pub mod audit_tools;
 pub mod auth;
 pub mod bench;
+pub mod breaker;
 pub mod cache;
 pub mod cli;
 pub mod client;

@@ -17,19 +17,17 @@
 
 use std::net::{IpAddr, Ipv6Addr};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::http::HeaderMap;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
+use crate::breaker::Breaker;
 use crate::cache::listing;
 use crate::cache::standing::{self, Epoch};
 
 /// How long a check may wait for Redis before the request goes on without an answer.
 pub const CHECK_TIMEOUT: Duration = Duration::from_millis(250);
-/// How long Redis is skipped after a failed check.
-const BREAKER_OPEN_FOR: Duration = Duration::from_secs(1);
 
 /// Increments the window's counter; starts the window (TTL) on the first hit. Also repairs
 /// a key that somehow lost its TTL, so a counter can never live forever.
@@ -131,7 +129,10 @@ impl RateLimiter {
                 "{}{SCRIPT_READING_EPOCH}",
                 standing::READ_EPOCH_FN
             ))),
-            breaker: Arc::new(Breaker::new()),
+            breaker: Arc::new(Breaker::new(
+                "rate limiter",
+                "applying the fallback policy (docs/architecture.md, Edge)",
+            )),
         }
     }
 
@@ -189,6 +190,11 @@ impl RateLimiter {
         ))
     }
 
+    fn trip(&self, err: LimiterError) -> LimiterError {
+        self.breaker.trip(&err);
+        err
+    }
+
     async fn invoke<T: redis::FromRedisValue>(
         &self,
         invocation: &redis::ScriptInvocation<'_>,
@@ -201,8 +207,8 @@ impl RateLimiter {
                 self.breaker.close();
                 Ok(answer)
             }
-            Ok(Err(err)) => Err(self.breaker.trip(err.into())),
-            Err(_) => Err(self.breaker.trip(LimiterError::Timeout(CHECK_TIMEOUT))),
+            Ok(Err(err)) => Err(self.trip(err.into())),
+            Err(_) => Err(self.trip(LimiterError::Timeout(CHECK_TIMEOUT))),
         }
     }
 }
@@ -213,46 +219,6 @@ fn decision(count: u64, ttl_ms: i64, limit: u64) -> Decision {
         limit,
         remaining: limit.saturating_sub(count),
         reset_after: Duration::from_millis(ttl_ms.max(0) as u64),
-    }
-}
-
-/// Skips Redis for `BREAKER_OPEN_FOR` after a failure. Logs once per outage (when it first
-/// trips and when Redis answers again), not once per request.
-struct Breaker {
-    epoch: Instant,
-    /// Milliseconds since `epoch` until which Redis is skipped; 0 = closed.
-    open_until_ms: AtomicU64,
-}
-
-impl Breaker {
-    fn new() -> Self {
-        Self {
-            epoch: Instant::now(),
-            open_until_ms: AtomicU64::new(0),
-        }
-    }
-
-    fn now_ms(&self) -> u64 {
-        self.epoch.elapsed().as_millis() as u64
-    }
-
-    fn is_open(&self) -> bool {
-        self.now_ms() < self.open_until_ms.load(Ordering::Relaxed)
-    }
-
-    fn trip(&self, err: LimiterError) -> LimiterError {
-        let until = self.now_ms() + BREAKER_OPEN_FOR.as_millis() as u64;
-        let before = self.open_until_ms.swap(until, Ordering::Relaxed);
-        if before == 0 {
-            tracing::warn!(error = %err, "rate limiter cannot reach Redis; applying the fallback policy (docs/architecture.md, Edge)");
-        }
-        err
-    }
-
-    fn close(&self) {
-        if self.open_until_ms.swap(0, Ordering::Relaxed) != 0 {
-            tracing::info!("rate limiter reaches Redis again");
-        }
     }
 }
 
@@ -356,16 +322,6 @@ mod tests {
         assert_eq!(d(1000).reset_secs(), 1);
         assert_eq!(d(1001).reset_secs(), 2);
         assert_eq!(d(59_999).reset_secs(), 60);
-    }
-
-    #[test]
-    fn breaker_opens_on_failure_and_closes_on_success() {
-        let b = Breaker::new();
-        assert!(!b.is_open());
-        b.trip(LimiterError::Timeout(CHECK_TIMEOUT));
-        assert!(b.is_open());
-        b.close();
-        assert!(!b.is_open());
     }
 }
 

@@ -47,6 +47,9 @@ pub struct Services {
     /// Shared, self-reconnecting connection for request-path Redis work (rate limits…).
     /// Opened lazily, so the API starts and serves while Redis is down.
     pub redis_conn: redis::aio::ConnectionManager,
+    /// The processing queue, on `redis_conn`, as use cases put the jobs their commits
+    /// ask for on it (src/commands/jobs.rs, src/queue/dispatch.rs).
+    pub dispatch: crate::queue::Dispatch,
     /// Instance-shared rate limits (src/ratelimit.rs), on `redis_conn`.
     pub limiter: RateLimiter,
     pub metrics: Arc<Metrics>,

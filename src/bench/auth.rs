@@ -97,7 +97,7 @@ pub async fn run(server_url: &str) -> anyhow::Result<Vec<Row>> {
         "BIND_ADDR" => Some("127.0.0.1:0".into()),
         "DATA_DIR" => Some(data_dir.display().to_string()),
         // The limits would stop the benchmark itself; their cost is still paid per request.
-        "RATE_LIMIT_PER_MINUTE" | "AUTH_RATE_LIMIT_PER_MINUTE" => Some("1000000".into()),
+        "RATE_LIMIT_PER_MINUTE" | "AUTH_RATE_LIMIT_PER_MINUTE" => Some(super::NO_RATE_LIMIT.into()),
         "REDIS_KEY_PREFIX" => Some(format!("bench-{}:", uuid::Uuid::now_v7().simple())),
         other => std::env::var(other).ok(),
     })?;

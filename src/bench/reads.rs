@@ -68,7 +68,9 @@ pub async fn run(server_url: &str, url: Option<&str>, secs: u64) -> anyhow::Resu
                 "BIND_ADDR" => Some("127.0.0.1:0".into()),
                 "DATA_DIR" => Some(data_dir.display().to_string()),
                 // The limits would stop the benchmark; their Redis check is still paid.
-                "RATE_LIMIT_PER_MINUTE" | "AUTH_RATE_LIMIT_PER_MINUTE" => Some("1000000".into()),
+                "RATE_LIMIT_PER_MINUTE" | "AUTH_RATE_LIMIT_PER_MINUTE" => {
+                    Some(super::NO_RATE_LIMIT.into())
+                }
                 "REDIS_KEY_PREFIX" => Some(format!("bench-{}:", uuid::Uuid::now_v7().simple())),
                 // Projectors on (the listing reads the files table), no worker: the
                 // files stay `uploaded`, which does not change what a read costs.

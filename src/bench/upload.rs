@@ -249,8 +249,8 @@ impl ServerEnv {
             ("MAX_UPLOAD_BYTES", self.max_upload.to_string()),
             ("FILE_CACHE_TTL_SECS", cache_ttl.into()),
             // The limits would stop the benchmark itself; their cost is still paid.
-            ("RATE_LIMIT_PER_MINUTE", "1000000".into()),
-            ("AUTH_RATE_LIMIT_PER_MINUTE", "1000000".into()),
+            ("RATE_LIMIT_PER_MINUTE", super::NO_RATE_LIMIT.into()),
+            ("AUTH_RATE_LIMIT_PER_MINUTE", super::NO_RATE_LIMIT.into()),
             // Per-request info logs would be part of the measurement; production filters too.
             // `BENCH_SERVER_RUST_LOG` overrides it to diagnose a run (e.g.
             // `warn,chronicle::tus::phases=debug` for where each PATCH's time goes,

@@ -1,17 +1,60 @@
-//! Use case of operations: an admin sends a dead-lettered job back to the queue. The job
-//! row only names the file version; the retry itself is a `RetryProcessing` command on
-//! the file, so the log records who retried what, and the queue is fed from the log like
-//! any other processing request.
+//! Processing jobs: their dispatch to the queue, and the operations use case that sends
+//! a dead-lettered job back (the job row only names the file version; the retry itself
+//! is a `RetryProcessing` command on the file, so the log records who retried what).
+//!
+//! **Dispatch.** A File command whose events ask for processing (`Uploaded`,
+//! `ProcessingRetried`) puts the job on the queue right after its commit, in the request
+//! that made it: the worker starts while the client reads its `202`, not after the
+//! `jobs` projector's next batch. The event log stays the record of jobs (the outbox): a
+//! process that dies between the commit and the dispatch, or a Redis that is down then,
+//! leaves a job that Postgres has and Redis does not know, and the worker's reconciler
+//! (src/worker/reconcile.rs) queues it again. docs/architecture.md, "Queue".
 
+use cqrs_es::EventEnvelope;
 use uuid::Uuid;
 
-use crate::aggregates::file::FileCommand;
+use crate::aggregates::FileEvent;
+use crate::aggregates::file::{File, FileCommand};
 use crate::auth::Admin;
 use crate::error::AppError;
+use crate::ids::{FileId, TenantId};
+use crate::queue::JobMessage;
 use crate::state::AppState;
 use crate::store::EventMetadata;
 
 use super::files::file_store;
+
+/// The jobs that newly committed File events ask to run.
+pub fn jobs_of(
+    tenant: TenantId,
+    file_id: FileId,
+    events: &[EventEnvelope<File>],
+) -> Vec<JobMessage> {
+    events
+        .iter()
+        .filter_map(|e| match e.payload {
+            FileEvent::Uploaded { version_number, .. }
+            | FileEvent::ProcessingRetried { version_number } => Some(version_number),
+            _ => None,
+        })
+        .map(|n| JobMessage::process_version(tenant, file_id, n))
+        .collect()
+}
+
+/// Queues the jobs `events` (just committed to file `file_id`) ask for. Not an error
+/// when Redis does not take them: the command has committed, and the reconciler queues
+/// them again.
+pub async fn dispatch(
+    state: &AppState,
+    tenant: TenantId,
+    file_id: FileId,
+    events: &[EventEnvelope<File>],
+) {
+    let jobs = jobs_of(tenant, file_id, events);
+    if !state.dispatch.send(&jobs).await {
+        tracing::debug!(jobs = jobs.len(), file = %file_id.0, "jobs not queued; the reconciler will queue them");
+    }
+}
 
 /// Retries job `id` of the admin's tenant with a new budget of attempts (404 for an
 /// unknown job; the file refuses a version that is not dead-lettered with 422).
@@ -30,7 +73,7 @@ pub async fn retry(
     tx.commit().await?;
     let (file_id, version_number) =
         job.ok_or_else(|| AppError::NotFound("job not found".into()))?;
-    super::execute(
+    let retried = super::execute(
         &file_store(state, ctx.tenant_id),
         &file_id.to_string(),
         FileCommand::RetryProcessing {
@@ -40,5 +83,6 @@ pub async fn retry(
         &(),
     )
     .await?;
+    dispatch(state, ctx.tenant_id, FileId(file_id), &retried.events).await;
     Ok(())
 }

@@ -271,17 +271,17 @@ impl Config {
         }
 
         let rate_limit_per_minute = parse_u64(&get, "RATE_LIMIT_PER_MINUTE", 100)?;
-        if !(1..=1_000_000).contains(&rate_limit_per_minute) {
+        if !(1..=1_000_000_000).contains(&rate_limit_per_minute) {
             return Err(invalid(
                 "RATE_LIMIT_PER_MINUTE",
-                "must be between 1 and 1000000",
+                "must be between 1 and 1000000000",
             ));
         }
         let auth_rate_limit_per_minute = parse_u64(&get, "AUTH_RATE_LIMIT_PER_MINUTE", 10)?;
-        if !(1..=1_000_000).contains(&auth_rate_limit_per_minute) {
+        if !(1..=1_000_000_000).contains(&auth_rate_limit_per_minute) {
             return Err(invalid(
                 "AUTH_RATE_LIMIT_PER_MINUTE",
-                "must be between 1 and 1000000",
+                "must be between 1 and 1000000000",
             ));
         }
         let tus_rate_limit_per_minute = parse_u64(&get, "TUS_RATE_LIMIT_PER_MINUTE", 10_000)?;

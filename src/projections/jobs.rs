@@ -1,7 +1,7 @@
-//! `jobs`: one processing job per uploaded version, from File events — and, after each
-//! live batch commits, the dispatch of new and retried jobs to the Redis queue. The
-//! events table is the outbox: a crash between commit and dispatch is repaired by the
-//! worker's reconciler (src/worker/reconcile.rs), never lost.
+//! `jobs`: one processing job per uploaded version, from File events: what operators
+//! list and retry, and what the worker's reconciler (src/worker/reconcile.rs) checks
+//! against the queue. Jobs reach the queue from the use case whose commit asks for them
+//! (src/commands/jobs.rs), not from this projector: a job does not wait for its batch.
 //!
 //! Status mapping (the `job_status` enum):
 //! Uploaded → queued; ProcessingStarted → in_progress; ProcessingFailed → failed (a retry
@@ -20,36 +20,9 @@ use super::{EventRecord, Projector};
 use crate::aggregates::FileEvent;
 use crate::aggregates::file::Original;
 use crate::ids::{FileId, TenantId, version_id};
-use crate::queue::{JobMessage, Queue};
+use crate::queue::JobMessage;
 
-pub struct JobsProjector {
-    /// Where new jobs are dispatched after commit; None for CLI tools and rebuilds.
-    queue: Option<Queue>,
-}
-
-impl JobsProjector {
-    pub fn new(queue: Option<Queue>) -> Self {
-        Self { queue }
-    }
-}
-
-/// The job a file event asks to run, if any.
-fn dispatch_of(e: &EventRecord) -> Option<JobMessage> {
-    if e.aggregate_type != "file" {
-        return None;
-    }
-    let file_id = FileId(Uuid::parse_str(&e.aggregate_id).ok()?);
-    let version_number = match serde_json::from_str::<FileEvent>(&e.payload).ok()? {
-        FileEvent::Uploaded { version_number, .. }
-        | FileEvent::ProcessingRetried { version_number } => version_number,
-        _ => return None,
-    };
-    Some(JobMessage::process_version(
-        TenantId(e.tenant_id),
-        file_id,
-        version_number,
-    ))
-}
+pub struct JobsProjector;
 
 #[async_trait]
 impl Projector for JobsProjector {
@@ -76,15 +49,6 @@ impl Projector for JobsProjector {
             changes.add(e, FileId(file_id), event);
         }
         changes.write(conn).await
-    }
-
-    async fn after_commit(&self, events: &[EventRecord]) {
-        let Some(queue) = &self.queue else { return };
-        let jobs: Vec<JobMessage> = events.iter().filter_map(dispatch_of).collect();
-        if let Err(err) = queue.enqueue_all(&jobs).await {
-            // The reconciler will find the jobs unfinished and unknown to Redis.
-            tracing::warn!(error = %err, jobs = jobs.len(), "dispatch to the queue failed; the reconciler will retry it");
-        }
     }
 }
 

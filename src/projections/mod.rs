@@ -29,8 +29,6 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use sqlx::PgConnection;
 
-use crate::queue::Queue;
-
 pub use record::{
     Batch, CatchUpPosition, EventRecord, EventRef, NEXT_BATCH_SQL, Unreadable, next_batch,
 };
@@ -87,7 +85,6 @@ pub fn all() -> Vec<Arc<dyn Projector>> {
 }
 
 fn build(reactions: Option<&Reactions>) -> Vec<Arc<dyn Projector>> {
-    let queue = reactions.map(|r| Queue::new(r.redis.clone(), &r.key_prefix));
     vec![
         Arc::new(accounts::AccountsProjector),
         Arc::new(audit_log::AuditLogProjector),
@@ -99,7 +96,7 @@ fn build(reactions: Option<&Reactions>) -> Vec<Arc<dyn Projector>> {
             Some(r) => files::FilesProjector::live(r.clone()),
             None => files::FilesProjector::default(),
         }),
-        Arc::new(jobs::JobsProjector::new(queue)),
+        Arc::new(jobs::JobsProjector),
         Arc::new(match reactions {
             // Publishes new rows on Redis for SSE clients (src/live).
             Some(r) => notifications::NotificationsProjector::live(r.clone()),

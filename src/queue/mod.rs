@@ -2,15 +2,16 @@
 //! delayed retries, and a set of the jobs Redis currently knows about.
 //!
 //! Guarantees and who provides them (docs/architecture.md "Queue"):
-//! - jobs come from the event log: the `jobs` projector enqueues after its batch commits;
-//!   a crash before the enqueue, or a Redis that lost its data, is repaired by the
-//!   reconciler, which re-enqueues every unfinished job in Postgres that Redis does not
-//!   know (`known` set);
+//! - jobs come from the event log: the use case whose commit asks for a job enqueues it
+//!   right after the commit (src/commands/jobs.rs); a crash before the enqueue, a Redis
+//!   that was down then or lost its data, is repaired by the reconciler, which
+//!   re-enqueues every unfinished job in Postgres that Redis does not know (`known` set);
 //! - at-least-once: an entry stays pending until acknowledged; a worker that died leaves
 //!   it idle, and after the visibility timeout another worker claims it (XAUTOCLAIM);
 //!   a long job extends its claim;
 //! - retries wait in the `delayed` sorted set and are promoted atomically (Lua).
 
+mod dispatch;
 mod message;
 
 use std::time::Duration;
@@ -20,6 +21,7 @@ use redis::streams::{StreamAutoClaimReply, StreamReadReply};
 use redis::{AsyncCommands, RedisResult, Script};
 use uuid::Uuid;
 
+pub use dispatch::Dispatch;
 pub use message::JobMessage;
 
 const GROUP: &str = "workers";
@@ -87,8 +89,7 @@ impl Queue {
         self.enqueue_all(std::slice::from_ref(job)).await
     }
 
-    /// Makes the jobs ready now (and known), in one round trip: a projector batch's new
-    /// jobs go out together instead of one after another.
+    /// Makes the jobs ready now (and known), in one round trip.
     pub async fn enqueue_all(&self, jobs: &[JobMessage]) -> RedisResult<()> {
         if jobs.is_empty() {
             return Ok(());

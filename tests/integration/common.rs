@@ -575,3 +575,20 @@ pub fn browser_available(test: &str) -> bool {
     }
     ready
 }
+
+/// `CLAMD_ADDR`, or `None` after a loud skip line (a failure when `CI` is set).
+pub fn clamd_addr(test: &str) -> Option<String> {
+    match std::env::var("CLAMD_ADDR") {
+        Ok(addr) if !addr.trim().is_empty() => Some(addr),
+        _ if std::env::var_os("CI").is_some() => {
+            panic!("{test}: CLAMD_ADDR must be set in CI (.ci/run starts clamd)")
+        }
+        _ => {
+            eprintln!(
+                "!!! SKIPPED {test}: CLAMD_ADDR is not set; run scripts/start-clamd.sh and \
+                 export CLAMD_ADDR=127.0.0.1:3310 to test against real ClamAV !!!"
+            );
+            None
+        }
+    }
+}

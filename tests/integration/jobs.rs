@@ -8,7 +8,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::common::{
-    Client, TestApp, TestDb, WORKER, bytes_of, eventually, eventually_some, pages_read,
+    Client, TestApp, TestDb, WORKER, bytes_of, clamd_addr, eventually, eventually_some, pages_read,
 };
 
 async fn jobs(t: &TestApp, c: &Client, query: &str) -> reqwest::Response {
@@ -419,7 +419,24 @@ async fn orphaned_temporary_uploads_are_swept_and_a_dead_letters_bytes_are_kept(
 /// exactly as a backlog does: the upload's row is missing and no job is dispatched.
 #[tokio::test]
 async fn the_sweeper_waits_for_lagging_projections_instead_of_deleting_acknowledged_bytes() {
-    let t = TestApp::spawn(Mode::Serve, &[WORKER[0], ("TEMP_SWEEP_AFTER_SECS", "1")]).await;
+    let Some(clamd) = clamd_addr("the_sweeper_waits_for_lagging_projections…") else {
+        return;
+    };
+    // The job starts as soon as the upload commits (its use case queues it), so the test
+    // holds it at the scan: clamd is reached through a gate that lets connections in but
+    // forwards nothing until it opens. Meanwhile the bytes wait in temporary storage.
+    let gate = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let gate_addr = gate.local_addr().unwrap().to_string();
+    let t = TestApp::spawn(
+        Mode::Serve,
+        &[
+            WORKER[0],
+            ("TEMP_SWEEP_AFTER_SECS", "1"),
+            ("SCANNER", "clamd"),
+            ("CLAMD_ADDR", &gate_addr),
+        ],
+    )
+    .await;
     let c = t.signup("lag").await;
     let mut stall = t.db.owner.begin().await.unwrap();
     sqlx::query(
@@ -440,6 +457,15 @@ async fn the_sweeper_waits_for_lagging_projections_instead_of_deleting_acknowled
         "an acknowledged upload's bytes were swept while projections lagged"
     );
     stall.rollback().await.unwrap();
+    tokio::spawn(async move {
+        loop {
+            let (mut inside, _) = gate.accept().await.unwrap();
+            let mut clamd = tokio::net::TcpStream::connect(&clamd).await.unwrap();
+            tokio::spawn(async move {
+                let _ = tokio::io::copy_bidirectional(&mut inside, &mut clamd).await;
+            });
+        }
+    });
     assert_eq!(t.settled_status(&file_id, 1).await, "completed");
     let body = t
         .http

@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use chronicle::app::Mode;
+use chronicle::queue::JobMessage;
 use reqwest::StatusCode;
 use serde_json::Value;
 
@@ -476,6 +477,57 @@ async fn a_dead_scanner_means_retries_then_dead_letter_and_nothing_passes() {
     assert_eq!(event_count(&t, &file_id, "ProcessingFailed").await, 3);
     assert_eq!(event_count(&t, &file_id, "VersionCompleted").await, 0);
     assert!(t.stored_objects("blobs").is_empty());
+}
+
+#[tokio::test]
+async fn the_request_that_commits_an_upload_queues_its_job() {
+    // `web`: the API alone — no projector, no worker. The job must be on the queue when
+    // the 202 arrives, from the upload's own use case (src/commands/jobs.rs), not from a
+    // projector some other process may or may not run.
+    let t = TestApp::spawn(Mode::Web, &[]).await;
+    let c = t.signup("direct").await;
+    let accepted = t.upload_ok(&c, "a.bin", bytes_of(3, 1000)).await;
+    let file_id = accepted["file_id"].as_str().unwrap().to_string();
+    let prefix = t.app.state.config.redis_key_prefix.clone();
+    let mut redis = t.app.state.redis_conn.clone();
+    let ready: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+        .arg(format!("{prefix}jobs:ready"))
+        .arg("-")
+        .arg("+")
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    let jobs: Vec<JobMessage> = ready
+        .ids
+        .iter()
+        .map(|entry| JobMessage::from_json(&entry.get::<String>("job").unwrap()).unwrap())
+        .collect();
+    let file = chronicle::ids::FileId(file_id.parse().unwrap());
+    assert_eq!(
+        jobs,
+        vec![JobMessage::process_version(
+            chronicle::ids::TenantId(c.tenant_id.parse().unwrap()),
+            file,
+            1
+        )],
+        "exactly this upload's job is ready"
+    );
+    let version = chronicle::ids::version_id(file, 1);
+    let known: bool = redis::cmd("SISMEMBER")
+        .arg(format!("{prefix}jobs:known"))
+        .arg(version.to_string())
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert!(
+        known,
+        "the queue knows the job (the reconciler leaves it alone)"
+    );
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs")
+        .fetch_one(&t.db.owner)
+        .await
+        .unwrap();
+    assert_eq!(rows, 0, "no projector ran in this process");
 }
 
 #[tokio::test]

@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 use chronicle::scan::{ClamdOptions, ClamdScanner, ScanError, ScanSettings, Scanner, Verdict};
 use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
 
+use crate::common::clamd_addr;
+
 #[path = "../../src/scan/test_zip.rs"]
 mod test_zip;
 
@@ -19,23 +21,6 @@ pub const EICAR: &[u8] = br"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS
 
 /// The StreamMaxLength scripts/start-clamd.sh configures (64M).
 const CLAMD_STREAM_MAX: u64 = 64 << 20;
-
-/// `CLAMD_ADDR`, or `None` after a loud skip line (a failure when `CI` is set).
-fn clamd_addr(test: &str) -> Option<String> {
-    match std::env::var("CLAMD_ADDR") {
-        Ok(addr) if !addr.trim().is_empty() => Some(addr),
-        _ if std::env::var_os("CI").is_some() => {
-            panic!("{test}: CLAMD_ADDR must be set in CI (.ci/run starts clamd)")
-        }
-        _ => {
-            eprintln!(
-                "!!! SKIPPED {test}: CLAMD_ADDR is not set; run scripts/start-clamd.sh and \
-                 export CLAMD_ADDR=127.0.0.1:3310 to test against real ClamAV !!!"
-            );
-            None
-        }
-    }
-}
 
 fn clamd(addr: &str) -> ClamdScanner {
     ClamdScanner::new(ClamdOptions::new(addr))

@@ -207,6 +207,7 @@ pub async fn commit_version(
         &(),
     )
     .await?;
+    super::jobs::dispatch(state, tenant, file_id, &committed.events).await;
     let number = version_by_temp_key(&committed.aggregate, &temp_key)
         .ok_or_else(|| AppError::Internal(anyhow::anyhow!("committed upload has no version")))?;
     Ok((committed.aggregate, number))

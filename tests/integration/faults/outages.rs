@@ -142,9 +142,40 @@ async fn postgres_and_redis_outages_answer_503_fast_and_the_service_recovers_by_
         assert_eq!(r.status(), StatusCode::OK, "a file read without Redis");
         assert!(started.elapsed() <= FAST, "took {:?}", started.elapsed());
     }
+    // An upload needs no Redis to be accepted: its job, which Redis cannot take now, is
+    // queued by the reconciler once Redis is back (src/queue/dispatch.rs).
+    let started = Instant::now();
+    let r = write().send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED, "an upload without Redis");
+    assert!(started.elapsed() <= FAST, "took {:?}", started.elapsed());
+    let offline_id = r.json::<Value>().await.unwrap()["file_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     redis.resume();
     recovers("POST /v1/auth/login", StatusCode::OK, async || {
         login().send().await.unwrap()
     })
+    .await;
+    let owner = chronicle::db::pool(&pg.url("chronicle"), chronicle::db::DbRole::Owner, 1)
+        .await
+        .unwrap();
+    eventually_explained(
+        "the upload accepted without Redis completes once Redis is back",
+        PATIENCE,
+        async || {
+            let status: Option<String> = sqlx::query_scalar(
+                "SELECT status::text FROM file_versions WHERE file_id = $1::uuid",
+            )
+            .bind(&offline_id)
+            .fetch_optional(&owner)
+            .await
+            .unwrap();
+            match status.as_deref() {
+                Some("completed") => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        },
+    )
     .await;
 }
