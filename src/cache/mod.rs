@@ -25,12 +25,12 @@ pub use single_flight::SingleFlight;
 
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use redis::aio::ConnectionManager;
 use uuid::Uuid;
 
+use crate::breaker::Breaker;
 use crate::error::AppError;
 use crate::ids::TenantId;
 use crate::metrics::Metrics;
@@ -40,8 +40,6 @@ use crate::metrics::Metrics;
 /// thousand requests on two cores) must not mistake its own queueing for a dead Redis,
 /// and the breaker limits a dead Redis to one slow request per second.
 const REDIS_TIMEOUT: Duration = Duration::from_secs(1);
-/// How long Redis is skipped after a failure.
-const BREAKER_OPEN_FOR: Duration = Duration::from_secs(1);
 /// Lifetime of a generation counter after its last bump. It only has to outlive the
 /// longest database read that could race an invalidation.
 const GENERATION_TTL: Duration = Duration::from_secs(3600);
@@ -112,19 +110,6 @@ pub async fn invalidate_files(redis: &ConnectionManager, prefix: &str, files: &[
     );
 }
 
-/// Skips Redis for a moment after a failure and logs once per outage.
-#[derive(Default)]
-struct Breaker {
-    open_until_ms: AtomicU64,
-    warned: AtomicBool,
-}
-
-impl Breaker {
-    fn now_ms(origin: Instant) -> u64 {
-        origin.elapsed().as_millis() as u64
-    }
-}
-
 /// What one load of a file body produced: the JSON body, or `None` for "no such file".
 /// Errors are logged by the load and shared as `Err(())`.
 type LoadOutcome = Result<Option<Arc<str>>, ()>;
@@ -135,7 +120,6 @@ struct Inner {
     ttl: Duration,
     metrics: Arc<Metrics>,
     breaker: Breaker,
-    origin: Instant,
     flights: SingleFlight<LoadOutcome>,
 }
 
@@ -159,8 +143,7 @@ impl FileCache {
                 prefix: prefix.to_string(),
                 ttl,
                 metrics,
-                breaker: Breaker::default(),
-                origin: Instant::now(),
+                breaker: Breaker::new("file cache", "serving from Postgres"),
                 flights: SingleFlight::default(),
             }),
         }
@@ -213,32 +196,20 @@ impl Inner {
         op: impl Future<Output = redis::RedisResult<T>>,
         what: &'static str,
     ) -> Option<T> {
-        let now = Breaker::now_ms(self.origin);
-        if now < self.breaker.open_until_ms.load(Ordering::Relaxed) {
+        if self.breaker.is_open() {
             self.metrics.file_cache_errors.inc();
             return None;
         }
         let error = match tokio::time::timeout(REDIS_TIMEOUT, op).await {
             Ok(Ok(value)) => {
-                if self.breaker.warned.swap(false, Ordering::Relaxed) {
-                    tracing::info!("file cache: Redis answers again");
-                }
+                self.breaker.close();
                 return Some(value);
             }
             Ok(Err(err)) => err.to_string(),
             Err(_) => format!("no answer within {REDIS_TIMEOUT:?}"),
         };
         self.metrics.file_cache_errors.inc();
-        self.breaker
-            .open_until_ms
-            .store(now + BREAKER_OPEN_FOR.as_millis() as u64, Ordering::Relaxed);
-        if !self.breaker.warned.swap(true, Ordering::Relaxed) {
-            tracing::warn!(
-                error,
-                what,
-                "file cache: Redis unavailable; serving from Postgres"
-            );
-        }
+        self.breaker.trip(&format_args!("{what}: {error}"));
         None
     }
 
