@@ -27,6 +27,7 @@ mod devices;
 mod docs;
 mod error;
 mod files;
+mod notifications;
 mod page;
 mod session;
 
@@ -66,6 +67,9 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .route("/sign-up", get(auth::sign_up_page))
         .merge(credentials)
         .route("/sign-out", post(auth::sign_out))
+        .route("/notifications", get(notifications::page))
+        .route("/notifications/read", post(notifications::read_all))
+        .route("/notifications/{id}/read", post(notifications::read_one))
         .route("/devices", get(devices::page))
         .route("/devices/sessions/{id}/revoke", post(devices::revoke))
         .route("/files", get(files::list))

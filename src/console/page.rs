@@ -21,6 +21,7 @@ pub enum Nav {
     Audit,
     Analytics,
     Admin,
+    Notifications,
     Devices,
     Docs,
     /// Sign-in, sign-up, error pages: no section.
@@ -66,6 +67,7 @@ impl Layout {
         if policy::administers(ctx) {
             link("/admin", "Admin", Nav::Admin);
         }
+        link("/notifications", "Notifications", Nav::Notifications);
         link("/devices", "Devices", Nav::Devices);
         link("/docs", "API docs", Nav::Docs);
         Self {

@@ -156,7 +156,7 @@ async fn an_auditor_verifies_history_and_an_admin_runs_the_tenant_in_a_real_brow
     // by the API's policy; a malformed id is not found, as in the API.
     assert_eq!(
         report["user_nav"],
-        json!(["Files", "Devices", "API docs"]),
+        json!(["Files", "Notifications", "Devices", "API docs"]),
         "{report}"
     );
     for (path, status) in report["user_statuses"].as_object().unwrap() {

@@ -8,17 +8,17 @@ use serde_json::Value;
 
 use crate::common::{PASSWORD, TestApp, eventually};
 
-const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
+pub(super) const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
 
 /// A browser without JavaScript: keeps its cookies, follows no redirects.
-struct Browser {
+pub(super) struct Browser {
     http: reqwest::Client,
     base: String,
     cookies: Vec<(String, String)>,
 }
 
 impl Browser {
-    fn new(t: &TestApp) -> Self {
+    pub(super) fn new(t: &TestApp) -> Self {
         Browser {
             http: reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
@@ -61,7 +61,10 @@ impl Browser {
         }
     }
 
-    async fn get(&mut self, path: &str) -> (StatusCode, reqwest::header::HeaderMap, String) {
+    pub(super) async fn get(
+        &mut self,
+        path: &str,
+    ) -> (StatusCode, reqwest::header::HeaderMap, String) {
         let r = self
             .http
             .get(format!("{}{path}", self.base))
@@ -74,7 +77,7 @@ impl Browser {
         (status, headers, r.text().await.unwrap())
     }
 
-    async fn post_form(
+    pub(super) async fn post_form(
         &mut self,
         path: &str,
         form: &[(&str, &str)],
@@ -95,7 +98,7 @@ impl Browser {
 }
 
 /// The value of `<input name="csrf_token">` or `<meta name="csrf-token">` in a page.
-fn csrf_of(html: &str) -> String {
+pub(super) fn csrf_of(html: &str) -> String {
     for marker in [
         "name=\"csrf_token\" value=\"",
         "name=\"csrf-token\" content=\"",
@@ -118,7 +121,7 @@ async fn sessions_of(t: &TestApp, tenant: &str) -> i64 {
 }
 
 /// Signs up through the console's form: a tenant and its admin, signed in.
-async fn signed_up(t: &TestApp, handle: &str) -> Browser {
+pub(super) async fn signed_up(t: &TestApp, handle: &str) -> Browser {
     let mut b = Browser::new(t);
     let (status, headers, page) = b.get("/sign-up").await;
     assert_eq!(status, StatusCode::OK);
@@ -299,6 +302,7 @@ async fn every_console_page_sends_the_csp_and_assets_are_cached_by_etag() {
     for path in [
         "/",
         "/files",
+        "/notifications",
         "/devices",
         "/audit",
         "/analytics",
