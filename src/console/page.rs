@@ -33,6 +33,8 @@ pub struct NavLink {
     pub href: &'static str,
     pub label: &'static str,
     pub current: bool,
+    /// A count shown beside the label (unread notifications), when there is one.
+    pub count: Option<i64>,
 }
 
 /// The layout's data.
@@ -52,11 +54,13 @@ impl Layout {
     pub fn new(viewer: &Viewer, title: impl Into<String>, section: Nav) -> Self {
         let ctx = &viewer.ctx;
         let mut nav = Vec::new();
+        let unread = (viewer.unread > 0).then_some(viewer.unread);
         let mut link = |href, label, this: Nav| {
             nav.push(NavLink {
                 href,
                 label,
                 current: this == section,
+                count: unread.filter(|_| this == Nav::Notifications),
             })
         };
         link("/files", "Files", Nav::Files);

@@ -20,6 +20,8 @@ pub struct Viewer {
     pub csrf: String,
     /// The person's handle, for the navigation bar.
     pub handle: String,
+    /// How many of the person's notifications are unread, for the navigation bar.
+    pub unread: i64,
 }
 
 impl FromRequestParts<AppState> for Viewer {
@@ -37,22 +39,28 @@ impl FromRequestParts<AppState> for Viewer {
                 AppError::Forbidden("the console is for people; API keys use /v1".into()).into(),
             );
         }
-        // From the log, not the `users` table, which a person who just signed up may
-        // not be in yet. Handles never change.
-        let handle: Option<String> = sqlx::query_scalar(
-            "SELECT payload->'UserRegistered'->>'handle' FROM events
-              WHERE tenant_id = $1 AND aggregate_type = 'user' AND aggregate_id = $2
-                AND event_type = 'UserRegistered'",
+        // The handle from the log, not the `users` table, which a person who just signed
+        // up may not be in yet (handles never change); the unread count for the
+        // navigation from its one-row counter (migration 0056), under the tenant's RLS.
+        let mut tx = ctx.begin(&state.db).await?;
+        let (handle, unread): (Option<String>, i64) = sqlx::query_as(
+            "SELECT (SELECT payload->'UserRegistered'->>'handle' FROM events
+                      WHERE tenant_id = $1 AND aggregate_type = 'user' AND aggregate_id = $2
+                        AND event_type = 'UserRegistered'),
+                    coalesce((SELECT unread FROM notification_unread
+                               WHERE tenant_id = $1 AND recipient_id = $3), 0)",
         )
         .bind(ctx.tenant_id.0)
         .bind(ctx.user_id.to_string())
-        .fetch_optional(&state.db)
+        .bind(ctx.user_id.0)
+        .fetch_one(&mut *tx)
         .await
-        .map_err(AppError::from)?
-        .flatten();
+        .map_err(AppError::from)?;
+        tx.commit().await.map_err(AppError::from)?;
         Ok(Viewer {
             csrf: state.csrf.for_session(ctx.session_id),
             handle: handle.unwrap_or_else(|| "you".into()),
+            unread,
             ctx,
         })
     }

@@ -78,6 +78,7 @@ async fn the_inbox_page_lists_marks_one_and_marks_all_read() {
     );
     assert!(page.contains(&format!("action=\"/notifications/{oldest}/read\"")));
     assert!(page.contains("Mark all read"));
+    assert!(page.contains("id=\"nav-unread\">2<"), "the nav counts them");
 
     // One read through the page: exactly that one, as the API sees it.
     let token = csrf_of(&page);
@@ -91,6 +92,7 @@ async fn the_inbox_page_lists_marks_one_and_marks_all_read() {
     assert_eq!(headers[LOCATION], "/notifications");
     let (_, _, page) = b.get("/notifications").await;
     assert!(page.contains("1 unread."), "{page}");
+    assert!(page.contains("id=\"nav-unread\">1<"));
     assert!(!page.contains(&format!("action=\"/notifications/{oldest}/read\"")));
     let listed = inbox(&t, &api.token).await;
     assert_eq!(listed["unread_count"], 1);
@@ -111,6 +113,10 @@ async fn the_inbox_page_lists_marks_one_and_marks_all_read() {
     let (_, _, page) = b.get("/notifications").await;
     assert!(page.contains("Nothing unread."), "{page}");
     assert!(!page.contains("Mark all read"));
+    assert!(
+        !page.contains("nav-unread"),
+        "no count when nothing is unread"
+    );
     assert_eq!(inbox(&t, &api.token).await["unread_count"], 0);
     assert_eq!(events(&t, "InboxRead").await, 1);
     let (_, _, unread) = b.get("/notifications?unread=true").await;
