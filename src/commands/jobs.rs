@@ -25,11 +25,7 @@ use crate::store::EventMetadata;
 use super::files::file_store;
 
 /// The jobs that newly committed File events ask to run.
-pub fn jobs_of(
-    tenant: TenantId,
-    file_id: FileId,
-    events: &[EventEnvelope<File>],
-) -> Vec<JobMessage> {
+fn jobs_of(tenant: TenantId, file_id: FileId, events: &[EventEnvelope<File>]) -> Vec<JobMessage> {
     events
         .iter()
         .filter_map(|e| match e.payload {

@@ -49,12 +49,13 @@ pub async fn mark_read(
 
 /// Marks every notification the caller has now read: one `InboxRead` up to the newest of
 /// them that is unread (src/aggregates/inbox.rs), whatever their number. A notification
-/// that arrives meanwhile stays unread. With nothing unread it records nothing.
+/// that arrives meanwhile stays unread. With nothing unread it records nothing. Returns
+/// the `seq` read up to (`None`: nothing was unread), for a caller that waits to see it.
 pub async fn mark_all_read(
     state: &AppState,
     ctx: &TenantContext,
     meta: &EventMetadata,
-) -> Result<(), AppError> {
+) -> Result<Option<i64>, AppError> {
     let mut tx = ctx.begin(&state.db).await?;
     let newest_unread: Option<i64> = sqlx::query_scalar(
         "SELECT max(seq) FROM notifications
@@ -67,7 +68,7 @@ pub async fn mark_all_read(
     .await?;
     tx.commit().await?;
     let Some(seq) = newest_unread else {
-        return Ok(());
+        return Ok(None);
     };
     let inbox = super::store::<Inbox>(state, ctx.tenant_id);
     super::execute(
@@ -78,5 +79,5 @@ pub async fn mark_all_read(
         &(),
     )
     .await?;
-    Ok(())
+    Ok(Some(seq))
 }

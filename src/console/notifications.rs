@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use askama::Template;
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Redirect, Response};
 use uuid::Uuid;
 
 use super::error::ConsoleError;
@@ -75,7 +75,7 @@ pub async fn read_one(
         &id.to_string(),
     )
     .await?;
-    Ok(back_to_inbox())
+    Ok(Redirect::to("/notifications").into_response())
 }
 
 /// Marks every notification the person has now read, then back to the inbox.
@@ -85,20 +85,7 @@ pub async fn read_all(
     headers: HeaderMap,
 ) -> Result<Response, ConsoleError> {
     let meta = caller_metadata(&viewer.ctx, &headers);
-    // What "all" covers: at least what is unread now (the use case reads it again).
-    let mut tx = viewer.ctx.begin(&state.db).await?;
-    let newest: Option<i64> = sqlx::query_scalar(
-        "SELECT max(seq) FROM notifications
-          WHERE tenant_id = $1 AND recipient_id = $2 AND read_at IS NULL AND kind <> 'version_status'",
-    )
-    .bind(viewer.ctx.tenant_id.0)
-    .bind(viewer.ctx.user_id.0)
-    .fetch_one(&mut *tx)
-    .await
-    .map_err(AppError::from)?;
-    tx.commit().await.map_err(AppError::from)?;
-    notifications::mark_all_read(&state, &viewer.ctx, &meta).await?;
-    if let Some(newest) = newest {
+    if let Some(newest) = notifications::mark_all_read(&state, &viewer.ctx, &meta).await? {
         shown(
             &state,
             &viewer,
@@ -109,7 +96,7 @@ pub async fn read_all(
         )
         .await?;
     }
-    Ok(back_to_inbox())
+    Ok(Redirect::to("/notifications").into_response())
 }
 
 /// Waits (up to `SHOWN_WITHIN`) until the read table shows what was just recorded —
@@ -132,12 +119,4 @@ async fn shown(state: &AppState, viewer: &Viewer, check: &str, arg: &str) -> Res
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-}
-
-fn back_to_inbox() -> Response {
-    (
-        StatusCode::SEE_OTHER,
-        [(header::LOCATION, HeaderValue::from_static("/notifications"))],
-    )
-        .into_response()
 }
