@@ -49,7 +49,8 @@ pub async fn page(
         format!("/notifications?{unread}cursor={cursor}")
     });
     Ok(render(&NotificationsPage {
-        page: Layout::new(&viewer, "Notifications", Nav::Notifications),
+        page: Layout::new(&viewer, "Notifications", Nav::Notifications)
+            .with_unread(inbox.unread_count),
         items: inbox.items,
         unread_count: inbox.unread_count,
         unread_only,

@@ -82,6 +82,16 @@ impl Layout {
         }
     }
 
+    /// The same layout with the navigation's unread count taken from `unread`: for the
+    /// notifications page, whose own count comes from a later read than the viewer's,
+    /// so that the page never shows two different numbers.
+    pub fn with_unread(mut self, unread: i64) -> Self {
+        for link in self.nav.iter_mut().filter(|l| l.href == "/notifications") {
+            link.count = (unread > 0).then_some(unread);
+        }
+        self
+    }
+
     /// The layout of a page for a visitor (no navigation).
     pub fn visitor(title: impl Into<String>, csrf: String) -> Self {
         Self {
