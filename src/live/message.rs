@@ -159,8 +159,10 @@ impl FromStr for EventId {
     type Err = BadEventId;
 
     fn from_str(s: &str) -> Result<Self, BadEventId> {
-        let (txid, pos) = s.trim().split_once('-').ok_or(BadEventId)?;
-        let digits = |t: &str| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit());
+        let (txid, pos) = s.split_once('-').ok_or(BadEventId)?;
+        // Exactly what the API documents (`^[0-9]{1,18}-[0-9]{1,18}$`): no sign, no
+        // space, no more digits than a position of this log will ever have.
+        let digits = |t: &str| (1..=18).contains(&t.len()) && t.bytes().all(|b| b.is_ascii_digit());
         if !digits(txid) || !digits(pos) {
             return Err(BadEventId);
         }
@@ -198,6 +200,10 @@ mod tests {
             "1-2-3",
             "+1-2",
             "99999999999999999999-1",
+            "1234567890123456789-1",
+            "1-1234567890123456789",
+            " 1-2",
+            "1-2 ",
         ] {
             assert_eq!(bad.parse::<EventId>(), Err(BadEventId), "{bad:?}");
         }

@@ -390,6 +390,28 @@ async fn feed_items_carry_the_stored_event_and_the_feed_is_for_readers_of_histor
         .send("GET", "/v1/feed/stream?after=bm90LWEtY3Vyc29y", &auditor)
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
+    // `Last-Event-ID` wins over `after` (an EventSource reconnects to its first URL with
+    // the header), but a malformed `after` beside a good header is still refused.
+    let good = after.clone();
+    for (query, status) in [
+        ("after=bm90LWEtY3Vyc29y", StatusCode::BAD_REQUEST),
+        ("after=", StatusCode::OK),
+        ("", StatusCode::OK),
+    ] {
+        let r =
+            w.t.http
+                .get(format!("{}/v1/feed/stream?{query}", w.t.base))
+                .bearer_auth(&auditor.token)
+                .header("last-event-id", &good)
+                .send()
+                .await
+                .unwrap();
+        assert_eq!(r.status(), status, "{query}");
+        if status == StatusCode::BAD_REQUEST {
+            let body: Value = r.json().await.unwrap();
+            assert_eq!(body["error"]["code"], "bad_request");
+        }
+    }
 
     // Another tenant's cursor is refused.
     let other = World::new(&[]).await;

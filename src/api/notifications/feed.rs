@@ -219,15 +219,20 @@ pub async fn stream(
 ) -> Result<impl IntoResponse, AppError> {
     let q = FeedQuery::parse(&uri)?;
     let key = CursorKey::new(state.config.jwt_secret.expose());
-    let resume = match headers.get("last-event-id") {
-        Some(v) => Some(
-            v.to_str()
-                .map_err(|_| bad("Last-Event-ID: invalid cursor"))?
-                .to_string(),
-        ),
-        None => q.after.clone(),
+    // Both are checked; the header wins. A browser's `EventSource` reconnects to the
+    // URL it was opened with (`?after=` and all) adding `Last-Event-ID`, so the header is
+    // the later position; but a malformed `after` is refused even beside a good header.
+    let tenant = ctx.tenant_id.0;
+    let from_query = start(&key, tenant, q.after.as_deref())?;
+    let after = match headers.get("last-event-id") {
+        Some(v) => {
+            let cursor = v
+                .to_str()
+                .map_err(|_| bad("Last-Event-ID: invalid cursor"))?;
+            start(&key, tenant, Some(cursor))?
+        }
+        None => from_query,
     };
-    let after = start(&key, ctx.tenant_id.0, resume.as_deref())?;
     let (tx, rx) = mpsc::channel(64);
     tokio::spawn(pump(state, ctx, key, after, q.filter, tx));
     Ok(Sse::new(ReceiverStream::new(rx))

@@ -111,14 +111,22 @@ pub async fn stream(
     caller: StreamCaller,
     headers: HeaderMap,
 ) -> Result<impl IntoResponse, AppError> {
-    let resume = match headers.get("last-event-id") {
-        Some(v) => Some(v.to_str().unwrap_or("invalid").to_string()),
-        None => caller.last_event_id.clone(),
+    // Both are checked; the header wins (an `EventSource` reconnecting to a URL with
+    // `?last_event_id=` adds the later position as the header), but a malformed query
+    // value is refused even beside a good header.
+    let parse = |id: &str, name: &str| {
+        id.parse::<EventId>()
+            .map_err(|e| AppError::BadRequest(format!("{name}: {e}")))
     };
-    let resume: Option<EventId> = resume
-        .map(|id| id.parse())
-        .transpose()
-        .map_err(|e| AppError::BadRequest(format!("Last-Event-ID: {e}")))?;
+    let from_query = caller
+        .last_event_id
+        .as_deref()
+        .map(|id| parse(id, "last_event_id"))
+        .transpose()?;
+    let resume = match headers.get("last-event-id") {
+        Some(v) => Some(parse(v.to_str().unwrap_or("invalid"), "Last-Event-ID")?),
+        None => from_query,
+    };
     let ctx = caller.ctx;
     // Subscribe before reading the table: a row committed meanwhile arrives live.
     let subscription = state.live.subscribe(ctx.tenant_id.0, ctx.user_id.0);

@@ -331,6 +331,21 @@ async fn bad_tokens_and_ids_are_refused_in_the_error_shape() {
             StatusCode::BAD_REQUEST,
             "bad_request",
         ),
+        // The header wins, but a malformed query value beside it is still refused.
+        (
+            "/v1/events?last_event_id=1-x".into(),
+            Some(ada.access.as_str()),
+            Some("0-0"),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        ),
+        (
+            "/v1/events?last_event_id=1234567890123456789-1".into(),
+            Some(ada.access.as_str()),
+            None,
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        ),
     ];
     for (path, bearer, last, status, code) in cases {
         let mut req = t.http.get(t.url(&path));
