@@ -51,6 +51,16 @@ pub trait Projector: Send + Sync {
         events: &[EventRecord],
     ) -> Result<(), sqlx::Error>;
 
+    /// A bounded share of work the projector deferred so that no single event holds it
+    /// (and every tenant behind it) for long — the notifications projector's "mark all
+    /// read" of a large inbox. Runs in the lease's transaction after every batch that
+    /// applied events, on every idle poll, and to the end before a rebuild swaps its
+    /// tables in. Returns whether it did any work (more may remain: the runtime then
+    /// comes back at once). The default has none.
+    async fn deferred(&self, _conn: &mut PgConnection) -> Result<bool, sqlx::Error> {
+        Ok(false)
+    }
+
     /// Runs just before a live batch's transaction commits (never during a rebuild):
     /// announcements that readers must see before they can see the batch's rows (the
     /// files projector's listing epochs, docs/listing-cache.md). An error rolls the

@@ -97,6 +97,10 @@ pub async fn rebuild(
             });
         }
     }
+    // Work the projector deferred (bounded shares, live) is finished here: the tables
+    // swapped in must be what the events say, and nobody waits on this transaction's
+    // temporary tables.
+    while projector.deferred(&mut tx).await? {}
     for table in projector.tables() {
         sqlx::query(&format!("TRUNCATE public.{table}"))
             .execute(&mut *tx)

@@ -37,7 +37,8 @@ pub const PACE: Duration = Duration::from_millis(50);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BatchOutcome {
-    /// Applied this many events (more may be waiting).
+    /// Applied this many events (more may be waiting); 0 with no event to apply but a
+    /// share of the projector's deferred work done (more of it may be waiting).
     Applied(usize),
     /// Nothing eligible to apply.
     Idle,
@@ -204,11 +205,16 @@ async fn run_batch_ahead(
         ),
     };
     if batch.is_empty() {
+        let deferred = projector.deferred(&mut tx).await?;
         tx.commit().await?;
         return Ok(Ran {
-            outcome: BatchOutcome::Idle,
+            outcome: if deferred {
+                BatchOutcome::Applied(0)
+            } else {
+                BatchOutcome::Idle
+            },
             checkpoint: Some(checkpoint),
-            more: false,
+            more: deferred,
             stale: batch.predates_wake_up(),
         });
     }
@@ -233,12 +239,15 @@ async fn run_batch_ahead(
         let last = done
             .last()
             .expect("a batch without failure applied its events");
+        // Under a steady stream of events the batch is never empty: deferred work
+        // advances with every batch too, or it would wait for a quiet moment.
+        let deferred = projector.deferred(&mut tx).await?;
         save_checkpoint(&mut tx, name, last.position, applied, false).await?;
         commit(tx, projector, done).await?;
         return Ok(Ran {
             outcome: BatchOutcome::Applied(applied),
             checkpoint: Some(last.position),
-            more,
+            more: more || deferred,
             stale: batch.predates_wake_up(),
         });
     };

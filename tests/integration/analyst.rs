@@ -23,6 +23,7 @@ const READABLE: &[&str] = &[
     "files",
     "jobs",
     "locations",
+    "notification_read_marks",
     "notification_recipients",
     "notification_unread",
     "notifications",

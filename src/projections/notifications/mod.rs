@@ -10,7 +10,9 @@
 //! `seq` counts each recipient's rows in catch-up order, and the recipient comes from
 //! this projector's own copy of `FileCreated` (never from another projector's table,
 //! whose progress may differ). Read state comes from `NotificationRead` events (one
-//! notification) and `InboxRead` events (all of a user's, up to a `seq`).
+//! notification) and `InboxRead` events (all of a user's, up to a `seq`: recorded in
+//! `notification_read_marks` and applied a bounded share per batch, so that clearing a
+//! huge inbox never holds the projector for every tenant).
 //! After a live batch commits, every new row is published on Redis (src/live).
 
 mod members;
@@ -34,26 +36,51 @@ use crate::live::message::{Published, STATUS_KIND};
 use members::Members;
 pub use members::tenant_notification_id;
 use rows::{
-    InboxRead, Recipient, insert_rows, load_recipients, mark_read, read_up_to, save_recipients,
+    InboxRead, Recipient, insert_rows, load_recipients, mark_read, mark_some, record_inbox_reads,
+    save_recipients,
 };
 
 /// The kind of the row that tells a user a file was shared with them.
 pub const SHARED_KIND: &str = "file_shared";
 
+/// How many notifications a batch (or an idle poll) marks read for the "mark all read"s
+/// still being applied: ~23 µs each, so about 50 ms of the projector's time — one
+/// `PACE` (src/projections/runtime.rs) — whatever the size of the inbox.
+pub const READ_MARKS_PER_BATCH: i64 = 2_000;
+
 /// Without reactions (CLI, rebuilds, tests) nothing is published.
-#[derive(Default)]
 pub struct NotificationsProjector {
     reactions: Option<Reactions>,
     /// The rows of the batch in flight, handed from `apply` to `after_commit`; keyed by
     /// the batch's last position so rows of a rolled-back batch are never published.
     pending: Mutex<Option<(CatchUpPosition, Vec<Published>)>>,
+    /// Notifications marked read per batch (`READ_MARKS_PER_BATCH`; tests use less).
+    read_budget: i64,
+}
+
+impl Default for NotificationsProjector {
+    fn default() -> Self {
+        NotificationsProjector {
+            reactions: None,
+            pending: Mutex::new(None),
+            read_budget: READ_MARKS_PER_BATCH,
+        }
+    }
 }
 
 impl NotificationsProjector {
     pub fn live(reactions: Reactions) -> Self {
         NotificationsProjector {
             reactions: Some(reactions),
-            pending: Mutex::new(None),
+            ..Self::default()
+        }
+    }
+
+    /// The same projector marking at most `rows` notifications read per batch.
+    pub fn with_read_budget(self, rows: i64) -> Self {
+        NotificationsProjector {
+            read_budget: rows.max(1),
+            ..self
         }
     }
 }
@@ -178,6 +205,7 @@ impl Projector for NotificationsProjector {
             "notification_recipients",
             "notification_members",
             "notifications",
+            "notification_read_marks",
         ]
     }
 
@@ -300,7 +328,7 @@ impl Projector for NotificationsProjector {
         rows.sort_by_key(|r| r.position);
         let published = insert_rows(conn, rows).await?;
         mark_read(conn, reads).await?;
-        read_up_to(conn, inbox_reads).await?;
+        record_inbox_reads(conn, inbox_reads).await?;
         if self.reactions.is_some()
             && let Some(last) = events.last()
         {
@@ -308,6 +336,11 @@ impl Projector for NotificationsProjector {
                 Some((last.position, published));
         }
         Ok(())
+    }
+
+    /// The recorded "mark all read"s, a bounded share at a time (rows.rs, `mark_some`).
+    async fn deferred(&self, conn: &mut PgConnection) -> Result<bool, sqlx::Error> {
+        mark_some(conn, self.read_budget).await
     }
 
     async fn after_commit(&self, events: &[EventRecord]) {

@@ -273,28 +273,124 @@ pub(super) struct InboxRead {
 /// to the first time a read covered it (an earlier `NotificationRead`, or an earlier
 /// `InboxRead`, keeps its time: the same order-free rule as [`mark_read`]). The rows it
 /// covers precede it in catch-up order: the API asked for the newest `seq` the table
-/// held, and each recipient's `seq` grows in catch-up order, live and in a rebuild. One
-/// statement per event (the events are rare: a person's click, a client's call), a
-/// range of the listing's index (`notifications_listing`); its cost is the rows it
-/// updates, ~20 µs each (docs/benchmarks.md).
-pub(super) async fn read_up_to(
+/// held, and each recipient's `seq` grows in catch-up order, live and in a rebuild.
+///
+/// Here the read is only recorded (`notification_read_marks`, migration 0057);
+/// [`mark_some`] sets the rows' `read_at` a bounded share at a time, because a row costs
+/// ~23 µs and an inbox may hold hundreds of thousands (docs/benchmarks.md). Two reads of
+/// the same `seq` keep the earlier time.
+pub(super) async fn record_inbox_reads(
     conn: &mut PgConnection,
     reads: Vec<InboxRead>,
 ) -> Result<(), sqlx::Error> {
-    for r in reads {
-        sqlx::query(
-            "UPDATE notifications SET read_at = $4
-              WHERE tenant_id = $1 AND recipient_id = $2 AND seq <= $3
-                AND kind <> 'version_status' AND (read_at IS NULL OR read_at > $4)",
-        )
-        .bind(r.tenant_id)
-        .bind(r.recipient_id)
-        .bind(r.up_to_seq)
-        .bind(r.at)
-        .execute(&mut *conn)
-        .await?;
+    if reads.is_empty() {
+        return Ok(());
     }
+    let (mut tenants, mut recipients, mut seqs, mut ats) = (vec![], vec![], vec![], vec![]);
+    for r in reads {
+        tenants.push(r.tenant_id);
+        recipients.push(r.recipient_id);
+        seqs.push(r.up_to_seq);
+        ats.push(r.at);
+    }
+    sqlx::query(
+        "INSERT INTO notification_read_marks AS m
+                (tenant_id, recipient_id, up_to_seq, read_at, below_seq)
+         SELECT t, r, s, min(at), s + 1
+           FROM unnest($1::uuid[], $2::uuid[], $3::bigint[], $4::timestamptz[]) AS u(t, r, s, at)
+          GROUP BY t, r, s
+         ON CONFLICT (tenant_id, recipient_id, up_to_seq)
+         DO UPDATE SET read_at = least(m.read_at, excluded.read_at)",
+    )
+    .bind(tenants)
+    .bind(recipients)
+    .bind(seqs)
+    .bind(ats)
+    .execute(conn)
+    .await?;
     Ok(())
+}
+
+/// A recorded inbox read still being applied.
+#[derive(sqlx::FromRow)]
+struct Mark {
+    tenant_id: Uuid,
+    recipient_id: Uuid,
+    up_to_seq: i64,
+    read_at: DateTime<Utc>,
+    below_seq: i64,
+}
+
+/// Marks up to `budget` covered notifications read, oldest inbox read first and each
+/// read's newest rows first (the top of the inbox reads as read soonest). Each share is
+/// a range of the listing's index (`notifications_listing`, newest first), so a share
+/// costs its own rows, never a rescan of those already marked. Returns whether there
+/// was anything to do.
+pub(super) async fn mark_some(conn: &mut PgConnection, budget: i64) -> Result<bool, sqlx::Error> {
+    let marks: Vec<Mark> = sqlx::query_as(
+        "SELECT tenant_id, recipient_id, up_to_seq, read_at, below_seq
+           FROM notification_read_marks
+          ORDER BY read_at, tenant_id, recipient_id, up_to_seq
+          LIMIT $1",
+    )
+    .bind(budget.max(1))
+    .fetch_all(&mut *conn)
+    .await?;
+    let worked = !marks.is_empty();
+    let mut left = budget.max(1);
+    for m in marks {
+        if left <= 0 {
+            break;
+        }
+        // The share: the next `left` covered rows below `below_seq`, newest first.
+        let (lowest, rows): (Option<i64>, i64) = sqlx::query_as(
+            "WITH share AS (
+                SELECT seq FROM notifications
+                 WHERE tenant_id = $1 AND recipient_id = $2 AND kind <> 'version_status'
+                   AND seq < $3
+                 ORDER BY seq DESC
+                 LIMIT $4),
+             marked AS (
+                UPDATE notifications n SET read_at = $5
+                  FROM share
+                 WHERE n.tenant_id = $1 AND n.recipient_id = $2 AND n.seq = share.seq
+                   AND n.kind <> 'version_status' AND (n.read_at IS NULL OR n.read_at > $5))
+             SELECT min(seq), count(*) FROM share",
+        )
+        .bind(m.tenant_id)
+        .bind(m.recipient_id)
+        .bind(m.below_seq.min(m.up_to_seq + 1))
+        .bind(left)
+        .bind(m.read_at)
+        .fetch_one(&mut *conn)
+        .await?;
+        let finished = rows < left;
+        // Even an empty share costs its statements.
+        left -= rows.max(1);
+        if finished {
+            sqlx::query(
+                "DELETE FROM notification_read_marks
+                  WHERE tenant_id = $1 AND recipient_id = $2 AND up_to_seq = $3",
+            )
+            .bind(m.tenant_id)
+            .bind(m.recipient_id)
+            .bind(m.up_to_seq)
+            .execute(&mut *conn)
+            .await?;
+        } else {
+            sqlx::query(
+                "UPDATE notification_read_marks SET below_seq = $4
+                  WHERE tenant_id = $1 AND recipient_id = $2 AND up_to_seq = $3",
+            )
+            .bind(m.tenant_id)
+            .bind(m.recipient_id)
+            .bind(m.up_to_seq)
+            .bind(lowest.unwrap_or(0))
+            .execute(&mut *conn)
+            .await?;
+        }
+    }
+    Ok(worked)
 }
 
 /// A `file_status` label as the static text rows carry.

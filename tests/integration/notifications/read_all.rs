@@ -232,3 +232,122 @@ async fn a_rebuild_reproduces_the_reads_of_all_in_any_batch_size() {
     assert_eq!(table_contents(&db.worker, "notifications").await, live);
     assert_unread_is_the_count(&db).await;
 }
+
+/// Marks still being applied, as `(below_seq)` of each.
+async fn marks(db: &TestDb) -> Vec<i64> {
+    sqlx::query_scalar("SELECT below_seq FROM notification_read_marks ORDER BY 1")
+        .fetch_all(&db.owner)
+        .await
+        .unwrap()
+}
+
+/// A "mark all read" covering more rows than a batch marks is applied a bounded share
+/// per batch — the batch that applies the event, then each batch or idle poll after it —
+/// newest rows first, so no inbox, however large, holds the projector (and every other
+/// tenant's notifications behind it) for long. The rows end as one statement would have
+/// left them; the unread counter follows every share; a rebuild reproduces them.
+#[tokio::test]
+async fn a_large_inbox_read_is_applied_a_bounded_share_per_batch() {
+    let db = TestDb::new().await;
+    let projector: std::sync::Arc<dyn projections::Projector> = std::sync::Arc::new(
+        projections::notifications::NotificationsProjector::default().with_read_budget(2),
+    );
+    runtime::register(&db.worker, std::slice::from_ref(&projector))
+        .await
+        .unwrap();
+    let (tenant, owner, colleague) = (TenantId::new(), UserId::new(), UserId::new());
+    let files = Files::new(&db.app, tenant);
+    let meta = EventMetadata::new(tenant, Actor::User(owner), "req");
+    let inboxes = ChronicleStore::<Inbox>::new(EventLog::new(db.app.clone()), tenant, 5);
+    let singles = ChronicleStore::<Notification>::new(EventLog::new(db.app.clone()), tenant, 5);
+    for i in 0..5 {
+        files.completed_file(owner, &format!("f{i}")).await;
+    }
+    files.completed_file(colleague, "theirs").await;
+    runtime::catch_up(&db.worker, projector.as_ref())
+        .await
+        .unwrap();
+    let covered: Vec<(uuid::Uuid, i64)> = sqlx::query_as(
+        "SELECT id, seq FROM notifications WHERE recipient_id = $1 AND kind <> 'version_status'
+          ORDER BY seq",
+    )
+    .bind(owner.0)
+    .fetch_all(&db.owner)
+    .await
+    .unwrap();
+    assert_eq!(covered.len(), 5);
+    // The second oldest is read on its own first: it keeps that time.
+    commands::execute(
+        &singles,
+        &covered[1].0.to_string(),
+        NotificationCommand::MarkRead,
+        &meta,
+        &(),
+    )
+    .await
+    .unwrap();
+    runtime::catch_up(&db.worker, projector.as_ref())
+        .await
+        .unwrap();
+    let single_at = read_ats(&db, owner).await[1].expect("read on its own");
+    let newest = covered[4].1;
+    commands::execute(
+        &inboxes,
+        &owner.0.to_string(),
+        InboxCommand::ReadUpTo { seq: newest as u64 },
+        &meta,
+        &(),
+    )
+    .await
+    .unwrap();
+    let inbox_at: chrono::DateTime<chrono::Utc> =
+        sqlx::query_scalar("SELECT recorded_at FROM events WHERE aggregate_type = 'inbox'")
+            .fetch_one(&db.owner)
+            .await
+            .unwrap();
+    let batch = async || {
+        runtime::run_batch(&db.worker, projector.as_ref())
+            .await
+            .unwrap()
+    };
+    let (unread, single, inbox) = (None, Some(single_at), Some(inbox_at));
+
+    // The batch that applies the event marks the two newest rows and records the rest.
+    assert_eq!(batch().await, runtime::BatchOutcome::Applied(1));
+    assert_eq!(
+        read_ats(&db, owner).await,
+        [unread, single, unread, inbox, inbox]
+    );
+    assert_eq!(marks(&db).await, [covered[3].1]);
+    assert_unread_is_the_count(&db).await;
+    // With no event to apply, each poll marks the next share: the row read on its own
+    // is counted in the share but keeps its earlier time.
+    assert_eq!(batch().await, runtime::BatchOutcome::Applied(0));
+    assert_eq!(
+        read_ats(&db, owner).await,
+        [unread, single, inbox, inbox, inbox]
+    );
+    assert_eq!(marks(&db).await, [covered[1].1]);
+    assert_unread_is_the_count(&db).await;
+    assert_eq!(batch().await, runtime::BatchOutcome::Applied(0));
+    assert_eq!(
+        read_ats(&db, owner).await,
+        [inbox, single, inbox, inbox, inbox]
+    );
+    assert_eq!(
+        marks(&db).await,
+        Vec::<i64>::new(),
+        "done: the mark is gone"
+    );
+    assert!(single_at < inbox_at);
+    assert_unread_is_the_count(&db).await;
+    assert_eq!(batch().await, runtime::BatchOutcome::Idle);
+    assert_eq!(read_ats(&db, colleague).await, [None], "only the reader's");
+
+    // A rebuild finishes its marks before swapping its tables in: the same rows.
+    let live = table_contents(&db.worker, "notifications").await;
+    rebuild(&db.worker, projector).await.unwrap();
+    assert_eq!(table_contents(&db.worker, "notifications").await, live);
+    assert_eq!(marks(&db).await, Vec::<i64>::new());
+    assert_unread_is_the_count(&db).await;
+}
