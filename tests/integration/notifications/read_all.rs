@@ -351,3 +351,65 @@ async fn a_large_inbox_read_is_applied_a_bounded_share_per_batch() {
     assert_eq!(marks(&db).await, Vec::<i64>::new());
     assert_unread_is_the_count(&db).await;
 }
+
+/// Live, the running projector finishes a read of all on its own, share after share,
+/// with no further event to wake it: the shares run on its idle polls. Two instances
+/// compete for the projector, as in a deployment.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_running_projector_finishes_a_large_inbox_read_without_new_events() {
+    let db = TestDb::new().await;
+    let projector: std::sync::Arc<dyn projections::Projector> = std::sync::Arc::new(
+        projections::notifications::NotificationsProjector::default().with_read_budget(1),
+    );
+    runtime::register(&db.worker, std::slice::from_ref(&projector))
+        .await
+        .unwrap();
+    let (tenant, owner) = (TenantId::new(), UserId::new());
+    let files = Files::new(&db.app, tenant);
+    for i in 0..6 {
+        files.completed_file(owner, &format!("f{i}")).await;
+    }
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let mut running = Vec::new();
+    for _ in 0..2 {
+        running.extend(runtime::spawn_all(
+            db.worker.clone(),
+            db.url.clone(),
+            vec![projector.clone()],
+            Default::default(),
+            shutdown.clone(),
+        ));
+    }
+    eventually_some("the notifications are projected", async || {
+        (read_ats(&db, owner).await.len() == 6).then_some(())
+    })
+    .await;
+    let meta = EventMetadata::new(tenant, Actor::User(owner), "req");
+    let inboxes = ChronicleStore::<Inbox>::new(EventLog::new(db.app.clone()), tenant, 5);
+    let newest: i64 = sqlx::query_scalar(
+        "SELECT max(seq) FROM notifications WHERE recipient_id = $1 AND kind <> 'version_status'",
+    )
+    .bind(owner.0)
+    .fetch_one(&db.owner)
+    .await
+    .unwrap();
+    commands::execute(
+        &inboxes,
+        &owner.0.to_string(),
+        InboxCommand::ReadUpTo { seq: newest as u64 },
+        &meta,
+        &(),
+    )
+    .await
+    .unwrap();
+    eventually_some("every share is applied", async || {
+        let ats = read_ats(&db, owner).await;
+        (ats.iter().all(Option::is_some) && marks(&db).await.is_empty()).then_some(())
+    })
+    .await;
+    assert_unread_is_the_count(&db).await;
+    shutdown.cancel();
+    for task in running {
+        task.await.unwrap();
+    }
+}
