@@ -321,31 +321,21 @@ async fn a_large_inbox_read_is_applied_a_bounded_share_per_batch() {
     })
     .await;
     assert_eq!(first, runtime::BatchOutcome::Applied(1));
-    assert_eq!(
-        read_ats(&db, owner).await,
-        [unread, single, unread, inbox, inbox]
-    );
-    assert_eq!(marks(&db).await, [covered[3].1]);
-    assert_unread_is_the_count(&db).await;
+    // After each batch: the owner's `read_at`s (oldest first), the marks left, and the
+    // unread counter still the count of unread rows.
+    let state_is = async |ats: [Option<chrono::DateTime<chrono::Utc>>; 5], left: &[i64]| {
+        assert_eq!(read_ats(&db, owner).await, ats);
+        assert_eq!(marks(&db).await, left);
+        assert_unread_is_the_count(&db).await;
+    };
+    state_is([unread, single, unread, inbox, inbox], &[covered[3].1]).await;
     // With no event to apply, each poll marks the next share: the row read on its own
-    // is counted in the share but keeps its earlier time.
+    // is counted in the share but keeps its earlier time. The last share removes the
+    // mark.
     assert_eq!(batch().await, runtime::BatchOutcome::Applied(0));
-    assert_eq!(
-        read_ats(&db, owner).await,
-        [unread, single, inbox, inbox, inbox]
-    );
-    assert_eq!(marks(&db).await, [covered[1].1]);
-    assert_unread_is_the_count(&db).await;
+    state_is([unread, single, inbox, inbox, inbox], &[covered[1].1]).await;
     assert_eq!(batch().await, runtime::BatchOutcome::Applied(0));
-    assert_eq!(
-        read_ats(&db, owner).await,
-        [inbox, single, inbox, inbox, inbox]
-    );
-    assert_eq!(
-        marks(&db).await,
-        Vec::<i64>::new(),
-        "done: the mark is gone"
-    );
+    state_is([inbox, single, inbox, inbox, inbox], &[]).await;
     assert!(single_at < inbox_at);
     assert_unread_is_the_count(&db).await;
     assert_eq!(batch().await, runtime::BatchOutcome::Idle);
