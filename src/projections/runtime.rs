@@ -37,9 +37,11 @@ pub const PACE: Duration = Duration::from_millis(50);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BatchOutcome {
-    /// Applied this many events (more may be waiting); 0 with no event to apply but a
-    /// share of the projector's deferred work done (more of it may be waiting).
+    /// Applied this many events (more may be waiting).
     Applied(usize),
+    /// No event to apply, but a share of the projector's deferred work done
+    /// (`Projector::deferred`; more of it may be waiting).
+    Deferred,
     /// Nothing eligible to apply.
     Idle,
     /// Another instance holds this projector's lease right now.
@@ -209,7 +211,7 @@ async fn run_batch_ahead(
         tx.commit().await?;
         return Ok(Ran {
             outcome: if deferred {
-                BatchOutcome::Applied(0)
+                BatchOutcome::Deferred
             } else {
                 BatchOutcome::Idle
             },
@@ -345,6 +347,7 @@ pub async fn catch_up_with(
                 total += n;
                 continue;
             }
+            BatchOutcome::Deferred => continue,
             BatchOutcome::Backoff(wait) => wait.max(Duration::from_millis(10)),
             BatchOutcome::Idle | BatchOutcome::Busy => Duration::from_millis(10),
         };
@@ -473,8 +476,14 @@ async fn run(
             wake.mark_changed();
         }
         let pause = match ran.map(|ran| ran.outcome) {
-            // A full batch (or the end of a full read): more are waiting.
+            // A full batch (or the end of a full read), or a share of deferred work:
+            // more are waiting.
             Ok(BatchOutcome::Applied(n)) if n as i64 >= BATCH_SIZE || more => {
+                failures = 0;
+                catching_up = true;
+                continue;
+            }
+            Ok(BatchOutcome::Deferred) => {
                 failures = 0;
                 catching_up = true;
                 continue;

@@ -62,7 +62,8 @@ async fn catching_up_waits_for_a_turn_and_live_batches_do_not() {
     let shutdown = CancellationToken::new();
     let tasks = runtime::spawn_all_with_gate(
         db.worker.clone(),
-        db.url.clone(),
+        // LISTEN needs a session of its own: never through the pooler.
+        crate::common::direct(&db.url),
         vec![audit],
         Default::default(),
         gate.clone(),

@@ -75,7 +75,8 @@ async fn concurrent_writers_with_rollbacks_project_every_committed_event_exactly
     for _ in 0..2 {
         instances.extend(runtime::spawn_all(
             db.worker.clone(),
-            db.url.clone(),
+            // LISTEN needs a session of its own: never through the pooler.
+            crate::common::direct(&db.url),
             all.clone(),
             Default::default(),
             shutdown.clone(),
