@@ -44,6 +44,7 @@ mod process;
 mod projections;
 mod purge;
 mod rate_budgets;
+mod rate_checks;
 mod replicas;
 mod s3;
 mod scan;

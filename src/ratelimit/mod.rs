@@ -2,8 +2,8 @@
 //! behind a load balancer enforce one budget, not N budgets.
 //!
 //! **Fixed window, one atomic script.** `INCR` the key and give it a TTL of one window when
-//! it has none. Why not a sliding window: a fixed window costs one key and one round trip
-//! per check, its reset time is simply the key's TTL (exactly what `RateLimit-Reset` and
+//! it has none; the checks of concurrent requests share one script call (`batch`). Why not
+//! a sliding window: a fixed window costs one key and one counter step per check, its reset time is simply the key's TTL (exactly what `RateLimit-Reset` and
 //! `Retry-After` need), and the window is timed by Redis itself, so clock skew between
 //! instances cannot matter. Its known weakness, a burst of up to 2× the limit straddling a
 //! window boundary, is acceptable for abuse protection (10 logins/min becomes at worst 20).
@@ -23,39 +23,12 @@ use axum::http::HeaderMap;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 use crate::breaker::Breaker;
-use crate::cache::listing;
-use crate::cache::standing::{self, Epoch};
+use crate::cache::standing::Epoch;
+
+mod batch;
 
 /// How long a check may wait for Redis before the request goes on without an answer.
 pub const CHECK_TIMEOUT: Duration = Duration::from_millis(250);
-
-/// Increments the window's counter; starts the window (TTL) on the first hit. Also repairs
-/// a key that somehow lost its TTL, so a counter can never live forever.
-const SCRIPT: &str = r"
-local count = redis.call('INCR', KEYS[1])
-local ttl = redis.call('PTTL', KEYS[1])
-if ttl < 0 then
-  redis.call('PEXPIRE', KEYS[1], ARGV[1])
-  ttl = tonumber(ARGV[1])
-end
-return {count, ttl}
-";
-
-/// [`SCRIPT`] and, in the same round trip, the standing and listing epochs of the
-/// request's tenant (src/cache/standing.rs, src/cache/listing.rs): `KEYS[2]` and
-/// `KEYS[3]` are the epochs, `ARGV[2..4]` their reads' arguments (a fresh token each,
-/// the idle TTL).
-const SCRIPT_READING_EPOCH: &str = r"
-local count = redis.call('INCR', KEYS[1])
-local ttl = redis.call('PTTL', KEYS[1])
-if ttl < 0 then
-  redis.call('PEXPIRE', KEYS[1], ARGV[1])
-  ttl = tonumber(ARGV[1])
-end
-local pending, token = read_epoch(KEYS[2], ARGV[2], ARGV[3])
-local listing_pending, listing_token = read_epoch(KEYS[3], ARGV[4], ARGV[3])
-return {count, ttl, pending, token, listing_pending, listing_token}
-";
 
 /// The outcome of one check; the numbers feed the `RateLimit-*` headers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,7 +49,7 @@ impl Decision {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum LimiterError {
     #[error("redis did not answer within {0:?}")]
     Timeout(Duration),
@@ -85,6 +58,12 @@ pub enum LimiterError {
     /// A recent failure opened the breaker; Redis was not asked.
     #[error("redis recently failed; not retried yet")]
     BreakerOpen,
+    /// Redis answered something other than the script's array.
+    #[error("redis gave an unexpected answer: {0}")]
+    Answer(String),
+    /// The batcher's tasks are gone (the runtime is shutting down).
+    #[error("the rate limiter has stopped")]
+    Stopped,
 }
 
 /// Opens a Redis connection manager without connecting: the process starts (and readiness
@@ -110,29 +89,25 @@ pub fn connection_manager(url: &str) -> redis::RedisResult<ConnectionManager> {
 /// A reusable, instance-shared limiter. Cheap to clone.
 #[derive(Clone)]
 pub struct RateLimiter {
-    conn: ConnectionManager,
     prefix: Arc<str>,
-    script: Arc<redis::Script>,
-    script_reading_epoch: Arc<redis::Script>,
+    batcher: batch::Batcher,
     breaker: Arc<Breaker>,
 }
 
 impl RateLimiter {
     /// `prefix` (`REDIS_KEY_PREFIX`) namespaces every key, so deployments and tests sharing
-    /// one Redis do not share budgets.
+    /// one Redis do not share budgets. Starts the batcher's tasks on the current Tokio
+    /// runtime (src/ratelimit/batch.rs).
     pub fn new(conn: ConnectionManager, prefix: &str) -> Self {
+        let prefix: Arc<str> = Arc::from(prefix);
+        let breaker = Arc::new(Breaker::new(
+            "rate limiter",
+            "applying the fallback policy (docs/architecture.md, Edge)",
+        ));
         Self {
-            conn,
-            prefix: Arc::from(prefix),
-            script: Arc::new(redis::Script::new(SCRIPT)),
-            script_reading_epoch: Arc::new(redis::Script::new(&format!(
-                "{}{SCRIPT_READING_EPOCH}",
-                standing::READ_EPOCH_FN
-            ))),
-            breaker: Arc::new(Breaker::new(
-                "rate limiter",
-                "applying the fallback policy (docs/architecture.md, Edge)",
-            )),
+            batcher: batch::Batcher::start(conn, prefix.clone(), breaker.clone()),
+            prefix,
+            breaker,
         }
     }
 
@@ -144,15 +119,8 @@ impl RateLimiter {
         limit: u64,
         window: Duration,
     ) -> Result<Decision, LimiterError> {
-        if self.breaker.is_open() {
-            return Err(LimiterError::BreakerOpen);
-        }
-        let redis_key = format!("{}ratelimit:{key}", self.prefix);
-        let window_ms = window.as_millis().max(1) as u64;
-        let mut invocation = self.script.key(redis_key);
-        invocation.arg(window_ms);
-        let (count, ttl_ms) = self.invoke::<(u64, i64)>(&invocation).await?;
-        Ok(decision(count, ttl_ms, limit))
+        let answer = self.ask(key, window, None).await?;
+        Ok(decision(answer.count, answer.ttl_ms, limit))
     }
 
     /// [`Self::check`], and the standing and listing epochs of `tenant` read in the same
@@ -165,51 +133,25 @@ impl RateLimiter {
         window: Duration,
         tenant: uuid::Uuid,
     ) -> Result<(Decision, Epoch, Epoch), LimiterError> {
+        let answer = self.ask(key, window, Some(tenant)).await?;
+        let (epoch, listing) = answer
+            .epochs
+            .ok_or_else(|| LimiterError::Answer("no epochs".into()))?;
+        Ok((decision(answer.count, answer.ttl_ms, limit), epoch, listing))
+    }
+
+    async fn ask(
+        &self,
+        key: &str,
+        window: Duration,
+        tenant: Option<uuid::Uuid>,
+    ) -> Result<batch::Answer, LimiterError> {
         if self.breaker.is_open() {
             return Err(LimiterError::BreakerOpen);
         }
-        let mut invocation = self
-            .script_reading_epoch
-            .key(format!("{}ratelimit:{key}", self.prefix));
-        invocation.key(standing::epoch_key(&self.prefix, tenant));
-        invocation.key(listing::epoch_key(&self.prefix, tenant));
-        let (fresh, idle_ttl) = standing::read_epoch_args();
-        let (listing_fresh, _) = standing::read_epoch_args();
-        invocation
-            .arg(window.as_millis().max(1) as u64)
-            .arg(fresh)
-            .arg(idle_ttl)
-            .arg(listing_fresh);
-        let (count, ttl_ms, pending, token, listing_pending, listing_token) = self
-            .invoke::<(u64, i64, i64, String, i64, String)>(&invocation)
-            .await?;
-        Ok((
-            decision(count, ttl_ms, limit),
-            Epoch::from_answer(pending, token),
-            Epoch::from_answer(listing_pending, listing_token),
-        ))
-    }
-
-    fn trip(&self, err: LimiterError) -> LimiterError {
-        self.breaker.trip(&err);
-        err
-    }
-
-    async fn invoke<T: redis::FromRedisValue>(
-        &self,
-        invocation: &redis::ScriptInvocation<'_>,
-    ) -> Result<T, LimiterError> {
-        let mut conn = self.conn.clone();
-        let answer =
-            tokio::time::timeout(CHECK_TIMEOUT, invocation.invoke_async::<T>(&mut conn)).await;
-        match answer {
-            Ok(Ok(answer)) => {
-                self.breaker.close();
-                Ok(answer)
-            }
-            Ok(Err(err)) => Err(self.trip(err.into())),
-            Err(_) => Err(self.trip(LimiterError::Timeout(CHECK_TIMEOUT))),
-        }
+        let redis_key = format!("{}ratelimit:{key}", self.prefix);
+        let window_ms = window.as_millis().max(1) as u64;
+        self.batcher.check(redis_key, window_ms, tenant).await
     }
 }
 
