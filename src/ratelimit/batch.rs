@@ -174,7 +174,7 @@ impl Sender {
         match self.call(&plan).await {
             Ok(values) => {
                 self.breaker.close();
-                match plan.answers(&batch, values) {
+                match plan.answers(values) {
                     Ok(answers) => {
                         for (check, answer) in batch.into_iter().zip(answers) {
                             let _ = check.reply.send(Ok(answer));
@@ -272,11 +272,7 @@ impl Plan {
     }
 
     /// Each check's answer, in the batch's order, from the script's flat array.
-    fn answers(
-        &self,
-        batch: &[Check],
-        values: Vec<redis::Value>,
-    ) -> Result<Vec<Answer>, LimiterError> {
+    fn answers(&self, values: Vec<redis::Value>) -> Result<Vec<Answer>, LimiterError> {
         let expected = 2 * self.counters.len() + 4 * self.tenants.len();
         if values.len() != expected {
             return Err(LimiterError::Answer(format!(
@@ -297,10 +293,10 @@ impl Plan {
             let token: String = parse(values.next())?;
             epochs.push(Epoch::from_answer(pending, token));
         }
-        Ok(batch
+        Ok(self
+            .places
             .iter()
-            .zip(&self.places)
-            .map(|(_, &(c, place, t))| {
+            .map(|&(c, place, t)| {
                 let (count, ttl_ms) = counted[c];
                 Answer {
                     // The counter's hits of this batch end at `count`; this check's is
@@ -365,7 +361,7 @@ mod tests {
             int(0),
             text("l2"),
         ];
-        let answers = plan.answers(&batch, values).unwrap();
+        let answers = plan.answers(values).unwrap();
         let counts: Vec<u64> = answers.iter().map(|a| a.count).collect();
         assert_eq!(counts, [5, 1, 6, 7]);
         assert_eq!(answers[0].ttl_ms, 30_000);
@@ -389,9 +385,9 @@ mod tests {
         let batch = [check("a", None)];
         let plan = Plan::of(&batch);
         assert!(matches!(
-            plan.answers(&batch, vec![int(1)]),
+            plan.answers(vec![int(1)]),
             Err(LimiterError::Answer(_))
         ));
-        assert!(plan.answers(&batch, vec![text("x"), int(1)]).is_err());
+        assert!(plan.answers(vec![text("x"), int(1)]).is_err());
     }
 }

@@ -3,9 +3,10 @@
 //!
 //! **Fixed window, one atomic script.** `INCR` the key and give it a TTL of one window when
 //! it has none; the checks of concurrent requests share one script call (`batch`). Why not
-//! a sliding window: a fixed window costs one key and one counter step per check, its reset time is simply the key's TTL (exactly what `RateLimit-Reset` and
-//! `Retry-After` need), and the window is timed by Redis itself, so clock skew between
-//! instances cannot matter. Its known weakness, a burst of up to 2× the limit straddling a
+//! a sliding window: a fixed window costs one key and one counter step per check, its
+//! reset time is simply the key's TTL (exactly what `RateLimit-Reset` and `Retry-After`
+//! need), and the window is timed by Redis itself, so clock skew between instances cannot
+//! matter. Its known weakness, a burst of up to 2× the limit straddling a
 //! window boundary, is acceptable for abuse protection (10 logins/min becomes at worst 20).
 //! The window starts at a client's first request rather than on the wall clock, so clients
 //! do not all reset at once.
