@@ -4,14 +4,15 @@
 //! announced before the check was made.
 
 use std::collections::BTreeSet;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chronicle::cache::standing::{Epoch, StandingEpochs};
-use chronicle::ratelimit::{RateLimiter, connection_manager};
+use chronicle::ratelimit::{CHECK_TIMEOUT, LimiterError, RateLimiter, connection_manager};
 use futures::future::join_all;
 use uuid::Uuid;
 
-use crate::common::{redis_url, unique_redis_prefix};
+use crate::common::{eventually_within, redis_url, unique_redis_prefix};
+use crate::services::OwnRedis;
 
 const WINDOW: Duration = Duration::from_secs(60);
 
@@ -111,4 +112,73 @@ async fn checks_of_many_budgets_and_tenants_at_once_get_their_own_answers() {
     assert!(changing_after.iter().all(Option::is_some));
     assert_ne!(changing_after, changing_before);
     assert_eq!(tokens(&after, steady), steady_before);
+}
+
+/// Redis hangs (SIGSTOP) with checks in flight and more arriving: each check still gets
+/// its answer — an error, for the edge's fallback policy — within its own deadline, not
+/// one deadline per batch ahead of it; once the first call has timed out, the breaker
+/// answers the next checks at once; and when Redis is back, checks are answered again.
+#[tokio::test]
+async fn a_hung_redis_costs_each_check_at_most_its_deadline_and_then_nothing() {
+    let redis = OwnRedis::start();
+    let limiter = RateLimiter::new(
+        connection_manager(&redis.url()).unwrap(),
+        &unique_redis_prefix(),
+    );
+    assert!(limiter.check("ip:warm", 10, WINDOW).await.unwrap().allowed);
+
+    redis.freeze();
+    let started = Instant::now();
+    let answers = join_all((0..50).map(|i| {
+        let limiter = limiter.clone();
+        tokio::spawn(async move {
+            // Arriving over ~100 ms: some join the hung call's batch, some queue behind it.
+            tokio::time::sleep(Duration::from_millis(2 * i)).await;
+            let asked = Instant::now();
+            let answer = limiter.check(&format!("ip:{i}"), 10, WINDOW).await;
+            (answer, asked.elapsed())
+        })
+    }))
+    .await;
+    let answers: Vec<_> = answers.into_iter().map(|a| a.unwrap()).collect();
+    for (answer, waited) in &answers {
+        assert!(answer.is_err(), "a hung redis cannot answer: {answer:?}");
+        assert!(
+            *waited < CHECK_TIMEOUT + Duration::from_millis(150),
+            "a check waited {waited:?}, more than its deadline"
+        );
+    }
+    assert!(
+        answers
+            .iter()
+            .any(|(a, _)| matches!(a, Err(LimiterError::Timeout(_)))),
+        "the call in flight timed out"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+
+    let asked = Instant::now();
+    let answer = limiter.check("ip:after", 10, WINDOW).await;
+    assert!(
+        matches!(answer, Err(LimiterError::BreakerOpen)),
+        "{answer:?}"
+    );
+    assert!(
+        asked.elapsed() < Duration::from_millis(100),
+        "the open breaker answers at once"
+    );
+
+    redis.thaw();
+    eventually_within(
+        "checks are answered again",
+        Duration::from_secs(10),
+        async || match limiter.check("ip:back", 10, WINDOW).await {
+            Ok(decision) => Some(assert!(decision.allowed)),
+            Err(_) => None,
+        },
+    )
+    .await;
 }

@@ -220,6 +220,23 @@ impl OwnRedis {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
+    /// SIGSTOP: Redis hangs where it stands — connections open, nothing answered — as a
+    /// blackholed or overloaded server does, until [`OwnRedis::thaw`].
+    pub fn freeze(&self) {
+        self.signal(rustix::process::Signal::STOP);
+    }
+
+    /// SIGCONT after [`OwnRedis::freeze`].
+    pub fn thaw(&self) {
+        self.signal(rustix::process::Signal::CONT);
+    }
+
+    fn signal(&self, signal: rustix::process::Signal) {
+        let child = self.child.as_ref().expect("redis is running");
+        let pid = rustix::process::Pid::from_raw(child.id() as i32).expect("a child's pid");
+        rustix::process::kill_process(pid, signal).expect("redis takes the signal");
+    }
+
     /// Kills the server (its data is gone: no persistence).
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
