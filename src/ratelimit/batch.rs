@@ -6,8 +6,10 @@
 //! stack itself: at ~20,000 reads per second Redis used a tenth of the machine's CPU, most
 //! of it the per-call cost of a script and of the socket on both sides, not the few
 //! commands inside. So checks are answered in batches, as the event log commits appends
-//! (src/store/event_log.rs): a few sender tasks each take every check already waiting (up
-//! to [`MAX_CHECKS`]) and answer them with one call of [`SCRIPT`]. A lone check is sent at
+//! (src/store/event_log.rs): one sender task takes every check already waiting (up to
+//! [`MAX_CHECKS`]) and answers them with one call of [`SCRIPT`]; checks arriving meanwhile
+//! wait for the next call. (Two senders, one call filling while the other was answered,
+//! gave smaller batches and no faster reads: docs/benchmarks.md.) A lone check is sent at
 //! once; nothing waits for a timer.
 //!
 //! **Same answers as one call per check.** A budget's `n` checks in one batch are one
@@ -22,7 +24,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use redis::aio::ConnectionManager;
-use tokio::sync::{Mutex, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use super::{CHECK_TIMEOUT, LimiterError};
@@ -33,8 +35,6 @@ use crate::cache::standing::{self, Epoch};
 /// Checks answered by one call at most: bounds the time the script holds Redis (two
 /// commands per budget, one or two per epoch).
 const MAX_CHECKS: usize = 256;
-/// Batches in flight at once: one being answered while the next one fills.
-const SENDERS: usize = 1;
 
 /// `KEYS`: the budgets' counters, then two epochs (standing, listing) per tenant.
 /// `ARGV[1]` the number of counters, `ARGV[2]` the epochs' idle TTL, `ARGV[3]` a fresh
@@ -82,36 +82,34 @@ pub(super) struct Answer {
     pub epochs: Option<(Epoch, Epoch)>,
 }
 
-/// The queue of checks and its sender tasks. Cheap to clone; the tasks stop when the
-/// last clone is dropped.
+/// The queue of checks and its sender task. Cheap to clone; the task stops when the last
+/// clone is dropped.
 #[derive(Clone)]
 pub(super) struct Batcher {
     checks: mpsc::Sender<Check>,
 }
 
-/// What every sender task shares.
+/// The sender task's state.
 struct Sender {
     conn: ConnectionManager,
     prefix: Arc<str>,
     script: redis::Script,
     breaker: Arc<Breaker>,
-    queue: Mutex<mpsc::Receiver<Check>>,
+    queue: mpsc::Receiver<Check>,
 }
 
 impl Batcher {
-    /// Starts the sender tasks on the current Tokio runtime.
+    /// Starts the sender task on the current Tokio runtime.
     pub fn start(conn: ConnectionManager, prefix: Arc<str>, breaker: Arc<Breaker>) -> Self {
         let (checks, queue) = mpsc::channel(4096);
-        let sender = Arc::new(Sender {
+        let sender = Sender {
             conn,
             prefix,
             script: redis::Script::new(&format!("{}{SCRIPT}", standing::READ_EPOCH_FN)),
             breaker,
-            queue: Mutex::new(queue),
-        });
-        for _ in 0..SENDERS {
-            tokio::spawn(sender.clone().run());
-        }
+            queue,
+        };
+        tokio::spawn(sender.run());
         Self { checks }
     }
 
@@ -144,19 +142,18 @@ impl Batcher {
 }
 
 impl Sender {
-    async fn run(self: Arc<Self>) {
+    async fn run(mut self) {
         while let Some(batch) = self.next_batch().await {
             self.answer(batch).await;
         }
     }
 
     /// Every check waiting now, at least one; `None` once the queue is closed.
-    async fn next_batch(&self) -> Option<Vec<Check>> {
-        let mut queue = self.queue.lock().await;
-        let first = queue.recv().await?;
+    async fn next_batch(&mut self) -> Option<Vec<Check>> {
+        let first = self.queue.recv().await?;
         let mut batch = vec![first];
         while batch.len() < MAX_CHECKS {
-            match queue.try_recv() {
+            match self.queue.try_recv() {
                 Ok(check) => batch.push(check),
                 Err(_) => break,
             }
