@@ -9,8 +9,16 @@
 //! process that dies between the commit and the dispatch, or a Redis that is down then,
 //! leaves a job that Postgres has and Redis does not know, and the worker's reconciler
 //! (src/worker/reconcile.rs) queues it again. docs/architecture.md, "Queue".
+//!
+//! **Commit and dispatch run to their end.** A client that hangs up (a timeout, a closed
+//! laptop, a load generator stopping) makes hyper drop its request's future wherever
+//! it is awaiting. Dropped between the commit and the dispatch, the job would wait for
+//! the reconciler — up to `JOB_RECONCILE_SECS` and its grace, a minute by default —
+//! though nothing had failed. So the pair runs on a task of its own
+//! ([`execute_and_dispatch`]), which the request awaits but does not own.
 
 use cqrs_es::EventEnvelope;
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::aggregates::FileEvent;
@@ -22,6 +30,7 @@ use crate::queue::JobMessage;
 use crate::state::AppState;
 use crate::store::EventMetadata;
 
+use super::Committed;
 use super::files::file_store;
 
 /// The jobs that newly committed File events ask to run.
@@ -37,10 +46,34 @@ fn jobs_of(tenant: TenantId, file_id: FileId, events: &[EventEnvelope<File>]) ->
         .collect()
 }
 
+/// Runs File `command` on file `file_id`, then queues the jobs its events ask for — on a
+/// task of its own, so a request dropped meanwhile (its client hung up) cannot stop
+/// after the commit and before the dispatch.
+pub async fn execute_and_dispatch(
+    state: &AppState,
+    tenant: TenantId,
+    file_id: FileId,
+    command: FileCommand,
+    meta: &EventMetadata,
+) -> Result<Committed<File>, AppError> {
+    let (state, meta) = (state.clone(), meta.clone());
+    let run = async move {
+        let files = file_store(&state, tenant);
+        let committed = super::execute(&files, &file_id.to_string(), command, &meta, &()).await?;
+        dispatch(&state, tenant, file_id, &committed.events).await;
+        Ok(committed)
+    };
+    // The request's idempotency key goes along: the commit marks it (src/store/idempotency.rs).
+    let run = crate::store::idempotency::carried(run);
+    tokio::spawn(run.instrument(tracing::Span::current()))
+        .await
+        .map_err(|e| AppError::Internal(anyhow::anyhow!("committing a file command: {e}")))?
+}
+
 /// Queues the jobs `events` (just committed to file `file_id`) ask for. Not an error
 /// when Redis does not take them: the command has committed, and the reconciler queues
 /// them again.
-pub async fn dispatch(
+async fn dispatch(
     state: &AppState,
     tenant: TenantId,
     file_id: FileId,
@@ -69,16 +102,9 @@ pub async fn retry(
     tx.commit().await?;
     let (file_id, version_number) =
         job.ok_or_else(|| AppError::NotFound("job not found".into()))?;
-    let retried = super::execute(
-        &file_store(state, ctx.tenant_id),
-        &file_id.to_string(),
-        FileCommand::RetryProcessing {
-            version_number: version_number as u32,
-        },
-        meta,
-        &(),
-    )
-    .await?;
-    dispatch(state, ctx.tenant_id, FileId(file_id), &retried.events).await;
+    let retry = FileCommand::RetryProcessing {
+        version_number: version_number as u32,
+    };
+    execute_and_dispatch(state, ctx.tenant_id, FileId(file_id), retry, meta).await?;
     Ok(())
 }

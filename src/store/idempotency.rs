@@ -24,6 +24,18 @@ pub fn current() -> Option<IdempotencyMarker> {
     CURRENT.try_with(Clone::clone).ok()
 }
 
+/// `work` carrying this task's marker, for a request's work run on a task of its own
+/// (task-locals do not follow a spawn): its commit still marks the key.
+pub fn carried<F: Future>(work: F) -> impl Future<Output = F::Output> {
+    let marker = current();
+    async move {
+        match marker {
+            Some(marker) => CURRENT.scope(marker, work).await,
+            None => work.await,
+        }
+    }
+}
+
 /// Marks the keys of `markers` committed; runs inside the events' transaction.
 pub async fn mark_committed(
     conn: &mut sqlx::PgConnection,

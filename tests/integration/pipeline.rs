@@ -10,7 +10,8 @@ use reqwest::StatusCode;
 use serde_json::Value;
 
 use crate::common::{
-    TestApp, TestDb, WORKER, bytes_of, eventually, eventually_some, eventually_within, pages_read,
+    TestApp, TestDb, WORKER, bytes_of, eventually, eventually_explained, eventually_some,
+    eventually_within, pages_read,
 };
 use crate::scan::{EICAR, Member, Method, zip};
 
@@ -528,6 +529,144 @@ async fn the_request_that_commits_an_upload_queues_its_job() {
         .await
         .unwrap();
     assert_eq!(rows, 0, "no projector ran in this process");
+}
+
+/// A multipart upload with Idempotency-Key `key`, sent whole over a raw connection; the
+/// connection is then held for `hold` (reading its answer only when `read_answer`) and
+/// dropped.
+async fn upload_and_hang_up(
+    t: &TestApp,
+    token: &str,
+    key: &str,
+    body: &[u8],
+    hold: Duration,
+    read_answer: bool,
+) -> Option<u16> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = t.base.trim_start_matches("http://");
+    let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "POST /v1/files HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer {token}\r\n\
+         idempotency-key: {key}\r\ncontent-type: multipart/form-data; boundary=B\r\n\
+         content-length: {}\r\n\r\n",
+        body.len()
+    );
+    conn.write_all(head.as_bytes()).await.unwrap();
+    conn.write_all(body).await.unwrap();
+    if read_answer {
+        let mut answer = vec![0u8; 4096];
+        let n = conn.read(&mut answer).await.unwrap();
+        let status = std::str::from_utf8(&answer[9..12.min(n)])
+            .unwrap()
+            .parse()
+            .ok();
+        return status;
+    }
+    tokio::time::sleep(hold).await;
+    drop(conn);
+    None
+}
+
+#[tokio::test]
+async fn an_upload_whose_client_hangs_up_still_queues_its_job() {
+    // A client that goes away while its upload is being committed (a timeout, a closed
+    // laptop, wrk stopping) makes hyper drop the request's future wherever it is. If
+    // that is after the commit and before the dispatch, the job would wait for the
+    // reconciler (JOB_RECONCILE_SECS): the use case runs to its end on its own task —
+    // carrying the request's Idempotency-Key, which its commit must still mark, or a
+    // retry could take the key over and upload twice. `web`: no worker, so no
+    // reconciler to hide a lost dispatch.
+    let t = TestApp::spawn(Mode::Web, &[]).await;
+    let c = t.signup("hangup").await;
+    // How long a whole upload takes here, to spread the hang-ups over it.
+    let mut took = Vec::new();
+    for i in 0..3u8 {
+        let started = std::time::Instant::now();
+        let status = upload_and_hang_up(
+            &t,
+            &c.token,
+            &format!("whole-{i}"),
+            &file_part("whole.bin", &bytes_of(200 + i, 2000)),
+            Duration::ZERO,
+            true,
+        )
+        .await;
+        assert_eq!(status, Some(202));
+        took.push(started.elapsed());
+    }
+    took.sort();
+    let whole = took[1];
+    const CUTS: u32 = 80;
+    for i in 0..CUTS {
+        let body = file_part(
+            &format!("cut-{i}.bin"),
+            &bytes_of(i as u8, 3000 + i as usize),
+        );
+        let key = format!("cut-{i}");
+        upload_and_hang_up(&t, &c.token, &key, &body, whole * 4 * i / CUTS, false).await;
+    }
+    let prefix = t.app.state.config.redis_key_prefix.clone();
+    let mut redis = t.app.state.redis_conn.clone();
+    // Every upload that committed has its job on the queue, however its request ended.
+    let committed = eventually_explained(
+        "every committed upload's job is queued",
+        Duration::from_secs(10),
+        async || {
+            let uploaded: Vec<(String, i64)> = sqlx::query_as(
+                "SELECT aggregate_id, (payload::jsonb -> 'Uploaded' ->> 'version_number')::bigint
+                   FROM events WHERE event_type = 'Uploaded'",
+            )
+            .fetch_all(&t.db.owner)
+            .await
+            .unwrap();
+            let mut unqueued = Vec::new();
+            for (file, n) in &uploaded {
+                let job = chronicle::ids::version_id(
+                    chronicle::ids::FileId(file.parse().unwrap()),
+                    *n as u32,
+                );
+                let known: bool = redis::cmd("SISMEMBER")
+                    .arg(format!("{prefix}jobs:known"))
+                    .arg(job.to_string())
+                    .query_async(&mut redis)
+                    .await
+                    .unwrap();
+                if !known {
+                    unqueued.push(file.clone());
+                }
+            }
+            if unqueued.is_empty() {
+                Ok(uploaded.len())
+            } else {
+                Err(format!(
+                    "{} of {} committed uploads have no job on the queue: {unqueued:?}",
+                    unqueued.len(),
+                    uploaded.len()
+                ))
+            }
+        },
+    )
+    .await;
+    // The hang-ups were spread from before the body was read to after the answer, so
+    // some uploads committed and some did not; both kinds must be there, or the cuts
+    // missed the window this test is about.
+    assert!(
+        committed > 3 && committed < 3 + CUTS as usize,
+        "{committed} uploads committed of {} sent",
+        3 + CUTS
+    );
+    // And each of them marked its key in its own transaction: a key left in progress
+    // would be taken over by a retry once its lock lapsed.
+    let marked: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM idempotency_keys WHERE state IN ('committed', 'completed')",
+    )
+    .fetch_one(&t.db.owner)
+    .await
+    .unwrap();
+    assert_eq!(
+        marked as usize, committed,
+        "committed uploads with their key marked"
+    );
 }
 
 #[tokio::test]

@@ -199,15 +199,8 @@ pub async fn commit_version(
         },
         Destination::NextVersion => FileCommand::Upload(version),
     };
-    let committed = super::execute(
-        &super::files::file_store(state, tenant),
-        &file_id.to_string(),
-        command,
-        meta,
-        &(),
-    )
-    .await?;
-    super::jobs::dispatch(state, tenant, file_id, &committed.events).await;
+    let committed =
+        super::jobs::execute_and_dispatch(state, tenant, file_id, command, meta).await?;
     let number = version_by_temp_key(&committed.aggregate, &temp_key)
         .ok_or_else(|| AppError::Internal(anyhow::anyhow!("committed upload has no version")))?;
     Ok((committed.aggregate, number))
