@@ -14,11 +14,10 @@
 //! laptop, a load generator stopping) makes hyper drop its request's future wherever
 //! it is awaiting. Dropped between the commit and the dispatch, the job would wait for
 //! the reconciler — up to `JOB_RECONCILE_SECS` and its grace, a minute by default —
-//! though nothing had failed. So the pair runs on a task of its own
-//! ([`execute_and_dispatch`]), which the request awaits but does not own.
+//! though nothing had failed. So the pair runs to its end on a task of its own
+//! ([`execute_and_dispatch`], [`super::to_the_end`]).
 
 use cqrs_es::EventEnvelope;
-use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::aggregates::FileEvent;
@@ -46,9 +45,9 @@ fn jobs_of(tenant: TenantId, file_id: FileId, events: &[EventEnvelope<File>]) ->
         .collect()
 }
 
-/// Runs File `command` on file `file_id`, then queues the jobs its events ask for — on a
-/// task of its own, so a request dropped meanwhile (its client hung up) cannot stop
-/// after the commit and before the dispatch.
+/// Runs File `command` on file `file_id`, then queues the jobs its events ask for — to
+/// the end, so a request dropped meanwhile (its client hung up) cannot stop after the
+/// commit and before the dispatch ([`super::to_the_end`]).
 pub async fn execute_and_dispatch(
     state: &AppState,
     tenant: TenantId,
@@ -57,17 +56,13 @@ pub async fn execute_and_dispatch(
     meta: &EventMetadata,
 ) -> Result<Committed<File>, AppError> {
     let (state, meta) = (state.clone(), meta.clone());
-    let run = async move {
+    super::to_the_end(async move {
         let files = file_store(&state, tenant);
         let committed = super::execute(&files, &file_id.to_string(), command, &meta, &()).await?;
         dispatch(&state, tenant, file_id, &committed.events).await;
         Ok(committed)
-    };
-    // The request's idempotency key goes along: the commit marks it (src/store/idempotency.rs).
-    let run = crate::store::idempotency::carried(run);
-    tokio::spawn(run.instrument(tracing::Span::current()))
-        .await
-        .map_err(|e| AppError::Internal(anyhow::anyhow!("committing a file command: {e}")))?
+    })
+    .await
 }
 
 /// Queues the jobs `events` (just committed to file `file_id`) ask for. Not an error

@@ -50,6 +50,22 @@ pub enum CommandError<E: std::error::Error> {
     Unavailable(String),
 }
 
+/// Runs `use_case` to its end on a task of its own, which the caller awaits but does not
+/// own. For use cases whose steps must not be split: a client that hangs up makes hyper
+/// drop its request's future wherever it waits, so a use case awaited in place could
+/// stop after one commit and before the step that must follow it (the job's dispatch,
+/// the upload's completion). The task keeps the request's tracing span and its
+/// `Idempotency-Key` marker (task-locals do not follow a spawn; the commit marks the key).
+pub async fn to_the_end<T: Send + 'static>(
+    use_case: impl Future<Output = Result<T, AppError>> + Send + 'static,
+) -> Result<T, AppError> {
+    use tracing::Instrument;
+    let use_case = crate::store::idempotency::carried(use_case);
+    tokio::spawn(use_case.instrument(tracing::Span::current()))
+        .await
+        .map_err(|e| AppError::Internal(anyhow::anyhow!("a use case's task failed: {e}")))?
+}
+
 /// The committed result of a command.
 #[derive(Debug)]
 pub struct Committed<A: Aggregate> {

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use chronicle::app::{App, Mode};
 use chronicle::config::{Config, Pooler};
@@ -350,6 +351,48 @@ pub async fn eventually_explained<T>(
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
+}
+
+/// Sends `request` (a raw HTTP/1.1 request, head and body) to the app on a connection of
+/// its own. `hang_up_after: None` reads the answer and returns its status; `Some(hold)`
+/// keeps the connection for `hold` without reading, then drops it: a client that goes
+/// away while its request is being handled (the server drops the request's future).
+pub async fn send_raw(t: &TestApp, request: &[u8], hang_up_after: Option<Duration>) -> Option<u16> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = t.base.trim_start_matches("http://");
+    let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+    conn.write_all(request).await.unwrap();
+    match hang_up_after {
+        None => {
+            let mut answer = vec![0u8; 4096];
+            let n = conn.read(&mut answer).await.unwrap();
+            std::str::from_utf8(&answer[9..12.min(n)])
+                .ok()?
+                .parse()
+                .ok()
+        }
+        Some(hold) => {
+            tokio::time::sleep(hold).await;
+            None
+        }
+    }
+}
+
+/// The median of three runs of `answered` (a request that reads its answer), and that
+/// the answers had status `expected`: how long a whole request takes here, to spread
+/// hang-ups over it.
+pub async fn median_of_three(
+    expected: u16,
+    mut answered: impl AsyncFnMut(u8) -> Option<u16>,
+) -> Duration {
+    let mut took = Vec::new();
+    for i in 0..3u8 {
+        let started = std::time::Instant::now();
+        assert_eq!(answered(i).await, Some(expected));
+        took.push(started.elapsed());
+    }
+    took.sort();
+    took[1]
 }
 
 /// Polls `check` until it holds (see `eventually_some`).

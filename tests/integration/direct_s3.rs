@@ -10,7 +10,9 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::common::{Client, TestApp, WORKER, bytes_of};
+use crate::common::{
+    Client, TestApp, WORKER, bytes_of, eventually_within, median_of_three, send_raw,
+};
 
 const MIB: usize = 1024 * 1024;
 
@@ -347,5 +349,75 @@ async fn direct_uploads_need_s3_storage() {
     assert!(
         body["error"]["message"].as_str().unwrap().contains("S3"),
         "{body}"
+    );
+}
+
+/// A direct session of `bytes` whose one part is in the bucket, and the raw request that
+/// completes it.
+async fn ready_to_complete(t: &TestApp, c: &Client, name: &str, bytes: &[u8]) -> Vec<u8> {
+    let r = start(
+        t,
+        c,
+        json!({"size": bytes.len(), "sha256": sha256_hex(bytes), "parts": 1, "filename": name, "content_type": "application/octet-stream"}),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let session: Value = r.json().await.unwrap();
+    let e_tags = put_parts(&session, bytes).await;
+    let body = json!({ "e_tags": e_tags }).to_string();
+    let addr = t.base.trim_start_matches("http://");
+    format!(
+        "POST {} HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer {}\r\n\
+         content-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        session["complete_url"].as_str().unwrap(),
+        c.token,
+        body.len()
+    )
+    .into_bytes()
+}
+
+#[tokio::test]
+async fn a_completion_whose_client_hangs_up_still_records_it() {
+    // Completing commits the file version, then records what the session became
+    // (`UploadCompleted`). A client that hangs up makes hyper drop the request wherever
+    // it waits; between those two commits, the session would read unfinished and expire
+    // as if its bytes had never become a version. The completion runs to its end on a
+    // task of its own (`commands::to_the_end`).
+    let Some((endpoint, bucket)) = bucket().await else {
+        return;
+    };
+    let t = s3_app(&endpoint, &bucket, &[("RATE_LIMIT_PER_MINUTE", "100000")]).await;
+    let c = t.signup("hangup").await;
+    let whole = median_of_three(202, async |i| {
+        let request = ready_to_complete(&t, &c, "whole.bin", &bytes_of(200 + i, 1000)).await;
+        send_raw(&t, &request, None).await
+    })
+    .await;
+    const CUTS: u32 = 60;
+    for i in 0..CUTS {
+        let request = ready_to_complete(&t, &c, "cut.bin", &bytes_of(i as u8, 1001)).await;
+        send_raw(&t, &request, Some(whole * 3 * i / (2 * CUTS))).await;
+    }
+    let count = async |event_type: &str| -> i64 {
+        sqlx::query_scalar("SELECT count(*) FROM events WHERE event_type = $1")
+            .bind(event_type)
+            .fetch_one(&t.db.owner)
+            .await
+            .unwrap()
+    };
+    let versions = eventually_within(
+        "every committed version recorded on its session",
+        Duration::from_secs(10),
+        async || {
+            let (versions, completed) = (count("Uploaded").await, count("UploadCompleted").await);
+            (versions == completed).then_some(versions)
+        },
+    )
+    .await;
+    // The hang-ups spanned the request: some versions committed, some did not.
+    assert!(
+        versions > 3 && versions < 3 + CUTS as i64,
+        "{versions} versions committed of {} sessions",
+        3 + CUTS
     );
 }

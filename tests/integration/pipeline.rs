@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use crate::common::{
     TestApp, TestDb, WORKER, bytes_of, eventually, eventually_explained, eventually_some,
-    eventually_within, pages_read,
+    eventually_within, median_of_three, pages_read, send_raw,
 };
 use crate::scan::{EICAR, Member, Method, zip};
 
@@ -531,40 +531,18 @@ async fn the_request_that_commits_an_upload_queues_its_job() {
     assert_eq!(rows, 0, "no projector ran in this process");
 }
 
-/// A multipart upload with Idempotency-Key `key`, sent whole over a raw connection; the
-/// connection is then held for `hold` (reading its answer only when `read_answer`) and
-/// dropped.
-async fn upload_and_hang_up(
-    t: &TestApp,
-    token: &str,
-    key: &str,
-    body: &[u8],
-    hold: Duration,
-    read_answer: bool,
-) -> Option<u16> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+/// A raw multipart upload of `body` with Idempotency-Key `key`.
+fn keyed_upload(t: &TestApp, token: &str, key: &str, body: &[u8]) -> Vec<u8> {
     let addr = t.base.trim_start_matches("http://");
-    let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let head = format!(
+    let mut request = format!(
         "POST /v1/files HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer {token}\r\n\
          idempotency-key: {key}\r\ncontent-type: multipart/form-data; boundary=B\r\n\
          content-length: {}\r\n\r\n",
         body.len()
-    );
-    conn.write_all(head.as_bytes()).await.unwrap();
-    conn.write_all(body).await.unwrap();
-    if read_answer {
-        let mut answer = vec![0u8; 4096];
-        let n = conn.read(&mut answer).await.unwrap();
-        let status = std::str::from_utf8(&answer[9..12.min(n)])
-            .unwrap()
-            .parse()
-            .ok();
-        return status;
-    }
-    tokio::time::sleep(hold).await;
-    drop(conn);
-    None
+    )
+    .into_bytes();
+    request.extend_from_slice(body);
+    request
 }
 
 #[tokio::test]
@@ -578,32 +556,24 @@ async fn an_upload_whose_client_hangs_up_still_queues_its_job() {
     // reconciler to hide a lost dispatch.
     let t = TestApp::spawn(Mode::Web, &[]).await;
     let c = t.signup("hangup").await;
-    // How long a whole upload takes here, to spread the hang-ups over it.
-    let mut took = Vec::new();
-    for i in 0..3u8 {
-        let started = std::time::Instant::now();
-        let status = upload_and_hang_up(
+    let whole = median_of_three(202, async |i| {
+        let body = file_part("whole.bin", &bytes_of(200 + i, 2000));
+        send_raw(
             &t,
-            &c.token,
-            &format!("whole-{i}"),
-            &file_part("whole.bin", &bytes_of(200 + i, 2000)),
-            Duration::ZERO,
-            true,
+            &keyed_upload(&t, &c.token, &format!("whole-{i}"), &body),
+            None,
         )
-        .await;
-        assert_eq!(status, Some(202));
-        took.push(started.elapsed());
-    }
-    took.sort();
-    let whole = took[1];
+        .await
+    })
+    .await;
     const CUTS: u32 = 80;
     for i in 0..CUTS {
         let body = file_part(
             &format!("cut-{i}.bin"),
             &bytes_of(i as u8, 3000 + i as usize),
         );
-        let key = format!("cut-{i}");
-        upload_and_hang_up(&t, &c.token, &key, &body, whole * 4 * i / CUTS, false).await;
+        let request = keyed_upload(&t, &c.token, &format!("cut-{i}"), &body);
+        send_raw(&t, &request, Some(whole * 4 * i / CUTS)).await;
     }
     let prefix = t.app.state.config.redis_key_prefix.clone();
     let mut redis = t.app.state.redis_conn.clone();

@@ -31,8 +31,26 @@ pub struct Completed {
 }
 
 /// Completes `upload` (every byte received): commits the version, then records it on the
-/// upload. An upload already complete returns what it became.
+/// upload. An upload already complete returns what it became. Runs to its end even if
+/// the request is dropped meanwhile ([`crate::commands::to_the_end`]): re-running finds the
+/// version, but only if the client comes back; until then the upload would read
+/// unfinished, and its expiry would record an upload whose bytes became a version as
+/// expired.
 pub async fn complete(
+    state: &AppState,
+    tenant: TenantId,
+    upload_id: Uuid,
+    upload: &Upload,
+    meta: &EventMetadata,
+) -> Result<Completed, AppError> {
+    let (state, upload, meta) = (state.clone(), upload.clone(), meta.clone());
+    crate::commands::to_the_end(async move {
+        complete_in_place(&state, tenant, upload_id, &upload, &meta).await
+    })
+    .await
+}
+
+async fn complete_in_place(
     state: &AppState,
     tenant: TenantId,
     upload_id: Uuid,

@@ -10,6 +10,7 @@ use sha1::Digest;
 use tokio::io::AsyncWriteExt;
 
 use super::*;
+use crate::common::{median_of_three, send_raw};
 use crate::files_api::{World, tenant};
 
 fn sha1_b64(bytes: &[u8]) -> String {
@@ -476,4 +477,76 @@ async fn the_event_stream_reports_progress_and_completion_to_the_owner_only() {
     if let Ok(Ok(Some(chunk))) = quiet {
         assert!(!String::from_utf8_lossy(&chunk).contains("upload_progress"));
     }
+}
+
+/// A raw PATCH of the whole of upload `at`: `bytes` at offset 0.
+fn whole_patch(w: &World, at: &str, bytes: &[u8]) -> Vec<u8> {
+    let addr = w.t.base.trim_start_matches("http://");
+    let mut request = format!(
+        "PATCH {at} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {}\r\n\
+         Tus-Resumable: 1.0.0\r\nContent-Type: application/offset+octet-stream\r\n\
+         Upload-Offset: 0\r\nContent-Length: {}\r\n\r\n",
+        w.admin.token,
+        bytes.len()
+    )
+    .into_bytes();
+    request.extend_from_slice(bytes);
+    request
+}
+
+#[tokio::test]
+async fn a_last_patch_whose_client_hangs_up_still_records_the_completion() {
+    // The last PATCH commits the file version, then records what the upload became
+    // (`UploadCompleted`). A client that hangs up makes hyper drop the request wherever
+    // it waits; between those two commits, the upload would read unfinished until the
+    // client came back, and its expiry would record as expired an upload whose bytes
+    // became a version. A chunk is accepted, and the upload completed, on a task of its
+    // own (src/api/uploads/tus/accept.rs), and the completion runs to its end on one too
+    // (`commands::to_the_end`, for a HEAD that completes): with neither, this fails.
+    let w = World::new(&[]).await;
+    const LEN: usize = 3000;
+    let whole = median_of_three(204, async |i| {
+        let at = create(
+            &w,
+            &w.admin,
+            LEN as u64,
+            &meta(&[("filename", "whole.bin")]),
+        )
+        .await;
+        send_raw(&w.t, &whole_patch(&w, &at, &[i; LEN]), None).await
+    })
+    .await;
+    const CUTS: u32 = 60;
+    for i in 0..CUTS {
+        let at = create(&w, &w.admin, LEN as u64, &meta(&[("filename", "cut.bin")])).await;
+        let request = whole_patch(&w, &at, &[10 + i as u8; LEN]);
+        send_raw(&w.t, &request, Some(whole * 3 * i / (2 * CUTS))).await;
+    }
+    // Every version a tus upload committed is recorded on its upload.
+    let versions = eventually_within(
+        "every committed version recorded on its upload",
+        Duration::from_secs(10),
+        async || {
+            let (versions, completed) = (
+                events_of_type(&w, "Uploaded").await,
+                events_of_type(&w, "UploadCompleted").await,
+            );
+            (versions == completed).then_some(versions)
+        },
+    )
+    .await;
+    // The hang-ups spanned the request: some versions committed, some did not.
+    assert!(
+        versions > 3 && versions < 3 + CUTS as i64,
+        "{versions} versions committed of {} uploads",
+        3 + CUTS
+    );
+}
+
+async fn events_of_type(w: &World, event_type: &str) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM events WHERE event_type = $1")
+        .bind(event_type)
+        .fetch_one(&w.t.db.owner)
+        .await
+        .unwrap()
 }
