@@ -274,6 +274,41 @@ return #due",
             .ignore();
     }
 
+    /// Deletes the group's consumers idle for at least `idle` that hold no pending entry;
+    /// with `only`, just that one. Each worker process names its consumers anew
+    /// (`worker-{instance}-{n}`), and Redis keeps a consumer until it is deleted: without
+    /// this, every start of a worker added `WORKER_CONCURRENCY` names for good. Checked
+    /// and deleted in one script, so an entry delivered meanwhile is never dropped with
+    /// its consumer (deleting a consumer forgets its pending entries). Returns how many.
+    pub async fn forget_consumers(&self, idle: Duration, only: Option<&str>) -> RedisResult<u64> {
+        let script = Script::new(
+            r"
+local removed = 0
+for _, fields in ipairs(redis.call('XINFO', 'CONSUMERS', KEYS[1], ARGV[1])) do
+  local c = {}
+  for i = 1, #fields, 2 do c[fields[i]] = fields[i + 1] end
+  if c['pending'] == 0 and c['idle'] >= tonumber(ARGV[2]) and (ARGV[3] == '' or c['name'] == ARGV[3]) then
+    redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], c['name'])
+    removed = removed + 1
+  end
+end
+return removed",
+        );
+        let mut conn = self.conn.clone();
+        let forgotten = script
+            .key(&self.stream)
+            .arg(GROUP)
+            .arg(idle.as_millis() as u64)
+            .arg(only.unwrap_or(""))
+            .invoke_async(&mut conn)
+            .await;
+        match forgotten {
+            // No stream or group yet: no consumer either.
+            Err(e) if e.code() == Some("NOGROUP") || e.to_string().contains("no such key") => Ok(0),
+            other => other,
+        }
+    }
+
     /// Which of `jobs` Redis knows (ready, pending, or waiting for a retry).
     pub async fn known(&self, jobs: &[Uuid]) -> RedisResult<Vec<bool>> {
         if jobs.is_empty() {

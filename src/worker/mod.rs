@@ -73,6 +73,13 @@ const BLOCK: Duration = Duration::from_secs(1);
 /// How often a busy consumer looks for entries whose worker went silent (an idle one
 /// looks before every read): one round trip per job less than looking every time.
 const CLAIM_EVERY: Duration = Duration::from_secs(1);
+/// A consumer idle this long with nothing pending is most likely a name of a worker that
+/// died. It may be a live one on a quiet queue (Redis before 7.2 counts idle time from
+/// the last read that delivered an entry); forgetting it is harmless, as it holds
+/// nothing and Redis makes it again when it next delivers it an entry.
+const FORGET_IDLE_CONSUMERS: Duration = Duration::from_secs(3600);
+/// How long a stopping consumer tries to forget its name.
+const FORGET_WITHIN: Duration = Duration::from_secs(1);
 /// How often due retries are moved to the ready stream.
 const PROMOTE_EVERY: Duration = Duration::from_millis(250);
 
@@ -156,6 +163,17 @@ impl Worker {
                     }
                 }
             }
+        }
+        // This name is not used again: forget it, unless a job it read is still pending
+        // (that one waits for the visibility timeout, and the name for the reconciler's
+        // sweep of idle consumers). Bounded: a dead Redis must not hold up the shutdown.
+        let forget = queue.forget_consumers(Duration::ZERO, Some(&consumer));
+        match tokio::time::timeout(FORGET_WITHIN, forget).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(err)) => {
+                tracing::debug!(error = %err, "consumer not forgotten; the reconciler will")
+            }
+            Err(_) => tracing::debug!("consumer not forgotten in time; the reconciler will"),
         }
     }
 
@@ -247,6 +265,16 @@ impl Worker {
                 Ok(0) => {}
                 Ok(n) => tracing::warn!(jobs = n, "re-enqueued jobs the queue had lost"),
                 Err(err) => tracing::warn!(error = %err, "reconciling jobs failed"),
+            }
+            // Names left by workers that died without forgetting them.
+            match self
+                .queue
+                .forget_consumers(FORGET_IDLE_CONSUMERS, None)
+                .await
+            {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(consumers = n, "forgot idle queue consumers"),
+                Err(err) => tracing::debug!(error = %err, "forgetting idle consumers failed"),
             }
             tokio::select! {
                 _ = shutdown.cancelled() => break,

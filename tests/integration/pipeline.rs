@@ -639,6 +639,113 @@ async fn an_upload_whose_client_hangs_up_still_queues_its_job() {
     );
 }
 
+/// The consumer names of the queue's group under `prefix`, with their pending counts.
+async fn consumers(
+    redis: &mut redis::aio::ConnectionManager,
+    prefix: &str,
+) -> Vec<(String, usize)> {
+    let info: redis::streams::StreamInfoConsumersReply = redis::cmd("XINFO")
+        .arg("CONSUMERS")
+        .arg(format!("{prefix}jobs:ready"))
+        .arg("workers")
+        .query_async(redis)
+        .await
+        .unwrap();
+    let mut all: Vec<(String, usize)> = info
+        .consumers
+        .into_iter()
+        .map(|c| (c.name, c.pending))
+        .collect();
+    all.sort();
+    all
+}
+
+#[tokio::test]
+async fn consumers_of_stopped_workers_are_forgotten_unless_they_hold_a_job() {
+    // Redis keeps every consumer name a group has seen until it is deleted, and each
+    // worker process names its consumers anew: without forgetting them, every start of
+    // a worker would add WORKER_CONCURRENCY names for good.
+    let t = TestApp::spawn(Mode::Serve, &[("WORKER_CONCURRENCY", "4")]).await;
+    let prefix = t.app.state.config.redis_key_prefix.clone();
+    let mut redis = t.app.state.redis_conn.clone();
+    // Redis makes a consumer when it first delivers it an entry: jobs to take.
+    let c = t.signup("consumers").await;
+    for i in 0..8u8 {
+        let accepted = t.upload_ok(&c, "a.bin", bytes_of(40 + i, 1000)).await;
+        let file_id = accepted["file_id"].as_str().unwrap().to_string();
+        assert_eq!(t.settled_status(&file_id, 1).await, "completed");
+    }
+    let working = consumers(&mut redis, &prefix).await;
+    assert!(
+        !working.is_empty() && working.iter().all(|(_, pending)| *pending == 0),
+        "the worker's consumers, nothing pending: {working:?}"
+    );
+    t.app.stop().await;
+    assert_eq!(
+        consumers(&mut redis, &prefix).await,
+        vec![],
+        "a stopped worker forgets its consumers"
+    );
+
+    // The reconciler's sweep, for workers that died without forgetting theirs: on a
+    // queue of its own, one died holding an entry, one died idle.
+    let other = format!("{prefix}other:");
+    let queue = chronicle::queue::Queue::new(redis.clone(), &other);
+    queue.ensure_group().await.unwrap();
+    let stream = format!("{other}jobs:ready");
+    for consumer in ["dead-holding", "dead-idle"] {
+        let _: String = redis::cmd("XADD")
+            .arg(&stream)
+            .arg("*")
+            .arg("job")
+            .arg("{}")
+            .query_async(&mut redis)
+            .await
+            .unwrap();
+        let read: redis::streams::StreamReadReply = redis::cmd("XREADGROUP")
+            .arg("GROUP")
+            .arg("workers")
+            .arg(consumer)
+            .arg("COUNT")
+            .arg(1)
+            .arg("STREAMS")
+            .arg(&stream)
+            .arg(">")
+            .query_async(&mut redis)
+            .await
+            .unwrap();
+        if consumer == "dead-idle" {
+            let _: i64 = redis::cmd("XACK")
+                .arg(&stream)
+                .arg("workers")
+                .arg(&read.keys[0].ids[0].id)
+                .query_async(&mut redis)
+                .await
+                .unwrap();
+        }
+    }
+    assert_eq!(
+        consumers(&mut redis, &other).await,
+        vec![
+            ("dead-holding".to_string(), 1),
+            ("dead-idle".to_string(), 0)
+        ]
+    );
+    // Not idle for long enough yet: both stay.
+    let hour = Duration::from_secs(3600);
+    assert_eq!(queue.forget_consumers(hour, None).await.unwrap(), 0);
+    // Idle long enough: the idle one goes; the one holding an entry stays (deleting it
+    // would lose that entry's delivery record).
+    assert_eq!(
+        queue.forget_consumers(Duration::ZERO, None).await.unwrap(),
+        1
+    );
+    assert_eq!(
+        consumers(&mut redis, &other).await,
+        vec![("dead-holding".to_string(), 1)]
+    );
+}
+
 #[tokio::test]
 async fn jobs_lost_by_redis_are_reconciled_from_postgres() {
     // The scanner is down and retries wait a minute: the job sits in Redis's delayed set.
