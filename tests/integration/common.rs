@@ -395,6 +395,33 @@ pub async fn median_of_three(
     took[1]
 }
 
+/// For the tests whose clients hang up on a completing upload: waits until every version
+/// an upload committed (`Uploaded`) is recorded on its upload (`UploadCompleted`), then
+/// checks that some of the `sent` uploads committed and some did not — the hang-ups
+/// spanned the request, or they missed the window the test is about.
+pub async fn every_committed_version_recorded_on_its_upload(owner: &PgPool, sent: i64) {
+    let count = async |event_type: &str| -> i64 {
+        sqlx::query_scalar("SELECT count(*) FROM events WHERE event_type = $1")
+            .bind(event_type)
+            .fetch_one(owner)
+            .await
+            .unwrap()
+    };
+    let versions = eventually_within(
+        "every committed version recorded on its upload",
+        Duration::from_secs(10),
+        async || {
+            let (versions, completed) = (count("Uploaded").await, count("UploadCompleted").await);
+            (versions == completed).then_some(versions)
+        },
+    )
+    .await;
+    assert!(
+        versions > 3 && versions < sent,
+        "{versions} versions committed of {sent} uploads"
+    );
+}
+
 /// Polls `check` until it holds (see `eventually_some`).
 pub async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
     eventually_some(what, async || check().await.then_some(())).await

@@ -11,7 +11,8 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::common::{
-    Client, TestApp, WORKER, bytes_of, eventually_within, median_of_three, send_raw,
+    Client, TestApp, WORKER, bytes_of, every_committed_version_recorded_on_its_upload,
+    median_of_three, send_raw,
 };
 
 const MIB: usize = 1024 * 1024;
@@ -398,26 +399,5 @@ async fn a_completion_whose_client_hangs_up_still_records_it() {
         let request = ready_to_complete(&t, &c, "cut.bin", &bytes_of(i as u8, 1001)).await;
         send_raw(&t, &request, Some(whole * 3 * i / (2 * CUTS))).await;
     }
-    let count = async |event_type: &str| -> i64 {
-        sqlx::query_scalar("SELECT count(*) FROM events WHERE event_type = $1")
-            .bind(event_type)
-            .fetch_one(&t.db.owner)
-            .await
-            .unwrap()
-    };
-    let versions = eventually_within(
-        "every committed version recorded on its session",
-        Duration::from_secs(10),
-        async || {
-            let (versions, completed) = (count("Uploaded").await, count("UploadCompleted").await);
-            (versions == completed).then_some(versions)
-        },
-    )
-    .await;
-    // The hang-ups spanned the request: some versions committed, some did not.
-    assert!(
-        versions > 3 && versions < 3 + CUTS as i64,
-        "{versions} versions committed of {} sessions",
-        3 + CUTS
-    );
+    every_committed_version_recorded_on_its_upload(&t.db.owner, 3 + CUTS as i64).await;
 }

@@ -10,7 +10,7 @@ use sha1::Digest;
 use tokio::io::AsyncWriteExt;
 
 use super::*;
-use crate::common::{median_of_three, send_raw};
+use crate::common::{every_committed_version_recorded_on_its_upload, median_of_three, send_raw};
 use crate::files_api::{World, tenant};
 
 fn sha1_b64(bytes: &[u8]) -> String {
@@ -522,31 +522,5 @@ async fn a_last_patch_whose_client_hangs_up_still_records_the_completion() {
         let request = whole_patch(&w, &at, &[10 + i as u8; LEN]);
         send_raw(&w.t, &request, Some(whole * 3 * i / (2 * CUTS))).await;
     }
-    // Every version a tus upload committed is recorded on its upload.
-    let versions = eventually_within(
-        "every committed version recorded on its upload",
-        Duration::from_secs(10),
-        async || {
-            let (versions, completed) = (
-                events_of_type(&w, "Uploaded").await,
-                events_of_type(&w, "UploadCompleted").await,
-            );
-            (versions == completed).then_some(versions)
-        },
-    )
-    .await;
-    // The hang-ups spanned the request: some versions committed, some did not.
-    assert!(
-        versions > 3 && versions < 3 + CUTS as i64,
-        "{versions} versions committed of {} uploads",
-        3 + CUTS
-    );
-}
-
-async fn events_of_type(w: &World, event_type: &str) -> i64 {
-    sqlx::query_scalar("SELECT count(*) FROM events WHERE event_type = $1")
-        .bind(event_type)
-        .fetch_one(&w.t.db.owner)
-        .await
-        .unwrap()
+    every_committed_version_recorded_on_its_upload(&w.t.db.owner, 3 + CUTS as i64).await;
 }
