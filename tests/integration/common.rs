@@ -353,10 +353,24 @@ pub async fn eventually_explained<T>(
     }
 }
 
-/// Sends `request` (a raw HTTP/1.1 request, head and body) to the app on a connection of
-/// its own. `hang_up_after: None` reads the answer and returns its status; `Some(hold)`
-/// keeps the connection for `hold` without reading, then drops it: a client that goes
-/// away while its request is being handled (the server drops the request's future).
+/// A raw HTTP/1.1 request to the app: `line` (method and path), `headers`, then `body`;
+/// `host` and `content-length` are added.
+pub fn raw_request(t: &TestApp, line: &str, headers: &[(&str, &str)], body: &[u8]) -> Vec<u8> {
+    let host = t.base.trim_start_matches("http://");
+    let mut head = format!("{line} HTTP/1.1\r\nhost: {host}\r\n");
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str(&format!("content-length: {}\r\n\r\n", body.len()));
+    let mut request = head.into_bytes();
+    request.extend_from_slice(body);
+    request
+}
+
+/// Sends `request` (`raw_request`) to the app on a connection of its own.
+/// `hang_up_after: None` reads the answer and returns its status; `Some(hold)` keeps the
+/// connection for `hold` without reading, then drops it: a client that goes away while
+/// its request is being handled (the server drops the request's future).
 pub async fn send_raw(t: &TestApp, request: &[u8], hang_up_after: Option<Duration>) -> Option<u16> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let addr = t.base.trim_start_matches("http://");
@@ -378,17 +392,19 @@ pub async fn send_raw(t: &TestApp, request: &[u8], hang_up_after: Option<Duratio
     }
 }
 
-/// The median of three runs of `answered` (a request that reads its answer), and that
-/// the answers had status `expected`: how long a whole request takes here, to spread
-/// hang-ups over it.
+/// How long a whole request takes here, to spread hang-ups over it: the median of three
+/// requests that `prepare` makes (its own setup, e.g. creating an upload, not timed),
+/// each sent and answered with status `expected`.
 pub async fn median_of_three(
+    t: &TestApp,
     expected: u16,
-    mut answered: impl AsyncFnMut(u8) -> Option<u16>,
+    mut prepare: impl AsyncFnMut(u8) -> Vec<u8>,
 ) -> Duration {
     let mut took = Vec::new();
     for i in 0..3u8 {
+        let request = prepare(i).await;
         let started = std::time::Instant::now();
-        assert_eq!(answered(i).await, Some(expected));
+        assert_eq!(send_raw(t, &request, None).await, Some(expected));
         took.push(started.elapsed());
     }
     took.sort();

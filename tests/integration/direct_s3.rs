@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 
 use crate::common::{
     Client, TestApp, WORKER, bytes_of, every_committed_version_recorded_on_its_upload,
-    median_of_three, send_raw,
+    median_of_three, raw_request, send_raw,
 };
 
 const MIB: usize = 1024 * 1024;
@@ -366,15 +366,13 @@ async fn ready_to_complete(t: &TestApp, c: &Client, name: &str, bytes: &[u8]) ->
     let session: Value = r.json().await.unwrap();
     let e_tags = put_parts(&session, bytes).await;
     let body = json!({ "e_tags": e_tags }).to_string();
-    let addr = t.base.trim_start_matches("http://");
-    format!(
-        "POST {} HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer {}\r\n\
-         content-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
-        session["complete_url"].as_str().unwrap(),
-        c.token,
-        body.len()
-    )
-    .into_bytes()
+    let line = format!("POST {}", session["complete_url"].as_str().unwrap());
+    let bearer = format!("Bearer {}", c.token);
+    let headers = [
+        ("authorization", bearer.as_str()),
+        ("content-type", "application/json"),
+    ];
+    raw_request(t, &line, &headers, body.as_bytes())
 }
 
 #[tokio::test]
@@ -389,9 +387,8 @@ async fn a_completion_whose_client_hangs_up_still_records_it() {
     };
     let t = s3_app(&endpoint, &bucket, &[("RATE_LIMIT_PER_MINUTE", "100000")]).await;
     let c = t.signup("hangup").await;
-    let whole = median_of_three(202, async |i| {
-        let request = ready_to_complete(&t, &c, "whole.bin", &bytes_of(200 + i, 1000)).await;
-        send_raw(&t, &request, None).await
+    let whole = median_of_three(&t, 202, async |i| {
+        ready_to_complete(&t, &c, "whole.bin", &bytes_of(200 + i, 1000)).await
     })
     .await;
     const CUTS: u32 = 60;

@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use crate::common::{
     TestApp, TestDb, WORKER, bytes_of, eventually, eventually_explained, eventually_some,
-    eventually_within, median_of_three, pages_read, send_raw,
+    eventually_within, median_of_three, pages_read, raw_request, send_raw,
 };
 use crate::scan::{EICAR, Member, Method, zip};
 
@@ -533,16 +533,13 @@ async fn the_request_that_commits_an_upload_queues_its_job() {
 
 /// A raw multipart upload of `body` with Idempotency-Key `key`.
 fn keyed_upload(t: &TestApp, token: &str, key: &str, body: &[u8]) -> Vec<u8> {
-    let addr = t.base.trim_start_matches("http://");
-    let mut request = format!(
-        "POST /v1/files HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer {token}\r\n\
-         idempotency-key: {key}\r\ncontent-type: multipart/form-data; boundary=B\r\n\
-         content-length: {}\r\n\r\n",
-        body.len()
-    )
-    .into_bytes();
-    request.extend_from_slice(body);
-    request
+    let bearer = format!("Bearer {token}");
+    let headers = [
+        ("authorization", bearer.as_str()),
+        ("idempotency-key", key),
+        ("content-type", "multipart/form-data; boundary=B"),
+    ];
+    raw_request(t, "POST /v1/files", &headers, body)
 }
 
 #[tokio::test]
@@ -556,14 +553,9 @@ async fn an_upload_whose_client_hangs_up_still_queues_its_job() {
     // reconciler to hide a lost dispatch.
     let t = TestApp::spawn(Mode::Web, &[]).await;
     let c = t.signup("hangup").await;
-    let whole = median_of_three(202, async |i| {
+    let whole = median_of_three(&t, 202, async |i| {
         let body = file_part("whole.bin", &bytes_of(200 + i, 2000));
-        send_raw(
-            &t,
-            &keyed_upload(&t, &c.token, &format!("whole-{i}"), &body),
-            None,
-        )
-        .await
+        keyed_upload(&t, &c.token, &format!("whole-{i}"), &body)
     })
     .await;
     const CUTS: u32 = 80;

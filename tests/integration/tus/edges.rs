@@ -10,7 +10,9 @@ use sha1::Digest;
 use tokio::io::AsyncWriteExt;
 
 use super::*;
-use crate::common::{every_committed_version_recorded_on_its_upload, median_of_three, send_raw};
+use crate::common::{
+    every_committed_version_recorded_on_its_upload, median_of_three, raw_request, send_raw,
+};
 use crate::files_api::{World, tenant};
 
 fn sha1_b64(bytes: &[u8]) -> String {
@@ -481,17 +483,14 @@ async fn the_event_stream_reports_progress_and_completion_to_the_owner_only() {
 
 /// A raw PATCH of the whole of upload `at`: `bytes` at offset 0.
 fn whole_patch(w: &World, at: &str, bytes: &[u8]) -> Vec<u8> {
-    let addr = w.t.base.trim_start_matches("http://");
-    let mut request = format!(
-        "PATCH {at} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {}\r\n\
-         Tus-Resumable: 1.0.0\r\nContent-Type: application/offset+octet-stream\r\n\
-         Upload-Offset: 0\r\nContent-Length: {}\r\n\r\n",
-        w.admin.token,
-        bytes.len()
-    )
-    .into_bytes();
-    request.extend_from_slice(bytes);
-    request
+    let bearer = format!("Bearer {}", w.admin.token);
+    let headers = [
+        ("authorization", bearer.as_str()),
+        ("tus-resumable", "1.0.0"),
+        ("content-type", "application/offset+octet-stream"),
+        ("upload-offset", "0"),
+    ];
+    raw_request(&w.t, &format!("PATCH {at}"), &headers, bytes)
 }
 
 #[tokio::test]
@@ -505,7 +504,7 @@ async fn a_last_patch_whose_client_hangs_up_still_records_the_completion() {
     // (`commands::to_the_end`, for a HEAD that completes): with neither, this fails.
     let w = World::new(&[]).await;
     const LEN: usize = 3000;
-    let whole = median_of_three(204, async |i| {
+    let whole = median_of_three(&w.t, 204, async |i| {
         let at = create(
             &w,
             &w.admin,
@@ -513,7 +512,7 @@ async fn a_last_patch_whose_client_hangs_up_still_records_the_completion() {
             &meta(&[("filename", "whole.bin")]),
         )
         .await;
-        send_raw(&w.t, &whole_patch(&w, &at, &[i; LEN]), None).await
+        whole_patch(&w, &at, &[i; LEN])
     })
     .await;
     const CUTS: u32 = 60;
