@@ -85,40 +85,39 @@ impl Webhooks<'_> {
         let id = Uuid::now_v7();
         let secret = WebhookSecret::generate();
         let fingerprint = hex::encode(Sha256::digest(secret.expose().as_bytes()));
-        // The secret first: an endpoint never exists without one. If the command fails,
-        // the row is removed again (a crash in between leaves a row no endpoint uses).
-        sqlx::query(
-            "INSERT INTO webhook_secrets (tenant_id, endpoint_id, secret) VALUES ($1, $2, $3)",
-        )
-        .bind(meta.tenant_id.0)
-        .bind(id)
-        .bind(secret.expose())
-        .execute(self.db)
-        .await?;
-        let command = WebhookCommand::Create {
-            url,
-            event_types,
-            secret_fingerprint: fingerprint,
-        };
-        match execute(
-            &self.store(meta.tenant_id),
-            &id.to_string(),
-            command,
-            meta,
-            &(),
-        )
-        .await
-        {
-            Ok(done) => Ok(Created {
-                id,
-                secret,
-                endpoint: done.aggregate,
-            }),
-            Err(err) => {
-                self.forget_secret(meta.tenant_id, id).await;
-                Err(err.into())
+        let (db, store, meta) = (self.db.clone(), self.store(meta.tenant_id), meta.clone());
+        // To the end: a request dropped between the secret's row and the endpoint's
+        // creation would leave a secret no endpoint uses.
+        super::to_the_end(async move {
+            // The secret first: an endpoint never exists without one. If the command
+            // fails, the row is removed again (a crash in between leaves a row no
+            // endpoint uses).
+            sqlx::query(
+                "INSERT INTO webhook_secrets (tenant_id, endpoint_id, secret) VALUES ($1, $2, $3)",
+            )
+            .bind(meta.tenant_id.0)
+            .bind(id)
+            .bind(secret.expose())
+            .execute(&db)
+            .await?;
+            let command = WebhookCommand::Create {
+                url,
+                event_types,
+                secret_fingerprint: fingerprint,
+            };
+            match execute(&store, &id.to_string(), command, &meta, &()).await {
+                Ok(done) => Ok(Created {
+                    id,
+                    secret,
+                    endpoint: done.aggregate,
+                }),
+                Err(err) => {
+                    forget_secret(&db, meta.tenant_id, id).await;
+                    Err(err.into())
+                }
             }
-        }
+        })
+        .await
     }
 
     /// Changes what is given: URL and event types in one event, then enabled or not.
@@ -161,30 +160,29 @@ impl Webhooks<'_> {
         Ok(done.aggregate)
     }
 
-    /// Deletes the endpoint and its secret; its pending deliveries are never sent.
+    /// Deletes the endpoint and its secret; its pending deliveries are never sent. To
+    /// the end: a request dropped between the two would keep the secret of a deleted
+    /// endpoint.
     pub async fn delete(&self, meta: &EventMetadata, id: Uuid) -> Result<(), AppError> {
-        execute(
-            &self.store(meta.tenant_id),
-            &id.to_string(),
-            WebhookCommand::Delete,
-            meta,
-            &(),
-        )
-        .await?;
-        self.forget_secret(meta.tenant_id, id).await;
-        Ok(())
+        let (db, store, meta) = (self.db.clone(), self.store(meta.tenant_id), meta.clone());
+        super::to_the_end(async move {
+            execute(&store, &id.to_string(), WebhookCommand::Delete, &meta, &()).await?;
+            forget_secret(&db, meta.tenant_id, id).await;
+            Ok(())
+        })
+        .await
     }
+}
 
-    async fn forget_secret(&self, tenant: TenantId, id: Uuid) {
-        let deleted =
-            sqlx::query("DELETE FROM webhook_secrets WHERE tenant_id = $1 AND endpoint_id = $2")
-                .bind(tenant.0)
-                .bind(id)
-                .execute(self.db)
-                .await;
-        if let Err(err) = deleted {
-            tracing::warn!(error = %err, endpoint = %id, "webhook secret not deleted");
-        }
+async fn forget_secret(db: &PgPool, tenant: TenantId, id: Uuid) {
+    let deleted =
+        sqlx::query("DELETE FROM webhook_secrets WHERE tenant_id = $1 AND endpoint_id = $2")
+            .bind(tenant.0)
+            .bind(id)
+            .execute(db)
+            .await;
+    if let Err(err) = deleted {
+        tracing::warn!(error = %err, endpoint = %id, "webhook secret not deleted");
     }
 }
 

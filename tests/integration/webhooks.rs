@@ -13,7 +13,10 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::common::{TempDir, eventually, table_contents};
+use crate::common::{
+    TempDir, eventually, eventually_explained, median_of_three, raw_request, send_raw,
+    table_contents,
+};
 use crate::files_api::World;
 
 const LOOPBACK: &[(&str, &str)] = &[
@@ -367,6 +370,86 @@ async fn internal_addresses_are_refused_unless_allowlisted() {
     }
     let (status, _) = create(&allowed, "http://10.0.0.1/hook", json!(["*"])).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+}
+
+/// What the endpoints of `tenant` and their secrets say: (endpoints created, endpoints
+/// deleted, secrets of no live endpoint, live endpoints without a secret).
+async fn endpoints_and_secrets(w: &World) -> (i64, i64, i64, i64) {
+    sqlx::query_as(
+        "WITH created AS (SELECT aggregate_id::uuid AS id FROM events
+                           WHERE tenant_id = $1 AND event_type = 'WebhookEndpointCreated'),
+              deleted AS (SELECT aggregate_id::uuid AS id FROM events
+                           WHERE tenant_id = $1 AND event_type = 'WebhookEndpointDeleted'),
+              live AS (SELECT id FROM created EXCEPT SELECT id FROM deleted),
+              secrets AS (SELECT endpoint_id AS id FROM webhook_secrets WHERE tenant_id = $1)
+         SELECT (SELECT count(*) FROM created), (SELECT count(*) FROM deleted),
+                (SELECT count(*) FROM (SELECT id FROM secrets EXCEPT SELECT id FROM live) s),
+                (SELECT count(*) FROM (SELECT id FROM live EXCEPT SELECT id FROM secrets) l)",
+    )
+    .bind(w.tenant)
+    .fetch_one(&w.t.db.owner)
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn an_admin_hanging_up_never_leaves_a_secret_without_its_endpoint() {
+    // Creating an endpoint stores its secret, then commits the endpoint; deleting one
+    // commits the deletion, then deletes the secret. A client that hangs up makes hyper
+    // drop its request wherever it waits: between the two steps, a deleted endpoint kept
+    // its secret, or a secret stayed that no endpoint uses. Both run to their end
+    // (`commands::to_the_end`).
+    const CUTS: u32 = 60;
+    let w = World::new(&[("WEBHOOK_ALLOW_NETWORKS", "127.0.0.0/8")]).await;
+    let bearer = format!("Bearer {}", w.admin.token);
+    let body = json!({"url": "http://127.0.0.1:9/hook", "event_types": ["*"]}).to_string();
+    let headers = [
+        ("authorization", bearer.as_str()),
+        ("content-type", "application/json"),
+    ];
+    let creation = raw_request(&w.t, "POST /v1/webhooks", &headers, body.as_bytes());
+    let whole = median_of_three(&w.t, 201, async |_| creation.clone()).await;
+    for i in 0..CUTS {
+        send_raw(&w.t, &creation, Some(whole * 3 * i / (2 * CUTS))).await;
+    }
+    let settled = async |what: &str| {
+        eventually_explained(what, Duration::from_secs(10), async || {
+            let seen = endpoints_and_secrets(&w).await;
+            match seen {
+                (_, _, 0, 0) => Ok(seen),
+                _ => Err(format!(
+                    "(created, deleted, secrets of no live endpoint, live endpoints \
+                     without a secret) = {seen:?}"
+                )),
+            }
+        })
+        .await
+    };
+    let (created, ..) = settled("every secret has its endpoint after the creations").await;
+    let cut = created - 3;
+    assert!(
+        0 < cut && cut < CUTS as i64,
+        "{cut} of {CUTS} cut creations committed: the hang-ups spanned the request"
+    );
+
+    let mut ids = Vec::new();
+    for _ in 0..3 + CUTS {
+        let (status, endpoint) = create(&w, "http://127.0.0.1:9/hook", json!(["*"])).await;
+        assert_eq!(status, StatusCode::CREATED);
+        ids.push(endpoint["id"].as_str().unwrap().to_string());
+    }
+    let deletion =
+        |id: &str| raw_request(&w.t, &format!("DELETE /v1/webhooks/{id}"), &headers, b"");
+    let whole = median_of_three(&w.t, 204, async |i| deletion(&ids[i as usize])).await;
+    for (i, id) in (0..CUTS).zip(&ids[3..]) {
+        send_raw(&w.t, &deletion(id), Some(whole * 3 * i / (2 * CUTS))).await;
+    }
+    let (_, deleted, ..) = settled("no deleted endpoint keeps its secret").await;
+    let cut = deleted - 3;
+    assert!(
+        0 < cut && cut < CUTS as i64,
+        "{cut} of {CUTS} cut deletions committed: the hang-ups spanned the request"
+    );
 }
 
 /// Deliveries per second to a local receiver (an in-process HTTP server answering 204),
