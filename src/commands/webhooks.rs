@@ -136,28 +136,28 @@ impl Webhooks<'_> {
             Some(u) => Some(self.check_url(u).await?),
             None => None,
         };
-        let store = self.store(meta.tenant_id);
-        let stream = id.to_string();
-        let mut done: Committed<WebhookEndpoint> = execute(
-            &store,
-            &stream,
-            WebhookCommand::Update { url, event_types },
-            meta,
-            &(),
-        )
-        .await?;
-        if let Some(enabled) = enabled {
-            let command = if enabled {
-                WebhookCommand::Enable
-            } else {
-                WebhookCommand::Disable {
-                    automatic: false,
-                    reason: "disabled by an admin".into(),
-                }
-            };
-            done = execute(&store, &stream, command, meta, &()).await?;
-        }
-        Ok(done.aggregate)
+        let (store, meta) = (self.store(meta.tenant_id), meta.clone());
+        // To the end: a request dropped between the two commands would change the URL
+        // or event types and leave `enabled` as it was.
+        super::to_the_end(async move {
+            let stream = id.to_string();
+            let change = WebhookCommand::Update { url, event_types };
+            let mut done: Committed<WebhookEndpoint> =
+                execute(&store, &stream, change, &meta, &()).await?;
+            if let Some(enabled) = enabled {
+                let command = if enabled {
+                    WebhookCommand::Enable
+                } else {
+                    WebhookCommand::Disable {
+                        automatic: false,
+                        reason: "disabled by an admin".into(),
+                    }
+                };
+                done = execute(&store, &stream, command, &meta, &()).await?;
+            }
+            Ok(done.aggregate)
+        })
+        .await
     }
 
     /// Deletes the endpoint and its secret; its pending deliveries are never sent. To

@@ -370,26 +370,27 @@ pub fn raw_request(t: &TestApp, line: &str, headers: &[(&str, &str)], body: &[u8
 /// Sends `request` (`raw_request`) to the app on a connection of its own.
 /// `hang_up_after: None` reads the answer and returns its status; `Some(hold)` keeps the
 /// connection for `hold` without reading, then drops it: a client that goes away while
-/// its request is being handled (the server drops the request's future).
+/// its request is being handled (the server drops the request's future). It returns the
+/// status only if the answer had arrived before the hang-up.
 pub async fn send_raw(t: &TestApp, request: &[u8], hang_up_after: Option<Duration>) -> Option<u16> {
+    use futures::FutureExt;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let addr = t.base.trim_start_matches("http://");
     let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
     conn.write_all(request).await.unwrap();
-    match hang_up_after {
-        None => {
-            let mut answer = vec![0u8; 4096];
-            let n = conn.read(&mut answer).await.unwrap();
-            std::str::from_utf8(&answer[9..12.min(n)])
-                .ok()?
-                .parse()
-                .ok()
-        }
+    let mut answer = vec![0u8; 4096];
+    let n = match hang_up_after {
+        None => conn.read(&mut answer).await.unwrap(),
         Some(hold) => {
             tokio::time::sleep(hold).await;
-            None
+            // Only what has arrived: the runtime's last poll of the socket says so.
+            conn.read(&mut answer).now_or_never()?.ok()?
         }
-    }
+    };
+    std::str::from_utf8(answer.get(9..12.min(n))?)
+        .ok()?
+        .parse()
+        .ok()
 }
 
 /// How long a whole request takes here, to spread hang-ups over it: the median of three

@@ -372,64 +372,107 @@ async fn internal_addresses_are_refused_unless_allowlisted() {
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
 }
 
-/// What the endpoints of `tenant` and their secrets say: (endpoints created, endpoints
-/// deleted, secrets of no live endpoint, live endpoints without a secret).
-async fn endpoints_and_secrets(w: &World) -> (i64, i64, i64, i64) {
-    sqlx::query_as(
-        "WITH created AS (SELECT aggregate_id::uuid AS id FROM events
-                           WHERE tenant_id = $1 AND event_type = 'WebhookEndpointCreated'),
-              deleted AS (SELECT aggregate_id::uuid AS id FROM events
-                           WHERE tenant_id = $1 AND event_type = 'WebhookEndpointDeleted'),
-              live AS (SELECT id FROM created EXCEPT SELECT id FROM deleted),
-              secrets AS (SELECT endpoint_id AS id FROM webhook_secrets WHERE tenant_id = $1)
-         SELECT (SELECT count(*) FROM created), (SELECT count(*) FROM deleted),
-                (SELECT count(*) FROM (SELECT id FROM secrets EXCEPT SELECT id FROM live) s),
-                (SELECT count(*) FROM (SELECT id FROM live EXCEPT SELECT id FROM secrets) l)",
-    )
-    .bind(w.tenant)
-    .fetch_one(&w.t.db.owner)
-    .await
-    .unwrap()
+/// What the tenant's endpoints and their secrets say, for the hang-up test.
+#[derive(Debug, sqlx::FromRow)]
+struct Endpoints {
+    created: i64,
+    changed: i64,
+    deleted: i64,
+    /// Secrets of no live endpoint (deleted, or never created).
+    stray_secrets: i64,
+    /// Live endpoints without their secret.
+    without_secret: i64,
+    /// Endpoints whose URL changed and were not disabled with it (each change the test
+    /// makes is one `PATCH` of both).
+    half_changed: i64,
 }
 
+impl Endpoints {
+    async fn read(w: &World) -> Endpoints {
+        sqlx::query_as(
+            "WITH e AS (SELECT aggregate_id::uuid AS id, event_type FROM events
+                         WHERE tenant_id = $1 AND aggregate_type = 'webhook_endpoint'),
+                  created AS (SELECT id FROM e WHERE event_type = 'WebhookEndpointCreated'),
+                  deleted AS (SELECT id FROM e WHERE event_type = 'WebhookEndpointDeleted'),
+                  live AS (SELECT id FROM created EXCEPT SELECT id FROM deleted),
+                  secrets AS (SELECT endpoint_id AS id FROM webhook_secrets WHERE tenant_id = $1)
+             SELECT (SELECT count(*) FROM created) AS created,
+                    (SELECT count(*) FROM e WHERE event_type = 'WebhookEndpointUpdated') AS changed,
+                    (SELECT count(*) FROM deleted) AS deleted,
+                    (SELECT count(*) FROM (SELECT id FROM secrets EXCEPT SELECT id FROM live) s)
+                      AS stray_secrets,
+                    (SELECT count(*) FROM (SELECT id FROM live EXCEPT SELECT id FROM secrets) l)
+                      AS without_secret,
+                    (SELECT count(*) FROM (SELECT id FROM e GROUP BY id
+                       HAVING count(*) FILTER (WHERE event_type = 'WebhookEndpointUpdated')
+                           <> count(*) FILTER (WHERE event_type = 'WebhookEndpointDisabled')) h)
+                      AS half_changed",
+        )
+        .bind(w.tenant)
+        .fetch_one(&w.t.db.owner)
+        .await
+        .unwrap()
+    }
+
+    /// Waits until no change is left half made, and returns what it then sees.
+    async fn settled(w: &World, what: &str) -> Endpoints {
+        eventually_explained(what, Duration::from_secs(10), async || {
+            let seen = Endpoints::read(w).await;
+            match seen {
+                Endpoints {
+                    stray_secrets: 0,
+                    without_secret: 0,
+                    half_changed: 0,
+                    ..
+                } => Ok(seen),
+                _ => Err(format!("{seen:?}")),
+            }
+        })
+        .await
+    }
+}
+
+const CUTS: u32 = 100;
+
 #[tokio::test]
-async fn an_admin_hanging_up_never_leaves_a_secret_without_its_endpoint() {
-    // Creating an endpoint stores its secret, then commits the endpoint; deleting one
-    // commits the deletion, then deletes the secret. A client that hangs up makes hyper
-    // drop its request wherever it waits: between the two steps, a deleted endpoint kept
-    // its secret, or a secret stayed that no endpoint uses. Both run to their end
+async fn an_admin_hanging_up_never_leaves_an_endpoint_half_changed() {
+    // Creating an endpoint stores its secret, then commits the endpoint; changing one
+    // commits its URL, then its `enabled`; deleting one commits the deletion, then
+    // deletes the secret. A client that hangs up makes hyper drop its request wherever
+    // it waits: between two steps, a secret stayed that no endpoint uses, a change was
+    // half made, or a deleted endpoint kept its secret. Each runs to its end
     // (`commands::to_the_end`).
-    const CUTS: u32 = 60;
     let w = World::new(&[("WEBHOOK_ALLOW_NETWORKS", "127.0.0.0/8")]).await;
     let bearer = format!("Bearer {}", w.admin.token);
-    let body = json!({"url": "http://127.0.0.1:9/hook", "event_types": ["*"]}).to_string();
     let headers = [
         ("authorization", bearer.as_str()),
         ("content-type", "application/json"),
     ];
+    // Sends `requests`, hanging up on each a little later than on the one before (over
+    // 2.5 times a whole request: the other tests running beside this one slow some
+    // requests down), and returns how many were answered before their hang-up: some
+    // and not all, or the hang-ups did not span the request.
+    let cut = async |what: &str, whole: Duration, requests: &[Vec<u8>]| {
+        let mut answered = 0;
+        for (i, request) in (0..CUTS).zip(requests) {
+            let hold = whole * 5 * i / (2 * CUTS);
+            answered += send_raw(&w.t, request, Some(hold)).await.is_some() as i64;
+        }
+        assert!(
+            0 < answered && answered < CUTS as i64,
+            "{answered} of {CUTS} cut {what} answered before the hang-up"
+        );
+        answered
+    };
+
+    let body = json!({"url": "http://127.0.0.1:9/hook", "event_types": ["*"]}).to_string();
     let creation = raw_request(&w.t, "POST /v1/webhooks", &headers, body.as_bytes());
     let whole = median_of_three(&w.t, 201, async |_| creation.clone()).await;
-    for i in 0..CUTS {
-        send_raw(&w.t, &creation, Some(whole * 3 * i / (2 * CUTS))).await;
-    }
-    let settled = async |what: &str| {
-        eventually_explained(what, Duration::from_secs(10), async || {
-            let seen = endpoints_and_secrets(&w).await;
-            match seen {
-                (_, _, 0, 0) => Ok(seen),
-                _ => Err(format!(
-                    "(created, deleted, secrets of no live endpoint, live endpoints \
-                     without a secret) = {seen:?}"
-                )),
-            }
-        })
-        .await
-    };
-    let (created, ..) = settled("every secret has its endpoint after the creations").await;
-    let cut = created - 3;
+    let answered = cut("creations", whole, &vec![creation; CUTS as usize]).await;
+    let seen = Endpoints::settled(&w, "every secret has its endpoint").await;
     assert!(
-        0 < cut && cut < CUTS as i64,
-        "{cut} of {CUTS} cut creations committed: the hang-ups spanned the request"
+        seen.created >= 3 + answered,
+        "every answered creation: {seen:?}"
     );
 
     let mut ids = Vec::new();
@@ -438,17 +481,31 @@ async fn an_admin_hanging_up_never_leaves_a_secret_without_its_endpoint() {
         assert_eq!(status, StatusCode::CREATED);
         ids.push(endpoint["id"].as_str().unwrap().to_string());
     }
-    let deletion =
-        |id: &str| raw_request(&w.t, &format!("DELETE /v1/webhooks/{id}"), &headers, b"");
-    let whole = median_of_three(&w.t, 204, async |i| deletion(&ids[i as usize])).await;
-    for (i, id) in (0..CUTS).zip(&ids[3..]) {
-        send_raw(&w.t, &deletion(id), Some(whole * 3 * i / (2 * CUTS))).await;
-    }
-    let (_, deleted, ..) = settled("no deleted endpoint keeps its secret").await;
-    let cut = deleted - 3;
+    let body = json!({"url": "http://127.0.0.1:10/hook", "enabled": false}).to_string();
+    let change = |id: &str| {
+        let line = format!("PATCH /v1/webhooks/{id}");
+        raw_request(&w.t, &line, &headers, body.as_bytes())
+    };
+    let whole = median_of_three(&w.t, 200, async |i| change(&ids[i as usize])).await;
+    let requests: Vec<_> = ids[3..].iter().map(|id| change(id)).collect();
+    let answered = cut("changes", whole, &requests).await;
+    let seen = Endpoints::settled(&w, "every change made whole").await;
     assert!(
-        0 < cut && cut < CUTS as i64,
-        "{cut} of {CUTS} cut deletions committed: the hang-ups spanned the request"
+        seen.changed >= 3 + answered,
+        "every answered change: {seen:?}"
+    );
+
+    let deletion = |id: &str| {
+        let line = format!("DELETE /v1/webhooks/{id}");
+        raw_request(&w.t, &line, &headers, b"")
+    };
+    let whole = median_of_three(&w.t, 204, async |i| deletion(&ids[i as usize])).await;
+    let requests: Vec<_> = ids[3..].iter().map(|id| deletion(id)).collect();
+    let answered = cut("deletions", whole, &requests).await;
+    let seen = Endpoints::settled(&w, "no deleted endpoint keeps its secret").await;
+    assert!(
+        seen.deleted >= 3 + answered,
+        "every answered deletion: {seen:?}"
     );
 }
 
