@@ -1,6 +1,10 @@
 //! Use cases of webhook endpoints (docs/webhooks.md): create (the secret is made here,
 //! stored outside the log, and returned once), change, delete, redeliver. Admins only —
 //! the API checks the role before calling.
+//!
+//! Creating, changing and deleting an endpoint each take two steps (the secret's row and
+//! a command, or two commands); each pair runs to its end on a task of its own
+//! ([`super::to_the_end`]), so a client hanging up cannot leave one step done alone.
 
 use sha2::{Digest, Sha256};
 use sqlx::PgPool;

@@ -36,6 +36,12 @@ pub struct VersionState {
     pub mime_type: String,
     #[serde(default)]
     pub temp_location: Option<String>,
+    /// The temporary key the bytes were uploaded under, kept once processing clears
+    /// `temp_location`: how an upload's completion, re-run after a crash between its two
+    /// commits, finds the version its bytes already became (`None` for a restored
+    /// version, and in snapshots taken before it was kept).
+    #[serde(default)]
+    pub uploaded_from: Option<String>,
     #[serde(default)]
     pub storage_key: Option<String>,
     /// Set when the worker has re-hashed the bytes.
@@ -345,6 +351,7 @@ impl Aggregate for File {
                 size_bytes: version.size_bytes,
                 sha256: version.sha256,
                 mime_type: version.declared_mime,
+                uploaded_from: Some(version.temp_location.clone()),
                 temp_location: Some(version.temp_location),
                 ..VersionState::default()
             }),

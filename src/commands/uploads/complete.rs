@@ -6,7 +6,8 @@
 //!
 //! Re-runnable: if a crash fell between the File commit and `UploadCompleted`, the next
 //! PATCH or HEAD finds the version by its temp key (or the file it created) and records
-//! the completion without a second version.
+//! the completion without a second version — also once the worker has processed the
+//! version (`VersionState::uploaded_from` keeps the key).
 
 use cqrs_es::EventStore;
 use sha2::Digest;

@@ -206,11 +206,59 @@ pub async fn commit_version(
     Ok((committed.aggregate, number))
 }
 
-/// The version whose bytes were received under `temp_key`, if the file has one.
+/// The version whose bytes were received under `temp_key`, if the file has one (found
+/// after processing too: `uploaded_from` is kept).
 pub fn version_by_temp_key(file: &File, temp_key: &str) -> Option<u32> {
     file.versions
         .iter()
         .rev()
-        .find(|v| v.temp_location.as_deref() == Some(temp_key))
+        // `temp_location` for a version from a snapshot older than `uploaded_from`.
+        .find(|v| {
+            v.uploaded_from
+                .as_ref()
+                .or(v.temp_location.as_ref())
+                .map(String::as_str)
+                == Some(temp_key)
+        })
         .map(|v| v.number)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::version_by_temp_key;
+    use crate::aggregates::file::{File, VersionState};
+
+    fn version(
+        number: u32,
+        uploaded_from: Option<&str>,
+        temp_location: Option<&str>,
+    ) -> VersionState {
+        VersionState {
+            number,
+            uploaded_from: uploaded_from.map(str::to_string),
+            temp_location: temp_location.map(str::to_string),
+            ..VersionState::default()
+        }
+    }
+
+    #[test]
+    fn a_version_is_found_by_its_upload_key_before_and_after_processing() {
+        let file = File {
+            versions: vec![
+                // Restored: no upload key.
+                version(1, None, None),
+                // Processed: `temp_location` cleared, the upload key kept.
+                version(2, Some("tmp/a"), None),
+                // Not yet processed.
+                version(3, Some("tmp/b"), Some("tmp/b")),
+                // From a snapshot taken before the upload key was kept.
+                version(4, None, Some("tmp/c")),
+            ],
+            ..File::default()
+        };
+        assert_eq!(version_by_temp_key(&file, "tmp/a"), Some(2));
+        assert_eq!(version_by_temp_key(&file, "tmp/b"), Some(3));
+        assert_eq!(version_by_temp_key(&file, "tmp/c"), Some(4));
+        assert_eq!(version_by_temp_key(&file, "tmp/d"), None);
+    }
 }

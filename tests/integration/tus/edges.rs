@@ -11,7 +11,8 @@ use tokio::io::AsyncWriteExt;
 
 use super::*;
 use crate::common::{
-    every_committed_version_recorded_on_its_upload, median_of_three, raw_request, send_raw,
+    eventually, every_committed_version_recorded_on_its_upload, median_of_three, raw_request,
+    send_raw,
 };
 use crate::files_api::{World, tenant};
 
@@ -522,4 +523,68 @@ async fn a_last_patch_whose_client_hangs_up_still_records_the_completion() {
         send_raw(&w.t, &request, Some(whole * 3 * i / (2 * CUTS))).await;
     }
     every_committed_version_recorded_on_its_upload(&w.t.db.owner, 3 + CUTS as i64).await;
+}
+
+#[tokio::test]
+async fn a_completion_cut_after_its_version_is_repaired_without_a_second_version() {
+    // Completing commits the file version, then records `UploadCompleted`. When the
+    // process dies in between, the next HEAD or PATCH finds the version and records the
+    // completion. By then the worker has usually processed the version and moved its
+    // bytes: the repair must still find it, and not commit the same bytes again as a
+    // version whose temporary file is gone.
+    let w = World::new(&[("WORKER_CONCURRENCY", "1")]).await;
+    let file = w.create(&w.admin, "report").await;
+    // The completion's second step fails, as if the process had died between the two.
+    sqlx::raw_sql(
+        "CREATE FUNCTION refuse_completion() RETURNS trigger LANGUAGE plpgsql
+           AS $$ BEGIN RAISE EXCEPTION 'the process died here'; END $$;
+         CREATE TRIGGER refuse_completion BEFORE INSERT ON events FOR EACH ROW
+           WHEN (NEW.event_type = 'UploadCompleted') EXECUTE FUNCTION refuse_completion();",
+    )
+    .execute(&w.t.db.owner)
+    .await
+    .unwrap();
+    let at = create(&w, &w.admin, 3, &meta(&[("file_id", &file.to_string())])).await;
+    let r = patch(&w, &w.admin, &at, 0, b"abc").await;
+    assert_eq!(r.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    let file_events = async |event_type: &str| -> i64 {
+        sqlx::query_scalar(
+            "SELECT count(*) FROM events WHERE aggregate_id = $1 AND event_type = $2",
+        )
+        .bind(file.to_string())
+        .bind(event_type)
+        .fetch_one(&w.t.db.owner)
+        .await
+        .unwrap()
+    };
+    eventually("the version processed before the repair", async || {
+        file_events("VersionCompleted").await == 1
+    })
+    .await;
+    sqlx::raw_sql("DROP TRIGGER refuse_completion ON events")
+        .execute(&w.t.db.owner)
+        .await
+        .unwrap();
+
+    let r = head(&w, &w.admin, &at).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(header(&r, "chronicle-file-id"), file.to_string());
+    assert_eq!(header(&r, "chronicle-version-number"), "1");
+    assert_eq!(file_events("Uploaded").await, 1, "no second version");
+    let completed: Vec<i64> = sqlx::query_scalar(
+        "SELECT (payload -> 'UploadCompleted' ->> 'version_number')::bigint FROM events
+          WHERE aggregate_id = $1 AND event_type = 'UploadCompleted'",
+    )
+    .bind(upload_id(&at).to_string())
+    .fetch_all(&w.t.db.owner)
+    .await
+    .unwrap();
+    assert_eq!(
+        completed,
+        [1],
+        "the upload records the version its bytes became"
+    );
+    // And a PATCH after that answers the same.
+    let r = patch(&w, &w.admin, &at, 3, b"").await;
+    assert_eq!(header(&r, "chronicle-version-number"), "1");
 }
