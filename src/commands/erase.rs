@@ -45,8 +45,26 @@ SELECT s.aggregate_id FROM events s
 const MAX_ATTEMPTS: u32 = 6;
 
 /// Erases `user` of `tenant` (the caller has checked the role). Another tenant's user is
-/// simply not found: the store and every statement are bound to `tenant`.
+/// simply not found: the store and every statement are bound to `tenant`. Runs to its
+/// end ([`commands::to_the_end`]): a request dropped between the announcement of the
+/// change and its end (a client hanging up) would leave the tenant's standing epoch
+/// pending, and its every request reading the log, for `PENDING_TTL`.
 pub async fn erase_user(
+    pool: &PgPool,
+    log: &EventLog,
+    snapshot_every: u64,
+    tenant: TenantId,
+    user: UserId,
+    meta: &EventMetadata,
+) -> Result<Erasure, AppError> {
+    let (pool, log, meta) = (pool.clone(), log.clone(), meta.clone());
+    commands::to_the_end(async move {
+        erase_to_the_end(&pool, &log, snapshot_every, tenant, user, &meta).await
+    })
+    .await
+}
+
+async fn erase_to_the_end(
     pool: &PgPool,
     log: &EventLog,
     snapshot_every: u64,

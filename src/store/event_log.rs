@@ -179,15 +179,29 @@ impl EventLog {
     /// Appends one command's events; returns once they are committed — and, for a
     /// change of someone's standing, once every instance will see it on its next request
     /// (announced before the append, ended after it: docs/auth-cache.md).
+    ///
+    /// The announcement, the append and the end run on a task of their own, which the
+    /// caller awaits but does not own: a caller dropped in between (a client hanging up
+    /// on a logout or a revocation) would leave the announcement without its end, and
+    /// the tenant's every request reading the log for `PENDING_TTL` (5 minutes). (The
+    /// end cannot be sent from a drop guard instead: it must come after the commit,
+    /// which a dropped caller no longer waits for.)
     pub async fn append(&self, append: StreamAppend) -> Result<(), AppendError> {
         if !changes_standing(&append.aggregate_type, &append.event_types) {
             return self.append_now(append).await;
         }
-        let tenant = append.tenant_id;
-        self.begin_standing_change(tenant).await?;
-        let appended = self.append_now(append).await;
-        self.end_standing_change(tenant).await;
-        appended
+        let log = self.clone();
+        let change = async move {
+            let tenant = append.tenant_id;
+            log.begin_standing_change(tenant).await?;
+            let appended = log.append_now(append).await;
+            log.end_standing_change(tenant).await;
+            appended
+        };
+        use tracing::Instrument;
+        tokio::spawn(change.instrument(tracing::Span::current()))
+            .await
+            .map_err(|e| AppendError::Database(format!("a standing change's task failed: {e}")))?
     }
 
     async fn append_now(&self, append: StreamAppend) -> Result<(), AppendError> {

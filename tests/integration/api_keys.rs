@@ -10,7 +10,9 @@ use reqwest::StatusCode;
 use reqwest::multipart::{Form, Part};
 use serde_json::{Value, json};
 
-use crate::common::TestApp;
+use chronicle::cache::standing::epoch_key;
+
+use crate::common::{TestApp, eventually_explained, hang_up_over, median_of_three, raw_request};
 
 async fn app(overrides: &[(&str, &str)]) -> TestApp {
     let mut all = vec![("AUTH_RATE_LIMIT_PER_MINUTE", "1000")];
@@ -408,4 +410,67 @@ async fn each_key_spends_its_own_rate_limit_budget() {
     // Neither the other key nor the admin who made them is held back.
     assert_eq!(get(&t, "/v1/files", &other).await.status(), StatusCode::OK);
     assert_eq!(get(&t, "/v1/files", &ada).await.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_revocation_whose_client_hangs_up_still_ends_its_announcement() {
+    // A revocation changes someone's standing, so every instance must see it on its next
+    // request: it is announced (the tenant's standing epoch: `pending` + 1), committed,
+    // then ended (`pending` - 1; docs/auth-cache.md). A client that hangs up makes hyper
+    // drop its request wherever it waits; dropped between the announcement and its end,
+    // the tenant's epoch stayed pending for five minutes (`PENDING_TTL`), and every
+    // request of the tenant read the log instead of what the instances remember.
+    const CUTS: usize = 60;
+    let t = app(&[("RATE_LIMIT_PER_MINUTE", "100000")]).await;
+    let ada = t.signup("ada").await;
+    let mut ids = Vec::new();
+    for i in 0..3 + CUTS {
+        let (id, _) = new_key(
+            &t,
+            &ada.token,
+            json!({"name": format!("k{i}"), "role": "user"}),
+        )
+        .await;
+        ids.push(id);
+    }
+    let bearer = format!("Bearer {}", ada.token);
+    let revocation = |id: &str| {
+        let line = format!("DELETE /v1/api-keys/{id}");
+        raw_request(&t, &line, &[("authorization", bearer.as_str())], b"")
+    };
+    let whole = median_of_three(&t, 204, async |i| revocation(&ids[i as usize])).await;
+    let requests: Vec<_> = ids[3..].iter().map(|id| revocation(id)).collect();
+    let answered = hang_up_over(&t, "revocations", (whole, Duration::ZERO), &requests).await;
+
+    let key = epoch_key(
+        &t.app.state.config.redis_key_prefix,
+        ada.tenant_id.parse().unwrap(),
+    );
+    let mut redis = t.app.state.redis_conn.clone();
+    eventually_explained(
+        "every announced revocation ended",
+        Duration::from_secs(10),
+        async || {
+            let pending: Option<i64> = redis::cmd("HGET")
+                .arg(&key)
+                .arg("pending")
+                .query_async(&mut redis)
+                .await
+                .unwrap();
+            match pending.unwrap_or(0) {
+                0 => Ok(()),
+                n => Err(format!("{n} changes pending")),
+            }
+        },
+    )
+    .await;
+    let revoked: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM events WHERE event_type = 'ApiKeyRevoked'")
+            .fetch_one(&t.db.owner)
+            .await
+            .unwrap();
+    assert!(
+        revoked >= 3 + answered,
+        "every answered revocation committed"
+    );
 }

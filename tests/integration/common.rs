@@ -393,6 +393,32 @@ pub async fn send_raw(t: &TestApp, request: &[u8], hang_up_after: Option<Duratio
         .ok()
 }
 
+/// Sends `requests` (`raw_request`), hanging up on each a little later than on the one
+/// before, from 0 to 2.5 times `whole` (a whole request: `median_of_three`; the other
+/// tests running beside one slow some requests down), and returns how many were answered
+/// before their hang-up — some and not all, or the hang-ups did not span the request.
+/// `pause` after each hang-up lets the work a request left running end before the next
+/// request, where they would queue behind one another (one tenant-wide lock).
+pub async fn hang_up_over(
+    t: &TestApp,
+    what: &str,
+    (whole, pause): (Duration, Duration),
+    requests: &[Vec<u8>],
+) -> i64 {
+    let cuts = requests.len() as u32;
+    let mut answered = 0;
+    for (i, request) in (0..cuts).zip(requests) {
+        let hold = whole * 5 * i / (2 * cuts);
+        answered += send_raw(t, request, Some(hold)).await.is_some() as i64;
+        tokio::time::sleep(pause).await;
+    }
+    assert!(
+        0 < answered && answered < cuts as i64,
+        "{answered} of {cuts} cut {what} answered before the hang-up"
+    );
+    answered
+}
+
 /// How long a whole request takes here, to spread hang-ups over it: the median of three
 /// requests that `prepare` makes (its own setup, e.g. creating an upload, not timed),
 /// each sent and answered with status `expected`.

@@ -2,8 +2,11 @@
 //! read tables, and gone from both after `POST /v1/users/{id}/erase` — while the chain
 //! verifies, the aggregate loads and a rebuild reproduces the erased read tables.
 
+use std::time::Duration;
+
 use chronicle::aggregates::User;
 use chronicle::app::Mode;
+use chronicle::cache::standing::epoch_key;
 use chronicle::ids::TenantId;
 use chronicle::projections::devices::device_id;
 use chronicle::projections::{self, rebuild::rebuild, runtime};
@@ -15,7 +18,9 @@ use serde_json::{Value, json};
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::common::{TestApp, table_contents};
+use crate::common::{
+    TestApp, eventually_explained, hang_up_over, median_of_three, raw_request, table_contents,
+};
 
 const SECRET: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 use crate::common::PASSWORD;
@@ -437,4 +442,63 @@ async fn a_login_racing_an_erasure_is_refused_as_invalid_credentials() {
             .await
             .unwrap();
     assert_eq!(sessions_after, sessions_before, "no session was recorded");
+}
+
+#[tokio::test]
+async fn an_erasure_whose_client_hangs_up_still_ends_its_announcement() {
+    // An erasure changes someone's standing: it is announced to every instance (the
+    // tenant's standing epoch: `pending` + 1), committed in its own transaction, then
+    // ended. A client that hangs up makes hyper drop its request wherever it waits;
+    // dropped in between, the tenant's epoch stayed pending for five minutes and every
+    // request of the tenant read the log instead of what the instances remember.
+    const CUTS: usize = 40;
+    let t = app().await;
+    let admin = t.signup("ops").await;
+    let mut users = Vec::new();
+    for i in 0..3 + CUTS {
+        users.push(
+            t.join(&admin.token, &format!("user{i}"), "user")
+                .await
+                .user_id,
+        );
+    }
+    let bearer = format!("Bearer {}", admin.token);
+    let erasure = |user: &str| {
+        let line = format!("POST /v1/users/{user}/erase");
+        raw_request(&t, &line, &[("authorization", bearer.as_str())], b"")
+    };
+    let whole = median_of_three(&t, 204, async |i| erasure(&users[i as usize])).await;
+    let requests: Vec<_> = users[3..].iter().map(|u| erasure(u)).collect();
+    // Erasures of one tenant take turns (its admin lock): each cut one's work ends
+    // before the next is sent.
+    let answered = hang_up_over(&t, "erasures", (whole, whole * 2), &requests).await;
+
+    let key = epoch_key(
+        &t.app.state.config.redis_key_prefix,
+        admin.tenant_id.parse().unwrap(),
+    );
+    let mut redis = t.app.state.redis_conn.clone();
+    eventually_explained(
+        "every announced erasure ended",
+        Duration::from_secs(10),
+        async || {
+            let pending: Option<i64> = redis::cmd("HGET")
+                .arg(&key)
+                .arg("pending")
+                .query_async(&mut redis)
+                .await
+                .unwrap();
+            match pending.unwrap_or(0) {
+                0 => Ok(()),
+                n => Err(format!("{n} changes pending")),
+            }
+        },
+    )
+    .await;
+    let erased: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM events WHERE event_type = 'UserErased'")
+            .fetch_one(&t.db.owner)
+            .await
+            .unwrap();
+    assert!(erased >= 3 + answered, "every answered erasure committed");
 }

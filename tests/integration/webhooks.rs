@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::common::{
-    TempDir, eventually, eventually_explained, median_of_three, raw_request, send_raw,
+    TempDir, eventually, eventually_explained, hang_up_over, median_of_three, raw_request,
     table_contents,
 };
 use crate::files_api::World;
@@ -448,27 +448,16 @@ async fn an_admin_hanging_up_never_leaves_an_endpoint_half_changed() {
         ("authorization", bearer.as_str()),
         ("content-type", "application/json"),
     ];
-    // Sends `requests`, hanging up on each a little later than on the one before (over
-    // 2.5 times a whole request: the other tests running beside this one slow some
-    // requests down), and returns how many were answered before their hang-up: some
-    // and not all, or the hang-ups did not span the request.
-    let cut = async |what: &str, whole: Duration, requests: &[Vec<u8>]| {
-        let mut answered = 0;
-        for (i, request) in (0..CUTS).zip(requests) {
-            let hold = whole * 5 * i / (2 * CUTS);
-            answered += send_raw(&w.t, request, Some(hold)).await.is_some() as i64;
-        }
-        assert!(
-            0 < answered && answered < CUTS as i64,
-            "{answered} of {CUTS} cut {what} answered before the hang-up"
-        );
-        answered
-    };
-
     let body = json!({"url": "http://127.0.0.1:9/hook", "event_types": ["*"]}).to_string();
     let creation = raw_request(&w.t, "POST /v1/webhooks", &headers, body.as_bytes());
     let whole = median_of_three(&w.t, 201, async |_| creation.clone()).await;
-    let answered = cut("creations", whole, &vec![creation; CUTS as usize]).await;
+    let answered = hang_up_over(
+        &w.t,
+        "creations",
+        (whole, Duration::ZERO),
+        &vec![creation; CUTS as usize],
+    )
+    .await;
     let seen = Endpoints::settled(&w, "every secret has its endpoint").await;
     assert!(
         seen.created >= 3 + answered,
@@ -488,7 +477,7 @@ async fn an_admin_hanging_up_never_leaves_an_endpoint_half_changed() {
     };
     let whole = median_of_three(&w.t, 200, async |i| change(&ids[i as usize])).await;
     let requests: Vec<_> = ids[3..].iter().map(|id| change(id)).collect();
-    let answered = cut("changes", whole, &requests).await;
+    let answered = hang_up_over(&w.t, "changes", (whole, Duration::ZERO), &requests).await;
     let seen = Endpoints::settled(&w, "every change made whole").await;
     assert!(
         seen.changed >= 3 + answered,
@@ -501,7 +490,7 @@ async fn an_admin_hanging_up_never_leaves_an_endpoint_half_changed() {
     };
     let whole = median_of_three(&w.t, 204, async |i| deletion(&ids[i as usize])).await;
     let requests: Vec<_> = ids[3..].iter().map(|id| deletion(id)).collect();
-    let answered = cut("deletions", whole, &requests).await;
+    let answered = hang_up_over(&w.t, "deletions", (whole, Duration::ZERO), &requests).await;
     let seen = Endpoints::settled(&w, "no deleted endpoint keeps its secret").await;
     assert!(
         seen.deleted >= 3 + answered,
