@@ -398,3 +398,59 @@ async fn a_completion_whose_client_hangs_up_still_records_it() {
     }
     every_committed_version_recorded_on_its_upload(&t.db.owner, 3 + CUTS as i64).await;
 }
+
+#[tokio::test]
+async fn a_completion_cut_after_its_version_is_repaired_without_a_second_version() {
+    // Completing commits the file version, then `UploadCompleted`. When the process dies
+    // in between, the client's retried completion finds the version and records it —
+    // also once the worker has processed the version and cleared its temporary key (it
+    // used to commit the declared bytes again, as a second version whose object was gone).
+    let Some((endpoint, bucket)) = bucket().await else {
+        return;
+    };
+    let t = s3_app(&endpoint, &bucket, &[]).await;
+    let c = t.signup("repair").await;
+    let first = t.upload_ok(&c, "a.bin", bytes_of(1, 1000)).await;
+    let file_id = first["file_id"].as_str().unwrap().to_string();
+    assert_eq!(t.settled_status(&file_id, 1).await, "completed");
+    // The completion's second step fails, as if the process had died between the two.
+    sqlx::raw_sql(
+        "CREATE FUNCTION refuse_completion() RETURNS trigger LANGUAGE plpgsql
+           AS $$ BEGIN RAISE EXCEPTION 'the process died here'; END $$;
+         CREATE TRIGGER refuse_completion BEFORE INSERT ON events FOR EACH ROW
+           WHEN (NEW.event_type = 'UploadCompleted') EXECUTE FUNCTION refuse_completion();",
+    )
+    .execute(&t.db.owner)
+    .await
+    .unwrap();
+    let bytes = bytes_of(2, 1000);
+    let r = start(
+        &t,
+        &c,
+        json!({"size": bytes.len(), "sha256": sha256_hex(&bytes), "parts": 1, "filename": "b.bin",
+               "content_type": "application/octet-stream", "file_id": file_id}),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let session: Value = r.json().await.unwrap();
+    let e_tags = put_parts(&session, &bytes).await;
+    let r = complete(&t, &c, &session, &e_tags).await;
+    assert_eq!(r.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(t.settled_status(&file_id, 2).await, "completed");
+    sqlx::raw_sql("DROP TRIGGER refuse_completion ON events")
+        .execute(&t.db.owner)
+        .await
+        .unwrap();
+
+    let r = complete(&t, &c, &session, &e_tags).await;
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    assert_eq!(r.json::<Value>().await.unwrap()["version_number"], 2);
+    let uploaded: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM events WHERE aggregate_id = $1 AND event_type = 'Uploaded'",
+    )
+    .bind(&file_id)
+    .fetch_one(&t.db.owner)
+    .await
+    .unwrap();
+    assert_eq!(uploaded, 2, "versions 1 and 2, no third");
+}

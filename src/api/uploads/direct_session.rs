@@ -198,6 +198,14 @@ async fn locked(
     else {
         return Err(AppError::NotFound("upload not found".into()));
     };
+    // An earlier completion may have committed the version and died before recording
+    // it; the worker may since have removed the assembled object. The file first.
+    if use_case::committed_version(state, ctx.tenant_id, &upload)
+        .await?
+        .is_some()
+    {
+        return finish(state, ctx.tenant_id, upload_id, &upload, meta).await;
+    }
     let storage = &state.storage;
     let stored = storage
         .size_of(&upload.temp_key)

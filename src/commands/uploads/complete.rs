@@ -18,7 +18,7 @@ use crate::aggregates::file::{File, NewVersion};
 use crate::aggregates::upload::{CompletedAs, Upload, UploadCommand};
 use crate::commands::execute;
 use crate::error::AppError;
-use crate::ids::TenantId;
+use crate::ids::{FileId, TenantId};
 use crate::state::AppState;
 use crate::store::EventMetadata;
 use crate::uploads::filename::{self, display_text};
@@ -67,13 +67,7 @@ async fn complete_in_place(
             "incomplete upload state"
         )));
     };
-    let files = super::super::files::file_store(state, tenant);
-    let file_key = target.file_id.to_string();
-    let file = files
-        .load_aggregate(&file_key)
-        .await
-        .map_err(|e| AppError::Internal(anyhow::anyhow!("event store: {e}")))?
-        .aggregate;
+    let file = load_target(state, tenant, target.file_id).await?;
     let mut version_number = version_of(&file, upload, target.new_file);
     let mut sha256 = None;
     if version_number.is_none() {
@@ -153,6 +147,31 @@ async fn complete_in_place(
         done,
         upload: Some(committed.aggregate),
     })
+}
+
+/// The version `upload`'s bytes already became, if an earlier completion committed it
+/// (and died before recording it on the upload). A direct upload's completion asks this
+/// before the bucket: by then the worker has usually processed the version and removed
+/// the assembled object.
+pub async fn committed_version(
+    state: &AppState,
+    tenant: TenantId,
+    upload: &Upload,
+) -> Result<Option<u32>, AppError> {
+    let Some(target) = upload.target else {
+        return Ok(None);
+    };
+    let file = load_target(state, tenant, target.file_id).await?;
+    Ok(version_of(&file, upload, target.new_file))
+}
+
+async fn load_target(state: &AppState, tenant: TenantId, file: FileId) -> Result<File, AppError> {
+    let files = super::super::files::file_store(state, tenant);
+    Ok(files
+        .load_aggregate(&file.to_string())
+        .await
+        .map_err(|e| AppError::Internal(anyhow::anyhow!("event store: {e}")))?
+        .aggregate)
 }
 
 /// The version these bytes already became, if a previous attempt committed it.

@@ -29,7 +29,7 @@ use crate::storage::Storage;
 use crate::store::{ChronicleStore, EventLog, EventMetadata};
 use crate::uploads::parts;
 
-pub use complete::{Completed, complete};
+pub use complete::{Completed, committed_version, complete};
 
 /// Upload streams of `tenant`.
 pub fn upload_store(state: &AppState, tenant: TenantId) -> ChronicleStore<Upload> {
