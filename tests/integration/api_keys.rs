@@ -10,9 +10,9 @@ use reqwest::StatusCode;
 use reqwest::multipart::{Form, Part};
 use serde_json::{Value, json};
 
-use chronicle::cache::standing::epoch_key;
-
-use crate::common::{TestApp, eventually_explained, hang_up_over, median_of_three, raw_request};
+use crate::common::{
+    TestApp, hang_up_over, median_of_three, no_standing_change_pending, raw_request,
+};
 
 async fn app(overrides: &[(&str, &str)]) -> TestApp {
     let mut all = vec![("AUTH_RATE_LIMIT_PER_MINUTE", "1000")];
@@ -442,28 +442,7 @@ async fn a_revocation_whose_client_hangs_up_still_ends_its_announcement() {
     let requests: Vec<_> = ids[3..].iter().map(|id| revocation(id)).collect();
     let answered = hang_up_over(&t, "revocations", (whole, Duration::ZERO), &requests).await;
 
-    let key = epoch_key(
-        &t.app.state.config.redis_key_prefix,
-        ada.tenant_id.parse().unwrap(),
-    );
-    let mut redis = t.app.state.redis_conn.clone();
-    eventually_explained(
-        "every announced revocation ended",
-        Duration::from_secs(10),
-        async || {
-            let pending: Option<i64> = redis::cmd("HGET")
-                .arg(&key)
-                .arg("pending")
-                .query_async(&mut redis)
-                .await
-                .unwrap();
-            match pending.unwrap_or(0) {
-                0 => Ok(()),
-                n => Err(format!("{n} changes pending")),
-            }
-        },
-    )
-    .await;
+    no_standing_change_pending(&t, &ada.tenant_id).await;
     let revoked: i64 =
         sqlx::query_scalar("SELECT count(*) FROM events WHERE event_type = 'ApiKeyRevoked'")
             .fetch_one(&t.db.owner)

@@ -419,6 +419,44 @@ pub async fn hang_up_over(
     answered
 }
 
+/// Waits (10 s at most) until no change of standing is pending in `tenant`: every
+/// announced change has ended (docs/auth-cache.md; the tenant's epoch in Redis).
+pub async fn no_standing_change_pending(t: &TestApp, tenant: &str) {
+    let key = chronicle::cache::standing::epoch_key(
+        &t.app.state.config.redis_key_prefix,
+        tenant.parse().unwrap(),
+    );
+    let mut redis = t.app.state.redis_conn.clone();
+    let what = "every announced change of standing ended";
+    eventually_explained(what, Duration::from_secs(10), async || {
+        let pending: Option<i64> = redis::cmd("HGET")
+            .arg(&key)
+            .arg("pending")
+            .query_async(&mut redis)
+            .await
+            .unwrap();
+        match pending.unwrap_or(0) {
+            0 => Ok(()),
+            n => Err(format!("{n} changes pending")),
+        }
+    })
+    .await
+}
+
+/// Makes every `UploadCompleted` append fail (a trigger on `events`), as if the process
+/// died between an upload completion's two commits; `false` removes the trigger.
+pub async fn refuse_upload_completions(db: &PgPool, refuse: bool) {
+    let sql = if refuse {
+        "CREATE FUNCTION refuse_completion() RETURNS trigger LANGUAGE plpgsql
+           AS $$ BEGIN RAISE EXCEPTION 'the process died here'; END $$;
+         CREATE TRIGGER refuse_completion BEFORE INSERT ON events FOR EACH ROW
+           WHEN (NEW.event_type = 'UploadCompleted') EXECUTE FUNCTION refuse_completion();"
+    } else {
+        "DROP TRIGGER refuse_completion ON events; DROP FUNCTION refuse_completion();"
+    };
+    sqlx::raw_sql(sql).execute(db).await.unwrap();
+}
+
 /// How long a whole request takes here, to spread hang-ups over it: the median of three
 /// requests that `prepare` makes (its own setup, e.g. creating an upload, not timed),
 /// each sent and answered with status `expected`.

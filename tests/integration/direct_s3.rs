@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 
 use crate::common::{
     Client, TestApp, WORKER, bytes_of, every_committed_version_recorded_on_its_upload,
-    median_of_three, raw_request, send_raw,
+    median_of_three, raw_request, refuse_upload_completions, send_raw,
 };
 
 const MIB: usize = 1024 * 1024;
@@ -414,15 +414,7 @@ async fn a_completion_cut_after_its_version_is_repaired_without_a_second_version
     let file_id = first["file_id"].as_str().unwrap().to_string();
     assert_eq!(t.settled_status(&file_id, 1).await, "completed");
     // The completion's second step fails, as if the process had died between the two.
-    sqlx::raw_sql(
-        "CREATE FUNCTION refuse_completion() RETURNS trigger LANGUAGE plpgsql
-           AS $$ BEGIN RAISE EXCEPTION 'the process died here'; END $$;
-         CREATE TRIGGER refuse_completion BEFORE INSERT ON events FOR EACH ROW
-           WHEN (NEW.event_type = 'UploadCompleted') EXECUTE FUNCTION refuse_completion();",
-    )
-    .execute(&t.db.owner)
-    .await
-    .unwrap();
+    refuse_upload_completions(&t.db.owner, true).await;
     let bytes = bytes_of(2, 1000);
     let r = start(
         &t,
@@ -437,10 +429,7 @@ async fn a_completion_cut_after_its_version_is_repaired_without_a_second_version
     let r = complete(&t, &c, &session, &e_tags).await;
     assert_eq!(r.status(), StatusCode::INTERNAL_SERVER_ERROR);
     assert_eq!(t.settled_status(&file_id, 2).await, "completed");
-    sqlx::raw_sql("DROP TRIGGER refuse_completion ON events")
-        .execute(&t.db.owner)
-        .await
-        .unwrap();
+    refuse_upload_completions(&t.db.owner, false).await;
 
     let r = complete(&t, &c, &session, &e_tags).await;
     assert_eq!(r.status(), StatusCode::ACCEPTED);

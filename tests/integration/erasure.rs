@@ -2,11 +2,8 @@
 //! read tables, and gone from both after `POST /v1/users/{id}/erase` — while the chain
 //! verifies, the aggregate loads and a rebuild reproduces the erased read tables.
 
-use std::time::Duration;
-
 use chronicle::aggregates::User;
 use chronicle::app::Mode;
-use chronicle::cache::standing::epoch_key;
 use chronicle::ids::TenantId;
 use chronicle::projections::devices::device_id;
 use chronicle::projections::{self, rebuild::rebuild, runtime};
@@ -19,7 +16,7 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::common::{
-    TestApp, eventually_explained, hang_up_over, median_of_three, raw_request, table_contents,
+    TestApp, hang_up_over, median_of_three, no_standing_change_pending, raw_request, table_contents,
 };
 
 const SECRET: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
@@ -473,28 +470,7 @@ async fn an_erasure_whose_client_hangs_up_still_ends_its_announcement() {
     // before the next is sent.
     let answered = hang_up_over(&t, "erasures", (whole, whole * 2), &requests).await;
 
-    let key = epoch_key(
-        &t.app.state.config.redis_key_prefix,
-        admin.tenant_id.parse().unwrap(),
-    );
-    let mut redis = t.app.state.redis_conn.clone();
-    eventually_explained(
-        "every announced erasure ended",
-        Duration::from_secs(10),
-        async || {
-            let pending: Option<i64> = redis::cmd("HGET")
-                .arg(&key)
-                .arg("pending")
-                .query_async(&mut redis)
-                .await
-                .unwrap();
-            match pending.unwrap_or(0) {
-                0 => Ok(()),
-                n => Err(format!("{n} changes pending")),
-            }
-        },
-    )
-    .await;
+    no_standing_change_pending(&t, &admin.tenant_id).await;
     let erased: i64 =
         sqlx::query_scalar("SELECT count(*) FROM events WHERE event_type = 'UserErased'")
             .fetch_one(&t.db.owner)

@@ -12,7 +12,7 @@ use tokio::io::AsyncWriteExt;
 use super::*;
 use crate::common::{
     eventually, every_committed_version_recorded_on_its_upload, median_of_three, raw_request,
-    send_raw,
+    refuse_upload_completions, send_raw,
 };
 use crate::files_api::{World, tenant};
 
@@ -535,15 +535,7 @@ async fn a_completion_cut_after_its_version_is_repaired_without_a_second_version
     let w = World::new(&[("WORKER_CONCURRENCY", "1")]).await;
     let file = w.create(&w.admin, "report").await;
     // The completion's second step fails, as if the process had died between the two.
-    sqlx::raw_sql(
-        "CREATE FUNCTION refuse_completion() RETURNS trigger LANGUAGE plpgsql
-           AS $$ BEGIN RAISE EXCEPTION 'the process died here'; END $$;
-         CREATE TRIGGER refuse_completion BEFORE INSERT ON events FOR EACH ROW
-           WHEN (NEW.event_type = 'UploadCompleted') EXECUTE FUNCTION refuse_completion();",
-    )
-    .execute(&w.t.db.owner)
-    .await
-    .unwrap();
+    refuse_upload_completions(&w.t.db.owner, true).await;
     let at = create(&w, &w.admin, 3, &meta(&[("file_id", &file.to_string())])).await;
     let r = patch(&w, &w.admin, &at, 0, b"abc").await;
     assert_eq!(r.status(), StatusCode::INTERNAL_SERVER_ERROR);
@@ -561,10 +553,7 @@ async fn a_completion_cut_after_its_version_is_repaired_without_a_second_version
         file_events("VersionCompleted").await == 1
     })
     .await;
-    sqlx::raw_sql("DROP TRIGGER refuse_completion ON events")
-        .execute(&w.t.db.owner)
-        .await
-        .unwrap();
+    refuse_upload_completions(&w.t.db.owner, false).await;
 
     let r = head(&w, &w.admin, &at).await;
     assert_eq!(r.status(), StatusCode::OK);
