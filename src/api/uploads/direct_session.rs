@@ -198,14 +198,6 @@ async fn locked(
     else {
         return Err(AppError::NotFound("upload not found".into()));
     };
-    // An earlier completion may have committed the version and died before recording
-    // it; the worker may since have removed the assembled object. The file first.
-    if use_case::committed_version(state, ctx.tenant_id, &upload)
-        .await?
-        .is_some()
-    {
-        return finish(state, ctx.tenant_id, upload_id, &upload, meta).await;
-    }
     let storage = &state.storage;
     let stored = storage
         .size_of(&upload.temp_key)
@@ -225,6 +217,16 @@ async fn locked(
                 .complete_multipart(&upload.temp_key, &multipart.id, &e_tags)
                 .await
             {
+                // An earlier completion may have assembled the object, committed the
+                // version and died before recording it; the worker has since removed
+                // the object, so the bucket refuses the spent multipart upload. Asked
+                // here, not first, so a normal completion loads the file once.
+                if use_case::committed_version(state, ctx.tenant_id, &upload)
+                    .await?
+                    .is_some()
+                {
+                    return finish(state, ctx.tenant_id, upload_id, &upload, meta).await;
+                }
                 tracing::warn!(error = %err, upload = %upload_id, "completing a direct upload failed");
                 return Err(AppError::Validation(
                     "the bucket refused to assemble the parts: a part is missing or an e-tag is wrong"
