@@ -252,6 +252,11 @@ impl Worker {
                 Ok(n) => tracing::info!(objects = n, "removed orphaned temporary uploads"),
                 Err(err) => tracing::warn!(error = %err, "sweeping temporary uploads failed"),
             }
+            match self.sweep_webhook_secrets().await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(secrets = n, "removed webhook secrets no endpoint uses"),
+                Err(err) => tracing::warn!(error = %err, "sweeping webhook secrets failed"),
+            }
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 _ = tokio::time::sleep(every) => {}

@@ -13,6 +13,8 @@
 //! look orphaned. A skipped sweep is retried on the next round. The local store's staging
 //! files (`{key}#{n}`, a write a crash interrupted; src/storage/staging.rs) go first,
 //! whatever the projections say: nothing can point at them.
+//!
+//! The same loop removes webhook secrets no endpoint will use (`sweep_webhook_secrets`).
 
 use uuid::Uuid;
 
@@ -59,5 +61,32 @@ impl Worker {
             }
         }
         Ok(removed)
+    }
+
+    /// Deletes webhook secrets whose endpoint was deleted, or was never created and
+    /// never will be (the secret is older than `temp_sweep_after`, which covers the
+    /// moment between storing a secret and committing its endpoint); returns how many.
+    /// Creating an endpoint and deleting one each take two steps (commands::webhooks),
+    /// and a crash or a failed delete between them leaves such a row. Decided from the
+    /// event log, not the `webhook_endpoints` projection: a lagging projector would make
+    /// a new endpoint's secret look orphaned.
+    pub async fn sweep_webhook_secrets(&self) -> anyhow::Result<u64> {
+        let done = sqlx::query(
+            "DELETE FROM webhook_secrets s
+              WHERE EXISTS (SELECT 1 FROM events e
+                             WHERE e.tenant_id = s.tenant_id
+                               AND e.aggregate_type = 'webhook_endpoint'
+                               AND e.aggregate_id = s.endpoint_id::text
+                               AND e.event_type = 'WebhookEndpointDeleted')
+                 OR (s.created_at < now() - make_interval(secs => $1)
+                     AND NOT EXISTS (SELECT 1 FROM events e
+                                      WHERE e.tenant_id = s.tenant_id
+                                        AND e.aggregate_type = 'webhook_endpoint'
+                                        AND e.aggregate_id = s.endpoint_id::text))",
+        )
+        .bind(self.settings.temp_sweep_after.as_secs_f64())
+        .execute(&self.db)
+        .await?;
+        Ok(done.rows_affected())
     }
 }

@@ -706,3 +706,79 @@ async fn an_automatic_disable_notifies_every_admin_and_no_one_else() {
         );
     }
 }
+
+#[tokio::test]
+async fn secrets_of_deleted_or_never_created_endpoints_are_swept() {
+    // Creating an endpoint stores its secret, then commits the endpoint; deleting one
+    // commits the deletion, then deletes the secret. A crash between the two (or a
+    // failed delete) leaves a secret no endpoint will use; the worker's sweep removes
+    // it, deciding from the event log. Sweeps run every TEMP_SWEEP_AFTER_SECS / 4
+    // (here 7.5 s, the first at start), so a row stored now stays through the next.
+    let w = World::new(&[
+        ("WORKER_CONCURRENCY", "2"),
+        ("TEMP_SWEEP_AFTER_SECS", "30"),
+        ("WEBHOOK_ALLOW_NETWORKS", "127.0.0.0/8"),
+    ])
+    .await;
+    let secret_of = async |id: Uuid| -> Option<String> {
+        sqlx::query_scalar(
+            "SELECT secret FROM webhook_secrets WHERE tenant_id = $1 AND endpoint_id = $2",
+        )
+        .bind(w.tenant)
+        .bind(id)
+        .fetch_optional(&w.t.db.owner)
+        .await
+        .unwrap()
+    };
+    let store = async |id: Uuid, age: &str| {
+        sqlx::query(
+            "INSERT INTO webhook_secrets (tenant_id, endpoint_id, secret, created_at)
+             VALUES ($1, $2, 'whsec_AAAA', now() - $3::interval)
+             ON CONFLICT (tenant_id, endpoint_id) DO UPDATE SET created_at = EXCLUDED.created_at",
+        )
+        .bind(w.tenant)
+        .bind(id)
+        .bind(age)
+        .execute(&w.t.db.owner)
+        .await
+        .unwrap();
+    };
+    let endpoint = async || -> Uuid {
+        let (status, body) = create(&w, "http://127.0.0.1:9/hook", json!(["*"])).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        body["id"].as_str().unwrap().parse().unwrap()
+    };
+
+    // A live endpoint whose secret is old: kept, however old.
+    let live = endpoint().await;
+    let live_secret = secret_of(live).await.expect("stored with the endpoint");
+    store(live, "1 hour").await;
+    // A deleted endpoint whose secret's delete failed: swept, however young.
+    let deleted = endpoint().await;
+    let (status, _) = w
+        .send("DELETE", &format!("/v1/webhooks/{deleted}"), &w.admin)
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_eq!(secret_of(deleted).await, None, "deleted with its endpoint");
+    store(deleted, "0 seconds").await;
+    // A creation that died after storing the secret: swept once older than the limit.
+    let never_created = Uuid::now_v7();
+    store(never_created, "1 hour").await;
+    // A creation under way (its endpoint not committed yet): kept.
+    let being_created = Uuid::now_v7();
+    store(being_created, "0 seconds").await;
+
+    eventually("the orphaned secrets swept", async || {
+        secret_of(deleted).await.is_none() && secret_of(never_created).await.is_none()
+    })
+    .await;
+    assert_eq!(
+        secret_of(live).await,
+        Some(live_secret),
+        "a live endpoint keeps its secret"
+    );
+    assert!(
+        secret_of(being_created).await.is_some(),
+        "a secret younger than TEMP_SWEEP_AFTER_SECS is kept: its endpoint may be committing"
+    );
+}
