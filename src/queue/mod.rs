@@ -283,6 +283,7 @@ return #due",
     pub async fn forget_consumers(&self, idle: Duration, only: Option<&str>) -> RedisResult<u64> {
         let script = Script::new(
             r"
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 local removed = 0
 for _, fields in ipairs(redis.call('XINFO', 'CONSUMERS', KEYS[1], ARGV[1])) do
   local c = {}
@@ -303,8 +304,9 @@ return removed",
             .invoke_async(&mut conn)
             .await;
         match forgotten {
-            // No stream or group yet: no consumer either.
-            Err(e) if e.code() == Some("NOGROUP") || e.to_string().contains("no such key") => Ok(0),
+            // No group yet (the script answers 0 itself when there is no stream): no
+            // consumer either.
+            Err(e) if e.code() == Some("NOGROUP") => Ok(0),
             other => other,
         }
     }

@@ -683,8 +683,31 @@ async fn consumers_of_stopped_workers_are_forgotten_unless_they_hold_a_job() {
     // queue of its own, one died holding an entry, one died idle.
     let other = format!("{prefix}other:");
     let queue = chronicle::queue::Queue::new(redis.clone(), &other);
-    queue.ensure_group().await.unwrap();
+    // Before any worker made the stream and its group, there is nothing to forget.
+    assert_eq!(
+        queue.forget_consumers(Duration::ZERO, None).await.unwrap(),
+        0
+    );
     let stream = format!("{other}jobs:ready");
+    let _: String = redis::cmd("XADD")
+        .arg(&stream)
+        .arg("*")
+        .arg("job")
+        .arg("{}")
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert_eq!(
+        queue.forget_consumers(Duration::ZERO, None).await.unwrap(),
+        0,
+        "a stream without the group"
+    );
+    let _: i64 = redis::cmd("DEL")
+        .arg(&stream)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    queue.ensure_group().await.unwrap();
     for consumer in ["dead-holding", "dead-idle"] {
         let _: String = redis::cmd("XADD")
             .arg(&stream)
