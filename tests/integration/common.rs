@@ -419,6 +419,43 @@ pub async fn hang_up_over(
     answered
 }
 
+/// Cuts `requests`, each with an `Idempotency-Key` of its own, over their whole length
+/// (`hang_up_over`), then checks what a client that hung up may expect of its key:
+/// within seconds no key is held `in_progress`, and the request retried with its key
+/// answers `expected` — the first answer again, or the request run now if its key was
+/// never claimed — never `409` (still in progress, or applied with its answer lost).
+pub async fn retried_after_hang_ups(
+    t: &TestApp,
+    what: &str,
+    whole: Duration,
+    requests: &[Vec<u8>],
+    expected: u16,
+) {
+    hang_up_over(t, what, (whole, Duration::ZERO), requests).await;
+    eventually_explained(
+        "no key held in progress",
+        Duration::from_secs(10),
+        async || {
+            let held: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM idempotency_keys WHERE state = 'in_progress'",
+            )
+            .fetch_one(&t.db.owner)
+            .await
+            .unwrap();
+            if held == 0 {
+                Ok(())
+            } else {
+                Err(format!("{held} keys"))
+            }
+        },
+    )
+    .await;
+    for (i, request) in requests.iter().enumerate() {
+        let status = send_raw(t, request, None).await;
+        assert_eq!(status, Some(expected), "retry of cut {what} {i}");
+    }
+}
+
 /// Waits (10 s at most) until no change of standing is pending in `tenant`: every
 /// announced change has ended (docs/auth-cache.md; the tenant's epoch in Redis).
 pub async fn no_standing_change_pending(t: &TestApp, tenant: &str) {

@@ -11,7 +11,7 @@ use chronicle::store::{Actor, ChronicleStore, EventLog, EventMetadata};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::common::{TestApp, TestDb};
+use crate::common::{TestApp, TestDb, median_of_three, raw_request, retried_after_hang_ups};
 
 use crate::common::PASSWORD;
 
@@ -307,5 +307,39 @@ async fn a_wrong_method_with_a_key_is_405_and_claims_nothing() {
     let again = invite(&t, &token, "key-1", "user").send().await.unwrap();
     assert_eq!(again.status(), StatusCode::CREATED);
     assert_eq!(again.headers()["idempotency-replayed"], "true");
+    t.app.stop().await;
+}
+
+#[tokio::test]
+async fn a_client_that_hangs_up_gets_its_answer_when_it_retries_with_the_key() {
+    // A client whose connection drops (a timeout, a mobile network) retries with its
+    // key. Once its body is in, a keyed request runs claim, handler and the storing of
+    // the answer to their end; awaited in the request, a hang-up left the key
+    // `in_progress` for its 60 s lease, or `committed` without an answer, refusing every
+    // retry for 24 hours ("applied, but its response was lost").
+    let limits = [
+        ("AUTH_RATE_LIMIT_PER_MINUTE", "1000"),
+        ("RATE_LIMIT_PER_MINUTE", "1000000"),
+    ];
+    let t = TestApp::spawn(Mode::Web, &limits).await;
+    let token = admin(&t).await;
+    let bearer = format!("Bearer {token}");
+    let request = |key: &str| {
+        let headers = [
+            ("authorization", bearer.as_str()),
+            ("content-type", "application/json"),
+            ("idempotency-key", key),
+        ];
+        raw_request(
+            &t,
+            "POST /v1/tenants/current/invitations",
+            &headers,
+            br#"{"role":"user"}"#,
+        )
+    };
+    let whole = median_of_three(&t, 201, async |i| request(&format!("timing-{i}"))).await;
+    let cuts: Vec<Vec<u8>> = (0..60).map(|i| request(&format!("cut-{i}"))).collect();
+    retried_after_hang_ups(&t, "invitations", whole, &cuts, 201).await;
+    assert_eq!(invitations(&t).await, 3 + 60, "one invitation per key");
     t.app.stop().await;
 }

@@ -7,7 +7,7 @@ use reqwest::StatusCode;
 use serde_json::Value;
 
 use crate::common::TestApp;
-use crate::common::{Client, bytes_of};
+use crate::common::{Client, bytes_of, median_of_three, raw_request, retried_after_hang_ups};
 
 fn upload(
     t: &TestApp,
@@ -137,5 +137,44 @@ async fn identical_uploads_in_flight_with_one_key_commit_once() {
         1,
         "the others' bytes are gone"
     );
+    t.app.stop().await;
+}
+
+#[tokio::test]
+async fn an_upload_whose_client_hangs_up_answers_its_retry_with_the_key() {
+    // Once the body is in, the key's claim, the commit and the storing of the answer
+    // run to their end: a client that hangs up after its last byte and retries with
+    // its key gets the upload's answer (or, if it hung up before the claim, the upload
+    // runs now), never `409` for the key's lease or for 24 hours.
+    let limits = [
+        ("AUTH_RATE_LIMIT_PER_MINUTE", "1000"),
+        ("RATE_LIMIT_PER_MINUTE", "1000000"),
+    ];
+    let t = TestApp::spawn(Mode::Web, &limits).await;
+    let c = t.signup("hangups").await;
+    let bearer = format!("Bearer {}", c.token);
+    let request = |key: &str, seed: u8| {
+        let boundary = "chronicle-test-boundary";
+        let mut body = format!(
+            "--{boundary}\r\ncontent-disposition: form-data; name=\"file\"; filename=\"r.bin\"\r\n\
+             content-type: application/octet-stream\r\n\r\n"
+        )
+        .into_bytes();
+        body.extend(bytes_of(seed, 4000));
+        body.extend(format!("\r\n--{boundary}--\r\n").into_bytes());
+        let content_type = format!("multipart/form-data; boundary={boundary}");
+        let headers = [
+            ("authorization", bearer.as_str()),
+            ("content-type", content_type.as_str()),
+            ("idempotency-key", key),
+        ];
+        raw_request(&t, "POST /v1/files", &headers, &body)
+    };
+    let whole = median_of_three(&t, 202, async |i| request(&format!("timing-{i}"), i)).await;
+    let cuts: Vec<Vec<u8>> = (0..60u8)
+        .map(|i| request(&format!("cut-{i}"), 10 + i))
+        .collect();
+    retried_after_hang_ups(&t, "uploads", whole, &cuts, 202).await;
+    assert_eq!(uploaded_events(&t).await, 3 + 60, "one upload per key");
     t.app.stop().await;
 }

@@ -6,7 +6,9 @@
 //! - a concurrent request with the same key → `409 idempotency_key_in_progress`;
 //! - the key is marked `committed` in the same transaction as the command's events
 //!   (store/idempotency.rs), so after a crash between commit and response a retry is
-//!   refused rather than run twice.
+//!   refused rather than run twice;
+//! - a client that hangs up is not a crash: once the body is in, claim, handler and
+//!   answer run to their end on a task of their own, so its retry finds the answer.
 //!
 //! **Authentication and authorization come first.** A request that carries credentials
 //! is authenticated like any handler does it (token, live session of the token's
@@ -157,18 +159,26 @@ async fn run_keyed(state: &AppState, request: Request, next: Next) -> Result<Res
     hasher.update(&bytes);
     let fingerprint = hex::encode(hasher.finalize());
 
-    match claim(state, &principal, &key, &fingerprint).await? {
-        Claim::Replay(response) => return Ok(response),
-        Claim::Refuse(err) => return Err(err),
-        Claim::Run => {}
-    }
-    let marker = IdempotencyMarker {
-        scope: principal.scope.clone(),
-        key: key.clone(),
-    };
-    let request = Request::from_parts(parts, Body::from(bytes));
-    let response = CURRENT.scope(marker, next.run(request)).await;
-    settle(state, &principal.scope, &key, response).await
+    // With the body in, the rest runs to its end on a task of its own: a client that
+    // hangs up (a timeout, a dropped network) retries with its key, and must then find
+    // its answer stored, not the key held `in_progress` for its lease or `committed`
+    // with the answer lost.
+    let state = state.clone();
+    crate::commands::to_the_end(async move {
+        match claim(&state, &principal, &key, &fingerprint).await? {
+            Claim::Replay(response) => return Ok(response),
+            Claim::Refuse(err) => return Err(err),
+            Claim::Run => {}
+        }
+        let marker = IdempotencyMarker {
+            scope: principal.scope.clone(),
+            key: key.clone(),
+        };
+        let request = Request::from_parts(parts, Body::from(bytes));
+        let response = CURRENT.scope(marker, next.run(request)).await;
+        settle(&state, &principal.scope, &key, response).await
+    })
+    .await
 }
 
 /// Stores the answer of a request that owned its key, or frees the key when nothing

@@ -11,13 +11,17 @@
 //! - a repeat with another body gets `422 idempotency_key_reused`, and one that arrives
 //!   while the first is still between claim and answer `409 idempotency_key_in_progress`
 //!   (two identical uploads in flight never both commit: the claim is one `INSERT`).
+//!
+//! Once the body is in, the claim, the commit and the storing of the answer run to
+//! their end on a task of their own (the handler's `commands::to_the_end`): a client
+//! that hangs up after its last byte retries with its key and finds its answer, not the
+//! key held `in_progress` for its lease or `committed` with the answer lost.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::extract::Request;
 use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
 
 use crate::api::edge::idempotency::{Claim, Principal, claim, key_and_principal, settle};
@@ -26,12 +30,11 @@ use crate::state::AppState;
 use crate::store::idempotency::{CURRENT, IdempotencyMarker};
 
 /// A keyed upload whose key the handler has yet to claim.
-struct Pending {
+pub(in crate::api) struct Pending {
     principal: Principal,
     key: String,
     /// Method and URI: part of the fingerprint, as for buffered requests.
     target: String,
-    claimed: AtomicBool,
 }
 
 tokio::task_local! {
@@ -48,34 +51,31 @@ pub(in crate::api) async fn run_keyed(
         target: format!("{}\n{}", request.method(), request.uri()),
         principal,
         key,
-        claimed: AtomicBool::new(false),
     });
     let marker = IdempotencyMarker {
         scope: pending.principal.scope.clone(),
         key: pending.key.clone(),
     };
-    let response = PENDING
-        .scope(pending.clone(), CURRENT.scope(marker, next.run(request)))
-        .await;
-    if pending.claimed.load(Ordering::SeqCst) {
-        settle(state, &pending.principal.scope, &pending.key, response).await
-    } else {
-        // Refused before the claim (bad body, too large …), or a replay: nothing to store.
-        Ok(response)
-    }
+    // The handler claims the key and stores its answer (`claim_upload`, `settle_upload`).
+    Ok(PENDING
+        .scope(pending, CURRENT.scope(marker, next.run(request)))
+        .await)
 }
 
-/// Claims the pending key of this upload, if it has one, for a received body described
-/// by `fields`. `Ok(None)`: go on and commit. `Ok(Some(answer))`: the stored answer of
-/// the first request with this key. `Err`: refused (another body, still in progress).
-/// In the last two cases the caller discards its temporary bytes.
+/// This upload's key, if it has one, for the handler to claim once the body is in.
+pub(in crate::api) fn pending() -> Option<Arc<Pending>> {
+    PENDING.try_with(Arc::clone).ok()
+}
+
+/// Claims `pending` for a received body described by `fields`. `Ok(None)`: go on and
+/// commit, then `settle_upload`. `Ok(Some(answer))`: the stored answer of the first
+/// request with this key. `Err`: refused (another body, still in progress). In the last
+/// two cases the caller discards its temporary bytes.
 pub(in crate::api) async fn claim_upload(
     state: &AppState,
+    pending: &Pending,
     fields: &[&str],
 ) -> Result<Option<Response>, AppError> {
-    let Ok(pending) = PENDING.try_with(Arc::clone) else {
-        return Ok(None);
-    };
     let mut hasher = Sha256::new();
     hasher.update(pending.target.as_bytes());
     for field in fields {
@@ -85,11 +85,19 @@ pub(in crate::api) async fn claim_upload(
     }
     let fingerprint = format!("upload:{}", hex::encode(hasher.finalize()));
     match claim(state, &pending.principal, &pending.key, &fingerprint).await? {
-        Claim::Run => {
-            pending.claimed.store(true, Ordering::SeqCst);
-            Ok(None)
-        }
+        Claim::Run => Ok(None),
         Claim::Replay(response) => Ok(Some(response)),
         Claim::Refuse(err) => Err(err),
     }
+}
+
+/// Stores the answer of an upload that claimed its key (or frees the key, as for any
+/// keyed request: `idempotency::settle`).
+pub(in crate::api) async fn settle_upload(
+    state: &AppState,
+    pending: &Pending,
+    answer: Result<Response, AppError>,
+) -> Result<Response, AppError> {
+    let response = answer.unwrap_or_else(IntoResponse::into_response);
+    settle(state, &pending.principal.scope, &pending.key, response).await
 }

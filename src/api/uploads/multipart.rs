@@ -16,8 +16,10 @@ use uuid::Uuid;
 use crate::aggregates::file::NewVersion;
 use crate::api::edge::caller::caller_metadata;
 use crate::api::edge::extract::ApiPath;
+use crate::api::edge::streamed_keys::{self, Pending};
 use crate::api::edge::text;
 use crate::auth::{TenantContext, Writer};
+use crate::commands;
 use crate::commands::files::load_for_change;
 use crate::commands::uploads::quota::check_quota;
 use crate::commands::uploads::{Destination, commit_version};
@@ -112,9 +114,6 @@ pub async fn create_file(
 ) -> Result<Response, AppError> {
     let meta = caller_metadata(&ctx, request.headers());
     let upload = receive_upload(&state, &ctx, request).await?;
-    if let Some(answer) = claim_key(&state, &upload).await? {
-        return Ok(answer);
-    }
     let file_id = FileId::new();
     let display_name = upload
         .display_name
@@ -125,7 +124,7 @@ pub async fn create_file(
         display_name,
         tags: upload.tags.clone(),
     };
-    commit(&state, &ctx, &meta, file_id, destination, &upload).await
+    claim_and_commit(&state, &ctx, meta, file_id, destination, upload).await
 }
 
 /// Upload a new version of an existing file (multipart `file`).
@@ -156,17 +155,33 @@ pub async fn create_version(
             "a new version takes only the `file` part; rename and tag the file separately".into(),
         ));
     }
-    if let Some(answer) = claim_key(&state, &upload).await? {
-        return Ok(answer);
-    }
-    commit(
-        &state,
-        &ctx,
-        &meta,
-        file_id,
-        Destination::NextVersion,
-        &upload,
-    )
+    let destination = Destination::NextVersion;
+    claim_and_commit(&state, &ctx, meta, file_id, destination, upload).await
+}
+
+/// Commits a received upload. With an `Idempotency-Key`, the key's claim, the commit
+/// and the storing of its answer run to their end on a task of their own
+/// (src/api/edge/streamed_keys.rs): a client that hangs up after its last byte and
+/// retries with its key finds its answer.
+async fn claim_and_commit(
+    state: &AppState,
+    ctx: &TenantContext,
+    meta: EventMetadata,
+    file_id: FileId,
+    destination: Destination,
+    upload: ReceivedUpload,
+) -> Result<Response, AppError> {
+    let Some(pending) = streamed_keys::pending() else {
+        return commit(state, ctx, &meta, file_id, destination, &upload).await;
+    };
+    let (state, ctx) = (state.clone(), *ctx);
+    commands::to_the_end(async move {
+        if let Some(answer) = claim_key(&state, &pending, &upload).await? {
+            return Ok(answer);
+        }
+        let answer = commit(&state, &ctx, &meta, file_id, destination, &upload).await;
+        streamed_keys::settle_upload(&state, &pending, answer).await
+    })
     .await
 }
 
@@ -205,6 +220,7 @@ async fn commit(
 /// body is never stored twice.
 async fn claim_key(
     state: &AppState,
+    pending: &Pending,
     upload: &ReceivedUpload,
 ) -> Result<Option<Response>, AppError> {
     let size = upload.received.size_bytes.to_string();
@@ -220,7 +236,7 @@ async fn claim_key(
         display_name.as_str(),
     ];
     fields.extend(upload.tags.iter().map(String::as_str));
-    match crate::api::edge::streamed_keys::claim_upload(state, &fields).await {
+    match streamed_keys::claim_upload(state, pending, &fields).await {
         Ok(None) => Ok(None),
         Ok(Some(answer)) => {
             discard(state, &upload.temp_key).await;
