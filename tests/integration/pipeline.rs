@@ -652,6 +652,18 @@ async fn consumers(
     all
 }
 
+/// Adds an entry to the queue's stream `stream`, as a dispatch would.
+async fn add_entry(redis: &mut redis::aio::ConnectionManager, stream: &str) {
+    let _: String = redis::cmd("XADD")
+        .arg(stream)
+        .arg("*")
+        .arg("job")
+        .arg("{}")
+        .query_async(redis)
+        .await
+        .unwrap();
+}
+
 #[tokio::test]
 async fn consumers_of_stopped_workers_are_forgotten_unless_they_hold_a_job() {
     // Redis keeps every consumer name a group has seen until it is deleted, and each
@@ -689,14 +701,7 @@ async fn consumers_of_stopped_workers_are_forgotten_unless_they_hold_a_job() {
         0
     );
     let stream = format!("{other}jobs:ready");
-    let _: String = redis::cmd("XADD")
-        .arg(&stream)
-        .arg("*")
-        .arg("job")
-        .arg("{}")
-        .query_async(&mut redis)
-        .await
-        .unwrap();
+    add_entry(&mut redis, &stream).await;
     assert_eq!(
         queue.forget_consumers(Duration::ZERO, None).await.unwrap(),
         0,
@@ -709,14 +714,7 @@ async fn consumers_of_stopped_workers_are_forgotten_unless_they_hold_a_job() {
         .unwrap();
     queue.ensure_group().await.unwrap();
     for consumer in ["dead-holding", "dead-idle"] {
-        let _: String = redis::cmd("XADD")
-            .arg(&stream)
-            .arg("*")
-            .arg("job")
-            .arg("{}")
-            .query_async(&mut redis)
-            .await
-            .unwrap();
+        add_entry(&mut redis, &stream).await;
         let read: redis::streams::StreamReadReply = redis::cmd("XREADGROUP")
             .arg("GROUP")
             .arg("workers")
