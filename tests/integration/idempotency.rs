@@ -343,3 +343,69 @@ async fn a_client_that_hangs_up_gets_its_answer_when_it_retries_with_the_key() {
     assert_eq!(invitations(&t).await, 3 + 60, "one invitation per key");
     t.app.stop().await;
 }
+
+#[tokio::test]
+async fn a_keyed_body_that_cannot_be_read_is_400_and_one_over_the_limit_413() {
+    // The key layer buffers the body before the handler: its refusals must be the ones
+    // the handler's JSON extractor gives without a key, not "too large" for every
+    // failure to read.
+    let t = TestApp::spawn(
+        Mode::Web,
+        &[
+            ("AUTH_RATE_LIMIT_PER_MINUTE", "1000"),
+            ("MAX_JSON_BODY_BYTES", "1024"),
+        ],
+    )
+    .await;
+    let token = admin(&t).await;
+    let host = t.base.trim_start_matches("http://").to_string();
+    let send = async |key: Option<&str>, framing: &str, body: &[u8]| {
+        let key = key
+            .map(|k| format!("idempotency-key: {k}\r\n"))
+            .unwrap_or_default();
+        let mut request = format!(
+            "POST /v1/tenants/current/invitations HTTP/1.1\r\nhost: {host}\r\n\
+             authorization: Bearer {token}\r\ncontent-type: application/json\r\nconnection: close\r\n{key}{framing}\r\n"
+        )
+        .into_bytes();
+        request.extend_from_slice(body);
+        send_answer(&t, &request).await
+    };
+    let broken_chunks = "transfer-encoding: chunked\r\n";
+    let bad = b"zz\r\n{\"role\":\"user\"}\r\n0\r\n\r\n";
+    let big = format!("{{\"role\":\"user\",\"pad\":\"{}\"}}", "x".repeat(2000));
+    let big_framing = format!("content-length: {}\r\n", big.len());
+    for key in [None, Some("broken"), Some("big")] {
+        let (status, body) = send(key, broken_chunks, bad).await;
+        assert_eq!(status, 400, "broken chunks, key {key:?}: {body}");
+        assert_eq!(body["error"]["code"], "bad_request", "{body}");
+        let (status, body) = send(key, &big_framing, big.as_bytes()).await;
+        assert_eq!(status, 413, "over the limit, key {key:?}: {body}");
+        assert_eq!(body["error"]["code"], "payload_too_large", "{body}");
+    }
+    assert_eq!(invitations(&t).await, 0, "nothing recorded");
+    let claimed: i64 = sqlx::query_scalar("SELECT count(*) FROM idempotency_keys")
+        .fetch_one(&t.db.owner)
+        .await
+        .unwrap();
+    assert_eq!(claimed, 0, "no key claimed by a body never read");
+    t.app.stop().await;
+}
+
+/// Sends a raw request on a connection of its own and reads the answer: its status and
+/// its JSON body (`Content-Length` framed, as every error answer is).
+async fn send_answer(t: &TestApp, request: &[u8]) -> (u16, Value) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = t.base.trim_start_matches("http://");
+    let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+    conn.write_all(request).await.unwrap();
+    let mut answer = Vec::new();
+    let _ = conn.read_to_end(&mut answer).await;
+    let text = String::from_utf8_lossy(&answer);
+    let status = text[9..12].parse().unwrap();
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b)
+        .unwrap_or_default();
+    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+}

@@ -148,9 +148,16 @@ pub(in crate::api) async fn key_and_principal(
 async fn run_keyed(state: &AppState, request: Request, next: Next) -> Result<Response, AppError> {
     let (key, principal, request) = key_and_principal(state, request).await?;
     let (parts, body) = request.into_parts();
-    let bytes = axum::body::to_bytes(body, state.config.max_json_body_bytes)
-        .await
-        .map_err(|_| AppError::PayloadTooLarge("the request body is too large".into()))?;
+    let limit = state.config.max_json_body_bytes;
+    let bytes = axum::body::to_bytes(body, limit).await.map_err(|e| {
+        // As `JsonBody` answers: over the limit is 413, a body that cannot be read (a
+        // broken chunked encoding, a client gone mid-body) 400.
+        if e.into_inner().is::<http_body_util::LengthLimitError>() {
+            super::json::too_large(limit)
+        } else {
+            AppError::BadRequest("the request body could not be read".into())
+        }
+    })?;
     let mut hasher = Sha256::new();
     hasher.update(parts.method.as_str().as_bytes());
     hasher.update(b"\n");

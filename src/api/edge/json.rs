@@ -88,7 +88,7 @@ where
 #[derive(Debug, Clone, Copy)]
 struct BodyLimit(usize);
 
-fn too_large(max_bytes: usize) -> AppError {
+pub(in crate::api) fn too_large(max_bytes: usize) -> AppError {
     AppError::PayloadTooLarge(format!(
         "request body exceeds the limit of {max_bytes} bytes"
     ))
