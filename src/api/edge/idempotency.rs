@@ -27,9 +27,13 @@
 //! no key claimed or compared.
 //!
 //! Login, refresh and logout are excluded: replaying a response would hand out tokens
-//! again. Streaming uploads (multipart) are keyed too, but their bodies are not
-//! buffered: the upload handler claims the key once the body is received, with a
-//! fingerprint of its SHA-256 and metadata (`streamed_keys.rs`).
+//! again. tus requests carrying bytes (`Content-Type: application/offset+octet-stream`)
+//! take no key: they are streamed, not buffered, and tus's offsets make a repeated
+//! `PATCH` a `409`; a repeated creation-with-upload makes a second upload, which expires
+//! unused (a client that needs a keyed creation sends it without bytes). Streaming
+//! uploads (multipart) are keyed too, but their bodies are not buffered: the upload
+//! handler claims the key once the body is received, with a fingerprint of its SHA-256
+//! and metadata (`streamed_keys.rs`).
 
 use axum::body::{Body, Bytes};
 use axum::extract::{FromRequestParts, Request, State};
@@ -83,6 +87,16 @@ async fn principal(state: &AppState, request: Request) -> Result<(Principal, Req
     Ok((principal, Request::from_parts(parts, body)))
 }
 
+/// Whether the request carries a tus chunk (`PATCH`, or a creation with upload). Such a
+/// request takes no key: its body is streamed to storage, never buffered here (a chunk
+/// may be gigabytes), and tus makes it safe to repeat by itself — a `PATCH` must name
+/// the upload's current `Upload-Offset`, so a repeat gets `409`.
+fn carries_tus_bytes(headers: &axum::http::HeaderMap) -> bool {
+    headers
+        .get(CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/offset+octet-stream"))
+}
+
 /// Whether the request carries credentials: a bearer value, or the console's cookie.
 fn credentialed(headers: &axum::http::HeaderMap) -> bool {
     headers.contains_key(AUTHORIZATION) || crate::auth::browser::has_session_cookie(headers)
@@ -104,7 +118,8 @@ pub async fn idempotency(State(state): State<AppState>, request: Request, next: 
         *request.method(),
         Method::POST | Method::PUT | Method::PATCH | Method::DELETE
     ) && request.headers().contains_key(HEADER)
-        && !EXCLUDED.contains(&request.uri().path());
+        && !EXCLUDED.contains(&request.uri().path())
+        && !carries_tus_bytes(request.headers());
     // Registration is the one state-changing route open to anonymous callers; anywhere
     // else a request without credentials goes straight to its handler, which answers 401:
     // an anonymous key must neither be claimed nor be compared with another caller's.

@@ -11,8 +11,8 @@ use tokio::io::AsyncWriteExt;
 
 use super::*;
 use crate::common::{
-    eventually, every_committed_version_recorded_on_its_upload, median_of_three, raw_request,
-    refuse_upload_completions, send_raw,
+    bytes_of, eventually, every_committed_version_recorded_on_its_upload, median_of_three,
+    raw_request, refuse_upload_completions, send_raw,
 };
 use crate::files_api::{World, tenant};
 
@@ -576,4 +576,63 @@ async fn a_completion_cut_after_its_version_is_repaired_without_a_second_version
     // And a PATCH after that answers the same.
     let r = patch(&w, &w.admin, &at, 3, b"").await;
     assert_eq!(header(&r, "chronicle-version-number"), "1");
+}
+
+#[tokio::test]
+async fn a_patch_with_an_idempotency_key_streams_like_any_other() {
+    // Clients that put an Idempotency-Key on every write (some HTTP libraries do) send
+    // one with tus requests too. A PATCH is already safe to repeat — its Upload-Offset
+    // must match, so a repeat gets 409 — and its body may be far larger than a JSON
+    // body: the key layer must not buffer it (it refused chunks over the JSON limit).
+    let w = World::new(&[("MAX_JSON_BODY_BYTES", "65536")]).await;
+    let bytes = bytes_of(9, 3 << 20);
+    let at = create(
+        &w,
+        &w.admin,
+        bytes.len() as u64,
+        &meta(&[("filename", "k.bin")]),
+    )
+    .await;
+    let send = async |key: &str, offset: u64, chunk: &[u8]| {
+        tus(w.t.http.patch(w.t.url(&at)), &w.admin)
+            .header("Content-Type", "application/offset+octet-stream")
+            .header("Upload-Offset", offset)
+            .header("Idempotency-Key", key)
+            .body(chunk.to_vec())
+            .send()
+            .await
+            .unwrap()
+    };
+    let half = bytes.len() / 2;
+    let r = send("first-half", 0, &bytes[..half]).await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT, "{:?}", r.text().await);
+    assert_eq!(offset(&r), half as u64);
+    // Sent again with its key: the offset has moved on, as for any repeated PATCH.
+    let r = send("first-half", 0, &bytes[..half]).await;
+    assert_eq!(r.status(), StatusCode::CONFLICT);
+    let r = send("second-half", half as u64, &bytes[half..]).await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT, "{:?}", r.text().await);
+    assert_eq!(offset(&r), bytes.len() as u64);
+    assert_eq!(header(&r, "chronicle-version-number"), "1");
+    let uploaded: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM events WHERE event_type = 'Uploaded' AND tenant_id = $1",
+    )
+    .bind(w.tenant)
+    .fetch_one(&w.t.db.owner)
+    .await
+    .unwrap();
+    assert_eq!(uploaded, 1, "one version of the bytes");
+
+    // A creation with upload carries bytes too.
+    let r = tus(w.t.http.post(w.t.url("/v1/uploads")), &w.admin)
+        .header("Upload-Length", bytes.len())
+        .header("Upload-Metadata", meta(&[("filename", "c.bin")]))
+        .header("Content-Type", "application/offset+octet-stream")
+        .header("Idempotency-Key", "creation")
+        .body(bytes.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED, "{:?}", r.text().await);
+    assert_eq!(offset(&r), bytes.len() as u64);
 }
