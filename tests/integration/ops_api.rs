@@ -49,6 +49,22 @@ async fn health_ready_metrics_and_openapi() {
         doc["components"]["securitySchemes"]["bearer"]["scheme"],
         "bearer"
     );
+    // The document offers Idempotency-Key where the key layer takes it: not on a tus
+    // chunk (streamed, and safe to repeat by its offset), yet on a tus creation.
+    let takes_key = |path: &str, method: &str| {
+        let operation = &doc["paths"][path][method];
+        assert!(
+            operation.is_object(),
+            "{method} {path} missing from OpenAPI"
+        );
+        operation["parameters"]
+            .as_array()
+            .is_some_and(|ps| ps.iter().any(|p| p["name"] == "Idempotency-Key"))
+    };
+    assert!(takes_key("/v1/tenants/current/invitations", "post"));
+    assert!(takes_key("/v1/uploads", "post"));
+    assert!(!takes_key("/v1/uploads/{id}", "patch"));
+    assert!(!takes_key("/v1/auth/login", "post"));
 
     let text = t.metrics().await;
     assert!(

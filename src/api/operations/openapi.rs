@@ -159,7 +159,11 @@ fn document(path: &str, method: &str, operation: &mut Operation) {
     }
     let state_changing = matches!(method, "post" | "put" | "patch" | "delete");
     let multipart = bodies.iter().any(|t| t.starts_with("multipart/"));
-    if state_changing && !multipart && !idempotency::EXCLUDED.contains(&path) {
+    // A tus chunk takes no key (`idempotency::carries_tus_bytes`).
+    let tus_bytes = bodies
+        .iter()
+        .any(|t| t == "application/offset+octet-stream");
+    if state_changing && !multipart && !tus_bytes && !idempotency::EXCLUDED.contains(&path) {
         idempotency_key(operation);
     }
     if parameters(operation).any(|p| p.name == "Tus-Resumable") {
