@@ -50,7 +50,8 @@ async fn health_ready_metrics_and_openapi() {
         "bearer"
     );
     // The document offers Idempotency-Key where the key layer takes it: not on a tus
-    // chunk (streamed, and safe to repeat by its offset), yet on a tus creation.
+    // chunk (streamed, and safe to repeat by its offset), yet on a tus creation and a
+    // multipart upload.
     let takes_key = |path: &str, method: &str| {
         let operation = &doc["paths"][path][method];
         assert!(
@@ -63,6 +64,10 @@ async fn health_ready_metrics_and_openapi() {
     };
     assert!(takes_key("/v1/tenants/current/invitations", "post"));
     assert!(takes_key("/v1/uploads", "post"));
+    assert!(
+        takes_key("/v1/files", "post"),
+        "a multipart upload takes a key"
+    );
     assert!(!takes_key("/v1/uploads/{id}", "patch"));
     assert!(!takes_key("/v1/auth/login", "post"));
 

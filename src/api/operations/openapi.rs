@@ -158,12 +158,12 @@ fn document(path: &str, method: &str, operation: &mut Operation) {
         );
     }
     let state_changing = matches!(method, "post" | "put" | "patch" | "delete");
-    let multipart = bodies.iter().any(|t| t.starts_with("multipart/"));
-    // A tus chunk takes no key (`idempotency::carries_tus_bytes`).
+    // Multipart uploads take a key too (claimed once the file is in, `streamed_keys`); a
+    // tus chunk takes none (`idempotency::carries_tus_bytes`).
     let tus_bytes = bodies
         .iter()
         .any(|t| t == "application/offset+octet-stream");
-    if state_changing && !multipart && !tus_bytes && !idempotency::EXCLUDED.contains(&path) {
+    if state_changing && !tus_bytes && !idempotency::EXCLUDED.contains(&path) {
         idempotency_key(operation);
     }
     if parameters(operation).any(|p| p.name == "Tus-Resumable") {
