@@ -33,6 +33,52 @@ async fn refused_fast(what: &str, request: reqwest::RequestBuilder) {
     assert!(elapsed <= FAST, "{what} took {elapsed:?}");
 }
 
+/// Sends a 50 KB upload and then a listing on one keep-alive connection, and returns
+/// the two answers' status lines ("" for one that never came). A refusal that leaves the
+/// upload's body unread makes the server close the connection after answering, without
+/// saying so (`Connection: close`): a client that reuses the connection for its next
+/// request, as clients' pools do, races the close and gets a transport error.
+async fn two_on_one_connection(c: &Chronicle, token: &str) -> (String, String) {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+    let base = c.url("");
+    let addr = base.trim_start_matches("http://").trim_end_matches('/');
+    let body = vec![b'x'; 50_000];
+    let upload = format!(
+        "POST /v1/files HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer {token}\r\n\
+         content-type: multipart/form-data; boundary=b\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    );
+    let listing = format!(
+        "GET /v1/files?limit=7 HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer {token}\r\n\
+         connection: close\r\n\r\n"
+    );
+    let mut conn = BufReader::new(tokio::net::TcpStream::connect(addr).await.unwrap());
+    conn.get_mut().write_all(upload.as_bytes()).await.unwrap();
+    conn.get_mut().write_all(&body).await.unwrap();
+    // The first answer: its head, then its body by Content-Length.
+    let (mut first, mut length) = (String::new(), 0usize);
+    loop {
+        let mut line = String::new();
+        if conn.read_line(&mut line).await.unwrap_or(0) == 0 || line == "\r\n" {
+            break;
+        }
+        if first.is_empty() {
+            first = line.trim_end().to_string();
+        }
+        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+            length = v.trim().parse().unwrap();
+        }
+    }
+    let mut answer = vec![0u8; length];
+    conn.read_exact(&mut answer).await.unwrap();
+    // The next request on the same connection, a moment later.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let _ = conn.get_mut().write_all(listing.as_bytes()).await;
+    let mut second = String::new();
+    let _ = conn.read_line(&mut second).await;
+    (first, second.trim_end().to_string())
+}
+
 /// Polls `probe` until it answers `expected` (the service recovers by itself).
 async fn recovers(what: &str, expected: StatusCode, probe: impl AsyncFn() -> reqwest::Response) {
     eventually_explained(what, PATIENCE, async || {
@@ -109,6 +155,12 @@ async fn postgres_and_redis_outages_answer_503_fast_and_the_service_recovers_by_
     }
     let ready = c.http.get(c.url("/health/ready")).send().await.unwrap();
     assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let (first, second) = two_on_one_connection(&c, &token).await;
+    assert!(first.starts_with("HTTP/1.1 503"), "{first}");
+    assert!(
+        second.starts_with("HTTP/1.1 503"),
+        "the connection still serves after a refused upload: {second:?}"
+    );
 
     // Back: the same process serves again.
     tokio::task::block_in_place(|| pg.resume());
