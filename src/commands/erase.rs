@@ -59,36 +59,25 @@ pub async fn erase_user(
 ) -> Result<Erasure, AppError> {
     let (pool, log, meta) = (pool.clone(), log.clone(), meta.clone());
     commands::to_the_end(async move {
-        erase_to_the_end(&pool, &log, snapshot_every, tenant, user, &meta).await
+        // The erasure commits in its own transaction (not through `EventLog::append`),
+        // so it announces its change of standing itself (docs/auth-cache.md).
+        log.begin_standing_change(tenant.0).await.map_err(|e| {
+            tracing::warn!(error = %e, "refused an erasure that could not be announced");
+            AppError::Unavailable(
+                "this change cannot be made while the shared cache is unreachable; retry shortly"
+                    .into(),
+            )
+        })?;
+        let erased = erase_announced(&pool, &log, snapshot_every, tenant, user, &meta).await;
+        log.end_standing_change(tenant.0).await;
+        let outcome = erased?;
+        // Also on a repeated request: a crash after the commit above may have left
+        // sessions open. They are refused anyway (`session_standing` checks UserErased);
+        // revoking them records why and ends them in the read tables.
+        revoke_sessions(&pool, &log, snapshot_every, tenant, user, &meta).await?;
+        Ok(outcome)
     })
     .await
-}
-
-async fn erase_to_the_end(
-    pool: &PgPool,
-    log: &EventLog,
-    snapshot_every: u64,
-    tenant: TenantId,
-    user: UserId,
-    meta: &EventMetadata,
-) -> Result<Erasure, AppError> {
-    // The erasure commits in its own transaction (not through `EventLog::append`), so it
-    // announces its change of standing itself (docs/auth-cache.md).
-    log.begin_standing_change(tenant.0).await.map_err(|e| {
-        tracing::warn!(error = %e, "refused an erasure that could not be announced");
-        AppError::Unavailable(
-            "this change cannot be made while the shared cache is unreachable; retry shortly"
-                .into(),
-        )
-    })?;
-    let erased = erase_announced(pool, log, snapshot_every, tenant, user, meta).await;
-    log.end_standing_change(tenant.0).await;
-    let outcome = erased?;
-    // Also on a repeated request: a crash after the commit above may have left sessions
-    // open. They are refused anyway (`session_standing` checks UserErased); revoking
-    // them records why and ends them in the read tables.
-    revoke_sessions(pool, log, snapshot_every, tenant, user, meta).await?;
-    Ok(outcome)
 }
 
 /// The erasure's transaction, retried on conflicts, between its announcement and end.

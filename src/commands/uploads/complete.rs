@@ -151,8 +151,8 @@ async fn complete_in_place(
 
 /// The version `upload`'s bytes already became, if an earlier completion committed it
 /// (and died before recording it on the upload). A direct upload's completion asks this
-/// before the bucket: by then the worker has usually processed the version and removed
-/// the assembled object.
+/// when the bucket refuses to assemble the parts: by then the worker has usually
+/// processed the version and removed the assembled object.
 pub async fn committed_version(
     state: &AppState,
     tenant: TenantId,
