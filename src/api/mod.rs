@@ -22,7 +22,7 @@ use crate::error::{AppError, ErrorBody, ErrorDetail};
 use crate::state::AppState;
 use edge::json::JsonBodyLimitLayer;
 use edge::ratelimit::RateLimitLayer;
-use edge::{headers, idempotency, observe, outage, read_routing, text};
+use edge::{headers, idempotency, observe, outage, read_routing, text, unread};
 use operations::openapi::LayerResponses;
 
 #[derive(OpenApi)]
@@ -88,8 +88,9 @@ impl utoipa::Modify for BearerAuth {
     }
 }
 
-/// The whole API. Layers run outside-in: request id → security headers → CORS → metrics
-/// and logging → timeout → outage guard → bearer token verified → rate limit → text rule
+/// The whole API. Layers run outside-in: request id → security headers → CORS → unread
+/// bodies finished (or the connection closed) after the answer → metrics and logging →
+/// timeout → outage guard → bearer token verified → rate limit → text rule
 /// → JSON body limit → routing → idempotency (a route layer: only for routes and methods
 /// that exist) → handler. So 429s, 413s and 404s are logged, counted, and carry CORS and
 /// security headers like any other answer, and a CORS preflight is answered before it
@@ -150,7 +151,9 @@ pub fn router_with(state: AppState, extra: Router<AppState>) -> Router {
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             observe::observe,
-        ));
+        ))
+        // Outside every layer that may answer before the body is read (unread.rs).
+        .layer(axum::middleware::from_fn(unread::finish_unread_bodies));
     if let Some(cors) = headers::Cors::from_config(&config) {
         router = router.layer(axum::middleware::from_fn_with_state(cors, headers::cors));
     }

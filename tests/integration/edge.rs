@@ -403,3 +403,127 @@ async fn production_adds_strict_transport_security() {
     }
     t.app.stop().await;
 }
+
+/// One request on `conn` (already written by the caller), its answer's head read and its
+/// body skipped by `Content-Length`: the status line and the headers, lowercased.
+async fn answer_on<R>(conn: &mut R) -> (String, Vec<String>)
+where
+    R: tokio::io::AsyncBufRead + Unpin,
+{
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt};
+    let (mut status, mut headers, mut length) = (String::new(), Vec::new(), 0usize);
+    loop {
+        let mut line = String::new();
+        if conn.read_line(&mut line).await.unwrap_or(0) == 0 || line == "\r\n" {
+            break;
+        }
+        let line = line.trim_end().to_ascii_lowercase();
+        if status.is_empty() {
+            status = line;
+            continue;
+        }
+        if let Some(v) = line.strip_prefix("content-length:") {
+            length = v.trim().parse().unwrap();
+        }
+        headers.push(line);
+    }
+    let mut body = vec![0u8; length];
+    conn.read_exact(&mut body).await.unwrap();
+    (status, headers)
+}
+
+/// An upload refused before its body is read (`401`: no token) leaves its connection
+/// usable when the rest of the body is small, and says `Connection: close` when it is
+/// not; a client waiting for `100 Continue` is answered at once. Without the layer that
+/// finishes unread bodies (src/api/edge/unread.rs), the server closed the connection
+/// after a `401` to a 50 KB upload without saying so, and the next request on it went
+/// unanswered — what a client reusing pooled connections sees as a transport error.
+#[tokio::test]
+async fn a_request_refused_before_its_body_is_read_leaves_its_connection_usable() {
+    use tokio::io::{AsyncWriteExt, BufReader};
+    let t = TestApp::spawn(Mode::Web, &[]).await;
+    let addr = t.base.trim_start_matches("http://").to_string();
+    let upload_head = |length: &str, extra: &str| {
+        format!(
+            "POST /v1/files HTTP/1.1\r\nhost: {addr}\r\n\
+             content-type: multipart/form-data; boundary=b\r\n{length}{extra}\r\n"
+        )
+    };
+    let health = format!("GET /health HTTP/1.1\r\nhost: {addr}\r\n\r\n");
+
+    // Small bodies, declared or chunked: refused, then the next request is answered.
+    let chunk = vec![b'x'; 10_000];
+    let mut chunked = Vec::new();
+    for _ in 0..5 {
+        chunked.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+        chunked.extend_from_slice(&chunk);
+        chunked.extend_from_slice(b"\r\n");
+    }
+    chunked.extend_from_slice(b"0\r\n\r\n");
+    let small = [
+        (
+            upload_head("content-length: 50000\r\n", ""),
+            vec![b'x'; 50_000],
+        ),
+        (upload_head("transfer-encoding: chunked\r\n", ""), chunked),
+    ];
+    for (head, body) in small {
+        let mut conn = BufReader::new(tokio::net::TcpStream::connect(&addr).await.unwrap());
+        conn.get_mut().write_all(head.as_bytes()).await.unwrap();
+        conn.get_mut().write_all(&body).await.unwrap();
+        let (status, headers) = answer_on(&mut conn).await;
+        assert_eq!(status, "http/1.1 401 unauthorized", "{head}");
+        assert!(
+            !headers.contains(&"connection: close".into()),
+            "{headers:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        conn.get_mut().write_all(health.as_bytes()).await.unwrap();
+        let (status, _) = answer_on(&mut conn).await;
+        assert_eq!(status, "http/1.1 200 ok", "the request after {head}");
+    }
+
+    // 3 MB: not read; the answer says the connection closes, and it does.
+    let mut conn = BufReader::new(tokio::net::TcpStream::connect(&addr).await.unwrap());
+    let head = upload_head("content-length: 3000000\r\n", "");
+    conn.get_mut().write_all(head.as_bytes()).await.unwrap();
+    let _ = conn.get_mut().write_all(&vec![b'x'; 3_000_000]).await;
+    let (status, headers) = answer_on(&mut conn).await;
+    assert_eq!(status, "http/1.1 401 unauthorized");
+    assert!(headers.contains(&"connection: close".into()), "{headers:?}");
+
+    // Waiting for `100 Continue`: answered at once (the body is not asked for), closing.
+    let mut conn = BufReader::new(tokio::net::TcpStream::connect(&addr).await.unwrap());
+    let head = upload_head("content-length: 5000000\r\n", "expect: 100-continue\r\n");
+    let started = Instant::now();
+    conn.get_mut().write_all(head.as_bytes()).await.unwrap();
+    let (status, headers) = answer_on(&mut conn).await;
+    assert_eq!(status, "http/1.1 401 unauthorized");
+    assert!(headers.contains(&"connection: close".into()), "{headers:?}");
+    assert!(
+        started.elapsed() < Duration::from_millis(900),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // A client with a connection pool: refusals and other requests, one after another,
+    // every one answered.
+    for i in 0..20 {
+        let refused = t
+            .http
+            .post(t.url("/v1/files"))
+            .header("content-type", "multipart/form-data; boundary=b")
+            .body(vec![b'x'; 60_000])
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("upload {i}: {e}"));
+        assert_eq!(refused.status(), 401);
+        let r = t
+            .http
+            .get(t.url("/health"))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("health after upload {i}: {e}"));
+        assert_eq!(r.status(), 200);
+    }
+}

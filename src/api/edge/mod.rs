@@ -16,3 +16,4 @@ pub mod ratelimit;
 pub(crate) mod read_routing;
 pub(crate) mod streamed_keys;
 pub(crate) mod text;
+pub(crate) mod unread;

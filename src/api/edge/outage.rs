@@ -113,32 +113,6 @@ fn exempt(path: &str) -> bool {
     )
 }
 
-/// How much of a refused request's body is read before its `503` goes out, and for how
-/// long at most.
-const DRAIN_BYTES: usize = 1 << 20;
-const DRAIN_FOR: Duration = Duration::from_secs(1);
-
-/// Reads and drops the body of a request about to be refused, within bounds. With its
-/// body left unread, the connection cannot carry another request, so it is closed after
-/// the answer — without a `Connection: close` the client could have seen: a client that
-/// reuses the connection from its pool, as most do, races that close and gets a
-/// transport error instead of a `503` with `Retry-After` (seen under load: a few of
-/// every hundred uploads refused during an outage). Drained, the connection stays open.
-async fn drain(request: Request) {
-    use futures::StreamExt;
-    let mut body = request.into_body().into_data_stream();
-    let read = async {
-        let mut seen = 0;
-        while let Some(Ok(chunk)) = body.next().await {
-            seen += chunk.len();
-            if seen > DRAIN_BYTES {
-                break;
-            }
-        }
-    };
-    let _ = tokio::time::timeout(DRAIN_FOR, read).await;
-}
-
 fn database_unavailable() -> Response {
     AppError::Unavailable(DATABASE_UNAVAILABLE.into()).into_response()
 }
@@ -153,7 +127,8 @@ pub async fn unavailable_when_down(
     }
     let mut down = guard.database_down.clone();
     if *down.borrow_and_update() {
-        drain(request).await;
+        // Its unread body is finished by the layer outside (unread.rs), so the
+        // connection stays usable for the client's retry.
         return database_unavailable();
     }
     // The watcher ends at shutdown: requests draining then must finish, not be refused.
