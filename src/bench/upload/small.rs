@@ -37,7 +37,7 @@ pub(super) async fn small_uploads(
     let next = Arc::new(AtomicUsize::new(0));
     let accepted = Arc::new(Mutex::new(Vec::with_capacity(n)));
     let token = Arc::new(token.to_string());
-    let commits_before = commits(owner).await?;
+    let before = db_counters(owner).await?;
     let cpu = CpuMeter::start(&[("server", server.pid()), ("bench", std::process::id())]);
     let started = Instant::now();
     let started_at = chrono::Utc::now();
@@ -133,7 +133,9 @@ pub(super) async fn small_uploads(
     // single statements count too) and of this poll; the statistics reach Postgres's
     // counters up to a second late, hence "about".
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    let transactions_per_upload = (commits(owner).await? - commits_before) as f64 / n as f64;
+    let after = db_counters(owner).await?;
+    let transactions_per_upload = (after.commits - before.commits) as f64 / n as f64;
+    let rows_per_upload = (after.rows_written - before.rows_written) as f64 / n as f64;
     let accepted_rate = n as f64 / accepted_after.as_secs_f64();
     let completed_rate = n as f64 / completed_after.as_secs_f64();
     let limit_rate = limit.value;
@@ -158,7 +160,9 @@ pub(super) async fn small_uploads(
             note: format!(
                 "all {n} `completed` in file_versions after {:.2} s, the last recorded by the \
                  worker at {last_worker_commit:.2} s (WORKER_CONCURRENCY={}); \
-                 about {transactions_per_upload:.1} Postgres transactions per upload; \
+                 about {transactions_per_upload:.1} Postgres transactions and \
+                 {rows_per_upload:.0} rows written (inserted, updated, deleted) per upload, \
+                 where the ingestion limit writes one; \
                  until then {completing_cpu}",
                 completed_after.as_secs_f64(),
                 sizes.worker_concurrency
@@ -186,17 +190,29 @@ pub(super) async fn small_uploads(
     })
 }
 
-/// Transactions committed in the bench's database so far.
-async fn commits(owner: &PgPool) -> anyhow::Result<i64> {
+/// The bench database's counters so far (PostgreSQL's statistics, as `pg_stat_database`
+/// shows them): what the pipeline costs in transactions and in rows, the units the
+/// ingestion limit pays one of per file.
+struct DbCounters {
+    commits: i64,
+    rows_written: i64,
+}
+
+async fn db_counters(owner: &PgPool) -> anyhow::Result<DbCounters> {
     let mut conn = owner.acquire().await?;
     sqlx::query("SELECT pg_stat_clear_snapshot()")
         .execute(&mut *conn)
         .await?;
-    Ok(sqlx::query_scalar(
-        "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()",
+    let (commits, rows_written): (i64, i64) = sqlx::query_as(
+        "SELECT xact_commit, tup_inserted + tup_updated + tup_deleted
+           FROM pg_stat_database WHERE datname = current_database()",
     )
     .fetch_one(&mut *conn)
-    .await?)
+    .await?;
+    Ok(DbCounters {
+        commits,
+        rows_written,
+    })
 }
 
 /// `requests` GETs of the files in `ids` (round robin) from 16 keep-alive clients;
