@@ -492,19 +492,15 @@ async fn a_request_refused_before_its_body_is_read_leaves_its_connection_usable(
     assert_eq!(status, "http/1.1 401 unauthorized");
     assert!(headers.contains(&"connection: close".into()), "{headers:?}");
 
-    // Waiting for `100 Continue`: answered at once (the body is not asked for), closing.
+    // Waiting for `100 Continue`, with a body small enough to be drained otherwise: the
+    // body is never asked for (reading it would make hyper send `100 Continue` first, and
+    // this status line would be that), and the answer closes the connection.
     let mut conn = BufReader::new(tokio::net::TcpStream::connect(&addr).await.unwrap());
-    let head = upload_head("content-length: 5000000\r\n", "expect: 100-continue\r\n");
-    let started = Instant::now();
+    let head = upload_head("content-length: 50000\r\n", "expect: 100-continue\r\n");
     conn.get_mut().write_all(head.as_bytes()).await.unwrap();
     let (status, headers) = answer_on(&mut conn).await;
     assert_eq!(status, "http/1.1 401 unauthorized");
     assert!(headers.contains(&"connection: close".into()), "{headers:?}");
-    assert!(
-        started.elapsed() < Duration::from_millis(900),
-        "{:?}",
-        started.elapsed()
-    );
 
     // A client with a connection pool: refusals and other requests, one after another,
     // every one answered.
