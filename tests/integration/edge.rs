@@ -491,6 +491,17 @@ async fn a_request_refused_before_its_body_is_read_leaves_its_connection_usable(
     let (status, headers) = answer_on(&mut conn).await;
     assert_eq!(status, "http/1.1 401 unauthorized");
     assert!(headers.contains(&"connection: close".into()), "{headers:?}");
+    let mut after = Vec::new();
+    let closed = tokio::time::timeout(
+        Duration::from_secs(5),
+        tokio::io::AsyncReadExt::read_to_end(&mut conn, &mut after),
+    )
+    .await;
+    assert!(
+        closed.is_ok(),
+        "the connection stayed open after Connection: close"
+    );
+    assert!(after.is_empty(), "{} bytes after the answer", after.len());
 
     // Waiting for `100 Continue`, with a body small enough to be drained otherwise: the
     // body is never asked for (reading it would make hyper send `100 Continue` first, and
