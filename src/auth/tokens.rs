@@ -264,10 +264,18 @@ mod tests {
             "verified anew at exp"
         );
 
-        // One character of the signature changed: not the remembered token.
+        // One character of the signature changed: not the remembered token. The first
+        // one, whose six bits are all data: the last of a 32-byte signature's 43 carries
+        // four, and changing it could make the encoding invalid (`MalformedToken`) instead
+        // of the signature wrong — one token in 16, when it ended in `A`.
+        let at = token.rfind('.').unwrap() + 1;
+        let first = if token.as_bytes()[at] == b'A' {
+            "B"
+        } else {
+            "A"
+        };
         let mut forged = token.clone();
-        let last = forged.pop().unwrap();
-        forged.push(if last == 'A' { 'B' } else { 'A' });
+        forged.replace_range(at..at + 1, first);
         assert_eq!(k.verify_access(&forged), Err(AuthFailure::BadSignature));
         // Another secret remembers nothing of this one's tokens.
         let other = TokenKeys::new(&"cd".repeat(32));
