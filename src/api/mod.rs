@@ -15,6 +15,7 @@ pub(crate) mod uploads;
 
 use axum::Router;
 use axum::http::HeaderName;
+use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use utoipa::OpenApi;
 
@@ -90,11 +91,11 @@ impl utoipa::Modify for BearerAuth {
 
 /// The whole API. Layers run outside-in: request id → security headers → CORS → unread
 /// bodies finished (or the connection closed) after the answer → metrics and logging →
-/// timeout → outage guard → bearer token verified → rate limit → text rule
-/// → JSON body limit → routing → idempotency (a route layer: only for routes and methods
-/// that exist) → handler. So 429s, 413s and 404s are logged, counted, and carry CORS and
-/// security headers like any other answer, and a CORS preflight is answered before it
-/// can consume rate-limit budget.
+/// a panic answered `500` → timeout → outage guard → bearer token verified → rate limit
+/// → text rule → JSON body limit → routing → idempotency (a route layer: only for
+/// routes and methods that exist) → handler. So 429s, 413s and 404s are logged,
+/// counted, and carry CORS and security headers like any other answer, and a CORS
+/// preflight is answered before it can consume rate-limit budget.
 ///
 /// Later routers: a `/v1/auth` router adds `ratelimit::RateLimitLayer::auth(&state)`; a
 /// streaming upload route reads its body as a stream (untouched by the JSON limit), and a
@@ -148,6 +149,7 @@ pub fn router_with(state: AppState, extra: Router<AppState>) -> Router {
             outage::unavailable_when_down,
         ))
         .layer(axum::middleware::from_fn(observe::request_timeout))
+        .layer(CatchPanicLayer::custom(observe::panicked))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             observe::observe,

@@ -35,6 +35,7 @@ mod multi_instance;
 mod notifications;
 mod ops_api;
 mod out_of_process;
+mod panics;
 mod parking;
 mod pgbouncer;
 mod pipeline;

@@ -107,8 +107,8 @@ fn valid_key(key: &str) -> bool {
 }
 
 pub(in crate::api) enum Claim {
-    /// This request owns the key: run it.
-    Run,
+    /// This request owns the key: run it, then `settle` it.
+    Run(ClaimedKey),
     Replay(Response),
     Refuse(AppError),
 }
@@ -187,18 +187,18 @@ async fn run_keyed(state: &AppState, request: Request, next: Next) -> Result<Res
     // with the answer lost.
     let state = state.clone();
     crate::commands::to_the_end(async move {
-        match claim(&state, &principal, &key, &fingerprint).await? {
+        let claimed = match claim(&state, &principal, &key, &fingerprint).await? {
             Claim::Replay(response) => return Ok(response),
             Claim::Refuse(err) => return Err(err),
-            Claim::Run => {}
-        }
+            Claim::Run(claimed) => claimed,
+        };
         let marker = IdempotencyMarker {
             scope: principal.scope.clone(),
             key: key.clone(),
         };
         let request = Request::from_parts(parts, Body::from(bytes));
         let response = CURRENT.scope(marker, next.run(request)).await;
-        settle(&state, &principal.scope, &key, response).await
+        settle(&state, claimed, response).await
     })
     .await
 }
@@ -209,10 +209,10 @@ async fn run_keyed(state: &AppState, request: Request, next: Next) -> Result<Res
 /// change).
 pub(in crate::api) async fn settle(
     state: &AppState,
-    scope: &str,
-    key: &str,
+    mut claimed: ClaimedKey,
     response: Response,
 ) -> Result<Response, AppError> {
+    let (scope, key) = (claimed.scope.as_str(), claimed.key.as_str());
     let (parts, body) = response.into_parts();
     let body = axum::body::to_bytes(body, 16 * 1024 * 1024)
         .await
@@ -246,7 +246,56 @@ pub(in crate::api) async fn settle(
         )
         .await?;
     }
+    claimed.settled = true;
     Ok(Response::from_parts(parts, Body::from(body)))
+}
+
+/// A key this request claimed (`Claim::Run`): `settle`d with the request's answer, or
+/// freed when dropped unsettled. A handler that panics (the panic unwinds through its
+/// task, dropping this) must not leave the key `in_progress` for its lease, answering
+/// the client's retries `409` for a minute for a request that did nothing. Freeing
+/// deletes only an `in_progress` key: one marked `committed` in the events' transaction
+/// stays, as its effect happened.
+pub(in crate::api) struct ClaimedKey {
+    db: sqlx::PgPool,
+    scope: String,
+    key: String,
+    settled: bool,
+}
+
+impl ClaimedKey {
+    fn new(state: &AppState, scope: &str, key: &str) -> ClaimedKey {
+        ClaimedKey {
+            db: state.db.clone(),
+            scope: scope.to_string(),
+            key: key.to_string(),
+            settled: false,
+        }
+    }
+}
+
+impl Drop for ClaimedKey {
+    fn drop(&mut self) {
+        if self.settled {
+            return;
+        }
+        // Dropped on a runtime thread (a task unwinding or cancelled): release on a task
+        // of its own, as `drop` cannot wait.
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let (db, scope, key) = (
+            self.db.clone(),
+            std::mem::take(&mut self.scope),
+            std::mem::take(&mut self.key),
+        );
+        runtime.spawn(async move {
+            match keys::release(&db, &scope, &key).await {
+                Ok(()) => tracing::warn!("an Idempotency-Key was freed: its request ended unanswered"),
+                Err(err) => tracing::warn!(error = %err, "an unanswered request's Idempotency-Key could not be freed; it lapses with its lease"),
+            }
+        });
+    }
 }
 
 pub(in crate::api) async fn claim(
@@ -258,7 +307,7 @@ pub(in crate::api) async fn claim(
     let scope = principal.scope.as_str();
     for _ in 0..3 {
         if keys::insert_claim(&state.db, scope, key, fingerprint, &principal.role).await? {
-            return Ok(Claim::Run);
+            return Ok(Claim::Run(ClaimedKey::new(state, scope, key)));
         }
         let Some(keys::StoredKey {
             fingerprint: stored_fingerprint,
@@ -285,7 +334,7 @@ pub(in crate::api) async fn claim(
             && lock_lapsed
             && keys::take_over_lapsed(&state.db, scope, key).await?
         {
-            return Ok(Claim::Run);
+            return Ok(Claim::Run(ClaimedKey::new(state, scope, key)));
         }
         match stored_state.as_str() {
             "completed" if stored_role.is_some() && stored_role != principal.role => {

@@ -101,3 +101,18 @@ fn streams_body(request: &Request) -> bool {
                     || v.starts_with(b"application/offset+octet-stream")
             })
 }
+
+/// The answer to a handler that panicked (`tower_http::catch_panic`, inside `observe`
+/// so it is logged and counted as a 500): the one error shape, without the panic's
+/// message, and the connection kept. Without it the panic ends the connection's task
+/// and the client gets no answer at all.
+pub fn panicked(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let message = panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("(not a string)");
+    // Logged in full inside the request span, like any internal error.
+    let err = anyhow::anyhow!("a handler panicked: {message}");
+    axum::response::IntoResponse::into_response(crate::error::AppError::Internal(err))
+}

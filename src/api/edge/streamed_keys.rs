@@ -24,7 +24,9 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
 
-use crate::api::edge::idempotency::{Claim, Principal, claim, key_and_principal, settle};
+use crate::api::edge::idempotency::{
+    Claim, ClaimedKey, Principal, claim, key_and_principal, settle,
+};
 use crate::error::AppError;
 use crate::state::AppState;
 use crate::store::idempotency::{CURRENT, IdempotencyMarker};
@@ -67,15 +69,21 @@ pub(in crate::api) fn pending() -> Option<Arc<Pending>> {
     PENDING.try_with(Arc::clone).ok()
 }
 
-/// Claims `pending` for a received body described by `fields`. `Ok(None)`: go on and
-/// commit, then `settle_upload`. `Ok(Some(answer))`: the stored answer of the first
-/// request with this key. `Err`: refused (another body, still in progress). In the last
-/// two cases the caller discards its temporary bytes.
+/// What claiming an upload's key decided.
+pub(in crate::api) enum UploadClaim {
+    /// Go on and commit, then `settle_upload`.
+    Run(ClaimedKey),
+    /// The stored answer of the first request with this key.
+    Replay(Response),
+}
+
+/// Claims `pending` for a received body described by `fields`; `Err`: refused (another
+/// body, still in progress). Unless it is `Run`, the caller discards its temporary bytes.
 pub(in crate::api) async fn claim_upload(
     state: &AppState,
     pending: &Pending,
     fields: &[&str],
-) -> Result<Option<Response>, AppError> {
+) -> Result<UploadClaim, AppError> {
     let mut hasher = Sha256::new();
     hasher.update(pending.target.as_bytes());
     for field in fields {
@@ -85,8 +93,8 @@ pub(in crate::api) async fn claim_upload(
     }
     let fingerprint = format!("upload:{}", hex::encode(hasher.finalize()));
     match claim(state, &pending.principal, &pending.key, &fingerprint).await? {
-        Claim::Run => Ok(None),
-        Claim::Replay(response) => Ok(Some(response)),
+        Claim::Run(claimed) => Ok(UploadClaim::Run(claimed)),
+        Claim::Replay(response) => Ok(UploadClaim::Replay(response)),
         Claim::Refuse(err) => Err(err),
     }
 }
@@ -95,9 +103,9 @@ pub(in crate::api) async fn claim_upload(
 /// keyed request: `idempotency::settle`).
 pub(in crate::api) async fn settle_upload(
     state: &AppState,
-    pending: &Pending,
+    claimed: ClaimedKey,
     answer: Result<Response, AppError>,
 ) -> Result<Response, AppError> {
     let response = answer.unwrap_or_else(IntoResponse::into_response);
-    settle(state, &pending.principal.scope, &pending.key, response).await
+    settle(state, claimed, response).await
 }

@@ -16,7 +16,7 @@ use uuid::Uuid;
 use crate::aggregates::file::NewVersion;
 use crate::api::edge::caller::caller_metadata;
 use crate::api::edge::extract::ApiPath;
-use crate::api::edge::streamed_keys::{self, Pending};
+use crate::api::edge::streamed_keys::{self, Pending, UploadClaim};
 use crate::api::edge::text;
 use crate::auth::{TenantContext, Writer};
 use crate::commands;
@@ -176,11 +176,12 @@ async fn claim_and_commit(
     };
     let (state, ctx) = (state.clone(), *ctx);
     commands::to_the_end(async move {
-        if let Some(answer) = claim_key(&state, &pending, &upload).await? {
-            return Ok(answer);
-        }
+        let claimed = match claim_key(&state, &pending, &upload).await? {
+            UploadClaim::Replay(answer) => return Ok(answer),
+            UploadClaim::Run(claimed) => claimed,
+        };
         let answer = commit(&state, &ctx, &meta, file_id, destination, &upload).await;
-        streamed_keys::settle_upload(&state, &pending, answer).await
+        streamed_keys::settle_upload(&state, claimed, answer).await
     })
     .await
 }
@@ -222,7 +223,7 @@ async fn claim_key(
     state: &AppState,
     pending: &Pending,
     upload: &ReceivedUpload,
-) -> Result<Option<Response>, AppError> {
+) -> Result<UploadClaim, AppError> {
     let size = upload.received.size_bytes.to_string();
     let display_name = match &upload.display_name {
         Some(name) => format!("={name}"),
@@ -237,10 +238,10 @@ async fn claim_key(
     ];
     fields.extend(upload.tags.iter().map(String::as_str));
     match streamed_keys::claim_upload(state, pending, &fields).await {
-        Ok(None) => Ok(None),
-        Ok(Some(answer)) => {
+        Ok(UploadClaim::Run(claimed)) => Ok(UploadClaim::Run(claimed)),
+        Ok(UploadClaim::Replay(answer)) => {
             discard(state, &upload.temp_key).await;
-            Ok(Some(answer))
+            Ok(UploadClaim::Replay(answer))
         }
         Err(err) => {
             discard(state, &upload.temp_key).await;
