@@ -92,6 +92,10 @@ pub enum AppError {
     /// The resource existed and is gone for good (an expired or terminated upload).
     #[error("{0}")]
     Gone(String),
+    /// The server's storage has no room for the bytes (a full disk): nothing was kept,
+    /// and the same request may succeed later.
+    #[error("the server has no room to store these bytes right now; retry later")]
+    InsufficientStorage,
     /// Anything unexpected. The detail is logged, never returned.
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
@@ -125,6 +129,7 @@ impl AppError {
             AppError::UploadLocked => "upload_locked",
             AppError::ChecksumMismatch => "checksum_mismatch",
             AppError::Gone(_) => "gone",
+            AppError::InsufficientStorage => "insufficient_storage",
             AppError::LegalHold => "legal_hold",
             AppError::LastAdmin => "last_admin",
             AppError::RetentionLocked(_) => "retention_locked",
@@ -160,6 +165,7 @@ impl AppError {
                 StatusCode::from_u16(460).unwrap_or(StatusCode::BAD_REQUEST)
             }
             AppError::Gone(_) => StatusCode::GONE,
+            AppError::InsufficientStorage => StatusCode::INSUFFICIENT_STORAGE,
             AppError::LegalHold | AppError::RetentionLocked(_) | AppError::LastAdmin => {
                 StatusCode::CONFLICT
             }
@@ -230,6 +236,7 @@ impl AppError {
             AppError::UploadLocked,
             AppError::ChecksumMismatch,
             AppError::Gone("example".into()),
+            AppError::InsufficientStorage,
             AppError::LegalHold,
             AppError::LastAdmin,
             AppError::RetentionLocked("example".into()),
@@ -417,6 +424,33 @@ impl From<sqlx::Error> for AppError {
             return AppError::Unavailable(DATABASE_UNAVAILABLE.into());
         }
         AppError::Internal(anyhow::Error::new(err).context("database"))
+    }
+}
+
+impl From<crate::storage::StorageError> for AppError {
+    fn from(err: crate::storage::StorageError) -> Self {
+        match err {
+            crate::storage::StorageError::Full(err) => AppError::storage_full(&err),
+            other => AppError::Internal(anyhow::Error::new(other)),
+        }
+    }
+}
+
+impl AppError {
+    /// A write that found the disk full: `507`, and a warning an operator can alert on
+    /// (the client's retry succeeds only once someone makes room).
+    pub fn storage_full(err: &dyn std::fmt::Display) -> AppError {
+        tracing::warn!(error = %err, "storage is full: an upload was refused");
+        AppError::InsufficientStorage
+    }
+
+    /// A failed write to a local file: `507` when the disk is full, else internal.
+    pub fn local_write(what: &str, err: std::io::Error) -> AppError {
+        if crate::storage::is_full(&err) {
+            AppError::storage_full(&err)
+        } else {
+            AppError::Internal(anyhow::Error::new(err).context(what.to_string()))
+        }
     }
 }
 

@@ -37,6 +37,9 @@ pub use writer::ObjectWriter;
 pub enum StorageError {
     #[error("object not found")]
     NotFound,
+    /// The disk (or the account's quota) has no room for the bytes.
+    #[error("storage is full: {0}")]
+    Full(object_store::Error),
     #[error("storage: {0}")]
     Backend(#[from] object_store::Error),
 }
@@ -45,9 +48,26 @@ impl StorageError {
     fn from_store(err: object_store::Error) -> Self {
         match err {
             object_store::Error::NotFound { .. } => StorageError::NotFound,
+            other
+                if std::iter::successors(Some(&other as &dyn std::error::Error), |e| {
+                    e.source()
+                })
+                .any(|e| e.downcast_ref::<std::io::Error>().is_some_and(is_full)) =>
+            {
+                StorageError::Full(other)
+            }
             other => StorageError::Backend(other),
         }
     }
+}
+
+/// Whether a write failed for want of room: the filesystem is full (`ENOSPC`) or the
+/// user's disk quota is used up (`EDQUOT`).
+pub fn is_full(err: &std::io::Error) -> bool {
+    matches!(
+        err.kind(),
+        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+    )
 }
 
 /// Bytes of one object (or a range of it), streamed.

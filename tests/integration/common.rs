@@ -691,6 +691,19 @@ impl TestApp {
         body["version_number"].as_i64().unwrap() as i32
     }
 
+    /// `GET /v1/files/{file_id}/content` as `c`: the bytes served.
+    pub async fn content(&self, c: &Client, file_id: &str) -> bytes::Bytes {
+        self.http
+            .get(self.url(&format!("/v1/files/{file_id}/content")))
+            .bearer_auth(&c.token)
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap()
+    }
+
     /// Waits (60 s at most) until the version's status in the read table is settled
     /// (completed, duplicate, virus_failed or failed); returns it.
     pub async fn settled_status(&self, file_id: &str, version: i32) -> String {

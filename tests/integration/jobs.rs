@@ -481,16 +481,7 @@ async fn the_sweeper_waits_for_lagging_projections_instead_of_deleting_acknowled
         }
     });
     assert_eq!(t.settled_status(&file_id, 1).await, "completed");
-    let body = t
-        .http
-        .get(t.url(&format!("/v1/files/{file_id}/content")))
-        .bearer_auth(&c.token)
-        .send()
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
+    let body = t.content(&c, &file_id).await;
     assert_eq!(body.as_ref(), bytes.as_slice());
 }
 

@@ -19,6 +19,7 @@ mod common;
 mod console;
 mod devices;
 mod direct_s3;
+mod disk_full;
 mod edge;
 mod erasure;
 mod faults;

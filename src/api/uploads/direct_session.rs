@@ -199,10 +199,7 @@ async fn locked(
         return Err(AppError::NotFound("upload not found".into()));
     };
     let storage = &state.storage;
-    let stored = storage
-        .size_of(&upload.temp_key)
-        .await
-        .map_err(|e| AppError::Internal(anyhow::anyhow!("storage: {e}")))?;
+    let stored = storage.size_of(&upload.temp_key).await?;
     // An earlier attempt may have assembled the object and crashed before recording.
     let size = match stored {
         Some(size) => size,
@@ -233,11 +230,7 @@ async fn locked(
                         .into(),
                 ));
             }
-            storage
-                .size_of(&upload.temp_key)
-                .await
-                .map_err(|e| AppError::Internal(anyhow::anyhow!("storage: {e}")))?
-                .unwrap_or(0)
+            storage.size_of(&upload.temp_key).await?.unwrap_or(0)
         }
     };
     if size != length {

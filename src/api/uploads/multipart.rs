@@ -105,7 +105,7 @@ impl ReceivedUpload {
 /// Upload a new file (multipart: `file`, optional `display_name`, `tags`).
 #[utoipa::path(post, path = "/v1/files", tag = "files",
     request_body(content = NewFileForm, content_type = "multipart/form-data", description = "`file` (required), `display_name`, `tags` (repeated or comma-separated)"),
-    responses((status = 202, body = UploadAccepted), (status = 400), (status = 403), (status = 413), (status = 415), (status = 422)),
+    responses((status = 202, body = UploadAccepted), (status = 400), (status = 403), (status = 413), (status = 415), (status = 422), (status = 507)),
     security(("bearer" = [])))]
 pub async fn create_file(
     State(state): State<AppState>,
@@ -131,7 +131,7 @@ pub async fn create_file(
 #[utoipa::path(post, path = "/v1/files/{id}/versions", tag = "files",
     params(("id" = Uuid, Path, description = "file id")),
     request_body(content = NewVersionForm, content_type = "multipart/form-data", description = "`file` (required)"),
-    responses((status = 202, body = UploadAccepted), (status = 400), (status = 403), (status = 404), (status = 413), (status = 415), (status = 422)),
+    responses((status = 202, body = UploadAccepted), (status = 400), (status = 403), (status = 404), (status = 413), (status = 415), (status = 422), (status = 507)),
     security(("bearer" = [])))]
 pub async fn create_version(
     State(state): State<AppState>,
@@ -378,7 +378,7 @@ async fn stream_to(
     let mut writer = storage.writer(key);
     match receive(field, &mut writer, max, IDLE_TIMEOUT).await {
         Ok(received) => {
-            writer.finish().await.map_err(storage_error)?;
+            writer.finish().await?;
             Ok(received)
         }
         Err(err) => {
@@ -389,7 +389,7 @@ async fn stream_to(
                 ReceiveError::Client(msg) => AppError::BadRequest(format!(
                     "the multipart body is malformed or was cut off: {msg}"
                 )),
-                ReceiveError::Storage(e) => storage_error(e),
+                ReceiveError::Storage(e) => AppError::from(e),
             })
         }
     }
@@ -439,10 +439,6 @@ fn multipart_error(err: multer::Error) -> AppError {
 
 fn too_large(max: u64) -> AppError {
     AppError::PayloadTooLarge(format!("the file exceeds the upload limit of {max} bytes"))
-}
-
-fn storage_error(err: crate::storage::StorageError) -> AppError {
-    AppError::Internal(anyhow::anyhow!("temporary storage: {err}"))
 }
 
 /// Removes temporary bytes of an upload that will not be committed.

@@ -87,11 +87,7 @@ pub async fn close_spent(
     temp_key: &str,
     meta: &EventMetadata,
 ) -> Result<(), AppError> {
-    state
-        .storage
-        .delete(temp_key)
-        .await
-        .map_err(|e| AppError::Internal(anyhow::anyhow!("storage: {e}")))?;
+    state.storage.delete(temp_key).await?;
     let uploads = upload_store(state, tenant);
     super::execute(
         &uploads,

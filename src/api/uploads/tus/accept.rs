@@ -148,9 +148,8 @@ async fn locked(
         state.storage.local_path(&upload.temp_key),
     ) {
         (Some(multipart), _) => {
-            let (written, pending) = s3_chunk::write(&state.storage, &upload, multipart, body)
-                .await
-                .map_err(|e| AppError::Internal(anyhow::anyhow!("writing a chunk to S3: {e}")))?;
+            let (written, pending) =
+                s3_chunk::write(&state.storage, &upload, multipart, body).await?;
             phases.mark("receive");
             (written, Sink::Parts(pending))
         }
@@ -164,9 +163,17 @@ async fn locked(
                     .as_deref()
                     .and_then(digest::resume_sha256),
             };
-            let written = chunk::write(&path, upload.offset, running, body)
-                .await
-                .map_err(|e| AppError::Internal(anyhow::anyhow!("writing a chunk: {e}")))?;
+            let written = match chunk::write(&path, upload.offset, running, body).await {
+                Ok(written) => written,
+                Err(err) => {
+                    // What was written of the chunk does not count: give its room back
+                    // now (a full disk most of all), not at the next PATCH.
+                    if let Err(cut) = chunk::truncate(&path, upload.offset).await {
+                        tracing::warn!(error = %cut, "could not cut a failed chunk back");
+                    }
+                    return Err(AppError::local_write("writing a chunk", err));
+                }
+            };
             phases.mark_split("receive", "fsync", written.synced_in);
             (written, Sink::File(path))
         }

@@ -26,7 +26,8 @@ use crate::storage::Storage;
            ("Upload-Metadata" = Option<String>, Header, description = "comma-separated `key base64value` pairs (the value may be omitted), keys unique: `filename` (UTF-8 without control characters), `filetype` (a media type), `file_id` (a UUID: a new version of that file); other keys are ignored")),
     responses((status = 201, description = "Location: /v1/uploads/{id}; Upload-Offset; Upload-Expires"),
                (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
-               (status = 412, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody)))]
+               (status = 412, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
+               (status = 507, body = ErrorBody)))]
 pub async fn create(
     State(state): State<AppState>,
     Writer(ctx): Writer,
@@ -68,7 +69,7 @@ pub async fn create(
         Some(path) => {
             chunk::create(&path)
                 .await
-                .map_err(|e| AppError::Internal(anyhow::anyhow!("creating a temp file: {e}")))?;
+                .map_err(|e| AppError::local_write("creating a temp file", e))?;
             (Some(path), None)
         }
         None => {

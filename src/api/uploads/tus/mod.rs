@@ -129,7 +129,7 @@ pub async fn head(
     responses((status = 204, description = "Upload-Offset; on the last chunk also Chronicle-File-Id, Chronicle-Version-Id, Chronicle-Version-Number"),
                (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 410, body = ErrorBody),
                (status = 412, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
-               (status = 423, body = ErrorBody), (status = 460, body = ErrorBody)))]
+               (status = 423, body = ErrorBody), (status = 460, body = ErrorBody), (status = 507, body = ErrorBody)))]
 pub async fn patch(
     State(state): State<AppState>,
     ctx: TenantContext,
