@@ -216,18 +216,13 @@ impl App {
             )));
             // The JSON API and the web console at `/` (src/console), one router.
             let router = crate::api::router_with(state.clone(), crate::console::routes(&state));
-            let stop = shutdown.clone();
-            tasks.push(tokio::spawn(async move {
-                let served = axum::serve(
-                    listener,
-                    router.into_make_service_with_connect_info::<SocketAddr>(),
-                )
-                .with_graceful_shutdown(stop.cancelled_owned())
-                .await;
-                if let Err(err) = served {
-                    tracing::error!(error = %err, "HTTP server failed");
-                }
-            }));
+            let (stop, header_timeout) = (shutdown.clone(), config.http_header_timeout);
+            tasks.push(tokio::spawn(crate::api::serve::serve(
+                listener,
+                router,
+                header_timeout,
+                stop,
+            )));
         }
         tracing::info!(?mode, addr = ?addr, "chronicle started");
         Ok(App {

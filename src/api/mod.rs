@@ -11,6 +11,7 @@ pub(crate) mod files;
 pub mod fuzzing;
 pub(crate) mod notifications;
 pub(crate) mod operations;
+pub mod serve;
 pub(crate) mod uploads;
 
 use axum::Router;

@@ -83,6 +83,9 @@ pub struct Config {
     pub database_pooler: Pooler,
     pub redis_url: Secret,
     pub bind_addr: SocketAddr,
+    /// `HTTP_HEADER_TIMEOUT_SECS`: how long a connection may take to send a request's
+    /// head, counted from its opening or its previous answer (src/api/serve.rs).
+    pub http_header_timeout: std::time::Duration,
     pub data_dir: PathBuf,
     pub jwt_secret: Secret,
     /// True when `jwt_secret` was generated at start-up (tokens die with the process).
@@ -206,6 +209,13 @@ impl Config {
             .unwrap_or_else(|| "127.0.0.1:8080".into())
             .parse()
             .map_err(|_| invalid("BIND_ADDR", "expected host:port, e.g. 127.0.0.1:8080"))?;
+
+        let http_header_timeout = std::time::Duration::from_secs(jobs::parse_within(
+            &get,
+            "HTTP_HEADER_TIMEOUT_SECS",
+            30,
+            1..=3600,
+        )?);
 
         let data_dir = PathBuf::from(get("DATA_DIR").unwrap_or_else(|| "./data".into()));
 
@@ -353,6 +363,7 @@ impl Config {
             database_pooler,
             redis_url: Secret::new(redis_url),
             bind_addr,
+            http_header_timeout,
             data_dir,
             jwt_secret,
             jwt_secret_generated,

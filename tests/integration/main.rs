@@ -54,6 +54,7 @@ mod schema_docs;
 mod services;
 mod shared_reads;
 mod sharing;
+mod slow_clients;
 mod store;
 mod transparency;
 mod tus;
