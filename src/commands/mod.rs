@@ -48,6 +48,10 @@ pub enum CommandError<E: std::error::Error> {
     /// nothing was committed (docs/auth-cache.md).
     #[error("{0}")]
     Unavailable(String),
+    /// The request's Idempotency-Key was taken over by a retry after its lease lapsed;
+    /// nothing was committed (src/store/idempotency.rs).
+    #[error("the Idempotency-Key was taken over by another request")]
+    KeyTakenOver,
 }
 
 /// Runs `use_case` to its end on a task of its own, which the caller awaits but does not
@@ -258,6 +262,14 @@ fn store_error<E: std::error::Error>(err: AggregateError<E>) -> CommandError<E> 
                     .into(),
             )
         }
+        AggregateError::DatabaseConnectionError(e)
+            if matches!(
+                e.downcast_ref::<crate::store::AppendError>(),
+                Some(crate::store::AppendError::KeyTakenOver)
+            ) =>
+        {
+            CommandError::KeyTakenOver
+        }
         other => CommandError::Store(other.to_string()),
     }
 }
@@ -272,6 +284,11 @@ where
             CommandError::Conflict => AppError::Conflict,
             CommandError::Store(detail) => AppError::Internal(anyhow::anyhow!(detail)),
             CommandError::Unavailable(why) => AppError::Unavailable(why),
+            CommandError::KeyTakenOver => AppError::IdempotencyInProgress(
+                "this request ran past its Idempotency-Key's lease and a retry with the key \
+                 took it over; nothing of this request was done"
+                    .into(),
+            ),
         }
     }
 }

@@ -17,6 +17,7 @@ use prometheus_client::metrics::counter::Counter;
 use sqlx::PgPool;
 use tokio::sync::{Mutex, mpsc, oneshot};
 
+use super::idempotency::MarkError;
 use crate::cache::standing::StandingEpochs;
 
 /// Writer tasks per log: enough to keep commits pipelined, few enough to batch well.
@@ -58,6 +59,10 @@ pub enum AppendError {
     /// (Redis): nothing was appended.
     #[error("standing change not announced: {0}")]
     Unannounced(String),
+    /// The request's Idempotency-Key was taken over by a retry after its lease lapsed:
+    /// nothing was appended (src/store/idempotency.rs).
+    #[error("the Idempotency-Key was taken over by another request")]
+    KeyTakenOver,
 }
 
 struct Job {
@@ -260,9 +265,14 @@ async fn writer(pool: PgPool, jobs: Arc<Mutex<mpsc::Receiver<Job>>>, wake: mpsc:
                     let _ = job.reply.send(Ok(()));
                 }
             }
-            Err(err) if is_conflict(&err) && batch.len() > 1 => {
+            // One append's own failure (its stream's conflict, its key taken over) fails
+            // the whole batch's transaction: each is written again on its own, so only
+            // that one fails.
+            Err(err) if err.is_one_appends() && batch.len() > 1 => {
                 for job in batch {
-                    let result = write(&pool, &[&job.append]).await.map_err(classify);
+                    let result = write(&pool, &[&job.append])
+                        .await
+                        .map_err(WriteError::classify);
                     if result.is_ok() {
                         let _ = wake.try_send(());
                     }
@@ -270,10 +280,11 @@ async fn writer(pool: PgPool, jobs: Arc<Mutex<mpsc::Receiver<Job>>>, wake: mpsc:
                 }
             }
             Err(err) => {
-                let err = classify(err);
+                let err = err.classify();
                 for job in batch {
                     let _ = job.reply.send(Err(match &err {
                         AppendError::Conflict => AppendError::Conflict,
+                        AppendError::KeyTakenOver => AppendError::KeyTakenOver,
                         other => AppendError::Database(other.to_string()),
                     }));
                 }
@@ -294,20 +305,58 @@ pub(super) fn classify(err: sqlx::Error) -> AppendError {
     }
 }
 
+/// Why a batch was not written.
+enum WriteError {
+    Database(sqlx::Error),
+    KeyTakenOver,
+}
+
+impl From<sqlx::Error> for WriteError {
+    fn from(err: sqlx::Error) -> Self {
+        WriteError::Database(err)
+    }
+}
+
+impl From<MarkError> for WriteError {
+    fn from(err: MarkError) -> Self {
+        match err {
+            MarkError::Database(err) => WriteError::Database(err),
+            MarkError::TakenOver => WriteError::KeyTakenOver,
+        }
+    }
+}
+
+impl WriteError {
+    /// A failure that belongs to one append of the batch, not to all of them.
+    fn is_one_appends(&self) -> bool {
+        match self {
+            WriteError::Database(err) => is_conflict(err),
+            WriteError::KeyTakenOver => true,
+        }
+    }
+
+    fn classify(self) -> AppendError {
+        match self {
+            WriteError::Database(err) => classify(err),
+            WriteError::KeyTakenOver => AppendError::KeyTakenOver,
+        }
+    }
+}
+
 /// Writes a batch: one INSERT, plus — only when some append carries an idempotency key —
 /// the key update, in the same transaction.
-async fn write(pool: &PgPool, appends: &[&StreamAppend]) -> Result<(), sqlx::Error> {
+async fn write(pool: &PgPool, appends: &[&StreamAppend]) -> Result<(), WriteError> {
     let markers: Vec<_> = appends
         .iter()
         .filter_map(|a| a.idempotency.as_ref())
         .collect();
     if markers.is_empty() {
-        return insert(pool, appends).await;
+        return Ok(insert(pool, appends).await?);
     }
     let mut tx = pool.begin().await?;
     insert(&mut *tx, appends).await?;
     super::idempotency::mark_committed(&mut tx, &markers).await?;
-    tx.commit().await
+    Ok(tx.commit().await?)
 }
 
 /// One INSERT for all rows of `appends`, on a pool or inside a caller's transaction.

@@ -459,7 +459,12 @@ impl<A: Aggregate> ChronicleStore<A> {
         if let Some(marker) = &append.idempotency {
             super::idempotency::mark_committed(conn, &[marker])
                 .await
-                .map_err(|e| append_error(super::event_log::classify(e)))?;
+                .map_err(|e| {
+                    append_error(match e {
+                        super::idempotency::MarkError::Database(e) => super::event_log::classify(e),
+                        super::idempotency::MarkError::TakenOver => AppendError::KeyTakenOver,
+                    })
+                })?;
         }
         Ok(envelopes)
     }

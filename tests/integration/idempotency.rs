@@ -6,7 +6,7 @@ use chronicle::aggregates::{File, FileCommand};
 use chronicle::app::Mode;
 use chronicle::commands;
 use chronicle::ids::{TenantId, UserId};
-use chronicle::store::idempotency::{CURRENT, IdempotencyMarker};
+use chronicle::store::idempotency::{self as keys, CURRENT, IdempotencyMarker};
 use chronicle::store::{Actor, ChronicleStore, EventLog, EventMetadata};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -155,14 +155,17 @@ async fn the_key_is_marked_in_the_same_transaction_as_the_events() {
     let store = ChronicleStore::<File>::new(EventLog::new(db.app.clone()), tenant, 100);
     let m = EventMetadata::system(tenant, Actor::System("test"));
     for (key, conflicting) in [("k-ok", false), ("k-fail", true)] {
-        sqlx::query("INSERT INTO idempotency_keys (scope, key, fingerprint, state) VALUES ('s', $1, 'f', 'in_progress')")
+        let claim = uuid::Uuid::new_v4();
+        sqlx::query("INSERT INTO idempotency_keys (scope, key, fingerprint, state, claim) VALUES ('s', $1, 'f', 'in_progress', $2)")
             .bind(key)
+            .bind(claim)
             .execute(&db.owner)
             .await
             .unwrap();
         let marker = IdempotencyMarker {
             scope: "s".into(),
             key: key.into(),
+            claim,
         };
         let command = if conflicting {
             // Fails in the domain: nothing is appended, so the key must stay in progress.
@@ -198,6 +201,105 @@ async fn the_key_is_marked_in_the_same_transaction_as_the_events() {
             }
         );
     }
+}
+
+/// A key whose lease lapsed while its request was slow, not dead, is taken over by the
+/// retry; the slow request's commit then appends nothing — also when its append shares
+/// a group commit with other writers', which all go through — and it can neither store
+/// an answer for the key nor free it. One effect, the retry's.
+#[tokio::test]
+async fn a_request_whose_key_was_taken_over_after_its_lease_commits_nothing() {
+    let db = TestDb::new().await;
+    let tenant = TenantId::new();
+    let store = ChronicleStore::<File>::new(EventLog::new(db.app.clone()), tenant, 100);
+    let m = EventMetadata::system(tenant, Actor::System("test"));
+    let (slow, retry) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
+    sqlx::query(
+        "INSERT INTO idempotency_keys (scope, key, fingerprint, state, claim, locked_until)
+         VALUES ('s', 'k', 'f', 'in_progress', $1, now() - interval '1 second')",
+    )
+    .bind(slow)
+    .execute(&db.owner)
+    .await
+    .unwrap();
+    assert!(
+        keys::take_over_lapsed(&db.app, "s", "k", retry)
+            .await
+            .unwrap()
+    );
+
+    let marker = |claim| IdempotencyMarker {
+        scope: "s".into(),
+        key: "k".into(),
+        claim,
+    };
+    let create = |name: &str| FileCommand::Create {
+        owner_id: UserId::new(),
+        display_name: name.into(),
+    };
+    let events_of = async |id: &str| -> i64 {
+        sqlx::query_scalar("SELECT count(*) FROM events WHERE aggregate_id = $1")
+            .bind(id)
+            .fetch_one(&db.owner)
+            .await
+            .unwrap()
+    };
+    let slow_id = uuid::Uuid::now_v7().to_string();
+    let others: Vec<String> = (0..20).map(|_| uuid::Uuid::now_v7().to_string()).collect();
+    let slow_commit = CURRENT.scope(
+        marker(slow),
+        commands::execute(&store, &slow_id, create("slow"), &m, &()),
+    );
+    let other_commits = futures::future::join_all(
+        others
+            .iter()
+            .map(|id| commands::execute(&store, id, create("other"), &m, &())),
+    );
+    let (slow_result, other_results) = tokio::join!(slow_commit, other_commits);
+    assert!(
+        matches!(slow_result, Err(commands::CommandError::KeyTakenOver)),
+        "{slow_result:?}"
+    );
+    assert_eq!(events_of(&slow_id).await, 0);
+    for (id, result) in others.iter().zip(other_results) {
+        result.unwrap();
+        assert_eq!(events_of(id).await, 1);
+    }
+
+    // Alone in its commit, the same.
+    let alone_id = uuid::Uuid::now_v7().to_string();
+    let alone = CURRENT
+        .scope(
+            marker(slow),
+            commands::execute(&store, &alone_id, create("slow"), &m, &()),
+        )
+        .await;
+    assert!(
+        matches!(alone, Err(commands::CommandError::KeyTakenOver)),
+        "{alone:?}"
+    );
+    assert_eq!(events_of(&alone_id).await, 0);
+
+    // The slow request's answer and release touch nothing of the retry's.
+    keys::complete(&db.app, "s", "k", slow, 500, None, b"late")
+        .await
+        .unwrap();
+    keys::release(&db.app, "s", "k", slow).await.unwrap();
+    let retry_id = uuid::Uuid::now_v7().to_string();
+    CURRENT
+        .scope(
+            marker(retry),
+            commands::execute(&store, &retry_id, create("retry"), &m, &()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(events_of(&retry_id).await, 1);
+    let (state, status): (String, Option<i32>) =
+        sqlx::query_as("SELECT state, status FROM idempotency_keys WHERE key = 'k'")
+            .fetch_one(&db.owner)
+            .await
+            .unwrap();
+    assert_eq!((state.as_str(), status), ("committed", None));
 }
 
 #[tokio::test]

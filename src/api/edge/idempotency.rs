@@ -42,6 +42,7 @@ use axum::http::{HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
+use uuid::Uuid;
 
 use crate::auth::TenantContext;
 use crate::error::AppError;
@@ -187,7 +188,7 @@ async fn run_keyed(state: &AppState, request: Request, next: Next) -> Result<Res
     // with the answer lost.
     let state = state.clone();
     crate::commands::to_the_end(async move {
-        let claimed = match claim(&state, &principal, &key, &fingerprint).await? {
+        let claimed = match claim(&state, &principal, &key, &fingerprint, Uuid::new_v4()).await? {
             Claim::Replay(response) => return Ok(response),
             Claim::Refuse(err) => return Err(err),
             Claim::Run(claimed) => claimed,
@@ -195,6 +196,7 @@ async fn run_keyed(state: &AppState, request: Request, next: Next) -> Result<Res
         let marker = IdempotencyMarker {
             scope: principal.scope.clone(),
             key: key.clone(),
+            claim: claimed.claim,
         };
         let request = Request::from_parts(parts, Body::from(bytes));
         let response = CURRENT.scope(marker, next.run(request)).await;
@@ -212,7 +214,7 @@ pub(in crate::api) async fn settle(
     mut claimed: ClaimedKey,
     response: Response,
 ) -> Result<Response, AppError> {
-    let (scope, key) = (claimed.scope.as_str(), claimed.key.as_str());
+    let (scope, key, claim) = (claimed.scope.as_str(), claimed.key.as_str(), claimed.claim);
     let (parts, body) = response.into_parts();
     let body = axum::body::to_bytes(body, 16 * 1024 * 1024)
         .await
@@ -229,7 +231,7 @@ pub(in crate::api) async fn settle(
     if parts.status.is_server_error() || refused || lost_race {
         // Nothing was stored as done; free the key so a retry can run (a key already
         // marked committed stays: its effect happened).
-        keys::release(&state.db, scope, key).await?;
+        keys::release(&state.db, scope, key, claim).await?;
     } else {
         let content_type = parts
             .headers
@@ -240,6 +242,7 @@ pub(in crate::api) async fn settle(
             &state.db,
             scope,
             key,
+            claim,
             parts.status.as_u16(),
             content_type,
             &body,
@@ -254,21 +257,25 @@ pub(in crate::api) async fn settle(
 /// freed when dropped unsettled. A handler that panics (the panic unwinds through its
 /// task, dropping this) must not leave the key `in_progress` for its lease, answering
 /// the client's retries `409` for a minute for a request that did nothing. Freeing
-/// deletes only an `in_progress` key: one marked `committed` in the events' transaction
-/// stays, as its effect happened.
+/// deletes only an `in_progress` key of this claim: one marked `committed` in the
+/// events' transaction stays, as its effect happened, and one a retry took over is the
+/// retry's.
 pub(in crate::api) struct ClaimedKey {
     db: sqlx::PgPool,
     scope: String,
     key: String,
+    /// Which claim of the key this is (src/store/idempotency.rs).
+    claim: Uuid,
     settled: bool,
 }
 
 impl ClaimedKey {
-    fn new(state: &AppState, scope: &str, key: &str) -> ClaimedKey {
+    fn new(state: &AppState, scope: &str, key: &str, claim: Uuid) -> ClaimedKey {
         ClaimedKey {
             db: state.db.clone(),
             scope: scope.to_string(),
             key: key.to_string(),
+            claim,
             settled: false,
         }
     }
@@ -284,13 +291,14 @@ impl Drop for ClaimedKey {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
-        let (db, scope, key) = (
+        let (db, scope, key, claim) = (
             self.db.clone(),
             std::mem::take(&mut self.scope),
             std::mem::take(&mut self.key),
+            self.claim,
         );
         runtime.spawn(async move {
-            match keys::release(&db, &scope, &key).await {
+            match keys::release(&db, &scope, &key, claim).await {
                 Ok(()) => tracing::warn!("an Idempotency-Key was freed: its request ended unanswered"),
                 Err(err) => tracing::warn!(error = %err, "an unanswered request's Idempotency-Key could not be freed; it lapses with its lease"),
             }
@@ -298,16 +306,20 @@ impl Drop for ClaimedKey {
     }
 }
 
+/// Claims `key` for the caller as claim `claim` (a fresh id per request, which the
+/// request's marker carries down to its commit).
 pub(in crate::api) async fn claim(
     state: &AppState,
     principal: &Principal,
     key: &str,
     fingerprint: &str,
+    claim: Uuid,
 ) -> Result<Claim, AppError> {
     let scope = principal.scope.as_str();
+    let role = &principal.role;
     for _ in 0..3 {
-        if keys::insert_claim(&state.db, scope, key, fingerprint, &principal.role).await? {
-            return Ok(Claim::Run(ClaimedKey::new(state, scope, key)));
+        if keys::insert_claim(&state.db, scope, key, fingerprint, role, claim).await? {
+            return Ok(Claim::Run(ClaimedKey::new(state, scope, key, claim)));
         }
         let Some(keys::StoredKey {
             fingerprint: stored_fingerprint,
@@ -332,9 +344,9 @@ pub(in crate::api) async fn claim(
         // Its owner died before committing anything: take the key over.
         if stored_state == "in_progress"
             && lock_lapsed
-            && keys::take_over_lapsed(&state.db, scope, key).await?
+            && keys::take_over_lapsed(&state.db, scope, key, claim).await?
         {
-            return Ok(Claim::Run(ClaimedKey::new(state, scope, key)));
+            return Ok(Claim::Run(ClaimedKey::new(state, scope, key, claim)));
         }
         match stored_state.as_str() {
             "completed" if stored_role.is_some() && stored_role != principal.role => {

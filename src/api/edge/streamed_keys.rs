@@ -35,6 +35,8 @@ use crate::store::idempotency::{CURRENT, IdempotencyMarker};
 pub(in crate::api) struct Pending {
     principal: Principal,
     key: String,
+    /// The claim id the key will be claimed as; the marker carries it from the start.
+    claim: uuid::Uuid,
     /// Method and URI: part of the fingerprint, as for buffered requests.
     target: String,
 }
@@ -53,10 +55,12 @@ pub(in crate::api) async fn run_keyed(
         target: format!("{}\n{}", request.method(), request.uri()),
         principal,
         key,
+        claim: uuid::Uuid::new_v4(),
     });
     let marker = IdempotencyMarker {
         scope: pending.principal.scope.clone(),
         key: pending.key.clone(),
+        claim: pending.claim,
     };
     // The handler claims the key and stores its answer (`claim_upload`, `settle_upload`).
     Ok(PENDING
@@ -92,7 +96,15 @@ pub(in crate::api) async fn claim_upload(
         hasher.update(field.as_bytes());
     }
     let fingerprint = format!("upload:{}", hex::encode(hasher.finalize()));
-    match claim(state, &pending.principal, &pending.key, &fingerprint).await? {
+    match claim(
+        state,
+        &pending.principal,
+        &pending.key,
+        &fingerprint,
+        pending.claim,
+    )
+    .await?
+    {
         Claim::Run(claimed) => Ok(UploadClaim::Run(claimed)),
         Claim::Replay(response) => Ok(UploadClaim::Replay(response)),
         Claim::Refuse(err) => Err(err),
