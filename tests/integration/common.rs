@@ -367,6 +367,34 @@ pub fn raw_request(t: &TestApp, line: &str, headers: &[(&str, &str)], body: &[u8
     request
 }
 
+/// One answer on `conn` (its request already written by the caller): the status line
+/// and the headers, lowercased, and the body, read by `Content-Length`.
+pub async fn answer_on<R>(conn: &mut R) -> (String, Vec<String>, String)
+where
+    R: tokio::io::AsyncBufRead + Unpin,
+{
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt};
+    let (mut status, mut headers, mut length) = (String::new(), Vec::new(), 0usize);
+    loop {
+        let mut line = String::new();
+        if conn.read_line(&mut line).await.unwrap_or(0) == 0 || line == "\r\n" {
+            break;
+        }
+        let line = line.trim_end().to_ascii_lowercase();
+        if status.is_empty() {
+            status = line;
+            continue;
+        }
+        if let Some(v) = line.strip_prefix("content-length:") {
+            length = v.trim().parse().unwrap();
+        }
+        headers.push(line);
+    }
+    let mut body = vec![0u8; length];
+    conn.read_exact(&mut body).await.unwrap();
+    (status, headers, String::from_utf8_lossy(&body).into_owned())
+}
+
 /// Sends `request` (`raw_request`) to the app on a connection of its own.
 /// `hang_up_after: None` reads the answer and returns its status; `Some(hold)` keeps the
 /// connection for `hold` without reading, then drops it: a client that goes away while

@@ -19,7 +19,7 @@ use reqwest::Response;
 use serde_json::Value;
 use tower::ServiceExt;
 
-use crate::common::{TempDir, TestApp, redis_url, test_config, unique_redis_prefix};
+use crate::common::{TempDir, TestApp, answer_on, redis_url, test_config, unique_redis_prefix};
 
 const DEAD_REDIS: &str = "redis://127.0.0.1:1";
 
@@ -404,34 +404,6 @@ async fn production_adds_strict_transport_security() {
     t.app.stop().await;
 }
 
-/// One request on `conn` (already written by the caller), its answer's head read and its
-/// body skipped by `Content-Length`: the status line and the headers, lowercased.
-async fn answer_on<R>(conn: &mut R) -> (String, Vec<String>)
-where
-    R: tokio::io::AsyncBufRead + Unpin,
-{
-    use tokio::io::{AsyncBufReadExt, AsyncReadExt};
-    let (mut status, mut headers, mut length) = (String::new(), Vec::new(), 0usize);
-    loop {
-        let mut line = String::new();
-        if conn.read_line(&mut line).await.unwrap_or(0) == 0 || line == "\r\n" {
-            break;
-        }
-        let line = line.trim_end().to_ascii_lowercase();
-        if status.is_empty() {
-            status = line;
-            continue;
-        }
-        if let Some(v) = line.strip_prefix("content-length:") {
-            length = v.trim().parse().unwrap();
-        }
-        headers.push(line);
-    }
-    let mut body = vec![0u8; length];
-    conn.read_exact(&mut body).await.unwrap();
-    (status, headers)
-}
-
 /// An upload refused before its body is read (`401`: no token) leaves its connection
 /// usable when the rest of the body is small, and says `Connection: close` when it is
 /// not; a client waiting for `100 Continue` is answered at once. Without the layer that
@@ -471,7 +443,7 @@ async fn a_request_refused_before_its_body_is_read_leaves_its_connection_usable(
         let mut conn = BufReader::new(tokio::net::TcpStream::connect(&addr).await.unwrap());
         conn.get_mut().write_all(head.as_bytes()).await.unwrap();
         conn.get_mut().write_all(&body).await.unwrap();
-        let (status, headers) = answer_on(&mut conn).await;
+        let (status, headers, _) = answer_on(&mut conn).await;
         assert_eq!(status, "http/1.1 401 unauthorized", "{head}");
         assert!(
             !headers.contains(&"connection: close".into()),
@@ -479,7 +451,7 @@ async fn a_request_refused_before_its_body_is_read_leaves_its_connection_usable(
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
         conn.get_mut().write_all(health.as_bytes()).await.unwrap();
-        let (status, _) = answer_on(&mut conn).await;
+        let (status, _, _) = answer_on(&mut conn).await;
         assert_eq!(status, "http/1.1 200 ok", "the request after {head}");
     }
 
@@ -488,7 +460,7 @@ async fn a_request_refused_before_its_body_is_read_leaves_its_connection_usable(
     let head = upload_head("content-length: 3000000\r\n", "");
     conn.get_mut().write_all(head.as_bytes()).await.unwrap();
     let _ = conn.get_mut().write_all(&vec![b'x'; 3_000_000]).await;
-    let (status, headers) = answer_on(&mut conn).await;
+    let (status, headers, _) = answer_on(&mut conn).await;
     assert_eq!(status, "http/1.1 401 unauthorized");
     assert!(headers.contains(&"connection: close".into()), "{headers:?}");
     let mut after = Vec::new();
@@ -509,7 +481,7 @@ async fn a_request_refused_before_its_body_is_read_leaves_its_connection_usable(
     let mut conn = BufReader::new(tokio::net::TcpStream::connect(&addr).await.unwrap());
     let head = upload_head("content-length: 50000\r\n", "expect: 100-continue\r\n");
     conn.get_mut().write_all(head.as_bytes()).await.unwrap();
-    let (status, headers) = answer_on(&mut conn).await;
+    let (status, headers, _) = answer_on(&mut conn).await;
     assert_eq!(status, "http/1.1 401 unauthorized");
     assert!(headers.contains(&"connection: close".into()), "{headers:?}");
 

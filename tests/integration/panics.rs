@@ -17,10 +17,10 @@ use chronicle::api::edge::idempotency::idempotency;
 use chronicle::app::Mode;
 use chronicle::state::AppState;
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::common::TestApp;
+use crate::common::{TestApp, answer_on};
 
 const SECRET: &str = "the handler's private detail";
 
@@ -60,40 +60,13 @@ async fn always_panics() -> StatusCode {
     panic!("{SECRET}")
 }
 
-/// Reads one HTTP/1.1 response with a `content-length` body: (status, headers, body).
-async fn read_response(conn: &mut TcpStream) -> (u16, String, String) {
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&buf[..end]).to_string();
-            let length: usize = head
-                .lines()
-                .find_map(|l| {
-                    let (name, value) = l.split_once(':')?;
-                    name.eq_ignore_ascii_case("content-length")
-                        .then(|| value.trim().parse().unwrap())
-                })
-                .expect("a content-length");
-            if buf.len() >= end + 4 + length {
-                let status = head[9..12].parse().unwrap();
-                let body = String::from_utf8_lossy(&buf[end + 4..end + 4 + length]).to_string();
-                return (status, head, body);
-            }
-        }
-        let left = deadline.saturating_duration_since(Instant::now());
-        let n = tokio::time::timeout(left, conn.read(&mut chunk))
-            .await
-            .expect("an answer within 10 s")
-            .unwrap();
-        assert!(
-            n > 0,
-            "the server closed the connection; got {:?}",
-            String::from_utf8_lossy(&buf)
-        );
-        buf.extend_from_slice(&chunk[..n]);
-    }
+/// The answer on `conn` to the request just written, within 10 s: (status line,
+/// headers joined, body); an empty status line means the server closed the connection.
+async fn answer(conn: &mut BufReader<TcpStream>) -> (String, String, String) {
+    let (status, headers, body) = tokio::time::timeout(Duration::from_secs(10), answer_on(conn))
+        .await
+        .expect("an answer within 10 s");
+    (status, headers.join("\n"), body)
 }
 
 #[tokio::test]
@@ -102,37 +75,33 @@ async fn a_panicking_handler_is_answered_500_in_the_error_shape_on_a_connection_
     let t = TestApp::spawn(Mode::Serve, &[]).await;
     let addr = serve_with_panicking_routes(&t, Arc::default()).await;
 
-    let mut conn = TcpStream::connect(addr).await.unwrap();
-    conn.write_all(b"GET /v1/test/panics HTTP/1.1\r\nHost: chronicle\r\n\r\n")
+    let mut conn = BufReader::new(TcpStream::connect(addr).await.unwrap());
+    conn.get_mut()
+        .write_all(b"GET /v1/test/panics HTTP/1.1\r\nHost: chronicle\r\n\r\n")
         .await
         .unwrap();
-    let (status, head, body) = read_response(&mut conn).await;
-    assert_eq!(status, 500, "{head}\n{body}");
+    let (status, head, body) = answer(&mut conn).await;
+    assert_eq!(
+        status, "http/1.1 500 internal server error",
+        "{head}\n{body}"
+    );
     let error: Value = serde_json::from_str(&body).expect("the JSON error shape");
     assert_eq!(error["error"]["code"], "internal_error", "{body}");
     assert!(!body.contains(SECRET) && !body.contains("panic"), "{body}");
-    let head = head.to_ascii_lowercase();
     assert!(head.contains("x-request-id:"), "{head}");
     assert!(head.contains("x-content-type-options: nosniff"), "{head}");
     assert!(!head.contains("connection: close"), "{head}");
 
     // The same connection serves the next request.
-    conn.write_all(b"GET /health HTTP/1.1\r\nHost: chronicle\r\n\r\n")
+    conn.get_mut()
+        .write_all(b"GET /health HTTP/1.1\r\nHost: chronicle\r\n\r\n")
         .await
         .unwrap();
-    let (status, head, _) = read_response(&mut conn).await;
-    assert_eq!(status, 200, "{head}");
+    let (status, head, _) = answer(&mut conn).await;
+    assert_eq!(status, "http/1.1 200 ok", "{head}");
 
     // Counted like any other answer.
-    let metrics = t
-        .http
-        .get(format!("http://{addr}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = t.metrics().await;
     assert!(
         metrics
             .lines()
