@@ -265,9 +265,9 @@ async fn writer(pool: PgPool, jobs: Arc<Mutex<mpsc::Receiver<Job>>>, wake: mpsc:
                     let _ = job.reply.send(Ok(()));
                 }
             }
-            // One append's own failure (its stream's conflict, its key taken over) fails
-            // the whole batch's transaction: each is written again on its own, so only
-            // that one fails.
+            // One append's own failure (its stream's conflict, a row the database
+            // refuses, its key taken over) fails the whole batch's transaction: each is
+            // written again on its own, so only that one fails.
             Err(err) if err.is_one_appends() && batch.len() > 1 => {
                 for job in batch {
                     let result = write(&pool, &[&job.append])
@@ -327,10 +327,13 @@ impl From<MarkError> for WriteError {
 }
 
 impl WriteError {
-    /// A failure that belongs to one append of the batch, not to all of them.
+    /// A failure that may belong to one append of the batch, not to all of them: the
+    /// database refused a statement (a stream conflict, a constraint or trigger on one
+    /// append's rows), or a key was taken over. Not a lost connection or a busy pool,
+    /// which writing the appends one by one would only meet again, once per append.
     fn is_one_appends(&self) -> bool {
         match self {
-            WriteError::Database(err) => is_conflict(err),
+            WriteError::Database(err) => matches!(err, sqlx::Error::Database(_)),
             WriteError::KeyTakenOver => true,
         }
     }
