@@ -2,7 +2,8 @@
 //! beside `sha256sum` of the same bytes with the server's RSS sampled; many small
 //! uploads from 16 clients, accepted and completed end to end; `GET /v1/files/{id}`
 //! latency at 16 clients with the cache on and off. The server runs as a child process
-//! (`serve`, then `web`) on a throwaway database, so its memory is measured alone.
+//! (`serve`, then `web`) on a throwaway database, so its memory is measured alone; the
+//! small uploads are sent again to the API alone (`web`), their ratio's ceiling.
 
 pub(super) mod http;
 mod large;
@@ -22,7 +23,7 @@ use self::large::large_upload;
 pub(super) use self::limit::NAME as INGESTION_LIMIT;
 use self::limit::ingestion_limit;
 use self::server::ServerProcess;
-pub(super) use self::small::{ACCEPTED, COMPLETED};
+pub(super) use self::small::{ACCEPTED, API_ALONE, COMPLETED};
 use self::small::{get_latencies, small_uploads};
 use self::tus::tus_upload;
 use super::store::Row;
@@ -174,8 +175,19 @@ async fn run_in(
     } else {
         small::SmallResult::default()
     };
+    let limit = small.rows.iter().find(|r| r.name == INGESTION_LIMIT);
+    let limit = limit.map(|r| r.value);
     rows.extend(small.rows);
     server.stop().await?;
+
+    // The same burst against the API alone, beside the same limit: the ceiling of the
+    // small-upload ratio on a machine that also projects and processes.
+    if let Some(limit) = limit {
+        let log = work.join("web-api-alone.log");
+        let web = ServerProcess::start(target.exe, "web", &env.vars("300", 0), log).await?;
+        rows.extend(small::api_alone(&web, &token, sizes, limit).await?);
+        web.stop().await?;
+    }
 
     // Reads on a `web` server (no worker competing), first with the cache, then without.
     let ids = Arc::new(small.file_ids);

@@ -61,6 +61,8 @@ async fn the_upload_bench_runs_end_to_end_at_tiny_sizes() {
         "small uploads, 16 clients: completed",
         "small uploads: accepted / ingestion limit",
         "small uploads: completed / accepted",
+        "small uploads, 16 clients, the API alone: accepted",
+        "small uploads, the API alone: accepted / ingestion limit",
         "GET /v1/files/{id}, 16 clients, cache on",
         "GET /v1/files/{id}, 16 clients, cache off",
     ] {

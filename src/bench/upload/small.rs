@@ -15,6 +15,7 @@ use crate::bench::cpu::CpuMeter;
 
 pub(crate) const ACCEPTED: &str = "small uploads, 16 clients: accepted";
 pub(crate) const COMPLETED: &str = "small uploads, 16 clients: completed";
+pub(crate) const API_ALONE: &str = "small uploads, 16 clients, the API alone: accepted";
 /// How often the bench looks whether every upload completed.
 const COMPLETION_POLL: Duration = Duration::from_millis(10);
 
@@ -32,61 +33,17 @@ pub(super) async fn small_uploads(
     sizes: &Sizes,
     limit: Row,
 ) -> anyhow::Result<SmallResult> {
-    let (n, len) = (sizes.small_uploads, sizes.small_bytes);
-    let pattern = Arc::new(Pattern::new());
-    let next = Arc::new(AtomicUsize::new(0));
-    let accepted = Arc::new(Mutex::new(Vec::with_capacity(n)));
-    let token = Arc::new(token.to_string());
+    let n = sizes.small_uploads;
     let before = db_counters(owner).await?;
     let cpu = CpuMeter::start(&[("server", server.pid()), ("bench", std::process::id())]);
     let started = Instant::now();
     let started_at = chrono::Utc::now();
-    let mut tasks = Vec::new();
-    for _ in 0..CLIENTS {
-        let (pattern, next, accepted, token) = (
-            pattern.clone(),
-            next.clone(),
-            accepted.clone(),
-            token.clone(),
-        );
-        let addr = server.addr;
-        tasks.push(tokio::spawn(async move {
-            let mut conn = Conn::open(addr).await?;
-            loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= n {
-                    return Ok::<_, anyhow::Error>(());
-                }
-                let sent = Instant::now();
-                let r = conn
-                    .upload(&token, &format!("small-{i}.bin"), len as u64, |off, buf| {
-                        // Distinct bytes per upload: identical ones would settle as duplicates.
-                        pattern.fill(off + (i as u64) * 4096, buf);
-                        if off == 0 {
-                            let stamp = (i as u64).to_le_bytes();
-                            let k = stamp.len().min(buf.len());
-                            buf[..k].copy_from_slice(&stamp[..k]);
-                        }
-                    })
-                    .await?;
-                let ms = sent.elapsed().as_secs_f64() * 1e3;
-                anyhow::ensure!(r.status == 202, "upload answered {}: {}", r.status, r.body);
-                let id = r.json()?["file_id"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_string();
-                accepted.lock().expect("not poisoned").push((id, ms));
-            }
-        }));
-    }
-    for t in tasks {
-        t.await??;
-    }
-    let accepted_after = started.elapsed();
+    let Burst {
+        file_ids,
+        latencies,
+        elapsed: accepted_after,
+    } = accept_burst(server, token, sizes, 0).await?;
     let accepting_cpu = cpu.stop().describe(n, "upload");
-    let accepted = std::mem::take(&mut *accepted.lock().expect("not poisoned"));
-    let (file_ids, mut latencies): (Vec<String>, Vec<f64>) = accepted.into_iter().unzip();
-    latencies.sort_by(f64::total_cmp);
 
     let ids: Vec<uuid::Uuid> = file_ids
         .iter()
@@ -146,11 +103,10 @@ pub(super) async fn small_uploads(
             value: accepted_rate,
             unit: "uploads/s",
             note: format!(
-                "{n} x {} KiB in {:.2} s; 202 latency p50 {:.1} ms, p99 {:.1} ms; {accepting_cpu}",
-                len / 1024,
+                "{n} x {} KiB in {:.2} s; {}; {accepting_cpu}",
+                sizes.small_bytes / 1024,
                 accepted_after.as_secs_f64(),
-                percentile(&latencies, 50),
-                percentile(&latencies, 99)
+                describe_latencies(&latencies)
             ),
         },
         Row {
@@ -188,6 +144,131 @@ pub(super) async fn small_uploads(
         file_ids,
         completed,
     })
+}
+
+/// The same burst of small uploads against the API alone (a `web` server: nothing
+/// projected, nothing processed), beside the same ingestion limit: the most the
+/// accepting half of the pipeline gets out of the machine once the other half runs
+/// elsewhere, and so the ceiling for `ACCEPTED` on a machine that runs both
+/// (docs/benchmarks.md, "Small files: the API alone, and what recording less buys").
+pub(super) async fn api_alone(
+    server: &ServerProcess,
+    token: &str,
+    sizes: &Sizes,
+    limit: f64,
+) -> anyhow::Result<Vec<Row>> {
+    let n = sizes.small_uploads;
+    let cpu = CpuMeter::start(&[("server", server.pid()), ("bench", std::process::id())]);
+    // Other bytes than the pipeline's burst: these stay uploaded, never hashed.
+    let burst = accept_burst(server, token, sizes, n).await?;
+    let cpu = cpu.stop().describe(n, "upload");
+    let rate = n as f64 / burst.elapsed.as_secs_f64();
+    Ok(vec![
+        Row {
+            name: API_ALONE,
+            value: rate,
+            unit: "uploads/s",
+            note: format!(
+                "{n} x {} KiB to `chronicle web` (no projectors, no worker) in {:.2} s; {}; {cpu}",
+                sizes.small_bytes / 1024,
+                burst.elapsed.as_secs_f64(),
+                describe_latencies(&burst.latencies)
+            ),
+        },
+        Row {
+            name: "small uploads, the API alone: accepted / ingestion limit",
+            value: 100.0 * rate / limit,
+            unit: "%",
+            note: format!(
+                "{rate:.0} of {limit:.0} uploads/s: the ceiling of `accepted / ingestion limit` \
+                 on one machine, reached only if projecting and processing cost nothing"
+            ),
+        },
+    ])
+}
+
+/// The accepted half of a run of small uploads.
+struct Burst {
+    file_ids: Vec<String>,
+    /// Each upload's time to its `202`, in milliseconds, sorted.
+    latencies: Vec<f64>,
+    /// From the first upload sent to the last `202`.
+    elapsed: Duration,
+}
+
+/// `sizes.small_uploads` uploads of `sizes.small_bytes` distinct bytes each from 16
+/// keep-alive clients, each required to answer `202`. `first` numbers the uploads (their
+/// names and bytes), so two bursts of one run upload different files.
+async fn accept_burst(
+    server: &ServerProcess,
+    token: &str,
+    sizes: &Sizes,
+    first: usize,
+) -> anyhow::Result<Burst> {
+    let (n, len) = (sizes.small_uploads, sizes.small_bytes);
+    let pattern = Arc::new(Pattern::new());
+    let next = Arc::new(AtomicUsize::new(first));
+    let accepted = Arc::new(Mutex::new(Vec::with_capacity(n)));
+    let token = Arc::new(token.to_string());
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..CLIENTS {
+        let (pattern, next, accepted, token) = (
+            pattern.clone(),
+            next.clone(),
+            accepted.clone(),
+            token.clone(),
+        );
+        let addr = server.addr;
+        tasks.push(tokio::spawn(async move {
+            let mut conn = Conn::open(addr).await?;
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= first + n {
+                    return Ok::<_, anyhow::Error>(());
+                }
+                let sent = Instant::now();
+                let r = conn
+                    .upload(&token, &format!("small-{i}.bin"), len as u64, |off, buf| {
+                        // Distinct bytes per upload: identical ones would settle as duplicates.
+                        pattern.fill(off + (i as u64) * 4096, buf);
+                        if off == 0 {
+                            let stamp = (i as u64).to_le_bytes();
+                            let k = stamp.len().min(buf.len());
+                            buf[..k].copy_from_slice(&stamp[..k]);
+                        }
+                    })
+                    .await?;
+                let ms = sent.elapsed().as_secs_f64() * 1e3;
+                anyhow::ensure!(r.status == 202, "upload answered {}: {}", r.status, r.body);
+                let id = r.json()?["file_id"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string();
+                accepted.lock().expect("not poisoned").push((id, ms));
+            }
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    let elapsed = started.elapsed();
+    let accepted = std::mem::take(&mut *accepted.lock().expect("not poisoned"));
+    let (file_ids, mut latencies): (Vec<String>, Vec<f64>) = accepted.into_iter().unzip();
+    latencies.sort_by(f64::total_cmp);
+    Ok(Burst {
+        file_ids,
+        latencies,
+        elapsed,
+    })
+}
+
+fn describe_latencies(sorted: &[f64]) -> String {
+    format!(
+        "202 latency p50 {:.1} ms, p99 {:.1} ms",
+        percentile(sorted, 50),
+        percentile(sorted, 99)
+    )
 }
 
 /// The bench database's counters so far (PostgreSQL's statistics, as `pg_stat_database`
