@@ -482,6 +482,58 @@ async fn the_event_stream_reports_progress_and_completion_to_the_owner_only() {
     }
 }
 
+/// A chunk that leaves the upload unfinished is announced at its recorded offset once it
+/// commits (with the lock's release, before the 204), not only as its bytes arrive: the
+/// body comes in two parts within the arrival reports' throttle, so those report only
+/// the first part, and the message at the chunk's end can only be the commit's.
+#[tokio::test]
+async fn a_recorded_chunk_is_announced_at_its_offset() {
+    use futures::StreamExt;
+    let w = World::new(&[]).await;
+    let redis = redis::Client::open(crate::common::redis_url()).unwrap();
+    let mut pubsub = redis.get_async_pubsub().await.unwrap();
+    let channel = format!(
+        "{}events:{}",
+        w.t.app.state.config.redis_key_prefix, w.tenant
+    );
+    pubsub.subscribe(&channel).await.unwrap();
+    let at = create(&w, &w.admin, 10, "").await;
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(4);
+    let body = reqwest::Body::wrap_stream(tokio_stream::wrappers::ReceiverStream::new(rx));
+    let sent = tokio::spawn(
+        tus(w.t.http.patch(w.t.url(&at)), &w.admin)
+            .header("Content-Type", "application/offset+octet-stream")
+            .header("Upload-Offset", 0)
+            .body(body)
+            .send(),
+    );
+    tx.send(Ok(b"a".to_vec())).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    tx.send(Ok(b"bc".to_vec())).await.unwrap();
+    drop(tx);
+    assert_eq!(sent.await.unwrap().unwrap().status(), 204);
+
+    // Both the arrival report of the first part (1 byte) and the commit's (3 bytes).
+    let mut messages = pubsub.on_message();
+    let mut seen = Vec::new();
+    let receiving_at = |seen: &[serde_json::Value], n: u64| {
+        seen.iter()
+            .any(|p| p["bytes_received"] == n && p["state"] == "receiving")
+    };
+    let announced = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Some(message) = messages.next().await {
+            let text: String = message.get_payload().unwrap();
+            let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+            seen.push(v["progress"].clone());
+            if receiving_at(&seen, 1) && receiving_at(&seen, 3) {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(announced.is_ok(), "no report at 1 and at 3 bytes: {seen:?}");
+}
+
 /// A raw PATCH of the whole of upload `at`: `bytes` at offset 0.
 fn whole_patch(w: &World, at: &str, bytes: &[u8]) -> Vec<u8> {
     let bearer = format!("Bearer {}", w.admin.token);

@@ -71,7 +71,23 @@ pub async fn accept(state: &AppState, chunk: Chunk, body: Body) -> Result<Accept
     let task = tokio::spawn(async move {
         let mut chunk = chunk;
         let result = locked(&state, &mut chunk, &lock, body, &mut phases).await;
-        lock.release().await;
+        // Where the upload now stands, for its watchers (a completed one was announced
+        // by `complete::finish`). Sent together with the release: both ride the one
+        // multiplexed Redis connection, so they cost one round trip instead of two, and
+        // both are done before the answer, so a client's next PATCH finds the lock free
+        // and its progress comes after this one.
+        let progress = match &result {
+            Ok(Accepted {
+                upload,
+                completed: None,
+            }) => Some(upload),
+            _ => None,
+        };
+        tokio::join!(lock.release(), async {
+            if let Some(upload) = progress {
+                publish(&state, chunk.tenant, chunk.upload_id, upload, None).await;
+            }
+        });
         phases.mark("release");
         let bytes = result
             .as_ref()
@@ -265,16 +281,13 @@ async fn locked(
         );
     }
     let completed = if upload.is_full() {
-        Some(complete::finish(state, chunk.tenant, chunk.upload_id, &upload, &chunk.meta).await?)
+        let completed =
+            complete::finish(state, chunk.tenant, chunk.upload_id, &upload, &chunk.meta).await?;
+        phases.mark("complete");
+        Some(completed)
     } else {
-        publish(state, chunk.tenant, chunk.upload_id, &upload, None).await;
         None
     };
-    phases.mark(if completed.is_some() {
-        "complete"
-    } else {
-        "publish"
-    });
     Ok(Accepted { upload, completed })
 }
 
