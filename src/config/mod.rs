@@ -86,6 +86,10 @@ pub struct Config {
     /// `HTTP_HEADER_TIMEOUT_SECS`: how long a connection may take to send a request's
     /// head, counted from its opening or its previous answer (src/api/serve.rs).
     pub http_header_timeout: std::time::Duration,
+    /// `IDEMPOTENCY_LEASE_SECS`: how long a claimed `Idempotency-Key` stays the request's
+    /// without a renewal; a live request renews it every third of that, so only a key
+    /// whose instance died (or lost the database that long) is taken over by a retry.
+    pub idempotency_lease: std::time::Duration,
     pub data_dir: PathBuf,
     pub jwt_secret: Secret,
     /// True when `jwt_secret` was generated at start-up (tokens die with the process).
@@ -215,6 +219,13 @@ impl Config {
             "HTTP_HEADER_TIMEOUT_SECS",
             30,
             1..=3600,
+        )?);
+
+        let idempotency_lease = std::time::Duration::from_secs(jobs::parse_within(
+            &get,
+            "IDEMPOTENCY_LEASE_SECS",
+            60,
+            3..=3600,
         )?);
 
         let data_dir = PathBuf::from(get("DATA_DIR").unwrap_or_else(|| "./data".into()));
@@ -364,6 +375,7 @@ impl Config {
             redis_url: Secret::new(redis_url),
             bind_addr,
             http_header_timeout,
+            idempotency_lease,
             data_dir,
             jwt_secret,
             jwt_secret_generated,

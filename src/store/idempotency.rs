@@ -6,10 +6,14 @@
 //! marking it committed, storing its answer, freeing it — names it. A key whose owner
 //! ran past its lease may be taken over by a retry (a new claim id); the first request,
 //! slow rather than dead, then finds its claim gone when it commits, and its events are
-//! not appended (`KeyTakenOver`), so the effect happens once.
+//! not appended (`KeyTakenOver`), so the effect happens once. A live request renews its
+//! lease (`renew`, from `ClaimedKey` in the idempotency layer), so only a request whose
+//! instance died — or lost the database for a whole lease — is ever taken over.
 //!
 //! Also the key table's reads and writes for the idempotency layer (src/api/edge/idempotency.rs),
 //! which decides what they mean.
+
+use std::time::Duration;
 
 use sqlx::PgPool;
 use tokio::task_local;
@@ -116,10 +120,11 @@ pub async fn insert_claim(
     fingerprint: &str,
     role: &Option<String>,
     claim: uuid::Uuid,
+    lease: Duration,
 ) -> Result<bool, sqlx::Error> {
     let inserted = sqlx::query(
-        "INSERT INTO idempotency_keys (scope, key, fingerprint, state, role, claim)
-         VALUES ($1, $2, $3, 'in_progress', $4, $5)
+        "INSERT INTO idempotency_keys (scope, key, fingerprint, state, role, claim, locked_until)
+         VALUES ($1, $2, $3, 'in_progress', $4, $5, now() + make_interval(secs => $6))
          ON CONFLICT DO NOTHING",
     )
     .bind(scope)
@@ -127,9 +132,33 @@ pub async fn insert_claim(
     .bind(fingerprint)
     .bind(role)
     .bind(claim)
+    .bind(lease.as_secs_f64())
     .execute(db)
     .await?;
     Ok(inserted.rows_affected() == 1)
+}
+
+/// Extends the lease of a key this claim still holds `in_progress` (its request is
+/// alive); `false` once it does not — settled, committed, freed or taken over — and
+/// nothing is left to keep.
+pub async fn renew(
+    db: &PgPool,
+    scope: &str,
+    key: &str,
+    claim: uuid::Uuid,
+    lease: Duration,
+) -> Result<bool, sqlx::Error> {
+    let renewed = sqlx::query(
+        "UPDATE idempotency_keys SET locked_until = now() + make_interval(secs => $4)
+          WHERE scope = $1 AND key = $2 AND claim = $3 AND state = 'in_progress'",
+    )
+    .bind(scope)
+    .bind(key)
+    .bind(claim)
+    .bind(lease.as_secs_f64())
+    .execute(db)
+    .await?;
+    Ok(renewed.rows_affected() == 1)
 }
 
 /// The stored key, if any.
@@ -166,14 +195,16 @@ pub async fn take_over_lapsed(
     scope: &str,
     key: &str,
     claim: uuid::Uuid,
+    lease: Duration,
 ) -> Result<bool, sqlx::Error> {
     let taken = sqlx::query(
-        "UPDATE idempotency_keys SET locked_until = now() + interval '60 seconds', claim = $3
+        "UPDATE idempotency_keys SET locked_until = now() + make_interval(secs => $4), claim = $3
           WHERE scope = $1 AND key = $2 AND state = 'in_progress' AND locked_until < now()",
     )
     .bind(scope)
     .bind(key)
     .bind(claim)
+    .bind(lease.as_secs_f64())
     .execute(db)
     .await?;
     Ok(taken.rows_affected() == 1)

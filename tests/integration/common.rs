@@ -367,6 +367,28 @@ pub fn raw_request(t: &TestApp, line: &str, headers: &[(&str, &str)], body: &[u8
     request
 }
 
+/// The API of `t` with `extra` routes of a test's own beside it, behind the API's edge
+/// (`api::router_with`) and its idempotency layer, as the real routes are; served on a
+/// port of its own.
+pub async fn serve_test_routes(
+    t: &TestApp,
+    extra: axum::Router<chronicle::state::AppState>,
+) -> std::net::SocketAddr {
+    let state = t.app.state.clone();
+    let extra = extra.route_layer(axum::middleware::from_fn_with_state(
+        state.clone(),
+        chronicle::api::edge::idempotency::idempotency,
+    ));
+    let router = chronicle::api::router_with(state, extra);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let service = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
+        axum::serve(listener, service).await.unwrap();
+    });
+    addr
+}
+
 /// One answer on `conn` (its request already written by the caller): the status line
 /// and the headers, lowercased, and the body, read by `Content-Length`.
 pub async fn answer_on<R>(conn: &mut R) -> (String, Vec<String>, String)

@@ -223,7 +223,7 @@ async fn a_request_whose_key_was_taken_over_after_its_lease_commits_nothing() {
     .await
     .unwrap();
     assert!(
-        keys::take_over_lapsed(&db.app, "s", "k", retry)
+        keys::take_over_lapsed(&db.app, "s", "k", retry, std::time::Duration::from_secs(60))
             .await
             .unwrap()
     );
@@ -510,4 +510,64 @@ async fn send_answer(t: &TestApp, request: &[u8]) -> (u16, Value) {
         .map(|(_, b)| b)
         .unwrap_or_default();
     (status, serde_json::from_str(body).unwrap_or(Value::Null))
+}
+
+/// A keyed request slower than its key's lease keeps the key: the lease is renewed while
+/// the request lives, so a retry sent after the lease alone would have lapsed is told the
+/// request is still in progress instead of running it a second time, and once the first
+/// has answered, the retry gets that stored answer. Without the renewal the retry took
+/// the key over and ran the handler again (the claim's fence then kept a second effect
+/// out of the event log, but the work ran twice and the first request answered `409`).
+#[tokio::test]
+async fn a_request_slower_than_its_keys_lease_keeps_its_key() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    let t = TestApp::spawn(Mode::Serve, &[("IDEMPOTENCY_LEASE_SECS", "3")]).await;
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counted = calls.clone();
+    let slow = axum::Router::new().route(
+        "/v1/test/slow",
+        axum::routing::post(move || {
+            let calls = counted.clone();
+            async move {
+                calls.fetch_add(1, Ordering::SeqCst);
+                // Two leases' worth: without renewals the key lapses half-way.
+                tokio::time::sleep(std::time::Duration::from_secs(6)).await;
+                (
+                    axum::http::StatusCode::CREATED,
+                    axum::Json(json!({ "done": true })),
+                )
+            }
+        }),
+    );
+    let addr = crate::common::serve_test_routes(&t, slow).await;
+    let me = t.signup("patient").await;
+    let send = || {
+        t.http
+            .post(format!("http://{addr}/v1/test/slow"))
+            .bearer_auth(&me.token)
+            .header("idempotency-key", "slow-one")
+            .json(&json!({ "n": 1 }))
+            .send()
+    };
+
+    let first = tokio::spawn(send());
+    // Past the 3 s lease, well before the first answers.
+    tokio::time::sleep(std::time::Duration::from_millis(4500)).await;
+    let retry = send().await.unwrap();
+    assert_eq!(retry.status(), StatusCode::CONFLICT);
+    let error: Value = retry.json().await.unwrap();
+    assert_eq!(
+        error["error"]["code"], "idempotency_key_in_progress",
+        "{error}"
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 1, "the retry ran nothing");
+
+    let first = first.await.unwrap().unwrap();
+    assert_eq!(first.status(), StatusCode::CREATED);
+    let replay = send().await.unwrap();
+    assert_eq!(replay.status(), StatusCode::CREATED);
+    assert_eq!(replay.headers()["idempotency-replayed"], "true");
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
 }

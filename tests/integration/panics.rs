@@ -13,21 +13,18 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
-use chronicle::api::edge::idempotency::idempotency;
 use chronicle::app::Mode;
-use chronicle::state::AppState;
 use serde_json::{Value, json};
 use tokio::io::{AsyncWriteExt, BufReader};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 
-use crate::common::{TestApp, answer_on};
+use crate::common::{TestApp, answer_on, serve_test_routes};
 
 const SECRET: &str = "the handler's private detail";
 
 /// The API with two routes of the test's: one that always panics, one that panics on
 /// its first call only (counted in `calls`).
 async fn serve_with_panicking_routes(t: &TestApp, calls: Arc<AtomicUsize>) -> SocketAddr {
-    let state: AppState = t.app.state.clone();
     let extra = Router::new()
         .route("/v1/test/panics", get(always_panics))
         .route(
@@ -41,19 +38,8 @@ async fn serve_with_panicking_routes(t: &TestApp, calls: Arc<AtomicUsize>) -> So
                     (StatusCode::CREATED, axum::Json(json!({ "done": true })))
                 }
             }),
-        )
-        .route_layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            idempotency,
-        ));
-    let router = chronicle::api::router_with(state, extra);
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        let service = router.into_make_service_with_connect_info::<SocketAddr>();
-        axum::serve(listener, service).await.unwrap();
-    });
-    addr
+        );
+    serve_test_routes(t, extra).await
 }
 
 async fn always_panics() -> StatusCode {

@@ -35,6 +35,8 @@
 //! handler claims the key once the body is received, with a fingerprint of its SHA-256
 //! and metadata (`streamed_keys.rs`).
 
+use std::time::Duration;
+
 use axum::body::{Body, Bytes};
 use axum::extract::{FromRequestParts, Request, State};
 use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
@@ -260,6 +262,13 @@ pub(in crate::api) async fn settle(
 /// deletes only an `in_progress` key of this claim: one marked `committed` in the
 /// events' transaction stays, as its effect happened, and one a retry took over is the
 /// retry's.
+///
+/// While it lives, the key's lease is renewed (every third of `IDEMPOTENCY_LEASE_SECS`):
+/// a request slower than the lease — a large upload, a stalled database — keeps its key,
+/// and a retry meanwhile gets `409 idempotency_key_in_progress` instead of running the
+/// request a second time. Only a request whose instance died stops renewing, and only
+/// then does a retry take the key over (the claim id still fences a holder that lost
+/// the database for a whole lease: its commit appends nothing).
 pub(in crate::api) struct ClaimedKey {
     db: sqlx::PgPool,
     scope: String,
@@ -267,22 +276,51 @@ pub(in crate::api) struct ClaimedKey {
     /// Which claim of the key this is (src/store/idempotency.rs).
     claim: Uuid,
     settled: bool,
+    renewer: tokio::task::JoinHandle<()>,
 }
 
 impl ClaimedKey {
     fn new(state: &AppState, scope: &str, key: &str, claim: Uuid) -> ClaimedKey {
+        let lease = state.config.idempotency_lease;
+        let renewer = tokio::spawn(renew(
+            state.db.clone(),
+            scope.to_string(),
+            key.to_string(),
+            claim,
+            lease,
+        ));
         ClaimedKey {
             db: state.db.clone(),
             scope: scope.to_string(),
             key: key.to_string(),
             claim,
             settled: false,
+            renewer,
+        }
+    }
+}
+
+/// Renews the claim's lease every third of it until the key is no longer this claim's
+/// `in_progress` key (or the task is aborted with its `ClaimedKey`). A failed renewal is
+/// tried again at the next tick: the lease outlives two of them.
+async fn renew(db: sqlx::PgPool, scope: String, key: String, claim: Uuid, lease: Duration) {
+    let mut ticks = tokio::time::interval(lease / 3);
+    ticks.tick().await; // the first tick is now: the claim was just written
+    loop {
+        ticks.tick().await;
+        match keys::renew(&db, &scope, &key, claim, lease).await {
+            Ok(true) => {}
+            Ok(false) => return,
+            Err(err) => {
+                tracing::warn!(error = %err, "an Idempotency-Key's lease could not be renewed; trying again");
+            }
         }
     }
 }
 
 impl Drop for ClaimedKey {
     fn drop(&mut self) {
+        self.renewer.abort();
         if self.settled {
             return;
         }
@@ -318,7 +356,8 @@ pub(in crate::api) async fn claim(
     let scope = principal.scope.as_str();
     let role = &principal.role;
     for _ in 0..3 {
-        if keys::insert_claim(&state.db, scope, key, fingerprint, role, claim).await? {
+        let lease = state.config.idempotency_lease;
+        if keys::insert_claim(&state.db, scope, key, fingerprint, role, claim, lease).await? {
             return Ok(Claim::Run(ClaimedKey::new(state, scope, key, claim)));
         }
         let Some(keys::StoredKey {
@@ -344,7 +383,7 @@ pub(in crate::api) async fn claim(
         // Its owner died before committing anything: take the key over.
         if stored_state == "in_progress"
             && lock_lapsed
-            && keys::take_over_lapsed(&state.db, scope, key, claim).await?
+            && keys::take_over_lapsed(&state.db, scope, key, claim, lease).await?
         {
             return Ok(Claim::Run(ClaimedKey::new(state, scope, key, claim)));
         }
